@@ -1,0 +1,94 @@
+"""The live table of clusters, endpoints and health, as immutable values.
+
+The store (memory or Redis) holds the table; each DNS server reads it into a
+``Snapshot`` and the query path reads only that.  Everything here is frozen so
+a snapshot can be swapped atomically by assigning one reference.
+"""
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Iterable, Mapping
+
+from ..config.model import CheckSpec, ClusterSpec, IPAddress
+
+
+class AdminState(str, enum.Enum):
+    """What an operator said about a cluster or endpoint; wins over health checks."""
+
+    ACTIVE = "active"            # follow the health checks
+    DRAINED = "drained"          # no new traffic, whatever the checks say
+    FORCED_UP = "forced-up"      # answer it even if checks say down
+    FORCED_DOWN = "forced-down"  # never answer it
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: IPAddress
+    weight: int = 100
+    admin: AdminState = AdminState.ACTIVE
+    probe: str | None = None
+
+    @property
+    def key(self) -> str:
+        return str(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    name: str
+    region: str
+    endpoints: tuple[Endpoint, ...]
+    weight: int = 100
+    priority: int = 0
+    min_healthy: int = 1
+    admin: AdminState = AdminState.ACTIVE
+    check: CheckSpec | None = None
+
+    @classmethod
+    def from_spec(cls, spec: ClusterSpec) -> "Cluster":
+        return cls(
+            name=spec.name,
+            region=spec.region,
+            endpoints=tuple(Endpoint(e.address, e.weight, AdminState.ACTIVE, e.probe) for e in spec.endpoints),
+            weight=spec.weight,
+            priority=spec.priority,
+            min_healthy=spec.min_healthy,
+            check=spec.check,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One checker's verdict on one endpoint, as of ``at`` (unix seconds)."""
+
+    checker: str
+    vantage: str                 # the checker's region
+    cluster: str
+    endpoint: str                # str(address)
+    up: bool | None              # None: no verdict yet (unknown)
+    rtt_ms: float | None
+    at: float
+    expires: float               # after this the observation no longer counts
+
+
+ObservationKey = tuple[str, str]   # (cluster, endpoint)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The table as one DNS server sees it at one version."""
+
+    version: int
+    clusters: Mapping[str, Cluster]
+    observations: Mapping[ObservationKey, tuple[Observation, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    taken_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> "Snapshot":
+        """The snapshot a server uses before (or without) any store: the config's seed."""
+        clusters = {s.name: Cluster.from_spec(s) for s in specs}
+        return cls(version=version, clusters=MappingProxyType(clusters))
