@@ -1,0 +1,129 @@
+"""The ``geodns`` command: argument parsing and dispatch to one function per command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .config.load import parse_listen
+from .errors import InputError
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _http_listen(text: str):
+    if text.lower() in ("off", "none", ""):
+        return None
+    return _listen(text)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="ts=%(asctime)s level=%(levelname)s component=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_loop(coro) -> None:
+    try:
+        import uvloop  # noqa: F401 - optional speed-up, Linux only
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(coro)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import Server, Settings
+
+    settings = Settings(
+        config_path=args.config,
+        zone_paths=tuple(args.zone or ()),
+        dns_listen=tuple(args.dns_listen or ()),
+        http_listen=args.http_listen if args.http_listen is not None else False,
+        store=args.store,
+    )
+    server = Server(settings)
+    try:
+        _run_loop(server.run())
+    except InputError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print("geodns: not started: fix the problems above", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"geodns: cannot listen: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .config.load import load_config
+    from .server import build_engine, default_config_path, Settings
+
+    problems = []
+    config = None
+    if args.config is None and not args.zone:
+        args.config = default_config_path()
+    try:
+        config = Settings(config_path=args.config, zone_paths=tuple(args.zone or ())).load()
+    except InputError as exc:
+        problems.extend(exc.problems)
+    if config is not None:
+        try:
+            engine = build_engine(config)
+        except InputError as exc:
+            problems.extend(exc.problems)
+        else:
+            for zone in engine.zones:
+                print(f"ok: {zone.source}: zone {_text(zone.origin)} serial {zone.serial}, {zone.names} names")
+            if args.config is not None:
+                print(f"ok: {args.config}: {len(config.clusters)} clusters, {len(config.records)} records")
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+def _text(name) -> str:
+    from .names import to_text
+    return to_text(name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geodns", description="Authoritative geo- and latency-aware DNS server.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="answer DNS queries (and serve the HTTP API)")
+    serve.add_argument("--config", type=Path, help="YAML config (default: the shipped config/geodns.yaml)")
+    serve.add_argument("--zone", type=Path, action="append", help="zone file to serve (repeatable)")
+    serve.add_argument("--dns-listen", type=_listen, action="append", metavar="HOST:PORT",
+                       help="UDP+TCP listen address (repeatable; default 127.0.0.1:5353)")
+    serve.add_argument("--http-listen", type=_http_listen, metavar="HOST:PORT",
+                       help="HTTP listen address for /metrics, /healthz, /readyz (default 127.0.0.1:8053; 'off' disables)")
+    serve.add_argument("--store", metavar="URL", help="state store: memory:// or redis://HOST:PORT/DB")
+    serve.set_defaults(func=cmd_serve)
+
+    validate = sub.add_parser("validate", help="check a config and its zone files; print file:line: reason")
+    validate.add_argument("--config", type=Path)
+    validate.add_argument("--zone", type=Path, action="append")
+    validate.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

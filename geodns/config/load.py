@@ -1,0 +1,474 @@
+"""Load and validate the YAML configuration into a ``Config``.
+
+Every problem is collected, each naming the file, the line and the key path
+(``clusters.us-east-1.weight: must be an integer >= 0``), and raised together
+as one ``ConfigError``; a half-valid config is never returned.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import names
+from ..errors import ConfigError, Problem
+from . import model
+from .yamlsrc import LinedList, LinedMap, _YamlSyntax, parse_yaml
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'127.0.0.1:5353' or '[::1]:5353' → (host, port); ValueError says why."""
+    if not isinstance(text, str):
+        raise ValueError("must be a string 'HOST:PORT' (IPv6 as '[::1]:PORT')")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r}: IPv6 listen addresses are written '[::1]:PORT'")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"{text!r}: expected HOST:PORT")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: port must be 0-65535")
+    return host, int(port)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 2, 0.5, '2s', '500ms', '1m'."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 2s or 500ms")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 2s or 500ms")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+class _Reader:
+    """Walks the parsed YAML, building model objects and collecting problems."""
+
+    def __init__(self, source: str, base_dir: Path):
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+
+    # -- helpers -----------------------------------------------------------
+    def problem(self, line: int | None, path: str, reason: str) -> None:
+        self.problems.append(Problem(self.source, line, f"{path}: {reason}"))
+
+    def mapping(self, value: Any, line: int | None, path: str, known: tuple[str, ...] | None) -> LinedMap | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.problem(line, path, "must be a mapping")
+            return None
+        for key, dup_line in getattr(value, "duplicates", []):
+            self.problem(dup_line, f"{path}.{key}" if path else str(key), "duplicate key")
+        if known is not None:
+            for key in value:
+                if key not in known:
+                    where = f"{path}.{key}" if path else str(key)
+                    self.problem(_line(value, key), where, f"unknown key (expected one of: {', '.join(known)})")
+        return value
+
+    def field(self, m: LinedMap, key: str, path: str, convert: Callable[[Any], Any], default: Any) -> Any:
+        if key not in m or m[key] is None:
+            return default
+        try:
+            return convert(m[key])
+        except (ValueError, TypeError) as exc:
+            self.problem(_line(m, key), f"{path}.{key}" if path else key, str(exc))
+            return default
+
+    def path_of(self, value: Any) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be a file path")
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    # -- sections ----------------------------------------------------------
+    def read(self, doc: Any) -> model.Config:
+        top = self.mapping(doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records"))
+        if top is None:
+            top = LinedMap()
+        server = self.server(top)
+        store = self.field(top, "store", "", _store_url, "memory://")
+        zones = self.zones(top)
+        geoip = self.geoip(top)
+        regions = self.regions(top)
+        clusters = self.clusters(top, regions)
+        records = self.records(top, clusters)
+        for net in geoip.networks:
+            if net.region not in regions:
+                self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
+        return model.Config(None, server, store, zones, geoip, regions, clusters, records)
+
+    def server(self, top: LinedMap) -> model.ServerConfig:
+        known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_max_connections", "admin_token")
+        m = self.mapping(top.get("server"), _line(top, "server"), "server", known)
+        d = model.ServerConfig()
+        if m is None:
+            return d
+        dns_listen = d.dns_listen
+        if "dns_listen" in m:
+            raw = m["dns_listen"]
+            items = [raw] if isinstance(raw, str) else raw
+            if not isinstance(items, list) or not items:
+                self.problem(_line(m, "dns_listen"), "server.dns_listen", "must be a non-empty list of 'HOST:PORT'")
+            else:
+                parsed = []
+                for i, item in enumerate(items):
+                    try:
+                        parsed.append(parse_listen(item))
+                    except ValueError as exc:
+                        self.problem(_item_line(items, i, m, "dns_listen"), f"server.dns_listen[{i}]", str(exc))
+                dns_listen = tuple(parsed) or dns_listen
+        http_listen = d.http_listen
+        if "http_listen" in m:
+            http_listen = None if m["http_listen"] in (None, False, "") else \
+                self.field(m, "http_listen", "server", parse_listen, d.http_listen)
+        return model.ServerConfig(
+            dns_listen=dns_listen,
+            http_listen=http_listen,
+            nsid=self.field(m, "nsid", "server", _nsid, None),
+            udp_payload=self.field(m, "udp_payload", "server", _int_range(512, 4096), d.udp_payload),
+            tcp_idle_timeout=self.field(m, "tcp_idle_timeout", "server", parse_duration, d.tcp_idle_timeout),
+            tcp_max_connections=self.field(m, "tcp_max_connections", "server", _int_range(1, 100000), d.tcp_max_connections),
+            admin_token=self.field(m, "admin_token", "server", _nonempty_str, None),
+        )
+
+    def zones(self, top: LinedMap) -> tuple[Path, ...]:
+        raw = top.get("zones")
+        if raw is None:
+            return ()
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list):
+            self.problem(_line(top, "zones"), "zones", "must be a list of zone file paths")
+            return ()
+        paths = []
+        for i, item in enumerate(raw):
+            try:
+                paths.append(self.path_of(item))
+            except ValueError as exc:
+                self.problem(_item_line(raw, i, top, "zones"), f"zones[{i}]", str(exc))
+        return tuple(paths)
+
+    def geoip(self, top: LinedMap) -> model.GeoIPConfig:
+        m = self.mapping(top.get("geoip"), _line(top, "geoip"), "geoip", ("database", "networks"))
+        if m is None:
+            return model.GeoIPConfig()
+        database = self.field(m, "database", "geoip", self.path_of, None)
+        networks = []
+        raw = m.get("networks") or []
+        if not isinstance(raw, list):
+            self.problem(_line(m, "networks"), "geoip.networks", "must be a list of {cidr, region}")
+            raw = []
+        for i, item in enumerate(raw):
+            path = f"geoip.networks[{i}]"
+            entry = self.mapping(item, _item_line(raw, i, m, "networks"), path, ("cidr", "region"))
+            if entry is None:
+                continue
+            cidr = self.field(entry, "cidr", path, _network, None)
+            region = self.field(entry, "region", path, _nonempty_str, None)
+            if cidr is None or region is None:
+                if "cidr" not in entry or "region" not in entry:
+                    self.problem(entry.line, path, "needs both cidr and region")
+                continue
+            networks.append(model.GeoNetwork(cidr, region))
+        return model.GeoIPConfig(database, tuple(networks))
+
+    def regions(self, top: LinedMap) -> dict[str, model.Region]:
+        m = self.mapping(top.get("regions"), _line(top, "regions"), "regions", None)
+        out: dict[str, model.Region] = {}
+        for name, raw in (m or {}).items():
+            path = f"regions.{name}"
+            r = self.mapping(raw, _line(m, name), path, ("lat", "lon", "continent", "countries"))
+            if r is None:
+                self.problem(_line(m, name), path, "must be a mapping with lat, lon, continent")
+                continue
+            missing = [k for k in ("lat", "lon", "continent") if k not in r]
+            if missing:
+                self.problem(r.line, path, f"missing {', '.join(missing)}")
+                continue
+            out[str(name)] = model.Region(
+                name=str(name),
+                lat=self.field(r, "lat", path, _float_range(-90, 90), 0.0),
+                lon=self.field(r, "lon", path, _float_range(-180, 180), 0.0),
+                continent=self.field(r, "continent", path, _continent, "NA"),
+                countries=self.field(r, "countries", path, _countries, ()),
+            )
+        return out
+
+    def clusters(self, top: LinedMap, regions: dict[str, model.Region]) -> dict[str, model.ClusterSpec]:
+        m = self.mapping(top.get("clusters"), _line(top, "clusters"), "clusters", None)
+        out: dict[str, model.ClusterSpec] = {}
+        known = ("region", "endpoints", "weight", "priority", "min_healthy", "check")
+        for name, raw in (m or {}).items():
+            path = f"clusters.{name}"
+            c = self.mapping(raw, _line(m, name), path, known)
+            if c is None:
+                self.problem(_line(m, name), path, "must be a mapping with region and endpoints")
+                continue
+            region = c.get("region")
+            if region not in regions:
+                self.problem(_line(c, "region") or c.line, f"{path}.region",
+                             f"unknown region {region!r}" if region is not None else "missing")
+            endpoints = self.endpoints(c, path)
+            out[str(name)] = model.ClusterSpec(
+                name=str(name),
+                region=str(region),
+                endpoints=endpoints,
+                weight=self.field(c, "weight", path, _int_range(0, 1_000_000), 100),
+                priority=self.field(c, "priority", path, _int_range(0, 1_000_000), 0),
+                min_healthy=self.field(c, "min_healthy", path, _int_range(1, 1_000_000), 1),
+                check=self.check(c, path),
+            )
+        return out
+
+    def endpoints(self, c: LinedMap, path: str) -> tuple[model.EndpointSpec, ...]:
+        raw = c.get("endpoints")
+        if not isinstance(raw, list) or not raw:
+            self.problem(_line(c, "endpoints") or c.line, f"{path}.endpoints", "must be a non-empty list of addresses")
+            return ()
+        out = []
+        for i, item in enumerate(raw):
+            ipath = f"{path}.endpoints[{i}]"
+            line = _item_line(raw, i, c, "endpoints")
+            if isinstance(item, str):
+                try:
+                    out.append(model.EndpointSpec(address=_address(item)))
+                except ValueError as exc:
+                    self.problem(line, ipath, str(exc))
+                continue
+            else:
+                item_map = self.mapping(item, line, ipath, ("address", "weight", "probe"))
+                if item_map is None:
+                    continue
+            address = self.field(item_map, "address", ipath, _address, None)
+            if address is None:
+                if "address" not in item_map:
+                    self.problem(line, ipath, "missing address")
+                continue
+            out.append(model.EndpointSpec(
+                address=address,
+                weight=self.field(item_map, "weight", ipath, _int_range(0, 1_000_000), 100),
+                probe=self.field(item_map, "probe", ipath, _nonempty_str, None),
+            ))
+        return tuple(out)
+
+    def check(self, c: LinedMap, path: str) -> model.CheckSpec | None:
+        known = ("type", "url", "port", "path", "host", "interval", "timeout", "rise", "fall")
+        m = self.mapping(c.get("check"), _line(c, "check"), f"{path}.check", known)
+        if m is None:
+            return None
+        p = f"{path}.check"
+        d = model.CheckSpec()
+        spec = model.CheckSpec(
+            type=self.field(m, "type", p, _choice("http", "https", "tcp"), d.type),
+            url=self.field(m, "url", p, _nonempty_str, None),
+            port=self.field(m, "port", p, _int_range(1, 65535), None),
+            path=self.field(m, "path", p, _nonempty_str, d.path),
+            host=self.field(m, "host", p, _nonempty_str, None),
+            interval=self.field(m, "interval", p, parse_duration, d.interval),
+            timeout=self.field(m, "timeout", p, parse_duration, d.timeout),
+            rise=self.field(m, "rise", p, _int_range(1, 100), d.rise),
+            fall=self.field(m, "fall", p, _int_range(1, 100), d.fall),
+        )
+        if spec.timeout > spec.interval:
+            self.problem(_line(m, "timeout"), f"{p}.timeout", "must not be longer than the interval")
+        return spec
+
+    def records(self, top: LinedMap, clusters: dict[str, model.ClusterSpec]) -> dict[names.Name, model.RecordSpec]:
+        m = self.mapping(top.get("records"), _line(top, "records"), "records", None)
+        out: dict[names.Name, model.RecordSpec] = {}
+        known = ("ttl", "clusters", "policy", "answers", "fallback", "latency_tolerance")
+        for text, raw in (m or {}).items():
+            path = f"records.{text}"
+            line = _line(m, text)
+            r = self.mapping(raw, line, path, known)
+            if r is None:
+                self.problem(line, path, "must be a mapping with clusters and policy")
+                continue
+            try:
+                name = names.from_text(str(text).rstrip(".") + ".")
+            except ValueError as exc:
+                self.problem(line, path, f"bad name: {exc}")
+                continue
+            members = r.get("clusters")
+            if not isinstance(members, list) or not members:
+                self.problem(_line(r, "clusters") or r.line, f"{path}.clusters", "must be a non-empty list of cluster names")
+                members = []
+            for i, member in enumerate(members):
+                if member not in clusters:
+                    self.problem(_item_line(members, i, r, "clusters"), f"{path}.clusters[{i}]", f"unknown cluster {member!r}")
+            policy = self.field(r, "policy", path, _policy, ("healthy", "geo", "weighted"))
+            fallback = self.field(r, "fallback", path, _nonempty_str, "all")
+            if fallback not in ("all", "none") and fallback not in clusters:
+                self.problem(_line(r, "fallback"), f"{path}.fallback", f"must be all, none or a cluster name, not {fallback!r}")
+            pct, ms = self.field(r, "latency_tolerance", path, _tolerance, (20.0, 10.0))
+            if name in out:
+                self.problem(line, path, "the same name is defined twice")
+            out[name] = model.RecordSpec(
+                name=name, text=str(text), clusters=tuple(str(x) for x in members), policy=policy,
+                ttl=self.field(r, "ttl", path, _int_range(0, 86400), 30),
+                answers=self.field(r, "answers", path, _int_range(1, 64), 1),
+                fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms,
+            )
+        return out
+
+
+# -- value converters: each raises ValueError with the reason ---------------
+def _line(m: Any, key: Any) -> int | None:
+    lines = getattr(m, "lines", None)
+    if isinstance(lines, dict) and key in lines:
+        return lines[key]
+    return getattr(m, "line", None) or None
+
+
+def _item_line(seq: Any, index: int, parent: Any, key: str) -> int | None:
+    if isinstance(seq, LinedList) and index < len(seq.lines):
+        return seq.lines[index]
+    return _line(parent, key)
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer between {lo} and {hi}, not {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return value
+    return convert
+
+
+def _float_range(lo: float, hi: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number between {lo} and {hi}, not {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return float(value)
+    return convert
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
+        return value
+    return convert
+
+
+def _nonempty_str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def _store_url(value: Any) -> str:
+    text = _nonempty_str(value)
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme not in ("memory", "redis", "rediss", "redis+sentinel"):
+        raise ValueError(f"{text!r}: use memory:// or redis://HOST:PORT/DB")
+    return text
+
+
+def _nsid(value: Any) -> bytes:
+    text = _nonempty_str(str(value))
+    data = text.encode("utf-8")
+    if len(data) > 512:
+        raise ValueError("must be at most 512 octets")
+    return data
+
+
+def _network(value: Any) -> model.IPNetwork:
+    try:
+        return ipaddress.ip_network(str(value), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
+
+
+def _address(value: Any) -> model.IPAddress:
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def _continent(value: Any) -> str:
+    text = str(value).upper()
+    if text not in _CONTINENTS:
+        raise ValueError(f"must be a continent code ({', '.join(sorted(_CONTINENTS))}), not {value!r}")
+    return text
+
+
+def _countries(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of two-letter country codes")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z]{2}", item):
+            raise ValueError(f"{item!r} is not a two-letter country code")
+        out.append(item.upper())
+    return tuple(out)
+
+
+def _policy(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of filters ({', '.join(model.POLICY_FILTERS)})")
+    for item in value:
+        if item not in model.POLICY_FILTERS:
+            raise ValueError(f"unknown filter {item!r} (known: {', '.join(model.POLICY_FILTERS)})")
+    return tuple(value)
+
+
+def _tolerance(value: Any) -> tuple[float, float]:
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping {pct: 20, ms: 10}")
+    pct = value.get("pct", 20.0)
+    ms = value.get("ms", 10.0)
+    for v in (pct, ms):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError("pct and ms must be numbers >= 0")
+    return float(pct), float(ms)
+
+
+# -- entry points -------------------------------------------------------------
+def config_from_text(text: str, source: str, base_dir: Path) -> model.Config:
+    try:
+        doc = parse_yaml(text, source)
+    except _YamlSyntax as exc:
+        raise ConfigError([exc.problem]) from None
+    reader = _Reader(source, base_dir)
+    config = reader.read(doc)
+    if reader.problems:
+        raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
+    return config
+
+
+def load_config(path: Path | str) -> model.Config:
+    """Read and validate one config file; ConfigError lists every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), None, f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, f"not UTF-8 text: {exc}")]) from None
+    return replace(config_from_text(text, str(path), path.parent), source=path)

@@ -1,0 +1,129 @@
+"""``memory://``: the table in this process, for a single server with an embedded checker.
+
+Every method runs without awaiting between its read and its write, so each is
+atomic on the event loop without a lock.  The change feed wakes on every bump.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from types import MappingProxyType
+from typing import AsyncIterator, Callable, Iterable, Sequence
+
+from ..config.model import ClusterSpec, EndpointSpec, IPAddress
+from . import table
+from .model import AdminState, Cluster, Observation, ObservationKey, Snapshot
+from .store import StateStore
+
+
+class MemoryStore(StateStore):
+    def __init__(self) -> None:
+        self._version = 0
+        self._clusters: dict[str, Cluster] = {}
+        self._observations: dict[str, dict[ObservationKey, Observation]] = {}   # by checker
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        # Each waiter holds the event it saw; replace it so later waiters wait afresh.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _bump(self) -> int:
+        """Publish a change, unless the store is unseeded (see store.py)."""
+        if self._version:
+            self._version += 1
+            self._wake()
+        return self._version
+
+    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False) -> int:
+        specs = list(specs)
+        clusters = {} if overwrite else dict(self._clusters)
+        for spec in specs:
+            clusters[spec.name] = table.seeded(spec, self._clusters.get(spec.name), overwrite)
+        if clusters == self._clusters and self._version:
+            return self._version
+        self._clusters = clusters
+        self._version += 1
+        self._wake()
+        return self._version
+
+    async def load(self) -> Snapshot:
+        now = time.time()
+        observations: dict[ObservationKey, list[Observation]] = {}
+        for checker in sorted(self._observations):
+            for key, obs in self._observations[checker].items():
+                if obs.expires >= now:
+                    observations.setdefault(key, []).append(obs)
+        return Snapshot(
+            version=self._version,
+            clusters=MappingProxyType(dict(self._clusters)),
+            observations=MappingProxyType({k: tuple(v) for k, v in observations.items()}),
+        )
+
+    async def changes(self) -> AsyncIterator[int]:
+        seen = self._version
+        yield seen
+        while not self._closed:
+            event = self._changed
+            if self._version == seen:
+                await event.wait()
+                continue
+            seen = self._version
+            yield seen
+
+    def _edit(self, name: str, edit: Callable[[Cluster], Cluster]) -> int:
+        cluster = table.require(self._clusters.get(name), name)
+        self._clusters[name] = edit(cluster)
+        return self._bump()
+
+    async def set_weight(self, cluster: str, weight: int, endpoint: str | IPAddress | None = None) -> int:
+        return self._edit(cluster, lambda c: table.with_weight(c, weight, endpoint))
+
+    async def set_admin(self, cluster: str, state: AdminState | str,
+                        endpoint: str | IPAddress | None = None) -> int:
+        return self._edit(cluster, lambda c: table.with_admin(c, state, endpoint))
+
+    async def add_endpoint(self, cluster: str, spec: EndpointSpec) -> int:
+        return self._edit(cluster, lambda c: table.with_endpoint(c, spec))
+
+    async def remove_endpoint(self, cluster: str, address: str | IPAddress) -> int:
+        return self._edit(cluster, lambda c: table.without_endpoint(c, address))
+
+    async def add_cluster(self, spec: ClusterSpec) -> int:
+        self._clusters[spec.name] = table.new_cluster(spec, self._clusters.get(spec.name))
+        return self._bump()
+
+    async def remove_cluster(self, name: str) -> int:
+        table.require(self._clusters.get(name), name)
+        del self._clusters[name]
+        return self._bump()
+
+    async def report(self, observations: Sequence[Observation]) -> None:
+        now = time.time()
+        changed = False
+        for obs in observations:
+            mine = self._observations.setdefault(obs.checker, {})
+            key = (obs.cluster, obs.endpoint)
+            changed |= table.notable_change(mine.get(key), obs, now)
+            mine[key] = obs
+        self._prune(now)
+        if changed:
+            self._bump()
+
+    def _prune(self, now: float) -> None:
+        """Forget expired observations, and checkers with none left, so nothing accumulates."""
+        for checker in list(self._observations):
+            live = {k: o for k, o in self._observations[checker].items() if o.expires >= now}
+            if live:
+                self._observations[checker] = live
+            else:
+                del self._observations[checker]

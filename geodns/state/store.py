@@ -1,0 +1,132 @@
+"""The ``StateStore`` interface: where the live table lives, and how to open one.
+
+Two backends implement it: ``memory://`` (one process, the embedded default) and
+``redis://`` (shared by many DNS servers and checkers).  DNS servers never call a
+store on the query path; a ``SnapshotKeeper`` loads snapshots from it in the
+background and the query path reads the keeper's snapshot.
+
+The contract both backends keep (tests run it against both):
+
+- Every change to the table increments one integer *version* and wakes every
+  ``changes()`` feed, so a reader can tell "something changed" without diffing.
+- Version 0 means the store has never been seeded (or was wiped, e.g. Redis
+  restarted empty).  Only ``seed()`` creates the version; other writes to an
+  unseeded store land but are not published, so a checker reporting into an
+  empty Redis cannot make readers swap to an empty table.
+- ``load()`` returns the table as of exactly one version.
+- Writes are atomic: concurrent writers never lose each other's changes.
+- Observations reports bump the version only when a verdict changes (see
+  ``table.notable_change``); RTT drift is picked up by the keeper's periodic
+  resync.  Snapshots never hold an observation that had expired when loaded,
+  but a snapshot ages, so the policy layer still compares ``expires`` with now.
+"""
+from __future__ import annotations
+
+import abc
+from typing import AsyncIterator, Iterable, Sequence
+
+from ..config.model import ClusterSpec, EndpointSpec, IPAddress
+from ..errors import ConfigError, Problem
+from .model import AdminState, Observation, Snapshot
+
+
+class StateError(KeyError):
+    """An admin write named a cluster or endpoint the table does not have (or already has).
+
+    A ``KeyError`` so callers can treat it as "not found", with a readable
+    ``str()`` (plain ``KeyError`` quotes its message).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now; the one error callers need for an outage.
+
+    The keeper answers it by keeping its last snapshot; the admin API by a 503.
+    """
+
+
+class StateStore(abc.ABC):
+    """The live table of clusters, endpoints, weights, drains and observations."""
+
+    async def connect(self) -> None:
+        """Open connections; raise ``StoreUnavailable`` if the store cannot be reached now.
+
+        Optional: every method connects on first use.  A store that failed to
+        connect stays usable and tries again on the next call.
+        """
+
+    async def close(self) -> None:
+        """Release connections; feeds from ``changes()`` end."""
+
+    @abc.abstractmethod
+    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False) -> int:
+        """Put the config's clusters into the table; return the version after.
+
+        Without ``overwrite`` the table keeps what operators changed at runtime
+        (admin states, weights, registered endpoints and clusters) and takes the
+        config-owned fields (region, priority, min_healthy, check, probes) from
+        the specs.  With ``overwrite`` the table becomes exactly the config.
+        Bumps the version only if something changed (or the store was unseeded).
+        """
+
+    @abc.abstractmethod
+    async def load(self) -> Snapshot:
+        """The whole table at one version, without expired observations."""
+
+    @abc.abstractmethod
+    def changes(self) -> AsyncIterator[int]:
+        """Yield the current version on subscription, then the version after each change.
+
+        Yielding the current version first lets a reader subscribe, then load,
+        without missing a change made in between.  Versions may be coalesced.
+        Raises ``StoreUnavailable`` when the feed breaks.
+        """
+
+    # Admin writes: each is atomic, bumps the version and returns the version after.
+
+    @abc.abstractmethod
+    async def set_weight(self, cluster: str, weight: int, endpoint: str | IPAddress | None = None) -> int:
+        """Set a cluster's weight, or one endpoint's when ``endpoint`` is given."""
+
+    @abc.abstractmethod
+    async def set_admin(self, cluster: str, state: AdminState | str,
+                        endpoint: str | IPAddress | None = None) -> int:
+        """Drain (DRAINED), undrain (ACTIVE), force up or force down a cluster or an endpoint."""
+
+    @abc.abstractmethod
+    async def add_endpoint(self, cluster: str, spec: EndpointSpec) -> int:
+        """Register an endpoint; ``StateError`` if the cluster already has that address."""
+
+    @abc.abstractmethod
+    async def remove_endpoint(self, cluster: str, address: str | IPAddress) -> int:
+        """Deregister an endpoint."""
+
+    @abc.abstractmethod
+    async def add_cluster(self, spec: ClusterSpec) -> int:
+        """Add a cluster; ``StateError`` if one with that name exists."""
+
+    @abc.abstractmethod
+    async def remove_cluster(self, name: str) -> int:
+        """Remove a cluster and its endpoints (observations about it expire on their own)."""
+
+    # Checker writes.
+
+    @abc.abstractmethod
+    async def report(self, observations: Sequence[Observation]) -> None:
+        """Record checkers' observations, replacing each checker's previous one per endpoint."""
+
+
+def open_store(url: str) -> StateStore:
+    """The backend for a ``store:`` URL: ``memory://``, ``redis://`` or ``rediss://``."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else url
+    if scheme == "memory":
+        from .memory import MemoryStore
+        return MemoryStore()
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStore
+        return RedisStore(url)
+    raise ConfigError([Problem(
+        "store", None, f"store: unsupported URL scheme '{scheme}'; use memory:// or redis://")])

@@ -1,0 +1,139 @@
+"""Edits of the table as pure functions over immutable clusters, shared by both backends.
+
+Each backend reads the current ``Cluster``, applies one of these and writes the
+result back atomically (memory: within one event-loop step; Redis: under
+WATCH/MULTI).  Keeping the rules in one place means ``memory://`` and
+``redis://`` cannot disagree about what a seed or a drain does.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+from ..config.model import ClusterSpec, EndpointSpec, IPAddress
+from .model import AdminState, Cluster, Endpoint, Observation
+from .store import StateError
+
+# An RTT change smaller than both of these is noise and is not published;
+# the keeper's periodic resync still carries it to readers.
+RTT_NOTABLE_MS = 5.0
+RTT_NOTABLE_RATIO = 0.2
+
+
+def check_weight(weight: object) -> int:
+    """Weights are non-negative integers; 0 means "no traffic unless nothing else"."""
+    if isinstance(weight, bool) or not isinstance(weight, int):
+        raise ValueError(f"weight must be an integer, not {weight!r}")
+    if weight < 0:
+        raise ValueError(f"weight must be 0 or more, not {weight}")
+    return weight
+
+
+def parse_address(address: str | IPAddress) -> IPAddress:
+    try:
+        return ipaddress.ip_address(str(address).strip())
+    except ValueError:
+        raise ValueError(f"not an IP address: {address!r}") from None
+
+
+def parse_admin(state: AdminState | str) -> AdminState:
+    try:
+        return AdminState(state)
+    except ValueError:
+        allowed = ", ".join(s.value for s in AdminState)
+        raise ValueError(f"admin state must be one of {allowed}, not {state!r}") from None
+
+
+def require(cluster: Cluster | None, name: str) -> Cluster:
+    if cluster is None:
+        raise StateError(f"unknown cluster '{name}'")
+    return cluster
+
+
+def _endpoint_index(cluster: Cluster, address: str | IPAddress) -> int:
+    wanted = parse_address(address)
+    for i, endpoint in enumerate(cluster.endpoints):
+        if endpoint.address == wanted:
+            return i
+    raise StateError(f"cluster '{cluster.name}' has no endpoint {wanted}")
+
+
+def seeded(spec: ClusterSpec, existing: Cluster | None, overwrite: bool) -> Cluster:
+    """The cluster after seeding from ``spec``.
+
+    Config owns region, priority, min_healthy, check and endpoint probes; the
+    store owns admin states, weights and endpoints registered at runtime, so a
+    restart with the same config does not undo an operator's drain.
+    """
+    fresh = Cluster.from_spec(spec)
+    if existing is None or overwrite:
+        return fresh
+    old_by_address = {e.address: e for e in existing.endpoints}
+    endpoints = []
+    for endpoint in fresh.endpoints:
+        old = old_by_address.pop(endpoint.address, None)
+        endpoints.append(endpoint if old is None else replace(old, probe=endpoint.probe))
+    endpoints.extend(old_by_address.values())
+    return replace(existing, region=fresh.region, priority=fresh.priority,
+                   min_healthy=fresh.min_healthy, check=fresh.check, endpoints=tuple(endpoints))
+
+
+def with_weight(cluster: Cluster, weight: int, endpoint: str | IPAddress | None = None) -> Cluster:
+    weight = check_weight(weight)
+    if endpoint is None:
+        return replace(cluster, weight=weight)
+    i = _endpoint_index(cluster, endpoint)
+    return _with_endpoint_at(cluster, i, replace(cluster.endpoints[i], weight=weight))
+
+
+def with_admin(cluster: Cluster, state: AdminState | str, endpoint: str | IPAddress | None = None) -> Cluster:
+    state = parse_admin(state)
+    if endpoint is None:
+        return replace(cluster, admin=state)
+    i = _endpoint_index(cluster, endpoint)
+    return _with_endpoint_at(cluster, i, replace(cluster.endpoints[i], admin=state))
+
+
+def with_endpoint(cluster: Cluster, spec: EndpointSpec) -> Cluster:
+    address = parse_address(spec.address)
+    check_weight(spec.weight)
+    if any(e.address == address for e in cluster.endpoints):
+        raise StateError(f"cluster '{cluster.name}' already has endpoint {address}")
+    added = Endpoint(address, spec.weight, AdminState.ACTIVE, spec.probe)
+    return replace(cluster, endpoints=cluster.endpoints + (added,))
+
+
+def without_endpoint(cluster: Cluster, address: str | IPAddress) -> Cluster:
+    i = _endpoint_index(cluster, address)
+    return replace(cluster, endpoints=cluster.endpoints[:i] + cluster.endpoints[i + 1:])
+
+
+def new_cluster(spec: ClusterSpec, existing: Cluster | None) -> Cluster:
+    if existing is not None:
+        raise StateError(f"cluster '{spec.name}' already exists")
+    check_weight(spec.weight)
+    for endpoint in spec.endpoints:
+        check_weight(endpoint.weight)
+    return Cluster.from_spec(spec)
+
+
+def _with_endpoint_at(cluster: Cluster, i: int, endpoint: Endpoint) -> Cluster:
+    return replace(cluster, endpoints=cluster.endpoints[:i] + (endpoint,) + cluster.endpoints[i + 1:])
+
+
+def notable_change(old: Observation | None, new: Observation, now: float) -> bool:
+    """Whether readers must hear about ``new`` now rather than at the next resync.
+
+    A verdict that appears, flips or comes back after expiring is notable; so
+    is an RTT move beyond both ``RTT_NOTABLE_MS`` and ``RTT_NOTABLE_RATIO``.
+    """
+    if old is None or old.expires < now:
+        return True
+    if old.up != new.up or old.vantage != new.vantage:
+        return True
+    if (old.rtt_ms is None) != (new.rtt_ms is None):
+        return True
+    if old.rtt_ms is None or new.rtt_ms is None:
+        return False
+    moved = abs(new.rtt_ms - old.rtt_ms)
+    return moved > RTT_NOTABLE_MS and moved > RTT_NOTABLE_RATIO * old.rtt_ms

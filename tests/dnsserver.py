@@ -1,0 +1,59 @@
+"""Run a real geodns Server on free loopback ports, in a thread of its own.
+
+Tests then talk to it with dnspython's blocking client over real UDP and TCP
+sockets, exactly as a resolver would.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from geodns.server import Server, Settings
+
+
+class RunningServer:
+    def __init__(self, settings: Settings):
+        self.server = Server(settings)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        try:
+            self.call(self.server.start())
+        except BaseException:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            raise
+
+    def call(self, coro, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run(self, fn, *args):
+        async def wrapper():
+            return fn(*args)
+        return self.call(wrapper())
+
+    @property
+    def host(self) -> str:
+        return self.server.listeners[0].host
+
+    @property
+    def port(self) -> int:
+        return self.server.listeners[0].port
+
+    def reload(self) -> bool:
+        return self.run(self.server.reload)
+
+    def stop(self) -> None:
+        try:
+            self.call(self.server.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
