@@ -95,6 +95,8 @@ class Server:
             if server.http_listen is not None:
                 from .http.app import start_http
                 self.http = await start_http(self, *server.http_listen)
+                for address in self.http.addresses:
+                    log.info("event=listening transport=http address=%s", _host_port(address))
         except OSError:
             await self.stop()
             raise
@@ -156,3 +158,8 @@ class Server:
 
 def _zone_names(engine: AnswerEngine) -> str:
     return ",".join(to_text(zone.origin) for zone in engine.zones) or "-"
+
+
+def _host_port(address) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

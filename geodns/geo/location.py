@@ -1,0 +1,28 @@
+"""Where a client is, as far as the answer engine needs to know."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """The place of one client address, and how far that answer stretches.
+
+    ``prefix`` is the length of the largest network around the address for
+    which every address gets this same Location.  It is what the answer
+    depended on, so it is the scope prefix length of an EDNS Client Subnet
+    reply (RFC 7871 section 7.2.1): a resolver may reuse the answer for that
+    whole network and no further.
+    """
+
+    region: str | None      # set only when an operator CIDR (geoip.networks) matched
+    country: str | None     # ISO 3166-1 alpha-2, upper case
+    continent: str | None   # two-letter code: AF AN AS EU NA OC SA
+    lat: float | None
+    lon: float | None
+    prefix: int             # see the class docstring: the ECS scope
+    source: str             # "networks" | "geoip" | "none"
+
+
+# Nothing known, and nothing looked at: valid for every address.
+UNKNOWN = Location(None, None, None, None, None, 0, "none")

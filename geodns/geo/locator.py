@@ -1,0 +1,250 @@
+"""Client address -> Location: operator networks, then the GeoIP database, cached per network.
+
+Everything slow happens in ``Locator.__init__``: the database is read into
+memory and checked from end to end (``integrity.check_mmdb``), so a bad file
+is a ``ConfigError`` at load time and ``locate`` touches memory only.
+
+The ``prefix`` of every Location is the largest network around the address
+in which every address gets the same answer.  That is the database's network
+(or the operator CIDR that matched), narrowed just enough to leave out any
+more specific operator CIDR inside it: with 10.0.0.0/8 -> a and
+10.20.0.0/16 -> b, 10.1.2.3 gets a with prefix 12, not 8, because a resolver
+would otherwise reuse a for the clients in 10.20/16.  Because these networks
+never overlap, they are also the keys of the cache.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from collections import deque
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Callable, Union
+
+import geoip2.database
+import geoip2.errors
+import geoip2.models
+import maxminddb
+
+from ..config.model import GeoIPConfig, GeoNetwork, IPAddress
+from ..errors import ConfigError, Problem
+from .integrity import CorruptDatabase, check_mmdb
+from .location import Location
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_SIZE = 65536          # networks, not addresses
+_BITS = {4: 32, 6: 128}
+_MAPPED_PREFIX = 0xFFFF             # ::ffff:0:0/96, IPv4-mapped IPv6, seen above the low 32 bits
+
+_Model = Union[geoip2.models.City, geoip2.models.Country]
+
+
+class Locator:
+    """Answers "where is this address" from the operator's networks and a GeoIP database."""
+
+    def __init__(self, geoip: GeoIPConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self._networks = {4: _PrefixTable(32), 6: _PrefixTable(128)}
+        for entry in geoip.networks:
+            version, value, length = _normalise_network(entry)
+            self._networks[version].add(value, length, entry.region)
+        self.database_type: str | None = None
+        self._ip_version = 0                   # of the database: 4 or 6, 0 without one
+        self._query: Callable[[IPAddress], _Model] | None = None
+        self._has_coordinates = False
+        if geoip.database is not None:
+            self._open(Path(geoip.database))
+        self._cache_size = cache_size
+        # Per IP version: [(shift, {masked address: Location})], one entry per prefix length.
+        self._cache: dict[int, list[tuple[int, dict[int, Location]]]] = {4: [], 6: []}
+        self._cache_order: deque[tuple[dict[int, Location], int]] = deque()
+        self.errors = 0                        # records that failed to decode at query time
+
+    # -- construction -----------------------------------------------------------------------
+
+    def _open(self, path: Path) -> None:
+        """Read, check and open the database, or raise ConfigError naming the file."""
+        def fail(reason: str) -> ConfigError:
+            return ConfigError([Problem(str(path), None, f"geoip.database: {reason}")])
+
+        try:
+            buf = path.read_bytes()
+        except FileNotFoundError:
+            raise fail("file not found") from None
+        except IsADirectoryError:
+            raise fail("is a directory, not a .mmdb file") from None
+        except OSError as exc:
+            raise fail(f"cannot read: {exc.strerror or exc}") from None
+        try:
+            # MODE_FD reads the whole file object into memory (here, the bytes we
+            # already hold): lookups then never touch the file system.
+            reader = geoip2.database.Reader(io.BytesIO(buf), mode=maxminddb.MODE_FD)
+            metadata = reader.metadata()
+        except Exception as exc:  # maxminddb raises several types for a bad file
+            raise fail(f"not a valid MaxMind DB file ({exc})") from None
+        try:
+            check_mmdb(buf, metadata.node_count, metadata.record_size)
+        except CorruptDatabase as exc:
+            raise fail(f"corrupt MaxMind DB file: {exc}") from None
+        kind = metadata.database_type
+        if "City" in kind:
+            self._query, self._has_coordinates = reader.city, True
+        elif "Enterprise" in kind:            # a City database with more fields
+            self._query, self._has_coordinates = reader.enterprise, True
+        elif "Country" in kind:
+            self._query = reader.country
+        else:
+            raise fail(f"database type {kind!r} has no locations; "
+                       "use a City or Country database (GeoIP2, GeoLite2, DB-IP)")
+        self.database_type = kind
+        self._ip_version = metadata.ip_version
+
+    # -- the query path ---------------------------------------------------------------------
+
+    def locate(self, address: IPAddress) -> Location:
+        """Where ``address`` is.  Memory only, never raises for an address."""
+        value = int(address)
+        if address.version == 6 and value >> 32 == _MAPPED_PREFIX:
+            version, value = 4, value & 0xFFFFFFFF
+        else:
+            version = address.version
+        for shift, table in self._cache[version]:
+            found = table.get(value >> shift)
+            if found is not None:
+                return found
+        location, cacheable = self._resolve(version, value)
+        if cacheable:
+            self._remember(version, value, location)
+        return location
+
+    def cache_len(self) -> int:
+        """How many networks are cached (for tests and metrics)."""
+        return len(self._cache_order)
+
+    def _resolve(self, version: int, value: int) -> tuple[Location, bool]:
+        """The uncached lookup: operator networks, else the database, then the scope.
+
+        Returns the Location and whether it may be cached for its network.
+        """
+        networks = self._networks[version]
+        match = networks.longest_match(value)
+        if match is not None:
+            length, region = match
+            scope = networks.uniform_prefix(value, length)
+            return Location(region, None, None, None, None, scope, "networks"), True
+        location = self._from_database(version, value)
+        if location is None:
+            # The record could not be decoded, so its network is unknown: claim
+            # nothing beyond this address and do not cache.
+            return Location(None, None, None, None, None, _BITS[version], "none"), False
+        scope = networks.uniform_prefix(value, location.prefix)
+        if scope != location.prefix:
+            location = Location(location.region, location.country, location.continent,
+                                location.lat, location.lon, scope, location.source)
+        return location, True
+
+    def _from_database(self, version: int, value: int) -> Location | None:
+        """The database's answer, prefix = its network's length; None on a decode error."""
+        query = self._query
+        if query is None or (version == 6 and self._ip_version == 4):
+            return Location(None, None, None, None, None, 0, "none")
+        address = IPv4Address(value) if version == 4 else IPv6Address(value)
+        try:
+            model = query(address)
+        except geoip2.errors.AddressNotFoundError as exc:
+            network = exc.network
+            return Location(None, None, None, None, None,
+                            network.prefixlen if network is not None else 0, "none")
+        except Exception as exc:  # the file checked out; a semantic oddity must not crash a query
+            self.errors += 1
+            log.debug("geoip: cannot decode the record of %s: %s", address, exc)
+            return None
+        network = model.traits.network
+        prefix = network.prefixlen if network is not None else _BITS[version]
+        country = model.country.iso_code
+        continent = model.continent.code
+        lat = lon = None
+        if self._has_coordinates:
+            lat = model.location.latitude      # type: ignore[union-attr]
+            lon = model.location.longitude     # type: ignore[union-attr]
+            if lat is None or lon is None:
+                lat = lon = None
+        if country is None and continent is None and lat is None:
+            return Location(None, None, None, None, None, prefix, "none")   # e.g. anycast-only
+        return Location(None, country.upper() if country else None,
+                        continent.upper() if continent else None, lat, lon, prefix, "geoip")
+
+    def _remember(self, version: int, value: int, location: Location) -> None:
+        """Cache ``location`` for its whole network; drop the oldest network when full."""
+        if self._cache_size <= 0:
+            return
+        shift = _BITS[version] - location.prefix
+        probes = self._cache[version]
+        for probe_shift, table in probes:
+            if probe_shift == shift:
+                break
+        else:
+            table = {}
+            # Longest prefixes first; cached networks never overlap, so the order is
+            # only about speed: specific networks are the common case in City data.
+            self._cache[version] = sorted([*probes, (shift, table)], key=lambda p: p[0])
+        key = value >> shift
+        if key in table:
+            return
+        table[key] = location
+        self._cache_order.append((table, key))
+        while len(self._cache_order) > self._cache_size:
+            old_table, old_key = self._cache_order.popleft()
+            old_table.pop(old_key, None)
+
+
+class _PrefixTable:
+    """Operator CIDRs of one IP version: longest-prefix match by one dict lookup per length.
+
+    ``inside[s]`` holds the s-bit prefixes of every CIDR longer than s: the
+    networks of length s that are not uniform because a more specific CIDR
+    sits inside them.  ``uniform_prefix`` walks it to find the ECS scope.
+    """
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self.by_length: dict[int, dict[int, str]] = {}
+        self.probes: tuple[tuple[int, int, dict[int, str]], ...] = ()
+        self.inside: list[set[int]] = [set() for _ in range(bits + 1)]
+
+    def add(self, value: int, length: int, region: str) -> None:
+        """Add a CIDR; when one is listed twice, the first listing wins."""
+        table = self.by_length.setdefault(length, {})
+        table.setdefault(value >> (self.bits - length), region)
+        self.probes = tuple((length, self.bits - length, self.by_length[length])
+                            for length in sorted(self.by_length, reverse=True))
+        for s in range(length):
+            self.inside[s].add(value >> (self.bits - s))
+
+    def longest_match(self, value: int) -> tuple[int, str] | None:
+        for length, shift, table in self.probes:
+            region = table.get(value >> shift)
+            if region is not None:
+                return length, region
+        return None
+
+    def uniform_prefix(self, value: int, prefix: int) -> int:
+        """The shortest length >= prefix whose network around ``value`` holds no more specific CIDR."""
+        bits, inside = self.bits, self.inside
+        while prefix < bits and (value >> (bits - prefix)) in inside[prefix]:
+            prefix += 1
+        return prefix
+
+
+def _normalise_network(entry: GeoNetwork) -> tuple[int, int, int]:
+    """(version, network address as int, prefix length); IPv4-mapped IPv6 CIDRs become IPv4.
+
+    ``locate`` turns ::ffff:a.b.c.d into a.b.c.d, so a CIDR written in the
+    mapped form must live in the IPv4 table to ever match.
+    """
+    network = entry.network
+    value = int(network.network_address)
+    if isinstance(network, IPv6Network) and network.prefixlen >= 96 and value >> 32 == _MAPPED_PREFIX:
+        return 4, value & 0xFFFFFFFF, network.prefixlen - 96
+    assert isinstance(network, (IPv4Network, IPv6Network))
+    return network.version, value, network.prefixlen

@@ -1,0 +1,197 @@
+"""Keeps the snapshot the query path reads: loads it from the store, follows changes, survives outages.
+
+The query path reads ``keeper.snapshot`` (one attribute read, never an await).
+A background task subscribes to ``store.changes()``, reloads on each change
+(debounced, so a burst of writes becomes one load) and at least every
+``resync_interval`` (which also carries changes that are not published, such
+as RTT drift).  All loads are sequential in that one task.
+
+Fail static: when the store is unreachable the keeper keeps its last snapshot,
+reports ``connected = False`` and a growing ``staleness()``, and reconnects with
+jittered exponential backoff.  A store that answers but holds no table
+(version 0: never seeded, or Redis restarted empty) is treated the same way —
+an empty table is never served in place of a good one — and the optional
+``reseed`` coroutine is called so the caller can seed it from config again.
+
+Versions only go forward, with one exception: after a store reset the version
+starts again from 1.  So a lower version is accepted on the first load after a
+reconnect or after the store was seen unseeded, or when two loads in a row
+agree on it (a reset the keeper did not otherwise notice, e.g. a peer re-seeded
+a wiped Redis between two of our loads).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from typing import Awaitable, Callable
+
+from .model import Snapshot
+from .store import StateStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotKeeper:
+    def __init__(self, store: StateStore, seed: Snapshot, resync_interval: float = 5.0,
+                 on_change: Callable[[Snapshot], None] | None = None,
+                 reseed: Callable[[], Awaitable[object]] | None = None, *,
+                 debounce: float = 0.05, min_backoff: float = 0.1, max_backoff: float = 5.0):
+        self.store = store
+        self.snapshot = seed
+        self.connected = False
+        self.last_sync: float | None = None     # wall-clock time of the last successful load
+        self.errors = 0
+        self.resync_interval = resync_interval
+        self.on_change = on_change
+        self.reseed = reseed
+        self.debounce = debounce
+        self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self._synced_at: float | None = None     # monotonic twin of last_sync
+        self._attempted_at = 0.0                 # monotonic time of the last load attempt
+        self._trust_next = False                 # accept a lower version on the next load
+        self._unseeded_warned = False
+        self._disconnected_at: float | None = None
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def staleness(self) -> float:
+        """Seconds since the last successful load; ``inf`` if there has been none."""
+        return math.inf if self._synced_at is None else time.monotonic() - self._synced_at
+
+    async def start(self) -> None:
+        """Load once (keeping the seed snapshot if the store is down), then follow in the background."""
+        try:
+            await self.sync()
+        except StoreUnavailable as exc:
+            self._lost(exc)
+        except Exception as exc:   # corrupt data in the store must not stop a server from starting
+            log.exception("loading the state store failed; serving the seed snapshot")
+            self._lost(exc)
+        self._task = asyncio.create_task(self._run(), name="snapshot-keeper")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def sync(self) -> bool:
+        """Load the store now and swap the snapshot if it is news; True if swapped.
+
+        Raises ``StoreUnavailable``.  Public so a writer (the admin API) can make
+        its own change visible before it answers.
+        """
+        self._attempted_at = time.monotonic()
+        snapshot = await self.store.load()
+        self._connected()
+        if snapshot.version == 0:
+            await self._unseeded()
+            return False
+        self._unseeded_warned = False
+        current = self.snapshot
+        if snapshot.version < current.version and not self._trust_next:
+            log.warning("state store version went back from %d to %d; accepting it if the next load agrees",
+                        current.version, snapshot.version)
+            self._trust_next = True
+            return False
+        self._trust_next = False
+        self.last_sync, self._synced_at = time.time(), time.monotonic()
+        if (snapshot.version == current.version and snapshot.clusters == current.clusters
+                and snapshot.observations == current.observations):
+            return False
+        self.snapshot = snapshot
+        if self.on_change is not None:
+            try:
+                self.on_change(snapshot)
+            except Exception:
+                log.exception("snapshot on_change callback failed")
+        return True
+
+    async def _unseeded(self) -> None:
+        """The store answers but has no table: keep serving ours and ask the caller to seed it."""
+        self._trust_next = True
+        if not self._unseeded_warned:
+            log.warning("state store holds no table (not seeded, or wiped); serving snapshot version %d%s",
+                        self.snapshot.version, "; re-seeding from config" if self.reseed else "")
+            self._unseeded_warned = True
+        if self.reseed is not None:
+            try:
+                await self.reseed()
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception("re-seeding the state store failed")
+
+    def _connected(self) -> None:
+        if not self.connected:
+            if self._disconnected_at is not None:
+                log.warning("state store reachable again after %.1fs; resyncing",
+                            time.monotonic() - self._disconnected_at)
+            self.connected = True
+            self._disconnected_at = None
+
+    def _lost(self, exc: BaseException) -> None:
+        self.errors += 1
+        self._trust_next = True
+        if self.connected or self._disconnected_at is None:
+            log.warning("state store unavailable (%s); serving snapshot version %d until it is back",
+                        exc, self.snapshot.version)
+            self._disconnected_at = time.monotonic()
+        self.connected = False
+
+    async def _run(self) -> None:
+        backoff = self.min_backoff
+        while True:
+            synced_before = self._synced_at
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except StoreUnavailable as exc:
+                self._lost(exc)
+            except Exception as exc:   # a bug or corrupt data must not stop the keeper
+                log.exception("state keeper failed; retrying")
+                self._lost(exc)
+            if self._synced_at != synced_before:
+                backoff = self.min_backoff     # it worked in between: a new outage starts the backoff again
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def _follow(self) -> None:
+        """Follow the change feed, loading on news and every ``resync_interval``; returns only by raising."""
+        feed_task = asyncio.create_task(self._consume_feed())
+        try:
+            while True:
+                wait_dirty = asyncio.create_task(self._dirty.wait())
+                timeout = max(0.0, self._attempted_at + self.resync_interval - time.monotonic())
+                try:
+                    await asyncio.wait({feed_task, wait_dirty}, timeout=timeout,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    wait_dirty.cancel()
+                if feed_task.done():
+                    feed_task.result()    # raises what broke the feed
+                    raise StoreUnavailable("state store change feed ended")
+                if self._dirty.is_set():
+                    await asyncio.sleep(self.debounce)
+                    self._dirty.clear()
+                await self.sync()
+        finally:
+            feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreUnavailable, Exception):
+                await feed_task
+
+    async def _consume_feed(self) -> None:
+        feed = self.store.changes()
+        try:
+            async for version in feed:
+                # The first version comes right after subscribing: always load once then,
+                # so a change between our last load and the subscription is not missed.
+                self._dirty.set()
+        finally:
+            await feed.aclose()

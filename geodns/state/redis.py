@@ -1,0 +1,311 @@
+"""``redis://``: the table in one Redis, shared by many DNS servers and checkers.
+
+Key schema (``<p>`` is the prefix, ``geodns:`` unless the URL says
+``?prefix=...``, so several deployments or tests can share one Redis; for Redis
+Cluster use a hash-tagged prefix such as ``{geodns}:`` so every key lands in one
+slot, as the scripts below touch several keys):
+
+=========================  ======  ==============================================
+key                        type    contents
+=========================  ======  ==============================================
+``<p>version``             string  the table's version, an integer INCRed by every
+                                   change; absent = never seeded (or wiped)
+``<p>clusters``            set     the cluster names
+``<p>cluster:<name>``      string  the cluster as JSON: name, region, weight,
+                                   priority, min_healthy, admin, check, and
+                                   endpoints ``[{address, weight, admin, probe}]``
+``<p>checkers``            zset    checker id -> unix time its latest observation
+                                   expires; entries in the past are pruned by the
+                                   next report
+``<p>obs:<checker>``       hash    ``<cluster>|<endpoint>`` -> JSON ``{vantage, up,
+                                   rtt_ms, at, expires}``; the key PEXPIREATs at
+                                   its latest observation's expiry, so a checker
+                                   that stops reporting leaves nothing behind
+``<p>changes``             pubsub  channel carrying the new version after each
+                                   change
+=========================  ======  ==============================================
+
+Every admin write is one MULTI/EXEC under WATCH of the keys it read; the last
+command in it is a small script that INCRs the version and PUBLISHes it, so the
+data, the version and the notification are one atomic step.  ``load()`` is one
+read-only Lua script, so the version always matches the data.  Reports bump the
+version only when a verdict changes (``table.notable_change``).
+
+Redis errors that mean "cannot reach it" become ``StoreUnavailable``.  The
+client does not retry (the keeper owns retrying, with backoff) and connects with
+a 1 s timeout, so an outage shows within about a second.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import urllib.parse
+from collections import defaultdict
+from types import MappingProxyType
+from typing import AsyncIterator, Callable, Iterable, Iterator, Sequence
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, WatchError
+
+from ..config.model import ClusterSpec, EndpointSpec, IPAddress
+from . import codec, table
+from .model import AdminState, Cluster, Observation, ObservationKey, Snapshot
+from .store import StateStore, StoreUnavailable
+
+DEFAULT_PREFIX = "geodns:"
+
+# Errors that mean the store is out of reach (ReadOnlyError: we reached a replica,
+# e.g. mid-failover, and cannot write until a primary is back).
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+
+# KEYS[1] = version; ARGV[1] = channel; ARGV[2] = "1" to create the version (seed only).
+_BUMP = """
+if ARGV[2] == '1' or redis.call('EXISTS', KEYS[1]) == 1 then
+  local v = redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', ARGV[1], v)
+  return v
+end
+return 0
+"""
+
+# ARGV[1] = prefix; ARGV[2] = now.  Returns {version, {cluster json...}, {checker, {field, json, ...}, ...}}.
+_LOAD = """
+local p = ARGV[1]
+local version = redis.call('GET', p .. 'version')
+local clusters = {}
+for _, name in ipairs(redis.call('SMEMBERS', p .. 'clusters')) do
+  local c = redis.call('GET', p .. 'cluster:' .. name)
+  if c then table.insert(clusters, c) end
+end
+local obs = {}
+for _, checker in ipairs(redis.call('ZRANGEBYSCORE', p .. 'checkers', ARGV[2], '+inf')) do
+  table.insert(obs, checker)
+  table.insert(obs, redis.call('HGETALL', p .. 'obs:' .. checker))
+end
+return {version or '0', clusters, obs}
+"""
+
+Edit = Callable[[dict[str, Cluster | None]], dict[str, Cluster | None]]
+
+
+class RedisStore(StateStore):
+    def __init__(self, url: str, *, connect_timeout: float = 1.0, socket_timeout: float = 2.0):
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        self.prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
+        rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "prefix"])
+        self._url = urllib.parse.urlunsplit(parts._replace(query=rest))
+        self._where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"   # no credentials
+        self._connect_timeout = connect_timeout
+        self._socket_timeout = socket_timeout
+        self._client: aioredis.Redis | None = None
+        self._closed = False
+        p = self.prefix
+        self._k_version, self._k_clusters, self._k_checkers = p + "version", p + "clusters", p + "checkers"
+        self.channel = p + "changes"
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
+
+    def _cluster_key(self, name: str) -> str:
+        return f"{self.prefix}cluster:{name}"
+
+    def _obs_key(self, checker: str) -> str:
+        return f"{self.prefix}obs:{checker}"
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._closed = False
+            self._client = aioredis.from_url(
+                self._url, decode_responses=True, client_name="geodns",
+                socket_connect_timeout=self._connect_timeout, socket_timeout=self._socket_timeout,
+                retry=Retry(NoBackoff(), 0))
+        return self._client
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"redis at {self._where} unreachable: {exc}") from exc
+
+    async def connect(self) -> None:
+        with self._unavailable():
+            await self._redis().ping()
+
+    async def close(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    # -- reads -----------------------------------------------------------------
+
+    async def load(self) -> Snapshot:
+        now = time.time()
+        with self._unavailable():
+            version, cluster_texts, obs_flat = await self._redis().eval(_LOAD, 0, self.prefix, repr(now))
+        clusters = {c.name: c for c in map(codec.load_cluster, cluster_texts)}
+        observations: dict[ObservationKey, list[Observation]] = defaultdict(list)
+        for checker, fields in sorted(zip(obs_flat[::2], obs_flat[1::2])):
+            for field, text in zip(fields[::2], fields[1::2]):
+                obs = codec.load_observation(checker, field, text)
+                if obs.expires >= now:
+                    observations[(obs.cluster, obs.endpoint)].append(obs)
+        return Snapshot(
+            version=int(version),
+            clusters=MappingProxyType(clusters),
+            observations=MappingProxyType({k: tuple(v) for k, v in observations.items()}),
+        )
+
+    async def changes(self) -> AsyncIterator[int]:
+        client = self._redis()
+        pubsub = client.pubsub()
+        try:
+            with self._unavailable():
+                await pubsub.subscribe(self.channel)
+                current = int(await client.get(self._k_version) or 0)
+            yield current
+            while not self._closed:
+                with self._unavailable():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    yield int(message["data"])
+        except StoreUnavailable:
+            if not self._closed:
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    # -- admin writes ------------------------------------------------------------
+
+    async def _transact(self, names: Iterable[str], edit: Edit, *,
+                        every_cluster: bool = False, seed: bool = False) -> int:
+        """Read clusters under WATCH, apply ``edit``, write its result with the version bump.
+
+        ``edit`` gets ``{name: Cluster or None}`` and returns only the entries it
+        changes (None deletes).  On a concurrent write to a watched key, retry.
+        ``seed`` creates the version even when nothing changed.
+        """
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        wanted = list(dict.fromkeys(names))
+                        if every_cluster:
+                            await pipe.watch(self._k_clusters)
+                            wanted += sorted(set(await pipe.smembers(self._k_clusters)) - set(wanted))
+                        keys = [self._cluster_key(n) for n in wanted]
+                        if keys:
+                            await pipe.watch(*keys)
+                        texts = await pipe.mget(keys) if keys else []
+                        current = {n: codec.load_cluster(t) if t else None for n, t in zip(wanted, texts)}
+                        changed = edit(current)
+                        seeded = await pipe.exists(self._k_version)
+                        if not changed and not (seed and not seeded):
+                            return int(await pipe.get(self._k_version) or 0)
+                        pipe.multi()
+                        for name, cluster in changed.items():
+                            if cluster is None:
+                                pipe.delete(self._cluster_key(name))
+                                pipe.srem(self._k_clusters, name)
+                            else:
+                                pipe.set(self._cluster_key(name), codec.dump_cluster(cluster))
+                                pipe.sadd(self._k_clusters, name)
+                        pipe.eval(_BUMP, 1, self._k_version, self.channel, "1" if seed else "0")
+                        return int((await pipe.execute())[-1])
+                    except WatchError:
+                        continue
+
+    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False) -> int:
+        specs = list(specs)
+
+        def edit(current: dict[str, Cluster | None]) -> dict[str, Cluster | None]:
+            changed: dict[str, Cluster | None] = {}
+            for spec in specs:
+                new = table.seeded(spec, current.get(spec.name), overwrite)
+                if new != current.get(spec.name):
+                    changed[spec.name] = new
+            if overwrite:
+                names = {s.name for s in specs}
+                changed.update({n: None for n, c in current.items() if c is not None and n not in names})
+            return changed
+
+        return await self._transact([s.name for s in specs], edit, every_cluster=overwrite, seed=True)
+
+    async def _edit_one(self, name: str, edit: Callable[[Cluster], Cluster]) -> int:
+        return await self._transact([name], lambda cur: {name: edit(table.require(cur[name], name))})
+
+    async def set_weight(self, cluster: str, weight: int, endpoint: str | IPAddress | None = None) -> int:
+        table.check_weight(weight)
+        return await self._edit_one(cluster, lambda c: table.with_weight(c, weight, endpoint))
+
+    async def set_admin(self, cluster: str, state: AdminState | str,
+                        endpoint: str | IPAddress | None = None) -> int:
+        table.parse_admin(state)
+        return await self._edit_one(cluster, lambda c: table.with_admin(c, state, endpoint))
+
+    async def add_endpoint(self, cluster: str, spec: EndpointSpec) -> int:
+        return await self._edit_one(cluster, lambda c: table.with_endpoint(c, spec))
+
+    async def remove_endpoint(self, cluster: str, address: str | IPAddress) -> int:
+        return await self._edit_one(cluster, lambda c: table.without_endpoint(c, address))
+
+    async def add_cluster(self, spec: ClusterSpec) -> int:
+        return await self._transact([spec.name], lambda cur: {spec.name: table.new_cluster(spec, cur[spec.name])})
+
+    async def remove_cluster(self, name: str) -> int:
+        def edit(cur: dict[str, Cluster | None]) -> dict[str, Cluster | None]:
+            table.require(cur[name], name)
+            return {name: None}
+        return await self._transact([name], edit)
+
+    # -- checker writes ------------------------------------------------------------
+
+    async def report(self, observations: Sequence[Observation]) -> None:
+        by_checker: dict[str, list[Observation]] = defaultdict(list)
+        for obs in observations:
+            by_checker[obs.checker].append(obs)
+        for checker, batch in by_checker.items():
+            await self._report_one(checker, batch)
+
+    async def _report_one(self, checker: str, batch: list[Observation]) -> None:
+        """Merge one checker's batch into its hash; publish only a notable change.
+
+        WATCH on the checker's own hash makes concurrent reports from one checker
+        safe; different checkers never touch each other's keys.
+        """
+        key = self._obs_key(checker)
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        now = time.time()
+                        live = {f: codec.load_observation(checker, f, t)
+                                for f, t in (await pipe.hgetall(key)).items()}
+                        stale = [f for f, o in live.items() if o.expires < now]
+                        notable = any(table.notable_change(live.get(codec.observation_field(o)), o, now)
+                                      for o in batch)
+                        fresh = {codec.observation_field(o): o for o in batch}
+                        latest = max(o.expires for o in [*live.values(), *fresh.values()])
+                        pipe.multi()
+                        pipe.hset(key, mapping={f: codec.dump_observation(o) for f, o in fresh.items()})
+                        gone = [f for f in stale if f not in fresh]
+                        if gone:
+                            pipe.hdel(key, *gone)
+                        pipe.pexpireat(key, math.ceil(latest * 1000))
+                        pipe.zadd(self._k_checkers, {checker: latest})
+                        pipe.zremrangebyscore(self._k_checkers, "-inf", f"({now!r}")
+                        if notable:
+                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+                        await pipe.execute()
+                        return
+                    except WatchError:
+                        continue
