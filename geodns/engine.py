@@ -119,6 +119,9 @@ class AnswerEngine:
                 return
             rrsets = match.rrsets
             wildcard = kind is MatchKind.WILDCARD
+            if not rrsets:                          # a wildcard that is only an empty non-terminal
+                self._nodata(zone, result)
+                return
             if qtype == wire.T_ANY:
                 chosen = _minimal_any(rrsets)
                 result.answer.append(chosen.with_name(name) if wildcard else chosen)

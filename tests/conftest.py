@@ -39,6 +39,7 @@ other        IN CNAME www.other.test.
 *.apps       IN A    203.0.113.10
 exists.apps  IN A    203.0.113.11
 a.b.ent      IN A    192.0.2.7
+a.*.entwild  IN A    192.0.2.9
 sub          IN NS   ns.sub
 sub          IN NS   ns.elsewhere.example.net.
 ns.sub       IN A    192.0.2.99

@@ -170,6 +170,11 @@ def test_wildcard_nodata_and_existing_names(dns_server):
     assert ask(dns_server, "x.exists.apps." + ZONE).rcode() == dns.rcode.NXDOMAIN
 
 
+@pytest.mark.parametrize("rdtype", ["A", "ANY"])
+def test_wildcard_that_is_an_empty_non_terminal_gives_nodata(dns_server, rdtype):
+    assert_nodata(ask(dns_server, "x.entwild." + ZONE, rdtype))
+
+
 # -- delegation ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,rdtype", [("www.sub." + ZONE, "A"), ("sub." + ZONE, "NS"), ("ns.sub." + ZONE, "A")])
 def test_referral(dns_server, name, rdtype):

@@ -328,7 +328,7 @@ class _Reader:
                 name=name, text=str(text), clusters=tuple(str(x) for x in members), policy=policy,
                 ttl=self.field(r, "ttl", path, _int_range(0, 86400), 30),
                 answers=self.field(r, "answers", path, _int_range(1, 64), 1),
-                fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms,
+                fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms, line=line,
             )
         return out
 

@@ -104,6 +104,7 @@ class RecordSpec:
     fallback: str = "all"               # all | none | <cluster name>
     latency_tolerance_pct: float = 20.0
     latency_tolerance_ms: float = 10.0
+    line: int | None = None             # where the record is defined in the config file
 
 
 @dataclass(frozen=True)

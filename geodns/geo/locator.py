@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections import deque
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
@@ -33,6 +34,12 @@ from .location import Location
 
 log = logging.getLogger(__name__)
 
+try:
+    import maxminddb.extension
+    _HAVE_EXTENSION = hasattr(maxminddb.extension, "Reader")
+except ImportError:  # pragma: no cover - a maxminddb built without its C extension
+    _HAVE_EXTENSION = False
+
 DEFAULT_CACHE_SIZE = 65536          # networks, not addresses
 _BITS = {4: 32, 6: 128}
 _MAPPED_PREFIX = 0xFFFF             # ::ffff:0:0/96, IPv4-mapped IPv6, seen above the low 32 bits
@@ -43,17 +50,25 @@ _Model = Union[geoip2.models.City, geoip2.models.Country]
 class Locator:
     """Answers "where is this address" from the operator's networks and a GeoIP database."""
 
-    def __init__(self, geoip: GeoIPConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(self, geoip: GeoIPConfig, *, cache_size: int = DEFAULT_CACHE_SIZE,
+                 native: bool = True) -> None:
+        """Load and check everything; raise ConfigError for an unusable database.
+
+        ``native`` lets lookups use maxminddb's C extension over an in-memory
+        copy of the file (see ``_native_reader``), about 6 times faster than
+        the pure-Python reader, which is the fallback and what ``False`` forces.
+        """
         self._networks = {4: _PrefixTable(32), 6: _PrefixTable(128)}
         for entry in geoip.networks:
             version, value, length = _normalise_network(entry)
             self._networks[version].add(value, length, entry.region)
         self.database_type: str | None = None
+        self.reader_mode = "none"              # "native" | "memory" | "none": for logs and tests
         self._ip_version = 0                   # of the database: 4 or 6, 0 without one
         self._query: Callable[[IPAddress], _Model] | None = None
         self._has_coordinates = False
         if geoip.database is not None:
-            self._open(Path(geoip.database))
+            self._open(Path(geoip.database), native)
         self._cache_size = cache_size
         # Per IP version: [(shift, {masked address: Location})], one entry per prefix length.
         self._cache: dict[int, list[tuple[int, dict[int, Location]]]] = {4: [], 6: []}
@@ -62,7 +77,7 @@ class Locator:
 
     # -- construction -----------------------------------------------------------------------
 
-    def _open(self, path: Path) -> None:
+    def _open(self, path: Path, native: bool) -> None:
         """Read, check and open the database, or raise ConfigError naming the file."""
         def fail(reason: str) -> ConfigError:
             return ConfigError([Problem(str(path), None, f"geoip.database: {reason}")])
@@ -82,20 +97,24 @@ class Locator:
             metadata = reader.metadata()
         except Exception as exc:  # maxminddb raises several types for a bad file
             raise fail(f"not a valid MaxMind DB file ({exc})") from None
+        kind = metadata.database_type
+        if "City" in kind or "Enterprise" in kind:   # Enterprise: a City database with more fields
+            method, self._has_coordinates = ("city" if "City" in kind else "enterprise"), True
+        elif "Country" in kind:
+            method = "country"
+        else:
+            raise fail(f"database type {kind!r} has no locations; "
+                       "use a City or Country database (GeoIP2, GeoLite2, DB-IP)")
         try:
             check_mmdb(buf, metadata.node_count, metadata.record_size)
         except CorruptDatabase as exc:
             raise fail(f"corrupt MaxMind DB file: {exc}") from None
-        kind = metadata.database_type
-        if "City" in kind:
-            self._query, self._has_coordinates = reader.city, True
-        elif "Enterprise" in kind:            # a City database with more fields
-            self._query, self._has_coordinates = reader.enterprise, True
-        elif "Country" in kind:
-            self._query = reader.country
-        else:
-            raise fail(f"database type {kind!r} has no locations; "
-                       "use a City or Country database (GeoIP2, GeoLite2, DB-IP)")
+        self.reader_mode = "memory"
+        if native:
+            fast = _native_reader(buf)
+            if fast is not None:
+                reader, self.reader_mode = fast, "native"
+        self._query = getattr(reader, method)
         self.database_type = kind
         self._ip_version = metadata.ip_version
 
@@ -196,6 +215,33 @@ class Locator:
         while len(self._cache_order) > self._cache_size:
             old_table, old_key = self._cache_order.popleft()
             old_table.pop(old_key, None)
+
+
+def _native_reader(buf: bytes) -> geoip2.database.Reader | None:
+    """A reader on maxminddb's C extension over an anonymous in-memory file, or None.
+
+    The C extension only opens a path and mmaps it.  Mapping the operator's
+    file itself would make queries fault pages in from disk, and a ``cp``
+    over the file while it is mapped would crash the process (SIGBUS).  A
+    memfd holds the very bytes that ``check_mmdb`` verified, lives in RAM,
+    and nobody else can change it.  Linux only; elsewhere this returns None
+    and the pure-Python in-memory reader is used.
+    """
+    if not _HAVE_EXTENSION or not hasattr(os, "memfd_create"):
+        return None
+    try:
+        fd = os.memfd_create("geodns-geoip", os.MFD_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with open(fd, "wb", closefd=False) as file:
+            file.write(buf)
+        return geoip2.database.Reader(f"/proc/self/fd/{fd}", mode=maxminddb.MODE_MMAP_EXT)
+    except Exception as exc:  # no /proc, no extension: the pure-Python reader will do
+        log.debug("geoip: native reader unavailable: %s", exc)
+        return None
+    finally:
+        os.close(fd)                           # the mapping outlives the descriptor
 
 
 class _PrefixTable:

@@ -191,7 +191,8 @@ class RedisStore(StateStore):
 
         ``edit`` gets ``{name: Cluster or None}`` and returns only the entries it
         changes (None deletes).  On a concurrent write to a watched key, retry.
-        ``seed`` creates the version even when nothing changed.
+        ``seed`` creates the version even when nothing changed.  ``names`` must not
+        be empty unless ``seed`` is set.
         """
         with self._unavailable():
             async with self._redis().pipeline(transaction=True) as pipe:
@@ -202,8 +203,8 @@ class RedisStore(StateStore):
                             await pipe.watch(self._k_clusters)
                             wanted += sorted(set(await pipe.smembers(self._k_clusters)) - set(wanted))
                         keys = [self._cluster_key(n) for n in wanted]
-                        if keys:
-                            await pipe.watch(*keys)
+                        # A seed decides on the version's existence, so it watches that too.
+                        await pipe.watch(*keys, *([self._k_version] if seed else []))
                         texts = await pipe.mget(keys) if keys else []
                         current = {n: codec.load_cluster(t) if t else None for n, t in zip(wanted, texts)}
                         changed = edit(current)

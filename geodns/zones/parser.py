@@ -71,6 +71,7 @@ class _Parser:
         self.default_ttl = default_ttl     # $TTL
         self.last_ttl: int | None = None   # RFC 1035: the last TTL stated, when no $TTL
         self.owner: Name | None = None     # for lines that start with white space
+        self.owner_broken = False          # the last owner written did not parse
         self.apex_failed: set[int] = set() # types whose apex records did not parse
         self.saw_soa = False
 
@@ -79,7 +80,7 @@ class _Parser:
         try:
             if not entry.ok:
                 if not entry.blank_owner and not first.text.startswith("$"):
-                    self.owner = self._owner(first)
+                    self._set_owner(first)
                 return
             if not entry.blank_owner and first.text.startswith("$") and not first.quoted:
                 self._directive(entry)
@@ -129,13 +130,18 @@ class _Parser:
     # --- records ----------------------------------------------------------------
 
     def _record(self, entry: Entry) -> None:
+        # Looked for before anything can fail, so that a broken SOA line is not
+        # also reported as "no zone origin".
+        if any(t.text.upper() == "SOA" and not t.quoted for t in entry.tokens[:4]):
+            self.saw_soa = True
         if entry.blank_owner:
+            if self.owner_broken:
+                return  # already reported on the line that named the owner
             if self.owner is None:
                 raise _Fail("no owner name: the first record starts with white space")
             owner, rest = self.owner, entry.tokens
         else:
-            owner, rest = self._owner(entry.tokens[0]), entry.tokens[1:]
-            self.owner = owner
+            owner, rest = self._set_owner(entry.tokens[0]), entry.tokens[1:]
 
         ttl: int | None = None
         seen_class = False
@@ -163,8 +169,6 @@ class _Parser:
         if i == len(rest):
             raise _Fail("missing record type")
         rtype = self._rtype(rest[i])
-        if rtype == SOA:
-            self.saw_soa = True
 
         if self.zone_origin is None:
             if self.origin is not None:
@@ -192,6 +196,13 @@ class _Parser:
         else:
             raise _Fail("no TTL: give this record a TTL, or put $TTL at the top of the file")
         self.records.append(Record(owner, rtype, ttl, rdata, targets, entry.line))
+
+    def _set_owner(self, token: Token) -> Name:
+        """Parse an owner and remember it (or that it was broken) for blank-owner lines."""
+        self.owner, self.owner_broken = None, True
+        self.owner = self._owner(token)
+        self.owner_broken = False
+        return self.owner
 
     def _owner(self, token: Token) -> Name:
         if token.quoted:
