@@ -46,6 +46,8 @@ def from_text(text: str, origin: Name | None = None) -> Name:
                 current.append(value)
                 i += 4
                 continue
+            if i + 1 < n and raw[i + 1:i + 2].isdigit():
+                raise NameError_(f"bad escape in name {text!r}: \\DDD needs three digits")
             if i + 1 >= n:
                 raise NameError_(f"dangling backslash in name {text!r}")
             current.append(raw[i + 1])
