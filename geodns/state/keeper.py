@@ -56,6 +56,7 @@ class SnapshotKeeper:
         self._unseeded_warned = False
         self._disconnected_at: float | None = None
         self._dirty = asyncio.Event()
+        self._loading = asyncio.Lock()           # loads stay sequential even when callers sync too
         self._task: asyncio.Task[None] | None = None
 
     def staleness(self) -> float:
@@ -86,6 +87,10 @@ class SnapshotKeeper:
         Raises ``StoreUnavailable``.  Public so a writer (the admin API) can make
         its own change visible before it answers.
         """
+        async with self._loading:
+            return await self._sync()
+
+    async def _sync(self) -> bool:
         self._attempted_at = time.monotonic()
         snapshot = await self.store.load()
         self._connected()
@@ -189,7 +194,7 @@ class SnapshotKeeper:
     async def _consume_feed(self) -> None:
         feed = self.store.changes()
         try:
-            async for version in feed:
+            async for _version in feed:
                 # The first version comes right after subscribing: always load once then,
                 # so a change between our last load and the subscription is not missed.
                 self._dirty.set()

@@ -15,7 +15,7 @@ The contract both backends keep (tests run it against both):
   empty Redis cannot make readers swap to an empty table.
 - ``load()`` returns the table as of exactly one version.
 - Writes are atomic: concurrent writers never lose each other's changes.
-- Observations reports bump the version only when a verdict changes (see
+- Observation reports bump the version only when a verdict changes (see
   ``table.notable_change``); RTT drift is picked up by the keeper's periodic
   resync.  Snapshots never hold an observation that had expired when loaded,
   but a snapshot ages, so the policy layer still compares ``expires`` with now.
