@@ -103,7 +103,7 @@ class _Reader:
 
     # -- sections ----------------------------------------------------------
     def read(self, doc: Any) -> model.Config:
-        top = self.mapping(doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records"))
+        top = self.mapping(doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health"))
         if top is None:
             top = LinedMap()
         server = self.server(top)
@@ -116,7 +116,16 @@ class _Reader:
         for net in geoip.networks:
             if net.region not in regions:
                 self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
-        return model.Config(None, server, store, zones, geoip, regions, clusters, records)
+        return model.Config(None, server, store, zones, geoip, regions, clusters, records, self.health(top))
+
+    def health(self, top: LinedMap) -> model.HealthConfig:
+        m = self.mapping(top.get("health"), _line(top, "health"), "health", ("quorum", "unknown"))
+        if m is None:
+            return model.HealthConfig()
+        return model.HealthConfig(
+            quorum=self.field(m, "quorum", "health", _quorum, "majority"),
+            unknown=self.field(m, "unknown", "health", _choice("up", "down"), "up"),
+        )
 
     def server(self, top: LinedMap) -> model.ServerConfig:
         known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_max_connections", "admin_token")
@@ -273,25 +282,56 @@ class _Reader:
         return tuple(out)
 
     def check(self, c: LinedMap, path: str) -> model.CheckSpec | None:
-        known = ("type", "url", "port", "path", "host", "interval", "timeout", "rise", "fall")
+        from ..health import options   # the check options' converters live with the checker
+
+        known = ("type", "url", "port", "path", "host", "interval", "timeout", "rise", "fall", "method",
+                 "expect_status", "body", "tls_verify", "ca_file", "send", "expect", "jitter")
         m = self.mapping(c.get("check"), _line(c, "check"), f"{path}.check", known)
         if m is None:
             return None
         p = f"{path}.check"
         d = model.CheckSpec()
+
+        def ca_file(value: Any) -> str:
+            file = self.path_of(value)
+            if not file.is_file():
+                raise ValueError(f"{str(file)!r} is not a readable file")
+            return str(file)
+
+        kind = self.field(m, "type", p, _choice("http", "https", "tcp"), d.type)
         spec = model.CheckSpec(
-            type=self.field(m, "type", p, _choice("http", "https", "tcp"), d.type),
-            url=self.field(m, "url", p, _nonempty_str, None),
+            type=kind,
+            url=self.field(m, "url", p, options.check_url(kind), None),
             port=self.field(m, "port", p, _int_range(1, 65535), None),
-            path=self.field(m, "path", p, _nonempty_str, d.path),
-            host=self.field(m, "host", p, _nonempty_str, None),
+            path=self.field(m, "path", p, options.url_path, d.path),
+            host=self.field(m, "host", p, options.hostname, None),
             interval=self.field(m, "interval", p, parse_duration, d.interval),
             timeout=self.field(m, "timeout", p, parse_duration, d.timeout),
             rise=self.field(m, "rise", p, _int_range(1, 100), d.rise),
             fall=self.field(m, "fall", p, _int_range(1, 100), d.fall),
+            method=self.field(m, "method", p, options.http_method, d.method),
+            expect_status=self.field(m, "expect_status", p, options.status_ranges, d.expect_status),
+            body=self.field(m, "body", p, _nonempty_str, None),
+            tls_verify=self.field(m, "tls_verify", p, options.boolean, d.tls_verify),
+            ca_file=self.field(m, "ca_file", p, ca_file, None),
+            send=self.field(m, "send", p, _nonempty_str, None),
+            expect=self.field(m, "expect", p, _nonempty_str, None),
+            jitter=self.field(m, "jitter", p, _float_range(0.0, 1.0), d.jitter),
         )
         if spec.timeout > spec.interval:
             self.problem(_line(m, "timeout"), f"{p}.timeout", "must not be longer than the interval")
+        if kind == "tcp":
+            for key in ("method", "expect_status", "body", "host", "tls_verify", "ca_file"):
+                if key in m:
+                    self.problem(_line(m, key), f"{p}.{key}", "applies to http and https checks, not tcp")
+            if "url" not in m and "port" not in m:
+                self.problem(_line(c, "check"), p, "a tcp check needs port (or url: tcp://HOST:PORT)")
+        else:
+            for key in ("send", "expect"):
+                if key in m:
+                    self.problem(_line(m, key), f"{p}.{key}", "applies to tcp checks only")
+        if "ca_file" in m and m.get("tls_verify") is False:
+            self.problem(_line(m, "ca_file"), f"{p}.ca_file", "has no effect with tls_verify: false; drop one of them")
         return spec
 
     def records(self, top: LinedMap, clusters: dict[str, model.ClusterSpec]) -> dict[names.Name, model.RecordSpec]:
@@ -373,6 +413,14 @@ def _choice(*options: str) -> Callable[[Any], str]:
             raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
         return value
     return convert
+
+
+def _quorum(value: Any) -> str | int:
+    if value in ("majority", "any", "all"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"must be majority, any, all or a number of checkers >= 1, not {value!r}")
 
 
 def _nonempty_str(value: Any) -> str:

@@ -60,17 +60,34 @@ class Region:
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """How the checker probes a cluster's endpoints."""
+    """How the checker probes a cluster's endpoints (see geodns/health/target.py for where).
+
+    Every field has a JSON-friendly type because the Redis store keeps specs
+    as JSON; ``expect_status`` is normalised so a decoded spec equals the original.
+    """
 
     type: str = "http"                  # http | https | tcp
-    url: str | None = None              # full URL for http(s); overrides address/port/path
+    url: str | None = None              # full URL (tcp://host:port for tcp); the target of every endpoint
     port: int | None = None
     path: str = "/healthz"
-    host: str | None = None             # Host header / SNI when it differs from the dialled address
+    host: str | None = None             # Host header and TLS SNI when they differ from the dialled address
     interval: float = 5.0
     timeout: float = 2.0
-    rise: int = 2
-    fall: int = 2
+    rise: int = 2                       # consecutive successes to become up
+    fall: int = 2                       # consecutive failures to become down
+    method: str = "GET"
+    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)   # inclusive ranges; redirects are not followed
+    body: str | None = None             # substring expected within the first 64 KiB of the body
+    tls_verify: bool = True
+    ca_file: str | None = None          # PEM file of the CA(s) to trust instead of the system's
+    send: str | None = None             # tcp: bytes (UTF-8) to send after connecting
+    expect: str | None = None           # tcp: substring expected in the reply (first 64 KiB)
+    jitter: float = 0.1                 # fraction of the interval a check's start is spread over
+
+    def __post_init__(self) -> None:
+        # Accept the config forms (200, "2xx", "300-399") and JSON's lists; store one tuple form.
+        from ..health.options import status_ranges
+        object.__setattr__(self, "expect_status", status_ranges(self.expect_status))
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,14 @@ class RecordSpec:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """How the DNS side turns checkers' observations into up/down."""
+
+    quorum: str | int = "majority"      # majority | any | all | N checkers that must see it up
+    unknown: str = "up"                 # how an endpoint with no fresh verdict is answered: up | down
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None = None          # the YAML file, None for the embedded defaults
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -117,3 +142,4 @@ class Config:
     regions: dict[str, Region] = field(default_factory=dict)
     clusters: dict[str, ClusterSpec] = field(default_factory=dict)
     records: dict[Name, RecordSpec] = field(default_factory=dict)
+    health: HealthConfig = field(default_factory=HealthConfig)
