@@ -48,7 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config_path=args.config,
         zone_paths=tuple(args.zone or ()),
         dns_listen=tuple(args.dns_listen or ()),
-        http_listen=args.http_listen if args.http_listen is not None else False,
+        http_listen=args.http_listen,
         store=args.store,
     )
     server = Server(settings)
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--zone", type=Path, action="append", help="zone file to serve (repeatable)")
     serve.add_argument("--dns-listen", type=_listen, action="append", metavar="HOST:PORT",
                        help="UDP+TCP listen address (repeatable; default 127.0.0.1:5353)")
-    serve.add_argument("--http-listen", type=_http_listen, metavar="HOST:PORT",
+    serve.add_argument("--http-listen", type=_http_listen, metavar="HOST:PORT", default=False,
                        help="HTTP listen address for /metrics, /healthz, /readyz (default 127.0.0.1:8053; 'off' disables)")
     serve.add_argument("--store", metavar="URL", help="state store: memory:// or redis://HOST:PORT/DB")
     serve.set_defaults(func=cmd_serve)

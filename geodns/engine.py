@@ -8,7 +8,7 @@ is parse, look up, select, encode, all in memory.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from .dns import wire
 from .dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
@@ -18,6 +18,9 @@ from .rrset import RRset
 from .zones import MatchKind, Zone
 from .zones.zoneset import ZoneSet
 
+if TYPE_CHECKING:
+    from .dynamic import GslbResponder
+
 log = logging.getLogger("geodns.engine")
 
 MAX_CNAME_CHAIN = 12
@@ -26,19 +29,11 @@ _ADDRESS_TYPES = (wire.T_A, wire.T_AAAA)
 _ADDITIONAL_TYPES = frozenset((wire.T_NS, wire.T_MX, wire.T_SRV))
 
 
-class Dynamic(Protocol):
-    """What the engine needs from the GSLB side: is a name dynamic, and its answer."""
-
-    def owns(self, qname: Name) -> bool: ...
-
-    def answer(self, query: Query, client: str, zone: Zone) -> Answer: ...
-
-
 class AnswerEngine:
     """Stateless between queries; replaced whole on reload."""
 
     def __init__(self, zones: ZoneSet, *, payload: int = 1232, nsid: bytes | None = None,
-                 dynamic: Dynamic | None = None):
+                 dynamic: "GslbResponder | None" = None):
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
@@ -91,15 +86,17 @@ class AnswerEngine:
         zone = self.zones.zone_for(query.qname)
         if zone is None:
             return Answer(rcode=wire.REFUSED, aa=False)
-        if self.dynamic is not None and self.dynamic.owns(query.qname):
-            return self.dynamic.answer(query, client, zone)
         result = Answer()
-        self._lookup(zone, query.qname, query.qtype, result, set())
+        self._lookup(zone, query.qname, query.qtype, result, set(), query, client)
         return result
 
-    def _lookup(self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name]) -> None:
+    def _lookup(self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name],
+                query: Query, client: str) -> None:
         """Fill ``result`` for (name, qtype) in zone, following CNAMEs within our zones."""
+        dynamic = self.dynamic
         while True:
+            if dynamic is not None and name in dynamic.names and self._gslb(name, qtype, result, query, client):
+                return
             match = zone.find(name)
             kind = match.kind
             if kind is MatchKind.DELEGATION:
@@ -111,7 +108,8 @@ class AnswerEngine:
                     self._referral(zone, cut, result)
                 return
             if kind is MatchKind.NXDOMAIN:
-                result.rcode = wire.NXDOMAIN      # RFC 6604: the last name in a chain decides
+                if dynamic is None or (name not in dynamic.names and name not in dynamic.ancestors):
+                    result.rcode = wire.NXDOMAIN  # RFC 6604: the last name in a chain decides
                 self._nodata(zone, result)
                 return
             if kind is MatchKind.EMPTY_NONTERMINAL:
@@ -140,12 +138,29 @@ class AnswerEngine:
             target = cname.targets[0]
             if target in seen or len(seen) >= MAX_CNAME_CHAIN:
                 return                              # a loop: answer the chain so far
-            if self.dynamic is not None and self.dynamic.owns(target):
-                return                              # the resolver asks for the GSLB name itself
             next_zone = self.zones.zone_for(target)
             if next_zone is None:
                 return                              # out of our zones: the resolver follows it
             zone, name = next_zone, target
+
+    def _gslb(self, name: Name, qtype: int, result: Answer, query: Query, client: str) -> bool:
+        """Answer A/AAAA (and ANY, as A) for a GSLB name; False leaves other types to the zone."""
+        if qtype not in (wire.T_A, wire.T_AAAA, wire.T_ANY):
+            return False
+        dynamic = self.dynamic
+        asked = wire.T_A if qtype == wire.T_ANY else qtype
+        selection = dynamic.select(name, asked, dynamic.client(query, client))
+        if selection is None:
+            return False
+        result.ecs_scope = max(result.ecs_scope, selection.scope)
+        if selection.addresses:
+            result.answer.append(dynamic.rrset(name, asked, selection))
+            dynamic.counters.answers += 1
+        else:
+            dynamic.counters.nodata += 1
+            zone = self.zones.zone_for(name)
+            self._nodata(zone, result)
+        return True
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))

@@ -10,14 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config.load import load_config
 from .config.model import Config
 from .dns.listener import Listener
+from .dynamic import GslbResponder, check_records
 from .engine import AnswerEngine
-from .errors import InputError
+from .errors import ConfigError, InputError
+from .geo import Locator
+from .state.keeper import SnapshotKeeper
+from .state.model import Snapshot
+from .state.store import StateStore, StoreUnavailable, open_store
 from .names import to_text
 from .zones.zoneset import load_zones
 
@@ -61,10 +67,25 @@ class Settings:
         )
 
 
-def build_engine(config: Config) -> AnswerEngine:
-    """Everything the query path needs, loaded and checked; raises InputError."""
+def build_engine(config: Config, snapshot: Snapshot | None = None) -> AnswerEngine:
+    """Everything the query path needs, loaded and checked; raises InputError.
+
+    Slow parts (a large GeoIP database) make this worth running off the event
+    loop on reload.
+    """
     zones = load_zones(config.zones)
-    return AnswerEngine(zones, payload=config.server.udp_payload, nsid=config.server.nsid)
+    problems = check_records(config, zones)
+    if problems:
+        raise ConfigError(problems)
+    responder = None
+    if config.records:
+        if snapshot is None:
+            snapshot = Snapshot.from_specs(config.clusters.values())
+        responder = GslbResponder(config, Locator(config.geoip), snapshot)
+    return AnswerEngine(zones, payload=config.server.udp_payload, nsid=config.server.nsid, dynamic=responder)
+
+
+HEALTH_REFRESH = 0.5   # seconds between checks whether observations have expired
 
 
 class Server:
@@ -74,8 +95,11 @@ class Server:
         self.engine: AnswerEngine | None = None
         self.listeners: list[Listener] = []
         self.http = None
+        self.store: StateStore | None = None
+        self.keeper: SnapshotKeeper | None = None
         self.reloads = {"ok": 0, "failed": 0}
         self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
 
     # The listeners call this; it always reads the current engine.
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -83,9 +107,16 @@ class Server:
 
     async def start(self) -> None:
         """Load everything, then bind; raises InputError before binding anything."""
-        self.config = self.settings.load()
-        self.engine = build_engine(self.config)
-        server = self.config.server
+        config = self.config = self.settings.load()
+        self.store = open_store(config.store)
+        seed = Snapshot.from_specs(config.clusters.values())
+        self.engine = build_engine(config, seed)
+        await self._seed_store()
+        self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot, reseed=self._seed_store)
+        await self.keeper.start()
+        self._on_snapshot(self.keeper.snapshot)
+        self._tasks.append(asyncio.create_task(self._refresh_health(), name="geodns-health-refresh"))
+        server = config.server
         try:
             for host, port in server.dns_listen:
                 listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections)
@@ -100,25 +131,53 @@ class Server:
         except OSError:
             await self.stop()
             raise
-        zones = _zone_names(self.engine)
-        log.info("event=started zones=%s", zones)
+        log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
+                 _redact(config.store), len(config.records))
 
-    def reload(self) -> bool:
+    async def _seed_store(self) -> None:
+        """Put the config's clusters into the store, keeping runtime changes (drains, weights)."""
+        try:
+            await self.store.seed(self.config.clusters.values())
+        except StoreUnavailable as exc:
+            log.warning("event=seed-deferred reason=%r (answering from the config until the store is back)", str(exc))
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        dynamic = self.engine.dynamic if self.engine is not None else None
+        if dynamic is not None:
+            dynamic.update(snapshot)
+
+    async def _refresh_health(self) -> None:
+        """Observations expire with time, not only with changes: rebuild when one has."""
+        while True:
+            await asyncio.sleep(HEALTH_REFRESH)
+            dynamic = self.engine.dynamic if self.engine is not None else None
+            if dynamic is not None and time.time() >= dynamic.state.health.valid_until:
+                dynamic.update()
+
+    async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""
         try:
             config = self.settings.load()
-            engine = build_engine(config)
+            snapshot = self.keeper.snapshot if self.keeper is not None else None
+            engine = await asyncio.get_running_loop().run_in_executor(None, build_engine, config, snapshot)
         except InputError as exc:
             self.reloads["failed"] += 1
             for problem in exc.problems:
                 log.error("event=reload-rejected problem=%r", str(problem))
             log.error("event=reload-failed keeping=running-config")
             return False
-        if self.config is not None and config.server.dns_listen != self.config.server.dns_listen:
+        old = self.config
+        if old is not None and config.server.dns_listen != old.server.dns_listen:
             log.warning("event=reload listen addresses changed; restart to apply them")
+        if old is not None and config.store != old.store:
+            log.warning("event=reload store URL changed; restart to apply it")
+            config = replace(config, store=old.store)
         self.config, self.engine = config, engine
+        if self.keeper is not None:
+            self._on_snapshot(self.keeper.snapshot)
+        await self._seed_store()
         self.reloads["ok"] += 1
-        log.info("event=reloaded zones=%s", _zone_names(engine))
+        log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))
         return True
 
     def request_stop(self) -> None:
@@ -130,7 +189,7 @@ class Server:
         await self.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(asyncio.create_task(self.reload())))
         try:
             await self._stopping.wait()
         finally:
@@ -140,12 +199,26 @@ class Server:
             await self.stop()
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
         for listener in self.listeners:
             await listener.close()
         self.listeners = []
         if self.http is not None:
             await self.http.cleanup()
             self.http = None
+        if self.keeper is not None:
+            await self.keeper.stop()
+            self.keeper = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
 
     @property
     def ready(self) -> tuple[bool, str]:
@@ -163,3 +236,11 @@ def _zone_names(engine: AnswerEngine) -> str:
 def _host_port(address) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _redact(url: str) -> str:
+    """A store URL fit for logs: no password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

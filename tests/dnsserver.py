@@ -42,7 +42,7 @@ class RunningServer:
         return self.server.listeners[0].port
 
     def reload(self) -> bool:
-        return self.run(self.server.reload)
+        return self.call(self.server.reload())
 
     def stop(self) -> None:
         try:

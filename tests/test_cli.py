@@ -92,6 +92,7 @@ def test_serve_embedded_defaults_and_clean_sigterm():
 def test_sigint_also_stops_cleanly(tmp_path):
     zone = write(tmp_path / "other.test.zone", OTHER_ZONE)
     proc = Proc("--zone", str(zone), "--http-listen", "off")
+    assert proc.http_port is None
     proc.proc.send_signal(signal.SIGINT)
     assert proc.proc.wait(10) == 0
 

@@ -1,0 +1,165 @@
+"""GSLB answers: where the answer engine meets the policy chain.
+
+The engine asks two things of this module on the query path: is a name a GSLB
+record, and what are its A/AAAA records for this client.  Everything that
+depends on the live table (the snapshot, its health view, each record's
+policy context) is rebuilt off the query path by ``update`` and swapped in
+with one assignment, so a query always sees one consistent state.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+from .config.model import Config, RecordSpec
+from .dns import wire
+from .dns.wire import Query
+from .errors import Problem
+from .geo import Locator
+from .gslb.health import HealthView
+from .gslb.policy import Client, Context, Selection, Step, contexts, select
+from .names import Name, to_text
+from .rrset import RRset
+from .state.model import Snapshot
+from .zones import MatchKind
+from .zones.zoneset import ZoneSet
+
+log = logging.getLogger("geodns.gslb")
+
+_FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """One snapshot with everything derived from it; replaced whole."""
+
+    snapshot: Snapshot
+    health: HealthView
+    contexts: Mapping[Name, Context]
+    built_at: float
+
+
+@dataclass
+class Counters:
+    """Plain counters the metrics layer reads; the query path only increments."""
+
+    answers: int = 0
+    fallbacks: int = 0
+    nodata: int = 0
+    ecs: int = 0
+    geo_misses: int = 0
+
+
+class GslbResponder:
+    """Answers the config's GSLB records from the current live state."""
+
+    def __init__(self, config: Config, locator: Locator, snapshot: Snapshot, rng: random.Random | None = None):
+        self.records: Mapping[Name, RecordSpec] = config.records
+        self.regions = config.regions
+        self.health_config = config.health
+        self.locator = locator
+        self.rng = rng or random.Random()
+        self.names = frozenset(self.records)
+        # Names above a GSLB record exist too (empty non-terminals), even if
+        # the zone file does not mention them.
+        self.ancestors = frozenset(name[i:] for name in self.names for i in range(1, len(name)))
+        self.counters = Counters()
+        self.state: LiveState = self._build(snapshot)
+
+    # -- off the query path -----------------------------------------------------
+    def _build(self, snapshot: Snapshot) -> LiveState:
+        now = time.time()
+        quorum = self.health_config.quorum
+        health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
+        return LiveState(snapshot, health, contexts(self.records.values(), snapshot, health, self.regions, self.rng), now)
+
+    def update(self, snapshot: Snapshot | None = None) -> None:
+        """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
+        self.state = self._build(snapshot if snapshot is not None else self.state.snapshot)
+
+    # -- on the query path -----------------------------------------------------------
+    def client(self, query: Query, source: str) -> Client:
+        """Who the answer is for: the ECS subnet when the resolver sent one, else the resolver."""
+        ecs = query.edns.ecs if query.edns is not None else None
+        if ecs is not None:
+            self.counters.ecs += 1
+            if ecs.source_prefix > 0:
+                return Client(ecs.address, self._locate(ecs.address), ecs.source_prefix)
+            address = ipaddress.ip_address(source)
+            return Client(address, self._locate(address), 0)
+        address = ipaddress.ip_address(source)
+        return Client(address, self._locate(address), None)
+
+    def _locate(self, address):
+        location = self.locator.locate(address)
+        if location.source == "none":
+            self.counters.geo_misses += 1
+        return location
+
+    def select(self, qname: Name, qtype: int, client: Client, trace: list | None = None) -> Selection | None:
+        """The selection for an A/AAAA question about a GSLB name; None for other types."""
+        family = _FAMILY.get(qtype)
+        if family is None:
+            return None
+        context = self.state.contexts.get(qname)
+        if context is None:
+            return None
+        selection = select(context, client, family, trace)
+        if selection.fallback:
+            self.counters.fallbacks += 1
+        return selection
+
+    def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
+        record = self.records[qname]
+        return RRset(qname, qtype, record.ttl, tuple(a.packed for a in selection.addresses))
+
+    # -- explain (for operators) --------------------------------------------------------
+    def explain(self, qname: Name, qtype: int, address: str, prefix: int | None = None) -> dict:
+        """The decision for a made-up client, with each filter's candidates in and out."""
+        ip = ipaddress.ip_address(address)
+        location = self.locator.locate(ip)
+        client = Client(ip, location, prefix)
+        trace: list[Step] = []
+        selection = self.select(qname, qtype, client, trace)
+        return {
+            "name": to_text(qname),
+            "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
+            "steps": [{"filter": s.filter, "in": list(s.before), "out": list(s.after)} for s in trace],
+            "answer": [str(a) for a in selection.addresses] if selection else [],
+            "clusters": list(selection.clusters) if selection else [],
+            "fallback": bool(selection and selection.fallback),
+            "scope": selection.scope if selection else 0,
+            "snapshot_version": self.state.snapshot.version,
+        }
+
+
+def _location_dict(location) -> dict:
+    return {"region": location.region, "country": location.country, "continent": location.continent,
+            "lat": location.lat, "lon": location.lon, "prefix": location.prefix, "source": location.source}
+
+
+def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
+    """Every GSLB record must sit inside a served zone, above any cut, without clashing data."""
+    problems = []
+    source = str(config.source) if config.source else "config"
+    for name, record in config.records.items():
+        where = f"records.{record.text}"
+        zone = zones.zone_for(name)
+        if zone is None:
+            problems.append(Problem(source, record.line, f"{where}: not inside any served zone"))
+            continue
+        match = zone.find(name)
+        if match.kind is MatchKind.DELEGATION:
+            problems.append(Problem(source, record.line,
+                                    f"{where}: below the zone cut {to_text(match.cut.name)}; it would never be answered"))
+        elif match.kind is MatchKind.EXACT:
+            clash = [t for t in (wire.T_A, wire.T_AAAA, wire.T_CNAME) if t in match.rrsets]
+            if clash:
+                types = ", ".join({wire.T_A: "A", wire.T_AAAA: "AAAA", wire.T_CNAME: "CNAME"}[t] for t in clash)
+                problems.append(Problem(source, record.line,
+                                        f"{where}: {zone.source} also has {types} records at this name; remove one"))
+    return problems

@@ -1,0 +1,278 @@
+"""The policy filters: each takes candidates and returns fewer or reordered ones.
+
+Contract shared by all of them: never mutate the input list (return it as is
+when nothing changes, to save an allocation), keep the input order unless the
+filter's job is ordering, and pass an empty list through harmlessly.  They
+are pure apart from ``weighted`` drawing from ``ctx.rng``.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Callable, Sequence, TypeVar
+
+from ..geo.distance import great_circle_km
+from ..geo.location import Location
+from ..state.model import Endpoint
+from .model import Candidate, Client, Context
+
+Filter = Callable[[list[Candidate], Client, Context], list[Candidate]]
+
+T = TypeVar("T")
+
+# Light in fibre covers about 200 km per ms one way: 1 ms of round trip per 100 km,
+# plus a fixed cost for the last mile and the equipment on the way.
+RTT_MS_PER_KM = 0.01
+RTT_BASE_MS = 5.0
+
+# A vantage farther than this from the client says little about the client's own
+# paths: its measurements would steer everyone towards the checker's home (with one
+# embedded checker, every client to the cluster next to the server), so beyond it
+# the distance estimate is the better guess.  2000 km is about 20 ms of round trip.
+VANTAGE_REACH_KM = 2000.0
+
+
+def estimate_rtt_ms(km: float) -> float:
+    """A round-trip time guessed from distance, for clusters nobody has measured."""
+    return km * RTT_MS_PER_KM + RTT_BASE_MS
+
+
+def healthy(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+    """Drop clusters that are not up (down, drained, forced down); keep only up endpoints."""
+    precomputed = ctx.healthy
+    health = ctx.health
+    out: list[Candidate] = []
+    for cand in candidates:
+        name = cand.cluster.name
+        if cand.endpoints is cand.cluster.endpoints and name in precomputed:
+            kept = precomputed[name]        # the common case: worked out once per snapshot
+            if kept is not None:
+                out.append(kept)
+            continue
+        if not health.cluster_up(name):
+            continue
+        up = health.up_endpoints(name)
+        if up is cand.cluster.endpoints:    # every endpoint is up, so all of cand's are
+            out.append(cand)
+            continue
+        up_set = frozenset(up)
+        endpoints = tuple(e for e in cand.endpoints if e in up_set)
+        if endpoints:
+            out.append(Candidate(cand.cluster, endpoints))
+    return out
+
+
+def geo(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+    """Keep the clusters of the client's region: operator network, then country, then continent.
+
+    When none of those names a candidate's region, keep the nearest region's
+    clusters by great-circle distance.  A client that only an operator network
+    placed (no country, no coordinates) stands where its region is, so an
+    office mapped to a region without clusters still gets the nearest ones.
+    With nothing to go on (unknown location, or no coordinates and no match)
+    the list is unchanged: a wrong guess would be worse than letting the next
+    filter decide.
+    """
+    location = client.location
+    if len(candidates) < 2 or location.source == "none":
+        return candidates            # one candidate survives geo whatever the client
+    continent = location.continent
+    if location.region is not None:
+        kept = [c for c in candidates if c.cluster.region == location.region]
+        if kept:
+            return kept
+        home = ctx.regions.get(location.region)
+        if continent is None and home is not None:
+            continent = home.continent
+    if location.country is not None:
+        regions = ctx.country_regions.get(location.country)
+        if regions:
+            kept = [c for c in candidates if c.cluster.region in regions]
+            if kept:
+                return kept
+    if continent is not None:
+        regions = ctx.continent_regions.get(continent)
+        if regions:
+            kept = [c for c in candidates if c.cluster.region in regions]
+            if kept:
+                return kept
+    place = client_place(location, ctx)
+    if place is None:
+        return candidates
+    return nearest(candidates, place[0], place[1], ctx)
+
+
+def client_place(location: Location, ctx: Context) -> tuple[float, float] | None:
+    """The client's coordinates, else those of the region an operator network put it in."""
+    if location.lat is not None and location.lon is not None:
+        return location.lat, location.lon
+    if location.region is not None:
+        home = ctx.regions.get(location.region)
+        if home is not None:
+            return home.lat, home.lon
+    return None
+
+
+def nearest(candidates: list[Candidate], lat: float, lon: float, ctx: Context) -> list[Candidate]:
+    """The candidates of the region(s) nearest to (lat, lon); unchanged if no region is known."""
+    distances: dict[str, float] = {}
+    best = math.inf
+    for cand in candidates:
+        region = cand.cluster.region
+        km = distances.get(region)
+        if km is None:
+            place = ctx.regions.get(region)
+            km = math.inf if place is None else great_circle_km(lat, lon, place.lat, place.lon)
+            distances[region] = km
+            best = min(best, km)
+    if best == math.inf:
+        return candidates
+    return [c for c in candidates if distances[c.cluster.region] == best]
+
+
+def latency(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+    """Order by RTT and keep those within tolerance of the best, so close calls do not flap.
+
+    The RTT is the one measured from the vantage nearest the client (placed as
+    ``client_place`` says), if that vantage is within ``VANTAGE_REACH_KM``
+    (clients with no place use each cluster's best vantage), else an estimate
+    from the client's distance to the cluster's region.  A candidate with
+    neither is dropped when others have a figure; with no figures at all the
+    list is unchanged.  The tolerance is the wider of
+    ``latency_tolerance_pct`` percent of the best and ``latency_tolerance_ms``.
+    """
+    if len(candidates) < 2:
+        return candidates
+    place = client_place(client.location, ctx)
+    health = ctx.health
+    vantage = _nearest_vantage(place[0], place[1], ctx) if place is not None else None
+    scored: list[tuple[float, int, Candidate]] = []
+    for i, cand in enumerate(candidates):
+        name = cand.cluster.name
+        if vantage is not None:
+            ms = health.rtt_ms(name, vantage)
+        elif place is None:
+            ms = health.min_rtt_ms(name)
+        else:
+            ms = None
+        if ms is None and place is not None:
+            region = ctx.regions.get(cand.cluster.region)
+            if region is not None:
+                ms = estimate_rtt_ms(great_circle_km(place[0], place[1], region.lat, region.lon))
+        if ms is not None:
+            scored.append((ms, i, cand))     # i breaks ties in input order; cand is never compared
+    if not scored:
+        return candidates
+    scored.sort()
+    best = scored[0][0]
+    record = ctx.record
+    limit = best + max(best * record.latency_tolerance_pct / 100.0, record.latency_tolerance_ms)
+    return [cand for ms, _i, cand in scored if ms <= limit]
+
+
+def _nearest_vantage(lat: float, lon: float, ctx: Context) -> str | None:
+    best, best_km = None, VANTAGE_REACH_KM
+    for name, vlat, vlon in ctx.vantage_points:
+        km = great_circle_km(lat, lon, vlat, vlon)
+        if km < best_km:
+            best, best_km = name, km
+    return best
+
+
+def weighted(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+    """Weighted random order of clusters, and of endpoints within each cluster.
+
+    Sampling without replacement, so the first place goes to cluster i with
+    probability weight_i / total, and later places spread the same way over
+    the rest.  Weight 0 is standby, as in Route 53: standby clusters are kept
+    only when no positive-weight cluster is left, and then in uniform random
+    order.  For endpoints the same holds per address family, so an IPv6-only
+    standby endpoint is not hidden by an IPv4 one.
+    """
+    if not candidates:
+        return candidates
+    rng = ctx.rng
+    active = [c for c in candidates if c.cluster.weight > 0]
+    if active:
+        ordered = weighted_order(active, [c.cluster.weight for c in active], rng)
+    else:
+        ordered = weighted_order(candidates, [1] * len(candidates), rng)
+    return [_order_endpoints(c, rng) for c in ordered]
+
+
+def weighted_order(items: Sequence[T], weights: Sequence[float], rng: random.Random) -> list[T]:
+    """Successive weighted draws without replacement; weights must be positive."""
+    if len(items) < 2:
+        return list(items)
+    pool = list(items)
+    left = list(weights)
+    total = sum(left)
+    out: list[T] = []
+    while len(pool) > 1:
+        r = rng.random() * total
+        i = 0
+        acc = left[0]
+        while r >= acc and i < len(left) - 1:
+            i += 1
+            acc += left[i]
+        out.append(pool.pop(i))
+        total -= left.pop(i)
+    out.append(pool[0])
+    return out
+
+
+def _order_endpoints(cand: Candidate, rng: random.Random) -> Candidate:
+    endpoints = cand.endpoints
+    n = len(endpoints)
+    if n < 2:
+        return cand
+    if n == 2:
+        first, second = endpoints
+        if first.address.version != second.address.version and first.weight > 0 and second.weight > 0:
+            return cand              # one per family: the order cannot change any answer
+    active = [e for e in endpoints if e.weight > 0]
+    ordered: list[Endpoint] = weighted_order(active, [e.weight for e in active], rng)
+    if len(active) < n:
+        families = {e.address.version for e in active}
+        standby = [e for e in endpoints if e.weight <= 0 and e.address.version not in families]
+        rng.shuffle(standby)
+        ordered.extend(standby)
+    return Candidate(cand.cluster, tuple(ordered))
+
+
+def failover(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+    """Keep the single highest-priority candidate (lowest ``priority``, then record order).
+
+    Only candidates with an eligible endpoint count; which endpoints are
+    eligible is the earlier filters' business, so put ``healthy`` first.
+    """
+    order = ctx.order
+    last = len(order)
+    best: Candidate | None = None
+    best_key = (0, 0)
+    for cand in candidates:
+        if not cand.endpoints:
+            continue
+        key = (cand.cluster.priority, order.get(cand.cluster.name, last))
+        if best is None or key < best_key:
+            best, best_key = cand, key
+    return [] if best is None else [best]
+
+
+def first_n(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+    """Keep the first ``record.answers`` candidates."""
+    n = ctx.record.answers
+    return candidates if len(candidates) <= n else candidates[:n]
+
+
+FILTERS: dict[str, Filter] = {
+    "healthy": healthy,
+    "geo": geo,
+    "latency": latency,
+    "weighted": weighted,
+    "failover": failover,
+    "first_n": first_n,
+}
+
+# Filters whose output depends on where the client is: they make the ECS scope.
+LOCATION_FILTERS = frozenset(("geo", "latency"))

@@ -1,0 +1,158 @@
+"""The values the policy chain passes around.
+
+A ``Context`` is built once per (snapshot, health view, record) and reused by
+every query for that record until the snapshot or the health view changes;
+everything a filter would otherwise recompute per query (the record's
+candidates, their healthy subsets, region indexes, the fallback answers)
+is worked out here, so the query path mostly reads.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
+
+from ..config.model import POLICY_FILTERS, IPAddress, RecordSpec, Region
+from ..geo.location import Location
+from ..state.model import Cluster, Endpoint, Snapshot
+from .health import DRAINED, FORCED_DOWN, HealthView
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A cluster still in the running, with the endpoints still eligible (a subset, maybe reordered)."""
+
+    cluster: Cluster
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who asks: the address the decision is about, where it is, and the ECS source prefix if any."""
+
+    address: IPAddress
+    location: Location
+    ecs_source: int | None       # None when the query carried no Client Subnet option
+
+
+class Selection(NamedTuple):
+    """What to answer.  A NamedTuple because one is made per query and it is the cheapest record.
+
+    ``clusters`` names the clusters whose endpoints are in ``addresses``.
+    ``fallback`` says the chain left nothing and ``record.fallback`` answered.
+    ``scope`` is the ECS scope prefix length (see ``policy.ecs_scope``).
+    """
+
+    addresses: tuple[IPAddress, ...]
+    clusters: tuple[str, ...]
+    fallback: bool
+    scope: int
+
+
+class Step(NamedTuple):
+    """One trace entry: a filter (or "fallback") and the cluster names before and after it."""
+
+    filter: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a filter may read besides the candidates and the client.
+
+    Only the first five fields are given; the rest are derived in
+    ``__post_init__`` so that they are computed per snapshot, not per query.
+    ``health`` must have been built from ``snapshot``.
+    """
+
+    snapshot: Snapshot
+    health: HealthView
+    regions: Mapping[str, Region]
+    record: RecordSpec
+    rng: random.Random
+
+    # The record's clusters present in the snapshot and with endpoints, in record order.
+    candidates: tuple[Candidate, ...] = field(init=False)
+    # Cluster name -> what `healthy` makes of its full candidate (None: dropped).
+    healthy: Mapping[str, Candidate | None] = field(init=False)
+    # Cluster name -> position in record.clusters: failover's tie-break.
+    order: Mapping[str, int] = field(init=False)
+    # Country / continent code -> names of the regions that serve it.
+    country_regions: Mapping[str, frozenset[str]] = field(init=False)
+    continent_regions: Mapping[str, frozenset[str]] = field(init=False)
+    # The health view's vantages that are known regions, with their coordinates.
+    vantage_points: tuple[tuple[str, float, float], ...] = field(init=False)
+    # Address family (4 or 6) -> the answer when the chain leaves nothing.
+    fallback: Mapping[int, Selection] = field(init=False)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.record.policy if name not in POLICY_FILTERS]
+        if unknown:
+            raise ValueError(f"record {self.record.text}: unknown filter(s) {', '.join(unknown)}")
+        clusters = self.snapshot.clusters
+        health = self.health
+        candidates: list[Candidate] = []
+        healthy: dict[str, Candidate | None] = {}
+        for name in self.record.clusters:
+            cluster = clusters.get(name)
+            if cluster is None or not cluster.endpoints or name in healthy:
+                continue
+            candidates.append(Candidate(cluster, cluster.endpoints))
+            up = health.up_endpoints(name)
+            if not health.cluster_up(name) or not up:
+                healthy[name] = None
+            elif up is cluster.endpoints:
+                healthy[name] = candidates[-1]
+            else:
+                healthy[name] = Candidate(cluster, up)
+        countries: dict[str, set[str]] = {}
+        continents: dict[str, set[str]] = {}
+        for region in self.regions.values():
+            continents.setdefault(region.continent, set()).add(region.name)
+            for country in region.countries:
+                countries.setdefault(country, set()).add(region.name)
+        vantages = tuple(sorted((v, self.regions[v].lat, self.regions[v].lon)
+                                for v in health.vantages if v in self.regions))
+        derived = {
+            "candidates": tuple(candidates),
+            "healthy": MappingProxyType(healthy),
+            "order": MappingProxyType({name: i for i, name in reversed(list(enumerate(self.record.clusters)))}),
+            "country_regions": MappingProxyType({k: frozenset(v) for k, v in countries.items()}),
+            "continent_regions": MappingProxyType({k: frozenset(v) for k, v in continents.items()}),
+            "vantage_points": vantages,
+            "fallback": MappingProxyType({family: self._fallback(family) for family in (4, 6)}),
+        }
+        for key, value in derived.items():
+            object.__setattr__(self, key, value)
+
+    def _fallback(self, family: int) -> Selection:
+        """The answer for a chain that left nothing: client-independent, so scope 0.
+
+        It ignores health checks (fail open, as Route 53 does) but not the
+        operator: forced-down and drained endpoints stay out, since "never
+        answer it" and "no new traffic" are promises, not health.  It answers
+        every address of its set; ``answers`` shapes the normal path only.
+        """
+        how = self.record.fallback
+        if how == "none":
+            return Selection((), (), True, 0)
+        names = self.record.clusters if how == "all" else (how,)
+        addresses: list[IPAddress] = []
+        used: list[str] = []
+        for name in dict.fromkeys(names):
+            cluster = self.snapshot.clusters.get(name)
+            if cluster is None:
+                continue
+            took = False
+            for endpoint in cluster.endpoints:
+                if endpoint.address.version != family:
+                    continue
+                if self.health.state(name, endpoint.key) in (FORCED_DOWN, DRAINED):
+                    continue
+                addresses.append(endpoint.address)
+                took = True
+            if took:
+                used.append(name)
+        return Selection(tuple(addresses), tuple(used), True, 0)

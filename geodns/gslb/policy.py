@@ -1,0 +1,107 @@
+"""Running a record's policy chain and turning the result into addresses.
+
+The query path is ``select(ctx, client, family)``: build a ``Context`` per
+(snapshot, health view, record) ahead of time (``contexts`` does it for a
+whole config), make a ``Client`` per query, and read the ``Selection``.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterable, Mapping
+
+from ..config.model import IPAddress, RecordSpec, Region
+from ..geo.location import Location
+from ..names import Name
+from ..state.model import Snapshot
+from .filters import FILTERS, LOCATION_FILTERS, Filter
+from .health import HealthView
+from .model import Candidate, Client, Context, Selection, Step
+
+__all__ = ["Candidate", "Client", "Context", "FILTERS", "Filter", "Selection", "Step",
+           "contexts", "ecs_scope", "run_chain", "select"]
+
+
+def ecs_scope(location: Location, ecs_source: int | None, depended: bool) -> int:
+    """The ECS scope prefix length of an answer (RFC 7871 section 7.2.1).
+
+    An answer that did not depend on where the client is holds for everyone:
+    /0, so resolvers cache one copy.  One that did holds for the network the
+    location came from, never longer than what the resolver revealed (the
+    source prefix), since we cannot claim to have looked at bits we never saw.
+    """
+    if not depended:
+        return 0
+    if ecs_source is not None and ecs_source < location.prefix:
+        return ecs_source
+    return location.prefix
+
+
+def _run(record: RecordSpec, candidates: list[Candidate], client: Client, ctx: Context,
+         trace: list | None) -> tuple[list[Candidate], bool]:
+    """The chain, and whether a location-reading filter had a choice to make.
+
+    A filter facing one candidate (or none) returns the same whatever the
+    client, so only one facing two or more makes the answer location-dependent.
+    """
+    depended = False
+    for name in record.policy:
+        if len(candidates) > 1 and name in LOCATION_FILTERS:
+            depended = True
+        out = FILTERS[name](candidates, client, ctx)
+        if trace is not None:
+            trace.append(Step(name, tuple(c.cluster.name for c in candidates),
+                              tuple(c.cluster.name for c in out)))
+        candidates = out
+    return candidates, depended
+
+
+def run_chain(record: RecordSpec, candidates: list[Candidate], client: Client, ctx: Context,
+              trace: list | None = None) -> list[Candidate]:
+    """Apply ``record.policy`` in order; with a ``trace`` list, append one ``Step`` per filter."""
+    return _run(record, candidates, client, ctx, trace)[0]
+
+
+def select(ctx: Context, client: Client, family: int, trace: list | None = None) -> Selection:
+    """Up to ``record.answers`` addresses of ``family`` (4 or 6) for ``client``.
+
+    Addresses come from the ordered candidates, the first candidate's first.
+    Candidates with no address of the family give an empty selection (the
+    caller answers NODATA), not the fallback: the name exists, the cluster is
+    fine, it just has no such address.  Only an empty chain result falls back;
+    the trace then ends with a ``Step("fallback", (), <clusters answered>)``.
+    """
+    record = ctx.record
+    candidates, depended = _run(record, list(ctx.candidates), client, ctx, trace)
+    if not candidates:
+        chosen = ctx.fallback[family]
+        if trace is not None:
+            trace.append(Step("fallback", (), chosen.clusters))
+        return chosen
+    want = record.answers
+    addresses: list[IPAddress] = []
+    clusters: list[str] = []
+    for cand in candidates:
+        took = False
+        for endpoint in cand.endpoints:
+            address = endpoint.address
+            if address.version == family:
+                addresses.append(address)
+                took = True
+                if len(addresses) >= want:
+                    break
+        if took:
+            clusters.append(cand.cluster.name)
+            if len(addresses) >= want:
+                break
+    return Selection(tuple(addresses), tuple(clusters), False,
+                     ecs_scope(client.location, client.ecs_source, depended))
+
+
+def contexts(records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
+             regions: Mapping[str, Region], rng: random.Random | None = None) -> dict[Name, Context]:
+    """One Context per record (keyed by ``record.name``), sharing one random generator.
+
+    Call it again whenever the snapshot or the health view is replaced.
+    """
+    rng = rng if rng is not None else random.Random()
+    return {record.name: Context(snapshot, health, regions, record, rng) for record in records}

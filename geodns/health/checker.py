@@ -1,0 +1,314 @@
+"""The checker: one task per endpoint check, rise/fall, batched observations, suspect mode.
+
+What it probes follows the table, not the config: it reads ``table_source.snapshot``
+(a ``SnapshotKeeper`` in practice, which the caller starts and stops) every
+``poll_interval`` and reconciles its tasks when the clusters change -- a new
+endpoint gets a task, a removed one loses it, a changed check spec or target
+restarts only that endpoint's task (keeping its health, so a spec edit does not
+turn a down endpoint "unknown").  Clusters without a ``check`` are not probed;
+their endpoints have no verdict and the DNS side answers them by its ``unknown``
+policy (up by default).
+
+Scheduling: each task probes at ``start + n * interval`` where ``start`` is now
+plus a random offset within ``jitter * interval`` drawn once, so checks never
+drift and never fire in lock-step.  A semaphore bounds concurrent probes; a
+task that falls behind (waiting for a slot) skips the slots it missed rather
+than bursting.
+
+Reporting: every probe result queues the endpoint's observation; a flusher
+writes the queue with one ``store.report()`` every ``flush_interval``, or at
+once when a verdict changes.  Each observation expires after
+``max(3 * interval, interval + timeout + 1)`` seconds, so a checker that dies
+stops counting within a few intervals.  The observation carries the state after
+hysteresis: ``up`` True/False, or None while still ``unknown``.
+
+Suspect mode: when the latest probe of *every* endpoint this checker probes
+failed (and it probes at least two), the likelier story is that this checker is
+cut off, not that every cluster died at once.  It then reports ``up=None`` for
+every endpoint -- the DNS side's quorum counts only verdicts, so ``None`` is no
+vote -- until any probe succeeds again.  If every cluster really is down, all
+checkers go suspect, nobody votes, and the DNS side fails open (answers them
+all), which is what principle 3 asks for anyway.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from ..config.model import CheckSpec
+from ..state.model import Observation, Snapshot
+from ..state.store import StateStore, StoreUnavailable
+from .probe import ProbeResult, new_session, probe
+from .state import Health, advance
+from .target import Target, TargetError, resolve_target
+
+log = logging.getLogger(__name__)
+
+CheckKey = tuple[str, str]          # (cluster, endpoint address as text)
+
+
+class TableSource(Protocol):
+    """Anything with a current ``snapshot`` attribute; ``SnapshotKeeper`` is one."""
+
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """One endpoint as this checker sees it, for the admin API and metrics."""
+
+    cluster: str
+    endpoint: str
+    target: str | None          # what is dialled; None when the probe target is invalid
+    state: str                  # unknown | up | down
+    successes: int              # consecutive
+    failures: int               # consecutive
+    rtt_ms: float | None        # smoothed
+    reason: str                 # the latest probe's reason (or why it cannot be probed)
+    probes: int
+    last_probe_at: float | None  # unix seconds
+
+
+def expiry(spec: CheckSpec) -> float:
+    """How long an observation counts: a few intervals, and always longer than one probe cycle."""
+    return max(3 * spec.interval, spec.interval + spec.timeout + 1.0)
+
+
+class _Check:
+    """One endpoint's check: its spec and target, its health, and the task that probes it."""
+
+    __slots__ = ("key", "spec", "target", "error", "health", "task", "last_at")
+
+    def __init__(self, key: CheckKey, spec: CheckSpec, target: Target | None, error: str | None,
+                 health: Health) -> None:
+        self.key = key
+        self.spec = spec
+        self.target = target
+        self.error = error
+        self.health = health
+        self.task: asyncio.Task[None] | None = None
+        self.last_at: float | None = None
+
+
+class Checker:
+    def __init__(self, store: StateStore, checker_id: str, vantage: str, *, table_source: TableSource,
+                 max_concurrency: int = 256, flush_interval: float = 0.2, poll_interval: float = 0.2) -> None:
+        self.store = store
+        self.checker_id = checker_id
+        self.vantage = vantage
+        self.table_source = table_source
+        self.max_concurrency = max_concurrency
+        self.flush_interval = flush_interval
+        self.poll_interval = poll_interval
+        self._checks: dict[CheckKey, _Check] = {}
+        self._probed = 0                 # checks with a valid target
+        self._failing = 0                # of those, how many failed their latest probe
+        self._suspect = False
+        self._pending: dict[CheckKey, _Check] = {}
+        self._urgent = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._session: aiohttp.ClientSession | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._dropped: set[asyncio.Task[None]] = set()     # cancelled, not yet finished
+        self._seen: Snapshot | None = None
+        self._store_down = False
+        self._random = random.Random()
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the HTTP client, start a task per endpoint of the current table, then follow it."""
+        self._session = new_session(self.max_concurrency)
+        self._follow(self.table_source.snapshot)
+        self._background = [asyncio.create_task(self._watch(), name=f"checker-{self.checker_id}-watch"),
+                            asyncio.create_task(self._flusher(), name=f"checker-{self.checker_id}-flush")]
+        log.info("event=checker-started checker=%s vantage=%s endpoints=%d",
+                 self.checker_id, self.vantage, len(self._checks))
+
+    async def stop(self) -> None:
+        """Cancel every task, write what is queued (briefly: the store may be the thing that is down), close."""
+        tasks = self._background + [c.task for c in self._checks.values() if c.task is not None]
+        tasks += self._dropped
+        self._background = []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for check in self._checks.values():
+            check.task = None
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(self._flush(), 2.0)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        log.info("event=checker-stopped checker=%s", self.checker_id)
+
+    # -- what callers read ----------------------------------------------------------------
+    @property
+    def suspect(self) -> bool:
+        """True while every probed endpoint failed its latest probe (this checker withholds its votes)."""
+        return self._suspect
+
+    def status(self) -> dict[CheckKey, EndpointStatus]:
+        """Every endpoint this checker knows, keyed by (cluster, endpoint)."""
+        return {key: EndpointStatus(
+            cluster=key[0], endpoint=key[1], target=str(c.target) if c.target else None,
+            state=c.health.state, successes=c.health.successes, failures=c.health.failures,
+            rtt_ms=c.health.rtt_ms, reason=c.error or c.health.reason, probes=c.health.probes,
+            last_probe_at=c.last_at) for key, c in self._checks.items()}
+
+    # -- following the table --------------------------------------------------------------
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                self._follow(self.table_source.snapshot)
+            except Exception:      # a bug in one reconcile must not stop the checker
+                log.exception("event=checker-reconcile-failed checker=%s", self.checker_id)
+
+    def _follow(self, snapshot: Snapshot) -> None:
+        seen = self._seen
+        if seen is snapshot:
+            return
+        self._seen = snapshot
+        if seen is None or seen.clusters != snapshot.clusters:
+            self.reconcile(snapshot)
+
+    def reconcile(self, snapshot: Snapshot) -> None:
+        """Make the running checks match ``snapshot``'s clusters; leave unchanged ones alone."""
+        wanted: dict[CheckKey, tuple[CheckSpec, Target | None, str | None]] = {}
+        for cluster in snapshot.clusters.values():
+            if cluster.check is None:
+                continue
+            for endpoint in cluster.endpoints:
+                key = (cluster.name, endpoint.key)
+                try:
+                    wanted[key] = (cluster.check, resolve_target(endpoint, cluster.check), None)
+                except TargetError as exc:
+                    wanted[key] = (cluster.check, None, f"bad probe target: {exc}")
+        for key in [k for k in self._checks if k not in wanted]:
+            self._drop(self._checks.pop(key))
+        for key, (spec, target, error) in wanted.items():
+            old = self._checks.get(key)
+            if old is not None and (old.spec, old.target, old.error) == (spec, target, error):
+                continue
+            if old is not None:
+                self._drop(old)
+            if error is not None:
+                log.error("event=health-unprobed endpoint=%s cluster=%s reason=%s",
+                          key[1], key[0], _quote(error))
+            check = _Check(key, spec, target, error, old.health if old is not None else Health())
+            self._checks[key] = check
+            if target is not None:
+                self._probed += 1
+                self._failing += check.health.last_ok is False
+                check.task = asyncio.create_task(self._run(check), name=f"check {key[0]} {key[1]}")
+
+    def _drop(self, check: _Check) -> None:
+        if check.task is not None:
+            check.task.cancel()
+            self._dropped.add(check.task)
+            check.task.add_done_callback(self._dropped.discard)
+            check.task = None
+        if check.target is not None:
+            self._probed -= 1
+            self._failing -= check.health.last_ok is False
+        self._pending.pop(check.key, None)
+
+    # -- probing --------------------------------------------------------------------------
+    async def _run(self, check: _Check) -> None:
+        """Probe on a fixed grid: start + n * interval, start jittered once."""
+        spec, target = check.spec, check.target
+        assert target is not None and self._session is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time() + self._random.uniform(0.0, spec.jitter * spec.interval)
+        n = 0
+        while True:
+            delay = start + n * spec.interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self._slots:
+                result = await probe(target, spec, self._session)
+            try:
+                self._record(check, result)
+            except Exception:
+                log.exception("event=checker-record-failed endpoint=%s cluster=%s", check.key[1], check.key[0])
+            n = max(n + 1, math.floor((loop.time() - start) / spec.interval) + 1)
+
+    def _record(self, check: _Check, result: ProbeResult) -> None:
+        if self._checks.get(check.key) is not check:
+            return      # replaced or removed while probing
+        old = check.health
+        new = advance(old, result.ok, result.rtt_ms, result.reason, check.spec.rise, check.spec.fall)
+        check.health, check.last_at = new, time.time()
+        self._failing += (new.last_ok is False) - (old.last_ok is False)
+        self._pending[check.key] = check
+        if new.state != old.state:
+            log.info("event=health-change endpoint=%s cluster=%s old=%s new=%s reason=%s checker=%s",
+                     check.key[1], check.key[0], old.state, new.state, _quote(result.reason), self.checker_id)
+            self._urgent.set()
+        if result.ok and self._suspect:
+            self._set_suspect(False, f"{check.key[0]}/{check.key[1]} answered")
+        elif not result.ok and not self._suspect and self._probed >= 2 and self._failing == self._probed:
+            self._set_suspect(True, "every endpoint failing")
+
+    def _set_suspect(self, suspect: bool, why: str) -> None:
+        self._suspect = suspect
+        log.warning("event=%s checker=%s vantage=%s endpoints=%d reason=%s",
+                    "checker-suspect" if suspect else "checker-trusted", self.checker_id, self.vantage,
+                    self._probed, _quote(why))
+        # Every verdict this checker published changes meaning: republish them all now.
+        for key, check in self._checks.items():
+            if check.target is not None and check.last_at is not None:
+                self._pending[key] = check
+        self._urgent.set()
+
+    # -- reporting ------------------------------------------------------------------------
+    async def _flusher(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), self.flush_interval)
+            self._urgent.clear()
+            await self._flush()
+
+    def _observation(self, check: _Check, now: float) -> Observation:
+        up = None if self._suspect else check.health.verdict
+        return Observation(
+            checker=self.checker_id, vantage=self.vantage, cluster=check.key[0], endpoint=check.key[1],
+            up=up, rtt_ms=check.health.rtt_ms if up else None,
+            at=check.last_at if check.last_at is not None else now, expires=now + expiry(check.spec))
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        now = time.time()
+        observations = [self._observation(c, now) for key, c in batch.items() if self._checks.get(key) is c]
+        try:
+            await self.store.report(observations)
+        except StoreUnavailable as exc:
+            for key, check in batch.items():
+                self._pending.setdefault(key, check)      # retried with the next flush
+            if not self._store_down:
+                log.warning("event=checker-store-unavailable checker=%s error=%s; retrying",
+                            self.checker_id, _quote(str(exc)))
+            self._store_down = True
+            return
+        except Exception:
+            log.exception("event=checker-report-failed checker=%s observations=%d",
+                          self.checker_id, len(observations))
+            return
+        if self._store_down:
+            log.warning("event=checker-store-available checker=%s", self.checker_id)
+            self._store_down = False
+
+
+def _quote(text: str) -> str:
+    """A log value in double quotes (key="a b"), with inner double quotes made single."""
+    return '"' + text.replace('"', "'") + '"'

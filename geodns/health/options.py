@@ -1,0 +1,101 @@
+"""Converters for check options, shared by the config loader and ``CheckSpec``.
+
+They live here, with the checker that gives the options their meaning, so the
+loader and the model only call them.  Each returns the clean value or raises
+``ValueError`` with the reason (the loader adds file, line and key path).
+This module imports nothing from geodns so ``geodns.config`` can import it.
+"""
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Any, Callable
+
+StatusRanges = tuple[tuple[int, int], ...]
+
+_HOST = re.compile(r"[A-Za-z0-9._-]+(:\d+)?|\[[0-9A-Fa-f:.]+\](:\d+)?")
+
+
+def status_ranges(value: Any) -> StatusRanges:
+    """Expected HTTP statuses as inclusive ranges, from 200, "2xx", "300-399" or a list of those.
+
+    Also takes the stored ``[[lo, hi], ...]`` form, which is what the Redis
+    store's JSON gives back, so a decoded ``CheckSpec`` equals the original.
+    """
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ValueError("must name at least one status code or range")
+    out: list[tuple[int, int]] = []
+    for item in items:
+        lo, hi = _status_range(item)
+        if not 100 <= lo <= hi <= 599:
+            raise ValueError(f"{item!r}: status codes are 100-599, written low-high")
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def _status_range(item: Any) -> tuple[int, int]:
+    bad = ValueError(f"{item!r} is not a status code or range such as 200, 2xx or 300-399")
+    if isinstance(item, (list, tuple)):
+        if len(item) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in item):
+            raise bad
+        return int(item[0]), int(item[1])
+    if isinstance(item, bool):
+        raise bad
+    if isinstance(item, int):
+        return item, item
+    if not isinstance(item, str):
+        raise bad
+    text = item.strip().lower()
+    if re.fullmatch(r"[1-5]xx", text):
+        return int(text[0]) * 100, int(text[0]) * 100 + 99
+    match = re.fullmatch(r"(\d{3})(?:\s*-\s*(\d{3}))?", text)
+    if not match:
+        raise bad
+    lo = int(match.group(1))
+    return lo, int(match.group(2) or lo)
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
+
+
+def http_method(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]+", value):
+        raise ValueError(f"must be an HTTP method such as GET or HEAD, not {value!r}")
+    return value.upper()
+
+
+def url_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"must be a path starting with '/', not {value!r}")
+    return value
+
+
+def hostname(value: Any) -> str:
+    """A Host header value: a name or address, optionally with a port."""
+    if not isinstance(value, str) or not _HOST.fullmatch(value):
+        raise ValueError(f"must be a host name such as app.example.com, not {value!r}")
+    return value
+
+
+def check_url(kind: str) -> Callable[[Any], str]:
+    """A check URL: ``http(s)://HOST[:PORT]/PATH`` for http and https, ``tcp://HOST:PORT`` for tcp."""
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"must be a non-empty string, not {value!r}")
+        try:
+            parts = urllib.parse.urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL ({exc})") from None
+        schemes = ("tcp",) if kind == "tcp" else ("http", "https")
+        if parts.scheme not in schemes or not parts.hostname:
+            example = "tcp://HOST:PORT" if kind == "tcp" else "http(s)://HOST[:PORT]/PATH"
+            raise ValueError(f"{value!r}: a {kind} check URL looks like {example}")
+        if kind == "tcp" and port is None:
+            raise ValueError(f"{value!r}: a tcp URL needs a port")
+        return value
+    return convert

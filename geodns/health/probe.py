@@ -1,0 +1,211 @@
+"""One probe of one target: HTTP/HTTPS with aiohttp, TCP with asyncio streams.
+
+A probe never raises (except on cancellation): every outcome becomes a
+``ProbeResult`` whose ``reason`` comes from a small vocabulary, so logs and
+metrics can count reasons without parsing exception text:
+
+    ok, status <code>, timeout, refused, reset, unreachable,
+    tls: <detail>, body mismatch (also a tcp reply without ``expect``),
+    bad response (the peer spoke something that is not HTTP).
+
+RTT is connect + time to first byte: for HTTP until the response headers
+arrive (a fresh connection each time, so it includes the TCP and TLS
+handshakes); for TCP the connect, plus the first reply byte when ``expect``
+is set.  Each probe is bounded by the check's ``timeout`` as a whole.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import yarl
+
+from ..config.model import CheckSpec
+from .target import Target
+
+log = logging.getLogger(__name__)
+
+BODY_LIMIT = 64 * 1024          # bytes of a body (or tcp reply) searched for the expected text
+USER_AGENT = "geodns-checker"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    rtt_ms: float | None        # None when nothing answered (refused, timeout, ...)
+    reason: str
+
+
+def new_session(limit: int = 256) -> aiohttp.ClientSession:
+    """The one HTTP client a checker shares across probes.
+
+    ``force_close``: every probe dials afresh, so a dead ingress cannot hide
+    behind a pooled keep-alive connection, and RTT always includes the connect.
+    No cookies, no proxies from the environment, no redirects (see probe_http).
+    """
+    connector = aiohttp.TCPConnector(force_close=True, limit=limit, ttl_dns_cache=10)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                 trust_env=False, timeout=aiohttp.ClientTimeout(total=None))
+
+
+@functools.lru_cache(maxsize=64)
+def tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """A client TLS context per (verify, ca_file); cached since building one reads the CA store.
+
+    ``ca_file`` replaces the system CAs (it pins the platform's own CA).  Call
+    ``tls_context.cache_clear()`` to pick up a rotated CA file.
+    """
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+def status_ok(status: int, spec: CheckSpec) -> bool:
+    return any(lo <= status <= hi for lo, hi in spec.expect_status)
+
+
+async def probe(target: Target, spec: CheckSpec, session: aiohttp.ClientSession) -> ProbeResult:
+    """Probe ``target`` the way its scheme says."""
+    if target.scheme == "tcp":
+        return await probe_tcp(target, spec)
+    return await probe_http(target, spec, session)
+
+
+async def probe_http(target: Target, spec: CheckSpec, session: aiohttp.ClientSession) -> ProbeResult:
+    """``spec.method`` on the target URL; ok when the status is expected and the body (if asked) matches.
+
+    Redirects are not followed: a 3xx is judged by ``expect_status`` (default
+    200-399 accepts it), since following one would probe some other place.
+    """
+    started = time.perf_counter()
+    try:
+        return await asyncio.wait_for(_http(target, spec, session, started), spec.timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        return ProbeResult(False, None, "timeout")
+    except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        return ProbeResult(False, None, _reason(exc))
+
+
+async def _http(target: Target, spec: CheckSpec, session: aiohttp.ClientSession, started: float) -> ProbeResult:
+    headers = {"User-Agent": USER_AGENT, "Connection": "close"}
+    server_hostname = None
+    if spec.host:
+        headers["Host"] = spec.host
+        server_hostname = _strip_port(spec.host)
+    tls = tls_context(spec.tls_verify, spec.ca_file) if target.scheme == "https" else None
+    url = yarl.URL(target.url, encoded=True)
+    async with session.request(spec.method, url, headers=headers, ssl=tls if tls is not None else True,
+                               server_hostname=server_hostname, allow_redirects=False) as response:
+        rtt_ms = (time.perf_counter() - started) * 1000.0
+        if not status_ok(response.status, spec):
+            return ProbeResult(False, rtt_ms, f"status {response.status}")
+        if spec.body is not None and not await _contains(response.content, spec.body.encode()):
+            return ProbeResult(False, rtt_ms, "body mismatch")
+        return ProbeResult(True, rtt_ms, "ok")
+
+
+async def _contains(stream: aiohttp.StreamReader, wanted: bytes) -> bool:
+    """Whether ``wanted`` occurs within the first ``BODY_LIMIT`` bytes; stops reading once it does."""
+    seen = b""
+    while len(seen) < BODY_LIMIT:
+        chunk = await stream.read(BODY_LIMIT - len(seen))
+        if not chunk:
+            break
+        seen += chunk
+        if wanted in seen:
+            return True
+    return wanted in seen[:BODY_LIMIT]
+
+
+async def probe_tcp(target: Target, spec: CheckSpec) -> ProbeResult:
+    """Connect; then send ``spec.send`` and wait for ``spec.expect`` in the reply, when given."""
+    started = time.perf_counter()
+    streams: list[asyncio.StreamWriter] = []
+    try:
+        return await asyncio.wait_for(_tcp(target, spec, started, streams), spec.timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        return ProbeResult(False, None, "timeout")
+    except OSError as exc:
+        return ProbeResult(False, None, _reason(exc))
+    finally:
+        for writer in streams:
+            writer.close()      # no wait_closed(): a peer that never closes must not hold the probe
+
+
+async def _tcp(target: Target, spec: CheckSpec, started: float, streams: list[asyncio.StreamWriter]) -> ProbeResult:
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    streams.append(writer)
+    rtt_ms = (time.perf_counter() - started) * 1000.0
+    if spec.send:
+        writer.write(spec.send.encode())
+        await writer.drain()
+    if not spec.expect:
+        return ProbeResult(True, rtt_ms, "ok")
+    wanted, seen = spec.expect.encode(), b""
+    while len(seen) < BODY_LIMIT:
+        chunk = await reader.read(BODY_LIMIT - len(seen))
+        if not chunk:
+            break
+        if not seen:
+            rtt_ms = (time.perf_counter() - started) * 1000.0    # connect + first byte, as for HTTP
+        seen += chunk
+        if wanted in seen:
+            return ProbeResult(True, rtt_ms, "ok")
+    return ProbeResult(False, rtt_ms, "body mismatch")
+
+
+def _reason(exc: BaseException) -> str:
+    """Map an exception from a probe onto the reason vocabulary (see the module docstring)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"tls: {_tls_detail(exc.certificate_error)}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"tls: {_tls_detail(getattr(exc, 'os_error', exc))}"
+    if isinstance(exc, ssl.SSLError):
+        return f"tls: {_tls_detail(exc)}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _os_reason(exc.os_error)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "bad response"
+    if isinstance(exc, OSError):
+        return _os_reason(exc)
+    log.debug("probe failed with an unexpected error: %r", exc)
+    return "unreachable"
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return "refused"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) \
+            or exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return "reset"
+    return "unreachable"
+
+
+def _tls_detail(exc: BaseException) -> str:
+    """A short, stable description: 'self-signed certificate', 'hostname mismatch', 'wrong version number'."""
+    message = getattr(exc, "verify_message", None)
+    if message:
+        message = str(message)
+        return "hostname mismatch" if message.lower().startswith("hostname mismatch") else message
+    reason = getattr(exc, "reason", None)
+    if reason:
+        return str(reason).lower().replace("_", " ")
+    return str(exc) or type(exc).__name__
+
+
+def _strip_port(host: str) -> str:
+    """The SNI name from a Host value: 'app.example.com:8443' -> 'app.example.com'."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
