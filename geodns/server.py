@@ -184,19 +184,30 @@ class Server:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Serve until SIGINT/SIGTERM; SIGHUP reloads."""
+        """Serve until SIGINT/SIGTERM; SIGHUP reloads.
+
+        Handlers go in before start-up, so a signal that arrives while zones
+        load still means a clean stop, not a traceback.
+        """
         loop = asyncio.get_running_loop()
-        await self.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(asyncio.create_task(self.reload())))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         try:
+            await self.start()
             await self._stopping.wait()
+            log.info("event=stopping")
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            log.info("event=stopping")
             await self.stop()
+
+    def _reload_soon(self) -> None:
+        if self.engine is None:
+            return                                  # still starting: start-up reads the files anyway
+        task = asyncio.create_task(self.reload())
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
 
     async def stop(self) -> None:
         for task in self._tasks:
