@@ -50,6 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dns_listen=tuple(args.dns_listen or ()),
         http_listen=args.http_listen,
         store=args.store,
+        reset_state=args.reset_state,
     )
     server = Server(settings)
     try:
@@ -110,12 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-listen", type=_http_listen, metavar="HOST:PORT", default=False,
                        help="HTTP listen address for /metrics, /healthz, /readyz (default 127.0.0.1:8053; 'off' disables)")
     serve.add_argument("--store", metavar="URL", help="state store: memory:// or redis://HOST:PORT/DB")
+    serve.add_argument("--reset-state", action="store_true",
+                       help="seed the store from the config, discarding runtime drains, weights and endpoints")
     serve.set_defaults(func=cmd_serve)
 
     validate = sub.add_parser("validate", help="check a config and its zone files; print file:line: reason")
     validate.add_argument("--config", type=Path)
     validate.add_argument("--zone", type=Path, action="append")
     validate.set_defaults(func=cmd_validate)
+
+    from .health import command as check_command
+    check_command.add_parser(sub)
     return parser
 
 

@@ -46,6 +46,7 @@ class Settings:
     dns_listen: tuple[tuple[str, int], ...] = ()
     http_listen: tuple[str, int] | None | bool = False   # False: as the config says
     store: str | None = None
+    reset_state: bool = False          # seed with overwrite: forget runtime drains and weights
 
     def load(self) -> Config:
         if self.config_path is not None:
@@ -111,7 +112,7 @@ class Server:
         self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
         self.engine = build_engine(config, seed)
-        await self._seed_store()
+        await self._seed_store(overwrite=self.settings.reset_state)
         self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot, reseed=self._seed_store)
         await self.keeper.start()
         self._on_snapshot(self.keeper.snapshot)
@@ -134,10 +135,11 @@ class Server:
         log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
                  _redact(config.store), len(config.records))
 
-    async def _seed_store(self) -> None:
-        """Put the config's clusters into the store, keeping runtime changes (drains, weights)."""
+    async def _seed_store(self, overwrite: bool = False) -> None:
+        """Put the config's clusters into the store, keeping runtime changes (drains, weights)
+        unless ``overwrite`` (``serve --reset-state``) says the config wins."""
         try:
-            await self.store.seed(self.config.clusters.values())
+            await self.store.seed(self.config.clusters.values(), overwrite=overwrite)
         except StoreUnavailable as exc:
             log.warning("event=seed-deferred reason=%r (answering from the config until the store is back)", str(exc))
 

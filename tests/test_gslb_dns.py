@@ -239,3 +239,26 @@ def test_server_started_while_redis_is_down_answers_from_config(tmp_path):
         assert addresses(ask(server, LONDON, 32)) == {"198.51.100.10"}
     finally:
         server.stop()
+
+
+def test_restart_keeps_runtime_drain_unless_reset(tmp_path):
+    redis = RedisServer(tmp_path / "redis").start()
+    url = f"{redis.url}?prefix=t2:"
+    config = write(tmp_path / "geodns.yaml", config_text(tmp_path, store=url))
+    try:
+        first = RunningServer(Settings(config_path=config))
+        first.call(first.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))
+        _wait_for(first, SG, {"198.51.100.10"})
+        first.stop()
+        again = RunningServer(Settings(config_path=config))          # same config: the drain stays
+        try:
+            assert addresses(ask(again, SG)) == {"198.51.100.10"}
+        finally:
+            again.stop()
+        reset = RunningServer(Settings(config_path=config, reset_state=True))
+        try:
+            assert addresses(ask(reset, SG)) == {"203.0.113.10"}
+        finally:
+            reset.stop()
+    finally:
+        redis.stop()

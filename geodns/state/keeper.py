@@ -35,6 +35,9 @@ from .store import StateStore, StoreUnavailable
 log = logging.getLogger(__name__)
 
 
+STOP_TIMEOUT = 1.0
+
+
 class SnapshotKeeper:
     def __init__(self, store: StateStore, seed: Snapshot, resync_interval: float = 5.0,
                  on_change: Callable[[Snapshot], None] | None = None,
@@ -78,8 +81,14 @@ class SnapshotKeeper:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: redis-py can swallow a cancellation mid-read and wait on
+            # its connection; closing the store afterwards releases it, and a
+            # server must always be able to stop.
+            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+            if not done:
+                log.warning("event=keeper-stop-timeout the state feed did not stop within %.0f s", STOP_TIMEOUT)
+            elif not task.cancelled() and task.exception() is not None:
+                log.debug("keeper ended with %r", task.exception())
 
     async def sync(self) -> bool:
         """Load the store now and swap the snapshot if it is news; True if swapped.
@@ -188,8 +197,9 @@ class SnapshotKeeper:
                 await self.sync()
         finally:
             feed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StoreUnavailable, Exception):
-                await feed_task
+            done, _ = await asyncio.wait({feed_task}, timeout=STOP_TIMEOUT)
+            if done and not feed_task.cancelled():
+                feed_task.exception()          # retrieved: a broken feed is already handled above
 
     async def _consume_feed(self) -> None:
         feed = self.store.changes()

@@ -37,6 +37,7 @@ a 1 s timeout, so an outage shows within about a second.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -180,8 +181,10 @@ class RedisStore(StateStore):
             if not self._closed:
                 raise
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            # Bounded: a pubsub cancelled mid-command can leave aclose() waiting
+            # forever on its own connection, and a server must always stop.
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await asyncio.wait_for(pubsub.aclose(), 1.0)
 
     # -- admin writes ------------------------------------------------------------
 
