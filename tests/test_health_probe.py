@@ -6,6 +6,7 @@ are imported by the other health tests.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shutil
 import ssl
 import subprocess
@@ -19,11 +20,9 @@ from aiohttp import web
 
 from geodns.config.model import CheckSpec
 from geodns.health.probe import ProbeResult, new_session, probe_http, probe_tcp
-from geodns.health.target import Target
+from geodns.health.target import Target, resolve_target
+from geodns.state.model import Endpoint
 from tests.redis_server import free_port
-
-MODES = ("ok", "503", "wrong-body", "hang", "reset", "flap")
-
 
 class Ingress:
     """A cluster ingress on 127.0.0.1 whose behaviour a test switches at runtime.
@@ -105,9 +104,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def target_of(url: str) -> Target:
-    from geodns.health.target import resolve_target
-    from geodns.state.model import Endpoint
-    import ipaddress
+    """Where an endpoint whose answer address is 192.0.2.10 is probed when its probe is ``url``."""
     return resolve_target(Endpoint(ipaddress.ip_address("192.0.2.10"), probe=url), CheckSpec())
 
 

@@ -128,7 +128,8 @@ class _Reader:
         )
 
     def server(self, top: LinedMap) -> model.ServerConfig:
-        known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_max_connections", "admin_token")
+        known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_max_connections", "admin_token",
+                 "debug_txt", "query_log", "ready_max_staleness")
         m = self.mapping(top.get("server"), _line(top, "server"), "server", known)
         d = model.ServerConfig()
         if m is None:
@@ -159,6 +160,19 @@ class _Reader:
             tcp_idle_timeout=self.field(m, "tcp_idle_timeout", "server", parse_duration, d.tcp_idle_timeout),
             tcp_max_connections=self.field(m, "tcp_max_connections", "server", _int_range(1, 100000), d.tcp_max_connections),
             admin_token=self.field(m, "admin_token", "server", _nonempty_str, None),
+            debug_txt=self.field(m, "debug_txt", "server", _boolean, False),
+            query_log=self.query_log(m),
+            ready_max_staleness=self.field(m, "ready_max_staleness", "server", parse_duration, d.ready_max_staleness),
+        )
+
+    def query_log(self, server: LinedMap) -> model.QueryLogConfig:
+        m = self.mapping(server.get("query_log"), _line(server, "query_log"), "server.query_log", ("enabled", "sample"))
+        d = model.QueryLogConfig()
+        if m is None:
+            return d
+        return model.QueryLogConfig(
+            enabled=self.field(m, "enabled", "server.query_log", _boolean, d.enabled),
+            sample=self.field(m, "sample", "server.query_log", _float_range(0.0, 1.0), d.sample),
         )
 
     def zones(self, top: LinedMap) -> tuple[Path, ...]:
@@ -413,6 +427,12 @@ def _choice(*options: str) -> Callable[[Any], str]:
             raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
         return value
     return convert
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
 
 
 def _quorum(value: Any) -> str | int:

@@ -23,6 +23,14 @@ POLICY_FILTERS = ("healthy", "geo", "latency", "weighted", "failover", "first_n"
 
 
 @dataclass(frozen=True)
+class QueryLogConfig:
+    """Sampled query logging: off by default, since a busy server answers thousands a second."""
+
+    enabled: bool = False
+    sample: float = 0.01                # fraction of queries logged (0..1) when enabled
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     dns_listen: tuple[tuple[str, int], ...] = DEFAULT_DNS_LISTEN
     http_listen: tuple[str, int] | None = DEFAULT_HTTP_LISTEN
@@ -31,6 +39,9 @@ class ServerConfig:
     tcp_idle_timeout: float = 10.0     # seconds a TCP client may sit idle between queries
     tcp_max_connections: int = 256     # concurrent TCP connections per listener
     admin_token: str | None = None
+    debug_txt: bool = False            # answer TXT _geodns.<record> with the decision for the asker
+    query_log: QueryLogConfig = field(default_factory=QueryLogConfig)
+    ready_max_staleness: float = 60.0  # /readyz fails when the store has been unreachable this long
 
 
 @dataclass(frozen=True)

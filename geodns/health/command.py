@@ -25,15 +25,16 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config.load import load_config
-from ..config.model import Config
 from ..errors import InputError
-from ..state.keeper import SnapshotKeeper
 from ..state.model import Snapshot
 from ..state.store import open_store
-from .checker import Checker
-from .probe import tls_context
+
+if TYPE_CHECKING:      # the checker's modules (aiohttp, redis) load only when the command runs
+    from ..config.model import Config
+    from ..state.keeper import SnapshotKeeper
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class _Table:
 
 
 async def _serve(args: argparse.Namespace, config: Config, url: str) -> None:
+    from ..state.keeper import SnapshotKeeper
+    from .checker import Checker
+
     store = open_store(url)
     keeper = SnapshotKeeper(store, Snapshot.from_specs(()))     # _Table supplies the config's until the store has one
     table = _Table(keeper, config)
@@ -117,8 +121,9 @@ async def _serve(args: argparse.Namespace, config: Config, url: str) -> None:
     try:
         await keeper.start()
         await checker.start()
-        log.info("event=started checker=%s vantage=%s store=%r table_version=%d",
-                 args.checker_id, args.region, store, table.snapshot.version)
+        version = table.snapshot.version
+        log.info("event=started checker=%s vantage=%s store=%r table=%s", args.checker_id, args.region, store,
+                 f"store-version-{version}" if version else "config (the store holds no table yet)")
         await stopping.wait()
         log.info("event=stopping checker=%s", args.checker_id)
     finally:
@@ -137,6 +142,8 @@ def _reload(path: Path, table: _Table) -> None:
             log.error("event=reload-rejected problem=%r", str(problem))
         log.error("event=reload-failed keeping=running-config")
         return
+    from .probe import tls_context
+
     table.fallback = Snapshot.from_specs(config.clusters.values())
     tls_context.cache_clear()
     version = table.keeper.snapshot.version
