@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     from .health import command as check_command
+    from .sim import ingress as sim_ingress
     check_command.add_parser(sub)
+    sim_ingress.add_parser(sub)
     return parser
 
 

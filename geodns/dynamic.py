@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from .config.model import Config, RecordSpec
@@ -21,6 +21,7 @@ from .dns.wire import Query
 from .errors import Problem
 from .geo import Locator
 from .gslb.health import HealthView
+from .gslb import policy
 from .gslb.policy import Client, Context, Selection, Step, contexts, select
 from .names import Name, to_text
 from .rrset import RRset
@@ -52,6 +53,9 @@ class Counters:
     nodata: int = 0
     ecs: int = 0
     geo_misses: int = 0
+    # (record name, clusters answered, fallback?) -> answers; clusters () is NODATA.
+    # The exporter turns it into answers per cluster and fallbacks per record.
+    outcomes: dict[tuple[Name, tuple[str, ...], bool], int] = field(default_factory=dict)
 
 
 class GslbResponder:
@@ -124,7 +128,9 @@ class GslbResponder:
         location = self.locator.locate(ip)
         client = Client(ip, location, prefix)
         trace: list[Step] = []
-        selection = self.select(qname, qtype, client, trace)
+        family, context = _FAMILY.get(qtype), self.state.contexts.get(qname)
+        # policy.select, not self.select: an operator's question is not a query to count.
+        selection = policy.select(context, client, family, trace) if family and context else None
         return {
             "name": to_text(qname),
             "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
@@ -135,6 +141,33 @@ class GslbResponder:
             "scope": selection.scope if selection else 0,
             "snapshot_version": self.state.snapshot.version,
         }
+
+
+    def debug_rrset(self, name: Name, record: Name, client: Client) -> RRset:
+        """The ``_geodns.<record>`` TXT answer: one self-describing string per line of the trace."""
+        trace: list[Step] = []
+        context = self.state.contexts[record]
+        selection = select(context, client, 4, trace)
+        loc = client.location
+        where = "/".join(x for x in (loc.region, loc.country, loc.continent) if x) or "unknown"
+        source = f"ecs {client.address}/{client.ecs_source}" if client.ecs_source else f"resolver {client.address}"
+        lines = [f"client {source} located {where} via {loc.source} prefix /{loc.prefix}"]
+        for step in trace:
+            dropped = [c for c in step.before if c not in step.after]
+            lines.append(f"{step.filter}: in {','.join(step.before) or '-'} out {','.join(step.after) or '-'}"
+                         + (f" dropped {','.join(dropped)}" if dropped else ""))
+        v6 = select(context, client, 6)
+        lines.append(f"answer A {','.join(map(str, selection.addresses)) or '-'} AAAA {','.join(map(str, v6.addresses)) or '-'}"
+                     f" clusters {','.join(selection.clusters) or '-'}{' (fallback)' if selection.fallback else ''}")
+        lines.append(f"snapshot version {self.state.snapshot.version} record {to_text(record)} scope /{selection.scope}")
+        rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
+        return RRset(name, wire.T_TXT, 0, rdatas)
+
+
+def _txt_rdata(text: str) -> bytes:
+    """One TXT rdata: the text in character-strings of at most 255 octets."""
+    data = text.encode("utf-8")
+    return b"".join(bytes((len(data[i:i + 255]),)) + data[i:i + 255] for i in range(0, len(data), 255))
 
 
 def _location_dict(location) -> dict:

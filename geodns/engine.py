@@ -8,64 +8,130 @@ is parse, look up, select, encode, all in memory.
 from __future__ import annotations
 
 import logging
+import random
+from bisect import bisect_left
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from .dns import wire
 from .dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
 from .dns.wire import FormatError, Query
-from .names import Name
+from .metrics import DURATION_BUCKETS, QueryStats
+from .names import Name, to_text
 from .rrset import RRset
 from .zones import MatchKind, Zone
 from .zones.zoneset import ZoneSet
 
 if TYPE_CHECKING:
+    from .config.model import QueryLogConfig
     from .dynamic import GslbResponder
 
 log = logging.getLogger("geodns.engine")
+query_log = logging.getLogger("geodns.querylog")
 
 MAX_CNAME_CHAIN = 12
 _ADDRESS_TYPES = (wire.T_A, wire.T_AAAA)
 # Types whose rdata names get A/AAAA in the additional section (RFC 1035 3.3, RFC 2782).
 _ADDITIONAL_TYPES = frozenset((wire.T_NS, wire.T_MX, wire.T_SRV))
+# Query types counted under their own number in the metrics; the rest count as 0 ("other"),
+# so random types from the Internet cannot grow the counters without bound.
+COUNTED_QTYPES = frozenset((1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 35, 43, 46, 48, 52, 64, 65, 99, 251, 252, 255, 257))
+DEBUG_LABEL = b"_geodns"
 
 
 class AnswerEngine:
     """Stateless between queries; replaced whole on reload."""
 
     def __init__(self, zones: ZoneSet, *, payload: int = 1232, nsid: bytes | None = None,
-                 dynamic: "GslbResponder | None" = None):
+                 dynamic: "GslbResponder | None" = None, debug_txt: bool = False,
+                 query_log: "QueryLogConfig | None" = None, stats: QueryStats | None = None):
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
         self.dynamic = dynamic
+        # The Server hands every engine it builds the same QueryStats, so reloads keep counting.
+        self.stats = stats if stats is not None else QueryStats()
+        # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
+        self.debug_names: frozenset[Name] = frozenset(
+            (DEBUG_LABEL,) + name for name in dynamic.names) if debug_txt and dynamic is not None else frozenset()
+        self.query_log_rate = query_log.sample if query_log is not None and query_log.enabled else 0.0
+        self._selected: tuple[str, ...] = ()        # clusters of the latest GSLB answer, for the query log
 
     # -- bytes in, bytes out ----------------------------------------------------
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        """Answer one message; None means send nothing (drop)."""
+        """Answer one message; None means send nothing (drop).
+
+        Counting (``self.stats``) is a handful of integer and dict updates on
+        values already at hand; the exporter does the rest at scrape time.
+        """
+        start = perf_counter()
         header = wire.parse_header(data)
         if header is None or header[1] & wire.QR:
+            self.stats.dropped += 1
             return None
         qid, flags = header[0], header[1]
         opcode = (flags >> 11) & 0xF
         try:
             query = wire.parse_query(data)
         except FormatError as exc:
+            self.stats.malformed += 1
             rcode = wire.NOTIMP if opcode != wire.OPCODE_QUERY else wire.FORMERR
             if exc.query is not None:
                 return encode_error(exc.query, rcode, self.payload)
             return encode_header_only(qid, flags, rcode)
         if query is None:
+            self.stats.dropped += 1
             return None
         if opcode != wire.OPCODE_QUERY:
-            return encode_error(query, wire.NOTIMP, self.payload, self.nsid)
+            return self._counted(query, wire.NOTIMP, encode_error(query, wire.NOTIMP, self.payload, self.nsid), tcp, start)
         if query.edns is not None and query.edns.version > 0:
-            return encode_error(query, wire.BADVERS, self.payload, self.nsid)
+            return self._counted(query, wire.BADVERS, encode_error(query, wire.BADVERS, self.payload, self.nsid),
+                                 tcp, start)
         rcode = self._refusal(query)
         if rcode is not None:
-            return encode_error(query, rcode, self.payload, self.nsid)
-        result = self.resolve(query, client)
+            return self._counted(query, rcode, encode_error(query, rcode, self.payload, self.nsid), tcp, start)
+        logging_this = self.query_log_rate and random.random() < self.query_log_rate
+        if logging_this:
+            self._selected = ()
+        zone = self.zones.zone_for(query.qname)
+        result = self._resolve(zone, query, client)
         max_size = TCP_MAX if tcp else max_udp_size(query, self.payload)
-        return encode(query, result, max_size, self.payload, self.nsid)
+        response = encode(query, result, max_size, self.payload, self.nsid)
+        stats = self.stats
+        queries = stats.queries
+        key = (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp)
+        count = queries.get(key)
+        if count is None:
+            _count_new(queries, key)
+        else:
+            queries[key] = count + 1
+        if response[2] & 0x02:
+            stats.truncated += 1
+        edns = query.edns
+        stats.ecs[edns is not None and edns.ecs is not None] += 1
+        elapsed = perf_counter() - start
+        stats.duration_buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        stats.duration_sum += elapsed
+        if logging_this:
+            self._log_query(query, client, tcp, result.rcode, elapsed)
+        return response
+
+    def _counted(self, query: Query, rcode: int, response: bytes, tcp: bool, start: float) -> bytes:
+        """Count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""
+        stats = self.stats
+        _count_new(stats.queries, (None, query.qtype, rcode, tcp))
+        edns = query.edns
+        stats.ecs[edns is not None and edns.ecs is not None] += 1
+        stats.observe(perf_counter() - start)
+        return response
+
+    def _log_query(self, query: Query, client: str, tcp: bool, rcode: int, elapsed: float) -> None:
+        """One sampled query at info, as key=value (``server.query_log``)."""
+        ecs = query.edns.ecs if query.edns is not None else None
+        query_log.info("event=query client=%s ecs=%s qname=%s qtype=%s rcode=%s transport=%s clusters=%s us=%d",
+                       client, f"{ecs.address}/{ecs.source_prefix}" if ecs is not None else "-",
+                       to_text(query.qname), _type_text(query.qtype), _RCODES.get(rcode, rcode),
+                       "tcp" if tcp else "udp", ",".join(self._selected) or "-", elapsed * 1e6)
 
     @staticmethod
     def _refusal(query: Query) -> int | None:
@@ -83,12 +149,31 @@ class AnswerEngine:
 
     # -- the look-up ------------------------------------------------------------
     def resolve(self, query: Query, client: str) -> Answer:
-        zone = self.zones.zone_for(query.qname)
+        return self._resolve(self.zones.zone_for(query.qname), query, client)
+
+    def _resolve(self, zone: Zone | None, query: Query, client: str) -> Answer:
         if zone is None:
             return Answer(rcode=wire.REFUSED, aa=False)
         result = Answer()
-        self._lookup(zone, query.qname, query.qtype, result, set(), query, client)
+        if self.debug_names and query.qname in self.debug_names:
+            self._debug_txt(zone, query, client, result)
+        else:
+            self._lookup(zone, query.qname, query.qtype, result, set(), query, client)
         return result
+
+    def _debug_txt(self, zone: Zone, query: Query, client: str, result: Answer) -> None:
+        """TXT at ``_geodns.<record>``: why this client gets what it gets (``server.debug_txt``).
+
+        TTL 0 and an ECS scope of the whole source prefix: the text is about
+        this very client, so no resolver should hand it to anyone else.
+        """
+        if query.qtype not in (wire.T_TXT, wire.T_ANY):
+            self._nodata(zone, result)
+            return
+        dynamic = self.dynamic
+        who = dynamic.client(query, client)
+        result.answer.append(dynamic.debug_rrset(query.qname, query.qname[1:], who))
+        result.ecs_scope = who.ecs_source or 0
 
     def _lookup(self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name],
                 query: Query, client: str) -> None:
@@ -153,6 +238,10 @@ class AnswerEngine:
         if selection is None:
             return False
         result.ecs_scope = max(result.ecs_scope, selection.scope)
+        self._selected = selection.clusters
+        outcomes = dynamic.counters.outcomes
+        key = (name, selection.clusters, selection.fallback)
+        outcomes[key] = outcomes.get(key, 0) + 1
         if selection.addresses:
             result.answer.append(dynamic.rrset(name, asked, selection))
             dynamic.counters.answers += 1
@@ -184,6 +273,21 @@ class AnswerEngine:
                 if (glue.name, glue.rtype) not in present:
                     present.add((glue.name, glue.rtype))
                     result.additional.append(glue)
+
+
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
+
+
+def _type_text(qtype: int) -> str:
+    from .zones.rdata import type_name
+    return {251: "IXFR", 252: "AXFR", 255: "ANY", 41: "OPT"}.get(qtype) or type_name(qtype)
+
+
+def _count_new(queries: dict, key: tuple) -> None:
+    """The first answer for a key, or a rare query type (folded into 0, "other")."""
+    if key[1] not in COUNTED_QTYPES:
+        key = (key[0], 0, key[2], key[3])
+    queries[key] = queries.get(key, 0) + 1
 
 
 def _minimal_any(rrsets) -> RRset:

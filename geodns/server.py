@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,10 +18,11 @@ from pathlib import Path
 from .config.load import load_config
 from .config.model import Config
 from .dns.listener import Listener
-from .dynamic import GslbResponder, check_records
+from .dynamic import Counters, GslbResponder, check_records
 from .engine import AnswerEngine
 from .errors import ConfigError, InputError
 from .geo import Locator
+from .metrics import QueryStats
 from .state.keeper import SnapshotKeeper
 from .state.model import Snapshot
 from .state.store import StateStore, StoreUnavailable, open_store
@@ -83,7 +85,8 @@ def build_engine(config: Config, snapshot: Snapshot | None = None) -> AnswerEngi
         if snapshot is None:
             snapshot = Snapshot.from_specs(config.clusters.values())
         responder = GslbResponder(config, Locator(config.geoip), snapshot)
-    return AnswerEngine(zones, payload=config.server.udp_payload, nsid=config.server.nsid, dynamic=responder)
+    return AnswerEngine(zones, payload=config.server.udp_payload, nsid=config.server.nsid, dynamic=responder,
+                        debug_txt=config.server.debug_txt, query_log=config.server.query_log)
 
 
 HEALTH_REFRESH = 0.5   # seconds between checks whether observations have expired
@@ -98,7 +101,11 @@ class Server:
         self.http = None
         self.store: StateStore | None = None
         self.keeper: SnapshotKeeper | None = None
+        self.checker = None                          # the embedded health checker, when it runs
         self.reloads = {"ok": 0, "failed": 0}
+        self.reload_problems: list[str] = []        # of the latest failed reload, for the admin API
+        self.stats = QueryStats()                    # shared by every engine, so reloads keep counting
+        self.gslb_counters = Counters()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -111,12 +118,13 @@ class Server:
         config = self.config = self.settings.load()
         self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
-        self.engine = build_engine(config, seed)
+        self.engine = self._adopt(build_engine(config, seed))
         await self._seed_store(overwrite=self.settings.reset_state)
         self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot, reseed=self._seed_store)
         await self.keeper.start()
         self._on_snapshot(self.keeper.snapshot)
         self._tasks.append(asyncio.create_task(self._refresh_health(), name="geodns-health-refresh"))
+        await self._start_checker()
         server = config.server
         try:
             for host, port in server.dns_listen:
@@ -135,6 +143,18 @@ class Server:
         log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
                  _redact(config.store), len(config.records))
 
+    async def _start_checker(self) -> None:
+        """The embedded checker: on by default with memory://, where no other checker can reach the table."""
+        settings = self.config.checker
+        wanted = settings.embedded == "on" or (settings.embedded == "auto" and self.config.store.startswith("memory:"))
+        if not wanted:
+            return
+        from .health.checker import Checker
+        checker_id = settings.id or f"{socket.gethostname()}-serve"
+        self.checker = Checker(self.store, checker_id, settings.region or "local", table_source=self.keeper)
+        await self.checker.start()
+        log.info("event=checker-started id=%s vantage=%s", checker_id, settings.region or "local")
+
     async def _seed_store(self, overwrite: bool = False) -> None:
         """Put the config's clusters into the store, keeping runtime changes (drains, weights)
         unless ``overwrite`` (``serve --reset-state``) says the config wins."""
@@ -142,6 +162,13 @@ class Server:
             await self.store.seed(self.config.clusters.values(), overwrite=overwrite)
         except StoreUnavailable as exc:
             log.warning("event=seed-deferred reason=%r (answering from the config until the store is back)", str(exc))
+
+    def _adopt(self, engine: AnswerEngine) -> AnswerEngine:
+        """Give a new engine the server's counters, so metrics survive reloads."""
+        engine.stats = self.stats
+        if engine.dynamic is not None:
+            engine.dynamic.counters = self.gslb_counters
+        return engine
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         dynamic = self.engine.dynamic if self.engine is not None else None
@@ -164,6 +191,7 @@ class Server:
             engine = await asyncio.get_running_loop().run_in_executor(None, build_engine, config, snapshot)
         except InputError as exc:
             self.reloads["failed"] += 1
+            self.reload_problems = [str(problem) for problem in exc.problems]
             for problem in exc.problems:
                 log.error("event=reload-rejected problem=%r", str(problem))
             log.error("event=reload-failed keeping=running-config")
@@ -174,7 +202,7 @@ class Server:
         if old is not None and config.store != old.store:
             log.warning("event=reload store URL changed; restart to apply it")
             config = replace(config, store=old.store)
-        self.config, self.engine = config, engine
+        self.config, self.engine = config, self._adopt(engine)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
         await self._seed_store()
@@ -226,6 +254,9 @@ class Server:
         if self.http is not None:
             await self.http.cleanup()
             self.http = None
+        if self.checker is not None:
+            await self.checker.stop()
+            self.checker = None
         if self.keeper is not None:
             await self.keeper.stop()
             self.keeper = None

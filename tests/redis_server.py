@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -32,17 +33,25 @@ class RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        # Also a unix socket (short path: sun_path holds 108 bytes), so a process in a
+        # network namespace of its own can still reach this Redis.
+        self.socket = Path(tempfile.mkdtemp(prefix="gdr")) / "redis.sock"
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket}?db=0"
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         assert self.proc is None, "already running"
         log = open(self.dir / "redis.log", "ab")
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"],
+             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
+             "--unixsocket", str(self.socket), "--unixsocketperm", "700"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + timeout

@@ -103,7 +103,7 @@ class _Reader:
 
     # -- sections ----------------------------------------------------------
     def read(self, doc: Any) -> model.Config:
-        top = self.mapping(doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health"))
+        top = self.mapping(doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker"))
         if top is None:
             top = LinedMap()
         server = self.server(top)
@@ -116,7 +116,22 @@ class _Reader:
         for net in geoip.networks:
             if net.region not in regions:
                 self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
-        return model.Config(None, server, store, zones, geoip, regions, clusters, records, self.health(top))
+        return model.Config(None, server, store, zones, geoip, regions, clusters, records, self.health(top),
+                            self.checker(top, regions))
+
+    def checker(self, top: LinedMap, regions: dict[str, model.Region]) -> model.CheckerConfig:
+        m = self.mapping(top.get("checker"), _line(top, "checker"), "checker", ("embedded", "id", "region"))
+        if m is None:
+            return model.CheckerConfig()
+        embedded = m.get("embedded", "auto")
+        embedded = {True: "on", False: "off"}.get(embedded, embedded)   # YAML reads on/off as booleans
+        if embedded not in ("auto", "on", "off"):
+            self.problem(_line(m, "embedded"), "checker.embedded", f"must be auto, on or off, not {embedded!r}")
+            embedded = "auto"
+        region = self.field(m, "region", "checker", _nonempty_str, None)
+        if region is not None and region not in regions:
+            self.problem(_line(m, "region"), "checker.region", f"unknown region {region!r}")
+        return model.CheckerConfig(embedded, self.field(m, "id", "checker", _nonempty_str, None), region)
 
     def health(self, top: LinedMap) -> model.HealthConfig:
         m = self.mapping(top.get("health"), _line(top, "health"), "health", ("quorum", "unknown"))
@@ -452,8 +467,8 @@ def _nonempty_str(value: Any) -> str:
 def _store_url(value: Any) -> str:
     text = _nonempty_str(value)
     scheme = text.split("://", 1)[0] if "://" in text else ""
-    if scheme not in ("memory", "redis", "rediss", "redis+sentinel"):
-        raise ValueError(f"{text!r}: use memory:// or redis://HOST:PORT/DB")
+    if scheme not in ("memory", "redis", "rediss", "unix"):
+        raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH")
     return text
 
 

@@ -136,6 +136,15 @@ class RecordSpec:
 
 
 @dataclass(frozen=True)
+class CheckerConfig:
+    """The checker that `geodns serve` runs inside itself."""
+
+    embedded: str = "auto"              # auto (on with memory://) | on | off
+    id: str | None = None               # default: "<hostname>-serve"
+    region: str | None = None           # its vantage; default "local" (not a region: no RTT votes)
+
+
+@dataclass(frozen=True)
 class HealthConfig:
     """How the DNS side turns checkers' observations into up/down."""
 
@@ -154,3 +163,4 @@ class Config:
     clusters: dict[str, ClusterSpec] = field(default_factory=dict)
     records: dict[Name, RecordSpec] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
+    checker: CheckerConfig = field(default_factory=CheckerConfig)

@@ -100,7 +100,8 @@ class RedisStore(StateStore):
         self.prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
         rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "prefix"])
         self._url = urllib.parse.urlunsplit(parts._replace(query=rest))
-        self._where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"   # no credentials
+        self._where = parts.path if parts.scheme == "unix" else \
+            f"{parts.hostname or 'localhost'}:{parts.port or 6379}"   # no credentials
         self._connect_timeout = connect_timeout
         self._socket_timeout = socket_timeout
         self._client: aioredis.Redis | None = None

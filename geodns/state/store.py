@@ -120,12 +120,12 @@ class StateStore(abc.ABC):
 
 
 def open_store(url: str) -> StateStore:
-    """The backend for a ``store:`` URL: ``memory://``, ``redis://`` or ``rediss://``."""
+    """The backend for a ``store:`` URL: ``memory://``, ``redis://``, ``rediss://`` (TLS) or ``unix://``."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else url
     if scheme == "memory":
         from .memory import MemoryStore
         return MemoryStore()
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore
         return RedisStore(url)
     raise ConfigError([Problem(

@@ -1,0 +1,136 @@
+"""``geodns sim-ingress``: a stand-in cluster ingress whose health is switched at runtime.
+
+The local stack, the drills and the tests need ingresses that fail on demand,
+the way real ones do: refusing nothing but answering 503, answering slowly,
+hanging, resetting connections, or flapping.  The behaviour is one ``mode``
+changed over HTTP on the same port, so the control path never depends on the
+data path working:
+
+    curl -X PUT 'http://127.0.0.1:18081/_sim?mode=503'
+    curl -X PUT 'http://127.0.0.1:18081/_sim?mode=slow&ms=250'
+    curl http://127.0.0.1:18081/_sim            # current mode and counters, JSON
+
+Every path other than ``/_sim`` is "the application": it answers as the mode says.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from dataclasses import asdict, dataclass
+
+from aiohttp import web
+
+log = logging.getLogger("geodns.sim")
+
+MODES = ("up", "503", "slow", "hang", "reset", "flap")
+
+
+@dataclass
+class SimState:
+    name: str
+    mode: str = "up"
+    delay_ms: int = 0
+    requests: int = 0
+    failures: int = 0
+    _flap: bool = False
+
+
+def make_app(state: SimState) -> web.Application:
+    app = web.Application()
+    hung: set[asyncio.Future] = set()
+
+    async def control(request: web.Request) -> web.Response:
+        if request.method == "PUT":
+            mode = request.query.get("mode", state.mode)
+            if mode == "down":
+                mode = "reset"            # "down" as people say it: nothing usable comes back
+            if mode not in MODES:
+                return web.json_response({"error": f"mode must be one of {', '.join(MODES)} (or down)"}, status=400)
+            try:
+                delay = int(request.query.get("ms", state.delay_ms if mode == "slow" else 0))
+            except ValueError:
+                return web.json_response({"error": "ms must be an integer"}, status=400)
+            if delay < 0:
+                return web.json_response({"error": "ms must be >= 0"}, status=400)
+            state.mode, state.delay_ms = mode, delay
+            for future in list(hung):       # whatever hung is released by any change
+                future.cancel()
+            log.info("event=sim-mode name=%s mode=%s ms=%d", state.name, mode, delay)
+        return web.json_response({k: v for k, v in asdict(state).items() if not k.startswith("_")})
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        state.requests += 1
+        mode = state.mode
+        if mode == "flap":
+            state._flap = not state._flap
+            mode = "503" if state._flap else "up"
+        if mode == "hang":
+            future = asyncio.get_running_loop().create_future()
+            hung.add(future)
+            try:
+                await future
+            except asyncio.CancelledError:
+                pass
+            finally:
+                hung.discard(future)
+            mode = state.mode
+        if mode == "reset":
+            state.failures += 1
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable()   # never seen: the connection is gone
+        if mode == "slow" and state.delay_ms:
+            await asyncio.sleep(state.delay_ms / 1000)
+        if mode == "503":
+            state.failures += 1
+            return web.Response(status=503, text=f"unavailable: {state.name}\n")
+        return web.Response(text=f"healthy: {state.name}\n")
+
+    app.router.add_route("*", "/_sim", control)
+    app.router.add_route("*", "/{tail:.*}", serve)
+    return app
+
+
+async def run(host: str, port: int, state: SimState) -> None:
+    runner = web.AppRunner(make_app(state), access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    for address in runner.addresses:
+        log.info("event=listening transport=http address=%s:%d name=%s", address[0], address[1], state.name)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("sim-ingress", help="run a simulated cluster ingress (for the local stack and drills)")
+    parser.add_argument("--listen", default="127.0.0.1:18081", metavar="HOST:PORT")
+    parser.add_argument("--name", default="sim", help="shown in responses and logs, e.g. the cluster name")
+    parser.add_argument("--mode", default="up", choices=MODES + ("down",))
+    parser.add_argument("--ms", type=int, default=0, help="delay for --mode slow")
+    parser.set_defaults(func=command)
+    return parser
+
+
+def command(args: argparse.Namespace) -> int:
+    from ..config.load import parse_listen
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        print(f"geodns sim-ingress: --listen {exc}")
+        return 2
+    mode = "reset" if args.mode == "down" else args.mode
+    try:
+        asyncio.run(run(host, port, SimState(args.name, mode, args.ms)))
+    except OSError as exc:
+        print(f"geodns sim-ingress: cannot listen on {args.listen}: {exc}")
+        return 2
+    return 0

@@ -1,0 +1,72 @@
+"""Child processes the end-to-end tests run: simulated ingresses and checkers.
+
+Each is started with the real ``geodns`` command and stopped by its PID.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.redis_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Child:
+    def __init__(self, args: list[str], log: Path, prefix: list[str] | None = None):
+        self.log = log
+        handle = open(log, "ab")
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "geodns", *args],
+                                     stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
+        handle.close()
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class SimIngress(Child):
+    """`geodns sim-ingress` on a free loopback port, switched with set_mode()."""
+
+    def __init__(self, name: str, log_dir: Path):
+        self.port = free_port()
+        self.name = name
+        super().__init__(["sim-ingress", "--listen", f"127.0.0.1:{self.port}", "--name", name],
+                         log_dir / f"sim-{name}.log")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.state()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"sim-ingress {name} did not start:\n{self.output()}")
+                time.sleep(0.05)
+
+    @property
+    def probe(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def state(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_sim", timeout=2) as r:
+            return json.loads(r.read())
+
+    def set_mode(self, mode: str, ms: int = 0) -> dict:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/_sim?mode={mode}&ms={ms}", method="PUT")
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return json.loads(r.read())
