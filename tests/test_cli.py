@@ -124,9 +124,10 @@ def test_serve_refuses_to_start_on_a_broken_zone(tmp_path):
 
 
 def test_validate_ok_and_every_error_with_its_line(tmp_path):
-    good = geodns("validate", "--config", "config/geodns.yaml")
-    assert good.returncode == 0, good.stdout + good.stderr
-    assert "gslb.example.com." in good.stdout
+    for shipped in ("config/geodns.yaml", "config/demo.yaml"):
+        good = geodns("validate", "--config", shipped)
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert "gslb.example.com." in good.stdout
     zone = write(tmp_path / "bad.zone", OTHER_ZONE + "x IN A 1.2.3\ny IN AAA ::1\nz IN MX mail\n")
     bad = geodns("validate", "--zone", str(zone))
     assert bad.returncode == 1
