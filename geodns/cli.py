@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -18,18 +17,23 @@ def _listen(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _component_level(text: str) -> tuple[str, str]:
+    from .logs import parse_component_level
+    try:
+        return parse_component_level(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _http_listen(text: str):
     if text.lower() in ("off", "none", ""):
         return None
     return _listen(text)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="ts=%(asctime)s level=%(levelname)s component=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, per_component=(), fmt: str = "kv") -> None:
+    from .logs import setup
+    setup(level, per_component or (), fmt)
 
 
 def _run_loop(coro) -> None:
@@ -101,6 +105,9 @@ def _text(name) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geodns", description="Authoritative geo- and latency-aware DNS server.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level-for", type=_component_level, action="append", metavar="COMPONENT=LEVEL",
+                        help="level for one component, e.g. geodns.dns=debug or geodns.querylog=info (repeatable)")
+    parser.add_argument("--log-format", default="kv", choices=["kv", "json"], help="key=value lines or JSON lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="answer DNS queries (and serve the HTTP API)")
@@ -123,13 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .health import command as check_command
     from .sim import ingress as sim_ingress
     check_command.add_parser(sub)
+    __import__("geodns.cmds", fromlist=["add_parsers"]).add_parsers(sub)
     sim_ingress.add_parser(sub)
+    __import__("geodns.stack.command", fromlist=["add_parser"]).add_parser(sub)
+    __import__("geodns.drill.command", fromlist=["add_parser"]).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_level_for, args.log_format)
     return args.func(args)
 
 

@@ -94,7 +94,14 @@ class AnswerEngine:
         if logging_this:
             self._selected = ()
         zone = self.zones.zone_for(query.qname)
-        result = self._resolve(zone, query, client)
+        if zone is None:
+            result = Answer(rcode=wire.REFUSED, aa=False)
+        else:
+            result = Answer()
+            if self.debug_names and query.qname in self.debug_names:
+                self._debug_txt(zone, query, client, result)
+            else:
+                self._lookup(zone, query.qname, query.qtype, result, set(), query, client)
         max_size = TCP_MAX if tcp else max_udp_size(query, self.payload)
         response = encode(query, result, max_size, self.payload, self.nsid)
         stats = self.stats
@@ -108,7 +115,8 @@ class AnswerEngine:
         if response[2] & 0x02:
             stats.truncated += 1
         edns = query.edns
-        stats.ecs[edns is not None and edns.ecs is not None] += 1
+        if edns is not None and edns.ecs is not None:
+            stats.ecs_present += 1
         elapsed = perf_counter() - start
         stats.duration_buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
         stats.duration_sum += elapsed
@@ -121,7 +129,8 @@ class AnswerEngine:
         stats = self.stats
         _count_new(stats.queries, (None, query.qtype, rcode, tcp))
         edns = query.edns
-        stats.ecs[edns is not None and edns.ecs is not None] += 1
+        if edns is not None and edns.ecs is not None:
+            stats.ecs_present += 1
         stats.observe(perf_counter() - start)
         return response
 

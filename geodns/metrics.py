@@ -27,7 +27,7 @@ QueryKey = tuple["Name | None", int, int, bool]
 class QueryStats:
     """Counters of everything the engine answered; mutated only on the event loop's thread."""
 
-    __slots__ = ("queries", "duration_buckets", "duration_sum", "truncated", "ecs", "dropped", "malformed")
+    __slots__ = ("queries", "duration_buckets", "duration_sum", "truncated", "ecs_present", "dropped", "malformed")
 
     def __init__(self) -> None:
         self.queries: dict[QueryKey, int] = {}
@@ -35,7 +35,7 @@ class QueryStats:
         self.duration_buckets: list[int] = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         self.truncated = 0
-        self.ecs = [0, 0]            # [without, with] an EDNS Client Subnet option
+        self.ecs_present = 0         # queries with an EDNS Client Subnet option (the rest: total - this)
         self.dropped = 0             # messages answered with nothing (responses, runts)
         self.malformed = 0           # answered FORMERR/NOTIMP before the question could be read
 

@@ -467,8 +467,12 @@ def _nonempty_str(value: Any) -> str:
 def _store_url(value: Any) -> str:
     text = _nonempty_str(value)
     scheme = text.split("://", 1)[0] if "://" in text else ""
-    if scheme not in ("memory", "redis", "rediss", "unix"):
-        raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH")
+    if scheme not in ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "sentinel"):
+        raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
+                         f"or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]")
+    if "sentinel" in scheme:
+        from ..state.redis import parse_sentinel_url
+        parse_sentinel_url(text)       # its ValueError names what is wrong
     return text
 
 

@@ -1,30 +1,72 @@
-"""The operator's HTTP side: liveness and readiness now; metrics and the admin API build on it.
+"""The operator's HTTP side: one aiohttp application on ``server.http_listen``.
 
-One aiohttp application on ``server.http_listen``.  Handlers only read the
-server's state; they never touch the query path.
+- ``/healthz`` (the process is alive), ``/readyz`` (listeners up, zones
+  loaded, snapshot fresh enough; 503 with the reason otherwise), ``/metrics``
+  (Prometheus, ``metrics.py``): open to anyone who can reach the port.
+- ``/api/v1/...`` (``api.py``) and the status page ``/`` (``status_page.py``):
+  behind the rules in ``auth.py``.
+
+Handlers read the server's state and call the store; they never touch the
+query path, which keeps answering from memory while they run.
 """
 from __future__ import annotations
 
+import json
+import logging
+from typing import TYPE_CHECKING, Awaitable, Callable
+
 from aiohttp import web
 
+from . import api, auth, metrics, status_page
+from .views import readiness
 
-def make_app(server) -> web.Application:
-    app = web.Application()
+if TYPE_CHECKING:
+    from ..server import Server
+
+log = logging.getLogger("geodns.http")
+
+_OPEN_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
+MAX_BODY = 64 * 1024
+
+
+def make_app(server: "Server") -> web.Application:
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        """Auth for everything but the open paths; JSON errors for the API, never a traceback."""
+        if request.path not in _OPEN_PATHS:
+            auth.check(request, server)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if request.path.startswith(api.PREFIX) and exc.content_type != "application/json" and exc.status >= 400:
+                raise auth.error(exc.status, exc.reason) if exc.status in auth._ERRORS else exc
+            raise
+        except Exception:
+            log.exception("event=http-error method=%s path=%s", request.method, request.path)
+            raise auth.error(500, "internal error; see the server log") from None
+
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app["server"] = server
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        ready, reason = server.ready
+        ready, reason = readiness(server)
+        if "application/json" in request.headers.get("Accept", ""):
+            return web.Response(text=json.dumps({"ready": ready, "reason": reason}) + "\n",
+                                status=200 if ready else 503, content_type="application/json")
         return web.Response(text=reason + "\n", status=200 if ready else 503)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    metrics.add_routes(app, server)
+    api.add_routes(app, server)
+    status_page.add_routes(app, server)
     return app
 
 
-async def start_http(server, host: str, port: int) -> web.AppRunner:
+async def start_http(server: "Server", host: str, port: int) -> web.AppRunner:
     """Bind the HTTP server; the returned runner's cleanup() stops it."""
     runner = web.AppRunner(make_app(server), access_log=None)
     await runner.setup()

@@ -8,7 +8,14 @@ data path working:
 
     curl -X PUT 'http://127.0.0.1:18081/_sim?mode=503'
     curl -X PUT 'http://127.0.0.1:18081/_sim?mode=slow&ms=250'
+    curl -X PUT 'http://127.0.0.1:18081/_sim?mode=flap'            # every other request fails
+    curl -X PUT 'http://127.0.0.1:18081/_sim?mode=flap&ms=300'     # fails 300 ms, healthy 600 ms, ...
     curl http://127.0.0.1:18081/_sim            # current mode and counters, JSON
+
+Flapping by time (``ms``) is what several probers see alike: every-other-request
+flapping splits differently between two checkers (and two endpoints) sharing
+one ingress.  Failing for ``ms`` out of every ``3 x ms`` means a prober whose
+interval lies between ``ms`` and ``2 x ms`` never sees two failures in a row.
 
 Every path other than ``/_sim`` is "the application": it answers as the mode says.
 """
@@ -18,6 +25,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
@@ -35,6 +43,7 @@ class SimState:
     requests: int = 0
     failures: int = 0
     _flap: bool = False
+    _since: float = 0.0             # monotonic time of the latest mode change (time-based flapping)
 
 
 def make_app(state: SimState) -> web.Application:
@@ -55,6 +64,7 @@ def make_app(state: SimState) -> web.Application:
             if delay < 0:
                 return web.json_response({"error": "ms must be >= 0"}, status=400)
             state.mode, state.delay_ms = mode, delay
+            state._since = time.monotonic()
             for future in list(hung):       # whatever hung is released by any change
                 future.cancel()
             log.info("event=sim-mode name=%s mode=%s ms=%d", state.name, mode, delay)
@@ -63,7 +73,10 @@ def make_app(state: SimState) -> web.Application:
     async def serve(request: web.Request) -> web.StreamResponse:
         state.requests += 1
         mode = state.mode
-        if mode == "flap":
+        if mode == "flap" and state.delay_ms:
+            phase = (time.monotonic() - state._since) * 1000 % (3 * state.delay_ms)
+            mode = "503" if phase < state.delay_ms else "up"
+        elif mode == "flap":
             state._flap = not state._flap
             mode = "503" if state._flap else "up"
         if mode == "hang":
@@ -115,7 +128,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--listen", default="127.0.0.1:18081", metavar="HOST:PORT")
     parser.add_argument("--name", default="sim", help="shown in responses and logs, e.g. the cluster name")
     parser.add_argument("--mode", default="up", choices=MODES + ("down",))
-    parser.add_argument("--ms", type=int, default=0, help="delay for --mode slow")
+    parser.add_argument("--ms", type=int, default=0, help="delay for --mode slow; failing period for --mode flap (fails ms, healthy 2 x ms)")
     parser.set_defaults(func=command)
     return parser
 

@@ -183,6 +183,7 @@ class SnapshotKeeper:
             while True:
                 wait_dirty = asyncio.create_task(self._dirty.wait())
                 timeout = max(0.0, self._attempted_at + self.resync_interval - time.monotonic())
+                timeout = min(timeout, self._until_first_expiry())
                 try:
                     await asyncio.wait({feed_task, wait_dirty}, timeout=timeout,
                                        return_when=asyncio.FIRST_COMPLETED)
@@ -200,6 +201,20 @@ class SnapshotKeeper:
             done, _ = await asyncio.wait({feed_task}, timeout=STOP_TIMEOUT)
             if done and not feed_task.cancelled():
                 feed_task.exception()          # retrieved: a broken feed is already handled above
+
+    def _until_first_expiry(self, margin: float = 0.5, floor: float = 0.1) -> float:
+        """Seconds until the first observation in our snapshot lapses, less ``margin``.
+
+        Checkers refresh observations without publishing (only verdict changes
+        are), and with short check intervals an observation lives shorter than
+        ``resync_interval``: without this re-read a down verdict would lapse from
+        our copy, the endpoint would read "unknown" (answered as up) and traffic
+        would go back to a dead cluster until the next resync.
+        """
+        expiries = [o.expires for obs in self.snapshot.observations.values() for o in obs]
+        if not expiries:
+            return math.inf
+        return max(floor, min(expiries) - time.time() - margin)
 
     async def _consume_feed(self) -> None:
         feed = self.store.changes()

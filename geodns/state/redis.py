@@ -31,6 +31,13 @@ data, the version and the notification are one atomic step.  ``load()`` is one
 read-only Lua script, so the version always matches the data.  Reports bump the
 version only when a verdict changes (``table.notable_change``).
 
+Redis Sentinel: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/SERVICE[/DB]``
+(``sentinel://`` is the same; ``rediss+sentinel://`` speaks TLS to the sentinels
+and the data nodes).  The password in the URL is the data nodes'; the
+sentinels' own is ``?sentinel_password=...``; ``?ssl_ca_certs=FILE`` names the CA
+for TLS.  The client asks the sentinels for the primary on every new
+connection, so after a failover the keeper's reconnect lands on the new one.
+
 Redis errors that mean "cannot reach it" become ``StoreUnavailable``.  The
 client does not retry (the keeper owns retrying, with backoff) and connects with
 a 1 s timeout, so an outage shows within about a second.
@@ -43,6 +50,7 @@ import math
 import time
 import urllib.parse
 from collections import defaultdict
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
@@ -100,8 +108,13 @@ class RedisStore(StateStore):
         self.prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
         rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "prefix"])
         self._url = urllib.parse.urlunsplit(parts._replace(query=rest))
-        self._where = parts.path if parts.scheme == "unix" else \
-            f"{parts.hostname or 'localhost'}:{parts.port or 6379}"   # no credentials
+        self._sentinel = parse_sentinel_url(url) if parts.scheme.lower() in SENTINEL_SCHEMES else None
+        if self._sentinel is not None:
+            self._where = f"sentinel {','.join(f'{h}:{p}' for h, p in self._sentinel.hosts)} " \
+                          f"service {self._sentinel.service}"
+        else:
+            self._where = parts.path if parts.scheme == "unix" else \
+                f"{parts.hostname or 'localhost'}:{parts.port or 6379}"   # no credentials
         self._connect_timeout = connect_timeout
         self._socket_timeout = socket_timeout
         self._client: aioredis.Redis | None = None
@@ -120,6 +133,9 @@ class RedisStore(StateStore):
         return f"{self.prefix}obs:{checker}"
 
     def _redis(self) -> aioredis.Redis:
+        if self._client is None and self._sentinel is not None:
+            self._closed = False
+            self._client = self._sentinel.master(self._connect_timeout, self._socket_timeout)
         if self._client is None:
             self._closed = False
             self._client = aioredis.from_url(
@@ -314,3 +330,75 @@ class RedisStore(StateStore):
                         return
                     except WatchError:
                         continue
+
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel", "sentinel")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A parsed ``redis+sentinel://`` URL: where the sentinels are, which service, how to log in."""
+
+    hosts: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)          # the data nodes' (primary, replicas)
+    sentinel_password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ssl_ca_certs: str | None = None
+
+    def master(self, connect_timeout: float, socket_timeout: float) -> aioredis.Redis:
+        """A client whose connections go to whichever node the sentinels call primary."""
+        from redis.asyncio.sentinel import Sentinel
+        common: dict = {"socket_connect_timeout": connect_timeout, "socket_timeout": socket_timeout}
+        if self.tls:
+            common["ssl"] = True
+            if self.ssl_ca_certs:
+                common["ssl_ca_certs"] = self.ssl_ca_certs
+        sentinel_kwargs = dict(common)
+        if self.sentinel_password:
+            sentinel_kwargs["password"] = self.sentinel_password
+        sentinel = Sentinel(list(self.hosts), sentinel_kwargs=sentinel_kwargs, **common)
+        return sentinel.master_for(
+            self.service, db=self.db, username=self.username, password=self.password,
+            decode_responses=True, client_name="geodns", retry=Retry(NoBackoff(), 0), **common)
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """``redis+sentinel://[[user]:pass@]h1:p1[,h2:p2...]/service[/db][?sentinel_password=..]``.
+
+    Raises ValueError with the reason (the config loader reports it with the key path).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in SENTINEL_SCHEMES:
+        raise ValueError(f"not a sentinel URL (use {', '.join(s + '://' for s in SENTINEL_SCHEMES)})")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, sep, secret = userinfo.partition(":")
+        username = urllib.parse.unquote(user) or None
+        password = urllib.parse.unquote(secret) if sep else None
+    hosts = []
+    for item in filter(None, hostlist.split(",")):
+        if item.startswith("["):                      # [IPv6]:port
+            host, _, rest = item[1:].partition("]")
+            port = rest.lstrip(":") or "26379"
+        elif ":" in item:
+            host, port = item.rsplit(":", 1)
+        else:
+            host, port = item, "26379"
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"bad sentinel address {item!r} (want host:port)")
+        hosts.append((host, int(port)))
+    if not hosts:
+        raise ValueError("no sentinel addresses (want redis+sentinel://host:port[,host:port]/service)")
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2:
+        raise ValueError("name the monitored service: redis+sentinel://host:port/SERVICE[/DB]")
+    if len(path) == 2 and not path[1].isdigit():
+        raise ValueError(f"database must be a number, not {path[1]!r}")
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    return SentinelURL(tuple(hosts), path[0], int(path[1]) if len(path) == 2 else 0, username, password,
+                       query.get("sentinel_password"), parts.scheme.lower().startswith("rediss"),
+                       query.get("ssl_ca_certs"))

@@ -120,13 +120,14 @@ class StateStore(abc.ABC):
 
 
 def open_store(url: str) -> StateStore:
-    """The backend for a ``store:`` URL: ``memory://``, ``redis://``, ``rediss://`` (TLS) or ``unix://``."""
+    """The backend for a ``store:`` URL: ``memory://``, ``redis://``, ``rediss://`` (TLS), ``unix://``
+    or Redis Sentinel (``redis+sentinel://``, ``rediss+sentinel://``, ``sentinel://``)."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else url
     if scheme == "memory":
         from .memory import MemoryStore
         return MemoryStore()
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "sentinel"):
         from .redis import RedisStore
         return RedisStore(url)
     raise ConfigError([Problem(
-        "store", None, f"store: unsupported URL scheme '{scheme}'; use memory:// or redis://")])
+        "store", None, f"store: unsupported URL scheme '{scheme}'; use memory:// or redis:// (or redis+sentinel://)")])

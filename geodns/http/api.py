@@ -1,0 +1,298 @@
+"""The admin API under ``/api/v1``: JSON in, JSON out, one handler per operation.
+
+Writes go to the store and then wait for this server's own keeper to load the
+new version (``keeper.sync()``), so by the time the client gets its answer
+the next DNS query already reflects the change.  Errors are JSON
+``{"error": "..."}`` with the status that says what went wrong: 400 bad body or
+value, 401/403 token, 404 unknown cluster/endpoint/record, 409 already exists,
+422 a rejected config on reload, 503 store unavailable.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from .. import names
+from ..config.model import ClusterSpec, EndpointSpec
+from ..dns import wire
+from ..state.model import AdminState
+from ..state.store import StateError, StoreUnavailable
+from ..state.table import parse_address
+from . import views
+from .auth import error
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+log = logging.getLogger("geodns.http.api")
+
+PREFIX = "/api/v1"
+_ADMIN_ACTIONS = {"drain": AdminState.DRAINED, "undrain": AdminState.ACTIVE,
+                  "force-up": AdminState.FORCED_UP, "force-down": AdminState.FORCED_DOWN}
+_QTYPES = {"A": wire.T_A, "AAAA": wire.T_AAAA}
+
+
+def add_routes(app: web.Application, server: "Server") -> None:
+    api = _Api(server)
+    r = app.router
+    r.add_get(f"{PREFIX}/status", api.status)
+    r.add_get(f"{PREFIX}/records", api.records)
+    r.add_get(f"{PREFIX}/clusters", api.clusters)
+    r.add_post(f"{PREFIX}/clusters", api.add_cluster)
+    r.add_get(f"{PREFIX}/clusters/{{name}}", api.cluster)
+    r.add_delete(f"{PREFIX}/clusters/{{name}}", api.remove_cluster)
+    for action in _ADMIN_ACTIONS:
+        r.add_post(f"{PREFIX}/clusters/{{name}}/{action}", api.admin_action(action))
+    r.add_put(f"{PREFIX}/clusters/{{name}}/weight", api.set_weight)
+    r.add_post(f"{PREFIX}/clusters/{{name}}/endpoints", api.add_endpoint)
+    r.add_delete(f"{PREFIX}/clusters/{{name}}/endpoints", api.remove_endpoint)
+    r.add_delete(f"{PREFIX}/clusters/{{name}}/endpoints/{{address}}", api.remove_endpoint)
+    r.add_get(f"{PREFIX}/explain", api.explain)
+    r.add_post(f"{PREFIX}/reload", api.reload)
+
+
+def reply(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, indent=1) + "\n", status=status, content_type="application/json")
+
+
+class _Api:
+    def __init__(self, server: "Server"):
+        self.server = server
+
+    # -- reads ------------------------------------------------------------------------------
+    async def status(self, request: web.Request) -> web.Response:
+        return reply(views.status_view(self.server))
+
+    async def records(self, request: web.Request) -> web.Response:
+        return reply({"records": views.records_view(self.server)})
+
+    async def clusters(self, request: web.Request) -> web.Response:
+        return reply(views.clusters_view(self.server))
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        view = views.one_cluster_view(self.server, name)
+        if view is None:
+            raise error(404, f"unknown cluster '{name}'")
+        return reply(view)
+
+    async def explain(self, request: web.Request) -> web.Response:
+        """Why a client gets its answer: ?name=app.example.com&type=A&client=ADDR[/PREFIX]."""
+        query = request.query
+        text = query.get("name", "").strip()
+        client = query.get("client", "").strip()
+        if not text or not client:
+            raise error(400, "explain needs ?name=RECORD&client=ADDRESS[/PREFIX] (and optionally &type=A|AAAA)")
+        qtype_text = query.get("type", "A").strip().upper()
+        if qtype_text not in _QTYPES:
+            raise error(400, f"type must be A or AAAA, not {qtype_text!r}")
+        try:
+            name = names.from_text(text.rstrip(".") + ".")
+        except ValueError as exc:
+            raise error(400, f"bad name {text!r}: {exc}") from None
+        address, prefix = _client(client)
+        engine = self.server.engine
+        dynamic = engine.dynamic if engine is not None else None
+        if dynamic is None or name not in dynamic.records:
+            known = ", ".join(r.text for r in self.server.config.records.values()) or "none"
+            raise error(404, f"{text} is not a GSLB record (records: {known})")
+        result = dynamic.explain(name, _QTYPES[qtype_text], address, prefix)
+        result["type"] = qtype_text
+        snapshot, health = dynamic.state.snapshot, dynamic.state.health
+        result["candidates"] = {
+            c: _candidate(snapshot, health, c) for c in dynamic.records[name].clusters}
+        return reply(result)
+
+    # -- writes -----------------------------------------------------------------------------
+    def admin_action(self, action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        state = _ADMIN_ACTIONS[action]
+
+        async def handler(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            body = await _body(request)
+            endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
+            store = self.server.store
+            await self._write(lambda: store.set_admin(name, state, endpoint))
+            log.info("event=admin action=%s cluster=%s endpoint=%s remote=%s", action, name, endpoint or "-",
+                     request.remote)
+            return reply(self._cluster_or_404(name))
+        return handler
+
+    async def set_weight(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await _body(request)
+        if "weight" not in body:
+            raise error(400, 'the body must be {"weight": N} (and optionally "endpoint": ADDRESS)')
+        weight = body["weight"]
+        endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
+        store = self.server.store
+        await self._write(lambda: store.set_weight(name, weight, endpoint))
+        log.info("event=admin action=weight cluster=%s endpoint=%s weight=%s remote=%s", name, endpoint or "-",
+                 weight, request.remote)
+        return reply(self._cluster_or_404(name))
+
+    async def add_endpoint(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await _body(request)
+        spec = _endpoint_spec(body, "body")
+        store = self.server.store
+        await self._write(lambda: store.add_endpoint(name, spec))
+        log.info("event=admin action=add-endpoint cluster=%s endpoint=%s remote=%s", name, spec.address, request.remote)
+        return reply(self._cluster_or_404(name), status=201)
+
+    async def remove_endpoint(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await _body(request)
+        address = request.match_info.get("address") or request.query.get("address") or _opt_str(body, "address")
+        if not address:
+            raise error(400, "say which endpoint: DELETE .../endpoints/ADDRESS, ?address= or {\"address\": ...}")
+        store = self.server.store
+        await self._write(lambda: store.remove_endpoint(name, address))
+        log.info("event=admin action=remove-endpoint cluster=%s endpoint=%s remote=%s", name, address, request.remote)
+        return reply(self._cluster_or_404(name))
+
+    async def add_cluster(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        spec = self._cluster_spec(body)
+        store = self.server.store
+        await self._write(lambda: store.add_cluster(spec))
+        log.info("event=admin action=add-cluster cluster=%s remote=%s", spec.name, request.remote)
+        return reply(self._cluster_or_404(spec.name), status=201)
+
+    async def remove_cluster(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        store = self.server.store
+        version = await self._write(lambda: store.remove_cluster(name))
+        log.info("event=admin action=remove-cluster cluster=%s remote=%s", name, request.remote)
+        return reply({"removed": name, "version": version})
+
+    async def reload(self, request: web.Request) -> web.Response:
+        server = self.server
+        if await server.reload():
+            engine = server.engine
+            return reply({"reloaded": True, "zones": [names.to_text(z.origin) for z in engine.zones],
+                          "records": [r.text for r in server.config.records.values()],
+                          "reloads": dict(server.reloads)})
+        raise error(422, "the new config was rejected; the running config stays in force",
+                    problems=list(server.reload_problems), reloads=dict(server.reloads))
+
+    # -- helpers ----------------------------------------------------------------------------
+    async def _write(self, operation: Callable[[], Awaitable[int]]) -> int:
+        """Run one store write, map its errors to HTTP, and wait until our snapshot has it."""
+        try:
+            version = await operation()
+        except StateError as exc:
+            message = str(exc)
+            raise error(409 if "already" in message else 404, message) from None
+        except ValueError as exc:
+            raise error(400, str(exc)) from None
+        except StoreUnavailable as exc:
+            raise error(503, f"state store unavailable: {exc}; nothing was changed") from None
+        try:
+            await self.server.keeper.sync()
+        except StoreUnavailable as exc:
+            raise error(503, f"the change was stored (version {version}) but could not be loaded back: {exc}; "
+                             "DNS answers pick it up when the store is reachable") from None
+        return version
+
+    def _cluster_or_404(self, name: str) -> dict[str, Any]:
+        view = views.one_cluster_view(self.server, name)
+        if view is None:
+            raise error(404, f"unknown cluster '{name}'")
+        return view
+
+    def _cluster_spec(self, body: dict[str, Any]) -> ClusterSpec:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise error(400, 'the body needs "name": a non-empty string')
+        region = body.get("region")
+        regions = self.server.config.regions
+        if region not in regions:
+            raise error(400, f"unknown region {region!r} (known: {', '.join(sorted(regions)) or 'none'})")
+        raw = body.get("endpoints")
+        if not isinstance(raw, list) or not raw:
+            raise error(400, '"endpoints" must be a non-empty list of addresses or {"address": ..., "weight": ...}')
+        endpoints = tuple(_endpoint_spec(item if isinstance(item, dict) else {"address": item}, f"endpoints[{i}]")
+                          for i, item in enumerate(raw))
+        numbers = {}
+        for key, default, low in (("weight", 100, 0), ("priority", 0, 0), ("min_healthy", 1, 1)):
+            value = body.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise error(400, f'"{key}" must be an integer >= {low}, not {value!r}')
+            numbers[key] = value
+        unknown = set(body) - {"name", "region", "endpoints", "weight", "priority", "min_healthy"}
+        if unknown:
+            raise error(400, f"unknown keys: {', '.join(sorted(unknown))}")
+        return ClusterSpec(name=name.strip(), region=region, endpoints=endpoints, **numbers)
+
+
+def _candidate(snapshot, health, name: str) -> dict[str, Any]:
+    cluster = snapshot.clusters.get(name)
+    if cluster is None:
+        return {"state": "absent"}
+    return {"region": cluster.region, "weight": cluster.weight, "priority": cluster.priority,
+            "admin": cluster.admin.value, "state": views._cluster_state(health, name),
+            "rtt_ms": {v: round(ms, 3) for (c, v), ms in health.rtts().items() if c == name}}
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The JSON object in the body, or {} for none; 400 for anything else."""
+    if not request.can_read_body:
+        return {}
+    text = await request.text()
+    if not text.strip():
+        return {}
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise error(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise error(400, "the body must be a JSON object")
+    return body
+
+
+def _opt_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise error(400, f'"{key}" must be a non-empty string')
+    return value.strip()
+
+
+def _endpoint_spec(body: dict[str, Any], where: str) -> EndpointSpec:
+    raw = body.get("address")
+    if not isinstance(raw, str):
+        raise error(400, f'{where}: "address" must be an IP address string')
+    try:
+        address = parse_address(raw)
+    except ValueError as exc:
+        raise error(400, f"{where}: {exc}") from None
+    weight = body.get("weight", 100)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+        raise error(400, f'{where}: "weight" must be an integer >= 0, not {weight!r}')
+    probe = body.get("probe")
+    if probe is not None and (not isinstance(probe, str) or not probe):
+        raise error(400, f'{where}: "probe" must be "host:port" or a URL')
+    return EndpointSpec(address=address, weight=weight, probe=probe)
+
+
+def _client(text: str) -> tuple[str, int | None]:
+    """ADDRESS or ADDRESS/PREFIX; with a prefix the address is masked to it, as a resolver's ECS is."""
+    address, _, prefix_text = text.partition("/")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise error(400, f"client must be an IP address, optionally /PREFIX, not {text!r}") from None
+    if not prefix_text:
+        return str(ip), None
+    bits = 32 if ip.version == 4 else 128
+    if not prefix_text.isdigit() or not 0 <= int(prefix_text) <= bits:
+        raise error(400, f"the prefix in {text!r} must be 0-{bits}")
+    prefix = int(prefix_text)
+    network = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+    return str(network.network_address), prefix

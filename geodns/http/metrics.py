@@ -1,0 +1,254 @@
+"""``GET /metrics``: the server's plain counters, turned into Prometheus metric families at scrape time.
+
+The query path only adds to integers and dicts (``geodns/metrics.py``,
+``dynamic.Counters``, ``ListenerStats``); this collector reads them, together
+with the live snapshot and health view, whenever Prometheus scrapes.  Each
+Server gets its own registry, so several servers in one process (tests) never
+share metrics.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
+
+from ..engine import _RCODES, _type_text
+from ..gslb import health as states
+from ..metrics import DURATION_BUCKETS
+from ..names import to_text
+from .views import live_state, readiness
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+CLUSTER_STATES = (states.UP, states.DOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
+ENDPOINT_STATES = (states.UP, states.DOWN, states.UNKNOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
+
+
+def _zone(origin) -> str:
+    return "none" if origin is None else to_text(origin).rstrip(".") or "."
+
+
+def _qtype(qtype: int) -> str:
+    return "other" if qtype == 0 else _type_text(qtype)
+
+
+class ServerCollector:
+    """A prometheus-client custom collector over one Server's counters and state."""
+
+    def __init__(self, server: "Server"):
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        server = self.server
+        if server.engine is None or server.config is None:
+            return
+        yield from self._queries()
+        yield from self._gslb()
+        yield from self._state()
+        yield from self._table()
+        yield from self._process()
+        yield from self._checker()
+
+    # -- the query path -----------------------------------------------------------------------
+    def _queries(self) -> Iterator[Metric]:
+        stats = self.server.stats
+        queries = CounterMetricFamily("geodns_queries", "DNS queries answered, by zone, query type, "
+                                      "response code and transport.", labels=("zone", "qtype", "rcode", "transport"))
+        merged: dict[tuple[str, str, str, str], int] = {}
+        for (origin, qtype, rcode, tcp), n in list(stats.queries.items()):
+            key = (_zone(origin), _qtype(qtype), _RCODES.get(rcode, str(rcode)), "tcp" if tcp else "udp")
+            merged[key] = merged.get(key, 0) + n
+        for labels, n in sorted(merged.items()):
+            queries.add_metric(labels, n)
+        yield queries
+        cumulative, buckets = 0, []
+        for bound, n in zip(DURATION_BUCKETS + (float("inf"),), stats.duration_buckets):
+            cumulative += n
+            buckets.append((floatToGoString(bound), cumulative))
+        yield HistogramMetricFamily("geodns_query_duration_seconds", "Time the answer engine took per query, "
+                                    "from bytes in to bytes out (socket I/O excluded).", buckets=buckets,
+                                    sum_value=stats.duration_sum)
+        yield CounterMetricFamily("geodns_truncated", "UDP responses sent truncated (TC set).", value=stats.truncated)
+        total = sum(merged.values())
+        ecs = CounterMetricFamily("geodns_ecs_queries", "Queries with and without an EDNS Client Subnet option.",
+                                  labels=("present",))
+        ecs.add_metric(("true",), stats.ecs_present)
+        ecs.add_metric(("false",), max(0, total - stats.ecs_present))
+        yield ecs
+        yield CounterMetricFamily("geodns_dropped_messages", "Messages answered with silence (responses, runts).",
+                                  value=stats.dropped)
+        yield CounterMetricFamily("geodns_malformed_queries", "Queries answered FORMERR or NOTIMP before the "
+                                  "question could be read.", value=stats.malformed)
+
+    def _gslb(self) -> Iterator[Metric]:
+        server = self.server
+        counters = server.gslb_counters
+        records = server.config.records
+        answers = CounterMetricFamily("geodns_gslb_answers", "GSLB answers per record and cluster "
+                                      "(an answer naming two clusters counts for both).", labels=("record", "cluster"))
+        outcomes = CounterMetricFamily("geodns_gslb_responses", "GSLB responses per record by outcome: "
+                                       "answer, fallback (the chain left nothing) or nodata.",
+                                       labels=("record", "outcome"))
+        fallback = CounterMetricFamily("geodns_gslb_fallback", "GSLB responses answered by the record's fallback.",
+                                       labels=("record",))
+        per_cluster: dict[tuple[str, str], int] = {}
+        per_outcome: dict[tuple[str, str], int] = {}
+        per_fallback: dict[str, int] = {}
+        for (name, clusters, fell_back), n in list(counters.outcomes.items()):
+            record = records[name].text if name in records else to_text(name).rstrip(".")
+            for cluster in clusters:
+                per_cluster[(record, cluster)] = per_cluster.get((record, cluster), 0) + n
+            outcome = "fallback" if fell_back else "answer" if clusters else "nodata"
+            per_outcome[(record, outcome)] = per_outcome.get((record, outcome), 0) + n
+            if fell_back:
+                per_fallback[record] = per_fallback.get(record, 0) + n
+        for record in (r.text for r in records.values()):
+            per_fallback.setdefault(record, 0)
+        for labels, n in sorted(per_cluster.items()):
+            answers.add_metric(labels, n)
+        for labels, n in sorted(per_outcome.items()):
+            outcomes.add_metric(labels, n)
+        for record, n in sorted(per_fallback.items()):
+            fallback.add_metric((record,), n)
+        yield answers
+        yield outcomes
+        yield fallback
+        yield CounterMetricFamily("geodns_geoip_misses", "GSLB clients whose location was unknown "
+                                  "(no operator network, not in the GeoIP database).", value=counters.geo_misses)
+
+    # -- snapshot and store -------------------------------------------------------------------
+    def _state(self) -> Iterator[Metric]:
+        server = self.server
+        keeper = server.keeper
+        if keeper is None:
+            return
+        yield GaugeMetricFamily("geodns_snapshot_version", "Version of the cluster table the answers come from.",
+                                value=keeper.snapshot.version)
+        yield GaugeMetricFamily("geodns_snapshot_age_seconds", "Seconds since the snapshot was last confirmed "
+                                "against the store (+Inf: never).", value=keeper.staleness())
+        yield GaugeMetricFamily("geodns_store_connected", "1 when the state store is reachable.",
+                                value=1 if keeper.connected else 0)
+        yield CounterMetricFamily("geodns_store_errors", "Failed loads of the state store.", value=keeper.errors)
+        reloads = CounterMetricFamily("geodns_config_reloads", "Config and zone reloads by result.",
+                                      labels=("result",))
+        for result in ("ok", "failed"):
+            reloads.add_metric((result,), server.reloads.get(result, 0))
+        yield reloads
+        ready, _ = readiness(server)
+        yield GaugeMetricFamily("geodns_ready", "1 when /readyz says ready.", value=1 if ready else 0)
+        zones = GaugeMetricFamily("geodns_zone_serial", "SOA serial of each served zone.", labels=("zone",))
+        for zone in server.engine.zones:
+            zones.add_metric((_zone(zone.origin),), zone.serial)
+        yield zones
+
+    def _table(self) -> Iterator[Metric]:
+        """Clusters and endpoints as the query path sees them: state, weight, RTT per vantage."""
+        snapshot, health = live_state(self.server)
+        now = time.time()
+        cluster_up = GaugeMetricFamily("geodns_cluster_up", "1 when the cluster may get traffic.", labels=("cluster",))
+        cluster_state = GaugeMetricFamily("geodns_cluster_state", "1 for the cluster's current state.",
+                                          labels=("cluster", "state"))
+        cluster_weight = GaugeMetricFamily("geodns_cluster_weight", "The cluster's weight.", labels=("cluster",))
+        endpoint_up = GaugeMetricFamily("geodns_endpoint_up", "1 when the endpoint may get traffic.",
+                                        labels=("cluster", "endpoint"))
+        endpoint_state = GaugeMetricFamily("geodns_endpoint_state", "1 for the endpoint's current state.",
+                                           labels=("cluster", "endpoint", "state"))
+        endpoint_weight = GaugeMetricFamily("geodns_endpoint_weight", "The endpoint's weight.",
+                                            labels=("cluster", "endpoint"))
+        observed = GaugeMetricFamily("geodns_endpoint_observed_up", "Each checker's fresh verdict on an endpoint "
+                                     "(1 up, 0 down), by vantage.", labels=("cluster", "endpoint", "vantage", "checker"))
+        for name, cluster in sorted(snapshot.clusters.items()):
+            try:
+                current = health.cluster_state(name)
+            except KeyError:
+                current = "unknown"
+            cluster_up.add_metric((name,), 1 if health.cluster_up(name) else 0)
+            for state in CLUSTER_STATES:
+                cluster_state.add_metric((name, state), 1 if state == current else 0)
+            cluster_weight.add_metric((name,), cluster.weight)
+            for endpoint in cluster.endpoints:
+                key = endpoint.key
+                try:
+                    current = health.state(name, key)
+                except (KeyError, ValueError):
+                    current = states.UNKNOWN
+                endpoint_up.add_metric((name, key), 1 if health.endpoint_up(name, key) else 0)
+                for state in ENDPOINT_STATES:
+                    endpoint_state.add_metric((name, key, state), 1 if state == current else 0)
+                endpoint_weight.add_metric((name, key), endpoint.weight)
+                latest: dict[str, object] = {}
+                for obs in snapshot.observations.get((name, key), ()):
+                    if obs.expires > now and obs.up is not None and (
+                            obs.checker not in latest or obs.at > latest[obs.checker].at):
+                        latest[obs.checker] = obs
+                for checker, obs in sorted(latest.items()):
+                    observed.add_metric((name, key, obs.vantage, checker), 1 if obs.up else 0)
+        rtt = GaugeMetricFamily("geodns_endpoint_rtt_seconds", "Median RTT of a cluster's healthy endpoints as "
+                                "measured from each checker vantage.", labels=("cluster", "vantage"))
+        for (cluster, vantage), ms in sorted(health.rtts().items()):
+            rtt.add_metric((cluster, vantage), ms / 1000.0)
+        yield from (cluster_up, cluster_state, cluster_weight, endpoint_up, endpoint_state, endpoint_weight,
+                    observed, rtt)
+
+    # -- sockets and the embedded checker -------------------------------------------------------
+    def _process(self) -> Iterator[Metric]:
+        families = {
+            "tcp_connections": CounterMetricFamily("geodns_tcp_connections", "TCP connections accepted.",
+                                                   labels=("listen",)),
+            "tcp_refused": CounterMetricFamily("geodns_tcp_connections_refused", "TCP connections closed at once "
+                                               "because tcp_max_connections were open.", labels=("listen",)),
+            "handler_errors": CounterMetricFamily("geodns_handler_errors", "Queries that raised inside the "
+                                                  "server and were answered SERVFAIL.", labels=("listen",)),
+        }
+        open_now = GaugeMetricFamily("geodns_tcp_connections_open", "TCP connections open now.", labels=("listen",))
+        for listener in self.server.listeners:
+            for attribute, family in families.items():
+                family.add_metric((listener.address,), getattr(listener.stats, attribute))
+            open_now.add_metric((listener.address,), len(listener.connections))
+        yield from families.values()
+        yield open_now
+
+    def _checker(self) -> Iterator[Metric]:
+        """The embedded checker's own view (when ``serve`` runs one): what it probes and how it went."""
+        checker = getattr(self.server, "checker", None)
+        status = getattr(checker, "status", None)
+        if status is None:
+            return
+        state = GaugeMetricFamily("geodns_checker_endpoint_state", "1 for the state this process's checker "
+                                  "holds for an endpoint after rise/fall.", labels=("cluster", "endpoint", "state"))
+        probes = CounterMetricFamily("geodns_checker_probes", "Probes run per endpoint by this process's checker.",
+                                     labels=("cluster", "endpoint"))
+        last_ok = GaugeMetricFamily("geodns_checker_last_probe_ok", "1 when the latest probe succeeded.",
+                                    labels=("cluster", "endpoint"))
+        for (cluster, endpoint), item in sorted(status().items()):
+            for name in ("up", "down", "unknown"):
+                state.add_metric((cluster, endpoint, name), 1 if item.state == name else 0)
+            probes.add_metric((cluster, endpoint), item.probes)
+            if item.probes:
+                last_ok.add_metric((cluster, endpoint), 1 if item.successes > 0 else 0)
+        yield from (state, probes, last_ok)
+
+
+def make_registry(server: "Server") -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServerCollector(server))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def add_routes(app: web.Application, server: "Server") -> None:
+    registry = make_registry(server)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/metrics", metrics)

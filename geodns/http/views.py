@@ -1,0 +1,179 @@
+"""Read-only views of a running server, as plain dicts: the admin API's JSON and the status page's data.
+
+Everything is read from what the query path reads (the GSLB responder's live
+state: one snapshot and the health view built from it), so an operator sees
+exactly the table the next DNS answer will come from.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..gslb.health import HealthView
+from ..names import to_text
+from ..state.model import Cluster, Snapshot
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+
+def live_state(server: "Server") -> tuple[Snapshot, HealthView]:
+    """The snapshot and health view DNS answers come from right now.
+
+    Without GSLB records there is no responder; the view is then built from
+    the keeper's snapshot with the config's health rules, as the responder would.
+    """
+    engine = server.engine
+    dynamic = engine.dynamic if engine is not None else None
+    if dynamic is not None:
+        state = dynamic.state
+        return state.snapshot, state.health
+    snapshot = server.keeper.snapshot
+    rules = server.config.health
+    return snapshot, HealthView.build(snapshot, time.time(), rules.quorum, unknown_is_up=rules.unknown == "up")
+
+
+def readiness(server: "Server") -> tuple[bool, str]:
+    """Ready when listeners are up, zones are loaded and the snapshot is fresh enough.
+
+    "Fresh enough": the store is connected, or was within
+    ``server.ready_max_staleness``.  Past that the server still answers
+    (fail static) but says so, so an orchestrator can prefer a peer that
+    still sees the store.
+    """
+    ready, reason = server.ready
+    if not ready:
+        return False, reason
+    keeper = server.keeper
+    if keeper is None:
+        return False, "state keeper not started"
+    if not keeper.connected:
+        limit = server.config.server.ready_max_staleness
+        stale = keeper.staleness()
+        if stale > limit:
+            since = "never loaded" if stale == float("inf") else f"last loaded {stale:.0f}s ago"
+            return False, (f"state store unreachable ({since}, limit {limit:g}s); "
+                           f"answering from snapshot version {keeper.snapshot.version}")
+    return True, "ok"
+
+
+def records_by_cluster(server: "Server") -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for record in server.config.records.values():
+        for name in record.clusters:
+            out.setdefault(name, []).append(record.text)
+    return out
+
+
+def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, records: list[str],
+                 now: float) -> dict[str, Any]:
+    """One cluster with its endpoints, admin and health states, and what each checker saw."""
+    name = cluster.name
+    rtts = {vantage: round(ms, 3) for (c, vantage), ms in sorted(health.rtts().items()) if c == name}
+    vantages: dict[str, dict[str, int]] = {}
+    endpoints = []
+    for endpoint in cluster.endpoints:
+        observations = []
+        for obs in sorted(snapshot.observations.get((name, endpoint.key), ()), key=lambda o: o.checker):
+            fresh = obs.expires > now
+            observations.append({
+                "checker": obs.checker, "vantage": obs.vantage, "up": obs.up,
+                "rtt_ms": None if obs.rtt_ms is None else round(obs.rtt_ms, 3),
+                "age_s": round(now - obs.at, 1), "fresh": fresh,
+            })
+            if fresh and obs.up is not None:
+                tally = vantages.setdefault(obs.vantage, {"up": 0, "down": 0})
+                tally["up" if obs.up else "down"] += 1
+        endpoints.append({
+            "address": endpoint.key, "weight": endpoint.weight, "admin": endpoint.admin.value,
+            "state": _endpoint_state(health, name, endpoint.key), "probe": endpoint.probe,
+            "observations": observations,
+        })
+    return {
+        "name": name, "region": cluster.region, "weight": cluster.weight, "priority": cluster.priority,
+        "min_healthy": cluster.min_healthy, "admin": cluster.admin.value,
+        "state": _cluster_state(health, name), "up": health.cluster_up(name),
+        "records": records, "rtt_ms": rtts,
+        "vantages": {v: {**tally, "rtt_ms": rtts.get(v)} for v, tally in sorted(vantages.items())},
+        "check": _check_view(cluster),
+        "endpoints": endpoints,
+    }
+
+
+def clusters_view(server: "Server") -> dict[str, Any]:
+    snapshot, health = live_state(server)
+    now = time.time()
+    used = records_by_cluster(server)
+    return {
+        "version": snapshot.version,
+        "clusters": [cluster_view(c, snapshot, health, used.get(n, []), now)
+                     for n, c in sorted(snapshot.clusters.items())],
+    }
+
+
+def one_cluster_view(server: "Server", name: str) -> dict[str, Any] | None:
+    snapshot, health = live_state(server)
+    cluster = snapshot.clusters.get(name)
+    if cluster is None:
+        return None
+    view = cluster_view(cluster, snapshot, health, records_by_cluster(server).get(name, []), time.time())
+    return {"version": snapshot.version, **view}
+
+
+def records_view(server: "Server") -> list[dict[str, Any]]:
+    return [{"name": r.text, "ttl": r.ttl, "clusters": list(r.clusters), "policy": list(r.policy),
+             "answers": r.answers, "fallback": r.fallback} for r in server.config.records.values()]
+
+
+def status_view(server: "Server") -> dict[str, Any]:
+    """The server at a glance: readiness, snapshot, store, zones, reloads, listeners."""
+    ready, reason = readiness(server)
+    keeper = server.keeper
+    stale = keeper.staleness() if keeper is not None else float("inf")
+    engine = server.engine
+    config = server.config
+    stats = server.stats
+    return {
+        "ready": ready, "reason": reason,
+        "snapshot": {"version": keeper.snapshot.version if keeper else 0,
+                     "age_s": None if stale == float("inf") else round(stale, 3)},
+        "store": {"url": _redact(config.store), "connected": bool(keeper and keeper.connected),
+                  "errors": keeper.errors if keeper else 0, "last_sync": keeper.last_sync if keeper else None},
+        "zones": [to_text(z.origin) for z in engine.zones] if engine is not None else [],
+        "records": [r.text for r in config.records.values()],
+        "reloads": dict(server.reloads),
+        "listeners": [{"address": listener.address, "tcp_open": len(listener.connections),
+                       **vars(listener.stats)} for listener in server.listeners],
+        "queries": stats.total,
+        "debug_txt": config.server.debug_txt,
+        "query_log": {"enabled": config.server.query_log.enabled, "sample": config.server.query_log.sample},
+    }
+
+
+def _endpoint_state(health: HealthView, cluster: str, address: str) -> str:
+    try:
+        return health.state(cluster, address)
+    except (KeyError, ValueError):
+        return "unknown"
+
+
+def _cluster_state(health: HealthView, cluster: str) -> str:
+    try:
+        return health.cluster_state(cluster)
+    except KeyError:
+        return "unknown"
+
+
+def _check_view(cluster: Cluster) -> dict[str, Any] | None:
+    check = cluster.check
+    if check is None:
+        return None
+    return {"type": check.type, "url": check.url, "port": check.port, "path": check.path,
+            "interval_s": check.interval, "timeout_s": check.timeout, "rise": check.rise, "fall": check.fall}
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

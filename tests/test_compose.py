@@ -1,0 +1,66 @@
+"""docker/: the compose file, the Dockerfile and Prometheus' config, checked without a Docker engine.
+
+``docker-compose config -q`` (Debian's docker-compose works without an engine)
+validates the compose file where it is installed; the structural checks below
+run everywhere and pin the topology the README promises.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from geodns.config.load import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKER = REPO / "docker"
+COMPOSE = DOCKER / "docker-compose.yml"
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None,
+                    reason="docker-compose is not installed (apt-get install docker-compose); "
+                           "the structural checks still ran")
+def test_docker_compose_accepts_the_file():
+    result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_runs_the_whole_topology():
+    services = compose()["services"]
+    assert {"redis", "geodns-1", "geodns-2", "checker-us", "checker-eu", "ingress-us-east",
+            "ingress-eu-west", "ingress-ap-southeast", "prometheus"} <= set(services)
+    regions = {services[c]["command"][services[c]["command"].index("--region") + 1] for c in ("checker-us", "checker-eu")}
+    assert regions == {"us-east", "eu-west"}
+    published = {p for s in ("geodns-1", "geodns-2") for p in services[s]["ports"]}
+    assert {"127.0.0.1:5301:5353/udp", "127.0.0.1:5301:5353/tcp", "127.0.0.1:5302:5353/udp"} <= published
+
+
+def test_prometheus_scrapes_both_servers():
+    config = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
+    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+    assert sorted(targets) == ["geodns-1:8053", "geodns-2:8053"]
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
+
+
+def test_dockerfile_is_non_root_with_a_healthcheck():
+    text = (DOCKER / "Dockerfile").read_text()
+    user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "/healthz" in text
+
+
+def test_the_config_the_containers_read_is_valid_and_matches_the_services():
+    config = load_config(REPO / "config" / "stack" / "compose.yaml")
+    services = compose()["services"]
+    assert config.store == "redis://redis:6379/0" and "redis" in services
+    probes = {e.probe.split(":")[0] for c in config.clusters.values() for e in c.endpoints}
+    assert probes == {"ingress-us-east", "ingress-eu-west", "ingress-ap-southeast"}
+    assert probes <= set(services)
