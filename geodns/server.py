@@ -90,6 +90,17 @@ def build_engine(config: Config, snapshot: Snapshot | None = None) -> AnswerEngi
 
 
 HEALTH_REFRESH = 0.5   # seconds between checks whether observations have expired
+STOP_PART_TIMEOUT = 3.0
+
+
+async def _bounded(stopping, what: str) -> None:
+    """Await one part's shutdown, but never for long: a stuck part is logged and left."""
+    try:
+        await asyncio.wait_for(stopping, STOP_PART_TIMEOUT)
+    except asyncio.TimeoutError:
+        log.warning("event=stop-timeout part=%r waited=%.0fs", what, STOP_PART_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - stopping goes on whatever one part says
+        log.warning("event=stop-error part=%r error=%r", what, exc)
 
 
 class Server:
@@ -240,29 +251,27 @@ class Server:
         task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
 
     async def stop(self) -> None:
+        """Stop everything started, each part within a bound: a stop must always finish."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_PART_TIMEOUT)
         self._tasks = []
-        for listener in self.listeners:
-            await listener.close()
-        self.listeners = []
-        if self.http is not None:
-            await self.http.cleanup()
-            self.http = None
-        if self.checker is not None:
-            await self.checker.stop()
-            self.checker = None
-        if self.keeper is not None:
-            await self.keeper.stop()
-            self.keeper = None
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
+        listeners, self.listeners = self.listeners, []
+        for listener in listeners:
+            await _bounded(listener.close(), f"listener {listener.address}")
+        http, self.http = self.http, None
+        if http is not None:
+            await _bounded(http.cleanup(), "http")
+        checker, self.checker = self.checker, None
+        if checker is not None:
+            await _bounded(checker.stop(), "checker")
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            await _bounded(keeper.stop(), "state keeper")
+        store, self.store = self.store, None
+        if store is not None:
+            await _bounded(store.close(), "state store")
 
     @property
     def ready(self) -> tuple[bool, str]:

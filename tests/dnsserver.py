@@ -46,7 +46,7 @@ class RunningServer:
 
     def stop(self) -> None:
         try:
-            self.call(self.server.stop())
+            self.call(self.server.stop(), timeout=30)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)

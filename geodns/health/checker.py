@@ -139,7 +139,8 @@ class Checker:
         self._background = []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)   # a probe stuck in a library must not hold up a stop
         for check in self._checks.values():
             check.task = None
         with contextlib.suppress(asyncio.TimeoutError, TimeoutError):

@@ -224,4 +224,6 @@ class SnapshotKeeper:
                 # so a change between our last load and the subscription is not missed.
                 self._dirty.set()
         finally:
-            await feed.aclose()
+            # RuntimeError: the loop is being torn down with the feed mid-read; nothing left to close.
+            with contextlib.suppress(RuntimeError):
+                await feed.aclose()
