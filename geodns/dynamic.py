@@ -23,7 +23,7 @@ from .geo import Locator
 from .gslb.health import HealthView
 from .gslb import policy
 from .gslb.policy import Client, Context, Selection, Step, contexts, select
-from .names import Name, to_text
+from .names import Name, to_text, to_wire
 from .rrset import RRset
 from .state.model import Snapshot
 from .zones import MatchKind
@@ -71,6 +71,8 @@ class GslbResponder:
         # Names above a GSLB record exist too (empty non-terminals), even if
         # the zone file does not mention them.
         self.ancestors = frozenset(name[i:] for name in self.names for i in range(1, len(name)))
+        # The same names in lower-cased wire form, for the fast path's byte-level look-up.
+        self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
         self.counters = Counters()
         self.state: LiveState = self._build(snapshot)
 
@@ -93,6 +95,22 @@ class GslbResponder:
             self.counters.ecs += 1
             if ecs.source_prefix > 0:
                 return Client(ecs.address, self._locate(ecs.address), ecs.source_prefix)
+            address = ipaddress.ip_address(source)
+            return Client(address, self._locate(address), 0)
+        address = ipaddress.ip_address(source)
+        return Client(address, self._locate(address), None)
+
+    def client_from(self, ecs: bytes | None, source: str) -> Client:
+        """``client`` for the fast path: the ECS option's raw bytes (already validated) or the source."""
+        if ecs is not None:
+            self.counters.ecs += 1
+            if ecs[2]:
+                raw = ecs[4:]
+                if ecs[1] == 1:
+                    address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
+                else:
+                    address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
+                return Client(address, self._locate(address), ecs[2])
             address = ipaddress.ip_address(source)
             return Client(address, self._locate(address), 0)
         address = ipaddress.ip_address(source)

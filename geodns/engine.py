@@ -14,6 +14,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from .dns import wire
+from .dns.fastpath import FastPath
 from .dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
 from .dns.wire import FormatError, Query
 from .metrics import DURATION_BUCKETS, QueryStats
@@ -44,7 +45,8 @@ class AnswerEngine:
 
     def __init__(self, zones: ZoneSet, *, payload: int = 1232, nsid: bytes | None = None,
                  dynamic: "GslbResponder | None" = None, debug_txt: bool = False,
-                 query_log: "QueryLogConfig | None" = None, stats: QueryStats | None = None):
+                 query_log: "QueryLogConfig | None" = None, stats: QueryStats | None = None,
+                 fast_path: bool = True):
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
@@ -56,6 +58,8 @@ class AnswerEngine:
             (DEBUG_LABEL,) + name for name in dynamic.names) if debug_txt and dynamic is not None else frozenset()
         self.query_log_rate = query_log.sample if query_log is not None and query_log.enabled else 0.0
         self._selected: tuple[str, ...] = ()        # clusters of the latest GSLB answer, for the query log
+        # Pre-encoded answers for the common query shapes; off while sampling queries into the log.
+        self.fast = FastPath(self) if fast_path and not self.query_log_rate else None
 
     # -- bytes in, bytes out ----------------------------------------------------
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -65,6 +69,25 @@ class AnswerEngine:
         values already at hand; the exporter does the rest at scrape time.
         """
         start = perf_counter()
+        fast = self.fast
+        if fast is not None:
+            hit = fast.answer(data, client, tcp)
+            if hit is not None:
+                response, (origin, qtype, rcode), ecs = hit
+                stats = self.stats
+                queries = stats.queries
+                key = (origin, qtype, rcode, tcp)
+                count = queries.get(key)
+                if count is None:
+                    _count_new(queries, key)
+                else:
+                    queries[key] = count + 1
+                if ecs:
+                    stats.ecs_present += 1
+                elapsed = perf_counter() - start
+                stats.duration_buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+                stats.duration_sum += elapsed
+                return response
         header = wire.parse_header(data)
         if header is None or header[1] & wire.QR:
             self.stats.dropped += 1
@@ -114,6 +137,8 @@ class AnswerEngine:
             queries[key] = count + 1
         if response[2] & 0x02:
             stats.truncated += 1
+        elif fast is not None and result.cacheable and result.rcode <= wire.NXDOMAIN and zone is not None:
+            fast.remember(data, tcp, response, zone.origin, result.rcode)
         edns = query.edns
         if edns is not None and edns.ecs is not None:
             stats.ecs_present += 1
@@ -179,6 +204,7 @@ class AnswerEngine:
         if query.qtype not in (wire.T_TXT, wire.T_ANY):
             self._nodata(zone, result)
             return
+        result.cacheable = False
         dynamic = self.dynamic
         who = dynamic.client(query, client)
         result.answer.append(dynamic.debug_rrset(query.qname, query.qname[1:], who))
@@ -247,18 +273,28 @@ class AnswerEngine:
         if selection is None:
             return False
         result.ecs_scope = max(result.ecs_scope, selection.scope)
+        self.gslb_result(name, asked, selection, result)
+        return True
+
+    def gslb_result(self, name: Name, qtype: int, selection, result: Answer) -> None:
+        """Put a GSLB selection into ``result`` (the full path and the fast path share this)."""
+        result.cacheable = False
+        self.count_gslb(name, selection)
+        if selection.addresses:
+            result.answer.append(self.dynamic.rrset(name, qtype, selection))
+        else:
+            self._nodata(self.zones.zone_for(name), result)
+
+    def count_gslb(self, name: Name, selection) -> None:
+        dynamic = self.dynamic
         self._selected = selection.clusters
         outcomes = dynamic.counters.outcomes
         key = (name, selection.clusters, selection.fallback)
         outcomes[key] = outcomes.get(key, 0) + 1
         if selection.addresses:
-            result.answer.append(dynamic.rrset(name, asked, selection))
             dynamic.counters.answers += 1
         else:
             dynamic.counters.nodata += 1
-            zone = self.zones.zone_for(name)
-            self._nodata(zone, result)
-        return True
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))

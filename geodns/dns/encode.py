@@ -30,6 +30,7 @@ class Answer:
     additional: list[RRset] = field(default_factory=list)
     glue_required: bool = False    # referral glue: set TC rather than drop it
     ecs_scope: int = 0             # the ECS scope prefix the answer depended on
+    cacheable: bool = True         # False when the answer depends on the client (GSLB, debug TXT)
 
 
 class _Writer:

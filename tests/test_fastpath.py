@@ -1,0 +1,96 @@
+"""The fast path answers exactly as the full path does, byte for byte."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import dns.edns
+import dns.flags
+import dns.message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geodns.server import Settings, build_engine
+from tests.dnsserver import write
+
+DATA = Path(__file__).resolve().parent / "data"
+ZONE = "gslb.example.com."
+NAMES = ["www", "docs", "nope", "x.apps", "exists.apps", "b.ent", "sub", "www.sub", "big", "txt", "mail",
+         "app", "www2", "", "_sip._tcp", "other"]
+TYPES = ["A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "CAA", "CNAME", "TYPE666", "DS", "ANY"]
+
+
+def _engines(tmp_path: Path):
+    from tests.conftest import TEST_ZONE, big_zone_lines
+    zone = write(tmp_path / "z.zone", TEST_ZONE + big_zone_lines(60) + "www2 IN CNAME app\n")
+    config = write(tmp_path / "c.yaml", f"""
+server: {{nsid: "fast-test"}}
+zones: ["{zone}"]
+geoip: {{database: "{DATA / 'geo' / 'GeoIP2-City-Test.mmdb'}"}}
+regions:
+  us: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
+  eu: {{lat: 53.3, lon: -6.3,  continent: EU, countries: [GB]}}
+  ap: {{lat: 1.35, lon: 103.8, continent: AS, countries: [SG]}}
+clusters:
+  us-1: {{region: us, endpoints: ["192.0.2.10", "2001:db8::10"]}}
+  eu-1: {{region: eu, endpoints: ["198.51.100.10"]}}
+  ap-1: {{region: ap, endpoints: ["203.0.113.10", "2001:db8:2::10"]}}
+records:
+  app.gslb.example.com: {{clusters: [us-1, eu-1, ap-1], policy: [healthy, geo], answers: 2}}
+""")
+    cfg = Settings(config_path=config).load()
+    fast, slow = build_engine(cfg), build_engine(cfg)
+    slow.fast = None
+    assert fast.fast is not None
+    return fast, slow
+
+
+_CACHE: dict = {}
+
+
+def engines(tmp_path_factory):
+    if "e" not in _CACHE:
+        _CACHE["e"] = _engines(tmp_path_factory.mktemp("fast"))
+    return _CACHE["e"]
+
+
+def _case(name: str, rng: random.Random) -> str:
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(NAMES), rdtype=st.sampled_from(TYPES), edns=st.sampled_from([None, 0]),
+       do=st.booleans(), payload=st.sampled_from([512, 1232, 4096, 600]), ecs=st.one_of(
+           st.none(), st.tuples(st.sampled_from(["214.0.0.0", "81.2.69.142", "216.160.83.56", "8.8.8.0",
+                                                 "2001:218::", "10.0.0.0"]), st.integers(0, 32))),
+       nsid=st.booleans(), rd=st.booleans(), cd=st.booleans(), tcp=st.booleans(), seed=st.integers(0, 1000))
+def test_fast_path_matches_full_path(tmp_path_factory, name, rdtype, edns, do, payload, ecs, nsid, rd, cd, tcp, seed):
+    fast, slow = engines(tmp_path_factory)
+    qname = _case((name + "." if name else "") + ZONE, random.Random(seed))
+    options = []
+    if ecs is not None and edns is not None:
+        address, prefix = ecs
+        if ":" in address:
+            prefix = min(prefix * 4, 128)
+        options.append(dns.edns.ECSOption(address, prefix))
+    if nsid and edns is not None:
+        options.append(dns.edns.GenericOption(dns.edns.NSID, b""))
+    q = dns.message.make_query(qname, rdtype, use_edns=edns, want_dnssec=do and edns is not None,
+                               payload=payload, options=options or None, id=seed)
+    q.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    wire = q.to_wire()
+    expected = slow.handle(wire, "192.0.2.1", tcp)
+    first = fast.handle(wire, "192.0.2.1", tcp)          # may fill the cache
+    second = fast.handle(wire, "192.0.2.1", tcp)         # may be served from it
+    assert first == expected
+    assert second == expected
+
+
+def test_fast_path_is_used_and_keeps_the_question_case(tmp_path_factory):
+    fast, _ = engines(tmp_path_factory)
+    before = fast.fast.hits
+    for qname in ("www.gslb.example.com.", "WWW.gslb.EXAMPLE.com.", "wWw.GsLb.ExAmPlE.cOm."):
+        wire = dns.message.make_query(qname, "A").to_wire()
+        out = fast.handle(wire, "192.0.2.1", False)
+        assert out[12:12 + len(wire) - 12 - 11] == wire[12:len(wire) - 11]   # the question as sent
+    assert fast.fast.hits >= before + 2
