@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
 from .config.load import parse_listen
+from .runloop import run as run_loop
 from .errors import InputError
 
 
@@ -36,15 +36,6 @@ def _setup_logging(level: str, per_component=(), fmt: str = "kv") -> None:
     setup(level, per_component or (), fmt)
 
 
-def _run_loop(coro) -> None:
-    try:
-        import uvloop  # noqa: F401 - optional speed-up, Linux only
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(coro)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server, Settings
 
@@ -58,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     server = Server(settings)
     try:
-        _run_loop(server.run())
+        run_loop(server.run())
     except InputError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -71,7 +62,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config.load import load_config
     from .server import build_engine, default_config_path, Settings
 
     problems = []

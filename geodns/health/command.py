@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config.load import load_config
+from ..runloop import run as run_loop
 from ..errors import InputError
 from ..state.model import Snapshot
 from ..state.store import open_store
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"geodns check: {problem}", file=sys.stderr)
         return 2
-    _run_loop(_serve(args, config, url))
+    run_loop(_serve(args, config, url))
     return 0
 
 
@@ -149,15 +150,6 @@ def _reload(path: Path, table: _Table) -> None:
     version = table.keeper.snapshot.version
     log.info("event=reloaded clusters=%d table=%s", len(config.clusters),
              f"store-version-{version}" if version else "config (the store holds no table)")
-
-
-def _run_loop(coro) -> None:
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
