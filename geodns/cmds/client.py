@@ -72,13 +72,10 @@ def _http_error(exc: urllib.error.HTTPError) -> str:
     except ValueError:
         body = None
     if isinstance(body, dict) and "error" in body:
-        message = str(body["error"])
-        problems = body.get("problems") or []
-        if problems:
-            message += "\n" + "\n".join(f"  {p}" for p in problems)
-    else:
-        message = raw.decode("utf-8", "replace").strip() or exc.reason
-    return f"{message} (HTTP {exc.code})"
+        message = f"{body['error']} (HTTP {exc.code})"
+        problems = body.get("problems") or []      # a rejected reload: every file:line: reason
+        return "\n".join([message] + [f"  {p}" for p in problems])
+    return f"{raw.decode('utf-8', 'replace').strip() or exc.reason} (HTTP {exc.code})"
 
 
 def run(args: argparse.Namespace, action: Callable[[Api], Any], show: Callable[[Any], None]) -> int:

@@ -24,6 +24,7 @@ from ..state.store import StateError, StoreUnavailable
 from ..state.table import parse_address
 from . import views
 from .auth import error
+from .traffic import traffic
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -52,6 +53,7 @@ def add_routes(app: web.Application, server: "Server") -> None:
     r.add_delete(f"{PREFIX}/clusters/{{name}}/endpoints", api.remove_endpoint)
     r.add_delete(f"{PREFIX}/clusters/{{name}}/endpoints/{{address}}", api.remove_endpoint)
     r.add_get(f"{PREFIX}/explain", api.explain)
+    r.add_get(f"{PREFIX}/traffic", api.traffic)
     r.add_post(f"{PREFIX}/reload", api.reload)
 
 
@@ -79,6 +81,10 @@ class _Api:
         if view is None:
             raise error(404, f"unknown cluster '{name}'")
         return reply(view)
+
+    async def traffic(self, request: web.Request) -> web.Response:
+        """Where clients in each region and sample place are sent now (the status page's picture)."""
+        return reply({"records": traffic(self.server)})
 
     async def explain(self, request: web.Request) -> web.Response:
         """Why a client gets its answer: ?name=app.example.com&type=A&client=ADDR[/PREFIX]."""

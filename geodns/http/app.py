@@ -46,7 +46,6 @@ def make_app(server: "Server") -> web.Application:
             raise auth.error(500, "internal error; see the server log") from None
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
-    app["server"] = server
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -51,6 +51,8 @@ class ServerCollector:
             return
         yield from self._queries()
         yield from self._gslb()
+        if server.keeper is None:          # stopping: the table is gone
+            return
         yield from self._state()
         yield from self._table()
         yield from self._process()
@@ -127,8 +129,6 @@ class ServerCollector:
     def _state(self) -> Iterator[Metric]:
         server = self.server
         keeper = server.keeper
-        if keeper is None:
-            return
         yield GaugeMetricFamily("geodns_snapshot_version", "Version of the cluster table the answers come from.",
                                 value=keeper.snapshot.version)
         yield GaugeMetricFamily("geodns_snapshot_age_seconds", "Seconds since the snapshot was last confirmed "

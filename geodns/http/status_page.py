@@ -23,7 +23,7 @@ REFRESH_SECONDS = 10
 # Cluster colours avoid red and green, which mean down and up everywhere else on the page.
 PALETTE = ("#1f77b4", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#393b79", "#7f7f7f",
            "#637939")
-MAP_WIDTH = 720                      # on screen; the SVG scales from worldmap's canvas
+MAP_WIDTH = 680                      # on screen; the SVG scales from worldmap's canvas
 STATE_CLASS = {"up": "ok", "forced-up": "ok", "unknown": "warn", "drained": "warn", "down": "bad",
                "forced-down": "bad"}
 
@@ -49,7 +49,7 @@ th{font-weight:600;color:#555;font-size:12px;text-transform:uppercase;letter-spa
 .traffic svg{flex:0 0 auto;border-radius:6px;max-width:100%}
 .traffic table{flex:1 1 320px;width:auto}
 .muted{color:#6b7280;font-size:12px}
-.traffic td,td.vt{white-space:nowrap}
+.traffic td:last-child,td.vt{white-space:nowrap}
 .bar{display:inline-block;height:10px;border-radius:2px;vertical-align:middle;margin-right:1px}
 """
 
@@ -119,7 +119,9 @@ def _map(record: dict[str, Any], clusters: list[dict[str, Any]], regions, colors
     for name, (x, y) in anchor.items():
         ring = {"ok": "#1e8e3e", "warn": "#e37400", "bad": "#c5221f"}.get(STATE_CLASS.get(states[name], ""), "#555")
         out.append(f'<circle cx="{x}" cy="{y}" r="11" fill="{colors[name]}" stroke="{ring}" stroke-width="4"/>')
-        out.append(f'<text x="{x + 12}" y="{y - 10}" font-size="17" font-weight="700" fill="#1d2330" '
+        right = x > w - 230                         # near the right edge: label to the left of the marker
+        out.append(f'<text x="{x - 14 if right else x + 14}" y="{y - 12}" text-anchor="{"end" if right else "start"}" '
+                   f'font-size="17" font-weight="700" fill="#1d2330" '
                    f'stroke="#fff" stroke-width="3" paint-order="stroke">{escape(name)} ({escape(states[name])})</text>')
     out.append("</svg>")
     return "".join(out)
@@ -128,7 +130,7 @@ def _map(record: dict[str, Any], clusters: list[dict[str, Any]], regions, colors
 def _shares(shares: dict[str, float], colors: dict[str, str]) -> str:
     if not shares:
         return '<span class="muted">nothing (NODATA)</span>'
-    bars = "".join(f'<span class="bar" style="width:{max(2, round(80 * s))}px;background:{colors.get(c, "#555")}">'
+    bars = "".join(f'<span class="bar" style="width:{max(2, round(60 * s))}px;background:{colors.get(c, "#555")}">'
                    f'</span>' for c, s in shares.items())
     text = ", ".join(f"{escape(c)} {round(100 * s)}%" for c, s in shares.items())
     return f"{bars} {text}"
@@ -185,7 +187,7 @@ def _clusters_section(clusters: list[dict[str, Any]], colors: dict[str, str]) ->
         rows.append(
             f"<tr><td><span class='swatch' style='background:{colors[c['name']]}'></span><b>{escape(c['name'])}</b>"
             f"<div class='muted'>{escape(', '.join(c['records']) or 'in no record')}</div></td>"
-            f"<td>{escape(c['region'])}</td><td>{_badge(c['state'])}</td>"
+            f"<td class='vt'>{escape(c['region'])}</td><td>{_badge(c['state'])}</td>"
             f"<td>{escape(c['admin'])}</td><td>{c['weight']}</td><td>{_endpoints(c)}</td>{health}</tr>")
     return ("<section><h2>Clusters</h2><table><tr><th>Cluster</th><th>Region</th><th>State</th><th>Admin</th>"
             f"<th>Weight</th><th>Endpoints</th>{head}</tr>{''.join(rows)}</table></section>")
