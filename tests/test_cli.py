@@ -172,3 +172,14 @@ def test_dig_end_to_end():
         assert "ns1.gslb.example.com." in tc
     finally:
         proc.stop()
+
+
+def test_readme_configuration_example_is_valid():
+    """The README's 'every key' example must stay a config geodns accepts."""
+    from geodns.config.load import config_from_text
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Configuration"):]
+    block = section[section.index("```yaml") + len("```yaml"):]
+    block = block[:block.index("```")]
+    config = config_from_text(block, "README.md", REPO / "config")
+    assert config.records and config.clusters["eu-west-1"].endpoints[1].probe == "127.0.0.1:18082"
