@@ -25,6 +25,14 @@ def _component_level(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _workers(text: str) -> int:
+    from .config.load import parse_workers
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _http_listen(text: str):
     if text.lower() in ("off", "none", ""):
         return None
@@ -46,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http_listen=args.http_listen,
         store=args.store,
         reset_state=args.reset_state,
+        workers=args.workers,
     )
     server = Server(settings)
     try:
@@ -110,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", metavar="URL", help="state store: memory:// or redis://HOST:PORT/DB")
     serve.add_argument("--reset-state", action="store_true",
                        help="seed the store from the config, discarding runtime drains, weights and endpoints")
+    serve.add_argument("--workers", type=_workers, metavar="N|auto",
+                       help="processes answering DNS on the same addresses with SO_REUSEPORT "
+                            "(default: server.workers, 1)")
     serve.set_defaults(func=cmd_serve)
 
     validate = sub.add_parser("validate", help="check a config and its zone files; print file:line: reason")

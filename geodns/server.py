@@ -49,6 +49,7 @@ class Settings:
     http_listen: tuple[str, int] | None | bool = False   # False: as the config says
     store: str | None = None
     reset_state: bool = False          # seed with overwrite: forget runtime drains and weights
+    workers: int | None = None         # serve --workers: overrides server.workers
 
     def load(self) -> Config:
         if self.config_path is not None:
@@ -62,6 +63,8 @@ class Settings:
             server = replace(server, dns_listen=self.dns_listen)
         if self.http_listen is not False:
             server = replace(server, http_listen=self.http_listen)
+        if self.workers is not None:
+            server = replace(server, workers=self.workers)
         return replace(
             config,
             server=server,
@@ -113,12 +116,20 @@ class Server:
         self.store: StateStore | None = None
         self.keeper: SnapshotKeeper | None = None
         self.checker = None                          # the embedded health checker, when it runs
+        self.workers = None                          # a WorkerPool when server.workers > 1 (geodns/workers.py)
         self.reloads = {"ok": 0, "failed": 0}
         self.reload_problems: list[str] = []        # of the latest failed reload, for the admin API
         self.stats = QueryStats()                    # shared by every engine, so reloads keep counting
         self.gslb_counters = Counters()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+
+    def query_stats(self) -> QueryStats:
+        """What /metrics reports: this process's counters, or every worker's when workers answer."""
+        if self.workers is not None:
+            from .workers import merge_stats
+            return merge_stats(self.workers.stats(), self.stats)
+        return self.stats
 
     # The listeners call this; it always reads the current engine.
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -138,7 +149,9 @@ class Server:
         await self._start_checker()
         server = config.server
         try:
-            for host, port in server.dns_listen:
+            if server.workers > 1:
+                await self._start_workers(server.workers)
+            for host, port in server.dns_listen if self.workers is None else ():
                 listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections)
                 await listener.start()
                 self.listeners.append(listener)
@@ -153,6 +166,14 @@ class Server:
             raise
         log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
                  _redact(config.store), len(config.records))
+
+    async def _start_workers(self, count: int) -> None:
+        """N processes answer the queries; this one feeds them snapshots (geodns/workers.py)."""
+        from .workers import WorkerPool
+        self.workers = WorkerPool(count, self.settings, self.config.server.dns_listen, lambda: self.keeper.snapshot)
+        await self.workers.start()
+        for address in self.workers.addresses:
+            log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)
 
     async def _start_checker(self) -> None:
         """The embedded checker: on by default with memory://, where no other checker can reach the table."""
@@ -182,6 +203,8 @@ class Server:
         return engine
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
+        if self.workers is not None:
+            self.workers.publish(snapshot)
         dynamic = self.engine.dynamic if self.engine is not None else None
         if dynamic is not None:
             dynamic.update(snapshot)
@@ -210,12 +233,16 @@ class Server:
         old = self.config
         if old is not None and config.server.dns_listen != old.server.dns_listen:
             log.warning("event=reload listen addresses changed; restart to apply them")
+        if old is not None and config.server.workers != old.server.workers:
+            log.warning("event=reload workers changed; restart to apply it")
         if old is not None and config.store != old.store:
             log.warning("event=reload store URL changed; restart to apply it")
             config = replace(config, store=old.store)
         self.config, self.engine = config, self._adopt(engine)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
+        if self.workers is not None:
+            self.workers.reload()
         await self._seed_store()
         self.reloads["ok"] += 1
         log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))
@@ -257,6 +284,9 @@ class Server:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_PART_TIMEOUT)
         self._tasks = []
+        workers, self.workers = self.workers, None
+        if workers is not None:
+            await _bounded(workers.stop(), "workers")
         listeners, self.listeners = self.listeners, []
         for listener in listeners:
             await _bounded(listener.close(), f"listener {listener.address}")
@@ -277,6 +307,8 @@ class Server:
     def ready(self) -> tuple[bool, str]:
         if self.engine is None:
             return False, "zones not loaded"
+        if self.workers is not None:
+            return self.workers.ready()
         if not self.listeners:
             return False, "no DNS listener"
         return True, "ok"

@@ -7,6 +7,7 @@ as one ``ConfigError``; a half-valid config is never returned.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -144,7 +145,7 @@ class _Reader:
 
     def server(self, top: LinedMap) -> model.ServerConfig:
         known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_max_connections", "admin_token",
-                 "debug_txt", "query_log", "ready_max_staleness")
+                 "debug_txt", "query_log", "ready_max_staleness", "workers")
         m = self.mapping(top.get("server"), _line(top, "server"), "server", known)
         d = model.ServerConfig()
         if m is None:
@@ -178,6 +179,7 @@ class _Reader:
             debug_txt=self.field(m, "debug_txt", "server", _boolean, False),
             query_log=self.query_log(m),
             ready_max_staleness=self.field(m, "ready_max_staleness", "server", parse_duration, d.ready_max_staleness),
+            workers=self.field(m, "workers", "server", parse_workers, d.workers),
         )
 
     def query_log(self, server: LinedMap) -> model.QueryLogConfig:
@@ -414,6 +416,22 @@ def _item_line(seq: Any, index: int, parent: Any, key: str) -> int | None:
     if isinstance(seq, LinedList) and index < len(seq.lines):
         return seq.lines[index]
     return _line(parent, key)
+
+
+MAX_WORKERS = 256
+
+
+def parse_workers(value: Any) -> int:
+    """``server.workers`` / ``serve --workers``: an integer 1..256, or "auto" for one per CPU."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer between 1 and {MAX_WORKERS} or 'auto', not {value!r}")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"must be between 1 and {MAX_WORKERS} or 'auto', not {value}")
+    return value
 
 
 def _int_range(lo: int, hi: int) -> Callable[[Any], int]:

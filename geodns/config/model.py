@@ -42,6 +42,7 @@ class ServerConfig:
     debug_txt: bool = False            # answer TXT _geodns.<record> with the decision for the asker
     query_log: QueryLogConfig = field(default_factory=QueryLogConfig)
     ready_max_staleness: float = 60.0  # /readyz fails when the store has been unreachable this long
+    workers: int = 1                   # processes answering DNS with SO_REUSEPORT (geodns/workers.py)
 
 
 @dataclass(frozen=True)

@@ -140,16 +140,17 @@ class Listener:
     connections: set = field(default_factory=set)
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.base_events.Server | None = None
+    reuse_port: bool = False           # SO_REUSEPORT: several worker processes share this address
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         attempts = 20 if self.port == 0 else 1
         for attempt in range(attempts):
-            tcp_sock = _bound_socket(family, socket.SOCK_STREAM, self.host, self.port)
+            tcp_sock = _bound_socket(family, socket.SOCK_STREAM, self.host, self.port, self.reuse_port)
             port = tcp_sock.getsockname()[1]
             try:
-                udp_sock = _bound_socket(family, socket.SOCK_DGRAM, self.host, port)
+                udp_sock = _bound_socket(family, socket.SOCK_DGRAM, self.host, port, self.reuse_port)
             except OSError:
                 tcp_sock.close()
                 if attempt + 1 == attempts:
@@ -175,11 +176,15 @@ class Listener:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def _bound_socket(family: int, kind: int, host: str, port: int) -> socket.socket:
+def _bound_socket(family: int, kind: int, host: str, port: int, reuse_port: bool = False,
+                  listen: bool = True) -> socket.socket:
+    """A bound, non-blocking socket; ``listen=False`` only holds a port (see geodns/workers.py)."""
     sock = socket.socket(family, kind)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
@@ -188,7 +193,7 @@ def _bound_socket(family: int, kind: int, host: str, port: int) -> socket.socket
             except OSError:
                 pass
         sock.bind((host, port))
-        if kind == socket.SOCK_STREAM:
+        if kind == socket.SOCK_STREAM and listen:
             sock.listen(1024)
         sock.setblocking(False)
         return sock

@@ -60,7 +60,7 @@ class ServerCollector:
 
     # -- the query path -----------------------------------------------------------------------
     def _queries(self) -> Iterator[Metric]:
-        stats = self.server.stats
+        stats = self.server.query_stats()
         queries = CounterMetricFamily("geodns_queries", "DNS queries answered, by zone, query type, "
                                       "response code and transport.", labels=("zone", "qtype", "rcode", "transport"))
         merged: dict[tuple[str, str, str, str], int] = {}

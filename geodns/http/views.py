@@ -132,7 +132,7 @@ def status_view(server: "Server") -> dict[str, Any]:
     stale = keeper.staleness() if keeper is not None else float("inf")
     engine = server.engine
     config = server.config
-    stats = server.stats
+    stats = server.query_stats()
     return {
         "ready": ready, "reason": reason,
         "snapshot": {"version": keeper.snapshot.version if keeper else 0,
@@ -145,6 +145,7 @@ def status_view(server: "Server") -> dict[str, Any]:
         "listeners": [{"address": listener.address, "tcp_open": len(listener.connections),
                        **vars(listener.stats)} for listener in server.listeners],
         "queries": stats.total,
+        "workers": server.workers.describe() if server.workers is not None else [],
         "debug_txt": config.server.debug_txt,
         "query_log": {"enabled": config.server.query_log.enabled, "sample": config.server.query_log.sample},
     }

@@ -1,0 +1,441 @@
+"""``server.workers: N``: N processes answer DNS on the same addresses (SO_REUSEPORT).
+
+One Python process answers on one core.  With N > 1 the main process (the
+supervisor) keeps everything that talks to the outside world except the query
+load: the store, the snapshot keeper, the embedded checker and the HTTP API.
+It starts N worker processes (multiprocessing "spawn": a fresh interpreter,
+no inherited event loop, sockets or threads), each of which binds every
+``dns_listen`` address with SO_REUSEPORT, builds its own engine from the
+config and answers.  The kernel spreads UDP datagrams and TCP connections
+over the workers.
+
+Workers never talk to the store.  The supervisor sends them every new
+``Snapshot`` over a pipe (and the current one first of all), which is what
+makes ``memory://`` work with workers and keeps one store connection per
+server however many cores it uses.  On reload the supervisor reloads first
+and only then tells the workers to rebuild their engines from the config.
+
+The supervisor does not answer DNS itself.  For a listen port of 0 it holds
+a concrete free port (bound with SO_REUSEPORT, TCP not listening) until the
+workers have bound it, then lets go.  A worker that dies is started again; a
+worker whose pipe to the supervisor reaches EOF (the supervisor is gone)
+stops by itself.  Each worker sends its query counters about once a second so
+that ``/metrics`` on the supervisor counts every worker's queries.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable
+
+from .dns.listener import Listener, _bound_socket
+from .errors import InputError
+from .metrics import QueryStats
+from .state.model import Snapshot
+
+if TYPE_CHECKING:
+    from .server import Settings
+
+log = logging.getLogger("geodns.workers")
+
+START_TIMEOUT = 60.0        # seconds for every worker to load its engine and bind
+MONITOR_INTERVAL = 0.1      # how often the supervisor reads worker messages and checks who is alive
+RESTART_MIN_INTERVAL = 1.0  # a worker slot is not started again sooner than this after its last start
+STATS_INTERVAL = 1.0        # how often a worker sends its counters
+STOP_WAIT = 2.0             # seconds a worker gets after SIGTERM before SIGKILL (within server.STOP_PART_TIMEOUT)
+HEALTH_REFRESH = 0.5        # as in server.py: observations expire with time, not only with changes
+
+LogOptions = tuple[str, tuple[tuple[str, str], ...], str]   # level, per-component levels, format
+
+
+# -- the wire: pickled tuples ---------------------------------------------------------------------
+def snapshot_to_wire(snapshot: Snapshot) -> tuple:
+    """A Snapshot as plain picklable values: MappingProxyType itself cannot be pickled."""
+    return (snapshot.version, dict(snapshot.clusters), dict(snapshot.observations), snapshot.taken_at)
+
+
+def snapshot_from_wire(wire: tuple) -> Snapshot:
+    version, clusters, observations, taken_at = wire
+    return Snapshot(version=version, clusters=MappingProxyType(clusters),
+                    observations=MappingProxyType(observations), taken_at=taken_at)
+
+
+def _send(conn: Connection, *message: Any) -> None:
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(conn: Connection) -> tuple:
+    return pickle.loads(conn.recv_bytes())
+
+
+def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
+    """Add ``other``'s counters to ``into`` (both the same shape: the engine's QueryStats)."""
+    for key, n in other.queries.items():
+        into.queries[key] = into.queries.get(key, 0) + n
+    for i, n in enumerate(other.duration_buckets):
+        into.duration_buckets[i] += n
+    into.duration_sum += other.duration_sum
+    for name in ("truncated", "ecs_present", "dropped", "malformed"):
+        setattr(into, name, getattr(into, name) + getattr(other, name))
+    return into
+
+
+def current_log_options() -> LogOptions:
+    """The supervisor's logging set-up, so that workers log the same way to the same stderr."""
+    from .logs import JsonFormatter
+    root = logging.getLogger()
+    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "kv"
+    per_component = tuple(
+        (name, logging.getLevelName(logger.level)) for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and name.startswith("geodns") and logger.level != logging.NOTSET)
+    return logging.getLevelName(root.level).lower(), per_component, fmt
+
+
+# -- the supervisor's side -------------------------------------------------------------------------
+@dataclass
+class _Slot:
+    """One worker position: the process in it now, and what is waiting to be sent to it."""
+
+    index: int
+    process: Any = None                       # multiprocessing's SpawnProcess
+    conn: Connection | None = None
+    started: bool = False
+    failure: str | None = None
+    spawned_at: float = 0.0
+    outbox: list[tuple[str, bytes]] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sender: asyncio.Task | None = None
+    stats: QueryStats | None = None           # the latest counters this process sent
+
+
+class WorkerPool:
+    """N worker processes answering on ``listen``, fed snapshots by the supervisor."""
+
+    def __init__(self, count: int, settings: "Settings", listen: tuple[tuple[str, int], ...],
+                 snapshot: Callable[[], Snapshot], log_options: LogOptions | None = None):
+        self.count = count
+        self.settings = settings
+        self.listen = listen
+        self.snapshot = snapshot
+        self.log_options = log_options or current_log_options()
+        self.slots = [_Slot(i) for i in range(count)]
+        self.retired = QueryStats()             # counters of workers that have exited
+        self.restarts = 0
+        self._context = multiprocessing.get_context("spawn")
+        self._feeder = ThreadPoolExecutor(max_workers=count, thread_name_prefix="geodns-worker-feed")
+        self._monitor: asyncio.Task | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Hold concrete ports, start every worker and wait until all have bound; raises OSError."""
+        held: list[socket.socket] = []
+        try:
+            self.listen = tuple(_hold_port(host, port, held) if port == 0 else (host, port) for host, port in self.listen)
+            for slot in self.slots:
+                self._spawn(slot)
+            deadline = time.monotonic() + START_TIMEOUT
+            while not all(slot.started for slot in self.slots):
+                for slot in self.slots:
+                    self._read(slot)
+                    if not slot.started and (slot.failure or not slot.process.is_alive()):
+                        self._read(slot)
+                        raise OSError(f"worker {slot.index} did not start: {slot.failure or 'it exited'}")
+                if time.monotonic() > deadline:
+                    raise OSError(f"workers did not start within {START_TIMEOUT:.0f}s")
+                await asyncio.sleep(MONITOR_INTERVAL)
+        except BaseException:
+            await self.stop()
+            raise
+        finally:
+            for sock in held:
+                sock.close()
+        self._monitor = asyncio.create_task(self._watch(), name="geodns-worker-monitor")
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.listen]
+
+    def ready(self) -> tuple[bool, str]:
+        alive = sum(1 for slot in self.slots if slot.started and slot.process.is_alive())
+        return (True, "ok") if alive else (False, "no DNS worker running")
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Queue a snapshot for every worker; a newer one replaces one not yet sent."""
+        blob = pickle.dumps(("snapshot", snapshot_to_wire(snapshot)), protocol=pickle.HIGHEST_PROTOCOL)
+        for slot in self.slots:
+            slot.outbox = [m for m in slot.outbox if m[0] != "snapshot"] + [("snapshot", blob)]
+            slot.wake.set()
+
+    def reload(self) -> None:
+        """Tell every worker to rebuild its engine from the config (after the supervisor's reload worked)."""
+        blob = pickle.dumps(("reload",))
+        for slot in self.slots:
+            slot.outbox.append(("reload", blob))
+            slot.wake.set()
+
+    def stats(self) -> QueryStats:
+        """Every worker's counters, including those of workers that have exited since."""
+        total = merge_stats(QueryStats(), self.retired)
+        for slot in self.slots:
+            if slot.stats is not None:
+                merge_stats(total, slot.stats)
+        return total
+
+    def describe(self) -> list[dict]:
+        """Per worker, for the status API: which process, whether it is up, what it answered."""
+        return [{"worker": slot.index, "pid": slot.process.pid if slot.process is not None else None,
+                 "alive": bool(slot.process is not None and slot.process.is_alive()), "started": slot.started,
+                 "queries": slot.stats.total if slot.stats is not None else 0} for slot in self.slots]
+
+    def pids(self) -> list[int]:
+        return [slot.process.pid for slot in self.slots if slot.process is not None]
+
+    async def stop(self) -> None:
+        """SIGTERM every worker by PID, wait, SIGKILL what is left; never restart while stopping."""
+        self._stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+        for slot in self.slots:
+            if slot.process is not None and slot.process.is_alive():
+                slot.process.terminate()
+        deadline = time.monotonic() + STOP_WAIT
+        for slot in self.slots:
+            while slot.process is not None and slot.process.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if slot.process is not None and slot.process.is_alive():
+                log.warning("event=worker-kill worker=%d pid=%s reason=did-not-stop", slot.index, slot.process.pid)
+                slot.process.kill()
+                await asyncio.get_running_loop().run_in_executor(None, slot.process.join, 2.0)
+            self._close(slot)
+        self._feeder.shutdown(wait=False, cancel_futures=True)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _spawn(self, slot: _Slot) -> None:
+        parent, child = self._context.Pipe(duplex=True)
+        settings = replace(self.settings, dns_listen=self.listen)
+        process = self._context.Process(target=worker_main, args=(slot.index, settings, child, self.log_options),
+                                        name=f"geodns-worker-{slot.index}", daemon=True)
+        process.start()
+        child.close()
+        slot.process, slot.conn, slot.started, slot.failure = process, parent, False, None
+        slot.spawned_at, slot.stats = time.monotonic(), None
+        blob = pickle.dumps(("snapshot", snapshot_to_wire(self.snapshot())), protocol=pickle.HIGHEST_PROTOCOL)
+        slot.outbox = [("snapshot", blob)]       # the first message: a worker builds its engine on it
+        slot.wake = asyncio.Event()
+        slot.wake.set()
+        slot.sender = asyncio.create_task(self._feed(slot, parent), name=f"geodns-worker-feed-{slot.index}")
+
+    async def _feed(self, slot: _Slot, conn: Connection) -> None:
+        """Send queued messages from a thread: a busy worker must never block the supervisor's loop."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await slot.wake.wait()
+                slot.wake.clear()
+                while slot.outbox and slot.conn is conn:
+                    _, blob = slot.outbox.pop(0)
+                    await loop.run_in_executor(self._feeder, conn.send_bytes, blob)
+        except (OSError, EOFError, RuntimeError):
+            pass                                  # the worker is gone; the monitor starts another
+
+    def _read(self, slot: _Slot) -> None:
+        """Handle everything the worker has sent so far."""
+        try:
+            while slot.conn is not None and slot.conn.poll():
+                message = _receive(slot.conn)
+                if message[0] == "started":
+                    slot.started = True
+                elif message[0] == "failed":
+                    slot.failure = message[1]
+                elif message[0] == "stats":
+                    slot.stats = message[1]
+        except (OSError, EOFError):
+            pass
+
+    def _close(self, slot: _Slot) -> None:
+        self._read(slot)                          # the last counters a stopping worker sent
+        if slot.sender is not None:
+            slot.sender.cancel()
+        if slot.conn is not None:
+            slot.conn.close()
+        if slot.stats is not None:
+            merge_stats(self.retired, slot.stats)
+        slot.conn, slot.sender, slot.stats = None, None, None
+
+    async def _watch(self) -> None:
+        """Read worker messages; start a worker again when one has died."""
+        while not self._stopping:
+            for slot in self.slots:
+                self._read(slot)
+                process = slot.process
+                if process is None or process.is_alive():
+                    continue
+                if slot.conn is not None:
+                    log.warning("event=worker-died worker=%d pid=%s exitcode=%s", slot.index, process.pid,
+                                process.exitcode)
+                    process.join(0)
+                    self._close(slot)
+                if time.monotonic() - slot.spawned_at < RESTART_MIN_INTERVAL:
+                    continue                      # crashing at once: do not spin
+                try:
+                    self._spawn(slot)
+                except OSError as exc:
+                    log.error("event=worker-restart-failed worker=%d error=%r", slot.index, exc)
+                    continue
+                self.restarts += 1
+                log.info("event=worker-restarted worker=%d pid=%s", slot.index, slot.process.pid)
+            await asyncio.sleep(MONITOR_INTERVAL)
+
+
+def _hold_port(host: str, port: int, held: list[socket.socket]) -> tuple[str, int]:
+    """Pick a free port for both TCP and UDP and hold it with SO_REUSEPORT until the workers bind it.
+
+    Port 0 cannot be shared: each worker would get its own.  The held TCP socket
+    does not listen, so no connection is ever queued on it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(20):
+        tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=True, listen=False)
+        chosen = tcp.getsockname()[1]
+        try:
+            udp = _bound_socket(family, socket.SOCK_DGRAM, host, chosen, reuse_port=True)
+        except OSError:
+            tcp.close()
+            continue
+        held.extend((tcp, udp))
+        return host, chosen
+    raise OSError(f"no free port for both TCP and UDP on {host}")
+
+
+# -- the worker's side ------------------------------------------------------------------------------
+def worker_main(index: int, settings: "Settings", conn: Connection, log_options: LogOptions) -> None:
+    """Entry point of a worker process (spawned: nothing inherited but these arguments and stderr)."""
+    from .logs import setup
+    from .runloop import run
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the supervisor decides
+    level, per_component, fmt = log_options
+    setup(level, per_component, fmt)
+    code = run(_Worker(index, settings, conn).run())
+    raise SystemExit(code)
+
+
+class _Worker:
+    """One worker's event loop: listeners with SO_REUSEPORT, an engine, and the pipe to the supervisor."""
+
+    def __init__(self, index: int, settings: "Settings", conn: Connection):
+        self.index = index
+        self.settings = settings
+        self.conn = conn
+        self.engine = None
+        self.snapshot: Snapshot | None = None
+        self.stats = QueryStats()                 # kept across reloads, like the Server's
+        self.listeners: list[Listener] = []
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        return self.engine.handle(data, client, tcp)
+
+    async def run(self) -> int:
+        from .server import build_engine
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+        try:
+            if not self.conn.poll(START_TIMEOUT):
+                return 1
+            self._apply(_receive(self.conn))      # the current snapshot, before any query is answered
+            config = self.settings.load()
+            self.engine = self._adopt(build_engine(config, self.snapshot))
+            server = config.server
+            for host, port in server.dns_listen:
+                listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections,
+                                    reuse_port=True)
+                await listener.start()
+                self.listeners.append(listener)
+        except (InputError, OSError, EOFError) as exc:
+            _safe_send(self.conn, "failed", str(exc))
+            await self._close()
+            return 2
+        loop.add_reader(self.conn.fileno(), self._on_message)
+        log.info("event=worker-started worker=%d pid=%d", self.index, os.getpid())
+        _safe_send(self.conn, "started")
+        self.tasks = [asyncio.create_task(self._send_stats()), asyncio.create_task(self._refresh_health())]
+        await self.stop.wait()
+        loop.remove_reader(self.conn.fileno())
+        await self._close()
+        return 0
+
+    def _adopt(self, engine):
+        engine.stats = self.stats
+        return engine
+
+    def _apply(self, message: tuple) -> None:
+        if message[0] == "snapshot":
+            self.snapshot = snapshot_from_wire(message[1])
+            dynamic = self.engine.dynamic if self.engine is not None else None
+            if dynamic is not None:
+                dynamic.update(self.snapshot)
+        elif message[0] == "reload":
+            self.tasks.append(asyncio.create_task(self._reload()))
+
+    def _on_message(self) -> None:
+        try:
+            message = _receive(self.conn)
+        except (EOFError, OSError):
+            log.warning("event=worker-orphaned worker=%d pid=%d (supervisor gone; stopping)", self.index, os.getpid())
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            self.stop.set()
+            return
+        self._apply(message)
+
+    async def _reload(self) -> None:
+        """Rebuild the engine from the config; on any problem keep the running one."""
+        from .server import build_engine
+        try:
+            config = self.settings.load()
+            engine = await asyncio.get_running_loop().run_in_executor(None, build_engine, config, self.snapshot)
+        except InputError as exc:
+            log.error("event=worker-reload-failed worker=%d problems=%d keeping=running-config",
+                      self.index, len(exc.problems))
+            return
+        self.engine = self._adopt(engine)
+        if engine.dynamic is not None and self.snapshot is not None:
+            engine.dynamic.update(self.snapshot)   # a snapshot may have arrived while it was built
+        log.info("event=worker-reloaded worker=%d", self.index)
+
+    async def _send_stats(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            _safe_send(self.conn, "stats", self.stats)
+
+    async def _refresh_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_REFRESH)
+            dynamic = self.engine.dynamic if self.engine is not None else None
+            if dynamic is not None and time.time() >= dynamic.state.health.valid_until:
+                dynamic.update()
+
+    async def _close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for listener in self.listeners:
+            await listener.close()
+        _safe_send(self.conn, "stats", self.stats)
+        self.conn.close()
+
+
+def _safe_send(conn: Connection, *message: Any) -> None:
+    try:
+        _send(conn, *message)
+    except (OSError, EOFError, ValueError):
+        pass

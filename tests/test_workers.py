@@ -1,0 +1,165 @@
+"""``geodns serve --workers 2`` as a real process tree: SO_REUSEPORT workers fed by the supervisor.
+
+Which worker answered is told apart honestly by the per-worker query counters
+the workers send to the supervisor (``/api/v1/status`` → ``workers``), not by
+anything in the DNS answers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import dns.edns
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.dnsserver import write
+from tests.test_cli import Proc
+from tests.test_gslb_dns import APP, SG, addresses, config_text
+
+pytestmark = pytest.mark.skipif(not hasattr(__import__("socket"), "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
+
+
+def serve_workers(tmp_path: Path, count: int = 2) -> Proc:
+    config = write(tmp_path / "geodns.yaml", config_text(tmp_path))
+    return Proc("--config", str(config), "--http-listen", "127.0.0.1:0", "--workers", str(count))
+
+
+def worker_pids(proc: Proc) -> dict[int, int]:
+    """Worker index → PID, from the workers' own `event=worker-started` lines."""
+    pids = {}
+    for line in proc.lines:
+        m = re.search(r"event=worker-started worker=(\d+) pid=(\d+)", line)
+        if m:
+            pids[int(m.group(1))] = int(m.group(2))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def status(proc: Proc) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/api/v1/status", timeout=3) as r:
+        return json.loads(r.read())
+
+
+def ask_sg(proc: Proc, tcp: bool = False):
+    q = dns.message.make_query(APP, "A", use_edns=0, options=[dns.edns.ECSOption(SG, 24)])
+    if tcp:
+        return dns.query.tcp(q, "127.0.0.1", port=proc.port, timeout=3)
+    return dns.query.udp(q, "127.0.0.1", port=proc.port, timeout=3)
+
+
+def wait_for(condition, timeout: float, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def test_workers_share_queries_follow_drains_and_stop_cleanly(tmp_path):
+    proc = serve_workers(tmp_path)
+    pids = worker_pids(proc)
+    try:
+        assert sorted(pids) == [0, 1] and all(alive(pid) for pid in pids.values())
+        assert os.getpid() not in pids.values() and proc.proc.pid not in pids.values()
+        # UDP and TCP, GSLB by ECS: Singapore gets ap-southeast.
+        assert addresses(ask_sg(proc)) == {"203.0.113.10"}
+        assert addresses(ask_sg(proc, tcp=True)) == {"203.0.113.10"}
+        # 50 queries from 50 source sockets (dnspython opens one per query): the kernel
+        # spreads them over both workers, which report their counters to the supervisor.
+        for _ in range(50):
+            assert ask_sg(proc).rcode() == dns.rcode.NOERROR
+
+        def both_counted():
+            workers = status(proc)["workers"]
+            return workers if all(w["queries"] > 0 for w in workers) and \
+                sum(w["queries"] for w in workers) >= 52 else None
+        workers = wait_for(both_counted, 5.0, 0.2)
+        assert workers, status(proc)["workers"]
+        assert {w["pid"] for w in workers} == set(pids.values())
+        assert status(proc)["queries"] >= 52                   # the merged count, as /metrics reports it
+
+        # A drain through the supervisor's admin API reaches every worker within 1 s.
+        req = urllib.request.Request(f"http://127.0.0.1:{proc.http_port}/api/v1/clusters/ap-southeast-1/drain",
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=3) as r:
+            assert r.status == 200
+        drained_at = time.monotonic()
+        # Twenty answers in a row (from twenty sockets, so from both workers) without Singapore.
+        assert wait_for(lambda: all(addresses(ask_sg(proc)) == {"198.51.100.10"} for _ in range(20)), 1.0, 0.01)
+        assert time.monotonic() - drained_at < 1.5
+    finally:
+        assert proc.stop() == 0
+    assert wait_for(lambda: not any(alive(pid) for pid in pids.values()), 3.0)
+
+
+def test_a_killed_worker_is_restarted_and_sigterm_stops_all(tmp_path):
+    proc = serve_workers(tmp_path)
+    pids = worker_pids(proc)
+    try:
+        os.kill(pids[0], signal.SIGKILL)
+        line = proc.read_until("event=worker-restarted", timeout=10)
+        new_pid = int(re.search(r"pid=(\d+)", line).group(1))
+        assert new_pid not in pids.values() and alive(new_pid)
+        assert not alive(pids[0])
+        assert any("event=worker-died worker=0" in line for line in proc.lines)
+        # The new worker has bound the shared port; every answer comes back.
+        assert wait_for(lambda: next((w for w in status(proc)["workers"] if w["worker"] == 0), {}).get("started"),
+                        10.0)
+        for _ in range(30):
+            assert addresses(ask_sg(proc)) == {"203.0.113.10"}
+        assert addresses(ask_sg(proc, tcp=True)) == {"203.0.113.10"}
+        # SIGHUP: the supervisor reloads, then each worker rebuilds its engine.
+        proc.proc.send_signal(signal.SIGHUP)
+        proc.read_until("event=reloaded")
+        reloaded = {proc.read_until("event=worker-reloaded").split("worker=")[1].split()[0] for _ in range(2)}
+        assert reloaded == {"0", "1"}
+        assert addresses(ask_sg(proc)) == {"203.0.113.10"}
+    finally:
+        assert proc.stop() == 0
+    everyone = [pids[1], new_pid]
+    assert wait_for(lambda: not any(alive(pid) for pid in everyone), 3.0)
+
+
+def test_workers_stop_by_themselves_when_the_supervisor_is_gone(tmp_path):
+    proc = serve_workers(tmp_path)
+    pids = worker_pids(proc)
+    proc.proc.kill()                       # SIGKILL: no chance to stop the workers itself
+    proc.proc.wait(5)
+    assert wait_for(lambda: not any(alive(pid) for pid in pids.values()), 5.0), "orphaned workers kept running"
+
+
+@pytest.mark.parametrize("value, expected", [("2", 2), ("auto", os.cpu_count() or 1)])
+def test_server_workers_config(tmp_path, value, expected):
+    from geodns.config.load import load_config
+    config = load_config(write(tmp_path / "geodns.yaml", f"server: {{workers: {value}}}\n"))
+    assert config.server.workers == expected
+
+
+def test_server_workers_config_problems(tmp_path):
+    from geodns.config.load import load_config
+    from geodns.errors import ConfigError
+    path = write(tmp_path / "geodns.yaml", "server:\n  workers: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [str(p) for p in info.value.problems] == [f"{path}:2: server.workers: must be between 1 and 256 or 'auto', not 0"]
+    path = write(tmp_path / "geodns.yaml", "server:\n  workers: many\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "server.workers: must be an integer between 1 and 256 or 'auto'" in str(info.value.problems[0])
