@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config.load import parse_listen
+from .config.values import parse_listen
 from .runloop import run as run_loop
 from .errors import InputError
 
@@ -26,7 +26,7 @@ def _component_level(text: str) -> tuple[str, str]:
 
 
 def _workers(text: str) -> int:
-    from .config.load import parse_workers
+    from .config.values import parse_workers
     try:
         return parse_workers(text)
     except ValueError as exc:

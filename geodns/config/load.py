@@ -6,58 +6,14 @@ as one ``ConfigError``; a half-valid config is never returned.
 """
 from __future__ import annotations
 
-import ipaddress
-import os
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import names
 from ..errors import ConfigError, Problem
-from . import model
+from . import model, values
 from .yamlsrc import LinedList, LinedMap, _YamlSyntax, parse_yaml
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """'127.0.0.1:5353' or '[::1]:5353' → (host, port); ValueError says why."""
-    if not isinstance(text, str):
-        raise ValueError("must be a string 'HOST:PORT' (IPv6 as '[::1]:PORT')")
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"{text!r}: IPv6 listen addresses are written '[::1]:PORT'")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"{text!r}: expected HOST:PORT")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: port must be 0-65535")
-    return host, int(port)
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from 2, 0.5, '2s', '500ms', '1m'."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 2s or 500ms")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration such as 2s or 500ms")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("must be greater than zero")
-    return seconds
 
 
 class _Reader:
@@ -108,7 +64,7 @@ class _Reader:
         if top is None:
             top = LinedMap()
         server = self.server(top)
-        store = self.field(top, "store", "", _store_url, "memory://")
+        store = self.field(top, "store", "", values.store_url, "memory://")
         zones = self.zones(top)
         geoip = self.geoip(top)
         regions = self.regions(top)
@@ -129,18 +85,18 @@ class _Reader:
         if embedded not in ("auto", "on", "off"):
             self.problem(_line(m, "embedded"), "checker.embedded", f"must be auto, on or off, not {embedded!r}")
             embedded = "auto"
-        region = self.field(m, "region", "checker", _nonempty_str, None)
+        region = self.field(m, "region", "checker", values.nonempty_str, None)
         if region is not None and region not in regions:
             self.problem(_line(m, "region"), "checker.region", f"unknown region {region!r}")
-        return model.CheckerConfig(embedded, self.field(m, "id", "checker", _nonempty_str, None), region)
+        return model.CheckerConfig(embedded, self.field(m, "id", "checker", values.nonempty_str, None), region)
 
     def health(self, top: LinedMap) -> model.HealthConfig:
         m = self.mapping(top.get("health"), _line(top, "health"), "health", ("quorum", "unknown"))
         if m is None:
             return model.HealthConfig()
         return model.HealthConfig(
-            quorum=self.field(m, "quorum", "health", _quorum, "majority"),
-            unknown=self.field(m, "unknown", "health", _choice("up", "down"), "up"),
+            quorum=self.field(m, "quorum", "health", values.quorum, "majority"),
+            unknown=self.field(m, "unknown", "health", values.choice("up", "down"), "up"),
         )
 
     def server(self, top: LinedMap) -> model.ServerConfig:
@@ -160,26 +116,26 @@ class _Reader:
                 parsed = []
                 for i, item in enumerate(items):
                     try:
-                        parsed.append(parse_listen(item))
+                        parsed.append(values.parse_listen(item))
                     except ValueError as exc:
                         self.problem(_item_line(items, i, m, "dns_listen"), f"server.dns_listen[{i}]", str(exc))
                 dns_listen = tuple(parsed) or dns_listen
         http_listen = d.http_listen
         if "http_listen" in m:
             http_listen = None if m["http_listen"] in (None, False, "") else \
-                self.field(m, "http_listen", "server", parse_listen, d.http_listen)
+                self.field(m, "http_listen", "server", values.parse_listen, d.http_listen)
         return model.ServerConfig(
             dns_listen=dns_listen,
             http_listen=http_listen,
-            nsid=self.field(m, "nsid", "server", _nsid, None),
-            udp_payload=self.field(m, "udp_payload", "server", _int_range(512, 4096), d.udp_payload),
-            tcp_idle_timeout=self.field(m, "tcp_idle_timeout", "server", parse_duration, d.tcp_idle_timeout),
-            tcp_max_connections=self.field(m, "tcp_max_connections", "server", _int_range(1, 100000), d.tcp_max_connections),
-            admin_token=self.field(m, "admin_token", "server", _nonempty_str, None),
-            debug_txt=self.field(m, "debug_txt", "server", _boolean, False),
+            nsid=self.field(m, "nsid", "server", values.nsid, None),
+            udp_payload=self.field(m, "udp_payload", "server", values.int_range(512, 4096), d.udp_payload),
+            tcp_idle_timeout=self.field(m, "tcp_idle_timeout", "server", values.parse_duration, d.tcp_idle_timeout),
+            tcp_max_connections=self.field(m, "tcp_max_connections", "server", values.int_range(1, 100000), d.tcp_max_connections),
+            admin_token=self.field(m, "admin_token", "server", values.nonempty_str, None),
+            debug_txt=self.field(m, "debug_txt", "server", values.boolean, False),
             query_log=self.query_log(m),
-            ready_max_staleness=self.field(m, "ready_max_staleness", "server", parse_duration, d.ready_max_staleness),
-            workers=self.field(m, "workers", "server", parse_workers, d.workers),
+            ready_max_staleness=self.field(m, "ready_max_staleness", "server", values.parse_duration, d.ready_max_staleness),
+            workers=self.field(m, "workers", "server", values.parse_workers, d.workers),
         )
 
     def query_log(self, server: LinedMap) -> model.QueryLogConfig:
@@ -188,8 +144,8 @@ class _Reader:
         if m is None:
             return d
         return model.QueryLogConfig(
-            enabled=self.field(m, "enabled", "server.query_log", _boolean, d.enabled),
-            sample=self.field(m, "sample", "server.query_log", _float_range(0.0, 1.0), d.sample),
+            enabled=self.field(m, "enabled", "server.query_log", values.boolean, d.enabled),
+            sample=self.field(m, "sample", "server.query_log", values.float_range(0.0, 1.0), d.sample),
         )
 
     def zones(self, top: LinedMap) -> tuple[Path, ...]:
@@ -224,8 +180,8 @@ class _Reader:
             entry = self.mapping(item, _item_line(raw, i, m, "networks"), path, ("cidr", "region"))
             if entry is None:
                 continue
-            cidr = self.field(entry, "cidr", path, _network, None)
-            region = self.field(entry, "region", path, _nonempty_str, None)
+            cidr = self.field(entry, "cidr", path, values.network, None)
+            region = self.field(entry, "region", path, values.nonempty_str, None)
             if cidr is None or region is None:
                 if "cidr" not in entry or "region" not in entry:
                     self.problem(entry.line, path, "needs both cidr and region")
@@ -248,10 +204,10 @@ class _Reader:
                 continue
             out[str(name)] = model.Region(
                 name=str(name),
-                lat=self.field(r, "lat", path, _float_range(-90, 90), 0.0),
-                lon=self.field(r, "lon", path, _float_range(-180, 180), 0.0),
-                continent=self.field(r, "continent", path, _continent, "NA"),
-                countries=self.field(r, "countries", path, _countries, ()),
+                lat=self.field(r, "lat", path, values.float_range(-90, 90), 0.0),
+                lon=self.field(r, "lon", path, values.float_range(-180, 180), 0.0),
+                continent=self.field(r, "continent", path, values.continent, "NA"),
+                countries=self.field(r, "countries", path, values.countries, ()),
             )
         return out
 
@@ -274,9 +230,9 @@ class _Reader:
                 name=str(name),
                 region=str(region),
                 endpoints=endpoints,
-                weight=self.field(c, "weight", path, _int_range(0, 1_000_000), 100),
-                priority=self.field(c, "priority", path, _int_range(0, 1_000_000), 0),
-                min_healthy=self.field(c, "min_healthy", path, _int_range(1, 1_000_000), 1),
+                weight=self.field(c, "weight", path, values.int_range(0, 1_000_000), 100),
+                priority=self.field(c, "priority", path, values.int_range(0, 1_000_000), 0),
+                min_healthy=self.field(c, "min_healthy", path, values.int_range(1, 1_000_000), 1),
                 check=self.check(c, path),
             )
         return out
@@ -292,7 +248,7 @@ class _Reader:
             line = _item_line(raw, i, c, "endpoints")
             if isinstance(item, str):
                 try:
-                    out.append(model.EndpointSpec(address=_address(item)))
+                    out.append(model.EndpointSpec(address=values.address(item)))
                 except ValueError as exc:
                     self.problem(line, ipath, str(exc))
                 continue
@@ -300,15 +256,15 @@ class _Reader:
                 item_map = self.mapping(item, line, ipath, ("address", "weight", "probe"))
                 if item_map is None:
                     continue
-            address = self.field(item_map, "address", ipath, _address, None)
+            address = self.field(item_map, "address", ipath, values.address, None)
             if address is None:
                 if "address" not in item_map:
                     self.problem(line, ipath, "missing address")
                 continue
             out.append(model.EndpointSpec(
                 address=address,
-                weight=self.field(item_map, "weight", ipath, _int_range(0, 1_000_000), 100),
-                probe=self.field(item_map, "probe", ipath, _nonempty_str, None),
+                weight=self.field(item_map, "weight", ipath, values.int_range(0, 1_000_000), 100),
+                probe=self.field(item_map, "probe", ipath, values.nonempty_str, None),
             ))
         return tuple(out)
 
@@ -329,25 +285,25 @@ class _Reader:
                 raise ValueError(f"{str(file)!r} is not a readable file")
             return str(file)
 
-        kind = self.field(m, "type", p, _choice("http", "https", "tcp"), d.type)
+        kind = self.field(m, "type", p, values.choice("http", "https", "tcp"), d.type)
         spec = model.CheckSpec(
             type=kind,
             url=self.field(m, "url", p, options.check_url(kind), None),
-            port=self.field(m, "port", p, _int_range(1, 65535), None),
+            port=self.field(m, "port", p, values.int_range(1, 65535), None),
             path=self.field(m, "path", p, options.url_path, d.path),
             host=self.field(m, "host", p, options.hostname, None),
-            interval=self.field(m, "interval", p, parse_duration, d.interval),
-            timeout=self.field(m, "timeout", p, parse_duration, d.timeout),
-            rise=self.field(m, "rise", p, _int_range(1, 100), d.rise),
-            fall=self.field(m, "fall", p, _int_range(1, 100), d.fall),
+            interval=self.field(m, "interval", p, values.parse_duration, d.interval),
+            timeout=self.field(m, "timeout", p, values.parse_duration, d.timeout),
+            rise=self.field(m, "rise", p, values.int_range(1, 100), d.rise),
+            fall=self.field(m, "fall", p, values.int_range(1, 100), d.fall),
             method=self.field(m, "method", p, options.http_method, d.method),
             expect_status=self.field(m, "expect_status", p, options.status_ranges, d.expect_status),
-            body=self.field(m, "body", p, _nonempty_str, None),
+            body=self.field(m, "body", p, values.nonempty_str, None),
             tls_verify=self.field(m, "tls_verify", p, options.boolean, d.tls_verify),
             ca_file=self.field(m, "ca_file", p, ca_file, None),
-            send=self.field(m, "send", p, _nonempty_str, None),
-            expect=self.field(m, "expect", p, _nonempty_str, None),
-            jitter=self.field(m, "jitter", p, _float_range(0.0, 1.0), d.jitter),
+            send=self.field(m, "send", p, values.nonempty_str, None),
+            expect=self.field(m, "expect", p, values.nonempty_str, None),
+            jitter=self.field(m, "jitter", p, values.float_range(0.0, 1.0), d.jitter),
         )
         if spec.timeout > spec.interval:
             self.problem(_line(m, "timeout"), f"{p}.timeout", "must not be longer than the interval")
@@ -388,17 +344,17 @@ class _Reader:
             for i, member in enumerate(members):
                 if member not in clusters:
                     self.problem(_item_line(members, i, r, "clusters"), f"{path}.clusters[{i}]", f"unknown cluster {member!r}")
-            policy = self.field(r, "policy", path, _policy, ("healthy", "geo", "weighted"))
-            fallback = self.field(r, "fallback", path, _nonempty_str, "all")
+            policy = self.field(r, "policy", path, values.policy, ("healthy", "geo", "weighted"))
+            fallback = self.field(r, "fallback", path, values.nonempty_str, "all")
             if fallback not in ("all", "none") and fallback not in clusters:
                 self.problem(_line(r, "fallback"), f"{path}.fallback", f"must be all, none or a cluster name, not {fallback!r}")
-            pct, ms = self.field(r, "latency_tolerance", path, _tolerance, (20.0, 10.0))
+            pct, ms = self.field(r, "latency_tolerance", path, values.tolerance, (20.0, 10.0))
             if name in out:
                 self.problem(line, path, "the same name is defined twice")
             out[name] = model.RecordSpec(
                 name=name, text=str(text), clusters=tuple(str(x) for x in members), policy=policy,
-                ttl=self.field(r, "ttl", path, _int_range(0, 86400), 30),
-                answers=self.field(r, "answers", path, _int_range(1, 64), 1),
+                ttl=self.field(r, "ttl", path, values.int_range(0, 86400), 30),
+                answers=self.field(r, "answers", path, values.int_range(1, 64), 1),
                 fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms, line=line,
             )
         return out
@@ -418,140 +374,6 @@ def _item_line(seq: Any, index: int, parent: Any, key: str) -> int | None:
     return _line(parent, key)
 
 
-MAX_WORKERS = 256
-
-
-def parse_workers(value: Any) -> int:
-    """``server.workers`` / ``serve --workers``: an integer 1..256, or "auto" for one per CPU."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be an integer between 1 and {MAX_WORKERS} or 'auto', not {value!r}")
-    if not 1 <= value <= MAX_WORKERS:
-        raise ValueError(f"must be between 1 and {MAX_WORKERS} or 'auto', not {value}")
-    return value
-
-
-def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be an integer between {lo} and {hi}, not {value!r}")
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, not {value}")
-        return value
-    return convert
-
-
-def _float_range(lo: float, hi: float) -> Callable[[Any], float]:
-    def convert(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a number between {lo} and {hi}, not {value!r}")
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, not {value}")
-        return float(value)
-    return convert
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
-        return value
-    return convert
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, not {value!r}")
-    return value
-
-
-def _quorum(value: Any) -> str | int:
-    if value in ("majority", "any", "all"):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ValueError(f"must be majority, any, all or a number of checkers >= 1, not {value!r}")
-
-
-def _nonempty_str(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"must be a non-empty string, not {value!r}")
-    return value
-
-
-def _store_url(value: Any) -> str:
-    text = _nonempty_str(value)
-    scheme = text.split("://", 1)[0] if "://" in text else ""
-    if scheme not in ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "sentinel"):
-        raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
-                         f"or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]")
-    if "sentinel" in scheme:
-        from ..state.redis import parse_sentinel_url
-        parse_sentinel_url(text)       # its ValueError names what is wrong
-    return text
-
-
-def _nsid(value: Any) -> bytes:
-    text = _nonempty_str(str(value))
-    data = text.encode("utf-8")
-    if len(data) > 512:
-        raise ValueError("must be at most 512 octets")
-    return data
-
-
-def _network(value: Any) -> model.IPNetwork:
-    try:
-        return ipaddress.ip_network(str(value), strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
-
-
-def _address(value: Any) -> model.IPAddress:
-    try:
-        return ipaddress.ip_address(str(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
-
-
-def _continent(value: Any) -> str:
-    text = str(value).upper()
-    if text not in _CONTINENTS:
-        raise ValueError(f"must be a continent code ({', '.join(sorted(_CONTINENTS))}), not {value!r}")
-    return text
-
-
-def _countries(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError("must be a list of two-letter country codes")
-    out = []
-    for item in value:
-        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z]{2}", item):
-            raise ValueError(f"{item!r} is not a two-letter country code")
-        out.append(item.upper())
-    return tuple(out)
-
-
-def _policy(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of filters ({', '.join(model.POLICY_FILTERS)})")
-    for item in value:
-        if item not in model.POLICY_FILTERS:
-            raise ValueError(f"unknown filter {item!r} (known: {', '.join(model.POLICY_FILTERS)})")
-    return tuple(value)
-
-
-def _tolerance(value: Any) -> tuple[float, float]:
-    if not isinstance(value, dict):
-        raise ValueError("must be a mapping {pct: 20, ms: 10}")
-    pct = value.get("pct", 20.0)
-    ms = value.get("ms", 10.0)
-    for v in (pct, ms):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError("pct and ms must be numbers >= 0")
-    return float(pct), float(ms)
 
 
 # -- entry points -------------------------------------------------------------

@@ -134,7 +134,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
-    from ..config.load import parse_listen
+    from ..config.values import parse_listen
     try:
         host, port = parse_listen(args.listen)
     except ValueError as exc:

@@ -1,0 +1,186 @@
+"""Value converters for the configuration: each returns the typed value or raises
+ValueError with the reason, which the loader prefixes with the file, line and key path.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from typing import Any, Callable
+
+from . import model
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_WORKERS = 256
+_CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'127.0.0.1:5353' or '[::1]:5353' → (host, port); ValueError says why."""
+    if not isinstance(text, str):
+        raise ValueError("must be a string 'HOST:PORT' (IPv6 as '[::1]:PORT')")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r}: IPv6 listen addresses are written '[::1]:PORT'")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"{text!r}: expected HOST:PORT")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: port must be 0-65535")
+    return host, int(port)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 2, 0.5, '2s', '500ms', '1m'."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 2s or 500ms")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 2s or 500ms")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def parse_workers(value: Any) -> int:
+    """``server.workers`` / ``serve --workers``: an integer 1..256, or "auto" for one per CPU."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer between 1 and {MAX_WORKERS} or 'auto', not {value!r}")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"must be between 1 and {MAX_WORKERS} or 'auto', not {value}")
+    return value
+
+
+def int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer between {lo} and {hi}, not {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return value
+    return convert
+
+
+def float_range(lo: float, hi: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number between {lo} and {hi}, not {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return float(value)
+    return convert
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
+        return value
+    return convert
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
+
+
+def quorum(value: Any) -> str | int:
+    if value in ("majority", "any", "all"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"must be majority, any, all or a number of checkers >= 1, not {value!r}")
+
+
+def nonempty_str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def store_url(value: Any) -> str:
+    text = nonempty_str(value)
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme not in ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "sentinel"):
+        raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
+                         f"or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]")
+    if "sentinel" in scheme:
+        from ..state.redis import parse_sentinel_url
+        parse_sentinel_url(text)       # its ValueError names what is wrong
+    return text
+
+
+def nsid(value: Any) -> bytes:
+    text = nonempty_str(str(value))
+    data = text.encode("utf-8")
+    if len(data) > 512:
+        raise ValueError("must be at most 512 octets")
+    return data
+
+
+def network(value: Any) -> model.IPNetwork:
+    try:
+        return ipaddress.ip_network(str(value), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
+
+
+def address(value: Any) -> model.IPAddress:
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def continent(value: Any) -> str:
+    text = str(value).upper()
+    if text not in _CONTINENTS:
+        raise ValueError(f"must be a continent code ({', '.join(sorted(_CONTINENTS))}), not {value!r}")
+    return text
+
+
+def countries(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of two-letter country codes")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z]{2}", item):
+            raise ValueError(f"{item!r} is not a two-letter country code")
+        out.append(item.upper())
+    return tuple(out)
+
+
+def policy(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of filters ({', '.join(model.POLICY_FILTERS)})")
+    for item in value:
+        if item not in model.POLICY_FILTERS:
+            raise ValueError(f"unknown filter {item!r} (known: {', '.join(model.POLICY_FILTERS)})")
+    return tuple(value)
+
+
+def tolerance(value: Any) -> tuple[float, float]:
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping {pct: 20, ms: 10}")
+    pct = value.get("pct", 20.0)
+    ms = value.get("ms", 10.0)
+    for v in (pct, ms):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError("pct and ms must be numbers >= 0")
+    return float(pct), float(ms)
