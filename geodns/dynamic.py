@@ -32,6 +32,7 @@ from .zones.zoneset import ZoneSet
 log = logging.getLogger("geodns.gslb")
 
 _FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
+CLIENT_CACHE = 65536      # distinct client subnets remembered by the fast path
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class GslbResponder:
         # The same names in lower-cased wire form, for the fast path's byte-level look-up.
         self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
         self.counters = Counters()
+        self._clients: dict[object, Client] = {}     # fast path: subnet or source -> Client
         self.state: LiveState = self._build(snapshot)
 
     # -- off the query path -----------------------------------------------------
@@ -101,20 +103,32 @@ class GslbResponder:
         return Client(address, self._locate(address), None)
 
     def client_from(self, ecs: bytes | None, source: str) -> Client:
-        """``client`` for the fast path: the ECS option's raw bytes (already validated) or the source."""
+        """``client`` for the fast path, from the ECS option's raw bytes (already validated) or
+        the source address; remembered per subnet or source, so a repeat costs one dict look-up."""
+        key = source if ecs is None else ecs if ecs[2] else (ecs, source)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._new_client(ecs, source)
+            if len(self._clients) >= CLIENT_CACHE:
+                self._clients.clear()
+            self._clients[key] = client
+        counters = self.counters
         if ecs is not None:
-            self.counters.ecs += 1
-            if ecs[2]:
-                raw = ecs[4:]
-                if ecs[1] == 1:
-                    address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
-                else:
-                    address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
-                return Client(address, self._locate(address), ecs[2])
-            address = ipaddress.ip_address(source)
-            return Client(address, self._locate(address), 0)
+            counters.ecs += 1
+        if client.location.source == "none":
+            counters.geo_misses += 1
+        return client
+
+    def _new_client(self, ecs: bytes | None, source: str) -> Client:
+        if ecs is not None and ecs[2]:
+            raw = ecs[4:]
+            if ecs[1] == 1:
+                address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
+            else:
+                address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
+            return Client(address, self.locator.locate(address), ecs[2])
         address = ipaddress.ip_address(source)
-        return Client(address, self._locate(address), None)
+        return Client(address, self.locator.locate(address), None if ecs is None else 0)
 
     def _locate(self, address):
         location = self.locator.locate(address)
