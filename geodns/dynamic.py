@@ -8,12 +8,13 @@ with one assignment, so a query always sees one consistent state.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .config.model import Config, RecordSpec
 from .dns import wire
@@ -228,3 +229,15 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
                 problems.append(Problem(source, record.line,
                                         f"{where}: {zone.source} also has {types} records at this name; remove one"))
     return problems
+
+
+async def keep_health_fresh(current: "Callable[[], GslbResponder | None]", every: float = 0.5) -> None:
+    """Observations expire with time, not only with changes: rebuild the live state when one has.
+
+    ``current`` returns the responder in use now (it changes on reload).
+    """
+    while True:
+        await asyncio.sleep(every)
+        dynamic = current()
+        if dynamic is not None and time.time() >= dynamic.state.health.valid_until:
+            dynamic.update()

@@ -11,14 +11,13 @@ import asyncio
 import logging
 import signal
 import socket
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config.load import load_config
 from .config.model import Config
 from .dns.listener import Listener
-from .dynamic import Counters, GslbResponder, check_records
+from .dynamic import Counters, GslbResponder, check_records, keep_health_fresh
 from .engine import AnswerEngine
 from .errors import ConfigError, InputError
 from .geo import Locator
@@ -92,7 +91,6 @@ def build_engine(config: Config, snapshot: Snapshot | None = None) -> AnswerEngi
                         debug_txt=config.server.debug_txt, query_log=config.server.query_log)
 
 
-HEALTH_REFRESH = 0.5   # seconds between checks whether observations have expired
 STOP_PART_TIMEOUT = 3.0
 
 
@@ -145,7 +143,7 @@ class Server:
         self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot, reseed=self._seed_store)
         await self.keeper.start()
         self._on_snapshot(self.keeper.snapshot)
-        self._tasks.append(asyncio.create_task(self._refresh_health(), name="geodns-health-refresh"))
+        self._tasks.append(asyncio.create_task(keep_health_fresh(self._current_gslb), name="geodns-health-refresh"))
         await self._start_checker()
         server = config.server
         try:
@@ -202,20 +200,15 @@ class Server:
             engine.dynamic.counters = self.gslb_counters
         return engine
 
+    def _current_gslb(self) -> GslbResponder | None:
+        return self.engine.dynamic if self.engine is not None else None
+
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         if self.workers is not None:
             self.workers.publish(snapshot)
         dynamic = self.engine.dynamic if self.engine is not None else None
         if dynamic is not None:
             dynamic.update(snapshot)
-
-    async def _refresh_health(self) -> None:
-        """Observations expire with time, not only with changes: rebuild when one has."""
-        while True:
-            await asyncio.sleep(HEALTH_REFRESH)
-            dynamic = self.engine.dynamic if self.engine is not None else None
-            if dynamic is not None and time.time() >= dynamic.state.health.valid_until:
-                dynamic.update()
 
     async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""

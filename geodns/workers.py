@@ -39,6 +39,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
 from .dns.listener import Listener, _bound_socket
+from .dynamic import keep_health_fresh
 from .errors import InputError
 from .metrics import QueryStats
 from .state.model import Snapshot
@@ -53,7 +54,6 @@ MONITOR_INTERVAL = 0.1      # how often the supervisor reads worker messages and
 RESTART_MIN_INTERVAL = 1.0  # a worker slot is not started again sooner than this after its last start
 STATS_INTERVAL = 1.0        # how often a worker sends its counters
 STOP_WAIT = 2.0             # seconds a worker gets after SIGTERM before SIGKILL (within server.STOP_PART_TIMEOUT)
-HEALTH_REFRESH = 0.5        # as in server.py: observations expire with time, not only with changes
 
 LogOptions = tuple[str, tuple[tuple[str, str], ...], str]   # level, per-component levels, format
 
@@ -369,7 +369,7 @@ class _Worker:
         loop.add_reader(self.conn.fileno(), self._on_message)
         log.info("event=worker-started worker=%d pid=%d", self.index, os.getpid())
         _safe_send(self.conn, "started")
-        self.tasks = [asyncio.create_task(self._send_stats()), asyncio.create_task(self._refresh_health())]
+        self.tasks = [asyncio.create_task(self._send_stats()), asyncio.create_task(keep_health_fresh(self._current_gslb))]
         await self.stop.wait()
         loop.remove_reader(self.conn.fileno())
         await self._close()
@@ -418,12 +418,8 @@ class _Worker:
             await asyncio.sleep(STATS_INTERVAL)
             _safe_send(self.conn, "stats", self.stats)
 
-    async def _refresh_health(self) -> None:
-        while True:
-            await asyncio.sleep(HEALTH_REFRESH)
-            dynamic = self.engine.dynamic if self.engine is not None else None
-            if dynamic is not None and time.time() >= dynamic.state.health.valid_until:
-                dynamic.update()
+    def _current_gslb(self):
+        return self.engine.dynamic if self.engine is not None else None
 
     async def _close(self) -> None:
         for task in self.tasks:
