@@ -74,89 +74,50 @@ class AnswerEngine:
             hit = fast.answer(data, client, tcp)
             if hit is not None:
                 response, (origin, qtype, rcode), ecs = hit
-                stats = self.stats
-                queries = stats.queries
-                key = (origin, qtype, rcode, tcp)
-                count = queries.get(key)
-                if count is None:
-                    _count_new(queries, key)
-                else:
-                    queries[key] = count + 1
-                if ecs:
-                    stats.ecs_present += 1
-                elapsed = perf_counter() - start
-                stats.duration_buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
-                stats.duration_sum += elapsed
+                _tally(self.stats, (origin, qtype, rcode, tcp), ecs, start)
                 return response
-        header = wire.parse_header(data)
-        if header is None or header[1] & wire.QR:
-            self.stats.dropped += 1
-            return None
-        qid, flags = header[0], header[1]
-        opcode = (flags >> 11) & 0xF
         try:
             query = wire.parse_query(data)
         except FormatError as exc:
+            # parse_query raises only once the header is readable and not a response.
             self.stats.malformed += 1
-            rcode = wire.NOTIMP if opcode != wire.OPCODE_QUERY else wire.FORMERR
+            qid, flags = wire.parse_header(data)[:2]
+            rcode = wire.NOTIMP if (flags >> 11) & 0xF != wire.OPCODE_QUERY else wire.FORMERR
             if exc.query is not None:
                 return encode_error(exc.query, rcode, self.payload)
             return encode_header_only(qid, flags, rcode)
-        if query is None:
+        if query is None:                   # too short for a header, or a response
             self.stats.dropped += 1
             return None
-        if opcode != wire.OPCODE_QUERY:
-            return self._counted(query, wire.NOTIMP, encode_error(query, wire.NOTIMP, self.payload, self.nsid), tcp, start)
+        if query.opcode != wire.OPCODE_QUERY:
+            return self._rcode_only(query, wire.NOTIMP, tcp, start)
         if query.edns is not None and query.edns.version > 0:
-            return self._counted(query, wire.BADVERS, encode_error(query, wire.BADVERS, self.payload, self.nsid),
-                                 tcp, start)
+            return self._rcode_only(query, wire.BADVERS, tcp, start)
         rcode = self._refusal(query)
         if rcode is not None:
-            return self._counted(query, rcode, encode_error(query, rcode, self.payload, self.nsid), tcp, start)
+            return self._rcode_only(query, rcode, tcp, start)
         logging_this = self.query_log_rate and random.random() < self.query_log_rate
         if logging_this:
             self._selected = ()
         zone = self.zones.zone_for(query.qname)
-        if zone is None:
-            result = Answer(rcode=wire.REFUSED, aa=False)
-        else:
-            result = Answer()
-            if self.debug_names and query.qname in self.debug_names:
-                self._debug_txt(zone, query, client, result)
-            else:
-                self._lookup(zone, query.qname, query.qtype, result, set(), query, client)
+        result = self._resolve(zone, query, client)
         max_size = TCP_MAX if tcp else max_udp_size(query, self.payload)
         response = encode(query, result, max_size, self.payload, self.nsid)
-        stats = self.stats
-        queries = stats.queries
-        key = (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp)
-        count = queries.get(key)
-        if count is None:
-            _count_new(queries, key)
-        else:
-            queries[key] = count + 1
         if response[2] & 0x02:
-            stats.truncated += 1
+            self.stats.truncated += 1
         elif fast is not None and result.cacheable and result.rcode <= wire.NXDOMAIN and zone is not None:
             fast.remember(data, tcp, response, zone.origin, result.rcode)
-        edns = query.edns
-        if edns is not None and edns.ecs is not None:
-            stats.ecs_present += 1
-        elapsed = perf_counter() - start
-        stats.duration_buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
-        stats.duration_sum += elapsed
+        elapsed = _tally(self.stats, (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp),
+                         query.edns is not None and query.edns.ecs is not None, start)
         if logging_this:
             self._log_query(query, client, tcp, result.rcode, elapsed)
         return response
 
-    def _counted(self, query: Query, rcode: int, response: bytes, tcp: bool, start: float) -> bytes:
-        """Count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""
-        stats = self.stats
-        _count_new(stats.queries, (None, query.qtype, rcode, tcp))
-        edns = query.edns
-        if edns is not None and edns.ecs is not None:
-            stats.ecs_present += 1
-        stats.observe(perf_counter() - start)
+    def _rcode_only(self, query: Query, rcode: int, tcp: bool, start: float) -> bytes:
+        """Encode and count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""
+        response = encode_error(query, rcode, self.payload, self.nsid)
+        _tally(self.stats, (None, query.qtype, rcode, tcp), query.edns is not None and query.edns.ecs is not None,
+               start)
         return response
 
     def _log_query(self, query: Query, client: str, tcp: bool, rcode: int, elapsed: float) -> None:
@@ -182,9 +143,6 @@ class AnswerEngine:
         return None
 
     # -- the look-up ------------------------------------------------------------
-    def resolve(self, query: Query, client: str) -> Answer:
-        return self._resolve(self.zones.zone_for(query.qname), query, client)
-
     def _resolve(self, zone: Zone | None, query: Query, client: str) -> Answer:
         if zone is None:
             return Answer(rcode=wire.REFUSED, aa=False)
@@ -328,11 +286,27 @@ def _type_text(qtype: int) -> str:
     return {251: "IXFR", 252: "AXFR", 255: "ANY", 41: "OPT"}.get(qtype) or type_name(qtype)
 
 
-def _count_new(queries: dict, key: tuple) -> None:
-    """The first answer for a key, or a rare query type (folded into 0, "other")."""
-    if key[1] not in COUNTED_QTYPES:
-        key = (key[0], 0, key[2], key[3])
-    queries[key] = queries.get(key, 0) + 1
+def _tally(stats: QueryStats, key: tuple, ecs: bool, start: float) -> float:
+    """Count one answer under ``key`` (origin, qtype, rcode, tcp); return its time.
+
+    Every answer, fast path or full, is counted here.  A rare query type is
+    folded into 0 ("other") before its first count, so random types from the
+    Internet cannot grow the counters without bound.
+    """
+    queries = stats.queries
+    count = queries.get(key)
+    if count is not None:
+        queries[key] = count + 1
+    else:
+        if key[1] not in COUNTED_QTYPES:
+            key = (key[0], 0, key[2], key[3])
+        queries[key] = queries.get(key, 0) + 1
+    if ecs:
+        stats.ecs_present += 1
+    elapsed = perf_counter() - start
+    stats.duration_buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+    stats.duration_sum += elapsed
+    return elapsed
 
 
 def _minimal_any(rrsets) -> RRset:

@@ -133,16 +133,13 @@ def encode(query: Query, result: Answer, max_size: int, payload: int, nsid: byte
     return bytes(w.buf)
 
 
-def encode_error(query: Query, rcode: int, payload: int, nsid: bytes | None = None,
-                 with_question: bool = True) -> bytes:
+def encode_error(query: Query, rcode: int, payload: int, nsid: bytes | None = None) -> bytes:
     """A response with no records: FORMERR, REFUSED, NOTIMP, BADVERS."""
     opt = _opt(query, payload, rcode, 0, nsid) if query.edns is not None else b""
     if rcode >= 16 and not opt:
         rcode = 2   # an extended rcode cannot be said without OPT: SERVFAIL
-    question = query.question if with_question else b""
-    header = _HEADER.pack(query.id, _flags(query.flags, rcode, False, False),
-                          1 if question else 0, 0, 0, 1 if opt else 0)
-    return header + question + opt
+    header = _HEADER.pack(query.id, _flags(query.flags, rcode, False, False), 1, 0, 0, 1 if opt else 0)
+    return header + query.question + opt
 
 
 def encode_header_only(qid: int, query_flags: int, rcode: int) -> bytes:

@@ -90,10 +90,6 @@ class Query:
     question: bytes              # name + type + class exactly as received (case kept)
     edns: Edns | None
 
-    @property
-    def rd(self) -> bool:
-        return bool(self.flags & RD)
-
 
 def _read_name(data: bytes, offset: int) -> tuple[Name, int]:
     """Read an uncompressed name (the question's); return it and the next offset.
@@ -219,7 +215,6 @@ def parse_query(data: bytes) -> Query | None:
     qtype, qclass = _QFIXED.unpack_from(data, offset)
     question = data[12:offset + 4]
     offset += 4
-    query = Query(qid, flags, opcode, qname, qtype, qclass, question, None)
     edns = None
     try:
         for index in range(ancount + nscount + arcount):
@@ -241,7 +236,5 @@ def parse_query(data: bytes) -> Query | None:
                 edns = _parse_opt(data, offset, rdlength, rclass, ttl)
             offset += rdlength
     except FormatError as exc:
-        raise FormatError(exc.reason, query) from None
-    if edns is None:
-        return query
+        raise FormatError(exc.reason, Query(qid, flags, opcode, qname, qtype, qclass, question, None)) from None
     return Query(qid, flags, opcode, qname, qtype, qclass, question, edns)
