@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+import types
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
@@ -271,3 +272,39 @@ async def test_two_checkers_in_redis_and_their_observations_expire(redis_server:
         await raw.aclose()
         for store in stores:
             await store.close()
+
+
+async def test_a_probe_that_outlives_stop_ends_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() waits only so long; a probe that swallowed its cancellation must then end, not crash."""
+    import geodns.health.checker as checker_module
+    from geodns.health.probe import ProbeResult
+
+    monkeypatch.setattr(checker_module, "STOP_TIMEOUT", 0.05)
+    started, release = asyncio.Event(), asyncio.Event()
+    sessions: list[object] = []
+
+    async def stubborn(target: object, spec: CheckSpec, session: object) -> ProbeResult:
+        sessions.append(session)
+        assert session is not None and not session.closed     # type: ignore[attr-defined]
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await release.wait()        # as a library that swallows the cancellation would
+        return ProbeResult(False, None, "timeout")
+
+    monkeypatch.setattr(checker_module, "probe", stubborn)
+    store = MemoryStore()
+    spec = CheckSpec(interval=0.05, timeout=0.04, jitter=0.0)
+    await store.seed([ClusterSpec(name="c", region="eu-west", check=spec,
+                                  endpoints=(EndpointSpec(ipaddress.ip_address(A)),))])
+    checker = Checker(store, "chk-1", "eu-west", table_source=types.SimpleNamespace(snapshot=await store.load()),
+                      flush_interval=0.05)
+    await checker.start()
+    await asyncio.wait_for(started.wait(), 2.0)
+    task = next(t for t in asyncio.all_tasks() if t.get_name() == f"check c {A}")
+    await checker.stop()
+    assert not task.done()              # still stuck in the probe
+    release.set()
+    await asyncio.wait_for(task, 2.0)   # ends on its own, without an exception
+    assert len(sessions) == 1           # and never probes again

@@ -263,3 +263,12 @@ async def test_tcp_connect_send_expect() -> None:
         await service.close()
     refused = await probe_tcp(target, CheckSpec(type="tcp", timeout=0.5))
     assert refused == ProbeResult(False, None, "refused")
+
+
+async def test_a_host_name_idna_rejects_is_unreachable_not_an_exception(session: aiohttp.ClientSession) -> None:
+    """A probe never raises: 'a..b' or a 64+ character label makes the IDNA codec fail inside the dial."""
+    for host in ("a..b", "x" * 64 + ".example"):
+        http = await probe_http(Target("http", host, 80), FAST, session)
+        assert http == ProbeResult(False, None, "unreachable"), host
+        tcp = await probe_tcp(Target("tcp", host, 80), CheckSpec(type="tcp", timeout=0.3))
+        assert tcp == ProbeResult(False, None, "unreachable"), host

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 from collections import deque
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Callable, Union
@@ -30,7 +31,7 @@ import maxminddb
 from ..config.model import GeoIPConfig, GeoNetwork, IPAddress
 from ..errors import ConfigError, Problem
 from .integrity import CorruptDatabase, check_mmdb
-from .location import Location
+from .location import UNKNOWN, Location
 
 log = logging.getLogger(__name__)
 
@@ -159,25 +160,23 @@ class Locator:
         if location is None:
             # The record could not be decoded, so its network is unknown: claim
             # nothing beyond this address and do not cache.
-            return Location(None, None, None, None, None, _BITS[version], "none"), False
+            return _nowhere(_BITS[version]), False
         scope = networks.uniform_prefix(value, location.prefix)
         if scope != location.prefix:
-            location = Location(location.region, location.country, location.continent,
-                                location.lat, location.lon, scope, location.source)
+            location = replace(location, prefix=scope)
         return location, True
 
     def _from_database(self, version: int, value: int) -> Location | None:
         """The database's answer, prefix = its network's length; None on a decode error."""
         query = self._query
         if query is None or (version == 6 and self._ip_version == 4):
-            return Location(None, None, None, None, None, 0, "none")
+            return UNKNOWN
         address = IPv4Address(value) if version == 4 else IPv6Address(value)
         try:
             model = query(address)
         except geoip2.errors.AddressNotFoundError as exc:
             network = exc.network
-            return Location(None, None, None, None, None,
-                            network.prefixlen if network is not None else 0, "none")
+            return _nowhere(network.prefixlen if network is not None else 0)
         except Exception as exc:  # the file checked out; a semantic oddity must not crash a query
             self.errors += 1
             log.debug("geoip: cannot decode the record of %s: %s", address, exc)
@@ -193,7 +192,7 @@ class Locator:
             if lat is None or lon is None:
                 lat = lon = None
         if country is None and continent is None and lat is None:
-            return Location(None, None, None, None, None, prefix, "none")   # e.g. anycast-only
+            return _nowhere(prefix)         # e.g. anycast-only
         return Location(None, country.upper() if country else None,
                         continent.upper() if continent else None, lat, lon, prefix, "geoip")
 
@@ -223,6 +222,11 @@ class Locator:
         while len(self._cache_order) > self._cache_size:
             old_table, old_key = self._cache_order.popleft()
             old_table.pop(old_key, None)
+
+
+def _nowhere(prefix: int) -> Location:
+    """No place known for the addresses of a /``prefix``."""
+    return Location(None, None, None, None, None, prefix, "none")
 
 
 def _native_reader(buf: bytes) -> geoip2.database.Reader | None:

@@ -14,7 +14,7 @@ from typing import Callable, Sequence, TypeVar
 from ..geo.distance import great_circle_km
 from ..geo.location import Location
 from ..state.model import Endpoint
-from .model import Candidate, Client, Context
+from .model import Candidate, Client, Context, healthy_candidate
 
 Filter = Callable[[list[Candidate], Client, Context], list[Candidate]]
 
@@ -46,19 +46,10 @@ def healthy(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
         name = cand.cluster.name
         if cand.endpoints is cand.cluster.endpoints and name in precomputed:
             kept = precomputed[name]        # the common case: worked out once per snapshot
-            if kept is not None:
-                out.append(kept)
-            continue
-        if not health.cluster_up(name):
-            continue
-        up = health.up_endpoints(name)
-        if up is cand.cluster.endpoints:    # every endpoint is up, so all of cand's are
-            out.append(cand)
-            continue
-        up_set = frozenset(up)
-        endpoints = tuple(e for e in cand.endpoints if e in up_set)
-        if endpoints:
-            out.append(Candidate(cand.cluster, endpoints))
+        else:
+            kept = healthy_candidate(cand, health)
+        if kept is not None:
+            out.append(kept)
     return out
 
 

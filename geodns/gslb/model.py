@@ -27,6 +27,26 @@ class Candidate:
     endpoints: tuple[Endpoint, ...]
 
 
+def healthy_candidate(cand: Candidate, health: HealthView) -> Candidate | None:
+    """``cand`` with only its up endpoints (in its order); None when its cluster is not up or none is left.
+
+    ``Context`` works this out once per snapshot for each full candidate; the
+    ``healthy`` filter calls it only for candidates an earlier filter changed.
+    """
+    name = cand.cluster.name
+    if not health.cluster_up(name):
+        return None
+    up = health.up_endpoints(name)
+    if up is cand.cluster.endpoints:        # every endpoint is up, so all of cand's are
+        return cand
+    if cand.endpoints is cand.cluster.endpoints:
+        endpoints = up
+    else:
+        up_set = frozenset(up)
+        endpoints = tuple(e for e in cand.endpoints if e in up_set)
+    return Candidate(cand.cluster, endpoints) if endpoints else None
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """Who asks: the address the decision is about, where it is, and the ECS source prefix if any."""
@@ -99,14 +119,9 @@ class Context:
             cluster = clusters.get(name)
             if cluster is None or not cluster.endpoints or name in healthy:
                 continue
-            candidates.append(Candidate(cluster, cluster.endpoints))
-            up = health.up_endpoints(name)
-            if not health.cluster_up(name) or not up:
-                healthy[name] = None
-            elif up is cluster.endpoints:
-                healthy[name] = candidates[-1]
-            else:
-                healthy[name] = Candidate(cluster, up)
+            candidate = Candidate(cluster, cluster.endpoints)
+            candidates.append(candidate)
+            healthy[name] = healthy_candidate(candidate, health)
         countries: dict[str, set[str]] = {}
         continents: dict[str, set[str]] = {}
         for region in self.regions.values():

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 CheckKey = tuple[str, str]          # (cluster, endpoint address as text)
 
+STOP_TIMEOUT = 2.0                  # seconds stop() waits for tasks, and then for the last flush
+
 
 class TableSource(Protocol):
     """Anything with a current ``snapshot`` attribute; ``SnapshotKeeper`` is one."""
@@ -140,14 +142,16 @@ class Checker:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=2.0)   # a probe stuck in a library must not hold up a stop
+            # A probe stuck in a library must not hold up a stop; one still running
+            # afterwards finds no session and ends (see _run).
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
         for check in self._checks.values():
             check.task = None
         with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-            await asyncio.wait_for(self._flush(), 2.0)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+            await asyncio.wait_for(self._flush(), STOP_TIMEOUT)
+        session, self._session = self._session, None     # cleared first: no probe starts on a closing session
+        if session is not None:
+            await session.close()
         log.info("event=checker-stopped checker=%s", self.checker_id)
 
     # -- what callers read ----------------------------------------------------------------
@@ -226,7 +230,7 @@ class Checker:
     async def _run(self, check: _Check) -> None:
         """Probe on a fixed grid: start + n * interval, start jittered once."""
         spec, target = check.spec, check.target
-        assert target is not None and self._session is not None
+        assert target is not None
         loop = asyncio.get_running_loop()
         start = loop.time() + self._random.uniform(0.0, spec.jitter * spec.interval)
         n = 0
@@ -235,7 +239,12 @@ class Checker:
             if delay > 0:
                 await asyncio.sleep(delay)
             async with self._slots:
-                result = await probe(target, spec, self._session)
+                session = self._session
+                if session is None:
+                    return      # stopped: a task that outlived stop()'s wait ends here, quietly
+                result = await probe(target, spec, session)
+            if self._session is None:
+                return
             try:
                 self._record(check, result)
             except Exception:

@@ -91,7 +91,7 @@ async def probe_http(target: Target, spec: CheckSpec, session: aiohttp.ClientSes
         return await asyncio.wait_for(_http(target, spec, session, started), spec.timeout)
     except (asyncio.TimeoutError, TimeoutError):
         return ProbeResult(False, None, "timeout")
-    except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+    except (aiohttp.ClientError, OSError, ssl.SSLError, UnicodeError) as exc:   # UnicodeError: a bad host name
         return ProbeResult(False, None, _reason(exc))
 
 
@@ -134,7 +134,7 @@ async def probe_tcp(target: Target, spec: CheckSpec) -> ProbeResult:
         return await asyncio.wait_for(_tcp(target, spec, started, streams), spec.timeout)
     except (asyncio.TimeoutError, TimeoutError):
         return ProbeResult(False, None, "timeout")
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:       # UnicodeError: a host name IDNA cannot encode
         return ProbeResult(False, None, _reason(exc))
     finally:
         for writer in streams:

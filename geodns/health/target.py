@@ -17,7 +17,6 @@ For tcp checks only the host and port of a URL matter.
 """
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 from dataclasses import dataclass
 
@@ -48,14 +47,6 @@ class Target:
     def netloc(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-    @property
-    def is_ip(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
-
     def __str__(self) -> str:
         return self.url
 
@@ -68,15 +59,11 @@ def resolve_target(endpoint: Endpoint, spec: CheckSpec) -> Target:
         return _from_host_port(endpoint.probe, spec)
     if spec.url:
         return _from_url(spec.url, spec)
-    scheme = _scheme(spec)
+    scheme = spec.type
     port = spec.port or _DEFAULT_PORTS.get(scheme)
     if port is None:
         raise TargetError("a tcp check needs a port (or a url, or a probe on the endpoint)")
     return Target(scheme, str(endpoint.address), port, spec.path)
-
-
-def _scheme(spec: CheckSpec) -> str:
-    return "tcp" if spec.type == "tcp" else spec.type
 
 
 def _from_url(text: str, spec: CheckSpec) -> Target:
@@ -108,4 +95,4 @@ def _from_host_port(text: str, spec: CheckSpec) -> Target:
         host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise TargetError(f"{text!r}: expected HOST:PORT, [IPv6]:PORT or a URL")
-    return Target(_scheme(spec), host, int(port), spec.path)
+    return Target(spec.type, host, int(port), spec.path)

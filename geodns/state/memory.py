@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import MappingProxyType
 from typing import AsyncIterator, Callable, Iterable, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
@@ -57,17 +56,9 @@ class MemoryStore(StateStore):
         return self._version
 
     async def load(self) -> Snapshot:
-        now = time.time()
-        observations: dict[ObservationKey, list[Observation]] = {}
-        for checker in sorted(self._observations):
-            for key, obs in self._observations[checker].items():
-                if obs.expires >= now:
-                    observations.setdefault(key, []).append(obs)
-        return Snapshot(
-            version=self._version,
-            clusters=MappingProxyType(dict(self._clusters)),
-            observations=MappingProxyType({k: tuple(v) for k, v in observations.items()}),
-        )
+        mine = self._observations
+        return table.snapshot(self._version, dict(self._clusters),
+                              (obs for checker in sorted(mine) for obs in mine[checker].values()), time.time())
 
     async def changes(self) -> AsyncIterator[int]:
         seen = self._version

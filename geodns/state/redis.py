@@ -51,7 +51,6 @@ import time
 import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 import redis.asyncio as aioredis
@@ -62,7 +61,7 @@ from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, W
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import codec, table
-from .model import AdminState, Cluster, Observation, ObservationKey, Snapshot
+from .model import AdminState, Cluster, Observation, Snapshot
 from .store import StateStore, StoreUnavailable
 
 DEFAULT_PREFIX = "geodns:"
@@ -169,17 +168,10 @@ class RedisStore(StateStore):
         with self._unavailable():
             version, cluster_texts, obs_flat = await self._redis().eval(_LOAD, 0, self.prefix, repr(now))
         clusters = {c.name: c for c in map(codec.load_cluster, cluster_texts)}
-        observations: dict[ObservationKey, list[Observation]] = defaultdict(list)
-        for checker, fields in sorted(zip(obs_flat[::2], obs_flat[1::2])):
-            for field, text in zip(fields[::2], fields[1::2]):
-                obs = codec.load_observation(checker, field, text)
-                if obs.expires >= now:
-                    observations[(obs.cluster, obs.endpoint)].append(obs)
-        return Snapshot(
-            version=int(version),
-            clusters=MappingProxyType(clusters),
-            observations=MappingProxyType({k: tuple(v) for k, v in observations.items()}),
-        )
+        observations = (codec.load_observation(checker, key, text)
+                        for checker, pairs in sorted(zip(obs_flat[::2], obs_flat[1::2]))
+                        for key, text in zip(pairs[::2], pairs[1::2]))
+        return table.snapshot(int(version), clusters, observations, now)
 
     async def changes(self) -> AsyncIterator[int]:
         client = self._redis()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
+from types import MappingProxyType
+from typing import Iterable
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
-from .model import AdminState, Cluster, Endpoint, Observation
+from .model import AdminState, Cluster, Endpoint, Observation, ObservationKey, Snapshot
 from .store import StateError
 
 # An RTT change smaller than both of these is noise and is not published;
@@ -137,3 +139,18 @@ def notable_change(old: Observation | None, new: Observation, now: float) -> boo
         return False
     moved = abs(new.rtt_ms - old.rtt_ms)
     return moved > RTT_NOTABLE_MS and moved > RTT_NOTABLE_RATIO * old.rtt_ms
+
+
+def snapshot(version: int, clusters: dict[str, Cluster], observations: Iterable[Observation],
+             now: float) -> Snapshot:
+    """What ``load()`` returns: ``clusters`` (taken over, not copied) and the observations
+    not yet expired at ``now``, grouped per endpoint in the order given."""
+    grouped: dict[ObservationKey, list[Observation]] = {}
+    for obs in observations:
+        if obs.expires >= now:
+            grouped.setdefault((obs.cluster, obs.endpoint), []).append(obs)
+    return Snapshot(
+        version=version,
+        clusters=MappingProxyType(clusters),
+        observations=MappingProxyType({k: tuple(v) for k, v in grouped.items()}),
+    )
