@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config.values import parse_listen
+from .config.values import parse_listen, parse_workers
 from .runloop import run as run_loop
 from .errors import InputError
 
@@ -26,7 +26,6 @@ def _component_level(text: str) -> tuple[str, str]:
 
 
 def _workers(text: str) -> int:
-    from .config.values import parse_workers
     try:
         return parse_workers(text)
     except ValueError as exc:
@@ -129,13 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--zone", type=Path, action="append")
     validate.set_defaults(func=cmd_validate)
 
+    from . import cmds
+    from .drill import command as drill_command
     from .health import command as check_command
     from .sim import ingress as sim_ingress
+    from .stack import command as stack_command
     check_command.add_parser(sub)
-    __import__("geodns.cmds", fromlist=["add_parsers"]).add_parsers(sub)
+    cmds.add_parsers(sub)
     sim_ingress.add_parser(sub)
-    __import__("geodns.stack.command", fromlist=["add_parser"]).add_parser(sub)
-    __import__("geodns.drill.command", fromlist=["add_parser"]).add_parser(sub)
+    stack_command.add_parser(sub)
+    drill_command.add_parser(sub)
     return parser
 
 

@@ -90,9 +90,10 @@ def setup(level: str = "info", per_component: Iterable[tuple[str, str]] = (), fm
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
-    for name, component_level in per_component:
+    levels = dict(per_component)             # once: per_component may be a one-shot iterable
+    for name, component_level in levels.items():
         logging.getLogger(name).setLevel(getattr(logging, component_level.upper()))
     # Third-party chatter stays at warning unless asked for by name.
     for noisy in ("aiohttp.access", "asyncio"):
-        if noisy not in dict(per_component):
+        if noisy not in levels:
             logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import quote
 
 from .client import Api, run
 from .status import cluster_table
@@ -33,10 +34,10 @@ def add_parsers(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    body = {"endpoint": args.endpoint} if args.endpoint else None
+    body = {"endpoint": args.endpoint} if args.endpoint else {}
 
     def call(api: Api) -> dict[str, Any]:
-        return api.request("POST", f"/clusters/{_quote(args.cluster)}/{args.action}", body=body or {})
+        return api.request("POST", f"/clusters/{_quote(args.cluster)}/{args.action}", body=body)
     return run(args, call, lambda cluster: _show(cluster, f"{args.action}: {_what(args)}"))
 
 
@@ -60,5 +61,4 @@ def _show(cluster: dict[str, Any], done: str) -> None:
 
 
 def _quote(name: str) -> str:
-    from urllib.parse import quote
     return quote(name, safe="")

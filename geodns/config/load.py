@@ -52,6 +52,16 @@ class _Reader:
             self.problem(_line(m, key), f"{path}.{key}" if path else key, str(exc))
             return default
 
+    def items(self, seq: list, convert: Callable[[Any], Any], parent: LinedMap, key: str, path: str) -> tuple:
+        """Each item of a list converted; a bad item is a problem at ``path[i]`` and is left out."""
+        out = []
+        for i, item in enumerate(seq):
+            try:
+                out.append(convert(item))
+            except ValueError as exc:
+                self.problem(_item_line(seq, i, parent, key), f"{path}[{i}]", str(exc))
+        return tuple(out)
+
     def path_of(self, value: Any) -> Path:
         if not isinstance(value, str) or not value:
             raise ValueError("must be a file path")
@@ -113,13 +123,7 @@ class _Reader:
             if not isinstance(items, list) or not items:
                 self.problem(_line(m, "dns_listen"), "server.dns_listen", "must be a non-empty list of 'HOST:PORT'")
             else:
-                parsed = []
-                for i, item in enumerate(items):
-                    try:
-                        parsed.append(values.parse_listen(item))
-                    except ValueError as exc:
-                        self.problem(_item_line(items, i, m, "dns_listen"), f"server.dns_listen[{i}]", str(exc))
-                dns_listen = tuple(parsed) or dns_listen
+                dns_listen = self.items(items, values.parse_listen, m, "dns_listen", "server.dns_listen") or dns_listen
         http_listen = d.http_listen
         if "http_listen" in m:
             http_listen = None if m["http_listen"] in (None, False, "") else \
@@ -157,13 +161,7 @@ class _Reader:
         if not isinstance(raw, list):
             self.problem(_line(top, "zones"), "zones", "must be a list of zone file paths")
             return ()
-        paths = []
-        for i, item in enumerate(raw):
-            try:
-                paths.append(self.path_of(item))
-            except ValueError as exc:
-                self.problem(_item_line(raw, i, top, "zones"), f"zones[{i}]", str(exc))
-        return tuple(paths)
+        return self.items(raw, self.path_of, top, "zones", "zones")
 
     def geoip(self, top: LinedMap) -> model.GeoIPConfig:
         m = self.mapping(top.get("geoip"), _line(top, "geoip"), "geoip", ("database", "networks"))
@@ -183,7 +181,7 @@ class _Reader:
             cidr = self.field(entry, "cidr", path, values.network, None)
             region = self.field(entry, "region", path, values.nonempty_str, None)
             if cidr is None or region is None:
-                if "cidr" not in entry or "region" not in entry:
+                if entry.get("cidr") is None or entry.get("region") is None:   # absent or empty
                     self.problem(entry.line, path, "needs both cidr and region")
                 continue
             networks.append(model.GeoNetwork(cidr, region))
@@ -252,13 +250,12 @@ class _Reader:
                 except ValueError as exc:
                     self.problem(line, ipath, str(exc))
                 continue
-            else:
-                item_map = self.mapping(item, line, ipath, ("address", "weight", "probe"))
-                if item_map is None:
-                    continue
+            item_map = self.mapping(item, line, ipath, ("address", "weight", "probe"))
+            if item_map is None:
+                continue
             address = self.field(item_map, "address", ipath, values.address, None)
             if address is None:
-                if "address" not in item_map:
+                if item_map.get("address") is None:          # absent or empty (a bad one is reported)
                     self.problem(line, ipath, "missing address")
                 continue
             out.append(model.EndpointSpec(
@@ -360,7 +357,7 @@ class _Reader:
         return out
 
 
-# -- value converters: each raises ValueError with the reason ---------------
+# -- where a value was written ----------------------------------------------
 def _line(m: Any, key: Any) -> int | None:
     lines = getattr(m, "lines", None)
     if isinstance(lines, dict) and key in lines:
@@ -372,8 +369,6 @@ def _item_line(seq: Any, index: int, parent: Any, key: str) -> int | None:
     if isinstance(seq, LinedList) and index < len(seq.lines):
         return seq.lines[index]
     return _line(parent, key)
-
-
 
 
 # -- entry points -------------------------------------------------------------

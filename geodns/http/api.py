@@ -76,11 +76,7 @@ class _Api:
         return reply(views.clusters_view(self.server))
 
     async def cluster(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        view = views.one_cluster_view(self.server, name)
-        if view is None:
-            raise error(404, f"unknown cluster '{name}'")
-        return reply(view)
+        return reply(self._cluster_or_404(request.match_info["name"]))
 
     async def traffic(self, request: web.Request) -> web.Response:
         """Where clients in each region and sample place are sent now (the status page's picture)."""
@@ -101,8 +97,7 @@ class _Api:
         except ValueError as exc:
             raise error(400, f"bad name {text!r}: {exc}") from None
         address, prefix = _client(client)
-        engine = self.server.engine
-        dynamic = engine.dynamic if engine is not None else None
+        dynamic = views.gslb(self.server)
         if dynamic is None or name not in dynamic.records:
             known = ", ".join(r.text for r in self.server.config.records.values()) or "none"
             raise error(404, f"{text} is not a GSLB record (records: {known})")
@@ -224,12 +219,8 @@ class _Api:
             raise error(400, '"endpoints" must be a non-empty list of addresses or {"address": ..., "weight": ...}')
         endpoints = tuple(_endpoint_spec(item if isinstance(item, dict) else {"address": item}, f"endpoints[{i}]")
                           for i, item in enumerate(raw))
-        numbers = {}
-        for key, default, low in (("weight", 100, 0), ("priority", 0, 0), ("min_healthy", 1, 1)):
-            value = body.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise error(400, f'"{key}" must be an integer >= {low}, not {value!r}')
-            numbers[key] = value
+        numbers = {key: _int_at_least(body, key, default, low)
+                   for key, default, low in (("weight", 100, 0), ("priority", 0, 0), ("min_healthy", 1, 1))}
         unknown = set(body) - {"name", "region", "endpoints", "weight", "priority", "min_healthy"}
         if unknown:
             raise error(400, f"unknown keys: {', '.join(sorted(unknown))}")
@@ -241,7 +232,7 @@ def _candidate(snapshot, health, name: str) -> dict[str, Any]:
     if cluster is None:
         return {"state": "absent"}
     return {"region": cluster.region, "weight": cluster.weight, "priority": cluster.priority,
-            "admin": cluster.admin.value, "state": views._cluster_state(health, name),
+            "admin": cluster.admin.value, "state": views.cluster_state(health, name),
             "rtt_ms": {v: round(ms, 3) for (c, v), ms in health.rtts().items() if c == name}}
 
 
@@ -270,6 +261,13 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     return value.strip()
 
 
+def _int_at_least(body: dict[str, Any], key: str, default: int, low: int, where: str = "") -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise error(400, f'{where}"{key}" must be an integer >= {low}, not {value!r}')
+    return value
+
+
 def _endpoint_spec(body: dict[str, Any], where: str) -> EndpointSpec:
     raw = body.get("address")
     if not isinstance(raw, str):
@@ -278,9 +276,7 @@ def _endpoint_spec(body: dict[str, Any], where: str) -> EndpointSpec:
         address = parse_address(raw)
     except ValueError as exc:
         raise error(400, f"{where}: {exc}") from None
-    weight = body.get("weight", 100)
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
-        raise error(400, f'{where}: "weight" must be an integer >= 0, not {weight!r}')
+    weight = _int_at_least(body, "weight", 100, 0, f"{where}: ")
     probe = body.get("probe")
     if probe is not None and (not isinstance(probe, str) or not probe):
         raise error(400, f'{where}: "probe" must be "host:port" or a URL')

@@ -22,6 +22,7 @@ from ..engine import _RCODES, _type_text
 from ..gslb import health as states
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
+from . import views
 from .views import live_state, readiness
 
 if TYPE_CHECKING:
@@ -165,20 +166,14 @@ class ServerCollector:
         observed = GaugeMetricFamily("geodns_endpoint_observed_up", "Each checker's fresh verdict on an endpoint "
                                      "(1 up, 0 down), by vantage.", labels=("cluster", "endpoint", "vantage", "checker"))
         for name, cluster in sorted(snapshot.clusters.items()):
-            try:
-                current = health.cluster_state(name)
-            except KeyError:
-                current = "unknown"
+            current = views.cluster_state(health, name)
             cluster_up.add_metric((name,), 1 if health.cluster_up(name) else 0)
             for state in CLUSTER_STATES:
                 cluster_state.add_metric((name, state), 1 if state == current else 0)
             cluster_weight.add_metric((name,), cluster.weight)
             for endpoint in cluster.endpoints:
                 key = endpoint.key
-                try:
-                    current = health.state(name, key)
-                except (KeyError, ValueError):
-                    current = states.UNKNOWN
+                current = views.endpoint_state(health, name, key)
                 endpoint_up.add_metric((name, key), 1 if health.endpoint_up(name, key) else 0)
                 for state in ENDPOINT_STATES:
                     endpoint_state.add_metric((name, key, state), 1 if state == current else 0)

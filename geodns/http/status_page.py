@@ -94,8 +94,7 @@ def _map(record: dict[str, Any], clusters: list[dict[str, Any]], regions, colors
     anchor: dict[str, tuple[float, float]] = {}
     by_region: dict[str, list[str]] = {}
     for cluster in clusters:
-        region = regions.get(cluster["region"])
-        if region is not None:
+        if cluster["region"] in regions:
             by_region.setdefault(cluster["region"], []).append(cluster["name"])
     for region_name, names in sorted(by_region.items()):
         region = regions[region_name]
@@ -112,7 +111,7 @@ def _map(record: dict[str, Any], clusters: list[dict[str, Any]], regions, colors
             dash = "" if share >= 0.999 else ' stroke-dasharray="5 4"'
             out.append(f'<path d="M{px},{py} Q{mx:.1f},{my:.1f} {cx},{cy}" fill="none" stroke="{colors[cluster]}" '
                        f'stroke-width="{1 + 2.5 * share:.1f}" stroke-opacity="0.8"{dash}/>')
-        color = colors.get(place["primary"], "#555") if place["primary"] else "#555"
+        color = colors.get(place["primary"], "#555")
         out.append(f'<circle cx="{px}" cy="{py}" r="5" fill="{color}" stroke="#fff" stroke-width="1.5">'
                    f'<title>{escape(place["place"])}</title></circle>')
     states = {c["name"]: c["state"] for c in clusters}

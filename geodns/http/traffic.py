@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..geo.location import Location
 from ..gslb.policy import Client, select
+from .views import gslb
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -67,11 +68,11 @@ def _client(place: Place) -> Client:
 
 def traffic(server: "Server", runs: int = RUNS) -> list[dict[str, Any]]:
     """Per GSLB record, per place: the share of A answers each cluster gets now."""
-    engine = server.engine
-    dynamic = engine.dynamic if engine is not None else None
+    dynamic = gslb(server)
     if dynamic is None:
         return []
     state = dynamic.state
+    clients = [(place, _client(place)) for place in places(server)]
     out = []
     for name, record in dynamic.records.items():
         context = state.contexts.get(name)
@@ -80,8 +81,7 @@ def traffic(server: "Server", runs: int = RUNS) -> list[dict[str, Any]]:
         context = replace(context, rng=random.Random(0))
         tries = runs if "weighted" in record.policy else 1     # the other filters are deterministic
         rows = []
-        for place in places(server):
-            client = _client(place)
+        for place, client in clients:
             counts: dict[str, int] = {}
             fallback = 0
             for _ in range(tries):

@@ -14,7 +14,14 @@ from ..names import to_text
 from ..state.model import Cluster, Snapshot
 
 if TYPE_CHECKING:
+    from ..dynamic import GslbResponder
     from ..server import Server
+
+
+def gslb(server: "Server") -> GslbResponder | None:
+    """The running engine's GSLB responder, or None (no engine yet, or no GSLB records)."""
+    engine = server.engine
+    return engine.dynamic if engine is not None else None
 
 
 def live_state(server: "Server") -> tuple[Snapshot, HealthView]:
@@ -23,8 +30,7 @@ def live_state(server: "Server") -> tuple[Snapshot, HealthView]:
     Without GSLB records there is no responder; the view is then built from
     the keeper's snapshot with the config's health rules, as the responder would.
     """
-    engine = server.engine
-    dynamic = engine.dynamic if engine is not None else None
+    dynamic = gslb(server)
     if dynamic is not None:
         state = dynamic.state
         return state.snapshot, state.health
@@ -86,13 +92,13 @@ def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, recor
                 tally["up" if obs.up else "down"] += 1
         endpoints.append({
             "address": endpoint.key, "weight": endpoint.weight, "admin": endpoint.admin.value,
-            "state": _endpoint_state(health, name, endpoint.key), "probe": endpoint.probe,
+            "state": endpoint_state(health, name, endpoint.key), "probe": endpoint.probe,
             "observations": observations,
         })
     return {
         "name": name, "region": cluster.region, "weight": cluster.weight, "priority": cluster.priority,
         "min_healthy": cluster.min_healthy, "admin": cluster.admin.value,
-        "state": _cluster_state(health, name), "up": health.cluster_up(name),
+        "state": cluster_state(health, name), "up": health.cluster_up(name),
         "records": records, "rtt_ms": rtts,
         "vantages": {v: {**tally, "rtt_ms": rtts.get(v)} for v, tally in sorted(vantages.items())},
         "check": _check_view(cluster),
@@ -151,14 +157,14 @@ def status_view(server: "Server") -> dict[str, Any]:
     }
 
 
-def _endpoint_state(health: HealthView, cluster: str, address: str) -> str:
+def endpoint_state(health: HealthView, cluster: str, address: str) -> str:
     try:
         return health.state(cluster, address)
     except (KeyError, ValueError):
         return "unknown"
 
 
-def _cluster_state(health: HealthView, cluster: str) -> str:
+def cluster_state(health: HealthView, cluster: str) -> str:
     try:
         return health.cluster_state(cluster)
     except KeyError:

@@ -6,6 +6,8 @@ assets, no CDN, works on an air-gapped operator laptop).
 """
 from __future__ import annotations
 
+from functools import cache
+
 # Equirectangular, cropped to the inhabited latitudes.
 LAT_TOP, LAT_BOTTOM = 78.0, -56.0
 WIDTH = 900
@@ -59,6 +61,7 @@ def project(lat: float, lon: float) -> tuple[float, float]:
     return round(x, 1), round(y, 1)
 
 
+@cache                                   # constant: drawn once, not on every page refresh
 def land_paths() -> str:
     """The land masses as one SVG path's ``d`` attribute."""
     parts = []
@@ -68,6 +71,7 @@ def land_paths() -> str:
     return " ".join(parts)
 
 
+@cache
 def graticule() -> str:
     """Every 30 degrees of longitude and latitude, as a path's ``d``."""
     parts = []
