@@ -11,6 +11,18 @@ from pathlib import Path
 
 from geodns.server import Server, Settings
 
+DATA = Path(__file__).resolve().parent / "data"
+GEOIP_TEST_DB = DATA / "geo" / "GeoIP2-City-Test.mmdb"
+
+# The GSLB end-to-end tests' zone: only the apex; the GSLB records come from the config.
+GSLB_ZONE = """\
+$ORIGIN gslb.example.com.
+$TTL 300
+@    IN SOA ns1 hostmaster.example.com. 1 7200 900 1209600 60
+@    IN NS  ns1
+ns1  IN A   192.0.2.53
+"""
+
 
 class RunningServer:
     def __init__(self, settings: Settings):

@@ -16,13 +16,14 @@ from typing import Iterator
 
 import pytest
 
+from geodns.stack.topology import free_port as _free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """A free loopback TCP port (the stack's picker), never the shared Redis's 6379."""
+    port = _free_port()
     assert port != 6379
     return port
 

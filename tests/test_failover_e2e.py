@@ -5,7 +5,6 @@ Timings are measured and printed; the bounds asserted are the promise
 """
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,24 +13,17 @@ import dns.message
 import dns.query
 import pytest
 
+from geodns.drill.scenarios import netns_reason
 from geodns.server import Settings
 from geodns.state.redis import RedisStore
-from tests.dnsserver import RunningServer, write
+from tests.dnsserver import GEOIP_TEST_DB, GSLB_ZONE, RunningServer, write
 from tests.processes import Child, SimIngress
 from tests.redis_server import RedisServer
 
-DATA = Path(__file__).resolve().parent / "data"
 APP = "app.gslb.example.com."
 SG = "214.0.0.0"
 INTERVAL, RISE, FALL = 0.5, 2, 2
 PROMISE = FALL * INTERVAL + 1.0
-ZONE = """\
-$ORIGIN gslb.example.com.
-$TTL 300
-@    IN SOA ns1 hostmaster.example.com. 1 7200 900 1209600 60
-@    IN NS  ns1
-ns1  IN A   192.0.2.53
-"""
 ADDRESS = {"us-east-1": "192.0.2.10", "eu-west-1": "198.51.100.10", "ap-southeast-1": "203.0.113.10"}
 
 
@@ -45,8 +37,8 @@ def config(tmp_path: Path, sims: dict[str, SimIngress], store: str, embedded: st
     return write(tmp_path / "geodns.yaml", f"""
 server: {{dns_listen: ["127.0.0.1:0"], http_listen: null}}
 store: "{store}"
-zones: ["{write(tmp_path / 'gslb.example.com.zone', ZONE)}"]
-geoip: {{database: "{DATA / 'geo' / 'GeoIP2-City-Test.mmdb'}"}}
+zones: ["{write(tmp_path / 'gslb.example.com.zone', GSLB_ZONE)}"]
+geoip: {{database: "{GEOIP_TEST_DB}"}}
 checker: {{embedded: {embedded}, region: ap-southeast}}
 regions:
   us-east:      {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
@@ -118,18 +110,10 @@ def test_flapping_ingress_does_not_flap_the_answer(tmp_path, sims):
         server.stop()
 
 
-def _netns_usable() -> str | None:
-    try:
-        result = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unshare not available: {exc}"
-    return None if result.returncode == 0 else f"cannot create a network namespace: {result.stderr.decode().strip()}"
-
-
 def test_two_checkers_in_redis_one_partitioned(tmp_path, sims):
     """Checker us-east sees the ingresses; checker eu-west runs in a network namespace of its
     own (it reaches Redis over a unix socket, and no ingress at all): a partition."""
-    reason = _netns_usable()
+    reason = netns_reason()
     if reason:
         pytest.skip(reason)
     redis = RedisServer(tmp_path / "redis").start()

@@ -14,19 +14,13 @@ from geodns.errors import ConfigError
 from geodns.server import Settings
 from geodns.state.model import AdminState, Observation
 from geodns.state.redis import RedisStore
-from tests.dnsserver import RunningServer, write
+from tests.dnsserver import GEOIP_TEST_DB, GSLB_ZONE, RunningServer, write
 from tests.redis_server import RedisServer
 
-DATA = Path(__file__).resolve().parent / "data"
 APP = "app.gslb.example.com."
 SG, LONDON, US = "214.0.0.0", "81.2.69.142", "216.160.83.56"
 
-ZONE = """\
-$ORIGIN gslb.example.com.
-$TTL 300
-@    IN SOA ns1 hostmaster.example.com. 1 7200 900 1209600 60
-@    IN NS  ns1
-ns1  IN A   192.0.2.53
+ZONE = GSLB_ZONE + """\
 app  IN TXT "served by geodns"
 www  IN CNAME app
 """
@@ -39,7 +33,7 @@ server: {{dns_listen: ["127.0.0.1:0"], http_listen: null}}
 store: "{store}"
 zones: ["{write(tmp_path / 'gslb.example.com.zone', ZONE)}"]
 geoip:
-  database: "{DATA / 'geo' / 'GeoIP2-City-Test.mmdb'}"
+  database: "{GEOIP_TEST_DB}"
   networks: [{{cidr: "10.20.0.0/16", region: eu-west}}]
 regions:
   us-east:      {{lat: 39.0, lon: -77.5, continent: NA, countries: [US, CA]}}
@@ -209,7 +203,9 @@ def test_two_servers_one_redis_drain_outage_and_resync(tmp_path):
             for s in (a, b):
                 resp = ask(s, SG)
                 assert resp.rcode() == dns.rcode.NOERROR and addresses(resp) == {"198.51.100.10"}
-        time.sleep(0.5)
+        deadline = time.monotonic() + 5                 # noticing the outage is not the promise here
+        while (a.server.keeper.connected or b.server.keeper.connected) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert not a.server.keeper.connected and not b.server.keeper.connected
 
         redis.restart()                                 # empty again: the servers re-seed and resync

@@ -92,7 +92,3 @@ class Recorder:
                 return True
             time.sleep(step)
         return predicate()
-
-    def since(self, t: float) -> list[Sample]:
-        with self._lock:
-            return [s for s in self.samples if s.t >= t]

@@ -44,15 +44,11 @@ def run(name: str, dep: Deployment, opts: Options) -> Report:
     return _SCENARIOS[name](dep, opts)
 
 
-def _window(dep: Deployment) -> float:
-    return dep.timing.promise
-
-
 def _timeline(dep: Deployment, opts: Options, *, scenario: str, record: str, cluster: str | None,
               expect: str, inject: Callable[[Recorder, Phases], None],
               recover: Callable[[Recorder, Phases], None]) -> Report:
     """Baseline, fault, hold, recovery, aftermath; the scenario supplies inject and recover."""
-    window = _window(dep)
+    window = dep.timing.promise
     hold = opts.hold if opts.hold is not None else window + 1.5
     after = opts.after if opts.after is not None else dep.timing.rise * dep.timing.interval + 2.0
     phases = Phases(scenario, record, 0.0, 0.0, 0.0, cluster,
@@ -133,7 +129,7 @@ def netns_reason() -> str | None:
         return "unshare is not installed"
     try:
         result = run_quiet(["unshare", "-n", "true"])
-    except (OSError, Exception) as exc:   # noqa: BLE001 - any failure means "not here"
+    except Exception as exc:   # noqa: BLE001 - any failure means "not here"
         return f"unshare failed: {exc}"
     return None if result.returncode == 0 else \
         f"cannot create a network namespace: {result.stderr.decode(errors='replace').strip()}"

@@ -67,14 +67,6 @@ class Deployment:
         procs.stop(info, sig)
         return info
 
-    def signal_process(self, name: str, sig: int) -> None:
-        """SIGSTOP/SIGCONT: freeze a process without losing it (a hung host, not a crashed one)."""
-        import os
-        info = self.process(name)
-        if not procs.alive(info):
-            raise DrillError(f"{name} (pid {info.pid}) is not running")
-        os.kill(info.pid, sig)
-
     def start_process(self, name: str) -> ProcInfo:
         """Start a stopped stack process again, the same way, and record its new PID."""
         state = self.state()
