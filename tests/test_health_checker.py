@@ -308,3 +308,31 @@ async def test_a_probe_that_outlives_stop_ends_quietly(monkeypatch: pytest.Monke
     release.set()
     await asyncio.wait_for(task, 2.0)   # ends on its own, without an exception
     assert len(sessions) == 1           # and never probes again
+
+
+async def test_a_probe_that_raises_counts_as_a_failure_and_the_check_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug inside a probe must show as a failing endpoint with a reason, never as a silently dead check."""
+    import geodns.health.checker as checker_module
+
+    calls = 0
+
+    async def broken(target: object, spec: CheckSpec, session: object):
+        nonlocal calls
+        calls += 1
+        raise LookupError("a library bug")
+
+    monkeypatch.setattr(checker_module, "probe", broken)
+    store = MemoryStore()
+    spec = CheckSpec(interval=0.05, timeout=0.04, jitter=0.0, rise=1, fall=2)
+    await store.seed([ClusterSpec(name="c", region="eu-west", check=spec,
+                                  endpoints=(EndpointSpec(ipaddress.ip_address(A)),))])
+    checker = Checker(store, "chk-1", "eu-west", table_source=types.SimpleNamespace(snapshot=await store.load()),
+                      flush_interval=0.05)
+    await checker.start()
+    try:
+        await until(lambda: _true(calls >= 4), timeout=3.0)
+        status = checker.status()[("c", A)]
+        assert status.state == "down"
+        assert status.reason == "error: LookupError"
+    finally:
+        await checker.stop()
