@@ -24,7 +24,7 @@ from .geo import Locator
 from .metrics import QueryStats
 from .state.keeper import SnapshotKeeper
 from .state.model import Snapshot
-from .state.store import StateStore, StoreUnavailable, open_store
+from .state.store import StateStore, StoreUnavailable, open_store, redact_url
 from .names import to_text
 from .zones.zoneset import load_zones
 
@@ -163,7 +163,7 @@ class Server:
             await self.stop()
             raise
         log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
-                 _redact(config.store), len(config.records))
+                 redact_url(config.store), len(config.records))
 
     async def _start_workers(self, count: int) -> None:
         """N processes answer the queries; this one feeds them snapshots (geodns/workers.py)."""
@@ -314,11 +314,3 @@ def _zone_names(engine: AnswerEngine) -> str:
 def _host_port(address) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _redact(url: str) -> str:
-    """A store URL fit for logs: no password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - imported up front: hypothesis's pytest plugin imports it lazily in the
+#                   terminal summary otherwise, and on CPython 3.11.7 that late import can hit
+#                   "SystemError: AST constructor recursion depth mismatch" and lose the summary line
 import pytest
 
 from geodns.server import Settings

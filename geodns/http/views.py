@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..gslb.health import HealthView
 from ..names import to_text
 from ..state.model import Cluster, Snapshot
+from ..state.store import redact_url
 
 if TYPE_CHECKING:
     from ..dynamic import GslbResponder
@@ -143,7 +144,7 @@ def status_view(server: "Server") -> dict[str, Any]:
         "ready": ready, "reason": reason,
         "snapshot": {"version": keeper.snapshot.version if keeper else 0,
                      "age_s": None if stale == float("inf") else round(stale, 3)},
-        "store": {"url": _redact(config.store), "connected": bool(keeper and keeper.connected),
+        "store": {"url": redact_url(config.store), "connected": bool(keeper and keeper.connected),
                   "errors": keeper.errors if keeper else 0, "last_sync": keeper.last_sync if keeper else None},
         "zones": [to_text(z.origin) for z in engine.zones] if engine is not None else [],
         "records": [r.text for r in config.records.values()],
@@ -177,10 +178,3 @@ def _check_view(cluster: Cluster) -> dict[str, Any] | None:
         return None
     return {"type": check.type, "url": check.url, "port": check.port, "path": check.path,
             "interval_s": check.interval, "timeout_s": check.timeout, "rise": check.rise, "fall": check.fall}
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

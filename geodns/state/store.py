@@ -131,3 +131,11 @@ def open_store(url: str) -> StateStore:
         return RedisStore(url)
     raise ConfigError([Problem(
         "store", None, f"store: unsupported URL scheme '{scheme}'; use memory:// or redis:// (or redis+sentinel://)")])
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit for logs and the status API: the password replaced by ***."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
