@@ -21,14 +21,13 @@ import struct
 from typing import TYPE_CHECKING
 
 from .encode import TCP_MAX, Answer, encode
-from .wire import OPT_ECS, OPT_NSID, FormatError, parse_query
+from .wire import OPT_ECS, OPT_NSID, RR_FIXED, T_A, T_AAAA, T_OPT, FormatError, parse_query
 
 if TYPE_CHECKING:
     from ..engine import AnswerEngine
 
 MAX_ENTRIES = 100_000
-_RR_FIXED = struct.Struct("!HHIH")
-_T_A, _T_AAAA, _T_OPT = 1, 28, 41
+_OPTION = struct.Struct("!HH")
 _FLAG_BITS = 0x0100 | 0x0010          # RD and CD: echoed, so part of the key
 
 
@@ -63,7 +62,7 @@ def read(data: bytes) -> Shape | None:
     if qend > n or pos - 12 > 254 or data[pos + 3] or data[pos + 4] != 1:
         return None                    # class IN only
     qtype = (data[pos + 1] << 8) | data[pos + 2]
-    if qtype == _T_OPT or qtype >= 251:
+    if qtype == T_OPT or qtype >= 251:
         return None                    # ANY, AXFR, IXFR, MAILx, OPT: the full path's business
     flag_bits = ((data[2] << 8) | data[3]) & _FLAG_BITS
     qname = data[12:pos + 1].lower()
@@ -73,8 +72,8 @@ def read(data: bytes) -> Shape | None:
         return Shape(qend, (qname, qtype, flag_bits, 0), qname, qtype)
     if n < qend + 11 or data[qend]:
         return None
-    rtype, payload, ttl, rdlen = _RR_FIXED.unpack_from(data, qend + 1)
-    if rtype != _T_OPT or ttl & 0xFFFF7FFF or qend + 11 + rdlen != n:
+    rtype, payload, ttl, rdlen = RR_FIXED.unpack_from(data, qend + 1)
+    if rtype != T_OPT or ttl & 0xFFFF7FFF or qend + 11 + rdlen != n:
         return None                    # version 0, no extended rcode, DO the only flag
     shape = Shape(qend, (), qname, qtype)
     pos = qend + 11
@@ -111,15 +110,15 @@ def _valid_ecs(value: bytes) -> bool:
 
 
 def _opt(shape: Shape, our_payload: int, scope: int, nsid: bytes | None) -> bytes:
-    """Our OPT for this client, byte for byte what the full path's encoder writes."""
+    """Our OPT for this client, byte for byte what ``encode._opt`` writes (inlined: this runs per query)."""
     options = b""
     ecs = shape.ecs
     if ecs is not None:
-        options = struct.pack("!HH", OPT_ECS, len(ecs)) + ecs[:3] + \
+        options = _OPTION.pack(OPT_ECS, len(ecs)) + ecs[:3] + \
             bytes((min(scope, ecs[2]) if ecs[2] else 0,)) + ecs[4:]
     if shape.nsid and nsid:
-        options += struct.pack("!HH", OPT_NSID, len(nsid)) + nsid
-    return b"\x00" + _RR_FIXED.pack(_T_OPT, our_payload, 0x8000 if shape.do else 0, len(options)) + options
+        options += _OPTION.pack(OPT_NSID, len(nsid)) + nsid
+    return b"\x00" + RR_FIXED.pack(T_OPT, our_payload, 0x8000 if shape.do else 0, len(options)) + options
 
 
 class FastPath:
@@ -149,7 +148,7 @@ class FastPath:
                 return None
             self.hits += 1
             return self._splice(data, shape, entry, 0), entry[2], shape.ecs is not None
-        if shape.qtype != _T_A and shape.qtype != _T_AAAA:
+        if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
         name = dynamic.wire_names[shape.qname]
         selection = dynamic.select(name, shape.qtype, dynamic.client_from(shape.ecs, client))

@@ -41,7 +41,7 @@ OPT_ECS = 8
 DO_BIT = 0x8000
 
 _HEADER = struct.Struct("!HHHHHH")
-_RR_FIXED = struct.Struct("!HHIH")
+RR_FIXED = struct.Struct("!HHIH")     # type, class, TTL, rdlength: shared by reader and writers
 _QFIXED = struct.Struct("!HH")
 
 
@@ -222,7 +222,7 @@ def parse_query(data: bytes) -> Query | None:
             offset = _skip_name(data, offset)
             if offset + 10 > len(data):
                 raise FormatError("truncated resource record")
-            rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
+            rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
             offset += 10
             if offset + rdlength > len(data):
                 raise FormatError("record data runs past the end of the packet")
