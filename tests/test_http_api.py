@@ -133,6 +133,18 @@ def test_traffic_says_where_each_place_goes(api_server):
     assert rows["Singapore"]["primary"] == "ap-southeast-1" and rows["New York"]["primary"] == "us-east-1"
 
 
+def test_traffic_shares_are_the_exact_weights(tmp_path):
+    """Without geo every place gets the weighted split; the shares are exact, not sampled."""
+    running = start_server(tmp_path, policy="[healthy, weighted]")
+    try:
+        assert http(running, "PUT", "/api/v1/clusters/us-east-1/weight", {"weight": 300})[0] == 200
+        rows = {p["place"]: p for p in http(running, "GET", "/api/v1/traffic")[1]["records"][0]["places"]}
+        for place in ("London", "Tokyo", "us-east (region)"):
+            assert rows[place]["shares"] == {"us-east-1": 0.6, "eu-west-1": 0.2, "ap-southeast-1": 0.2}
+    finally:
+        running.stop()
+
+
 # -- writes move DNS answers -----------------------------------------------------------------------
 def test_drain_and_undrain_move_answers_at_once(api_server):
     assert addresses(ask(api_server, LONDON, 32)) == {EU}

@@ -3,17 +3,17 @@
 Contract shared by all of them: never mutate the input list (return it as is
 when nothing changes, to save an allocation), keep the input order unless the
 filter's job is ordering, and pass an empty list through harmlessly.  They
-are pure apart from ``weighted`` drawing from ``ctx.rng``.
+are pure apart from ``weighted`` drawing from ``ctx.dice`` (see ``dice.py``).
 """
 from __future__ import annotations
 
 import math
-import random
 from typing import Callable, Sequence, TypeVar
 
 from ..geo.distance import great_circle_km
 from ..geo.location import Location
 from ..state.model import Endpoint
+from .dice import Dice
 from .model import Candidate, Client, Context, healthy_candidate
 
 Filter = Callable[[list[Candidate], Client, Context], list[Candidate]]
@@ -182,16 +182,16 @@ def weighted(candidates: list[Candidate], client: Client, ctx: Context) -> list[
     """
     if not candidates:
         return candidates
-    rng = ctx.rng
+    dice = ctx.dice
     active = [c for c in candidates if c.cluster.weight > 0]
     if active:
-        ordered = weighted_order(active, [c.cluster.weight for c in active], rng)
+        ordered = weighted_order(active, [c.cluster.weight for c in active], dice)
     else:
-        ordered = weighted_order(candidates, [1] * len(candidates), rng)
-    return [_order_endpoints(c, rng) for c in ordered]
+        ordered = weighted_order(candidates, [1] * len(candidates), dice)
+    return [_order_endpoints(c, dice) for c in ordered]
 
 
-def weighted_order(items: Sequence[T], weights: Sequence[float], rng: random.Random) -> list[T]:
+def weighted_order(items: Sequence[T], weights: Sequence[float], dice: Dice) -> list[T]:
     """Successive weighted draws without replacement; weights must be positive."""
     if len(items) < 2:
         return list(items)
@@ -200,19 +200,21 @@ def weighted_order(items: Sequence[T], weights: Sequence[float], rng: random.Ran
     total = sum(left)
     out: list[T] = []
     while len(pool) > 1:
-        r = rng.random() * total
-        i = 0
-        acc = left[0]
-        while r >= acc and i < len(left) - 1:
-            i += 1
-            acc += left[i]
+        i = dice.pick(left, total)
         out.append(pool.pop(i))
         total -= left.pop(i)
     out.append(pool[0])
     return out
 
 
-def _order_endpoints(cand: Candidate, rng: random.Random) -> Candidate:
+def _order_endpoints(cand: Candidate, dice: Dice) -> Candidate:
+    """Each address family in its own weighted order (IPv4 first, then IPv6).
+
+    An answer only ever holds one family, and the order successive draws give
+    a subset is the order they give the subset alone, so ordering per family
+    changes no answer's odds; it does keep one family's draws from
+    multiplying the other's paths in ``policy.outcomes``.
+    """
     endpoints = cand.endpoints
     n = len(endpoints)
     if n < 2:
@@ -221,13 +223,15 @@ def _order_endpoints(cand: Candidate, rng: random.Random) -> Candidate:
         first, second = endpoints
         if first.address.version != second.address.version and first.weight > 0 and second.weight > 0:
             return cand              # one per family: the order cannot change any answer
-    active = [e for e in endpoints if e.weight > 0]
-    ordered: list[Endpoint] = weighted_order(active, [e.weight for e in active], rng)
-    if len(active) < n:
-        families = {e.address.version for e in active}
-        standby = [e for e in endpoints if e.weight <= 0 and e.address.version not in families]
-        rng.shuffle(standby)
-        ordered.extend(standby)
+    ordered: list[Endpoint] = []
+    for family in (4, 6):
+        mine = [e for e in endpoints if e.address.version == family]
+        active = [e for e in mine if e.weight > 0]
+        if active:
+            ordered += weighted_order(active, [e.weight for e in active], dice)
+        else:
+            dice.shuffle(mine)       # standby endpoints answer only when the family has no other
+            ordered += mine
     return Candidate(cand.cluster, tuple(ordered))
 
 

@@ -8,6 +8,7 @@ is worked out here, so the query path mostly reads.
 """
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -16,6 +17,7 @@ from typing import Mapping, NamedTuple
 from ..config.model import POLICY_FILTERS, IPAddress, RecordSpec, Region
 from ..geo.location import Location
 from ..state.model import Cluster, Endpoint, Snapshot
+from .dice import Dice, Explorer
 from .health import DRAINED, FORCED_DOWN, HealthView
 
 
@@ -70,6 +72,13 @@ class Selection(NamedTuple):
     scope: int
 
 
+class Outcomes(NamedTuple):
+    """Every answer a record can give one client and the probability of each (they sum to 1)."""
+
+    selections: tuple[Selection, ...]
+    shares: tuple[float, ...]
+
+
 class Step(NamedTuple):
     """One trace entry: a filter (or "fallback") and the cluster names before and after it."""
 
@@ -106,6 +115,8 @@ class Context:
     vantage_points: tuple[tuple[str, float, float], ...] = field(init=False)
     # Address family (4 or 6) -> the answer when the chain leaves nothing.
     fallback: Mapping[int, Selection] = field(init=False)
+    # What ``weighted`` draws with: ``rng`` on the query path, an Explorer in ``exploring``.
+    dice: "Dice | Explorer" = field(init=False)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.record.policy if name not in POLICY_FILTERS]
@@ -138,9 +149,16 @@ class Context:
             "continent_regions": MappingProxyType({k: frozenset(v) for k, v in continents.items()}),
             "vantage_points": vantages,
             "fallback": MappingProxyType({family: self._fallback(family) for family in (4, 6)}),
+            "dice": Dice(self.rng),
         }
         for key, value in derived.items():
             object.__setattr__(self, key, value)
+
+    def exploring(self, explorer: Explorer) -> "Context":
+        """This context with ``explorer`` as its dice (sharing everything else), for ``policy.outcomes``."""
+        twin = copy.copy(self)
+        object.__setattr__(twin, "dice", explorer)
+        return twin
 
     def _fallback(self, family: int) -> Selection:
         """The answer for a chain that left nothing: client-independent, so scope 0.

@@ -15,10 +15,15 @@ from ..names import Name
 from ..state.model import Snapshot
 from .filters import FILTERS, LOCATION_FILTERS, Filter
 from .health import HealthView
-from .model import Candidate, Client, Context, Selection, Step
+from .dice import Explorer, TooManyPaths
+from .model import Candidate, Client, Context, Outcomes, Selection, Step
 
-__all__ = ["Candidate", "Client", "Context", "FILTERS", "Filter", "Selection", "Step",
-           "contexts", "ecs_scope", "run_chain", "select"]
+__all__ = ["Candidate", "Client", "Context", "FILTERS", "Filter", "Outcomes", "Selection", "Step",
+           "contexts", "ecs_scope", "outcomes", "run_chain", "select"]
+
+# Random paths ``outcomes`` walks before giving up: 3 weighted clusters of 2 same-family
+# endpoints each are 3! * 2^3 = 48; 5 clusters of one endpoint are 120.
+MAX_PATHS = 256
 
 
 def ecs_scope(location: Location, ecs_source: int | None, depended: bool) -> int:
@@ -95,6 +100,28 @@ def select(ctx: Context, client: Client, family: int, trace: list | None = None)
                 break
     return Selection(tuple(addresses), tuple(clusters), False,
                      ecs_scope(client.location, client.ecs_source, depended))
+
+
+def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) -> Outcomes | None:
+    """Every Selection ``select`` can give ``client``, with its exact probability.
+
+    Deterministic chains have one.  With ``weighted`` in the chain, every path
+    of its draws is run once (see ``dice.Explorer``) and paths that end in the
+    same Selection are added up.  None when there are more than ``limit``
+    paths; the caller then selects per query.
+    """
+    if "weighted" not in ctx.record.policy:
+        return Outcomes((select(ctx, client, family),), (1.0,))
+    explorer = Explorer(limit)
+    twin = ctx.exploring(explorer)
+    shares: dict[Selection, float] = {}
+    try:
+        while explorer.next_path():
+            selection = select(twin, client, family)
+            shares[selection] = shares.get(selection, 0.0) + explorer.probability
+    except TooManyPaths:
+        return None
+    return Outcomes(tuple(shares), tuple(shares.values()))
 
 
 def contexts(records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,

@@ -3,11 +3,10 @@
 Each place becomes a made-up client located there (country, continent,
 coordinates; no operator network), and the record's real policy chain runs
 over the live snapshot, exactly as for a DNS query.  Weighted choices are
-random per query, so each place is asked many times and the answer is a share
-per cluster.  The runs use a private random generator, so drawing the status
-page never disturbs the query path's.  Only ``weighted`` draws at random; a
-policy without it is asked once per place.  A page costs a few milliseconds of
-the event loop (about 7 ms for 16 places and a weighted record on the CI VM).
+random per query, so the answer is a share per cluster: exact, from every
+path of the random draws (``policy.outcomes``), or for records with too many
+paths to list, from ``RUNS`` draws with a private random generator, so
+drawing the status page never disturbs the query path's.
 """
 from __future__ import annotations
 
@@ -17,13 +16,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..geo.location import Location
-from ..gslb.policy import Client, select
+from ..gslb.policy import Client, outcomes, select
 from .views import gslb
 
 if TYPE_CHECKING:
     from ..server import Server
 
-RUNS = 100                     # queries per place; shares are multiples of 1%
+RUNS = 100                     # draws per place when the shares cannot be listed exactly
 _ANON = ipaddress.ip_address("192.0.2.1")
 
 
@@ -78,20 +77,33 @@ def traffic(server: "Server", runs: int = RUNS) -> list[dict[str, Any]]:
         context = state.contexts.get(name)
         if context is None:
             continue
-        context = replace(context, rng=random.Random(0))
-        tries = runs if "weighted" in record.policy else 1     # the other filters are deterministic
         rows = []
         for place, client in clients:
-            counts: dict[str, int] = {}
-            fallback = 0
-            for _ in range(tries):
-                selection = select(context, client, 4)
-                fallback += selection.fallback
-                for cluster in selection.clusters[:1]:          # the first cluster is where the client goes
-                    counts[cluster] = counts.get(cluster, 0) + 1
-            shares = {c: n / tries for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+            counts, fallback = _shares(context, client, runs)
+            shares = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
             rows.append({"place": place.name, "country": place.country, "continent": place.continent,
                          "lat": place.lat, "lon": place.lon, "shares": shares,
-                         "primary": next(iter(shares), None), "fallback": fallback > 0})
+                         "primary": next(iter(shares), None), "fallback": fallback})
         out.append({"record": record.text, "policy": list(record.policy), "places": rows})
     return out
+
+
+def _shares(context, client: Client, runs: int) -> tuple[dict[str, float], bool]:
+    """Cluster -> share of first places, and whether the fallback answered, for one client.
+
+    Exact (``outcomes``) when the record's random paths are few enough to list;
+    else ``runs`` draws with a private generator, so the query path's is left alone.
+    """
+    counts: dict[str, float] = {}
+    listed = outcomes(context, client, 4)
+    if listed is not None:
+        pairs = zip(listed.selections, listed.shares)
+    else:
+        context = replace(context, rng=random.Random(0))
+        pairs = ((select(context, client, 4), 1 / runs) for _ in range(runs))
+    fallback = False
+    for selection, share in pairs:
+        fallback = fallback or selection.fallback
+        for cluster in selection.clusters[:1]:          # the first cluster is where the client goes
+            counts[cluster] = counts.get(cluster, 0.0) + share
+    return {c: round(share, 4) for c, share in counts.items()}, fallback
