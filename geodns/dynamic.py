@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import random
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -23,7 +24,7 @@ from .errors import Problem
 from .geo import Locator
 from .gslb.health import HealthView
 from .gslb import policy
-from .gslb.policy import Client, Context, Selection, Step, contexts, select
+from .gslb.policy import Client, Context, Outcomes, Selection, Step, contexts, select
 from .names import Name, to_text, to_wire
 from .rrset import RRset
 from .state.model import Snapshot
@@ -34,6 +35,7 @@ log = logging.getLogger("geodns.gslb")
 
 _FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
 CLIENT_CACHE = 65536      # distinct client subnets remembered by the fast path
+OUTCOME_CACHE = 65536     # (record, family, location, ECS source) outcome lists remembered
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class LiveState:
     health: HealthView
     contexts: Mapping[Name, Context]
     built_at: float
+    # Changes only when some answer could: states with the same generation decide alike,
+    # so caches of decisions (``outcomes``, the fast path's) outlive a routine health report.
+    generation: int
 
 
 @dataclass
@@ -77,18 +82,29 @@ class GslbResponder:
         self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
         self.counters = Counters()
         self._clients: dict[object, Client] = {}     # fast path: subnet or source -> Client
-        self.state: LiveState = self._build(snapshot)
+        self._reads_rtt = any("latency" in record.policy for record in self.records.values())
+        self._outcomes: dict[tuple, Outcomes | None] = {}
+        self._outcomes_generation = -1
+        self.state: LiveState = self._build(snapshot, None)
 
     # -- off the query path -----------------------------------------------------
-    def _build(self, snapshot: Snapshot) -> LiveState:
+    def _build(self, snapshot: Snapshot, previous: LiveState | None) -> LiveState:
         now = time.time()
         quorum = self.health_config.quorum
         health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
-        return LiveState(snapshot, health, contexts(self.records.values(), snapshot, health, self.regions, self.rng), now)
+        if previous is None:
+            generation = 0
+        elif snapshot.clusters == previous.snapshot.clusters and \
+                health.same_decisions(previous.health, self._reads_rtt):
+            generation = previous.generation
+        else:
+            generation = previous.generation + 1
+        return LiveState(snapshot, health, contexts(self.records.values(), snapshot, health, self.regions, self.rng),
+                         now, generation)
 
     def update(self, snapshot: Snapshot | None = None) -> None:
         """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
-        self.state = self._build(snapshot if snapshot is not None else self.state.snapshot)
+        self.state = self._build(snapshot if snapshot is not None else self.state.snapshot, self.state)
 
     # -- on the query path -----------------------------------------------------------
     def client(self, query: Query, source: str) -> Client:
@@ -146,6 +162,37 @@ class GslbResponder:
         if context is None:
             return None
         selection = select(context, client, family, trace)
+        if selection.fallback:
+            self.counters.fallbacks += 1
+        return selection
+
+    def outcomes(self, qname: Name, qtype: int, client: Client) -> Outcomes | None:
+        """Every selection for an A/AAAA question about a GSLB name, with its probability.
+
+        Remembered per (record, family, location, ECS source): those are all the
+        chain reads of a client.  None: too many random paths to list (select per query).
+        """
+        state = self.state
+        if state.generation != self._outcomes_generation:
+            self._outcomes.clear()
+            self._outcomes_generation = state.generation
+        key = (qname, qtype, client.location, client.ecs_source)
+        try:
+            return self._outcomes[key]
+        except KeyError:
+            pass
+        context = state.contexts[qname]
+        listed = policy.outcomes(context, client, _FAMILY[qtype])
+        if len(self._outcomes) >= OUTCOME_CACHE:
+            self._outcomes.clear()
+        self._outcomes[key] = listed
+        return listed
+
+    def pick(self, listed: Outcomes) -> Selection:
+        """One of ``listed`` at random by its share, counted as ``select`` counts."""
+        selections = listed.selections
+        selection = selections[0] if len(selections) == 1 else \
+            selections[bisect_right(listed.cumulative, self.rng.random())]
         if selection.fallback:
             self.counters.fallbacks += 1
         return selection

@@ -231,13 +231,13 @@ class AnswerEngine:
         if selection is None:
             return False
         result.ecs_scope = max(result.ecs_scope, selection.scope)
+        self.count_gslb(name, selection)
         self.gslb_result(name, asked, selection, result)
         return True
 
     def gslb_result(self, name: Name, qtype: int, selection, result: Answer) -> None:
-        """Put a GSLB selection into ``result`` (the full path and the fast path share this)."""
+        """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither counts here)."""
         result.cacheable = False
-        self.count_gslb(name, selection)
         if selection.addresses:
             result.answer.append(self.dynamic.rrset(name, qtype, selection))
         else:

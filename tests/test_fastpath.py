@@ -1,8 +1,12 @@
 """The fast path answers exactly as the full path does, byte for byte."""
 from __future__ import annotations
 
+import dataclasses
 import random
+import time
+from collections import Counter
 from pathlib import Path
+from types import MappingProxyType
 
 import dns.edns
 import dns.flags
@@ -55,6 +59,9 @@ def engines(tmp_path_factory):
 
 
 def _case(name: str, rng: random.Random) -> str:
+    """Lower case half the time (what the memo keeps), else mixed case as a 0x20 resolver sends."""
+    if rng.random() < 0.5:
+        return name
     return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
 
 
@@ -79,9 +86,10 @@ def test_fast_path_matches_full_path(tmp_path_factory, name, rdtype, edns, do, p
                                payload=payload, options=options or None, id=seed)
     q.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
     wire = q.to_wire()
-    expected = slow.handle(wire, "192.0.2.1", tcp)
-    first = fast.handle(wire, "192.0.2.1", tcp)          # may fill the cache
-    second = fast.handle(wire, "192.0.2.1", tcp)         # may be served from it
+    source = "81.2.69.142" if seed % 2 else "216.160.83.56"     # GB and US in the test database
+    expected = slow.handle(wire, source, tcp)
+    first = fast.handle(wire, source, tcp)               # may fill the caches
+    second = fast.handle(wire, source, tcp)              # may be served from them
     assert first == expected
     assert second == expected
 
@@ -94,3 +102,74 @@ def test_fast_path_is_used_and_keeps_the_question_case(tmp_path_factory):
         out = fast.handle(wire, "192.0.2.1", False)
         assert out[12:12 + len(wire) - 12 - 11] == wire[12:len(wire) - 11]   # the question as sent
     assert fast.fast.hits >= before + 2
+
+
+def _weighted_engine(tmp_path: Path, policy: str = "[healthy, weighted]"):
+    from tests.conftest import TEST_ZONE
+    zone = write(tmp_path / "z.zone", TEST_ZONE)
+    config = write(tmp_path / "w.yaml", f"""
+zones: ["{zone}"]
+geoip: {{database: "{DATA / 'geo' / 'GeoIP2-City-Test.mmdb'}"}}
+regions:
+  us: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
+  eu: {{lat: 53.3, lon: -6.3,  continent: EU, countries: [GB]}}
+clusters:
+  us-1: {{region: us, endpoints: ["192.0.2.10"], weight: 100}}
+  us-2: {{region: us, endpoints: ["192.0.2.20"], weight: 300}}
+  eu-1: {{region: eu, endpoints: ["198.51.100.10"], weight: 400}}
+records:
+  app.gslb.example.com: {{clusters: [us-1, us-2, eu-1], policy: {policy}}}
+""")
+    return build_engine(Settings(config_path=config).load())
+
+
+def _answer(response: bytes) -> str:
+    return dns.message.from_wire(response).answer[0][0].address
+
+
+def test_memo_answers_follow_the_weights_and_are_counted(tmp_path):
+    from tests.test_gslb_policy import CHI2_999, chi_square
+    engine = _weighted_engine(tmp_path)
+    wire = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0,
+                                  options=[dns.edns.ECSOption("8.8.8.0", 24)]).to_wire()
+    draws = 4000
+    before = engine.fast.hits
+    seen = Counter(_answer(engine.handle(wire, "127.0.0.1", False)) for _ in range(draws))
+    assert engine.fast.hits - before >= draws - 1 and len(engine.fast.memo) == 1      # one entry serves them all
+    expected = {"192.0.2.10": draws / 8, "192.0.2.20": draws * 3 / 8, "198.51.100.10": draws / 2}
+    assert chi_square(seen, expected) < CHI2_999[2]
+    counted = {clusters[0]: n for (_name, clusters, _fb), n in engine.dynamic.counters.outcomes.items()}
+    assert counted == {"us-1": seen["192.0.2.10"], "us-2": seen["192.0.2.20"], "eu-1": seen["198.51.100.10"]}
+
+
+def test_memo_keys_answers_without_ecs_by_the_source(tmp_path):
+    engine = _weighted_engine(tmp_path, policy="[healthy, geo]")
+    wire = dns.message.make_query("app.gslb.example.com.", "A").to_wire()
+    for _ in range(3):                                   # the later rounds come from the memo
+        assert _answer(engine.handle(wire, "81.2.69.142", False)) == "198.51.100.10"       # GB
+        assert _answer(engine.handle(wire, "216.160.83.56", False)) in ("192.0.2.10", "192.0.2.20")   # US
+
+
+def test_memo_follows_a_change_of_state_but_not_a_routine_report(tmp_path):
+    from geodns.state.model import Observation
+    engine = _weighted_engine(tmp_path, policy="[healthy, geo]")
+    dynamic = engine.dynamic
+    wire = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0,
+                                  options=[dns.edns.ECSOption("81.2.69.142", 32)]).to_wire()
+    assert _answer(engine.handle(wire, "127.0.0.1", False)) == "198.51.100.10"
+    snapshot = dynamic.state.snapshot
+    generation = dynamic.state.generation
+
+    def report(up: bool, at: float):
+        obs = Observation("chk", "eu", "eu-1", "198.51.100.10", up, 5.0, at, at + 60)
+        observations = dict(snapshot.observations)
+        observations[("eu-1", "198.51.100.10")] = (obs,)
+        dynamic.update(dataclasses.replace(snapshot, version=snapshot.version + 1,
+                                           observations=MappingProxyType(observations)))
+
+    report(True, time.time())                            # up, as it was: nothing to forget
+    assert dynamic.state.generation == generation and len(engine.fast.memo) == 1
+    assert _answer(engine.handle(wire, "127.0.0.1", False)) == "198.51.100.10"
+    report(False, time.time())                           # down: the GB client moves at once
+    assert dynamic.state.generation == generation + 1
+    assert _answer(engine.handle(wire, "127.0.0.1", False)) in ("192.0.2.10", "192.0.2.20")

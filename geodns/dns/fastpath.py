@@ -18,6 +18,7 @@ bytes; a test compares them on generated queries.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from typing import TYPE_CHECKING
 
 from .encode import TCP_MAX, Answer, encode
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ..engine import AnswerEngine
 
 MAX_ENTRIES = 100_000
+MEMO_ENTRIES = 50_000
 _OPTION = struct.Struct("!HH")
 _FLAG_BITS = 0x0100 | 0x0010          # RD and CD: echoed, so part of the key
 
@@ -122,12 +124,25 @@ def _opt(shape: Shape, our_payload: int, scope: int, nsid: bytes | None) -> byte
 
 
 class FastPath:
-    """A cache of encoded responses, owned by one engine (a reload starts a new one)."""
+    """A cache of encoded responses, owned by one engine (a reload starts a new one).
+
+    Two levels.  ``memo`` is keyed by the UDP query's own bytes after the ID
+    (plus the source address when the answer depends on it): a hit costs one
+    dict look-up, one random number for a weighted record, and a splice of
+    the ID.  Only queries whose name is already lower case go in, so 0x20
+    resolvers (random case per query) cannot flood it; they and everything
+    the memo has not seen yet take ``cache``, keyed by the shape ``read``
+    parses.  GSLB entries of either level hold every answer the record can
+    give that client (``GslbResponder.outcomes``), so they stay valid while
+    the live state's generation does.
+    """
 
     def __init__(self, engine: "AnswerEngine"):
         self.engine = engine
         self.cache: dict[tuple, tuple] = {}
+        self.memo: dict[object, tuple] = {}
         self.hits = 0
+        self._state = engine.dynamic.state if engine.dynamic is not None else None
 
     def _size(self, shape: Shape, tcp: bool) -> int:
         if tcp:
@@ -135,43 +150,117 @@ class FastPath:
         return max(512, min(shape.payload, self.engine.payload)) if shape.edns else 512
 
     def answer(self, data: bytes, client: str, tcp: bool) -> tuple[bytes, tuple, bool] | None:
-        """(response, counting key, ECS present) from the cache or a GSLB selection; None: full path."""
+        """(response, counting key, ECS present) from the caches or a GSLB selection; None: full path."""
+        dynamic = self.engine.dynamic
+        if dynamic is not None and dynamic.state is not self._state:
+            self._follow(dynamic.state)
+        if not tcp:
+            rest = data[2:]
+            memo = self.memo
+            entry = memo.get(rest)
+            if entry is None and dynamic is not None:
+                entry = memo.get((rest, client))
+            if entry is not None:
+                self.hits += 1
+                tail = entry[0]
+                if tail is not None:
+                    return data[:2] + tail, entry[1], entry[2]
+                return self._memo_gslb(data, entry)
         shape = read(data)
         if shape is None:
             return None
-        engine = self.engine
         size = self._size(shape, tcp)
-        dynamic = engine.dynamic
         if dynamic is None or shape.qname not in dynamic.wire_names:
             entry = self.cache.get(shape.base + (size,))
             if entry is None:
                 return None
             self.hits += 1
-            return self._splice(data, shape, entry, 0), entry[2], shape.ecs is not None
+            response = self._splice(data, shape, entry, 0)
+            if not tcp and data[12:shape.qend - 4] == shape.qname:
+                self._memorize(data[2:], (response[2:], entry[2], shape.ecs is not None))
+            return response, entry[2], shape.ecs is not None
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
+        return self._gslb(data, shape, size, client, tcp)
+
+    def _follow(self, state) -> None:
+        """A new live state: the memo's GSLB answer lists are stale if its generation moved.
+
+        ``cache`` stays: an encoding of given addresses does not depend on the state.
+        """
+        if self._state is None or state.generation != self._state.generation:
+            self.memo.clear()
+        self._state = state
+
+    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool):
+        engine = self.engine
+        dynamic = engine.dynamic
         name = dynamic.wire_names[shape.qname]
-        selection = dynamic.select(name, shape.qtype, dynamic.client_from(shape.ecs, client))
-        if selection is None:
-            return None
+        who = dynamic.client_from(shape.ecs, client)
+        listed = dynamic.outcomes(name, shape.qtype, who)
+        if listed is None:
+            selection = dynamic.select(name, shape.qtype, who)
+        else:
+            selection = dynamic.pick(listed)
+        engine.count_gslb(name, selection)
+        entry = self._gslb_entry(data, shape, size, name, selection)
+        ecs = shape.ecs is not None
+        if entry is None:                   # too big for this client: the truncated answer, uncached
+            response = self._encode(data, size, name, selection)
+            if response is None:
+                return None
+            return response, (engine.zones.zone_for(name).origin, shape.qtype, 0), ecs
+        response = self._splice(data, shape, entry, selection.scope)
+        if listed is not None and not tcp and data[12:shape.qend - 4] == shape.qname:
+            tails = []
+            for option in listed.selections:
+                got = entry if option is selection else self._gslb_entry(data, shape, size, name, option)
+                if got is None:
+                    break
+                tails.append(self._splice(data, shape, got, option.scope)[2:])
+            else:
+                key = data[2:] if shape.ecs is not None and shape.ecs[2] else (data[2:], client)
+                self._memorize(key, (None, entry[2], ecs, name, listed, tuple(tails),
+                                     who.location.source == "none"))
+        return response, entry[2], ecs
+
+    def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection) -> tuple | None:
+        """The cached encoding of one selection for this query shape; None when it does not fit."""
         key = shape.base + (size, selection.addresses, selection.scope)
         entry = self.cache.get(key)
         if entry is None:
-            try:
-                query = parse_query(data)
-            except FormatError:
+            engine = self.engine
+            response = self._encode(data, size, name, selection)
+            if response is None or response[2] & 0x02:
                 return None
-            result = Answer(ecs_scope=selection.scope)
-            engine.gslb_result(name, shape.qtype, selection, result)
-            response = encode(query, result, size, engine.payload, engine.nsid)
-            origin = engine.zones.zone_for(name).origin
-            if response[2] & 0x02:
-                return response, (origin, shape.qtype, result.rcode), shape.ecs is not None
-            entry = self._store(key, shape, response, origin, result.rcode)
-            return response, entry[2], shape.ecs is not None
-        self.hits += 1
-        engine.count_gslb(name, selection)
-        return self._splice(data, shape, entry, selection.scope), entry[2], shape.ecs is not None
+            entry = self._store(key, shape, response, engine.zones.zone_for(name).origin, 0)
+        return entry
+
+    def _encode(self, data: bytes, size: int, name, selection) -> bytes | None:
+        engine = self.engine
+        try:
+            query = parse_query(data)
+        except FormatError:
+            return None
+        result = Answer(ecs_scope=selection.scope)
+        engine.gslb_result(name, query.qtype, selection, result)
+        return encode(query, result, size, engine.payload, engine.nsid)
+
+    def _memo_gslb(self, data: bytes, entry: tuple):
+        _tail, key, ecs, name, listed, tails, geo_miss = entry
+        dynamic = self.engine.dynamic
+        counters = dynamic.counters
+        if ecs:
+            counters.ecs += 1
+        if geo_miss:
+            counters.geo_misses += 1
+        selections = listed.selections
+        i = 0 if len(selections) == 1 else bisect_right(listed.cumulative, dynamic.rng.random())
+        selection = selections[i]
+        if selection.fallback:
+            counters.fallbacks += 1
+        self.engine.count_gslb(name, selection)
+        return data[:2] + tails[i], key, ecs
 
     def _splice(self, data: bytes, shape: Shape, entry: tuple, scope: int) -> bytes:
         body, arcount, _count = entry
@@ -181,6 +270,12 @@ class FastPath:
             return data[:2] + body[2:10] + (arcount + 1).to_bytes(2, "big") + data[12:qend] + body[qend:] + \
                 _opt(shape, engine.payload, scope, engine.nsid)
         return data[:2] + body[2:10] + arcount.to_bytes(2, "big") + data[12:qend] + body[qend:]
+
+    def _memorize(self, key, entry: tuple) -> None:
+        memo = self.memo
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()               # simple and bounded, as for ``cache``
+        memo[key] = entry
 
     def remember(self, data: bytes, tcp: bool, response: bytes, origin, rcode: int) -> None:
         """Keep a full-path response for a static name, for the next query of the same key."""

@@ -212,6 +212,18 @@ class HealthView:
         return MappingProxyType(self._rtt)
 
 
+    def same_decisions(self, other: "HealthView", with_rtt: bool) -> bool:
+        """Whether the policy chain would decide the same under ``other`` over the same clusters.
+
+        The chain reads which endpoints may take traffic and which clusters are
+        up (an "unknown" that became "up" changes neither), the admin states
+        (part of the clusters), and, where ``with_rtt`` says a record's chain
+        reads them (``latency``), the RTTs, which move with every probe.
+        """
+        return (self._up_endpoints == other._up_endpoints and self._cluster_up == other._cluster_up
+                and (not with_rtt or self._rtt == other._rtt))
+
+
 def _checked_state(fresh: list[Observation], quorum: Quorum) -> str:
     voters = ups = 0
     for obs in fresh:

@@ -73,10 +73,24 @@ class Selection(NamedTuple):
 
 
 class Outcomes(NamedTuple):
-    """Every answer a record can give one client and the probability of each (they sum to 1)."""
+    """Every answer a record can give one client and the probability of each (they sum to 1).
+
+    ``cumulative`` holds the running sums, the last exactly 1.0, so a uniform
+    random number r picks ``selections[bisect_right(cumulative, r)]``.
+    """
 
     selections: tuple[Selection, ...]
     shares: tuple[float, ...]
+    cumulative: tuple[float, ...]
+
+    @classmethod
+    def of(cls, shares: "Mapping[Selection, float]") -> "Outcomes":
+        running, total = [], 0.0
+        for share in shares.values():
+            total += share
+            running.append(total)
+        running[-1] = 1.0
+        return cls(tuple(shares), tuple(shares.values()), tuple(running))
 
 
 class Step(NamedTuple):

@@ -111,7 +111,7 @@ def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) 
     paths; the caller then selects per query.
     """
     if "weighted" not in ctx.record.policy:
-        return Outcomes((select(ctx, client, family),), (1.0,))
+        return Outcomes.of({select(ctx, client, family): 1.0})
     explorer = Explorer(limit)
     twin = ctx.exploring(explorer)
     shares: dict[Selection, float] = {}
@@ -121,7 +121,7 @@ def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) 
             shares[selection] = shares.get(selection, 0.0) + explorer.probability
     except TooManyPaths:
         return None
-    return Outcomes(tuple(shares), tuple(shares.values()))
+    return Outcomes.of(shares)
 
 
 def contexts(records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
