@@ -34,6 +34,9 @@ REGIONS = {"us": ("39.0", "-77.5", "NA", "[US, CA]"), "eu": ("53.3", "-6.3", "EU
            "ap": ("1.35", "103.8", "AS", "[SG, AU, CN]")}
 
 
+WARM_UP = 2.0          # seconds of traffic before a scaling measurement: every name seen once
+
+
 @dataclass
 class Result:
     server: str
@@ -42,6 +45,12 @@ class Result:
     avg_ms: float
     lost_pct: float
     p99_ms: float | None = None
+    cpu_pct: float = 0.0
+
+
+def _per_cpu(r: "Result") -> float:
+    """Queries per CPU second of the server: what one core could answer if the client kept up."""
+    return r.qps / max(r.cpu_pct / 100, 0.01)
 
 
 def free_port() -> int:
@@ -157,6 +166,11 @@ class Server:
         self.stop()
         raise RuntimeError(f"{self.name} did not answer within {timeout}s")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (taskset execs, so the pid is the server's)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         pid = self.proc.pid
         try:
@@ -224,12 +238,15 @@ def main() -> int:
         work = Path(tmp)
 
         def measure(server: Server, workload: str, queries: Path, binary: bool) -> Result:
+            cpu = server.cpu_seconds()
             qps, avg, lost, _ = dnsperf(server.port, queries, binary, args.seconds, client_core)
+            cpu_pct = 100 * (server.cpu_seconds() - cpu) / args.seconds
             _, _, half_lost, p99 = dnsperf(server.port, queries, binary, min(args.seconds, 4), client_core,
                                            max_qps=qps / 2)
-            r = Result(server.name, workload, qps, avg, half_lost, p99)
-            print(f"  {r.server:7} {r.workload:24} {r.qps:>10,.0f} q/s  avg {r.avg_ms:.3f} ms  "
-                  f"at 50%: loss {r.lost_pct:.2f}% p99 {r.p99_ms or 0:.3f} ms  (full-load loss {lost:.2f}%)")
+            r = Result(server.name, workload, qps, avg, half_lost, p99, cpu_pct)
+            print(f"  {r.server:7} {r.workload:24} {r.qps:>10,.0f} q/s  server cpu {cpu_pct:3.0f}%  "
+                  f"avg {r.avg_ms:.3f} ms  at 50%: loss {r.lost_pct:.2f}% p99 {r.p99_ms or 0:.3f} ms  "
+                  f"(full-load loss {lost:.2f}%)")
             return r
 
         for kind in ("static", "weighted", "gslb-ecs"):
@@ -251,10 +268,13 @@ def main() -> int:
                                        queries, binary))
             finally:
                 ge.stop()
-            print(f"  ratio geodns/gdnsd ({kind}): {results[-1].qps / results[-2].qps:.2f}")
+            ge_r, gd_r = results[-1], results[-2]
+            print(f"  ratio geodns/gdnsd ({kind}): {ge_r.qps / gd_r.qps:.2f}; per CPU second: "
+                  f"{_per_cpu(ge_r) / _per_cpu(gd_r):.2f}")
 
         if "scaling" in parts:
-            print("scaling: GSLB records served by one geodns ([weighted])")
+            print(f"scaling: GSLB records served by one geodns ([weighted]); each measured after a "
+                  f"{WARM_UP:.0f} s warm-up run, as a long-running server would be")
             base = None
             for n in (10, 100, 1000, 10000):
                 port = free_port()
@@ -263,6 +283,7 @@ def main() -> int:
                             port, server_core)
                 try:
                     queries, _ = write_queries(work, "scaling", names=n)
+                    dnsperf(port, queries, False, WARM_UP, client_core)
                     qps, avg, lost, _ = dnsperf(port, queries, False, args.seconds, client_core)
                     base = base or qps
                     print(f"  {n:>6} records  {qps:>10,.0f} q/s  ({qps / base:.2f} of 10)  start {ge.ready_after:.1f} s"

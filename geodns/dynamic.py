@@ -51,18 +51,40 @@ class LiveState:
     generation: int
 
 
+class Tally:
+    """One counter the query path bumps in place: the fast path keeps a reference, so a
+    count costs no dict look-up (and no hashing of the tuple key) per answer."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 @dataclass
 class Counters:
     """Plain counters the metrics layer reads; the query path only increments."""
 
-    answers: int = 0
-    fallbacks: int = 0
-    nodata: int = 0
     ecs: int = 0
     geo_misses: int = 0
     # (record name, clusters answered, fallback?) -> answers; clusters () is NODATA.
     # The exporter turns it into answers per cluster and fallbacks per record.
-    outcomes: dict[tuple[Name, tuple[str, ...], bool], int] = field(default_factory=dict)
+    outcomes: dict[tuple[Name, tuple[str, ...], bool], Tally] = field(default_factory=dict)
+
+    def tally(self, name: Name, selection: Selection) -> Tally:
+        """The counter of answers like ``selection`` for record ``name``."""
+        key = (name, selection.clusters, selection.fallback)
+        counter = self.outcomes.get(key)
+        if counter is None:
+            counter = self.outcomes[key] = Tally()
+        return counter
+
+    def counts(self) -> dict[tuple[Name, tuple[str, ...], bool], int]:
+        return {key: counter.n for key, counter in list(self.outcomes.items())}
+
+    @property
+    def fallbacks(self) -> int:
+        return sum(n for (_name, _clusters, fell_back), n in self.counts().items() if fell_back)
 
 
 class GslbResponder:
@@ -161,10 +183,7 @@ class GslbResponder:
         context = self.state.contexts.get(qname)
         if context is None:
             return None
-        selection = select(context, client, family, trace)
-        if selection.fallback:
-            self.counters.fallbacks += 1
-        return selection
+        return select(context, client, family, trace)
 
     def outcomes(self, qname: Name, qtype: int, client: Client) -> Outcomes | None:
         """Every selection for an A/AAAA question about a GSLB name, with its probability.
@@ -189,13 +208,11 @@ class GslbResponder:
         return listed
 
     def pick(self, listed: Outcomes) -> Selection:
-        """One of ``listed`` at random by its share, counted as ``select`` counts."""
+        """One of ``listed`` at random by its share."""
         selections = listed.selections
-        selection = selections[0] if len(selections) == 1 else \
-            selections[bisect_right(listed.cumulative, self.rng.random())]
-        if selection.fallback:
-            self.counters.fallbacks += 1
-        return selection
+        if len(selections) == 1:
+            return selections[0]
+        return selections[bisect_right(listed.cumulative, self.rng.random())]
 
     def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
         record = self.records[qname]

@@ -244,15 +244,8 @@ class AnswerEngine:
             self._nodata(self.zones.zone_for(name), result)
 
     def count_gslb(self, name: Name, selection) -> None:
-        dynamic = self.dynamic
         self._selected = selection.clusters
-        outcomes = dynamic.counters.outcomes
-        key = (name, selection.clusters, selection.fallback)
-        outcomes[key] = outcomes.get(key, 0) + 1
-        if selection.addresses:
-            dynamic.counters.answers += 1
-        else:
-            dynamic.counters.nodata += 1
+        self.dynamic.counters.tally(name, selection).n += 1
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))

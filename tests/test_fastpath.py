@@ -138,7 +138,7 @@ def test_memo_answers_follow_the_weights_and_are_counted(tmp_path):
     assert engine.fast.hits - before >= draws - 1 and len(engine.fast.memo) == 1      # one entry serves them all
     expected = {"192.0.2.10": draws / 8, "192.0.2.20": draws * 3 / 8, "198.51.100.10": draws / 2}
     assert chi_square(seen, expected) < CHI2_999[2]
-    counted = {clusters[0]: n for (_name, clusters, _fb), n in engine.dynamic.counters.outcomes.items()}
+    counted = {clusters[0]: n for (_name, clusters, _fb), n in engine.dynamic.counters.counts().items()}
     assert counted == {"us-1": seen["192.0.2.10"], "us-2": seen["192.0.2.20"], "eu-1": seen["198.51.100.10"]}
 
 

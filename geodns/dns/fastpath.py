@@ -220,8 +220,9 @@ class FastPath:
                 tails.append(self._splice(data, shape, got, option.scope)[2:])
             else:
                 key = data[2:] if shape.ecs is not None and shape.ecs[2] else (data[2:], client)
-                self._memorize(key, (None, entry[2], ecs, name, listed, tuple(tails),
-                                     who.location.source == "none"))
+                tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
+                self._memorize(key, (None, entry[2], ecs, who.location.source == "none", listed.cumulative,
+                                     tuple(tails), tallies))
         return response, entry[2], ecs
 
     def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection) -> tuple | None:
@@ -247,19 +248,19 @@ class FastPath:
         return encode(query, result, size, engine.payload, engine.nsid)
 
     def _memo_gslb(self, data: bytes, entry: tuple):
-        _tail, key, ecs, name, listed, tails, geo_miss = entry
+        """A memo hit for a GSLB name: one draw among the pre-encoded answers, counted in place.
+
+        The entry is flat (no objects to chase beyond the two tuples it indexes)
+        because with thousands of records each hit touches memory no other has.
+        """
+        _tail, key, ecs, geo_miss, cumulative, tails, tallies = entry
         dynamic = self.engine.dynamic
-        counters = dynamic.counters
         if ecs:
-            counters.ecs += 1
+            dynamic.counters.ecs += 1
         if geo_miss:
-            counters.geo_misses += 1
-        selections = listed.selections
-        i = 0 if len(selections) == 1 else bisect_right(listed.cumulative, dynamic.rng.random())
-        selection = selections[i]
-        if selection.fallback:
-            counters.fallbacks += 1
-        self.engine.count_gslb(name, selection)
+            dynamic.counters.geo_misses += 1
+        i = 0 if len(tails) == 1 else bisect_right(cumulative, dynamic.rng.random())
+        tallies[i].n += 1
         return data[:2] + tails[i], key, ecs
 
     def _splice(self, data: bytes, shape: Shape, entry: tuple, scope: int) -> bytes:

@@ -104,7 +104,7 @@ class ServerCollector:
         per_cluster: dict[tuple[str, str], int] = {}
         per_outcome: dict[tuple[str, str], int] = {}
         per_fallback: dict[str, int] = {}
-        for (name, clusters, fell_back), n in list(counters.outcomes.items()):
+        for (name, clusters, fell_back), n in counters.counts().items():
             record = records[name].text if name in records else to_text(name).rstrip(".")
             for cluster in clusters:
                 per_cluster[(record, cluster)] = per_cluster.get((record, cluster), 0) + n
