@@ -78,7 +78,7 @@ def geodns_config(work: Path, port: int, records: int = 1, policy: str = "[weigh
     names = ["app"] + [f"app{i}" for i in range(1, records)]
     recs = "".join(f"  {n}.{ZONE}: {{ttl: 30, clusters: [us-1, eu-1, ap-1], policy: {policy}}}\n" for n in names)
     cfg = work / f"geodns-{records}-{static_records}.yaml"
-    cfg.write_text(f"""server: {{dns_listen: ["127.0.0.1:{port}"], http_listen: null}}
+    cfg.write_text(f"""server: {{dns_listen: ["127.0.0.1:{port}"], http_listen: null, workers: 1}}
 store: "memory://"
 checker: {{embedded: off}}
 zones: ["{zone}"]

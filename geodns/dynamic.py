@@ -82,6 +82,21 @@ class Counters:
     def counts(self) -> dict[tuple[Name, tuple[str, ...], bool], int]:
         return {key: counter.n for key, counter in list(self.outcomes.items())}
 
+    def export(self) -> tuple[dict, int, int]:
+        """Plain values to send elsewhere (a worker to its supervisor); ``add`` takes them."""
+        return self.counts(), self.ecs, self.geo_misses
+
+    def add(self, exported: tuple[dict, int, int]) -> "Counters":
+        counts, ecs, geo_misses = exported
+        for key, n in counts.items():
+            counter = self.outcomes.get(key)
+            if counter is None:
+                counter = self.outcomes[key] = Tally()
+            counter.n += n
+        self.ecs += ecs
+        self.geo_misses += geo_misses
+        return self
+
     @property
     def fallbacks(self) -> int:
         return sum(n for (_name, _clusters, fell_back), n in self.counts().items() if fell_back)

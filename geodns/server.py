@@ -129,6 +129,17 @@ class Server:
             return merge_stats(self.workers.stats(), self.stats)
         return self.stats
 
+    def gslb_report(self) -> Counters:
+        """What /metrics reports of GSLB decisions: this process's, or every worker's when workers answer."""
+        if self.workers is not None:
+            return self.workers.gslb_counters()
+        return self.gslb_counters
+
+    async def settled(self) -> None:
+        """Return once every process answering DNS has the keeper's current snapshot (see the admin API)."""
+        if self.workers is not None:
+            await self.workers.wait_applied(self.keeper.snapshot.version)
+
     # The listeners call this; it always reads the current engine.
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         return self.engine.handle(data, client, tcp)
@@ -235,7 +246,7 @@ class Server:
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
         if self.workers is not None:
-            self.workers.reload()
+            await self.workers.reload()
         await self._seed_store()
         self.reloads["ok"] += 1
         log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))

@@ -19,8 +19,10 @@ The supervisor does not answer DNS itself.  For a listen port of 0 it holds
 a concrete free port (bound with SO_REUSEPORT, TCP not listening) until the
 workers have bound it, then lets go.  A worker that dies is started again; a
 worker whose pipe to the supervisor reaches EOF (the supervisor is gone)
-stops by itself.  Each worker sends its query counters about once a second so
-that ``/metrics`` on the supervisor counts every worker's queries.
+stops by itself.  Each worker sends its query and GSLB decision counters about
+once a second, so that ``/metrics`` on the supervisor counts every worker's
+queries, and confirms each snapshot version it applies, so that an admin
+write can wait until every worker answers from it.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
 from .dns.listener import Listener, _bound_socket
-from .dynamic import keep_health_fresh
+from .dynamic import Counters, keep_health_fresh
 from .errors import InputError
 from .metrics import QueryStats
 from .state.model import Snapshot
@@ -116,6 +118,9 @@ class _Slot:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task | None = None
     stats: QueryStats | None = None           # the latest counters this process sent
+    gslb: tuple | None = None                 # ... and its GSLB decision counters (Counters.export)
+    applied: int = 0                          # the snapshot version it answers from
+    reloaded: int = 0                         # the latest reload request it has carried out
 
 
 class WorkerPool:
@@ -130,7 +135,9 @@ class WorkerPool:
         self.log_options = log_options or current_log_options()
         self.slots = [_Slot(i) for i in range(count)]
         self.retired = QueryStats()             # counters of workers that have exited
+        self.retired_gslb = Counters()
         self.restarts = 0
+        self._reloads = 0
         self._context = multiprocessing.get_context("spawn")
         self._feeder = ThreadPoolExecutor(max_workers=count, thread_name_prefix="geodns-worker-feed")
         self._monitor: asyncio.Task | None = None
@@ -176,12 +183,28 @@ class WorkerPool:
             slot.outbox = [m for m in slot.outbox if m[0] != "snapshot"] + [("snapshot", blob)]
             slot.wake.set()
 
-    def reload(self) -> None:
-        """Tell every worker to rebuild its engine from the config (after the supervisor's reload worked)."""
-        blob = pickle.dumps(("reload",))
+    async def reload(self, timeout: float = START_TIMEOUT) -> bool:
+        """Have every worker rebuild its engine from the config (after the supervisor's reload worked).
+
+        Returns once each running worker has said it answers from the new config (or kept
+        its old one: it logs why), so "reloaded" means what a query sees; False on time-out.
+        """
+        self._reloads += 1
+        seq = self._reloads
+        blob = pickle.dumps(("reload", seq))
         for slot in self.slots:
             slot.outbox.append(("reload", blob))
             slot.wake.set()
+        deadline = time.monotonic() + timeout
+        while True:
+            for slot in self.slots:
+                self._read(slot)
+            if all(slot.reloaded >= seq for slot in self.slots if slot.started and slot.conn is not None):
+                return True
+            if time.monotonic() > deadline:
+                log.warning("event=workers-reload-late (not every worker confirmed within %.0fs)", timeout)
+                return False
+            await asyncio.sleep(0.005)
 
     def stats(self) -> QueryStats:
         """Every worker's counters, including those of workers that have exited since."""
@@ -190,6 +213,28 @@ class WorkerPool:
             if slot.stats is not None:
                 merge_stats(total, slot.stats)
         return total
+
+    def gslb_counters(self) -> Counters:
+        """Every worker's GSLB decision counters, summed (including exited workers')."""
+        total = Counters().add(self.retired_gslb.export())
+        for slot in self.slots:
+            if slot.gslb is not None:
+                total.add(slot.gslb)
+        return total
+
+    async def wait_applied(self, version: int, timeout: float = 2.0) -> bool:
+        """Wait until every running worker answers from ``version`` or later (an admin write's promise)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for slot in self.slots:
+                self._read(slot)
+            if all(slot.applied >= version for slot in self.slots if slot.started and slot.conn is not None):
+                return True
+            if time.monotonic() > deadline:
+                log.warning("event=workers-behind version=%d (not every worker confirmed it within %.0fs)",
+                            version, timeout)
+                return False
+            await asyncio.sleep(0.002)
 
     def describe(self) -> list[dict]:
         """Per worker, for the status API: which process, whether it is up, what it answered."""
@@ -228,7 +273,8 @@ class WorkerPool:
         process.start()
         child.close()
         slot.process, slot.conn, slot.started, slot.failure = process, parent, False, None
-        slot.spawned_at, slot.stats = time.monotonic(), None
+        slot.spawned_at, slot.stats, slot.gslb, slot.applied = time.monotonic(), None, None, 0
+        slot.reloaded = self._reloads            # a new process reads the current config anyway
         blob = pickle.dumps(("snapshot", snapshot_to_wire(self.snapshot())), protocol=pickle.HIGHEST_PROTOCOL)
         slot.outbox = [("snapshot", blob)]       # the first message: a worker builds its engine on it
         slot.wake = asyncio.Event()
@@ -258,7 +304,11 @@ class WorkerPool:
                 elif message[0] == "failed":
                     slot.failure = message[1]
                 elif message[0] == "stats":
-                    slot.stats = message[1]
+                    slot.stats, slot.gslb = message[1], message[2]
+                elif message[0] == "applied":
+                    slot.applied = message[1]
+                elif message[0] == "reloaded":
+                    slot.reloaded = message[1]
         except (OSError, EOFError):
             pass
 
@@ -270,7 +320,9 @@ class WorkerPool:
             slot.conn.close()
         if slot.stats is not None:
             merge_stats(self.retired, slot.stats)
-        slot.conn, slot.sender, slot.stats = None, None, None
+        if slot.gslb is not None:
+            self.retired_gslb.add(slot.gslb)
+        slot.conn, slot.sender, slot.stats, slot.gslb = None, None, None, None
 
     async def _watch(self) -> None:
         """Read worker messages; start a worker again when one has died."""
@@ -339,6 +391,7 @@ class _Worker:
         self.engine = None
         self.snapshot: Snapshot | None = None
         self.stats = QueryStats()                 # kept across reloads, like the Server's
+        self.gslb = Counters()
         self.listeners: list[Listener] = []
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
@@ -369,6 +422,7 @@ class _Worker:
         loop.add_reader(self.conn.fileno(), self._on_message)
         log.info("event=worker-started worker=%d pid=%d", self.index, os.getpid())
         _safe_send(self.conn, "started")
+        _safe_send(self.conn, "applied", self.snapshot.version)
         self.tasks = [asyncio.create_task(self._send_stats()), asyncio.create_task(keep_health_fresh(self._current_gslb))]
         await self.stop.wait()
         loop.remove_reader(self.conn.fileno())
@@ -377,6 +431,8 @@ class _Worker:
 
     def _adopt(self, engine):
         engine.stats = self.stats
+        if engine.dynamic is not None:
+            engine.dynamic.counters = self.gslb
         return engine
 
     def _apply(self, message: tuple) -> None:
@@ -385,8 +441,10 @@ class _Worker:
             dynamic = self.engine.dynamic if self.engine is not None else None
             if dynamic is not None:
                 dynamic.update(self.snapshot)
+            if self.engine is not None:
+                _safe_send(self.conn, "applied", self.snapshot.version)
         elif message[0] == "reload":
-            self.tasks.append(asyncio.create_task(self._reload()))
+            self.tasks.append(asyncio.create_task(self._reload(message[1])))
 
     def _on_message(self) -> None:
         try:
@@ -398,8 +456,8 @@ class _Worker:
             return
         self._apply(message)
 
-    async def _reload(self) -> None:
-        """Rebuild the engine from the config; on any problem keep the running one."""
+    async def _reload(self, seq: int) -> None:
+        """Rebuild the engine from the config; on any problem keep the running one.  Either way, say so."""
         from .server import build_engine
         try:
             config = self.settings.load()
@@ -407,16 +465,18 @@ class _Worker:
         except InputError as exc:
             log.error("event=worker-reload-failed worker=%d problems=%d keeping=running-config",
                       self.index, len(exc.problems))
+            _safe_send(self.conn, "reloaded", seq)
             return
         self.engine = self._adopt(engine)
         if engine.dynamic is not None and self.snapshot is not None:
             engine.dynamic.update(self.snapshot)   # a snapshot may have arrived while it was built
         log.info("event=worker-reloaded worker=%d", self.index)
+        _safe_send(self.conn, "reloaded", seq)
 
     async def _send_stats(self) -> None:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            _safe_send(self.conn, "stats", self.stats)
+            _safe_send(self.conn, "stats", self.stats, self.gslb.export())
 
     def _current_gslb(self):
         return self.engine.dynamic if self.engine is not None else None
@@ -426,7 +486,7 @@ class _Worker:
             task.cancel()
         for listener in self.listeners:
             await listener.close()
-        _safe_send(self.conn, "stats", self.stats)
+        _safe_send(self.conn, "stats", self.stats, self.gslb.export())
         self.conn.close()
 
 

@@ -6,6 +6,7 @@ sockets, exactly as a resolver would.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -25,7 +26,12 @@ ns1  IN A   192.0.2.53
 
 
 class RunningServer:
+    """One Server answering from this process: ``workers`` is 1 unless the test says otherwise, since
+    these tests look at the engine in process (tests/test_workers.py runs the worker tree for real)."""
+
     def __init__(self, settings: Settings):
+        if settings.workers is None:
+            settings = dataclasses.replace(settings, workers=1)
         self.server = Server(settings)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

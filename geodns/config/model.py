@@ -6,11 +6,23 @@ receives a ``Config`` never re-checks it.  The words follow DESIGN.md.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 from ..names import Name
+
+MAX_WORKERS = 256
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (taskset and cpusets count, unlike os.cpu_count), 1..MAX_WORKERS."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    return max(1, min(count, MAX_WORKERS))
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -42,7 +54,8 @@ class ServerConfig:
     debug_txt: bool = False            # answer TXT _geodns.<record> with the decision for the asker
     query_log: QueryLogConfig = field(default_factory=QueryLogConfig)
     ready_max_staleness: float = 60.0  # /readyz fails when the store has been unreachable this long
-    workers: int = 1                   # processes answering DNS with SO_REUSEPORT (geodns/workers.py)
+    # Processes answering DNS with SO_REUSEPORT (geodns/workers.py); by default one per usable CPU.
+    workers: int = field(default_factory=lambda: usable_cpus())
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ ValueError with the reason, which the loader prefixes with the file, line and ke
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from typing import Any, Callable
 
@@ -12,7 +11,7 @@ from . import model
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-MAX_WORKERS = 256
+MAX_WORKERS = model.MAX_WORKERS
 _CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 
 
@@ -54,9 +53,9 @@ def parse_duration(value: Any) -> float:
 
 
 def parse_workers(value: Any) -> int:
-    """``server.workers`` / ``serve --workers``: an integer 1..256, or "auto" for one per CPU."""
+    """``server.workers`` / ``serve --workers``: an integer 1..256, or "auto" for one per usable CPU."""
     if isinstance(value, str) and value.strip().lower() == "auto":
-        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+        return model.usable_cpus()
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):

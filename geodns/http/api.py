@@ -1,8 +1,9 @@
 """The admin API under ``/api/v1``: JSON in, JSON out, one handler per operation.
 
 Writes go to the store and then wait for this server's own keeper to load the
-new version (``keeper.sync()``), so by the time the client gets its answer
-the next DNS query already reflects the change.  Errors are JSON
+new version (``keeper.sync()``) and, with ``server.workers``, for every worker
+to confirm it, so by the time the client gets its answer the next DNS query
+already reflects the change.  Errors are JSON
 ``{"error": "..."}`` with the status that says what went wrong: 400 bad body or
 value, 401/403 token, 404 unknown cluster/endpoint/record, 409 already exists,
 422 a rejected config on reload, 503 store unavailable.
@@ -198,6 +199,7 @@ class _Api:
         except StoreUnavailable as exc:
             raise error(503, f"the change was stored (version {version}) but could not be loaded back: {exc}; "
                              "DNS answers pick it up when the store is reachable") from None
+        await self.server.settled()
         return version
 
     def _cluster_or_404(self, name: str) -> dict[str, Any]:

@@ -92,7 +92,7 @@ class ServerCollector:
 
     def _gslb(self) -> Iterator[Metric]:
         server = self.server
-        counters = server.gslb_counters
+        counters = server.gslb_report()
         records = server.config.records
         answers = CounterMetricFamily("geodns_gslb_answers", "GSLB answers per record and cluster "
                                       "(an answer naming two clusters counts for both).", labels=("record", "cluster"))
