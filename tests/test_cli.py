@@ -135,6 +135,18 @@ def test_validate_ok_and_every_error_with_its_line(tmp_path):
     assert [l.split(": ", 1)[0] for l in lines] == [f"{zone}:7", f"{zone}:8", f"{zone}:9"]
 
 
+@pytest.mark.parametrize("text, line, words", [
+    ('server:\n  dns_listen: ["127.0.0.1:5353"\nzones: []\n', 3, "did not find expected ',' or ']'"),
+    ('server:\n  nsid: "x\n', 3, "quoted scalar"),
+    ("a: b\n c: d\n", 2, "mapping values are not allowed"),
+])
+def test_validate_yaml_syntax_errors_name_the_line(tmp_path, text, line, words):
+    config = write(tmp_path / "geodns.yaml", text)
+    result = geodns("validate", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{config}:{line}: YAML syntax: ") and words in result.stdout
+
+
 def test_validate_config_errors_name_file_line_and_key(tmp_path):
     config = write(tmp_path / "geodns.yaml", """
 server:

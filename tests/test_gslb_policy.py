@@ -501,3 +501,16 @@ def test_contexts_builds_one_per_record_sharing_the_rng():
     assert set(built) == {ctx.record.name, other.name}
     assert all(c.rng is rng for c in built.values())
     assert names(built[other.name].candidates) == ["eu-west-1"]
+
+
+def test_contexts_is_a_mapping_of_every_record_built_on_demand():
+    records = [record([US1.name]), dataclasses.replace(record([EU1.name]), name=(b"other", b"example"), text="other.example")]
+    snap = Snapshot(1, MappingProxyType({c.name: c for c in THREE}), MappingProxyType({}), NOW)
+    built = contexts(records, snap, HealthView.build(snap, NOW), REGIONS, random.Random(1))
+    assert len(built) == 2 and set(built) == {r.name for r in records}
+    assert built.get((b"nope",)) is None and built.get((b"nope",), 7) == 7
+    with pytest.raises(KeyError):
+        built[(b"nope",)]
+    first = built[records[1].name]
+    assert first.record is records[1] and built[records[1].name] is first        # built once, then kept
+    assert [c.record for c in built.values()] == records

@@ -124,11 +124,50 @@ def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) 
     return Outcomes.of(shares)
 
 
+class Contexts(Mapping[Name, Context]):
+    """Record name -> its Context, each built the first time it is asked for.
+
+    A new snapshot arrives with every health report, and building ten thousand
+    contexts at once would stall the event loop for most of a second; built on
+    demand, a report costs only its health view, and records whose answers the
+    fast path already holds never need one.
+    """
+
+    __slots__ = ("_records", "_built", "_args", "_rng")
+
+    def __init__(self, records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
+                 regions: Mapping[str, Region], rng: random.Random):
+        self._records = {record.name: record for record in records}
+        self._built: dict[Name, Context] = {}
+        self._args = (snapshot, health, regions)
+        self._rng = rng
+
+    def get(self, name: Name, default=None):
+        context = self._built.get(name)
+        if context is None:
+            record = self._records.get(name)
+            if record is None:
+                return default
+            context = self._built[name] = Context(*self._args, record, self._rng)
+        return context
+
+    def __getitem__(self, name: Name) -> Context:
+        context = self.get(name)
+        if context is None:
+            raise KeyError(name)
+        return context
+
+    def __iter__(self):
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
 def contexts(records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
-             regions: Mapping[str, Region], rng: random.Random | None = None) -> dict[Name, Context]:
+             regions: Mapping[str, Region], rng: random.Random | None = None) -> Contexts:
     """One Context per record (keyed by ``record.name``), sharing one random generator.
 
     Call it again whenever the snapshot or the health view is replaced.
     """
-    rng = rng if rng is not None else random.Random()
-    return {record.name: Context(snapshot, health, regions, record, rng) for record in records}
+    return Contexts(records, snapshot, health, regions, rng if rng is not None else random.Random())

@@ -30,10 +30,12 @@ class Endpoint:
     weight: int = 100
     admin: AdminState = AdminState.ACTIVE
     probe: str | None = None
+    # The address as text: how the store and observations name the endpoint.  Kept, not
+    # recomputed: every health view reads it for every endpoint (str() of an address is slow).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return str(self.address)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", str(self.address))
 
 
 @dataclass(frozen=True, slots=True)
