@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000
+MEMO_VARIANTS = 32      # answers one memo entry may hold; a record with more selects per query
 _OPTION = struct.Struct("!HH")
 _FLAG_BITS = 0x0100 | 0x0010          # RD and CD: echoed, so part of the key
 
@@ -211,7 +212,8 @@ class FastPath:
                 return None
             return response, (engine.zones.zone_for(name).origin, shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
-        if listed is not None and not tcp and data[12:shape.qend - 4] == shape.qname:
+        if listed is not None and not tcp and len(listed.selections) <= MEMO_VARIANTS and \
+                data[12:shape.qend - 4] == shape.qname:
             tails = []
             for option in listed.selections:
                 got = entry if option is selection else self._gslb_entry(data, shape, size, name, option)

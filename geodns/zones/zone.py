@@ -75,14 +75,13 @@ def check_records(origin: Name, source: str, records: Iterable[Record],
     lines: dict[Name, dict[int, int]] = {}   # owner -> type -> first line
     cnames: dict[Name, bytes] = {}
     for r in records:
-        owner = to_text(r.owner)
         if not is_subdomain(r.owner, origin):
-            problems.append(Problem(source, r.line, f"{owner} is outside the zone {zone}"))
+            problems.append(Problem(source, r.line, f"{to_text(r.owner)} is outside the zone {zone}"))
             continue
         if r.rtype == SOA:
             if r.owner != origin:
                 misplaced_soa = True
-                problems.append(Problem(source, r.line, f"SOA record at {owner} is not at the zone apex {zone}"))
+                problems.append(Problem(source, r.line, f"SOA record at {to_text(r.owner)} is not at the zone apex {zone}"))
             elif soa_line is not None:
                 problems.append(Problem(source, r.line, f"more than one SOA record (the first is at line {soa_line})"))
             else:
@@ -93,16 +92,16 @@ def check_records(origin: Name, source: str, records: Iterable[Record],
         if r.rtype == CNAME:
             if CNAME in seen:
                 if cnames[r.owner] != r.rdata:
-                    problems.append(Problem(source, r.line, f"more than one CNAME record at {owner} "
+                    problems.append(Problem(source, r.line, f"more than one CNAME record at {to_text(r.owner)} "
                                                             f"(the first is at line {seen[CNAME]})"))
             else:
                 cnames[r.owner] = r.rdata
                 other = next((t for t in seen if t != CNAME), None)
                 if other is not None:
-                    problems.append(Problem(source, r.line, f"CNAME at {owner} beside other data "
+                    problems.append(Problem(source, r.line, f"CNAME at {to_text(r.owner)} beside other data "
                                                             f"({type_name(other)} at line {seen[other]})"))
         elif CNAME in seen:
-            problems.append(Problem(source, r.line, f"{type_name(r.rtype)} record at {owner} beside a CNAME "
+            problems.append(Problem(source, r.line, f"{type_name(r.rtype)} record at {to_text(r.owner)} beside a CNAME "
                                                     f"(at line {seen[CNAME]})"))
         seen.setdefault(r.rtype, r.line)
     head: list[Problem] = []
