@@ -22,62 +22,36 @@ worker whose pipe to the supervisor reaches EOF (the supervisor is gone)
 stops by itself.  Each worker sends its query and GSLB decision counters about
 once a second, so that ``/metrics`` on the supervisor counts every worker's
 queries, and confirms each snapshot version it applies, so that an admin
-write can wait until every worker answers from it.
+write can wait until every worker answers from it.  This module is the
+supervisor's side; a worker process is ``geodns/worker.py``.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import multiprocessing
-import os
 import pickle
-import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
-from .dns.listener import Listener, _bound_socket
-from .dynamic import Counters, keep_health_fresh
-from .errors import InputError
+from .dns.listener import _bound_socket
+from .dynamic import Counters
 from .metrics import QueryStats
 from .state.model import Snapshot
+from .worker import START_TIMEOUT, LogOptions, receive, snapshot_to_wire, worker_main
 
 if TYPE_CHECKING:
     from .server import Settings
 
 log = logging.getLogger("geodns.workers")
 
-START_TIMEOUT = 60.0        # seconds for every worker to load its engine and bind
 MONITOR_INTERVAL = 0.1      # how often the supervisor reads worker messages and checks who is alive
 RESTART_MIN_INTERVAL = 1.0  # a worker slot is not started again sooner than this after its last start
-STATS_INTERVAL = 1.0        # how often a worker sends its counters
 STOP_WAIT = 2.0             # seconds a worker gets after SIGTERM before SIGKILL (within server.STOP_PART_TIMEOUT)
-
-LogOptions = tuple[str, tuple[tuple[str, str], ...], str]   # level, per-component levels, format
-
-
-# -- the wire: pickled tuples ---------------------------------------------------------------------
-def snapshot_to_wire(snapshot: Snapshot) -> tuple:
-    """A Snapshot as plain picklable values: MappingProxyType itself cannot be pickled."""
-    return (snapshot.version, dict(snapshot.clusters), dict(snapshot.observations), snapshot.taken_at)
-
-
-def snapshot_from_wire(wire: tuple) -> Snapshot:
-    version, clusters, observations, taken_at = wire
-    return Snapshot(version=version, clusters=MappingProxyType(clusters),
-                    observations=MappingProxyType(observations), taken_at=taken_at)
-
-
-def _send(conn: Connection, *message: Any) -> None:
-    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _receive(conn: Connection) -> tuple:
-    return pickle.loads(conn.recv_bytes())
 
 
 def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
@@ -195,16 +169,7 @@ class WorkerPool:
         for slot in self.slots:
             slot.outbox.append(("reload", blob))
             slot.wake.set()
-        deadline = time.monotonic() + timeout
-        while True:
-            for slot in self.slots:
-                self._read(slot)
-            if all(slot.reloaded >= seq for slot in self.slots if slot.started and slot.conn is not None):
-                return True
-            if time.monotonic() > deadline:
-                log.warning("event=workers-reload-late (not every worker confirmed within %.0fs)", timeout)
-                return False
-            await asyncio.sleep(0.005)
+        return await self._confirmed(lambda slot: slot.reloaded >= seq, timeout, f"reload {seq}")
 
     def stats(self) -> QueryStats:
         """Every worker's counters, including those of workers that have exited since."""
@@ -224,15 +189,19 @@ class WorkerPool:
 
     async def wait_applied(self, version: int, timeout: float = 2.0) -> bool:
         """Wait until every running worker answers from ``version`` or later (an admin write's promise)."""
+        return await self._confirmed(lambda slot: slot.applied >= version, timeout, f"snapshot version {version}")
+
+    async def _confirmed(self, done: Callable[[_Slot], bool], timeout: float, what: str) -> bool:
+        """Read worker messages until ``done`` holds for every running worker; False after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             for slot in self.slots:
                 self._read(slot)
-            if all(slot.applied >= version for slot in self.slots if slot.started and slot.conn is not None):
+            if all(done(slot) for slot in self.slots if slot.started and slot.conn is not None):
                 return True
             if time.monotonic() > deadline:
-                log.warning("event=workers-behind version=%d (not every worker confirmed it within %.0fs)",
-                            version, timeout)
+                log.warning("event=workers-behind waiting-for=%r (not every worker confirmed it within %.0fs)",
+                            what, timeout)
                 return False
             await asyncio.sleep(0.002)
 
@@ -298,7 +267,7 @@ class WorkerPool:
         """Handle everything the worker has sent so far."""
         try:
             while slot.conn is not None and slot.conn.poll():
-                message = _receive(slot.conn)
+                message = receive(slot.conn)
                 if message[0] == "started":
                     slot.started = True
                 elif message[0] == "failed":
@@ -367,131 +336,3 @@ def _hold_port(host: str, port: int, held: list[socket.socket]) -> tuple[str, in
         held.extend((tcp, udp))
         return host, chosen
     raise OSError(f"no free port for both TCP and UDP on {host}")
-
-
-# -- the worker's side ------------------------------------------------------------------------------
-def worker_main(index: int, settings: "Settings", conn: Connection, log_options: LogOptions) -> None:
-    """Entry point of a worker process (spawned: nothing inherited but these arguments and stderr)."""
-    from .logs import setup
-    from .runloop import run
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the supervisor decides
-    level, per_component, fmt = log_options
-    setup(level, per_component, fmt)
-    code = run(_Worker(index, settings, conn).run())
-    raise SystemExit(code)
-
-
-class _Worker:
-    """One worker's event loop: listeners with SO_REUSEPORT, an engine, and the pipe to the supervisor."""
-
-    def __init__(self, index: int, settings: "Settings", conn: Connection):
-        self.index = index
-        self.settings = settings
-        self.conn = conn
-        self.engine = None
-        self.snapshot: Snapshot | None = None
-        self.stats = QueryStats()                 # kept across reloads, like the Server's
-        self.gslb = Counters()
-        self.listeners: list[Listener] = []
-        self.stop = asyncio.Event()
-        self.tasks: list[asyncio.Task] = []
-
-    def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        return self.engine.handle(data, client, tcp)
-
-    async def run(self) -> int:
-        from .server import build_engine
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
-        try:
-            if not self.conn.poll(START_TIMEOUT):
-                return 1
-            self._apply(_receive(self.conn))      # the current snapshot, before any query is answered
-            config = self.settings.load()
-            self.engine = self._adopt(build_engine(config, self.snapshot))
-            server = config.server
-            for host, port in server.dns_listen:
-                listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections,
-                                    reuse_port=True)
-                await listener.start()
-                self.listeners.append(listener)
-        except (InputError, OSError, EOFError) as exc:
-            _safe_send(self.conn, "failed", str(exc))
-            await self._close()
-            return 2
-        loop.add_reader(self.conn.fileno(), self._on_message)
-        log.info("event=worker-started worker=%d pid=%d", self.index, os.getpid())
-        _safe_send(self.conn, "started")
-        _safe_send(self.conn, "applied", self.snapshot.version)
-        self.tasks = [asyncio.create_task(self._send_stats()), asyncio.create_task(keep_health_fresh(self._current_gslb))]
-        await self.stop.wait()
-        loop.remove_reader(self.conn.fileno())
-        await self._close()
-        return 0
-
-    def _adopt(self, engine):
-        engine.stats = self.stats
-        if engine.dynamic is not None:
-            engine.dynamic.counters = self.gslb
-        return engine
-
-    def _apply(self, message: tuple) -> None:
-        if message[0] == "snapshot":
-            self.snapshot = snapshot_from_wire(message[1])
-            dynamic = self.engine.dynamic if self.engine is not None else None
-            if dynamic is not None:
-                dynamic.update(self.snapshot)
-            if self.engine is not None:
-                _safe_send(self.conn, "applied", self.snapshot.version)
-        elif message[0] == "reload":
-            self.tasks.append(asyncio.create_task(self._reload(message[1])))
-
-    def _on_message(self) -> None:
-        try:
-            message = _receive(self.conn)
-        except (EOFError, OSError):
-            log.warning("event=worker-orphaned worker=%d pid=%d (supervisor gone; stopping)", self.index, os.getpid())
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
-            self.stop.set()
-            return
-        self._apply(message)
-
-    async def _reload(self, seq: int) -> None:
-        """Rebuild the engine from the config; on any problem keep the running one.  Either way, say so."""
-        from .server import build_engine
-        try:
-            config = self.settings.load()
-            engine = await asyncio.get_running_loop().run_in_executor(None, build_engine, config, self.snapshot)
-        except InputError as exc:
-            log.error("event=worker-reload-failed worker=%d problems=%d keeping=running-config",
-                      self.index, len(exc.problems))
-            _safe_send(self.conn, "reloaded", seq)
-            return
-        self.engine = self._adopt(engine)
-        if engine.dynamic is not None and self.snapshot is not None:
-            engine.dynamic.update(self.snapshot)   # a snapshot may have arrived while it was built
-        log.info("event=worker-reloaded worker=%d", self.index)
-        _safe_send(self.conn, "reloaded", seq)
-
-    async def _send_stats(self) -> None:
-        while True:
-            await asyncio.sleep(STATS_INTERVAL)
-            _safe_send(self.conn, "stats", self.stats, self.gslb.export())
-
-    def _current_gslb(self):
-        return self.engine.dynamic if self.engine is not None else None
-
-    async def _close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for listener in self.listeners:
-            await listener.close()
-        _safe_send(self.conn, "stats", self.stats, self.gslb.export())
-        self.conn.close()
-
-
-def _safe_send(conn: Connection, *message: Any) -> None:
-    try:
-        _send(conn, *message)
-    except (OSError, EOFError, ValueError):
-        pass
