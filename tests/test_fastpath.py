@@ -173,3 +173,17 @@ def test_memo_follows_a_change_of_state_but_not_a_routine_report(tmp_path):
     report(False, time.time())                           # down: the GB client moves at once
     assert dynamic.state.generation == generation + 1
     assert _answer(engine.handle(wire, "127.0.0.1", False)) in ("192.0.2.10", "192.0.2.20")
+
+
+def test_memo_serves_0x20_case_from_the_lower_case_entry(tmp_path):
+    """Resolvers that randomise the case of each query (0x20) share one memo entry and get their case back."""
+    engine = _weighted_engine(tmp_path)
+    names = ["app.gslb.example.com.", "APP.gslb.example.COM.", "aPp.GsLb.ExAmPlE.cOm."]
+    for i, qname in enumerate(names * 2):
+        wire = dns.message.make_query(qname, "A", use_edns=0, options=[dns.edns.ECSOption("8.8.8.0", 24)]).to_wire()
+        before = engine.fast.hits
+        response = dns.message.from_wire(engine.handle(wire, "127.0.0.1", False))
+        assert response.question[0].name.to_text() == qname                  # as asked, case and all
+        assert response.answer[0].name == response.question[0].name           # compressed to the question
+        assert len(response.answer[0]) == 1
+        assert engine.fast.hits == before + (i > 0) and len(engine.fast.memo) == 1

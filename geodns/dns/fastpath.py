@@ -124,18 +124,25 @@ def _opt(shape: Shape, our_payload: int, scope: int, nsid: bytes | None) -> byte
     return b"\x00" + RR_FIXED.pack(T_OPT, our_payload, 0x8000 if shape.do else 0, len(options)) + options
 
 
+def _lowered(message: bytes, shape: Shape) -> bytes:
+    """``message`` (a query or its response) after the ID, with the question's name in lower case."""
+    return message[2:12] + shape.qname + message[shape.qend - 4:]
+
+
 class FastPath:
     """A cache of encoded responses, owned by one engine (a reload starts a new one).
 
-    Two levels.  ``memo`` is keyed by the UDP query's own bytes after the ID
-    (plus the source address when the answer depends on it): a hit costs one
-    dict look-up, one random number for a weighted record, and a splice of
-    the ID.  Only queries whose name is already lower case go in, so 0x20
-    resolvers (random case per query) cannot flood it; they and everything
-    the memo has not seen yet take ``cache``, keyed by the shape ``read``
-    parses.  GSLB entries of either level hold every answer the record can
-    give that client (``GslbResponder.outcomes``), so they stay valid while
-    the live state's generation does.
+    Two levels.  ``memo`` is keyed by the UDP query's own bytes after the ID,
+    with the name in lower case (plus the source address when the answer
+    depends on it), and holds the response after the ID with the question in
+    lower case too.  A lower-case query (most of them) costs one dict look-up,
+    one random number for a weighted record, and a splice of the ID.  A 0x20
+    resolver's query (random case per query) misses that look-up, and hits on
+    its lower-cased key, with its own question spliced back in.  What the memo
+    has not seen takes ``cache``, keyed by the shape ``read`` parses.  GSLB
+    entries of either level hold every answer the record can give that client
+    (``GslbResponder.outcomes``), so they stay valid while the live state's
+    generation does.
     """
 
     def __init__(self, engine: "AnswerEngine"):
@@ -164,9 +171,12 @@ class FastPath:
             if entry is not None:
                 self.hits += 1
                 tail = entry[0]
-                if tail is not None:
-                    return data[:2] + tail, entry[1], entry[2]
-                return self._memo_gslb(data, entry)
+                if tail is None:
+                    tail = self._draw(entry)
+                return data[:2] + tail, entry[1], entry[2]
+            hit = self._memo_mixed_case(data, client)
+            if hit is not None:
+                return hit
         shape = read(data)
         if shape is None:
             return None
@@ -177,8 +187,8 @@ class FastPath:
                 return None
             self.hits += 1
             response = self._splice(data, shape, entry, 0)
-            if not tcp and data[12:shape.qend - 4] == shape.qname:
-                self._memorize(data[2:], (response[2:], entry[2], shape.ecs is not None))
+            if not tcp:
+                self._memorize(_lowered(data, shape), (_lowered(response, shape), entry[2], shape.ecs is not None))
             return response, entry[2], shape.ecs is not None
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
@@ -212,16 +222,17 @@ class FastPath:
                 return None
             return response, (engine.zones.zone_for(name).origin, shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
-        if listed is not None and not tcp and len(listed.selections) <= MEMO_VARIANTS and \
-                data[12:shape.qend - 4] == shape.qname:
+        if listed is not None and not tcp and len(listed.selections) <= MEMO_VARIANTS:
             tails = []
             for option in listed.selections:
                 got = entry if option is selection else self._gslb_entry(data, shape, size, name, option)
                 if got is None:
                     break
-                tails.append(self._splice(data, shape, got, option.scope)[2:])
+                tails.append(_lowered(self._splice(data, shape, got, option.scope), shape))
             else:
-                key = data[2:] if shape.ecs is not None and shape.ecs[2] else (data[2:], client)
+                key = _lowered(data, shape)
+                if shape.ecs is None or not shape.ecs[2]:
+                    key = (key, client)
                 tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
                 self._memorize(key, (None, entry[2], ecs, who.location.source == "none", listed.cumulative,
                                      tuple(tails), tallies))
@@ -249,13 +260,13 @@ class FastPath:
         engine.gslb_result(name, query.qtype, selection, result)
         return encode(query, result, size, engine.payload, engine.nsid)
 
-    def _memo_gslb(self, data: bytes, entry: tuple):
+    def _draw(self, entry: tuple) -> bytes:
         """A memo hit for a GSLB name: one draw among the pre-encoded answers, counted in place.
 
         The entry is flat (no objects to chase beyond the two tuples it indexes)
         because with thousands of records each hit touches memory no other has.
         """
-        _tail, key, ecs, geo_miss, cumulative, tails, tallies = entry
+        _tail, _key, ecs, geo_miss, cumulative, tails, tallies = entry
         dynamic = self.engine.dynamic
         if ecs:
             dynamic.counters.ecs += 1
@@ -263,7 +274,35 @@ class FastPath:
             dynamic.counters.geo_misses += 1
         i = 0 if len(tails) == 1 else bisect_right(cumulative, dynamic.rng.random())
         tallies[i].n += 1
-        return data[:2] + tails[i], key, ecs
+        return tails[i]
+
+    def _memo_mixed_case(self, data: bytes, client: str) -> tuple[bytes, tuple, bool] | None:
+        """The memo for a query whose name has upper case in it: look it up lower-cased.
+
+        ``end`` is the first zero octet after the header: the root label of an
+        ordinary name.  Should a label hold a zero octet, ``end`` falls inside
+        the name, which is still right: two queries with one key differ only
+        in the case of octets before ``end``, so the stored response's octets
+        from ``end`` on are this query's own.
+        """
+        end = data.find(0, 12)
+        if end <= 12:
+            return None
+        name = data[12:end]
+        lowered = name.lower()
+        if lowered == name:
+            return None                      # already looked up as it is
+        key = data[2:12] + lowered + data[end:]
+        entry = self.memo.get(key)
+        if entry is None and self.engine.dynamic is not None:
+            entry = self.memo.get((key, client))
+        if entry is None:
+            return None
+        self.hits += 1
+        tail = entry[0]
+        if tail is None:
+            tail = self._draw(entry)
+        return data[:2] + tail[:10] + name + tail[end - 2:], entry[1], entry[2]
 
     def _splice(self, data: bytes, shape: Shape, entry: tuple, scope: int) -> bytes:
         body, arcount, _count = entry
