@@ -116,3 +116,18 @@ def test_spec_survives_the_stores_json() -> None:
     cluster = Cluster(name="c", region="r", endpoints=(), check=spec)
     again = codec.load_cluster(codec.dump_cluster(cluster))
     assert again == cluster and hash(again.check) == hash(spec)
+
+
+@pytest.mark.parametrize("text, default, expected", [
+    ("127.0.0.1:53", None, ("127.0.0.1", "53")),
+    ("[2001:db8::1]:53", None, ("2001:db8::1", "53")),
+    ("[2001:db8::1]", 26379, ("2001:db8::1", "26379")),
+    ("[2001:db8::1]", None, ("2001:db8::1", "")),
+    ("[2001:db8::1]x", None, ("2001:db8::1", "")),
+    ("sentinel-1", 26379, ("sentinel-1", "26379")),
+    ("sentinel-1", None, ("sentinel-1", "")),
+    ("app.example.com:8443", None, ("app.example.com", "8443")),
+])
+def test_split_host_port_is_one_rule_for_every_address(text, default, expected):
+    from geodns.config.values import split_host_port
+    assert split_host_port(text, default) == expected

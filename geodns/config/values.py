@@ -15,18 +15,35 @@ MAX_WORKERS = model.MAX_WORKERS
 _CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 
 
+def split_host_port(text: str, default_port: int | None = None) -> tuple[str, str]:
+    """'HOST:PORT' or '[IPv6]:PORT' → (host, port text), the one way every address is split.
+
+    With ``default_port``, a bare 'HOST' or '[IPv6]' takes it.  Either part may
+    come back empty; the caller checks what its field needs (an IP, a port range)
+    and words the error for its field.
+    """
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            return host, ""
+        if not rest and default_port is not None:
+            return host, str(default_port)
+        return host, rest[1:] if rest.startswith(":") else ""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return (text, str(default_port)) if default_port is not None else (text, "")
+    return host, port
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """'127.0.0.1:5353' or '[::1]:5353' → (host, port); ValueError says why."""
     if not isinstance(text, str):
         raise ValueError("must be a string 'HOST:PORT' (IPv6 as '[::1]:PORT')")
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"{text!r}: IPv6 listen addresses are written '[::1]:PORT'")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"{text!r}: expected HOST:PORT")
+    host, port = split_host_port(text)
+    if text.startswith("[") and not port:
+        raise ValueError(f"{text!r}: IPv6 listen addresses are written '[::1]:PORT'")
+    if ":" not in text:
+        raise ValueError(f"{text!r}: expected HOST:PORT")
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -27,6 +27,7 @@ import aiohttp
 import yarl
 
 from ..config.model import CheckSpec
+from ..config.values import split_host_port
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,6 @@ def _tls_detail(exc: BaseException) -> str:
 
 def _strip_port(host: str) -> str:
     """The SNI name from a Host value: 'app.example.com:8443' -> 'app.example.com'."""
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+    if not host.startswith("[") and host.count(":") != 1:
+        return host                      # a bare name, or a bare IPv6 address
+    return split_host_port(host, default_port=0)[0]

@@ -21,6 +21,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from ..config.model import CheckSpec
+from ..config.values import split_host_port
 from ..state.model import Endpoint
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -89,10 +90,7 @@ def _from_url(text: str, spec: CheckSpec) -> Target:
 
 
 def _from_host_port(text: str, spec: CheckSpec) -> Target:
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    else:
-        host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    host, port = split_host_port(text)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise TargetError(f"{text!r}: expected HOST:PORT, [IPv6]:PORT or a URL")
     return Target(spec.type, host, int(port), spec.path)

@@ -60,6 +60,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, WatchError
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
+from ..config.values import split_host_port
 from . import codec, table
 from .model import AdminState, Cluster, Observation, Snapshot
 from .store import StateStore, StoreUnavailable
@@ -373,13 +374,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         password = urllib.parse.unquote(secret) if sep else None
     hosts = []
     for item in filter(None, hostlist.split(",")):
-        if item.startswith("["):                      # [IPv6]:port
-            host, _, rest = item[1:].partition("]")
-            port = rest.lstrip(":") or "26379"
-        elif ":" in item:
-            host, port = item.rsplit(":", 1)
-        else:
-            host, port = item, "26379"
+        host, port = split_host_port(item, default_port=26379)
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"bad sentinel address {item!r} (want host:port)")
         hosts.append((host, int(port)))
