@@ -256,3 +256,11 @@ async def test_reports_to_an_unseeded_store_do_not_seed_it(store: StateStore) ->
     assert (await store.load()).version == 0
     assert await store.seed(SPECS) == 1
     assert set((await store.load()).clusters) == {"x-1", "eu-west-1", "us-east-1"}
+
+
+async def test_a_bad_value_for_an_unknown_cluster_is_the_same_error_in_both_stores(store):
+    """The value is checked before the cluster, in memory as in Redis: one bad call, one answer."""
+    with pytest.raises(ValueError, match="0 or more"):
+        await store.set_weight("no-such-cluster", -1)
+    with pytest.raises(ValueError):
+        await store.set_admin("no-such-cluster", "sleeping")

@@ -77,10 +77,12 @@ class MemoryStore(StateStore):
         return self._bump()
 
     async def set_weight(self, cluster: str, weight: int, endpoint: str | IPAddress | None = None) -> int:
+        table.check_weight(weight)           # the value first, as the Redis store does (it saves a round trip)
         return self._edit(cluster, lambda c: table.with_weight(c, weight, endpoint))
 
     async def set_admin(self, cluster: str, state: AdminState | str,
                         endpoint: str | IPAddress | None = None) -> int:
+        table.parse_admin(state)
         return self._edit(cluster, lambda c: table.with_admin(c, state, endpoint))
 
     async def add_endpoint(self, cluster: str, spec: EndpointSpec) -> int:
