@@ -210,7 +210,9 @@ class GslbResponder:
         if state.generation != self._outcomes_generation:
             self._outcomes.clear()
             self._outcomes_generation = state.generation
-        key = (qname, qtype, client.location, client.ecs_source)
+        # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
+        location, source = client.location, client.ecs_source
+        key = (qname, qtype, location, source if source is not None and source < location.prefix else None)
         try:
             return self._outcomes[key]
         except KeyError:

@@ -109,3 +109,24 @@ def test_outcomes_match_what_select_draws(weights, answers, family):
     assert set(counts) <= set(expected)
     big = {s: draws * p for s, p in expected.items() if draws * p >= 5}
     assert chi_square(Counter({s: counts[s] for s in big}), big) < CHI2_999.get(len(big) - 1, 30) or len(big) < 2
+
+
+def test_dual_stack_clusters_walk_only_the_asked_family():
+    """3 clusters of 2 IPv4 + 2 IPv6 endpoints: 3! * 2^3 = 48 paths per family, not 3! * 4!^3."""
+    clusters = [cluster(f"c{i}", "us-east", ep(f"192.0.2.{i + 1}1"), ep(f"192.0.2.{i + 1}2", 300),
+                        ep(f"2001:db8::{i + 1}1"), ep(f"2001:db8::{i + 1}2")) for i in range(3)]
+    ctx = context(clusters, policy=("healthy", "weighted"), answers=1)
+    for family, heavy in ((4, 0.75), (6, 0.5)):
+        result = outcomes(ctx, client(), family, limit=48)
+        assert result is not None and len(result.selections) == 6
+        first = {str(s.addresses[0]): p for s, p in zip(result.selections, result.shares)}
+        assert sum(p for a, p in first.items() if a.endswith("2")) == pytest.approx(heavy)
+
+
+def test_explorer_refuses_a_chain_that_is_not_deterministic():
+    explorer = Explorer()
+    explorer.next_path()
+    explorer.pick((1, 1), 2)
+    explorer.next_path()
+    with pytest.raises(RuntimeError, match="deterministic"):
+        explorer.pick((1, 1, 1), 3)

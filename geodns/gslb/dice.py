@@ -20,6 +20,9 @@ class Dice:
     """Weighted draws from a random generator: what the query path uses."""
 
     __slots__ = ("rng",)
+    # The one address family whose endpoint order matters to this run of the chain;
+    # None: every family's (the query path orders both, for whoever reads the candidates).
+    family: int | None = None
 
     def __init__(self, rng: random.Random):
         self.rng = rng
@@ -52,10 +55,13 @@ class Explorer:
     every draw after it starts again from its first branch.
     """
 
-    __slots__ = ("limit", "paths", "_script", "_options", "_probability", "_pos", "_started")
+    __slots__ = ("limit", "family", "paths", "_script", "_options", "_probability", "_pos", "_started")
 
-    def __init__(self, limit: int = 256):
+    def __init__(self, limit: int = 256, family: int | None = None):
         self.limit = limit
+        # ``select`` reads the addresses of one family only: the other family's
+        # endpoint order would multiply the paths without changing any answer.
+        self.family = family
         self.paths = 0
         self._script: list[int] = []        # the branch taken at each draw of the current path
         self._options: list[int] = []       # how many branches each of those draws had
@@ -92,6 +98,9 @@ class Explorer:
         if pos == len(self._script):
             self._script.append(0)
             self._options.append(len(weights))
+        elif self._options[pos] != len(weights):
+            raise RuntimeError("the chain drew differently on the same path: it must be deterministic "
+                               "apart from its draws")
         i = self._script[pos]
         self._pos = pos + 1
         self._probability *= weights[i] / total

@@ -212,8 +212,9 @@ def _order_endpoints(cand: Candidate, dice: Dice) -> Candidate:
 
     An answer only ever holds one family, and the order successive draws give
     a subset is the order they give the subset alone, so ordering per family
-    changes no answer's odds; it does keep one family's draws from
-    multiplying the other's paths in ``policy.outcomes``.
+    changes no answer's odds.  It lets ``policy.outcomes`` walk the draws of
+    the one family it asks about (``dice.family``) and leave the other's
+    order alone, instead of multiplying its paths by every order of the other.
     """
     endpoints = cand.endpoints
     n = len(endpoints)
@@ -223,11 +224,14 @@ def _order_endpoints(cand: Candidate, dice: Dice) -> Candidate:
         first, second = endpoints
         if first.address.version != second.address.version and first.weight > 0 and second.weight > 0:
             return cand              # one per family: the order cannot change any answer
+    only = dice.family
     ordered: list[Endpoint] = []
     for family in (4, 6):
         mine = [e for e in endpoints if e.address.version == family]
         active = [e for e in mine if e.weight > 0]
-        if active:
+        if only is not None and family != only:
+            ordered += active or mine        # not drawn: no answer of this run reads its order
+        elif active:
             ordered += weighted_order(active, [e.weight for e in active], dice)
         else:
             dice.shuffle(mine)       # standby endpoints answer only when the family has no other

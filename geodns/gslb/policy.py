@@ -112,7 +112,7 @@ def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) 
     """
     if "weighted" not in ctx.record.policy:
         return Outcomes.of({select(ctx, client, family): 1.0})
-    explorer = Explorer(limit)
+    explorer = Explorer(limit, family)
     twin = ctx.exploring(explorer)
     shares: dict[Selection, float] = {}
     try:
