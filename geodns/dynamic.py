@@ -22,6 +22,7 @@ from .dns import wire
 from .dns.wire import Query
 from .errors import Problem
 from .geo import Locator
+from .gslb.filters import LOCATION_FILTERS
 from .gslb.health import HealthView
 from .gslb import policy
 from .gslb.policy import Client, Context, Outcomes, Selection, Step, contexts, select
@@ -35,7 +36,8 @@ log = logging.getLogger("geodns.gslb")
 
 _FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
 CLIENT_CACHE = 65536      # distinct client subnets remembered by the fast path
-OUTCOME_CACHE = 65536     # (record, family, location, ECS source) outcome lists remembered
+OUTCOME_CACHE = 65536     # (record, family, location, ECS source) outcome lists remembered ...
+OUTCOME_SELECTIONS = 262_144   # ... holding this many selections in all (a few hundred bytes each)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,11 @@ class GslbResponder:
         self._clients: dict[object, Client] = {}     # fast path: subnet or source -> Client
         self._reads_rtt = any("latency" in record.policy for record in self.records.values())
         self._outcomes: dict[tuple, Outcomes | None] = {}
+        self._outcomes_held = 0               # selections in self._outcomes
         self._outcomes_generation = -1
+        # Records whose answers depend on where the client is; the others have one outcome list.
+        self._placed = frozenset(name for name, record in self.records.items()
+                                 if LOCATION_FILTERS.intersection(record.policy))
         self.state: LiveState = self._build(snapshot, None)
 
     # -- off the query path -----------------------------------------------------
@@ -204,24 +210,33 @@ class GslbResponder:
         """Every selection for an A/AAAA question about a GSLB name, with its probability.
 
         Remembered per (record, family, location, ECS source): those are all the
-        chain reads of a client.  None: too many random paths to list (select per query).
+        chain reads of a client, and only for records with a location-reading
+        filter; the others have one list for everyone (scope /0).  None: too
+        many random paths to list (select per query).
         """
         state = self.state
         if state.generation != self._outcomes_generation:
             self._outcomes.clear()
+            self._outcomes_held = 0
             self._outcomes_generation = state.generation
-        # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
-        location, source = client.location, client.ecs_source
-        key = (qname, qtype, location, source if source is not None and source < location.prefix else None)
+        if qname in self._placed:
+            # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
+            location, source = client.location, client.ecs_source
+            key = (qname, qtype, location, source if source is not None and source < location.prefix else None)
+        else:
+            key = (qname, qtype)
         try:
             return self._outcomes[key]
         except KeyError:
             pass
         context = state.contexts[qname]
         listed = policy.outcomes(context, client, _FAMILY[qtype])
-        if len(self._outcomes) >= OUTCOME_CACHE:
+        held = len(listed.selections) if listed is not None else 1
+        if len(self._outcomes) >= OUTCOME_CACHE or self._outcomes_held + held > OUTCOME_SELECTIONS:
             self._outcomes.clear()
+            self._outcomes_held = 0
         self._outcomes[key] = listed
+        self._outcomes_held += held
         return listed
 
     def pick(self, listed: Outcomes) -> Selection:

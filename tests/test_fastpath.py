@@ -187,3 +187,25 @@ def test_memo_serves_0x20_case_from_the_lower_case_entry(tmp_path):
         assert response.answer[0].name == response.question[0].name           # compressed to the question
         assert len(response.answer[0]) == 1
         assert engine.fast.hits == before + (i > 0) and len(engine.fast.memo) == 1
+
+
+def test_a_truncated_gslb_answer_is_counted_and_encoded_once(tmp_path):
+    from tests.conftest import TEST_ZONE
+    zone = write(tmp_path / "z.zone", TEST_ZONE)
+    endpoints = ", ".join(f'"2001:db8::{i:x}"' for i in range(1, 41))
+    config = write(tmp_path / "big.yaml", f"""
+zones: ["{zone}"]
+geoip: {{database: "{DATA / 'geo' / 'GeoIP2-City-Test.mmdb'}"}}
+regions: {{us: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}}}
+clusters: {{big-1: {{region: us, endpoints: [{endpoints}]}}}}
+records: {{app.gslb.example.com: {{clusters: [big-1], policy: [healthy], answers: 40}}}}
+""")
+    cfg = Settings(config_path=config).load()
+    fast, slow = build_engine(cfg), build_engine(cfg)
+    slow.fast = None
+    wire = dns.message.make_query("app.gslb.example.com.", "AAAA").to_wire()    # no EDNS: 512 octets
+    for _ in range(3):
+        response = fast.handle(wire, "127.0.0.1", False)
+        assert response == slow.handle(wire, "127.0.0.1", False)
+        assert dns.message.from_wire(response).flags & dns.flags.TC
+    assert fast.stats.truncated == slow.stats.truncated == 3

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000
+MEMO_BYTES = 64 << 20   # and at most this much response data: spoofed ECS subnets cannot grow it past
 MEMO_VARIANTS = 32      # answers one memo entry may hold; a record with more selects per query
+_TOO_BIG = ("too big",)  # in ``cache``: this selection's answer does not fit this client's size limit
 _OPTION = struct.Struct("!HH")
 _FLAG_BITS = 0x0100 | 0x0010          # RD and CD: echoed, so part of the key
 
@@ -139,16 +141,17 @@ class FastPath:
     one random number for a weighted record, and a splice of the ID.  A 0x20
     resolver's query (random case per query) misses that look-up, and hits on
     its lower-cased key, with its own question spliced back in.  What the memo
-    has not seen takes ``cache``, keyed by the shape ``read`` parses.  GSLB
-    entries of either level hold every answer the record can give that client
-    (``GslbResponder.outcomes``), so they stay valid while the live state's
-    generation does.
+    has not seen takes ``cache``, keyed by the shape ``read`` parses, which
+    holds one encoding per GSLB selection.  A GSLB memo entry holds every
+    answer the record can give that client (``GslbResponder.outcomes``), so it
+    stays valid while the live state's generation does.
     """
 
     def __init__(self, engine: "AnswerEngine"):
         self.engine = engine
         self.cache: dict[tuple, tuple] = {}
         self.memo: dict[object, tuple] = {}
+        self.memo_bytes = 0
         self.hits = 0
         self._state = engine.dynamic.state if engine.dynamic is not None else None
 
@@ -188,7 +191,8 @@ class FastPath:
             self.hits += 1
             response = self._splice(data, shape, entry, 0)
             if not tcp:
-                self._memorize(_lowered(data, shape), (_lowered(response, shape), entry[2], shape.ecs is not None))
+                tail = _lowered(response, shape)
+                self._memorize(_lowered(data, shape), (tail, entry[2], shape.ecs is not None), len(tail))
             return response, entry[2], shape.ecs is not None
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
@@ -201,6 +205,7 @@ class FastPath:
         """
         if self._state is None or state.generation != self._state.generation:
             self.memo.clear()
+            self.memo_bytes = 0
         self._state = state
 
     def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool):
@@ -220,6 +225,7 @@ class FastPath:
             response = self._encode(data, size, name, selection)
             if response is None:
                 return None
+            engine.stats.truncated += 1
             return response, (engine.zones.zone_for(name).origin, shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
         if listed is not None and not tcp and len(listed.selections) <= MEMO_VARIANTS:
@@ -235,7 +241,7 @@ class FastPath:
                     key = (key, client)
                 tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
                 self._memorize(key, (None, entry[2], ecs, who.location.source == "none", listed.cumulative,
-                                     tuple(tails), tallies))
+                                     tuple(tails), tallies), sum(map(len, tails)))
         return response, entry[2], ecs
 
     def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection) -> tuple | None:
@@ -243,11 +249,15 @@ class FastPath:
         key = shape.base + (size, selection.addresses, selection.scope)
         entry = self.cache.get(key)
         if entry is None:
-            engine = self.engine
             response = self._encode(data, size, name, selection)
-            if response is None or response[2] & 0x02:
+            if response is None:
                 return None
-            entry = self._store(key, shape, response, engine.zones.zone_for(name).origin, 0)
+            if response[2] & 0x02:
+                self.cache[key] = _TOO_BIG      # so the next query does not encode it twice
+                return None
+            entry = self._store(key, shape, response, self.engine.zones.zone_for(name).origin, 0)
+        elif entry is _TOO_BIG:
+            return None
         return entry
 
     def _encode(self, data: bytes, size: int, name, selection) -> bytes | None:
@@ -313,11 +323,13 @@ class FastPath:
                 _opt(shape, engine.payload, scope, engine.nsid)
         return data[:2] + body[2:10] + arcount.to_bytes(2, "big") + data[12:qend] + body[qend:]
 
-    def _memorize(self, key, entry: tuple) -> None:
+    def _memorize(self, key, entry: tuple, size: int) -> None:
         memo = self.memo
-        if len(memo) >= MEMO_ENTRIES:
+        if len(memo) >= MEMO_ENTRIES or self.memo_bytes + size > MEMO_BYTES:
             memo.clear()               # simple and bounded, as for ``cache``
+            self.memo_bytes = 0
         memo[key] = entry
+        self.memo_bytes += size
 
     def remember(self, data: bytes, tcp: bool, response: bytes, origin, rcode: int) -> None:
         """Keep a full-path response for a static name, for the next query of the same key."""
