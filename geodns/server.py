@@ -26,7 +26,7 @@ from .state.keeper import SnapshotKeeper
 from .state.model import Snapshot
 from .state.store import StateStore, StoreUnavailable, open_store, redact_url
 from .names import to_text
-from .zones.zoneset import load_zones
+from .zones.zoneset import ZoneSet, load_zones
 
 log = logging.getLogger("geodns.server")
 
@@ -72,13 +72,15 @@ class Settings:
         )
 
 
-def build_engine(config: Config, snapshot: Snapshot | None = None) -> AnswerEngine:
+def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSet | None = None) -> AnswerEngine:
     """Everything the query path needs, loaded and checked; raises InputError.
 
-    Slow parts (a large GeoIP database) make this worth running off the event
-    loop on reload.
+    ``zones`` already loaded (a worker gets the supervisor's) are used as they
+    are.  Slow parts (a large GeoIP database) make this worth running off the
+    event loop on reload.
     """
-    zones = load_zones(config.zones)
+    if zones is None:
+        zones = load_zones(config.zones)
     problems = check_records(config, zones)
     if problems:
         raise ConfigError(problems)
@@ -179,7 +181,8 @@ class Server:
     async def _start_workers(self, count: int) -> None:
         """N processes answer the queries; this one feeds them snapshots (geodns/workers.py)."""
         from .workers import WorkerPool
-        self.workers = WorkerPool(count, self.settings, self.config.server.dns_listen, lambda: self.keeper.snapshot)
+        self.workers = WorkerPool(count, self.settings, self.config.server.dns_listen, lambda: self.keeper.snapshot,
+                                  lambda: (self.config, self.engine.zones))
         await self.workers.start()
         for address in self.workers.addresses:
             log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)
@@ -246,7 +249,7 @@ class Server:
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
         if self.workers is not None:
-            await self.workers.reload()
+            await self.workers.reload(config, engine.zones)
         await self._seed_store()
         self.reloads["ok"] += 1
         log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))

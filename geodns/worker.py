@@ -2,15 +2,19 @@
 
 The supervisor's side, and why there are workers at all, is ``geodns/workers.py``.
 A worker is spawned with nothing but its index, the settings, one end of a
-pipe and the log options.  It waits for the current snapshot, builds its own
-engine from the config, binds every ``dns_listen`` address with SO_REUSEPORT
-and answers.  Over the pipe it receives snapshots and reload requests, and
-sends back: started/failed, the snapshot version it applied, the reloads it
-carried out, and its counters about once a second.
+pipe and the log options.  It waits for its start message (the supervisor's
+running config and zones, and the current snapshot), builds its own engine
+from them, binds every ``dns_listen`` address with SO_REUSEPORT and answers.
+It never reads the config or zone files itself: a worker restarted after a
+file was broken or edited on disk serves what the supervisor serves.  Over
+the pipe it receives snapshots and reloads (the supervisor's new config and
+zones), and sends back: started/failed, the snapshot version it applied, the
+reloads it carried out, and its counters about once a second.
 """
 from __future__ import annotations
 
 import asyncio
+import copyreg
 import logging
 import os
 import pickle
@@ -37,6 +41,17 @@ LogOptions = tuple[str, tuple[tuple[str, str], ...], str]   # level, per-compone
 
 
 # -- the wire: pickled tuples ---------------------------------------------------------------------
+def read_only(mapping: dict) -> MappingProxyType:
+    return MappingProxyType(mapping)
+
+
+def _reduce_proxy(proxy: MappingProxyType) -> tuple:
+    return read_only, (dict(proxy),)
+
+
+copyreg.pickle(MappingProxyType, _reduce_proxy)     # zones and configs hold read-only mappings
+
+
 # -- the wire: pickled tuples ---------------------------------------------------------------------
 def snapshot_to_wire(snapshot: Snapshot) -> tuple:
     """A Snapshot as plain picklable values: MappingProxyType itself cannot be pickled."""
@@ -103,11 +118,11 @@ class _Worker:
         try:
             if not self.conn.poll(START_TIMEOUT):
                 return 1
-            self._apply(receive(self.conn))      # the current snapshot, before any query is answered
-            config = self.settings.load()
-            self.engine = self._adopt(build_engine(config, self.snapshot))
+            _start, snapshot, config, zones = receive(self.conn)   # before any query is answered
+            self.snapshot = snapshot_from_wire(snapshot)
+            self.engine = self._adopt(build_engine(config, self.snapshot, zones))
             server = config.server
-            for host, port in server.dns_listen:
+            for host, port in self.settings.dns_listen:          # the supervisor's concrete ports
                 listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections,
                                     reuse_port=True)
                 await listener.start()
@@ -141,7 +156,7 @@ class _Worker:
             if self.engine is not None:
                 safe_send(self.conn, "applied", self.snapshot.version)
         elif message[0] == "reload":
-            self.tasks.append(asyncio.create_task(self._reload(message[1])))
+            self.tasks.append(asyncio.create_task(self._reload(*message[1:])))
 
     def _on_message(self) -> None:
         try:
@@ -153,15 +168,15 @@ class _Worker:
             return
         self._apply(message)
 
-    async def _reload(self, seq: int) -> None:
-        """Rebuild the engine from the config; on any problem keep the running one.  Either way, say so."""
+    async def _reload(self, seq: int, config, zones) -> None:
+        """Rebuild the engine from the supervisor's new config and zones; on any problem keep the running
+        one.  Either way, say so."""
         from .server import build_engine
         try:
-            config = self.settings.load()
-            engine = await asyncio.get_running_loop().run_in_executor(None, build_engine, config, self.snapshot)
-        except InputError as exc:
-            log.error("event=worker-reload-failed worker=%d problems=%d keeping=running-config",
-                      self.index, len(exc.problems))
+            engine = await asyncio.get_running_loop().run_in_executor(None, build_engine, config, self.snapshot,
+                                                                      zones)
+        except Exception as exc:  # noqa: BLE001 - the supervisor built the same; keep answering whatever this was
+            log.error("event=worker-reload-failed worker=%d error=%r keeping=running-config", self.index, exc)
             safe_send(self.conn, "reloaded", seq)
             return
         self.engine = self._adopt(engine)

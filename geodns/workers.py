@@ -45,7 +45,9 @@ from .state.model import Snapshot
 from .worker import START_TIMEOUT, LogOptions, receive, snapshot_to_wire, worker_main
 
 if TYPE_CHECKING:
+    from .config.model import Config
     from .server import Settings
+    from .zones.zoneset import ZoneSet
 
 log = logging.getLogger("geodns.workers")
 
@@ -101,11 +103,13 @@ class WorkerPool:
     """N worker processes answering on ``listen``, fed snapshots by the supervisor."""
 
     def __init__(self, count: int, settings: "Settings", listen: tuple[tuple[str, int], ...],
-                 snapshot: Callable[[], Snapshot], log_options: LogOptions | None = None):
+                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple["Config", "ZoneSet"]],
+                 log_options: LogOptions | None = None):
         self.count = count
         self.settings = settings
         self.listen = listen
         self.snapshot = snapshot
+        self.running = running                  # the supervisor's config and zones, what workers serve
         self.log_options = log_options or current_log_options()
         self.slots = [_Slot(i) for i in range(count)]
         self.retired = QueryStats()             # counters of workers that have exited
@@ -157,7 +161,7 @@ class WorkerPool:
             slot.outbox = [m for m in slot.outbox if m[0] != "snapshot"] + [("snapshot", blob)]
             slot.wake.set()
 
-    async def reload(self, timeout: float = START_TIMEOUT) -> bool:
+    async def reload(self, config: "Config", zones: "ZoneSet", timeout: float = START_TIMEOUT) -> bool:
         """Have every worker rebuild its engine from the config (after the supervisor's reload worked).
 
         Returns once each running worker has said it answers from the new config (or kept
@@ -165,7 +169,7 @@ class WorkerPool:
         """
         self._reloads += 1
         seq = self._reloads
-        blob = pickle.dumps(("reload", seq))
+        blob = pickle.dumps(("reload", seq, config, zones), protocol=pickle.HIGHEST_PROTOCOL)
         for slot in self.slots:
             slot.outbox.append(("reload", blob))
             slot.wake.set()
@@ -243,9 +247,11 @@ class WorkerPool:
         child.close()
         slot.process, slot.conn, slot.started, slot.failure = process, parent, False, None
         slot.spawned_at, slot.stats, slot.gslb, slot.applied = time.monotonic(), None, None, 0
-        slot.reloaded = self._reloads            # a new process reads the current config anyway
-        blob = pickle.dumps(("snapshot", snapshot_to_wire(self.snapshot())), protocol=pickle.HIGHEST_PROTOCOL)
-        slot.outbox = [("snapshot", blob)]       # the first message: a worker builds its engine on it
+        slot.reloaded = self._reloads            # a new process starts from the running config anyway
+        config, zones = self.running()
+        blob = pickle.dumps(("start", snapshot_to_wire(self.snapshot()), config, zones),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        slot.outbox = [("start", blob)]          # the first message: a worker builds its engine on it
         slot.wake = asyncio.Event()
         slot.wake.set()
         slot.sender = asyncio.create_task(self._feed(slot, parent), name=f"geodns-worker-feed-{slot.index}")

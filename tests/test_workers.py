@@ -188,3 +188,26 @@ def test_server_workers_config_problems(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "server.workers: must be an integer between 1 and 256 or 'auto'" in str(info.value.problems[0])
+
+
+def test_a_restarted_worker_serves_the_running_config_not_the_files(tmp_path):
+    """Files edited (or broken) on disk without a successful reload must not reach a worker that restarts."""
+    proc = serve_workers(tmp_path)
+    pids = worker_pids(proc)
+    try:
+        zone = tmp_path / "gslb.example.com.zone"
+        zone.write_text(zone.read_text().replace("192.0.2.53", "192.0.2.99"))     # edited, not reloaded
+        config = tmp_path / "geodns.yaml"
+        config.write_text(config.read_text().replace("policy: [healthy, geo, weighted]", "policy: [telepathy]"))
+        proc.proc.send_signal(signal.SIGHUP)
+        proc.read_until("event=reload-failed")                                    # broken: rejected
+        os.kill(pids[0], signal.SIGKILL)
+        line = proc.read_until("event=worker-restarted", timeout=10)
+        new_pid = int(re.search(r"pid=(\d+)", line).group(1))
+        proc.read_until(f"event=worker-started worker=0 pid={new_pid}")
+        answers = {r.to_text() for _ in range(20) for r in dns.query.udp(
+            dns.message.make_query("ns1.gslb.example.com.", "A"), "127.0.0.1", port=proc.port, timeout=3).answer[0]}
+        assert answers == {"192.0.2.53"}
+        assert addresses(ask_sg(proc)) == {"203.0.113.10"}
+    finally:
+        assert proc.stop() == 0
