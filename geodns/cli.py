@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed the store from the config, discarding runtime drains, weights and endpoints")
     serve.add_argument("--workers", type=_workers, metavar="N|auto",
                        help="processes answering DNS on the same addresses with SO_REUSEPORT "
-                            "(default: server.workers, 1)")
+                            "(default: server.workers, else one per usable CPU)")
     serve.set_defaults(func=cmd_serve)
 
     validate = sub.add_parser("validate", help="check a config and its zone files; print file:line: reason")

@@ -137,10 +137,18 @@ class Server:
             return self.workers.gslb_counters()
         return self.gslb_counters
 
-    async def settled(self) -> None:
-        """Return once every process answering DNS has the keeper's current snapshot (see the admin API)."""
+    def listener_report(self) -> list[dict]:
+        """Per listen address: counters and open TCP connections, this process's or every worker's."""
         if self.workers is not None:
-            await self.workers.wait_applied(self.keeper.snapshot.version)
+            return self.workers.listener_report()
+        return [listener.report() for listener in self.listeners]
+
+    async def settled(self) -> bool:
+        """Whether every process answering DNS has the keeper's current snapshot (waits a little; see the
+        admin API)."""
+        if self.workers is not None:
+            return await self.workers.wait_applied(self.keeper.snapshot.version)
+        return True
 
     # The listeners call this; it always reads the current engine.
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -248,11 +256,14 @@ class Server:
         self.config, self.engine = config, self._adopt(engine)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
-        if self.workers is not None:
-            await self.workers.reload(config, engine.zones)
+        confirmed = self.workers is None or await self.workers.reload(config, engine.zones)
         await self._seed_store()
         self.reloads["ok"] += 1
-        log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))
+        if confirmed:
+            log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))
+        else:
+            log.warning("event=reloaded zones=%s records=%d workers=not-all-confirmed (a stuck worker answers "
+                        "from the old config until it catches up)", _zone_names(engine), len(config.records))
         return True
 
     def request_stop(self) -> None:

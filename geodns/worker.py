@@ -52,9 +52,8 @@ def _reduce_proxy(proxy: MappingProxyType) -> tuple:
 copyreg.pickle(MappingProxyType, _reduce_proxy)     # zones and configs hold read-only mappings
 
 
-# -- the wire: pickled tuples ---------------------------------------------------------------------
 def snapshot_to_wire(snapshot: Snapshot) -> tuple:
-    """A Snapshot as plain picklable values: MappingProxyType itself cannot be pickled."""
+    """A Snapshot as plain values (its read-only mappings as dicts)."""
     return (snapshot.version, dict(snapshot.clusters), dict(snapshot.observations), snapshot.taken_at)
 
 
@@ -70,7 +69,6 @@ def send(conn: Connection, *message: Any) -> None:
 
 def receive(conn: Connection) -> tuple:
     return pickle.loads(conn.recv_bytes())
-
 
 
 def safe_send(conn: Connection, *message: Any) -> None:
@@ -188,7 +186,10 @@ class _Worker:
     async def _send_stats(self) -> None:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            safe_send(self.conn, "stats", self.stats, self.gslb.export())
+            safe_send(self.conn, "stats", self.stats, self.gslb.export(), self._listener_report())
+
+    def _listener_report(self) -> list[dict]:
+        return [listener.report() for listener in self.listeners]
 
     def _current_gslb(self):
         return self.engine.dynamic if self.engine is not None else None
@@ -198,5 +199,5 @@ class _Worker:
             task.cancel()
         for listener in self.listeners:
             await listener.close()
-        safe_send(self.conn, "stats", self.stats, self.gslb.export())
+        safe_send(self.conn, "stats", self.stats, self.gslb.export(), self._listener_report())
         self.conn.close()

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Callable
 
-from .dns.listener import _bound_socket
+from .dns.listener import _bound_socket, add_reports
 from .dynamic import Counters
 from .metrics import QueryStats
 from .state.model import Snapshot
@@ -95,6 +95,7 @@ class _Slot:
     sender: asyncio.Task | None = None
     stats: QueryStats | None = None           # the latest counters this process sent
     gslb: tuple | None = None                 # ... and its GSLB decision counters (Counters.export)
+    listeners: list = field(default_factory=list)   # ... and its listeners' (Listener.report)
     applied: int = 0                          # the snapshot version it answers from
     reloaded: int = 0                         # the latest reload request it has carried out
 
@@ -114,6 +115,7 @@ class WorkerPool:
         self.slots = [_Slot(i) for i in range(count)]
         self.retired = QueryStats()             # counters of workers that have exited
         self.retired_gslb = Counters()
+        self.retired_listeners: list[dict] = []
         self.restarts = 0
         self._reloads = 0
         self._context = multiprocessing.get_context("spawn")
@@ -190,6 +192,10 @@ class WorkerPool:
             if slot.gslb is not None:
                 total.add(slot.gslb)
         return total
+
+    def listener_report(self) -> list[dict]:
+        """Every worker's listeners, summed per address (exited workers' counters included)."""
+        return add_reports(self.retired_listeners + [report for slot in self.slots for report in slot.listeners])
 
     async def wait_applied(self, version: int, timeout: float = 2.0) -> bool:
         """Wait until every running worker answers from ``version`` or later (an admin write's promise)."""
@@ -279,7 +285,7 @@ class WorkerPool:
                 elif message[0] == "failed":
                     slot.failure = message[1]
                 elif message[0] == "stats":
-                    slot.stats, slot.gslb = message[1], message[2]
+                    slot.stats, slot.gslb, slot.listeners = message[1], message[2], message[3]
                 elif message[0] == "applied":
                     slot.applied = message[1]
                 elif message[0] == "reloaded":
@@ -297,6 +303,9 @@ class WorkerPool:
             merge_stats(self.retired, slot.stats)
         if slot.gslb is not None:
             self.retired_gslb.add(slot.gslb)
+        self.retired_listeners = add_reports(self.retired_listeners +
+                                             [dict(report, tcp_open=0) for report in slot.listeners])
+        slot.listeners = []
         slot.conn, slot.sender, slot.stats, slot.gslb = None, None, None, None
 
     async def _watch(self) -> None:

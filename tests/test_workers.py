@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -102,6 +103,9 @@ def test_workers_share_queries_follow_drains_and_stop_cleanly(tmp_path):
         assert workers, status(proc)["workers"]
         assert {w["pid"] for w in workers} == set(pids.values())
         assert status(proc)["queries"] >= 52                   # the merged count, as /metrics reports it
+        (listener,) = status(proc)["listeners"]                # one address, both workers' sockets summed
+        assert listener["address"] == f"127.0.0.1:{proc.port}" and listener["udp_queries"] >= 51
+        assert listener["tcp_queries"] >= 1 and listener["tcp_connections"] >= 1
         # The GSLB decision counters are every worker's too: all 52 answers went to ap-southeast-1.
         assert wait_for(lambda: gslb_answers(proc).get("ap-southeast-1", 0) >= 52, 3.0, 0.2), gslb_answers(proc)
 
@@ -210,4 +214,20 @@ def test_a_restarted_worker_serves_the_running_config_not_the_files(tmp_path):
         assert answers == {"192.0.2.53"}
         assert addresses(ask_sg(proc)) == {"203.0.113.10"}
     finally:
+        assert proc.stop() == 0
+
+
+def test_a_write_a_stuck_worker_has_not_confirmed_is_a_503(tmp_path):
+    proc = serve_workers(tmp_path)
+    pids = worker_pids(proc)
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{proc.http_port}/api/v1/clusters/ap-southeast-1/drain",
+                                     method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=10)
+        assert info.value.code == 503
+        assert "not every DNS worker confirmed it" in json.loads(info.value.read())["error"]
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
         assert proc.stop() == 0

@@ -40,6 +40,17 @@ def _safe(handler: Handler, data: bytes, client: str, tcp: bool, stats: "Listene
         return _servfail(data)
 
 
+def add_reports(reports: list[dict]) -> list[dict]:
+    """``Listener.report``s of several processes on the same addresses, summed per address."""
+    total: dict[str, dict] = {}
+    for report in reports:
+        into = total.setdefault(report["address"], dict.fromkeys(report, 0) | {"address": report["address"]})
+        for key, value in report.items():
+            if key != "address":
+                into[key] += value
+    return list(total.values())
+
+
 @dataclass
 class ListenerStats:
     udp_queries: int = 0
@@ -170,6 +181,10 @@ class Listener:
                 if conn.transport is not None:
                     conn.transport.close()
             await self.tcp.wait_closed()
+
+    def report(self) -> dict:
+        """Its counters and open TCP connections, as the status API and /metrics show them."""
+        return {"address": self.address, "tcp_open": len(self.connections), **vars(self.stats)}
 
     @property
     def address(self) -> str:

@@ -199,7 +199,9 @@ class _Api:
         except StoreUnavailable as exc:
             raise error(503, f"the change was stored (version {version}) but could not be loaded back: {exc}; "
                              "DNS answers pick it up when the store is reachable") from None
-        await self.server.settled()
+        if not await self.server.settled():
+            raise error(503, f"the change was stored (version {version}) and this server has it, but not every "
+                             "DNS worker confirmed it in time; a stuck worker answers from the old state")
         return version
 
     def _cluster_or_404(self, name: str) -> dict[str, Any]:

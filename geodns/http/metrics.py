@@ -203,10 +203,10 @@ class ServerCollector:
                                                   "server and were answered SERVFAIL.", labels=("listen",)),
         }
         open_now = GaugeMetricFamily("geodns_tcp_connections_open", "TCP connections open now.", labels=("listen",))
-        for listener in self.server.listeners:
+        for report in self.server.listener_report():
             for attribute, family in families.items():
-                family.add_metric((listener.address,), getattr(listener.stats, attribute))
-            open_now.add_metric((listener.address,), len(listener.connections))
+                family.add_metric((report["address"],), report[attribute])
+            open_now.add_metric((report["address"],), report["tcp_open"])
         yield from families.values()
         yield open_now
 
