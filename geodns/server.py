@@ -256,7 +256,7 @@ class Server:
         self.config, self.engine = config, self._adopt(engine)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
-        confirmed = self.workers is None or await self.workers.reload(config, engine.zones)
+        confirmed = self.workers is None or await self.workers.reload()
         await self._seed_store()
         self.reloads["ok"] += 1
         if confirmed:

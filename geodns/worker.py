@@ -116,7 +116,8 @@ class _Worker:
         try:
             if not self.conn.poll(START_TIMEOUT):
                 return 1
-            _start, snapshot, config, zones = receive(self.conn)   # before any query is answered
+            _start, snapshot, running = receive(self.conn)        # before any query is answered
+            config, zones = pickle.loads(running)
             self.snapshot = snapshot_from_wire(snapshot)
             self.engine = self._adopt(build_engine(config, self.snapshot, zones))
             server = config.server
@@ -154,7 +155,7 @@ class _Worker:
             if self.engine is not None:
                 safe_send(self.conn, "applied", self.snapshot.version)
         elif message[0] == "reload":
-            self.tasks.append(asyncio.create_task(self._reload(*message[1:])))
+            self.tasks.append(asyncio.create_task(self._reload(message[1], message[2])))
 
     def _on_message(self) -> None:
         try:
@@ -166,11 +167,12 @@ class _Worker:
             return
         self._apply(message)
 
-    async def _reload(self, seq: int, config, zones) -> None:
+    async def _reload(self, seq: int, running: bytes) -> None:
         """Rebuild the engine from the supervisor's new config and zones; on any problem keep the running
         one.  Either way, say so."""
         from .server import build_engine
         try:
+            config, zones = pickle.loads(running)
             engine = await asyncio.get_running_loop().run_in_executor(None, build_engine, config, self.snapshot,
                                                                       zones)
         except Exception as exc:  # noqa: BLE001 - the supervisor built the same; keep answering whatever this was

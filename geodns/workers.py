@@ -111,6 +111,7 @@ class WorkerPool:
         self.listen = listen
         self.snapshot = snapshot
         self.running = running                  # the supervisor's config and zones, what workers serve
+        self._running: tuple = (None, None, b"")
         self.log_options = log_options or current_log_options()
         self.slots = [_Slot(i) for i in range(count)]
         self.retired = QueryStats()             # counters of workers that have exited
@@ -163,15 +164,22 @@ class WorkerPool:
             slot.outbox = [m for m in slot.outbox if m[0] != "snapshot"] + [("snapshot", blob)]
             slot.wake.set()
 
-    async def reload(self, config: "Config", zones: "ZoneSet", timeout: float = START_TIMEOUT) -> bool:
-        """Have every worker rebuild its engine from the config (after the supervisor's reload worked).
+    def _running_blob(self) -> bytes:
+        """The supervisor's config and zones, pickled once per reload (100k records take a second or so)."""
+        config, zones = self.running()
+        if self._running[0] is not config or self._running[1] is not zones:
+            self._running = (config, zones, pickle.dumps((config, zones), protocol=pickle.HIGHEST_PROTOCOL))
+        return self._running[2]
+
+    async def reload(self, timeout: float = START_TIMEOUT) -> bool:
+        """Have every worker rebuild its engine from the supervisor's config and zones (after its reload worked).
 
         Returns once each running worker has said it answers from the new config (or kept
         its old one: it logs why), so "reloaded" means what a query sees; False on time-out.
         """
         self._reloads += 1
         seq = self._reloads
-        blob = pickle.dumps(("reload", seq, config, zones), protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(("reload", seq, self._running_blob()), protocol=pickle.HIGHEST_PROTOCOL)
         for slot in self.slots:
             slot.outbox.append(("reload", blob))
             slot.wake.set()
@@ -254,8 +262,7 @@ class WorkerPool:
         slot.process, slot.conn, slot.started, slot.failure = process, parent, False, None
         slot.spawned_at, slot.stats, slot.gslb, slot.applied = time.monotonic(), None, None, 0
         slot.reloaded = self._reloads            # a new process starts from the running config anyway
-        config, zones = self.running()
-        blob = pickle.dumps(("start", snapshot_to_wire(self.snapshot()), config, zones),
+        blob = pickle.dumps(("start", snapshot_to_wire(self.snapshot()), self._running_blob()),
                             protocol=pickle.HIGHEST_PROTOCOL)
         slot.outbox = [("start", blob)]          # the first message: a worker builds its engine on it
         slot.wake = asyncio.Event()
