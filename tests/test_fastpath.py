@@ -170,8 +170,15 @@ def test_memo_follows_a_change_of_state_but_not_a_routine_report(tmp_path):
     report(True, time.time())                            # up, as it was: nothing to forget
     assert dynamic.state.generation == generation and len(engine.fast.memo) == 1
     assert _answer(engine.handle(wire, "127.0.0.1", False)) == "198.51.100.10"
+    static = dns.message.make_query("gslb.example.com.", "SOA").to_wire()
+    engine.handle(static, "127.0.0.1", False)
+    engine.handle(static, "127.0.0.1", False)            # now in the memo too
+    assert len(engine.fast.memo) == 2
     report(False, time.time())                           # down: the GB client moves at once
     assert dynamic.state.generation == generation + 1
+    before = engine.fast.hits
+    engine.handle(static, "127.0.0.1", False)
+    assert engine.fast.hits == before + 1 and len(engine.fast.memo) == 1   # static kept, GSLB list dropped
     assert _answer(engine.handle(wire, "127.0.0.1", False)) in ("192.0.2.10", "192.0.2.20")
 
 

@@ -201,11 +201,11 @@ class FastPath:
     def _follow(self, state) -> None:
         """A new live state: the memo's GSLB answer lists are stale if its generation moved.
 
-        ``cache`` stays: an encoding of given addresses does not depend on the state.
+        Static entries (a tail of their own) and ``cache`` stay: neither depends on the state.
         """
         if self._state is None or state.generation != self._state.generation:
-            self.memo.clear()
-            self.memo_bytes = 0
+            self.memo = {key: entry for key, entry in self.memo.items() if entry[0] is not None}
+            self.memo_bytes = sum(len(entry[0]) for entry in self.memo.values())
         self._state = state
 
     def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool):
