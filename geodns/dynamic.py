@@ -75,7 +75,9 @@ class Counters:
 
     def tally(self, name: Name, selection: Selection) -> Tally:
         """The counter of answers like ``selection`` for record ``name``."""
-        key = (name, selection.clusters, selection.fallback)
+        return self._tally((name, selection.clusters, selection.fallback))
+
+    def _tally(self, key: tuple[Name, tuple[str, ...], bool]) -> Tally:
         counter = self.outcomes.get(key)
         if counter is None:
             counter = self.outcomes[key] = Tally()
@@ -91,10 +93,7 @@ class Counters:
     def add(self, exported: tuple[dict, int, int]) -> "Counters":
         counts, ecs, geo_misses = exported
         for key, n in counts.items():
-            counter = self.outcomes.get(key)
-            if counter is None:
-                counter = self.outcomes[key] = Tally()
-            counter.n += n
+            self._tally(key).n += n
         self.ecs += ecs
         self.geo_misses += geo_misses
         return self

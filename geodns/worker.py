@@ -49,18 +49,7 @@ def _reduce_proxy(proxy: MappingProxyType) -> tuple:
     return read_only, (dict(proxy),)
 
 
-copyreg.pickle(MappingProxyType, _reduce_proxy)     # zones and configs hold read-only mappings
-
-
-def snapshot_to_wire(snapshot: Snapshot) -> tuple:
-    """A Snapshot as plain values (its read-only mappings as dicts)."""
-    return (snapshot.version, dict(snapshot.clusters), dict(snapshot.observations), snapshot.taken_at)
-
-
-def snapshot_from_wire(wire: tuple) -> Snapshot:
-    version, clusters, observations, taken_at = wire
-    return Snapshot(version=version, clusters=MappingProxyType(clusters),
-                    observations=MappingProxyType(observations), taken_at=taken_at)
+copyreg.pickle(MappingProxyType, _reduce_proxy)     # snapshots, zones and configs hold read-only mappings
 
 
 def send(conn: Connection, *message: Any) -> None:
@@ -118,7 +107,7 @@ class _Worker:
                 return 1
             _start, snapshot, running = receive(self.conn)        # before any query is answered
             config, zones = pickle.loads(running)
-            self.snapshot = snapshot_from_wire(snapshot)
+            self.snapshot = snapshot
             self.engine = self._adopt(build_engine(config, self.snapshot, zones))
             server = config.server
             for host, port in self.settings.dns_listen:          # the supervisor's concrete ports
@@ -148,7 +137,7 @@ class _Worker:
 
     def _apply(self, message: tuple) -> None:
         if message[0] == "snapshot":
-            self.snapshot = snapshot_from_wire(message[1])
+            self.snapshot = message[1]
             dynamic = self.engine.dynamic if self.engine is not None else None
             if dynamic is not None:
                 dynamic.update(self.snapshot)

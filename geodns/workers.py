@@ -42,7 +42,7 @@ from .dns.listener import _bound_socket, add_reports
 from .dynamic import Counters
 from .metrics import QueryStats
 from .state.model import Snapshot
-from .worker import START_TIMEOUT, LogOptions, receive, snapshot_to_wire, worker_main
+from .worker import START_TIMEOUT, LogOptions, receive, worker_main
 
 if TYPE_CHECKING:
     from .config.model import Config
@@ -159,7 +159,7 @@ class WorkerPool:
 
     def publish(self, snapshot: Snapshot) -> None:
         """Queue a snapshot for every worker; a newer one replaces one not yet sent."""
-        blob = pickle.dumps(("snapshot", snapshot_to_wire(snapshot)), protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(("snapshot", snapshot), protocol=pickle.HIGHEST_PROTOCOL)
         for slot in self.slots:
             slot.outbox = [m for m in slot.outbox if m[0] != "snapshot"] + [("snapshot", blob)]
             slot.wake.set()
@@ -262,7 +262,7 @@ class WorkerPool:
         slot.process, slot.conn, slot.started, slot.failure = process, parent, False, None
         slot.spawned_at, slot.stats, slot.gslb, slot.applied = time.monotonic(), None, None, 0
         slot.reloaded = self._reloads            # a new process starts from the running config anyway
-        blob = pickle.dumps(("start", snapshot_to_wire(self.snapshot()), self._running_blob()),
+        blob = pickle.dumps(("start", self.snapshot(), self._running_blob()),
                             protocol=pickle.HIGHEST_PROTOCOL)
         slot.outbox = [("start", blob)]          # the first message: a worker builds its engine on it
         slot.wake = asyncio.Event()
