@@ -514,3 +514,15 @@ def test_contexts_is_a_mapping_of_every_record_built_on_demand():
     first = built[records[1].name]
     assert first.record is records[1] and built[records[1].name] is first        # built once, then kept
     assert [c.record for c in built.values()] == records
+
+
+def test_a_cluster_whose_family_is_all_down_is_no_answer_for_that_family():
+    """Singapore's cluster has its IPv4 endpoint down and its IPv6 one up: A goes elsewhere, AAAA stays."""
+    ctx = context(THREE, observations=[obs(AP1.name, "203.0.113.10", False)])
+    trace: list = []
+    a = select(ctx, client(SG, 24), 4, trace)
+    assert a.addresses and a.clusters[0] != AP1.name and not a.fallback
+    assert Step("ipv4 down", ("us-east-1", "eu-west-1", "ap-southeast-1"), ("us-east-1", "eu-west-1")) in trace
+    assert select(ctx, client(SG, 24), 6).clusters == (AP1.name,)
+    everything_down = context([AP1], observations=[obs(AP1.name, "203.0.113.10", False)])
+    assert select(everything_down, client(SG, 24), 4).fallback                # nothing left: the fallback

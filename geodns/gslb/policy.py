@@ -72,17 +72,36 @@ def select(ctx: Context, client: Client, family: int, trace: list | None = None)
     Addresses come from the ordered candidates, the first candidate's first.
     Candidates with no address of the family give an empty selection (the
     caller answers NODATA), not the fallback: the name exists, the cluster is
-    fine, it just has no such address.  Only an empty chain result falls back;
-    the trace then ends with a ``Step("fallback", (), <clusters answered>)``.
+    fine, it just has no such address.  A cluster that has addresses of the
+    family but none left up (its IPv4 endpoint down, its IPv6 one up) is no
+    answer for that family: the chain runs again without it, and the trace
+    says so with a ``Step("ipv4 down", ...)``.  Only an empty chain result
+    falls back; the trace then ends with a ``Step("fallback", (), <clusters answered>)``.
     """
     record = ctx.record
-    candidates, depended = _run(record, list(ctx.candidates), client, ctx, trace)
+    start = list(ctx.candidates)
+    while True:
+        candidates, depended = _run(record, start, client, ctx, trace)
+        addresses, clusters = _addresses(candidates, family, record.answers)
+        lost = () if addresses else _family_lost(candidates, family)
+        if not lost:
+            break
+        rest = [c for c in start if c.cluster.name not in lost]
+        if trace is not None:
+            trace.append(Step(f"ipv{family} down", tuple(c.cluster.name for c in start),
+                              tuple(c.cluster.name for c in rest)))
+        start = rest
     if not candidates:
         chosen = ctx.fallback[family]
         if trace is not None:
             trace.append(Step("fallback", (), chosen.clusters))
         return chosen
-    want = record.answers
+    return Selection(tuple(addresses), tuple(clusters), False,
+                     ecs_scope(client.location, client.ecs_source, depended))
+
+
+def _addresses(candidates: list[Candidate], family: int, want: int) -> tuple[list[IPAddress], list[str]]:
+    """Up to ``want`` addresses of ``family`` in candidate order, and the clusters they came from."""
     addresses: list[IPAddress] = []
     clusters: list[str] = []
     for cand in candidates:
@@ -98,8 +117,14 @@ def select(ctx: Context, client: Client, family: int, trace: list | None = None)
             clusters.append(cand.cluster.name)
             if len(addresses) >= want:
                 break
-    return Selection(tuple(addresses), tuple(clusters), False,
-                     ecs_scope(client.location, client.ecs_source, depended))
+    return addresses, clusters
+
+
+def _family_lost(candidates: list[Candidate], family: int) -> frozenset[str]:
+    """Candidates with addresses of ``family`` in the table but none among their eligible endpoints."""
+    return frozenset(c.cluster.name for c in candidates
+                     if any(e.address.version == family for e in c.cluster.endpoints)
+                     and not any(e.address.version == family for e in c.endpoints))
 
 
 def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) -> Outcomes | None:
