@@ -162,9 +162,9 @@ class Server:
         self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
         self.engine = self._adopt(build_engine(config, seed))
-        await self._seed_store(overwrite=self.settings.reset_state)
-        for warning in await self.store.risks():
-            log.warning("event=store-risk %s", warning)
+        if await self._seed_store(overwrite=self.settings.reset_state):
+            for warning in await self.store.risks():
+                log.warning("event=store-risk %s", warning)
         self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot,
                                      reseed=lambda: self._seed_store(restore=True), validate=self._validate_cluster)
         await self.keeper.start()
@@ -212,7 +212,7 @@ class Server:
         await self.checker.start()
         log.info("event=checker-started id=%s vantage=%s", checker_id, settings.region or "local")
 
-    async def _seed_store(self, overwrite: bool = False, restore: bool = False) -> None:
+    async def _seed_store(self, overwrite: bool = False, restore: bool = False) -> bool:
         """Put the config's clusters into the store, keeping runtime changes (drains, weights)
         unless ``overwrite`` (``serve --reset-state``) says the config wins.
 
@@ -221,7 +221,7 @@ class Server:
         and all, and a config cluster removed at runtime stays removed (only clusters new
         to the config since our last seed are added).  A server that never loaded one
         (version 0) seeds from the config alone.  ``restore``: the keeper found the store
-        empty; what comes back is logged.
+        empty; what comes back is logged.  False when the store is unreachable.
         """
         config = self.config
         last = self.keeper.snapshot if self.keeper is not None and not overwrite else None
@@ -232,7 +232,7 @@ class Server:
             version = await self.store.seed(specs, overwrite=overwrite, base=base)
         except StoreUnavailable as exc:
             log.warning("event=seed-deferred reason=%r (answering from the config until the store is back)", str(exc))
-            return
+            return False
         self._seeded_names = set(config.clusters) if base is None else self._seeded_names | {s.name for s in specs}
         if restore:
             if base is None:
@@ -241,6 +241,7 @@ class Server:
                 changes = table.runtime_changes(base, config.clusters)
                 log.warning("event=store-restored from=snapshot-v%d version=%d clusters=%d runtime_changes=%r",
                             last.version, version, len(base), "; ".join(changes) or "none")
+        return True
 
     def _validate_cluster(self, cluster: Cluster) -> list[str]:
         """What the store's own checks cannot know: the config's regions (as the config checks them)."""

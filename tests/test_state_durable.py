@@ -7,6 +7,7 @@ servers answering over UDP, dnspython as the client, ``/readyz`` and
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from tests.test_http_api import http
 
 AP, EU, USE = "203.0.113.10", "198.51.100.10", "192.0.2.10"
 PREFIX = "d:"
+EXTRA = ClusterSpec("extra-1", "us-east", (EndpointSpec(ipaddress.ip_address("192.0.2.77")),))   # added at runtime
 
 
 def poll(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
@@ -85,8 +87,7 @@ def test_runtime_changes_survive_redis_restarting_empty(tmp_path, redis, caplog)
         a.call(admin.set_admin("ap-southeast-1", AdminState.DRAINED))            # SG -> eu-west
         a.call(admin.set_weight("eu-west-1", 0, endpoint="2001:db8:1::10"))
         a.call(admin.remove_cluster("us-east-1"))                                 # US -> eu-west
-        a.call(admin.add_cluster(ClusterSpec("extra-1", "us-east", (EndpointSpec(
-            __import__("ipaddress").ip_address("192.0.2.77")),))))
+        a.call(admin.add_cluster(EXTRA))
         for s in (a, b):
             poll(lambda s=s: addresses(ask(s, SG)) == {EU} and addresses(ask(s, US, 29)) == {EU}, what="changes")
 
@@ -109,17 +110,7 @@ def test_runtime_changes_survive_redis_restarting_empty(tmp_path, redis, caplog)
     finally:
         a.stop()
         b.stop()
-
-
-def test_reset_state_still_means_config_wins(tmp_path, redis):
-    url = f"{redis.url}?prefix={PREFIX}"
-    a = start(tmp_path, url, "a")
-    try:
-        a.call(a.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))
-        a.call(a.server.store.remove_cluster("us-east-1"))
-    finally:
-        a.stop()
-    reset = start(tmp_path, url, "b", reset_state=True)
+    reset = start(tmp_path, url, "c", reset_state=True)             # --reset-state: the config still wins
     try:
         assert addresses(ask(reset, SG)) == {AP} and addresses(ask(reset, US, 29)) == {USE}
         assert set(raw(redis).smembers(PREFIX + "clusters")) == {"us-east-1", "eu-west-1", "ap-southeast-1"}
@@ -167,8 +158,7 @@ def test_a_lost_index_and_version_are_rebuilt(tmp_path, redis):
     a = start(tmp_path, url)
     client = raw(redis)
     try:
-        a.call(a.server.store.add_cluster(ClusterSpec("extra-1", "us-east", (EndpointSpec(
-            __import__("ipaddress").ip_address("192.0.2.77")),))))
+        a.call(a.server.store.add_cluster(EXTRA))
         client.delete(PREFIX + "clusters", PREFIX + "version")
         nudge(client)
         poll(lambda: set(client.smembers(PREFIX + "clusters")) == {"us-east-1", "eu-west-1", "ap-southeast-1",
