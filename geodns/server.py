@@ -23,7 +23,8 @@ from .errors import ConfigError, InputError
 from .geo import Locator
 from .metrics import QueryStats
 from .state.keeper import SnapshotKeeper
-from .state.model import Snapshot
+from .state import table
+from .state.model import Cluster, Snapshot
 from .state.store import StateStore, StoreUnavailable, open_store, redact_url
 from .names import to_text
 from .zones.zoneset import ZoneSet, load_zones
@@ -123,6 +124,7 @@ class Server:
         self.gslb_counters = Counters()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._seeded_names: set[str] = set()         # config clusters this server has put into the store
 
     def query_stats(self) -> QueryStats:
         """What /metrics reports: this process's counters, or every worker's when workers answer."""
@@ -160,8 +162,11 @@ class Server:
         self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
         self.engine = self._adopt(build_engine(config, seed))
-        await self._seed_store(overwrite=self.settings.reset_state)
-        self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot, reseed=self._seed_store)
+        if await self._seed_store(overwrite=self.settings.reset_state):
+            for warning in await self.store.risks():
+                log.warning("event=store-risk %s", warning)
+        self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot,
+                                     reseed=lambda: self._seed_store(restore=True), validate=self._validate_cluster)
         await self.keeper.start()
         self._on_snapshot(self.keeper.snapshot)
         self._tasks.append(asyncio.create_task(keep_health_fresh(self._current_gslb), name="geodns-health-refresh"))
@@ -207,13 +212,42 @@ class Server:
         await self.checker.start()
         log.info("event=checker-started id=%s vantage=%s", checker_id, settings.region or "local")
 
-    async def _seed_store(self, overwrite: bool = False) -> None:
+    async def _seed_store(self, overwrite: bool = False, restore: bool = False) -> bool:
         """Put the config's clusters into the store, keeping runtime changes (drains, weights)
-        unless ``overwrite`` (``serve --reset-state``) says the config wins."""
+        unless ``overwrite`` (``serve --reset-state``) says the config wins.
+
+        Once the keeper has loaded a table, its snapshot is the base (``table.seed_plan``):
+        a store that lost its data or its index gets that table back, runtime changes
+        and all, and a config cluster removed at runtime stays removed (only clusters new
+        to the config since our last seed are added).  A server that never loaded one
+        (version 0) seeds from the config alone.  ``restore``: the keeper found the store
+        empty; what comes back is logged.  False when the store is unreachable.
+        """
+        config = self.config
+        last = self.keeper.snapshot if self.keeper is not None and not overwrite else None
+        base = last.clusters if last is not None and last.version > 0 else None
+        specs = [s for s in config.clusters.values()
+                 if base is None or s.name in base or s.name not in self._seeded_names]
         try:
-            await self.store.seed(self.config.clusters.values(), overwrite=overwrite)
+            version = await self.store.seed(specs, overwrite=overwrite, base=base)
         except StoreUnavailable as exc:
             log.warning("event=seed-deferred reason=%r (answering from the config until the store is back)", str(exc))
+            return False
+        self._seeded_names = set(config.clusters) if base is None else self._seeded_names | {s.name for s in specs}
+        if restore:
+            if base is None:
+                log.warning("event=store-reseeded from=config version=%d (no table loaded yet to restore)", version)
+            else:
+                changes = table.runtime_changes(base, config.clusters)
+                log.warning("event=store-restored from=snapshot-v%d version=%d clusters=%d runtime_changes=%r",
+                            last.version, version, len(base), "; ".join(changes) or "none")
+        return True
+
+    def _validate_cluster(self, cluster: Cluster) -> list[str]:
+        """What the store's own checks cannot know: the config's regions (as the config checks them)."""
+        if cluster.region not in self.config.regions:
+            return [f"region: unknown region {cluster.region!r}"]
+        return []
 
     def _adopt(self, engine: AnswerEngine) -> AnswerEngine:
         """Give a new engine the server's counters, so metrics survive reloads."""

@@ -1,6 +1,7 @@
 """Check options in the config: defaults keep the old behaviour, every problem is reported with its key path."""
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from geodns.config.model import CheckSpec
 from geodns.errors import ConfigError
 from geodns.health.options import status_ranges
 from geodns.state import codec
-from geodns.state.model import Cluster
+from geodns.state.model import Cluster, Endpoint
 
 
 def config(check: str, tmp_path: Path):
@@ -113,8 +114,8 @@ def test_status_ranges() -> None:
 def test_spec_survives_the_stores_json() -> None:
     spec = CheckSpec(type="https", expect_status=[200, "300-302"], body="ok", tls_verify=False, jitter=0.3,
                      send=None, host="app.example.com")
-    cluster = Cluster(name="c", region="r", endpoints=(), check=spec)
-    again = codec.load_cluster(codec.dump_cluster(cluster))
+    cluster = Cluster(name="c", region="r", endpoints=(Endpoint(ipaddress.ip_address("192.0.2.1")),), check=spec)
+    again = codec.load_cluster(codec.dump_cluster(cluster), "c")
     assert again == cluster and hash(again.check) == hash(spec)
 
 

@@ -112,6 +112,10 @@ def test_redis_down_loses_no_query(stack):
     assert report["failed_queries"] == 0
     assert report["passed"], report["checks"]
     assert check(report, "seeded the empty Redis")["ok"]
+    assert check(report, "the drain of ap-southeast-1 survived")["ok"]      # restored, not re-seeded from config
+    assert check(report, "answers stayed put")["ok"]                         # SG never went back to the drained one
+    redis = StackState.load(stack / STATE_FILE).processes["redis"]
+    assert "--appendonly" in redis.argv and redis.argv[redis.argv.index("--appendonly") + 1] == "yes"
 
 
 def test_one_dns_server_down_the_other_answers(stack):

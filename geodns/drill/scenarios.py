@@ -191,14 +191,25 @@ def _store_check(dep: Deployment, timeout: float, what: str, ok: Callable) -> tu
 
 
 def redis_down(dep: Deployment, opts: Options) -> Report:
-    """Kill Redis (SIGKILL, nothing persisted) and start it again empty: the servers answer from
-    their snapshots throughout, then seed it again; the checkers report again."""
+    """Drain a cluster, then kill Redis (SIGKILL), wipe its data (the AOF: a replaced host) and start
+    it again empty: the servers answer from their snapshots throughout, then restore the table from
+    them, drain included (not from the config); the checkers report again.  The drain is undone at
+    the end."""
+    from .failover import _until_every_server, _write
     if dep.state().mode != "redis":
         raise DrillError(f"redis-down needs a stack with one Redis (this one is {dep.state().mode!r})")
+    drained = opts.cluster or "ap-southeast-1"
+    addresses = dep.addresses(drained)
+    redis_info = dep.process("redis")
+    data_dir = Path(redis_info.argv[redis_info.argv.index("--dir") + 1]) if "--dir" in redis_info.argv else None
 
     def inject(rec: Recorder, ph: Phases) -> None:
         dep.stop_process("redis", signal.SIGKILL)
-        ph.notes.append("Redis killed with SIGKILL; it comes back empty (no persistence)")
+        if data_dir is not None and data_dir.is_dir():
+            for item in data_dir.iterdir():          # what Redis persisted: it comes back empty
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+        ph.notes.append(f"{drained} drained before the baseline; Redis killed with SIGKILL and its data "
+                        f"directory wiped: it comes back empty")
 
     def recover(rec: Recorder, ph: Phases) -> None:
         port = int(dep.process("redis").address.rsplit(":", 1)[1])
@@ -206,12 +217,27 @@ def redis_down(dep: Deployment, opts: Options) -> Report:
         procs.wait_until(lambda: procs.redis_ping(port), 10, "Redis to answer PING again", info)
         seeded, s = _store_check(dep, 10, "seeded", lambda snap: snap.version > 0 and snap.clusters)
         ph.checks.append(("the servers seeded the empty Redis again", seeded, f"{s:.2f}s after restart"))
+        kept, s = _store_check(dep, 10, "drain", lambda snap: drained in snap.clusters
+                               and snap.clusters[drained].admin.value == "drained")
+        ph.checks.append((f"the drain of {drained} survived (restored from the servers' snapshots)", kept,
+                          f"{s:.2f}s after restart" if kept else "the store has it undrained or missing"))
         voters, s = _store_check(dep, 10, "checkers", lambda snap: len(
             {o.checker for obs in snap.observations.values() for o in obs}) >= 2)
         ph.checks.append(("both checkers report again", voters, f"{s:.2f}s after restart"))
 
-    return _timeline(dep, opts, scenario="redis-down", record=opts.record or APP, cluster=None,
-                     expect="steady", inject=inject, recover=recover)
+    wrote, _took, error = _write(dep.store, drained, "drained", 10)  # type: ignore[arg-type]
+    if not wrote:
+        raise DrillError(f"could not drain {drained} through the store before the drill: {error}")
+    try:
+        moved, took = _until_every_server(dep, Recorder(dep.dns, APP, {}, opts.period, opts.timeout),
+                                          CLIENTS["SG"], lambda a: bool(a) and not a & addresses, 10)
+        if not moved:
+            raise DrillError(f"the drain of {drained} did not reach every DNS server within 10 s")
+        report = _timeline(dep, opts, scenario="redis-down", record=opts.record or APP, cluster=None,
+                           expect="steady", inject=inject, recover=recover)
+    finally:
+        _write(dep.store, drained, "active", 10)  # type: ignore[arg-type]
+    return report
 
 
 def dns_server_down(dep: Deployment, opts: Options) -> Report:

@@ -137,6 +137,11 @@ class ServerCollector:
         yield GaugeMetricFamily("geodns_store_connected", "1 when the state store is reachable.",
                                 value=1 if keeper.connected else 0)
         yield CounterMetricFamily("geodns_store_errors", "Failed loads of the state store.", value=keeper.errors)
+        invalid = GaugeMetricFamily("geodns_store_invalid_entries", "Store entries missing or failing validation "
+                                    "(1 each, by key); their last good value is served.", labels=("entry",))
+        for key in sorted(keeper.problems):
+            invalid.add_metric((key,), 1)
+        yield invalid
         reloads = CounterMetricFamily("geodns_config_reloads", "Config and zone reloads by result.",
                                       labels=("result",))
         for result in ("ok", "failed"):

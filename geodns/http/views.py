@@ -46,7 +46,8 @@ def readiness(server: "Server") -> tuple[bool, str]:
     "Fresh enough": the store is connected, or was within
     ``server.ready_max_staleness``.  Past that the server still answers
     (fail static) but says so, so an orchestrator can prefer a peer that
-    still sees the store.
+    still sees the store.  Entries the store holds missing or invalid (see
+    ``SnapshotKeeper.problems``) make it unready too, with their names.
     """
     ready, reason = server.ready
     if not ready:
@@ -61,6 +62,9 @@ def readiness(server: "Server") -> tuple[bool, str]:
             since = "never loaded" if stale == float("inf") else f"last loaded {stale:.0f}s ago"
             return False, (f"state store unreachable ({since}, limit {limit:g}s); "
                            f"answering from snapshot version {keeper.snapshot.version}")
+    if keeper.problems:
+        listed = "; ".join(f"{key}: {why}" for key, why in sorted(keeper.problems.items()))
+        return False, f"store data invalid: {listed} (answering with the last good value of each)"
     return True, "ok"
 
 
@@ -145,7 +149,8 @@ def status_view(server: "Server") -> dict[str, Any]:
         "snapshot": {"version": keeper.snapshot.version if keeper else 0,
                      "age_s": None if stale == float("inf") else round(stale, 3)},
         "store": {"url": redact_url(config.store), "connected": bool(keeper and keeper.connected),
-                  "errors": keeper.errors if keeper else 0, "last_sync": keeper.last_sync if keeper else None},
+                  "errors": keeper.errors if keeper else 0, "last_sync": keeper.last_sync if keeper else None,
+                  "invalid": dict(sorted(keeper.problems.items())) if keeper else {}},
         "zones": [to_text(z.origin) for z in engine.zones] if engine is not None else [],
         "records": [r.text for r in config.records.values()],
         "reloads": dict(server.reloads),

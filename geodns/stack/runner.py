@@ -92,8 +92,10 @@ class Stack:
     def _redis_argv(self, port: int, workdir: Path, *extra: str) -> list[str]:
         binary = shutil.which("redis-server") or "redis-server"
         workdir.mkdir(parents=True, exist_ok=True)
-        return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(workdir), "--daemonize", "no", *extra]
+        # AOF (fsync every second), as a deployment should run it: a restart keeps the table.  The servers
+        # would restore it from their snapshots anyway; the redis-down drill wipes the AOF to prove that.
+        return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                "--appendfsync", "everysec", "--dir", str(workdir), "--daemonize", "no", *extra]
 
     def _start_redis(self) -> None:
         assert self.state is not None

@@ -2,19 +2,24 @@
 
 Plain JSON (not pickle) so operators can read the table with ``redis-cli`` and
 other tools can write it; unknown fields are ignored so a newer writer does not
-break an older reader.
+break an older reader.  Reading is validating: see ``load_cluster``.
 """
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
-from typing import Any
+from typing import Any, Callable
 
+from ..config import values
 from ..config.model import CheckSpec
 from .model import AdminState, Cluster, Endpoint, Observation
 
 _CHECK_FIELDS = {f.name for f in dataclasses.fields(CheckSpec)}
+
+# The config's bounds (geodns/config/load.py), so the store accepts exactly what the config does.
+WEIGHT = values.int_range(0, 1_000_000)
+PRIORITY = values.int_range(0, 1_000_000)
+MIN_HEALTHY = values.int_range(1, 1_000_000)
 
 
 def dump_cluster(cluster: Cluster) -> str:
@@ -33,28 +38,137 @@ def dump_cluster(cluster: Cluster) -> str:
     }, separators=(",", ":"))
 
 
-def load_cluster(text: str) -> Cluster:
-    d = json.loads(text)
-    check = d.get("check")
-    return Cluster(
-        name=d["name"],
-        region=d["region"],
-        endpoints=tuple(_load_endpoint(e) for e in d.get("endpoints") or ()),
-        weight=int(d.get("weight", 100)),
-        priority=int(d.get("priority", 0)),
-        min_healthy=int(d.get("min_healthy", 1)),
-        admin=AdminState(d.get("admin", AdminState.ACTIVE.value)),
-        check=CheckSpec(**{k: v for k, v in check.items() if k in _CHECK_FIELDS}) if check else None,
+def load_cluster(text: str, key: str | None = None) -> Cluster:
+    """Decode one stored cluster, checked as the config checks a cluster.
+
+    Redis is shared and writable by anyone with access (and evicts under
+    memory pressure), so what it holds is input like a config file: every value
+    passes the config's own converters, and a bad one raises ``ValueError``
+    naming every problem (``weight: must be between 0 and 1000000, not -100``).
+    ``key`` is the name the cluster is stored under; the JSON must agree with it.
+    """
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError("must be a JSON object")
+    problems: list[str] = []
+
+    def field(name: str, convert: Callable[[Any], Any], default: Any, where: dict[str, Any] = d,
+              path: str = "") -> Any:
+        if name not in where:
+            return default
+        try:
+            return convert(where[name])
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{path}{name}: {exc}")
+            return default
+
+    name = field("name", values.nonempty_str, key)
+    if key is not None and name != key:
+        problems.append(f"name: {name!r} does not match its key {key!r}")
+    region = field("region", values.nonempty_str, None)
+    if region is None and "region" not in d:
+        problems.append("region: missing")
+    raw = d.get("endpoints")
+    endpoints: list[Endpoint] = []
+    if not isinstance(raw, list) or not raw:
+        problems.append("endpoints: must be a non-empty list of addresses")
+    else:
+        for i, item in enumerate(raw):
+            endpoint = _load_endpoint(item, f"endpoints[{i}].", problems)
+            if endpoint is not None:
+                endpoints.append(endpoint)
+        addresses = [e.address for e in endpoints]
+        if len(set(addresses)) != len(addresses):
+            problems.append("endpoints: the same address is listed twice")
+    cluster = Cluster(
+        name=name or "",
+        region=region or "",
+        endpoints=tuple(endpoints),
+        weight=field("weight", WEIGHT, 100),
+        priority=field("priority", PRIORITY, 0),
+        min_healthy=field("min_healthy", MIN_HEALTHY, 1),
+        admin=field("admin", _admin, AdminState.ACTIVE),
+        check=field("check", lambda v: _load_check(v, problems), None),
     )
+    if problems:
+        raise ValueError("; ".join(_short(p) for p in problems))
+    return cluster
 
 
-def _load_endpoint(d: dict[str, Any]) -> Endpoint:
-    return Endpoint(
-        address=ipaddress.ip_address(d["address"]),
-        weight=int(d.get("weight", 100)),
-        admin=AdminState(d.get("admin", AdminState.ACTIVE.value)),
-        probe=d.get("probe"),
-    )
+def _short(text: str, limit: int = 200) -> str:
+    """A reason fit for a log line and /readyz, even when the bad value is 10**400."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _admin(value: Any) -> AdminState:
+    return AdminState(values.choice(*(s.value for s in AdminState))(value))
+
+
+def _load_endpoint(d: Any, path: str, problems: list[str]) -> Endpoint | None:
+    if not isinstance(d, dict):
+        problems.append(f"{path.rstrip('.')}: must be an object with an address")
+        return None
+    before = len(problems)
+    address = None
+    if "address" not in d:
+        problems.append(f"{path}address: missing")
+    else:
+        try:
+            address = values.address(d["address"])
+        except ValueError as exc:
+            problems.append(f"{path}address: {exc}")
+    endpoint_fields = {}
+    for name, convert, default in (("weight", WEIGHT, 100), ("admin", _admin, AdminState.ACTIVE),
+                                   ("probe", _optional(values.nonempty_str), None)):
+        try:
+            endpoint_fields[name] = convert(d[name]) if name in d else default
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{path}{name}: {exc}")
+    if len(problems) > before or address is None:
+        return None
+    return Endpoint(address=address, **endpoint_fields)
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+# The check fields the config bounds, with the config's converters (geodns/config/load.py).
+_CHECK_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "type": values.choice("http", "https", "tcp"),
+    "port": _optional(values.int_range(1, 65535)),
+    "interval": values.parse_duration,
+    "timeout": values.parse_duration,
+    "rise": values.int_range(1, 100),
+    "fall": values.int_range(1, 100),
+    "jitter": values.float_range(0.0, 1.0),
+}
+
+
+def _load_check(value: Any, problems: list[str]) -> CheckSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("must be an object or null")
+    before = len(problems)
+    fields = {}
+    for key, raw in value.items():
+        if key not in _CHECK_FIELDS:
+            continue                    # a newer writer's field: ignored
+        convert = _CHECK_CONVERTERS.get(key)
+        try:
+            fields[key] = convert(raw) if convert is not None else raw
+        except (ValueError, TypeError) as exc:
+            problems.append(f"check.{key}: {exc}")
+    if len(problems) > before:
+        return None
+    spec = CheckSpec(**fields)
+    if spec.timeout > spec.interval:
+        problems.append("check.timeout: must not be longer than the interval")
+    return spec
 
 
 def observation_field(obs: Observation) -> str:
@@ -68,16 +182,25 @@ def dump_observation(obs: Observation) -> str:
 
 
 def load_observation(checker: str, field: str, text: str) -> Observation:
+    """Decode one checker's observation; ``ValueError`` if it is not one (the reader skips it)."""
     cluster, _, endpoint = field.rpartition("|")
-    d = json.loads(text)
-    rtt = d.get("rtt_ms")
-    return Observation(
-        checker=checker,
-        vantage=d.get("vantage", ""),
-        cluster=cluster,
-        endpoint=endpoint,
-        up=d.get("up"),
-        rtt_ms=float(rtt) if rtt is not None else None,
-        at=float(d["at"]),
-        expires=float(d["expires"]),
-    )
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(d, dict) or not cluster or d.get("up") not in (True, False, None):
+        raise ValueError("not an observation {vantage, up, rtt_ms, at, expires}")
+    try:
+        rtt = d.get("rtt_ms")
+        return Observation(
+            checker=checker,
+            vantage=str(d.get("vantage", "")),
+            cluster=cluster,
+            endpoint=endpoint,
+            up=d.get("up"),
+            rtt_ms=float(rtt) if rtt is not None else None,
+            at=float(d["at"]),
+            expires=float(d["expires"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an observation ({exc!r})") from None

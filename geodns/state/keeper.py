@@ -9,9 +9,16 @@ as RTT drift).  All loads are sequential in that one task.
 Fail static: when the store is unreachable the keeper keeps its last snapshot,
 reports ``connected = False`` and a growing ``staleness()``, and reconnects with
 jittered exponential backoff.  A store that answers but holds no table
-(version 0: never seeded, or Redis restarted empty) is treated the same way —
-an empty table is never served in place of a good one — and the optional
-``reseed`` coroutine is called so the caller can seed it from config again.
+(version 0: never seeded, Redis restarted empty, or its index lost) is treated
+the same way — an empty table is never served in place of a good one — and the
+optional ``reseed`` coroutine is called so the caller can seed it again (the
+server restores it from this keeper's snapshot: see ``Server._seed_store``).
+
+Bad data is not an outage: an entry the store could not load (missing though
+the index names it, or failing validation — the store's own checks and the
+caller's ``validate``) keeps its last good value from the current snapshot, is
+logged by name once, and is listed in ``problems`` (``/readyz``, metrics) until
+it loads again.  A partial table is never swapped in.
 
 Versions only go forward, with one exception: after a store reset the version
 starts again from 1.  So a lower version is accepted on the first load after a
@@ -27,9 +34,11 @@ import logging
 import math
 import random
 import time
-from typing import Awaitable, Callable
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Awaitable, Callable, Iterable
 
-from .model import Snapshot
+from .model import Cluster, Snapshot
 from .store import StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,7 @@ class SnapshotKeeper:
     def __init__(self, store: StateStore, seed: Snapshot, resync_interval: float = 5.0,
                  on_change: Callable[[Snapshot], None] | None = None,
                  reseed: Callable[[], Awaitable[object]] | None = None, *,
+                 validate: Callable[[Cluster], Iterable[str]] | None = None,
                  debounce: float = 0.05, min_backoff: float = 0.1, max_backoff: float = 5.0):
         self.store = store
         self.snapshot = seed
@@ -51,6 +61,8 @@ class SnapshotKeeper:
         self.resync_interval = resync_interval
         self.on_change = on_change
         self.reseed = reseed
+        self.validate = validate
+        self.problems: dict[str, str] = {}        # store entries not taken, by key -> why (see module doc)
         self.debounce = debounce
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         self._synced_at: float | None = None     # monotonic twin of last_sync
@@ -108,6 +120,7 @@ class SnapshotKeeper:
             return False
         self._unseeded_warned = False
         current = self.snapshot
+        snapshot = self._keep_last_good(snapshot, current)
         if snapshot.version < current.version and not self._trust_next:
             log.warning("state store version went back from %d to %d; accepting it if the next load agrees",
                         current.version, snapshot.version)
@@ -126,12 +139,43 @@ class SnapshotKeeper:
                 log.exception("snapshot on_change callback failed")
         return True
 
+    def _keep_last_good(self, loaded: Snapshot, current: Snapshot) -> Snapshot:
+        """``loaded`` with every cluster it could not take replaced by its value in ``current``."""
+        problems = dict(loaded.problems)
+        clusters = dict(loaded.clusters)
+        if self.validate is not None:
+            for name, cluster in loaded.clusters.items():
+                reasons = list(self.validate(cluster))
+                if reasons:
+                    problems[f"cluster:{name}"] = "; ".join(reasons)
+                    del clusters[name]
+        for key in problems:
+            name = key.removeprefix("cluster:")
+            if key.startswith("cluster:") and name in current.clusters:
+                clusters[name] = current.clusters[name]
+        self._report(problems)
+        if not problems and not loaded.problems:
+            return loaded
+        return replace(loaded, clusters=MappingProxyType(clusters), problems=MappingProxyType(problems))
+
+    def _report(self, problems: dict[str, str]) -> None:
+        """Log each bad entry once (and when it is fixed); ``self.problems`` feeds /readyz and metrics."""
+        for key, reason in sorted(problems.items()):
+            if self.problems.get(key) != reason:
+                name = key.removeprefix("cluster:")
+                kept = name in self.snapshot.clusters if key.startswith("cluster:") else False
+                log.error("event=store-data-invalid entry=%s reason=%r keeping=%s", key, reason,
+                          f"last-good-{name}" if kept else "nothing (no good value known)")
+        for key in sorted(set(self.problems) - set(problems)):
+            log.warning("event=store-data-valid-again entry=%s", key)
+        self.problems = problems
+
     async def _unseeded(self) -> None:
         """The store answers but has no table: keep serving ours and ask the caller to seed it."""
         self._trust_next = True
         if not self._unseeded_warned:
-            log.warning("state store holds no table (not seeded, or wiped); serving snapshot version %d%s",
-                        self.snapshot.version, "; re-seeding from config" if self.reseed else "")
+            log.warning("state store holds no table (not seeded, wiped, or its index lost); serving snapshot "
+                        "version %d%s", self.snapshot.version, "; re-seeding it" if self.reseed else "")
             self._unseeded_warned = True
         if self.reseed is not None:
             try:

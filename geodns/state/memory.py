@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable, Iterable, Sequence
+from typing import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import table
@@ -43,11 +43,10 @@ class MemoryStore(StateStore):
             self._wake()
         return self._version
 
-    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False) -> int:
-        specs = list(specs)
-        clusters = {} if overwrite else dict(self._clusters)
-        for spec in specs:
-            clusters[spec.name] = table.seeded(spec, self._clusters.get(spec.name), overwrite)
+    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False,
+                   base: Mapping[str, Cluster] | None = None) -> int:
+        clusters = table.seed_plan(list(specs), self._clusters, base, overwrite=overwrite,
+                                   restoring=self._version == 0)
         if clusters == self._clusters and self._version:
             return self._version
         self._clusters = clusters

@@ -88,6 +88,10 @@ class Snapshot:
     observations: Mapping[ObservationKey, tuple[Observation, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
     taken_at: float = field(default_factory=time.time)
+    # Entries of the store this snapshot could not take, by key (``cluster:NAME``,
+    # ``obs:CHECKER``) -> why: missing (evicted) or failing validation.  The keeper
+    # keeps each such cluster's last good value and reports them.
+    problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> "Snapshot":

@@ -50,8 +50,7 @@ import math
 import time
 import urllib.parse
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -60,9 +59,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, WatchError
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
-from ..config.values import split_host_port
 from . import codec, table
 from .model import AdminState, Cluster, Observation, Snapshot
+from .sentinel import SENTINEL_SCHEMES, SentinelURL, parse_sentinel_url  # noqa: F401  (re-exported)
 from .store import StateStore, StoreUnavailable
 
 DEFAULT_PREFIX = "geodns:"
@@ -81,14 +80,26 @@ end
 return 0
 """
 
-# ARGV[1] = prefix; ARGV[2] = now.  Returns {version, {cluster json...}, {checker, {field, json, ...}, ...}}.
+# ARGV[1] = prefix; ARGV[2] = now; ARGV[3] = the cluster keys' SCAN pattern.
+# Returns {version, {name, json or '', ...}, {checker, {field, json, ...}, ...}}.  An index that
+# is gone while cluster keys remain (evicted, deleted) reads as version 0: unseeded, so a server
+# rebuilds it (``seed``) instead of every reader swapping to an empty table.
 _LOAD = """
 local p = ARGV[1]
 local version = redis.call('GET', p .. 'version')
+local names = redis.call('SMEMBERS', p .. 'clusters')
+if version and #names == 0 then
+  local cursor = '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[3], 'COUNT', 1000)
+    cursor = page[1]
+    if #page[2] > 0 then version = false; break end
+  until cursor == '0'
+end
 local clusters = {}
-for _, name in ipairs(redis.call('SMEMBERS', p .. 'clusters')) do
-  local c = redis.call('GET', p .. 'cluster:' .. name)
-  if c then table.insert(clusters, c) end
+for _, name in ipairs(names) do
+  table.insert(clusters, name)
+  table.insert(clusters, redis.call('GET', p .. 'cluster:' .. name) or '')
 end
 local obs = {}
 for _, checker in ipairs(redis.call('ZRANGEBYSCORE', p .. 'checkers', ARGV[2], '+inf')) do
@@ -97,6 +108,14 @@ for _, checker in ipairs(redis.call('ZRANGEBYSCORE', p .. 'checkers', ARGV[2], '
 end
 return {version or '0', clusters, obs}
 """
+
+MISSING = "missing (evicted or deleted) though the index names it"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
 
 Edit = Callable[[dict[str, Cluster | None]], dict[str, Cluster | None]]
 
@@ -121,6 +140,7 @@ class RedisStore(StateStore):
         self._closed = False
         p = self.prefix
         self._k_version, self._k_clusters, self._k_checkers = p + "version", p + "clusters", p + "checkers"
+        self._cluster_pattern = glob_escape(p) + "cluster:*"
         self.channel = p + "changes"
 
     def __repr__(self) -> str:
@@ -162,17 +182,54 @@ class RedisStore(StateStore):
             with contextlib.suppress(Exception):
                 await client.aclose()
 
+    async def risks(self) -> list[str]:
+        """An ``allkeys-*`` maxmemory policy lets Redis evict the table under memory pressure.
+
+        (``volatile-*`` evicts only keys with a TTL: just the observations, which
+        checkers write again.)  A Redis that hides CONFIG (managed services) says nothing.
+        """
+        try:
+            with self._unavailable():
+                policy = (await self._redis().config_get("maxmemory-policy")).get("maxmemory-policy", "")
+        except Exception:   # noqa: BLE001 - unreachable, or CONFIG renamed/forbidden: nothing to say
+            return []
+        if policy.startswith("allkeys-"):
+            return [f"redis at {self._where} has maxmemory-policy {policy}: under memory pressure it can evict "
+                    f"the cluster table; use noeviction or a volatile-* policy (evicted entries are reported "
+                    f"as 'store data invalid' and served from the last good snapshot)"]
+        return []
+
     # -- reads -----------------------------------------------------------------
 
     async def load(self) -> Snapshot:
+        """The table; an entry that is missing or fails validation is left out and named in
+        ``problems`` (the keeper keeps its last good value), never raised as an outage."""
         now = time.time()
         with self._unavailable():
-            version, cluster_texts, obs_flat = await self._redis().eval(_LOAD, 0, self.prefix, repr(now))
-        clusters = {c.name: c for c in map(codec.load_cluster, cluster_texts)}
-        observations = (codec.load_observation(checker, key, text)
-                        for checker, pairs in sorted(zip(obs_flat[::2], obs_flat[1::2]))
-                        for key, text in zip(pairs[::2], pairs[1::2]))
-        return table.snapshot(int(version), clusters, observations, now)
+            version, pairs, obs_flat = await self._redis().eval(
+                _LOAD, 0, self.prefix, repr(now), self._cluster_pattern)
+        clusters: dict[str, Cluster] = {}
+        problems: dict[str, str] = {}
+        for name, text in zip(pairs[::2], pairs[1::2]):
+            if not text:
+                problems[f"cluster:{name}"] = MISSING
+                continue
+            try:
+                clusters[name] = codec.load_cluster(text, name)
+            except ValueError as exc:
+                problems[f"cluster:{name}"] = str(exc)
+        observations = []
+        for checker, flat in sorted(zip(obs_flat[::2], obs_flat[1::2])):
+            for key, text in zip(flat[::2], flat[1::2]):
+                try:
+                    observations.append(codec.load_observation(checker, key, text))
+                except ValueError as exc:
+                    problems[f"obs:{checker}"] = f"{key}: {exc}"
+        try:
+            number = int(version)
+        except ValueError:
+            number, problems["version"] = 0, f"not an integer: {version[:40]!r}"
+        return table.snapshot(number, clusters, observations, now, problems)
 
     async def changes(self) -> AsyncIterator[int]:
         client = self._redis()
@@ -198,31 +255,25 @@ class RedisStore(StateStore):
 
     # -- admin writes ------------------------------------------------------------
 
-    async def _transact(self, names: Iterable[str], edit: Edit, *,
-                        every_cluster: bool = False, seed: bool = False) -> int:
+    async def _transact(self, names: Iterable[str], edit: Edit) -> int:
         """Read clusters under WATCH, apply ``edit``, write its result with the version bump.
 
         ``edit`` gets ``{name: Cluster or None}`` and returns only the entries it
         changes (None deletes).  On a concurrent write to a watched key, retry.
-        ``seed`` creates the version even when nothing changed.  ``names`` must not
-        be empty unless ``seed`` is set.
+        A stored cluster that fails validation is a ``ValueError`` naming it:
+        an admin write never builds on bad data.
         """
         with self._unavailable():
             async with self._redis().pipeline(transaction=True) as pipe:
                 while True:
                     try:
                         wanted = list(dict.fromkeys(names))
-                        if every_cluster:
-                            await pipe.watch(self._k_clusters)
-                            wanted += sorted(set(await pipe.smembers(self._k_clusters)) - set(wanted))
                         keys = [self._cluster_key(n) for n in wanted]
-                        # A seed decides on the version's existence, so it watches that too.
-                        await pipe.watch(*keys, *([self._k_version] if seed else []))
-                        texts = await pipe.mget(keys) if keys else []
-                        current = {n: codec.load_cluster(t) if t else None for n, t in zip(wanted, texts)}
+                        await pipe.watch(*keys)
+                        texts = await pipe.mget(keys)
+                        current = {n: self._decode(n, t) for n, t in zip(wanted, texts)}
                         changed = edit(current)
-                        seeded = await pipe.exists(self._k_version)
-                        if not changed and not (seed and not seeded):
+                        if not changed:
                             return int(await pipe.get(self._k_version) or 0)
                         pipe.multi()
                         for name, cluster in changed.items():
@@ -232,26 +283,82 @@ class RedisStore(StateStore):
                             else:
                                 pipe.set(self._cluster_key(name), codec.dump_cluster(cluster))
                                 pipe.sadd(self._k_clusters, name)
-                        pipe.eval(_BUMP, 1, self._k_version, self.channel, "1" if seed else "0")
+                        pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
                         return int((await pipe.execute())[-1])
                     except WatchError:
                         continue
 
-    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False) -> int:
+    def _decode(self, name: str, text: str | None) -> Cluster | None:
+        if not text:
+            return None
+        try:
+            return codec.load_cluster(text, name)
+        except ValueError as exc:
+            raise ValueError(f"the store's cluster:{name} is invalid ({exc}); fix it, or reload a "
+                             f"server (SIGHUP) to write back the last good value it serves") from None
+
+    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False,
+                   base: Mapping[str, Cluster] | None = None) -> int:
+        """See ``StateStore.seed``; ``table.seed_plan`` decides, this writes it in one transaction.
+
+        It reads every cluster the index names (and, when the store is unseeded or
+        its index is empty, every ``cluster:*`` key a SCAN finds), so it also mends
+        the index: every name of the table after seeding is in it, changed or not.
+        """
         specs = list(specs)
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(self._k_clusters, self._k_version)
+                        index = set(await pipe.smembers(self._k_clusters))
+                        seeded = bool(await pipe.exists(self._k_version))
+                        found: set[str] = set()
+                        if not seeded or not index:
+                            found = await self._scan_cluster_names(pipe)
+                        restoring = not seeded or (not index and bool(found))
+                        names = sorted(index | found | {s.name for s in specs})
+                        keys = [self._cluster_key(n) for n in names]
+                        if keys:
+                            await pipe.watch(*keys)
+                        texts = dict(zip(names, await pipe.mget(keys))) if keys else {}
+                        stored: dict[str, Cluster | None] = {}
+                        invalid: set[str] = set()
+                        for name in sorted(index | found):
+                            text = texts.get(name)
+                            try:
+                                stored[name] = codec.load_cluster(text, name) if text else None
+                            except ValueError:
+                                stored[name], invalid = None, invalid | {name}
+                        for spec in specs:       # config clusters the index does not name: present or not
+                            if spec.name not in stored and texts.get(spec.name):
+                                with contextlib.suppress(ValueError):
+                                    stored[spec.name] = codec.load_cluster(texts[spec.name], spec.name)
+                        after = table.seed_plan(specs, stored, base, overwrite=overwrite, restoring=restoring)
+                        writes = {n: c for n, c in after.items() if stored.get(n) != c or n in invalid}
+                        # Gone: a dangling index entry, or (overwrite) anything not in the config.  An
+                        # invalid entry nobody has a value for stays, and stays reported, unless overwritten.
+                        gone = [n for n in index | found if n not in after and (overwrite or n not in invalid)]
+                        unindexed = set(after) - index
+                        if not writes and not gone and not unindexed and seeded:
+                            return int(await pipe.get(self._k_version) or 0)
+                        pipe.multi()
+                        for name, cluster in writes.items():
+                            pipe.set(self._cluster_key(name), codec.dump_cluster(cluster))
+                        if gone:
+                            pipe.delete(*(self._cluster_key(n) for n in gone))
+                            pipe.srem(self._k_clusters, *gone)
+                        if after:
+                            pipe.sadd(self._k_clusters, *after)
+                        pipe.eval(_BUMP, 1, self._k_version, self.channel, "1")
+                        return int((await pipe.execute())[-1])
+                    except WatchError:
+                        continue
 
-        def edit(current: dict[str, Cluster | None]) -> dict[str, Cluster | None]:
-            changed: dict[str, Cluster | None] = {}
-            for spec in specs:
-                new = table.seeded(spec, current.get(spec.name), overwrite)
-                if new != current.get(spec.name):
-                    changed[spec.name] = new
-            if overwrite:
-                names = {s.name for s in specs}
-                changed.update({n: None for n, c in current.items() if c is not None and n not in names})
-            return changed
-
-        return await self._transact([s.name for s in specs], edit, every_cluster=overwrite, seed=True)
+    async def _scan_cluster_names(self, client) -> set[str]:
+        """Every cluster key's name, found by SCAN: how a lost index is rebuilt."""
+        start = len(self.prefix) + len("cluster:")
+        return {key[start:] async for key in client.scan_iter(match=self._cluster_pattern, count=1000)}
 
     async def _edit_one(self, name: str, edit: Callable[[Cluster], Cluster]) -> int:
         return await self._transact([name], lambda cur: {name: edit(table.require(cur[name], name))})
@@ -323,69 +430,3 @@ class RedisStore(StateStore):
                         return
                     except WatchError:
                         continue
-
-
-SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel", "sentinel")
-
-
-@dataclass(frozen=True)
-class SentinelURL:
-    """A parsed ``redis+sentinel://`` URL: where the sentinels are, which service, how to log in."""
-
-    hosts: tuple[tuple[str, int], ...]
-    service: str
-    db: int = 0
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)          # the data nodes' (primary, replicas)
-    sentinel_password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    ssl_ca_certs: str | None = None
-
-    def master(self, connect_timeout: float, socket_timeout: float) -> aioredis.Redis:
-        """A client whose connections go to whichever node the sentinels call primary."""
-        from redis.asyncio.sentinel import Sentinel
-        common: dict = {"socket_connect_timeout": connect_timeout, "socket_timeout": socket_timeout}
-        if self.tls:
-            common["ssl"] = True
-            if self.ssl_ca_certs:
-                common["ssl_ca_certs"] = self.ssl_ca_certs
-        sentinel_kwargs = dict(common)
-        if self.sentinel_password:
-            sentinel_kwargs["password"] = self.sentinel_password
-        sentinel = Sentinel(list(self.hosts), sentinel_kwargs=sentinel_kwargs, **common)
-        return sentinel.master_for(
-            self.service, db=self.db, username=self.username, password=self.password,
-            decode_responses=True, client_name="geodns", retry=Retry(NoBackoff(), 0), **common)
-
-
-def parse_sentinel_url(url: str) -> SentinelURL:
-    """``redis+sentinel://[[user]:pass@]h1:p1[,h2:p2...]/service[/db][?sentinel_password=..]``.
-
-    Raises ValueError with the reason (the config loader reports it with the key path).
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in SENTINEL_SCHEMES:
-        raise ValueError(f"not a sentinel URL (use {', '.join(s + '://' for s in SENTINEL_SCHEMES)})")
-    userinfo, _, hostlist = parts.netloc.rpartition("@")
-    username = password = None
-    if userinfo:
-        user, sep, secret = userinfo.partition(":")
-        username = urllib.parse.unquote(user) or None
-        password = urllib.parse.unquote(secret) if sep else None
-    hosts = []
-    for item in filter(None, hostlist.split(",")):
-        host, port = split_host_port(item, default_port=26379)
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"bad sentinel address {item!r} (want host:port)")
-        hosts.append((host, int(port)))
-    if not hosts:
-        raise ValueError("no sentinel addresses (want redis+sentinel://host:port[,host:port]/service)")
-    path = [p for p in parts.path.split("/") if p]
-    if not path or len(path) > 2:
-        raise ValueError("name the monitored service: redis+sentinel://host:port/SERVICE[/DB]")
-    if len(path) == 2 and not path[1].isdigit():
-        raise ValueError(f"database must be a number, not {path[1]!r}")
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    return SentinelURL(tuple(hosts), path[0], int(path[1]) if len(path) == 2 else 0, username, password,
-                       query.get("sentinel_password"), parts.scheme.lower().startswith("rediss"),
-                       query.get("ssl_ca_certs"))

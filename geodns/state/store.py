@@ -13,7 +13,10 @@ The contract both backends keep (tests run it against both):
   restarted empty).  Only ``seed()`` creates the version; other writes to an
   unseeded store land but are not published, so a checker reporting into an
   empty Redis cannot make readers swap to an empty table.
-- ``load()`` returns the table as of exactly one version.
+- ``load()`` returns the table as of exactly one version.  Stored data is
+  validated as the config is (``codec.load_cluster``): an entry that is
+  missing or invalid is left out and named in ``Snapshot.problems``, never
+  raised as an outage; the keeper keeps its last good value.
 - Writes are atomic: concurrent writers never lose each other's changes.
 - Observation reports bump the version only when a verdict changes (see
   ``table.notable_change``); RTT drift is picked up by the keeper's periodic
@@ -23,11 +26,11 @@ The contract both backends keep (tests run it against both):
 from __future__ import annotations
 
 import abc
-from typing import AsyncIterator, Iterable, Sequence
+from typing import AsyncIterator, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from ..errors import ConfigError, Problem
-from .model import AdminState, Observation, Snapshot
+from .model import AdminState, Cluster, Observation, Snapshot
 
 
 class StateError(KeyError):
@@ -61,14 +64,23 @@ class StateStore(abc.ABC):
     async def close(self) -> None:
         """Release connections; feeds from ``changes()`` end."""
 
+    async def risks(self) -> list[str]:
+        """How this store could lose our keys behind our back, in words (logged at start); [] if none known."""
+        return []
+
     @abc.abstractmethod
-    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False) -> int:
+    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False,
+                   base: Mapping[str, Cluster] | None = None) -> int:
         """Put the config's clusters into the table; return the version after.
 
         Without ``overwrite`` the table keeps what operators changed at runtime
         (admin states, weights, registered endpoints and clusters) and takes the
         config-owned fields (region, priority, min_healthy, check, probes) from
-        the specs.  With ``overwrite`` the table becomes exactly the config.
+        the specs.  ``base``, the caller's last good snapshot, stands in for
+        clusters the store lost or holds invalid, and restores the whole table
+        when the store is unseeded (Redis restarted empty) or lost its index
+        (``table.seed_plan``).  With ``overwrite`` the table becomes exactly
+        the config.  Every cluster of the result is in the index afterwards.
         Bumps the version only if something changed (or the store was unseeded).
         """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from .model import AdminState, Cluster, Endpoint, Observation, ObservationKey, Snapshot
@@ -80,6 +80,62 @@ def seeded(spec: ClusterSpec, existing: Cluster | None, overwrite: bool) -> Clus
                    min_healthy=fresh.min_healthy, check=fresh.check, endpoints=tuple(endpoints))
 
 
+def seed_plan(specs: Iterable[ClusterSpec], stored: Mapping[str, Cluster | None],
+              base: Mapping[str, Cluster] | None, *, overwrite: bool, restoring: bool) -> dict[str, Cluster]:
+    """The whole table after a seed: what both backends write.
+
+    ``stored`` is what the store holds by name (None: named by the index but
+    missing, or invalid).  ``base`` is the seeding server's last good snapshot:
+    it stands in for a stored cluster that is missing or invalid, and when
+    ``restoring`` (the store came back empty, or lost its index) its clusters
+    come back whole, those added at runtime included, so a Redis restart loses
+    no drain, weight, forced state or registration.  The config's ``specs`` are
+    laid over the result with ``seeded`` (config-owned fields from the config);
+    the caller leaves out the specs of clusters removed at runtime.  With
+    ``overwrite`` the table is exactly the config.
+    """
+    if overwrite:
+        return {spec.name: Cluster.from_spec(spec) for spec in specs}
+    base = base or {}
+    out: dict[str, Cluster] = {}
+    for name, cluster in stored.items():
+        value = cluster if cluster is not None else base.get(name)
+        if value is not None:
+            out[name] = value
+    if restoring:
+        for name, cluster in base.items():
+            out.setdefault(name, cluster)
+    for spec in specs:
+        out[spec.name] = seeded(spec, out.get(spec.name), False)
+    return out
+
+
+def runtime_changes(clusters: Mapping[str, Cluster], specs: Mapping[str, ClusterSpec]) -> list[str]:
+    """What in ``clusters`` differs from the config, in words: what a restore brings back."""
+    out = []
+    for name, cluster in sorted(clusters.items()):
+        spec = specs.get(name)
+        if spec is None:
+            out.append(f"{name}: added at runtime ({len(cluster.endpoints)} endpoints)")
+            continue
+        if cluster.admin is not AdminState.ACTIVE:
+            out.append(f"{name}: {cluster.admin.value}")
+        if cluster.weight != spec.weight:
+            out.append(f"{name}: weight {cluster.weight} (config {spec.weight})")
+        configured = {e.address: e for e in spec.endpoints}
+        for endpoint in cluster.endpoints:
+            conf = configured.pop(endpoint.address, None)
+            if conf is None:
+                out.append(f"{name}/{endpoint.key}: added at runtime")
+            if endpoint.admin is not AdminState.ACTIVE:
+                out.append(f"{name}/{endpoint.key}: {endpoint.admin.value}")
+            if conf is not None and endpoint.weight != conf.weight:
+                out.append(f"{name}/{endpoint.key}: weight {endpoint.weight} (config {conf.weight})")
+        out.extend(f"{name}/{address}: removed at runtime" for address in configured)
+    out.extend(f"{name}: removed at runtime" for name in sorted(set(specs) - set(clusters)))
+    return out
+
+
 def with_weight(cluster: Cluster, weight: int, endpoint: str | IPAddress | None = None) -> Cluster:
     weight = check_weight(weight)
     if endpoint is None:
@@ -106,7 +162,11 @@ def with_endpoint(cluster: Cluster, spec: EndpointSpec) -> Cluster:
 
 
 def without_endpoint(cluster: Cluster, address: str | IPAddress) -> Cluster:
+    """A cluster keeps at least one endpoint, as the config requires (remove the cluster instead)."""
     i = _endpoint_index(cluster, address)
+    if len(cluster.endpoints) == 1:
+        raise ValueError(f"{cluster.endpoints[i].key} is the last endpoint of cluster '{cluster.name}'; "
+                         f"remove the cluster (or drain it) instead")
     return replace(cluster, endpoints=cluster.endpoints[:i] + cluster.endpoints[i + 1:])
 
 
@@ -142,9 +202,10 @@ def notable_change(old: Observation | None, new: Observation, now: float) -> boo
 
 
 def snapshot(version: int, clusters: dict[str, Cluster], observations: Iterable[Observation],
-             now: float) -> Snapshot:
+             now: float, problems: Mapping[str, str] | None = None) -> Snapshot:
     """What ``load()`` returns: ``clusters`` (taken over, not copied) and the observations
-    not yet expired at ``now``, grouped per endpoint in the order given."""
+    not yet expired at ``now``, grouped per endpoint in the order given; ``problems`` names
+    the entries left out (see ``Snapshot.problems``)."""
     grouped: dict[ObservationKey, list[Observation]] = {}
     for obs in observations:
         if obs.expires >= now:
@@ -153,4 +214,5 @@ def snapshot(version: int, clusters: dict[str, Cluster], observations: Iterable[
         version=version,
         clusters=MappingProxyType(clusters),
         observations=MappingProxyType({k: tuple(v) for k, v in grouped.items()}),
+        problems=MappingProxyType(dict(problems or {})),
     )

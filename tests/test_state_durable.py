@@ -1,0 +1,231 @@
+"""Operator intent survives Redis losing data, and the store is read as carefully as the config.
+
+Real ``redis-server`` processes (own port, killed and restarted empty), real
+servers answering over UDP, dnspython as the client, ``/readyz`` and
+``/metrics`` over HTTP: what an operator and a resolver would see.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import redis as redis_sync
+
+from geodns.config.model import ClusterSpec, EndpointSpec
+from geodns.server import Settings
+from geodns.state.model import AdminState
+from geodns.state.redis import RedisStore
+from tests.dnsserver import RunningServer, write
+from tests.redis_server import RedisServer
+from tests.test_gslb_dns import LONDON, SG, US, addresses, ask, config_text
+from tests.test_http_api import http
+
+AP, EU, USE = "203.0.113.10", "198.51.100.10", "192.0.2.10"
+PREFIX = "d:"
+EXTRA = ClusterSpec("extra-1", "us-east", (EndpointSpec(ipaddress.ip_address("192.0.2.77")),))   # added at runtime
+
+
+def poll(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.05)
+
+
+def start(tmp_path: Path, url: str, name: str = "a", **settings) -> RunningServer:
+    text = config_text(tmp_path / name, store=url).replace("http_listen: null", 'http_listen: "127.0.0.1:0"')
+    return RunningServer(Settings(config_path=write(tmp_path / name / "geodns.yaml", text), **settings))
+
+
+def raw(redis: RedisServer) -> redis_sync.Redis:
+    return redis_sync.Redis(host="127.0.0.1", port=redis.port, decode_responses=True)
+
+
+def nudge(client: redis_sync.Redis) -> None:
+    """What any write publishes, so the servers load now rather than at their 5 s resync."""
+    client.publish(PREFIX + "changes", 0)
+
+
+def store_table(url: str):
+    async def load():
+        store = RedisStore(url)
+        try:
+            return await store.load()
+        finally:
+            await store.close()
+    return asyncio.run(load())
+
+
+def steady(servers: list[RunningServer], subnet: str, prefix: int, expected: set[str], count: int = 30) -> None:
+    for _ in range(count):
+        for s in servers:
+            assert addresses(ask(s, subnet, prefix)) == expected
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+# -- item 1: a Redis restarted empty gets the operators' table back, not the config's ---------------
+
+def test_runtime_changes_survive_redis_restarting_empty(tmp_path, redis, caplog):
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url, "a")
+    b = start(tmp_path, url, "b")
+    try:
+        admin = a.server.store
+        a.call(admin.set_admin("ap-southeast-1", AdminState.DRAINED))            # SG -> eu-west
+        a.call(admin.set_weight("eu-west-1", 0, endpoint="2001:db8:1::10"))
+        a.call(admin.remove_cluster("us-east-1"))                                 # US -> eu-west
+        a.call(admin.add_cluster(EXTRA))
+        for s in (a, b):
+            poll(lambda s=s: addresses(ask(s, SG)) == {EU} and addresses(ask(s, US, 29)) == {EU}, what="changes")
+
+        caplog.set_level(logging.WARNING)
+        redis.kill()
+        redis.start()                                   # same port, nothing persisted: empty
+        poll(lambda: store_table(url).version > 0, what="the store seeded again")
+        table = store_table(url).clusters
+        assert table["ap-southeast-1"].admin is AdminState.DRAINED
+        assert [e.weight for e in table["eu-west-1"].endpoints] == [100, 0]
+        assert "us-east-1" not in table and "extra-1" in table                 # removed stays removed
+        for s in (a, b):
+            poll(lambda s=s: s.server.keeper.connected and s.server.keeper.snapshot.version == store_table(url).version,
+                 what="both servers on the restored table")
+        steady([a, b], SG, 24, {EU})                     # the drain holds: never back to ap-southeast
+        steady([a, b], US, 29, {EU})
+        restored = [r.getMessage() for r in caplog.records if "event=store-restored" in r.getMessage()]
+        assert restored and "ap-southeast-1: drained" in restored[0] and "us-east-1: removed at runtime" in restored[0]
+        assert "extra-1: added at runtime" in restored[0]
+    finally:
+        a.stop()
+        b.stop()
+    reset = start(tmp_path, url, "c", reset_state=True)             # --reset-state: the config still wins
+    try:
+        assert addresses(ask(reset, SG)) == {AP} and addresses(ask(reset, US, 29)) == {USE}
+        assert set(raw(redis).smembers(PREFIX + "clusters")) == {"us-east-1", "eu-west-1", "ap-southeast-1"}
+    finally:
+        reset.stop()
+
+
+def test_maxmemory_policy_that_can_evict_the_table_is_warned_about(tmp_path, redis, caplog):
+    raw(redis).config_set("maxmemory-policy", "allkeys-lru")
+    caplog.set_level(logging.WARNING)
+    a = start(tmp_path, f"{redis.url}?prefix={PREFIX}")
+    a.stop()
+    assert any("event=store-risk" in r.getMessage() and "allkeys-lru" in r.getMessage() for r in caplog.records)
+
+
+# -- item 5: lost or bad keys ------------------------------------------------------------------------
+
+def test_an_evicted_cluster_key_keeps_answering_and_is_reported(tmp_path, redis):
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url)
+    client = raw(redis)
+    try:
+        a.call(a.server.store.set_weight("ap-southeast-1", 7))      # runtime state the last good value holds
+        poll(lambda: a.server.keeper.snapshot.clusters["ap-southeast-1"].weight == 7, what="the weight loaded")
+        client.delete(PREFIX + "cluster:ap-southeast-1")            # as an allkeys-* eviction would
+        nudge(client)
+        poll(lambda: http(a, "GET", "/readyz")[0] == 503, what="/readyz 503")
+        status, reason = http(a, "GET", "/readyz")
+        assert reason.startswith("store data invalid: cluster:ap-southeast-1: missing")
+        assert "unreachable" not in reason
+        steady([a], SG, 24, {AP})                                   # still the last good value: not NODATA
+        assert a.server.keeper.snapshot.clusters["ap-southeast-1"].weight == 7
+        metrics = http(a, "GET", "/metrics")[1]
+        assert 'geodns_store_invalid_entries{entry="cluster:ap-southeast-1"} 1.0' in metrics
+
+        assert a.reload()                                           # a reload writes the last good value back
+        assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["weight"] == 7
+        poll(lambda: http(a, "GET", "/readyz") == (200, "ok\n"), what="ready again")
+    finally:
+        a.stop()
+
+
+def test_a_lost_index_and_version_are_rebuilt(tmp_path, redis):
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url)
+    client = raw(redis)
+    try:
+        a.call(a.server.store.add_cluster(EXTRA))
+        client.delete(PREFIX + "clusters", PREFIX + "version")
+        nudge(client)
+        poll(lambda: set(client.smembers(PREFIX + "clusters")) == {"us-east-1", "eu-west-1", "ap-southeast-1",
+                                                                    "extra-1"}, what="the index rebuilt")
+        poll(lambda: set(a.server.keeper.snapshot.clusters) == {"us-east-1", "eu-west-1", "ap-southeast-1",
+                                                                 "extra-1"}, what="the server on the rebuilt table")
+        steady([a], SG, 24, {AP})
+        steady([a], LONDON, 32, {EU})
+        assert http(a, "GET", "/readyz") == (200, "ok\n")
+
+        client.delete(PREFIX + "clusters")                          # the index alone, version kept
+        nudge(client)
+        poll(lambda: client.scard(PREFIX + "clusters") == 4, what="the index rebuilt again")
+        steady([a], SG, 24, {AP})
+    finally:
+        a.stop()
+
+
+def test_a_lost_index_is_mended_by_a_restart_even_when_no_data_changed(tmp_path, redis):
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url, "a")
+    a.stop()
+    client = raw(redis)
+    client.delete(PREFIX + "clusters", PREFIX + "version")
+    b = start(tmp_path, url, "b")                                   # no snapshot: seeds from config
+    try:
+        assert client.scard(PREFIX + "clusters") == 3
+        assert addresses(ask(b, SG)) == {AP} and addresses(ask(b, LONDON, 32)) == {EU}
+    finally:
+        b.stop()
+
+
+BAD = [
+    # (what is written as cluster:eu-west-1, what /readyz must name)
+    ({"weight": -100}, "weight: must be between 0 and 1000000, not -100"),
+    ({"weight": 10 ** 400}, "weight: must be between 0 and 1000000"),
+    ({"region": "mars"}, "region: unknown region 'mars'"),
+    ({"endpoints": []}, "endpoints: must be a non-empty list"),
+    ({"min_healthy": -1}, "min_healthy: must be between 1 and 1000000, not -1"),
+    ({"name": "us-east-1"}, "name: 'us-east-1' does not match its key 'eu-west-1'"),
+    ({"endpoints": [{"address": "not-an-ip"}]}, "endpoints[0].address: 'not-an-ip' is not an IPv4 or IPv6"),
+    ({"admin": "sideways"}, "admin: must be one of active, drained"),
+    ("{not json", "not valid JSON"),
+]
+
+
+def test_invalid_values_are_rejected_by_name_and_the_last_good_value_kept(tmp_path, redis):
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url)
+    client = raw(redis)
+    key = PREFIX + "cluster:eu-west-1"
+    good = client.get(key)
+    try:
+        for change, reason in BAD:
+            text = change if isinstance(change, str) else json.dumps({**json.loads(good), **change})
+            client.set(key, text)
+            nudge(client)
+            poll(lambda: http(a, "GET", "/readyz")[0] == 503, what=f"/readyz 503 for {change!r}")
+            status, why = http(a, "GET", "/readyz")
+            assert why.startswith("store data invalid: cluster:eu-west-1: ") and reason in why, (change, why)
+            steady([a], LONDON, 32, {EU}, count=5)                   # the last good eu-west-1 still answers
+            steady([a], US, 29, {USE}, count=5)                      # and nothing replaced us-east-1
+            if "region" not in reason:          # the store cannot know the config's regions; the rest it checks
+                status, body = http(a, "POST", "/api/v1/clusters/eu-west-1/drain")
+                assert status == 400 and "cluster:eu-west-1 is invalid" in body["error"]   # never built on bad data
+            client.set(key, good)
+            nudge(client)
+            poll(lambda: http(a, "GET", "/readyz") == (200, "ok\n"), what=f"ready again after {change!r}")
+    finally:
+        a.stop()
