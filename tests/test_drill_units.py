@@ -81,3 +81,13 @@ def test_plot_draws_every_sample_in_its_cluster_colour_and_the_fault_window():
     legend = [t.text for t in doc.iter(ns + "text") if t.get("class") == "legend"]
     assert legend[:2] == ["a-1", "e-1"] and "failed query" in legend
     assert not any(el.tag.endswith(("script", "image", "foreignObject")) for el in doc.iter())
+
+
+def test_a_shift_drill_whose_baseline_never_used_the_target_fails():
+    """cluster-slow on a cluster no client was sent to would otherwise pass on no evidence."""
+    rows = [sample(t / 10, E) for t in range(0, 60)]                # e-1 all along; a-1 is the target
+    phases = Phases("cluster-slow", "fast.", 2.0, 4.0, 6.0, "a-1", {"203.0.113.10"}, "shift", window=1.0)
+    report = analyse(rows, phases, CLUSTERS)
+    check = next(c for c in report.checks if c["name"].startswith("the baseline sent some client"))
+    assert not check["ok"] and not report.passed
+    assert check["detail"] == "no client was answered with it before the fault"

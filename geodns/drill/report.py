@@ -143,6 +143,12 @@ def analyse(samples: list[Sample], phases: Phases, clusters: dict[str, dict]) ->
                             and ",".join(s.answer) != usual)
         results.append(r)
 
+    if phases.expect == "shift" and bad:
+        # A drill whose baseline never sent anyone to the broken cluster proves nothing: every
+        # "moved away" check above would be skipped and the report would pass on no evidence.
+        routed = [r.client for r in results if any(bad.intersection(a.split(",")) for a in r.baseline)]
+        checks.append((f"the baseline sent some client to {phases.failed_cluster}", bool(routed),
+                       ", ".join(routed) if routed else "no client was answered with it before the fault"))
     failed_queries = sum(s.failed for s in samples)
     attempts: Counter[str] = Counter(a.server for s in samples for a in s.attempts if not a.ok)
     if bad:
