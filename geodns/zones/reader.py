@@ -37,6 +37,9 @@ from ..names import Name
 from .zone import Record, Zone, check_records, type_name
 
 A, NS, CNAME, SOA, PTR, MX, AAAA, SRV = 1, 2, 5, 6, 12, 15, 28, 33
+_LINE_END = max(dns.tokenizer.EOF, dns.tokenizer.EOL)        # token types up to this end an entry
+_WHITESPACE, _COMMENT = dns.tokenizer.WHITESPACE, dns.tokenizer.COMMENT
+assert _LINE_END < min(_WHITESPACE, _COMMENT, dns.tokenizer.IDENTIFIER, dns.tokenizer.QUOTED_STRING)
 MAX_TTL = (1 << 31) - 1  # RFC 2181 section 8
 DIRECTIVES = ("$ORIGIN", "$TTL", "$GENERATE")
 
@@ -99,19 +102,22 @@ class _Tokens(dns.tokenizer.Tokenizer):
         self.broken = False
 
     def get(self, want_leading: bool = False, want_comment: bool = False) -> dns.tokenizer.Token:
-        again = self.ungotten_token is not None     # a token the reader put back: counted already
+        if self.ungotten_token is not None:            # put back by the reader: seen already
+            token = self.last = super().get(want_leading, want_comment)
+            return token
         try:
             token = super().get(want_leading, want_comment)
         except dns.exception.SyntaxError:
             self.broken = True
             self.token_line = self.line_number
             raise
-        if not again and not token.is_eol_or_eof():
+        ttype = token.ttype
+        if ttype > _LINE_END:                               # not EOL or EOF: a word, whitespace or comment
             # The newline that ended this token was read (and counted) already.
             line = self.line_number - (self.ungotten_char == "\n")
-            if self.last is None or self.last.is_eol_or_eof():
-                self.entry, self.entry_line, self.blank_owner = [], line, token.is_whitespace()
-            if not token.is_comment() and not token.is_whitespace():
+            if self.last is None or self.last.ttype <= _LINE_END:
+                self.entry, self.entry_line, self.blank_owner = [], line, ttype == _WHITESPACE
+            if ttype != _WHITESPACE and ttype != _COMMENT:
                 self.token_line = line
                 self.entry.append(token.value)
         self.last = token
