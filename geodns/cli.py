@@ -144,7 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level, args.log_level_for, args.log_format)
-    return args.func(args)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()        # inside the try: a closed pipe usually shows only at this flush
+        return status
+    except BrokenPipeError:
+        # `geodns status | head`: the reader left, which is not an error of ours.  Point stdout
+        # at /dev/null so the interpreter's own flush at exit does not raise again.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

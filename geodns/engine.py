@@ -275,7 +275,7 @@ _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP"
 
 
 def _type_text(qtype: int) -> str:
-    from .zones.rdata import type_name
+    from .zones.zone import type_name
     return {251: "IXFR", 252: "AXFR", 255: "ANY", 41: "OPT"}.get(qtype) or type_name(qtype)
 
 

@@ -98,7 +98,9 @@ def test_reload_ok(server):
 def test_errors_are_clear_and_exit_non_zero(server):
     api = base_url(server)
     done = geodns("drain", "eu-west-9", "--api", api, "--token", "t0ken")
-    assert done.returncode == 1 and done.stderr.strip() == "geodns drain: unknown cluster 'eu-west-9' (HTTP 404)"
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "geodns drain: unknown cluster 'eu-west-9' (HTTP 404)",
+        "  clusters: ap-southeast-1, eu-west-1, us-east-1"]
     done = geodns("drain", "eu-west-1", "--api", api)
     assert done.returncode == 1 and "Bearer" in done.stderr and "(HTTP 401)" in done.stderr
     done = geodns("explain", "nope.gslb.example.com", "--client", "192.0.2.1", "--api", api)
@@ -106,6 +108,32 @@ def test_errors_are_clear_and_exit_non_zero(server):
     done = geodns("status", "--api", "http://127.0.0.1:9")
     assert done.returncode == 1 and "cannot reach the geodns API at http://127.0.0.1:9" in done.stderr
     assert london_answer(server) == {EU}                                          # nothing changed
+
+
+def test_api_as_host_port_without_a_scheme(server):
+    host_port = base_url(server).split("://", 1)[1]
+    done = geodns("status", "--api", host_port)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].endswith(": ready")
+
+
+def test_a_closed_pipe_is_not_a_traceback(server):
+    """`geodns status --json | head -1`: the reader leaves early; no traceback, status 0."""
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GEODNS_")}
+    # Enough output to outlast the pipe's buffer, so the write really meets a closed pipe.
+    writer = subprocess.run([sys.executable, "-c",
+                             "import sys; from geodns.cli import main; "
+                             "sys.argv[1:] = ['status', '--json', '--api', sys.argv[1]]; "
+                             "import geodns.cmds.client as c; real = c.json.dumps; "
+                             "c.json.dumps = lambda *a, **k: real(*a, **k) * 2000; sys.exit(main(sys.argv[1:]))",
+                             base_url(server)],
+                            stdout=reader.stdin, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO,
+                            env=environment)
+    reader.stdin.close()
+    reader.wait(10)
+    assert writer.returncode == 0, writer.stderr
+    assert "Traceback" not in writer.stderr and "BrokenPipeError" not in writer.stderr
 
 
 def test_reload_of_a_broken_file_prints_the_problems(tmp_path):

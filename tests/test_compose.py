@@ -6,14 +6,24 @@ run everywhere and pin the topology the README promises.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
 
 import pytest
 import yaml
 
 from geodns.config.load import load_config
+from tests.processes import Child
+from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -54,7 +64,58 @@ def test_dockerfile_is_non_root_with_a_healthcheck():
     text = (DOCKER / "Dockerfile").read_text()
     user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert user and user[-1] not in ("root", "0")
-    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert "HEALTHCHECK" in text and "/readyz" in text
+
+
+def _instruction(text: str, word: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(word + " "))
+    return json.loads(line[len(word) + 1:])
+
+
+def test_the_image_default_command_serves_the_embedded_defaults(tmp_path):
+    """What `docker run geodns` runs (ENTRYPOINT + CMD, ports moved to free ones) answers dig and /readyz."""
+    text = (DOCKER / "Dockerfile").read_text()
+    command = _instruction(text, "ENTRYPOINT") + _instruction(text, "CMD")
+    assert command[:2] == ["geodns", "serve"] and "--config" not in command
+    dns_port, http_port = free_port(), free_port()
+    args = [a.replace(":5353", f":{dns_port}").replace(":8053", f":{http_port}") for a in command[1:]]
+    child = Child(["--log-level", "warning", *args], tmp_path / "serve.log")
+    try:
+        ready = f"http://127.0.0.1:{http_port}/readyz"
+        until(lambda: _status(ready) == 200, child)
+        query = dns.message.make_query("app.gslb.example.com", "A")
+        answer = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
+        assert answer.rcode() == dns.rcode.NOERROR and answer.answer
+    finally:
+        assert child.stop() == 0, child.output()
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except (OSError, urllib.error.HTTPError):
+        return None
+
+
+def until(condition, child: Child) -> None:
+    """Poll until ``condition`` holds; fail with the child's log if it died first."""
+    while not condition():
+        if child.proc.poll() is not None:
+            raise AssertionError(f"geodns exited early:\n{child.output()}")
+        time.sleep(0.05)
+
+
+def test_compose_wires_the_admin_token_from_an_env_file():
+    services = compose()["services"]
+    for name in ("geodns-1", "geodns-2"):
+        assert services[name]["environment"]["GEODNS_ADMIN_TOKEN"] == "${GEODNS_ADMIN_TOKEN:-}"
+    assert "GEODNS_ADMIN_TOKEN=" in (DOCKER / ".env.example").read_text()
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "**/__pycache__"} <= set(ignored)
 
 
 def test_the_config_the_containers_read_is_valid_and_matches_the_services():

@@ -52,3 +52,42 @@ def test_steady_counts_changes_and_failures():
     assert report.clients[0].changed == 1
     assert report.failed_queries == 2 and not report.passed
     assert "x" in report.timeline[0]
+
+
+def test_plot_draws_every_sample_in_its_cluster_colour_and_the_fault_window():
+    import xml.etree.ElementTree as ET
+
+    from geodns.drill.plot import svg
+
+    rows = [sample(t / 10, A) for t in range(0, 20)]
+    rows += [sample(2.0 + t / 10, (), "TIMEOUT") for t in range(0, 3)]
+    rows += [sample(2.3 + t / 10, E) for t in range(0, 27)]
+    rows += [sample(5.0 + t / 10, A) for t in range(0, 10)]
+    phases = Phases("cluster-down", "app.", 2.0, 5.0, 6.0, "a-1", {"203.0.113.10"}, "shift", window=2.0)
+    report = analyse(rows, phases, CLUSTERS)
+    doc = ET.fromstring(svg(report, width=1000))                 # well-formed, standalone
+    ns = "{http://www.w3.org/2000/svg}"
+    samples = [r for r in doc.iter(ns + "rect") if r.get("class") == "sample"]
+    by_cluster = {name: sum(1 for r in samples if r.get("data-cluster") == name) for name in CLUSTERS}
+    assert by_cluster == {"a-1": 30, "e-1": 27}
+    assert len([g for g in doc.iter(ns + "g") if g.get("class") == "failed"]) == 3
+    colours = {r.get("data-cluster"): r.get("fill") for r in samples}
+    assert colours["a-1"] != colours["e-1"]
+    # The shaded fault window spans fault to recovery on the time axis (70 px margin, 910 px for 6.9 s).
+    fault = next(r for r in doc.iter(ns + "rect") if r.get("class") == "fault")
+    scale = (1000 - 70 - 20) / report.duration_s
+    assert abs(float(fault.get("x")) - (70 + 2.0 * scale)) < 0.1
+    assert abs(float(fault.get("width")) - 3.0 * scale) < 0.1
+    legend = [t.text for t in doc.iter(ns + "text") if t.get("class") == "legend"]
+    assert legend[:2] == ["a-1", "e-1"] and "failed query" in legend
+    assert not any(el.tag.endswith(("script", "image", "foreignObject")) for el in doc.iter())
+
+
+def test_a_shift_drill_whose_baseline_never_used_the_target_fails():
+    """cluster-slow on a cluster no client was sent to would otherwise pass on no evidence."""
+    rows = [sample(t / 10, E) for t in range(0, 60)]                # e-1 all along; a-1 is the target
+    phases = Phases("cluster-slow", "fast.", 2.0, 4.0, 6.0, "a-1", {"203.0.113.10"}, "shift", window=1.0)
+    report = analyse(rows, phases, CLUSTERS)
+    check = next(c for c in report.checks if c["name"].startswith("the baseline sent some client"))
+    assert not check["ok"] and not report.passed
+    assert check["detail"] == "no client was answered with it before the fault"

@@ -10,6 +10,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from geodns.config.load import load_config
 from geodns.errors import ConfigError
 from geodns.server import Settings
 from geodns.state.model import AdminState, Observation
@@ -171,6 +172,17 @@ def test_records_outside_zones_are_rejected(tmp_path):
         RunningServer(Settings(config_path=write(tmp_path / "bad.yaml", text)))
     assert "records.app.elsewhere.example: not inside any served zone" in str(err.value)
     assert f"{tmp_path / 'bad.yaml'}:" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["-1", "25000", ".nan", "far"])
+def test_latency_reach_must_be_a_distance(tmp_path, value):
+    text = config_text(tmp_path, policy="[healthy, latency]").replace(
+        "    fallback: all\n", f"    fallback: all\n    latency_reach_km: {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path / "bad.yaml", text))
+    assert "records.app.gslb.example.com.latency_reach_km: must be a distance in km from 0 to 20038" in str(err.value)
+    good = load_config(write(tmp_path / "good.yaml", text.replace(f"latency_reach_km: {value}", "latency_reach_km: 500")))
+    assert next(iter(good.records.values())).latency_reach_km == 500.0
 
 
 # -- Redis shared by two servers ---------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The policy chain: each filter on its own, the runner, select, fallback and ECS scope."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dataclasses
 import itertools
 import random
@@ -66,10 +68,10 @@ def down(c: Cluster) -> list[Observation]:
 
 
 def record(clusters, policy=("healthy", "geo", "weighted"), *, answers: int = 1, fallback: str = "all",
-           pct: float = 20.0, ms: float = 10.0) -> RecordSpec:
+           pct: float = 20.0, ms: float = 10.0, reach: float = 2000.0) -> RecordSpec:
     return RecordSpec(name=(b"app", b"gslb", b"example", b"com"), text="app.gslb.example.com",
                       clusters=tuple(clusters), policy=tuple(policy), answers=answers, fallback=fallback,
-                      latency_tolerance_pct=pct, latency_tolerance_ms=ms)
+                      latency_tolerance_pct=pct, latency_tolerance_ms=ms, latency_reach_km=reach)
 
 
 def context(clusters: list[Cluster], observations=(), policy=("healthy", "geo", "weighted"), *,
@@ -248,6 +250,15 @@ def rtts_from(vantage: str, **by_cluster: float) -> list[Observation]:
 ])
 def test_latency(observations, location, expected):
     assert run("latency", context(THREE, observations), location) == expected
+
+
+def test_latency_reach_is_the_records_to_set():
+    """A far vantage is ignored at the default reach; a record that trusts it further uses it."""
+    far = rtts_from("us-east", us=1, eu=80, ap=220)            # Singapore is ~15,500 km from us-east
+    assert run("latency", context(THREE, far), SG) == ["ap-southeast-1"]
+    ctx = context(THREE, far)
+    ctx = replace(ctx, record=replace(ctx.record, latency_reach_km=16000.0))
+    assert run("latency", ctx, SG) == ["us-east-1"]
 
 
 def test_latency_drops_candidates_with_no_figure_when_others_have_one():

@@ -74,10 +74,10 @@ def test_stack_runs_what_it_says(stack):
 
 def test_cluster_down_moves_traffic_within_the_promise_and_back(stack, tmp_path):
     """Through the real CLI, with --json: exit 0 means every check passed."""
-    out = tmp_path / "report.json"
+    out, plot = tmp_path / "report.json", tmp_path / "report.svg"
     result = subprocess.run([sys.executable, "-m", "geodns", "drill", "cluster-down", "--stack", str(stack),
-                             "--baseline", "1", "--json", str(out)], capture_output=True, text=True, cwd=REPO,
-                            timeout=60)
+                             "--baseline", "1", "--json", str(out), "--plot", str(plot)], capture_output=True,
+                            text=True, cwd=REPO, timeout=60)
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
@@ -90,6 +90,11 @@ def test_cluster_down_moves_traffic_within_the_promise_and_back(stack, tmp_path)
     for c in report["clients"]:
         if c["client"] != "SG":
             assert c["away_s"] is None and len(c["baseline"]) == 1
+    # The plot draws what the report measured: one bar per answer, SG's last ones not on the failed cluster.
+    drawn = plot.read_text()
+    assert drawn.startswith("<svg") and drawn.count('class="sample"') == report["samples"]
+    sg_series = next(points for client, points in report["series"].items() if client == "SG")
+    assert sg_series[0][1] == "ap-southeast-1" and sg_series[-1][1] == "ap-southeast-1"   # away, then back
 
 
 def test_flapping_ingress_holds_its_verdict(stack):

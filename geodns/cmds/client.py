@@ -28,16 +28,22 @@ def common_options() -> argparse.ArgumentParser:
     """The flags every admin command takes, as a parent parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", default=os.environ.get("GEODNS_API", DEFAULT_API), metavar="URL",
-                        help="the geodns HTTP API (default: $GEODNS_API or %(default)s)")
+                        help="the geodns HTTP API, as a URL or HOST:PORT (default: $GEODNS_API or %(default)s)")
     common.add_argument("--token", default=os.environ.get("GEODNS_ADMIN_TOKEN"),
                         help="bearer token for changes (default: $GEODNS_ADMIN_TOKEN)")
     common.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     return common
 
 
+def api_base(text: str) -> str:
+    """The API's base URL from what an operator typed: ``HOST:PORT`` and ``[::1]:PORT`` mean http://."""
+    text = text.strip().rstrip("/")
+    return text if "://" in text else f"http://{text}"
+
+
 class Api:
     def __init__(self, base: str, token: str | None = None, timeout: float = TIMEOUT):
-        self.base = base.rstrip("/")
+        self.base = api_base(base)
         self.token = token
         self.timeout = timeout
 
@@ -84,10 +90,21 @@ def run(args: argparse.Namespace, action: Callable[[Api], Any], show: Callable[[
     try:
         result = action(api)
     except ApiError as exc:
-        print(f"geodns {args.command}: {exc}", file=sys.stderr)
+        print(f"geodns {args.command}: {exc}{_known_clusters_hint(api, exc)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         show(result)
     return 0
+
+
+def _known_clusters_hint(api: Api, exc: ApiError) -> str:
+    """For a mistyped cluster name, the names that exist (one more read; best effort)."""
+    if not str(exc).startswith("unknown cluster "):
+        return ""
+    try:
+        names = sorted(c["name"] for c in api.request("GET", "/clusters")["clusters"])
+    except (ApiError, KeyError, TypeError):
+        return ""
+    return f"\n  clusters: {', '.join(names)}" if names else ""

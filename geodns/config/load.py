@@ -321,7 +321,7 @@ class _Reader:
     def records(self, top: LinedMap, clusters: dict[str, model.ClusterSpec]) -> dict[names.Name, model.RecordSpec]:
         m = self.mapping(top.get("records"), _line(top, "records"), "records", None)
         out: dict[names.Name, model.RecordSpec] = {}
-        known = ("ttl", "clusters", "policy", "answers", "fallback", "latency_tolerance")
+        known = ("ttl", "clusters", "policy", "answers", "fallback", "latency_tolerance", "latency_reach_km")
         for text, raw in (m or {}).items():
             path = f"records.{text}"
             line = _line(m, text)
@@ -352,7 +352,8 @@ class _Reader:
                 name=name, text=str(text), clusters=tuple(str(x) for x in members), policy=policy,
                 ttl=self.field(r, "ttl", path, values.int_range(0, 86400), 30),
                 answers=self.field(r, "answers", path, values.int_range(1, 64), 1),
-                fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms, line=line,
+                fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms,
+                latency_reach_km=self.field(r, "latency_reach_km", path, values.km, 2000.0), line=line,
             )
         return out
 

@@ -146,6 +146,7 @@ class RecordSpec:
     fallback: str = "all"               # all | none | <cluster name>
     latency_tolerance_pct: float = 20.0
     latency_tolerance_ms: float = 10.0
+    latency_reach_km: float = 2000.0    # a vantage measures for clients this close to it (filters.latency)
     line: int | None = None             # where the record is defined in the config file
 
 

@@ -191,6 +191,13 @@ def policy(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def km(value: Any) -> float:
+    """A distance on the earth's surface: 0 to 20,038 km (half the circumference)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 20038:
+        raise ValueError(f"must be a distance in km from 0 to 20038, not {value!r}")
+    return float(value)
+
+
 def tolerance(value: Any) -> tuple[float, float]:
     if not isinstance(value, dict):
         raise ValueError("must be a mapping {pct: 20, ms: 10}")

@@ -1,7 +1,7 @@
 """``geodns drill SCENARIO``: break a running deployment on purpose and report what clients saw.
 
     geodns drill cluster-down                          # against the local stack (geodns stack)
-    geodns drill redis-down --stack /tmp/geodns-stack --json report.json
+    geodns drill redis-down --stack /tmp/geodns-stack --json report.json --plot report.svg
     geodns drill cluster-down --dns 10.0.0.53:53,10.0.1.53:53 \\
         --cluster ap-southeast-1=203.0.113.10 --ingress ap-southeast-1=http://10.2.0.7:18083
 
@@ -44,6 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--after", type=float, metavar="S", help="seconds recorded after recovery")
     parser.add_argument("--rate", type=float, default=10.0, help="queries per second per client (10)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    parser.add_argument("--plot", type=Path, metavar="FILE.svg",
+                        help="also draw the answer timeline per client and the fault window as SVG")
     parser.set_defaults(func=command)
     return parser
 
@@ -83,4 +85,8 @@ def command(args: argparse.Namespace) -> int:
     print(report.to_text())
     if args.json:
         args.json.write_text(report.to_json() + "\n")
+    if args.plot:
+        from .plot import svg
+        args.plot.write_text(svg(report))
+        print(f"plot: {args.plot}")
     return 0 if report.passed else 1

@@ -70,6 +70,9 @@ class Report:
     checks: list[dict]
     notes: list[str]
     timeline: list[str]
+    # Per client, every sample as (seconds, cluster name | "failed" | "other"), for plots.
+    series: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    series_clusters: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -140,6 +143,12 @@ def analyse(samples: list[Sample], phases: Phases, clusters: dict[str, dict]) ->
                             and ",".join(s.answer) != usual)
         results.append(r)
 
+    if phases.expect == "shift" and bad:
+        # A drill whose baseline never sent anyone to the broken cluster proves nothing: every
+        # "moved away" check above would be skipped and the report would pass on no evidence.
+        routed = [r.client for r in results if any(bad.intersection(a.split(",")) for a in r.baseline)]
+        checks.append((f"the baseline sent some client to {phases.failed_cluster}", bool(routed),
+                       ", ".join(routed) if routed else "no client was answered with it before the fault"))
     failed_queries = sum(s.failed for s in samples)
     attempts: Counter[str] = Counter(a.server for s in samples for a in s.attempts if not a.ok)
     if bad:
@@ -157,7 +166,19 @@ def analyse(samples: list[Sample], phases: Phases, clusters: dict[str, dict]) ->
         window_s=phases.window, fault_s=phases.t_fault, recover_s=phases.t_recover, duration_s=t_last,
         samples=len(samples), failed_queries=failed_queries, failed_attempts=dict(attempts),
         clients=results, checks=[{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
-        notes=list(phases.notes), timeline=timeline(by_client, phases, clusters))
+        notes=list(phases.notes), timeline=timeline(by_client, phases, clusters),
+        series=series(by_client, clusters), series_clusters=list(clusters))
+
+
+def series(by_client: dict[str, list[Sample]], clusters: dict[str, dict]) -> dict[str, list[tuple[float, str]]]:
+    """Each sample named by the cluster its first address belongs to (what a client would use)."""
+    owner = {address: name for name, cluster in clusters.items() for address in cluster.get("addresses", ())}
+
+    def label(s: Sample) -> str:
+        if s.failed:
+            return "failed"
+        return owner.get(s.answer[0], "other")
+    return {client: [(round(s.t, 3), label(s)) for s in samples] for client, samples in by_client.items()}
 
 
 def timeline(by_client: dict[str, list[Sample]], phases: Phases, clusters: dict[str, dict],

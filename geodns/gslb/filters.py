@@ -25,10 +25,11 @@ T = TypeVar("T")
 RTT_MS_PER_KM = 0.01
 RTT_BASE_MS = 5.0
 
-# A vantage farther than this from the client says little about the client's own
-# paths: its measurements would steer everyone towards the checker's home (with one
-# embedded checker, every client to the cluster next to the server), so beyond it
-# the distance estimate is the better guess.  2000 km is about 20 ms of round trip.
+# The default of a record's ``latency_reach_km``.  A vantage farther than this from
+# the client says little about the client's own paths: its measurements would steer
+# everyone towards the checker's home (with one embedded checker, every client to the
+# cluster next to the server), so beyond it the distance estimate is the better
+# guess.  2000 km is about 20 ms of round trip.
 VANTAGE_REACH_KM = 2000.0
 
 
@@ -125,7 +126,7 @@ def latency(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
     """Order by RTT and keep those within tolerance of the best, so close calls do not flap.
 
     The RTT is the one measured from the vantage nearest the client (placed as
-    ``client_place`` says), if that vantage is within ``VANTAGE_REACH_KM``
+    ``client_place`` says), if that vantage is within the record's ``latency_reach_km``
     (clients with no place use each cluster's best vantage), else an estimate
     from the client's distance to the cluster's region.  A candidate with
     neither is dropped when others have a figure; with no figures at all the
@@ -162,7 +163,7 @@ def latency(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
 
 
 def _nearest_vantage(lat: float, lon: float, ctx: Context) -> str | None:
-    best, best_km = None, VANTAGE_REACH_KM
+    best, best_km = None, ctx.record.latency_reach_km
     for name, vlat, vlon in ctx.vantage_points:
         km = great_circle_km(lat, lon, vlat, vlon)
         if km < best_km:

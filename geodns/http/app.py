@@ -4,7 +4,7 @@
   loaded, snapshot fresh enough; 503 with the reason otherwise), ``/metrics``
   (Prometheus, ``metrics.py``): open to anyone who can reach the port.
 - ``/api/v1/...`` (``api.py``) and the status page ``/`` (``status_page.py``):
-  behind the rules in ``auth.py``.
+  behind the rules in ``auth.py``; ``/login`` (``login.py``) lets a browser in.
 
 Handlers read the server's state and call the store; they never touch the
 query path, which keeps answering from memory while they run.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import web
 
-from . import api, auth, metrics, status_page
+from . import api, auth, login, metrics, status_page
 from .views import readiness
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def make_app(server: "Server") -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         """Auth for everything but the open paths; JSON errors for the API, never a traceback."""
-        if request.path not in _OPEN_PATHS:
+        if request.path not in _OPEN_PATHS and request.path not in login.OPEN_PATHS:
             auth.check(request, server)
         try:
             return await handler(request)
@@ -62,6 +62,7 @@ def make_app(server: "Server") -> web.Application:
     metrics.add_routes(app, server)
     api.add_routes(app, server)
     status_page.add_routes(app, server)
+    login.add_routes(app, server)
     return app
 
 

@@ -15,6 +15,14 @@ Token-less loopback access is what a browser on the operator's machine also
 has, so it is further limited to requests whose ``Host`` is a loopback name
 (defeating DNS rebinding) and, for writes, whose ``Origin`` (sent by browsers
 on cross-site requests) is that same host (defeating cross-site forms).
+
+A browser cannot send a bearer token, so ``/login`` takes the token once in a
+form and sets a session cookie.  The cookie grants *reads only* (the status page
+and ``GET /api/v1``): it is ``HttpOnly`` and ``SameSite=Strict``, and holds an
+HMAC of the token rather than the token, so it cannot be replayed as a bearer
+token and changing the token logs every browser out.  Writes still need the
+bearer token, so no page a browser visits can make changes with the cookie
+(nothing to forge: there is no cookie-authenticated write).
 """
 from __future__ import annotations
 
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
     from ..server import Server
 
 TOKEN_ENV = "GEODNS_ADMIN_TOKEN"
+SESSION_COOKIE = "geodns_session"
+SESSION_DAYS = 7
 _READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _LOOPBACK_NAMES = frozenset(("localhost", "localhost.", "ip6-localhost"))
 
@@ -65,6 +75,26 @@ def _same_origin(request: web.Request) -> bool:
     return urlsplit(origin).netloc == request.host
 
 
+def session_value(token: str) -> str:
+    """What the session cookie holds for ``token``: a keyed hash, never the token itself."""
+    return hmac.new(token.encode(), b"geodns status-page session v1", "sha256").hexdigest()
+
+
+def _session_ok(request: web.Request, token: str | None) -> bool:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return token is not None and cookie is not None and hmac.compare_digest(cookie.encode(),
+                                                                            session_value(token).encode())
+
+
+def token_matches(given: str, server: "Server") -> bool:
+    token = configured_token(server)
+    return token is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+def same_origin(request: web.Request) -> bool:
+    return _same_origin(request)
+
+
 def _bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -82,6 +112,8 @@ def check(request: web.Request, server: "Server") -> None:
         if hmac.compare_digest(given.encode(), token.encode()):
             return
         raise error(403, "the bearer token does not match server.admin_token / GEODNS_ADMIN_TOKEN")
+    if not write and _session_ok(request, token):
+        return                                         # a browser that logged in at /login
     local = is_loopback(request.remote) and _loopback_host(request)
     if write and token is not None:
         raise error(401, "this change needs 'Authorization: Bearer <token>' (server.admin_token or GEODNS_ADMIN_TOKEN)",
@@ -94,7 +126,8 @@ def check(request: web.Request, server: "Server") -> None:
     if token is None:
         raise error(403, "reads are open to loopback clients only; configure a token "
                          "(server.admin_token or GEODNS_ADMIN_TOKEN) to read from elsewhere")
-    raise error(401, "reading from a non-loopback client needs 'Authorization: Bearer <token>'", challenge=True)
+    raise error(401, "reading from a non-loopback client needs 'Authorization: Bearer <token>' "
+                     "(in a browser: log in at /login)", challenge=True)
 
 
 def error(status: int, message: str, challenge: bool = False, **extra) -> web.HTTPException:

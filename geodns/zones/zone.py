@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
 
+import dns.rdatatype
+
 from ..errors import Problem, ZoneError
 from ..names import Name, is_subdomain, to_text
 from ..rrset import RRset
-from .rdata import AAAA, CNAME, NS, SOA, A, type_name
+
+A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
+
+
+def type_name(rtype: int) -> str:
+    """``A``, ``HTTPS``, ``TYPE666``: a type as zone files and logs write it."""
+    return dns.rdatatype.to_text(rtype)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from typing import Iterable, Iterator
 
 from ..errors import Problem, ZoneError
 from ..names import Name, to_text
-from .parser import load_zone
+from .reader import load_zone
 from .zone import Zone
 
 
