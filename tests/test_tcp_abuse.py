@@ -4,7 +4,7 @@ must not lock out is dnspython asking from 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import socket
 import struct
 import threading
@@ -163,13 +163,15 @@ zones: ["{zone}"]
         assert answers and answers == [dns.rcode.NOERROR] * len(answers)
         assert dripper.is_alive()
 
-        def listeners():
-            with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/api/v1/status", timeout=3) as r:
-                (listener,) = json.loads(r.read())["listeners"]
-            return listener
-        # The drips were refused over their share and cut at the message deadline.
-        assert wait_for(lambda: listeners()["tcp_refused"] > 0 and listeners()["tcp_timed_out"] > 0, 10, 0.2), \
-            listeners()
+        def closed_by_rules() -> dict[str, float]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=3) as r:
+                text = r.read().decode()
+            return {m.group(1): float(m.group(2)) for m in re.finditer(
+                r'^geodns_tcp_connections_(refused|timed_out)_total\{listen="[^"]+"\} (\S+)$', text, re.M)}
+        # The drips were refused over their share and cut at the message deadline (workers report
+        # their counters about once a second).
+        assert wait_for(lambda: all(closed_by_rules().get(k, 0) > 0 for k in ("refused", "timed_out")), 10, 0.2), \
+            closed_by_rules()
     finally:
         dripper.stop.set()
         dripper.join(10)
