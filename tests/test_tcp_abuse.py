@@ -236,14 +236,14 @@ def test_a_pipeliner_that_never_reads_holds_little_server_memory(zone_dir, tmp_p
 # -- deadlines -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_answered_queries_keep_a_connection_a_drip_does_not(zone_dir, tmp_path, loop):
-    server = start(zone_dir, tmp_path, "  tcp_idle_timeout: 0.5s\n  tcp_message_timeout: 0.3s", loop)
+    server = start(zone_dir, tmp_path, "  tcp_idle_timeout: 1.5s\n  tcp_message_timeout: 0.3s", loop)
     try:
         with connect(server.port, "127.0.0.1") as sock:
             # Queries that complete keep it open, for longer than either limit in all.
-            for qid in range(6):
+            for qid in range(10):
                 sock.sendall(frame("www." + ZONE, qid))
                 assert dns.message.from_wire(read_frame(sock)).id == qid
-                time.sleep(0.15)
+                time.sleep(0.2)
             # Then a 4 kB message, one octet at a time, each well within the idle time.
             drip = iter(b"\x10\x00" + bytes(4096))
 
