@@ -17,6 +17,7 @@ from pathlib import Path
 from .config.load import load_config
 from .config.model import Config
 from .dns.listener import Listener
+from .dns.tcp import TcpLimits
 from .dynamic import Counters, GslbResponder, check_records, keep_health_fresh
 from .engine import AnswerEngine
 from .errors import ConfigError, InputError
@@ -176,7 +177,7 @@ class Server:
             if server.workers > 1:
                 await self._start_workers(server.workers)
             for host, port in server.dns_listen if self.workers is None else ():
-                listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections)
+                listener = Listener(host, port, self.handle, TcpLimits.from_config(server))
                 await listener.start()
                 self.listeners.append(listener)
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .dns.listener import Listener
+from .dns.tcp import TcpLimits
 from .dynamic import Counters, keep_health_fresh
 from .errors import InputError
 from .metrics import QueryStats
@@ -111,8 +112,7 @@ class _Worker:
             self.engine = self._adopt(build_engine(config, self.snapshot, zones))
             server = config.server
             for host, port in self.settings.dns_listen:          # the supervisor's concrete ports
-                listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections,
-                                    reuse_port=True)
+                listener = Listener(host, port, self.handle, TcpLimits.from_config(server), reuse_port=True)
                 await listener.start()
                 self.listeners.append(listener)
         except (InputError, OSError, EOFError) as exc:

@@ -29,11 +29,11 @@ class RunningServer:
     """One Server answering from this process: ``workers`` is 1 unless the test says otherwise, since
     these tests look at the engine in process (tests/test_workers.py runs the worker tree for real)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, loop_factory=asyncio.new_event_loop):
         if settings.workers is None:
             settings = dataclasses.replace(settings, workers=1)
         self.server = Server(settings)
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop_factory()                     # uvloop.new_event_loop: as `geodns serve` runs
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         try:

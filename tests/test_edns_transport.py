@@ -204,6 +204,7 @@ server:
   http_listen: null
   tcp_idle_timeout: 0.5s
   tcp_max_connections: 2
+  tcp_source_share: 1          # the global cap, not the per-source share
 zones: ["{zone_dir / 'gslb.example.com.zone'}"]
 """)
     server = RunningServer(Settings(config_path=config))

@@ -110,8 +110,9 @@ class _Reader:
         )
 
     def server(self, top: LinedMap) -> model.ServerConfig:
-        known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_max_connections", "admin_token",
-                 "debug_txt", "query_log", "ready_max_staleness", "workers")
+        known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_message_timeout",
+                 "tcp_max_connections", "tcp_source_share", "admin_token", "debug_txt", "query_log",
+                 "ready_max_staleness", "workers")
         m = self.mapping(top.get("server"), _line(top, "server"), "server", known)
         d = model.ServerConfig()
         if m is None:
@@ -134,7 +135,9 @@ class _Reader:
             nsid=self.field(m, "nsid", "server", values.nsid, None),
             udp_payload=self.field(m, "udp_payload", "server", values.int_range(512, 4096), d.udp_payload),
             tcp_idle_timeout=self.field(m, "tcp_idle_timeout", "server", values.parse_duration, d.tcp_idle_timeout),
+            tcp_message_timeout=self.field(m, "tcp_message_timeout", "server", values.parse_duration, d.tcp_message_timeout),
             tcp_max_connections=self.field(m, "tcp_max_connections", "server", values.int_range(1, 100000), d.tcp_max_connections),
+            tcp_source_share=self.field(m, "tcp_source_share", "server", values.float_range(0.01, 1.0), d.tcp_source_share),
             admin_token=self.field(m, "admin_token", "server", values.nonempty_str, None),
             debug_txt=self.field(m, "debug_txt", "server", values.boolean, False),
             query_log=self.query_log(m),

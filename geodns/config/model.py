@@ -48,8 +48,10 @@ class ServerConfig:
     http_listen: tuple[str, int] | None = DEFAULT_HTTP_LISTEN
     nsid: bytes | None = None
     udp_payload: int = 1232            # what we advertise in our OPT (RFC 6891, DNS flag day 2020)
-    tcp_idle_timeout: float = 10.0     # seconds a TCP client may sit idle between queries
+    tcp_idle_timeout: float = 10.0     # seconds a TCP client may sit idle after its last answered query
+    tcp_message_timeout: float = 5.0   # seconds from a TCP message's first octet to its last
     tcp_max_connections: int = 256     # concurrent TCP connections per listener
+    tcp_source_share: float = 0.25     # of tcp_max_connections one source (IPv4 address, IPv6 /64) may hold
     admin_token: str | None = None
     debug_txt: bool = False            # answer TXT _geodns.<record> with the decision for the asker
     query_log: QueryLogConfig = field(default_factory=QueryLogConfig)

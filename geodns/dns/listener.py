@@ -2,42 +2,21 @@
 
 Each listen address gets a UDP socket and a TCP server on the same port.  The
 handler is called synchronously per message (the query path never awaits);
-whatever goes wrong inside it is contained here, so one bad packet can never
-take a listener down.
+whatever goes wrong inside it is contained (geodns/dns/safe.py), so one bad
+packet can never take a listener down.  TCP's budget (flow control, deadlines,
+per-source shares) is geodns/dns/tcp.py.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
-import struct
 from dataclasses import dataclass, field
-from typing import Callable
+
+from .safe import Handler, answer_safely
+from .tcp import TcpConnection, TcpLimits, TcpTable
 
 log = logging.getLogger("geodns.dns")
-
-Handler = Callable[[bytes, str, bool], "bytes | None"]
-
-_SERVFAIL_FLAGS = 0x8000 | 2
-
-
-def _servfail(data: bytes) -> bytes | None:
-    """Last resort when the handler itself failed: SERVFAIL with the ID, if readable."""
-    if len(data) < 12:
-        return None
-    qid, flags = struct.unpack_from("!HH", data)
-    if flags & 0x8000:
-        return None
-    return struct.pack("!HHHHHH", qid, _SERVFAIL_FLAGS | (flags & 0x7900), 0, 0, 0, 0)
-
-
-def _safe(handler: Handler, data: bytes, client: str, tcp: bool, stats: "ListenerStats") -> bytes | None:
-    try:
-        return handler(data, client, tcp)
-    except Exception:  # noqa: BLE001 - the listener must survive any query
-        stats.handler_errors += 1
-        log.debug("handler failed for a query from %s", client, exc_info=True)
-        return _servfail(data)
 
 
 def add_reports(reports: list[dict]) -> list[dict]:
@@ -56,7 +35,9 @@ class ListenerStats:
     udp_queries: int = 0
     tcp_queries: int = 0
     tcp_connections: int = 0
-    tcp_refused: int = 0
+    tcp_refused: int = 0               # over the table or the source's share
+    tcp_evicted: int = 0               # closed to make room for a lighter source
+    tcp_timed_out: int = 0             # a message not finished in time, or answers not read
     handler_errors: int = 0
 
 
@@ -71,71 +52,12 @@ class _UDP(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr) -> None:
         self.stats.udp_queries += 1
-        response = _safe(self.handler, data, addr[0], False, self.stats)
+        response = answer_safely(self.handler, data, addr[0], False, self.stats)
         if response is not None and self.transport is not None:
             self.transport.sendto(response, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
-
-
-class _TCP(asyncio.Protocol):
-    """One TCP client: 2-octet length framing, pipelined queries, idle timeout."""
-
-    def __init__(self, listener: "Listener"):
-        self.listener = listener
-        self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.client = "?"
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        listener = self.listener
-        if len(listener.connections) >= listener.max_connections:
-            listener.stats.tcp_refused += 1
-            transport.abort()
-            return
-        listener.connections.add(self)
-        listener.stats.tcp_connections += 1
-        peer = transport.get_extra_info("peername")
-        self.client = peer[0] if peer else "?"
-        self._arm()
-
-    def _arm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.listener.idle_timeout, self._idle)
-
-    def _idle(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        buf = self.buffer
-        listener = self.listener
-        while len(buf) >= 2:
-            length = (buf[0] << 8) | buf[1]
-            if length == 0:
-                self.transport.close()
-                return
-            if len(buf) < 2 + length:
-                break
-            message = bytes(buf[2:2 + length])
-            del buf[:2 + length]
-            listener.stats.tcp_queries += 1
-            response = _safe(listener.handler, message, self.client, True, listener.stats)
-            if response is not None and not self.transport.is_closing():
-                self.transport.write(len(response).to_bytes(2, "big") + response)
-        self._arm()
-
-    def connection_lost(self, exc) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.listener.connections.discard(self)
-        self.transport = None
 
 
 @dataclass
@@ -145,13 +67,18 @@ class Listener:
     host: str
     port: int
     handler: Handler
-    idle_timeout: float = 10.0
-    max_connections: int = 256
+    limits: TcpLimits = field(default_factory=TcpLimits)
     stats: ListenerStats = field(default_factory=ListenerStats)
-    connections: set = field(default_factory=set)
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.base_events.Server | None = None
     reuse_port: bool = False           # SO_REUSEPORT: several worker processes share this address
+
+    def __post_init__(self) -> None:
+        self.table = TcpTable(self.limits, self.stats)
+
+    @property
+    def connections(self) -> set[TcpConnection]:
+        return self.table.open
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -169,7 +96,7 @@ class Listener:
                 continue
             break
         self.port = port
-        self.tcp = await loop.create_server(lambda: _TCP(self), sock=tcp_sock, backlog=1024)
+        self.tcp = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock, backlog=1024)
         self.udp, _ = await loop.create_datagram_endpoint(lambda: _UDP(self.handler, self.stats), sock=udp_sock)
 
     async def close(self) -> None:
@@ -178,8 +105,7 @@ class Listener:
         if self.tcp is not None:
             self.tcp.close()
             for conn in list(self.connections):
-                if conn.transport is not None:
-                    conn.transport.close()
+                conn.drop()
             await self.tcp.wait_closed()
 
     def report(self) -> dict:

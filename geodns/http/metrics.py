@@ -202,8 +202,15 @@ class ServerCollector:
         families = {
             "tcp_connections": CounterMetricFamily("geodns_tcp_connections", "TCP connections accepted.",
                                                    labels=("listen",)),
-            "tcp_refused": CounterMetricFamily("geodns_tcp_connections_refused", "TCP connections closed at once "
-                                               "because tcp_max_connections were open.", labels=("listen",)),
+            "tcp_refused": CounterMetricFamily("geodns_tcp_connections_refused", "TCP connections closed at once: "
+                                               "the table or the source's tcp_source_share was full.",
+                                               labels=("listen",)),
+            "tcp_evicted": CounterMetricFamily("geodns_tcp_connections_evicted", "TCP connections closed to make "
+                                               "room for a source holding fewer.", labels=("listen",)),
+            "tcp_timed_out": CounterMetricFamily("geodns_tcp_connections_timed_out", "TCP connections closed "
+                                                 "because a message was not finished within tcp_message_timeout "
+                                                 "or answers were not read within tcp_idle_timeout.",
+                                                 labels=("listen",)),
             "handler_errors": CounterMetricFamily("geodns_handler_errors", "Queries that raised inside the "
                                                   "server and were answered SERVFAIL.", labels=("listen",)),
         }
