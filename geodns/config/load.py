@@ -91,7 +91,7 @@ class _Reader:
         if m is None:
             return model.CheckerConfig()
         embedded = m.get("embedded", "auto")
-        embedded = {True: "on", False: "off"}.get(embedded, embedded)   # YAML reads on/off as booleans
+        embedded = {True: "on", False: "off"}.get(embedded, embedded)   # true/false mean on/off here
         if embedded not in ("auto", "on", "off"):
             self.problem(_line(m, "embedded"), "checker.embedded", f"must be auto, on or off, not {embedded!r}")
             embedded = "auto"
@@ -345,7 +345,7 @@ class _Reader:
             fallback = self.field(r, "fallback", path, values.nonempty_str, "all")
             if fallback not in ("all", "none") and fallback not in clusters:
                 self.problem(_line(r, "fallback"), f"{path}.fallback", f"must be all, none or a cluster name, not {fallback!r}")
-            pct, ms = self.field(r, "latency_tolerance", path, values.tolerance, (20.0, 10.0))
+            pct, ms = self.tolerance(r, path)
             if name in out:
                 self.problem(line, path, "the same name is defined twice")
             out[name] = model.RecordSpec(
@@ -355,6 +355,15 @@ class _Reader:
                 fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms, line=line,
             )
         return out
+
+    def tolerance(self, r: LinedMap, path: str) -> tuple[float, float]:
+        """``latency_tolerance: {pct: 20, ms: 10}``; each part checked on its own, so errors name it."""
+        p = f"{path}.latency_tolerance"
+        m = self.mapping(r.get("latency_tolerance"), _line(r, "latency_tolerance"), p, ("pct", "ms"))
+        if m is None:
+            return 20.0, 10.0
+        return (self.field(m, "pct", p, values.finite_at_least(0), 20.0),
+                self.field(m, "ms", p, values.finite_at_least(0), 10.0))
 
 
 # -- where a value was written ----------------------------------------------

@@ -4,6 +4,7 @@ ValueError with the reason, which the loader prefixes with the file, line and ke
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Any, Callable
 
@@ -64,6 +65,8 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration such as 2s or 500ms")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration such as 2s or 500ms, not {value!r}")
     if seconds <= 0:
         raise ValueError("must be greater than zero")
     return seconds
@@ -98,6 +101,17 @@ def float_range(lo: float, hi: float) -> Callable[[Any], float]:
             raise ValueError(f"must be a number between {lo} and {hi}, not {value!r}")
         if not lo <= value <= hi:
             raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return float(value)
+    return convert
+
+
+def finite_at_least(lo: float) -> Callable[[Any], float]:
+    """A number >= ``lo``; .inf and .nan (YAML reads them as floats) are not numbers a setting can use."""
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"must be a finite number >= {lo:g}, not {value!r}")
+        if value < lo:
+            raise ValueError(f"must be >= {lo:g}, not {value}")
         return float(value)
     return convert
 
@@ -143,6 +157,8 @@ def store_url(value: Any) -> str:
 
 
 def nsid(value: Any) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"must be a string (quote it), not {value!r}")
     text = nonempty_str(str(value))
     data = text.encode("utf-8")
     if len(data) > 512:
@@ -189,14 +205,3 @@ def policy(value: Any) -> tuple[str, ...]:
         if item not in model.POLICY_FILTERS:
             raise ValueError(f"unknown filter {item!r} (known: {', '.join(model.POLICY_FILTERS)})")
     return tuple(value)
-
-
-def tolerance(value: Any) -> tuple[float, float]:
-    if not isinstance(value, dict):
-        raise ValueError("must be a mapping {pct: 20, ms: 10}")
-    pct = value.get("pct", 20.0)
-    ms = value.get("ms", 10.0)
-    for v in (pct, ms):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError("pct and ms must be numbers >= 0")
-    return float(pct), float(ms)
