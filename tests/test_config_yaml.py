@@ -63,6 +63,9 @@ def test_true_and_false_are_the_only_booleans(tmp_path):
     assert f"{config_path}:2: server.debug_txt: must be true or false, not 'yes'" in result.stdout
     assert f"{config_path}:2: server.query_log.enabled: must be true or false, not 'on'" in result.stdout
     assert load_config(yaml_config(tmp_path, server_extra=", debug_txt: True")).server.debug_txt is True
+    off = write(tmp_path / "off.yaml", config_path.read_text().replace("http_listen: null", "http_listen: off")
+                .replace("debug_txt: yes, query_log: {enabled: on}", "debug_txt: false"))
+    assert load_config(off).server.http_listen is None          # as `serve --http-listen off` says
 
 
 def test_sexagesimal_and_non_finite_numbers_are_rejected_by_key(tmp_path):

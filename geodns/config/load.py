@@ -126,7 +126,7 @@ class _Reader:
                 dns_listen = self.items(items, values.parse_listen, m, "dns_listen", "server.dns_listen") or dns_listen
         http_listen = d.http_listen
         if "http_listen" in m:
-            http_listen = None if m["http_listen"] in (None, False, "") else \
+            http_listen = None if m["http_listen"] in (None, False, "", "off") else \
                 self.field(m, "http_listen", "server", values.parse_listen, d.http_listen)
         return model.ServerConfig(
             dns_listen=dns_listen,
