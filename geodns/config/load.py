@@ -219,6 +219,10 @@ class _Reader:
             if c is None:
                 self.problem(_line(m, name), path, "must be a mapping with region and endpoints")
                 continue
+            try:
+                values.cluster_name(name)
+            except ValueError as exc:
+                self.problem(_line(m, name), path, f"bad name: {exc}")
             region = c.get("region")
             if region not in regions:
                 self.problem(_line(c, "region") or c.line, f"{path}.region",
@@ -228,9 +232,9 @@ class _Reader:
                 name=str(name),
                 region=str(region),
                 endpoints=endpoints,
-                weight=self.field(c, "weight", path, values.int_range(0, 1_000_000), 100),
-                priority=self.field(c, "priority", path, values.int_range(0, 1_000_000), 0),
-                min_healthy=self.field(c, "min_healthy", path, values.int_range(1, 1_000_000), 1),
+                weight=self.field(c, "weight", path, values.weight, 100),
+                priority=self.field(c, "priority", path, values.priority, 0),
+                min_healthy=self.field(c, "min_healthy", path, values.min_healthy, 1),
                 check=self.check(c, path),
             )
         return out
@@ -260,8 +264,8 @@ class _Reader:
                 continue
             out.append(model.EndpointSpec(
                 address=address,
-                weight=self.field(item_map, "weight", ipath, values.int_range(0, 1_000_000), 100),
-                probe=self.field(item_map, "probe", ipath, values.nonempty_str, None),
+                weight=self.field(item_map, "weight", ipath, values.weight, 100),
+                probe=self.field(item_map, "probe", ipath, values.probe, None),
             ))
         return tuple(out)
 

@@ -13,6 +13,9 @@ from . import model
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_WORKERS = model.MAX_WORKERS
+MAX_WEIGHT = 1_000_000             # also the bound of priority and min_healthy
+MAX_PROBE = 2048                   # characters: a host:port or a URL, as long as URLs usefully get
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 
 
@@ -93,6 +96,30 @@ def int_range(lo: int, hi: int) -> Callable[[Any], int]:
             raise ValueError(f"must be between {lo} and {hi}, not {value}")
         return value
     return convert
+
+
+def cluster_name(value: Any) -> str:
+    """A cluster's name: it becomes a store key, a URL path segment and a metric label, so it is kept
+    to 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        shown = value if not isinstance(value, str) or len(value) <= 80 else value[:80] + "..."
+        raise ValueError(f"must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                         f"not {shown!r}")
+    return value
+
+
+# The cluster and endpoint numbers, shared by the config and the admin API.
+weight = int_range(0, MAX_WEIGHT)
+priority = int_range(0, MAX_WEIGHT)
+min_healthy = int_range(1, MAX_WEIGHT)
+
+
+def probe(value: Any) -> str:
+    """An endpoint's probe override, "host:port" or a URL (health/target.py reads it)."""
+    text = nonempty_str(value)
+    if len(text) > MAX_PROBE:
+        raise ValueError(f"must be at most {MAX_PROBE} characters, not {len(text)}")
+    return text
 
 
 def float_range(lo: float, hi: float) -> Callable[[Any], float]:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("geodns.http")
 
 _OPEN_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
-MAX_BODY = 64 * 1024
+MAX_BODY = api.MAX_BODY
 
 
 def make_app(server: "Server") -> web.Application:
