@@ -31,7 +31,7 @@ from ..state.store import StateError, StoreUnavailable
 from ..state.table import parse_address
 from . import views
 from .auth import error
-from .traffic import traffic
+from .traffic import TrafficViews
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -46,8 +46,8 @@ _ADMIN_ACTIONS = {"drain": AdminState.DRAINED, "undrain": AdminState.ACTIVE,
 _QTYPES = {"A": wire.T_A, "AAAA": wire.T_AAAA}
 
 
-def add_routes(app: web.Application, server: "Server") -> None:
-    api = _Api(server)
+def add_routes(app: web.Application, server: "Server", traffic_views: TrafficViews) -> None:
+    api = _Api(server, traffic_views)
     r = app.router
     r.add_get(f"{PREFIX}/status", api.status)
     r.add_get(f"{PREFIX}/records", api.records)
@@ -71,8 +71,9 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 
 class _Api:
-    def __init__(self, server: "Server"):
+    def __init__(self, server: "Server", traffic_views: TrafficViews):
         self.server = server
+        self.traffic_views = traffic_views
 
     # -- reads ------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
@@ -88,8 +89,11 @@ class _Api:
         return reply(self._cluster_or_404(request.match_info["name"]))
 
     async def traffic(self, request: web.Request) -> web.Response:
-        """Where clients in each region and sample place are sent now (the status page's picture)."""
-        return reply({"records": traffic(self.server)})
+        """Where clients in each region and sample place are sent now (the status page's picture).
+
+        Computed and serialised off the event loop, once per state generation (traffic.py)."""
+        body = await self.traffic_views.json_body(views.gslb(self.server))
+        return web.Response(body=body, content_type="application/json")
 
     async def explain(self, request: web.Request) -> web.Response:
         """Why a client gets its answer: ?name=app.example.com&type=A&client=ADDR[/PREFIX]."""
