@@ -102,3 +102,23 @@ def test_the_config_checks_names_and_probes_alike(tmp_path):
     assert found[0].startswith(f"geodns.yaml:4: clusters.{'c' * 64}: bad name: must be 1-63 letters")
     assert found[1] == "geodns.yaml:5: clusters.ok-1.endpoints[0].probe: must be at most 2048 characters, not 2049"
     assert len(found) == 2
+
+
+def test_a_body_cut_off_midway_is_no_internal_error(api_server, caplog):
+    """A client that promises 100 bytes, sends 12 and hangs up made a 500 and a traceback in the log."""
+    import logging
+    import socket
+
+    from tests.test_http_api import base_url
+
+    host, port = base_url(api_server).rsplit("/", 1)[1].rsplit(":", 1)
+    caplog.set_level(logging.INFO, logger="geodns")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"PUT /api/v1/clusters/us-east-1/weight HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"weight\": 1")
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):                                # until the server has closed it
+            pass
+    status, body = http(api_server, "GET", "/api/v1/clusters/us-east-1")
+    assert status == 200 and body["weight"] == 100
+    assert not [r for r in caplog.records if "http-error" in r.getMessage()]

@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import names
 from ..config import values
@@ -261,6 +262,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         data = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise error(413, f"the body is larger than {MAX_BODY} bytes") from None
+    except (ConnectionError, HttpProcessingError) as exc:        # cut off, or a broken chunked encoding
+        raise error(400, f"the body could not be read: {exc}") from None
     try:
         text = data.decode("utf-8")            # JSON is UTF-8 (RFC 8259), whatever the header says
     except UnicodeDecodeError as exc:
