@@ -122,3 +122,13 @@ def test_a_body_cut_off_midway_is_no_internal_error(api_server, caplog):
     status, body = http(api_server, "GET", "/api/v1/clusters/us-east-1")
     assert status == 200 and body["weight"] == 100
     assert not [r for r in caplog.records if "http-error" in r.getMessage()]
+
+
+def test_a_body_of_exactly_the_limit_is_read(api_server):
+    body = json.dumps({"weight": 100, "endpoint": "192.0.2.10"}).encode()
+    padded = body[:-1] + b" " * (65536 - len(body)) + b"}"
+    assert len(padded) == 65536
+    status, reply = http(api_server, "PUT", WEIGHT, raw=padded)
+    assert status == 200, reply
+    status, reply = http(api_server, "PUT", WEIGHT, raw=padded[:-1] + b" }")
+    assert status == 413 and "larger than 65536 bytes" in reply["error"]
