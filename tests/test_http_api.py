@@ -174,7 +174,7 @@ def test_endpoint_drain_force_down_and_weight(api_server):
 
 
 @pytest.mark.parametrize("method, path, body, status, words", [
-    ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": -1}, 400, "0 or more"),
+    ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": -1}, 400, "between 0 and 1000000"),
     ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": "heavy"}, 400, "integer"),
     ("PUT", "/api/v1/clusters/us-east-1/weight", {}, 400, "weight"),
     ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": 1, "endpoint": "192.0.2.99"}, 404, "no endpoint"),

@@ -91,7 +91,7 @@ class _Reader:
         if m is None:
             return model.CheckerConfig()
         embedded = m.get("embedded", "auto")
-        embedded = {True: "on", False: "off"}.get(embedded, embedded)   # YAML reads on/off as booleans
+        embedded = {True: "on", False: "off"}.get(embedded, embedded)   # true/false mean on/off here
         if embedded not in ("auto", "on", "off"):
             self.problem(_line(m, "embedded"), "checker.embedded", f"must be auto, on or off, not {embedded!r}")
             embedded = "auto"
@@ -127,7 +127,7 @@ class _Reader:
                 dns_listen = self.items(items, values.parse_listen, m, "dns_listen", "server.dns_listen") or dns_listen
         http_listen = d.http_listen
         if "http_listen" in m:
-            http_listen = None if m["http_listen"] in (None, False, "") else \
+            http_listen = None if m["http_listen"] in (None, False, "", "off") else \
                 self.field(m, "http_listen", "server", values.parse_listen, d.http_listen)
         return model.ServerConfig(
             dns_listen=dns_listen,
@@ -222,6 +222,10 @@ class _Reader:
             if c is None:
                 self.problem(_line(m, name), path, "must be a mapping with region and endpoints")
                 continue
+            try:
+                values.cluster_name(name)
+            except ValueError as exc:
+                self.problem(_line(m, name), path, f"bad name: {exc}")
             region = c.get("region")
             if region not in regions:
                 self.problem(_line(c, "region") or c.line, f"{path}.region",
@@ -231,9 +235,9 @@ class _Reader:
                 name=str(name),
                 region=str(region),
                 endpoints=endpoints,
-                weight=self.field(c, "weight", path, values.int_range(0, 1_000_000), 100),
-                priority=self.field(c, "priority", path, values.int_range(0, 1_000_000), 0),
-                min_healthy=self.field(c, "min_healthy", path, values.int_range(1, 1_000_000), 1),
+                weight=self.field(c, "weight", path, values.weight, 100),
+                priority=self.field(c, "priority", path, values.priority, 0),
+                min_healthy=self.field(c, "min_healthy", path, values.min_healthy, 1),
                 check=self.check(c, path),
             )
         return out
@@ -263,8 +267,8 @@ class _Reader:
                 continue
             out.append(model.EndpointSpec(
                 address=address,
-                weight=self.field(item_map, "weight", ipath, values.int_range(0, 1_000_000), 100),
-                probe=self.field(item_map, "probe", ipath, values.nonempty_str, None),
+                weight=self.field(item_map, "weight", ipath, values.weight, 100),
+                probe=self.field(item_map, "probe", ipath, values.probe, None),
             ))
         return tuple(out)
 
@@ -348,7 +352,7 @@ class _Reader:
             fallback = self.field(r, "fallback", path, values.nonempty_str, "all")
             if fallback not in ("all", "none") and fallback not in clusters:
                 self.problem(_line(r, "fallback"), f"{path}.fallback", f"must be all, none or a cluster name, not {fallback!r}")
-            pct, ms = self.field(r, "latency_tolerance", path, values.tolerance, (20.0, 10.0))
+            pct, ms = self.tolerance(r, path)
             if name in out:
                 self.problem(line, path, "the same name is defined twice")
             out[name] = model.RecordSpec(
@@ -359,6 +363,15 @@ class _Reader:
                 latency_reach_km=self.field(r, "latency_reach_km", path, values.km, 2000.0), line=line,
             )
         return out
+
+    def tolerance(self, r: LinedMap, path: str) -> tuple[float, float]:
+        """``latency_tolerance: {pct: 20, ms: 10}``; each part checked on its own, so errors name it."""
+        p = f"{path}.latency_tolerance"
+        m = self.mapping(r.get("latency_tolerance"), _line(r, "latency_tolerance"), p, ("pct", "ms"))
+        if m is None:
+            return 20.0, 10.0
+        return (self.field(m, "pct", p, values.finite_at_least(0), 20.0),
+                self.field(m, "ms", p, values.finite_at_least(0), 10.0))
 
 
 # -- where a value was written ----------------------------------------------

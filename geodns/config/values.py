@@ -4,6 +4,7 @@ ValueError with the reason, which the loader prefixes with the file, line and ke
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Any, Callable
 
@@ -12,6 +13,9 @@ from . import model
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_WORKERS = model.MAX_WORKERS
+MAX_WEIGHT = 1_000_000             # also the bound of priority and min_healthy
+MAX_PROBE = 2048                   # characters: a host:port or a URL, as long as URLs usefully get
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 
 
@@ -64,6 +68,8 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"{value!r} is not a duration such as 2s or 500ms")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration such as 2s or 500ms, not {value!r}")
     if seconds <= 0:
         raise ValueError("must be greater than zero")
     return seconds
@@ -92,12 +98,47 @@ def int_range(lo: int, hi: int) -> Callable[[Any], int]:
     return convert
 
 
+def cluster_name(value: Any) -> str:
+    """A cluster's name: it becomes a store key, a URL path segment and a metric label, so it is kept
+    to 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        shown = value if not isinstance(value, str) or len(value) <= 80 else value[:80] + "..."
+        raise ValueError(f"must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                         f"not {shown!r}")
+    return value
+
+
+# The cluster and endpoint numbers, shared by the config and the admin API.
+weight = int_range(0, MAX_WEIGHT)
+priority = int_range(0, MAX_WEIGHT)
+min_healthy = int_range(1, MAX_WEIGHT)
+
+
+def probe(value: Any) -> str:
+    """An endpoint's probe override, "host:port" or a URL (health/target.py reads it)."""
+    text = nonempty_str(value)
+    if len(text) > MAX_PROBE:
+        raise ValueError(f"must be at most {MAX_PROBE} characters, not {len(text)}")
+    return text
+
+
 def float_range(lo: float, hi: float) -> Callable[[Any], float]:
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be a number between {lo} and {hi}, not {value!r}")
         if not lo <= value <= hi:
             raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return float(value)
+    return convert
+
+
+def finite_at_least(lo: float) -> Callable[[Any], float]:
+    """A number >= ``lo``; .inf and .nan (YAML reads them as floats) are not numbers a setting can use."""
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"must be a finite number >= {lo:g}, not {value!r}")
+        if value < lo:
+            raise ValueError(f"must be >= {lo:g}, not {value}")
         return float(value)
     return convert
 
@@ -143,6 +184,8 @@ def store_url(value: Any) -> str:
 
 
 def nsid(value: Any) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"must be a string (quote it), not {value!r}")
     text = nonempty_str(str(value))
     data = text.encode("utf-8")
     if len(data) > 512:
@@ -197,13 +240,3 @@ def km(value: Any) -> float:
         raise ValueError(f"must be a distance in km from 0 to 20038, not {value!r}")
     return float(value)
 
-
-def tolerance(value: Any) -> tuple[float, float]:
-    if not isinstance(value, dict):
-        raise ValueError("must be a mapping {pct: 20, ms: 10}")
-    pct = value.get("pct", 20.0)
-    ms = value.get("ms", 10.0)
-    for v in (pct, ms):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError("pct and ms must be numbers >= 0")
-    return float(pct), float(ms)

@@ -1,11 +1,16 @@
 """The admin API under ``/api/v1``: JSON in, JSON out, one handler per operation.
 
+Bodies are checked here, at the boundary, with the config's own converters
+(``config/values.py``), so the API accepts exactly what a config may say: cluster
+names, weights 0..1,000,000, bounded probe strings.  A body that is too big, not
+UTF-8, not JSON, nested too deeply or not an object is refused with the reason.
+
 Writes go to the store and then wait for this server's own keeper to load the
 new version (``keeper.sync()``) and, with ``server.workers``, for every worker
 to confirm it, so by the time the client gets its answer the next DNS query
 already reflects the change.  Errors are JSON
 ``{"error": "..."}`` with the status that says what went wrong: 400 bad body or
-value, 401/403 token, 404 unknown cluster/endpoint/record, 409 already exists,
+value, 413 body over 64 KiB, 401/403 token, 404 unknown cluster/endpoint/record, 409 already exists,
 422 a rejected config on reload, 503 store unavailable.
 """
 from __future__ import annotations
@@ -16,8 +21,10 @@ import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import names
+from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec
 from ..dns import wire
 from ..state.model import AdminState
@@ -25,7 +32,7 @@ from ..state.store import StateError, StoreUnavailable
 from ..state.table import parse_address
 from . import views
 from .auth import error
-from .traffic import traffic
+from .traffic import TrafficViews
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -33,13 +40,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("geodns.http.api")
 
 PREFIX = "/api/v1"
+MAX_BODY = 64 * 1024           # bytes of a request body (app.py gives aiohttp the same limit)
+MAX_DEPTH = 8                  # nesting of a JSON body; the deepest we take is three
 _ADMIN_ACTIONS = {"drain": AdminState.DRAINED, "undrain": AdminState.ACTIVE,
                   "force-up": AdminState.FORCED_UP, "force-down": AdminState.FORCED_DOWN}
 _QTYPES = {"A": wire.T_A, "AAAA": wire.T_AAAA}
 
 
-def add_routes(app: web.Application, server: "Server") -> None:
-    api = _Api(server)
+def add_routes(app: web.Application, server: "Server", traffic_views: TrafficViews) -> None:
+    api = _Api(server, traffic_views)
     r = app.router
     r.add_get(f"{PREFIX}/status", api.status)
     r.add_get(f"{PREFIX}/records", api.records)
@@ -63,8 +72,9 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 
 class _Api:
-    def __init__(self, server: "Server"):
+    def __init__(self, server: "Server", traffic_views: TrafficViews):
         self.server = server
+        self.traffic_views = traffic_views
 
     # -- reads ------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
@@ -80,8 +90,11 @@ class _Api:
         return reply(self._cluster_or_404(request.match_info["name"]))
 
     async def traffic(self, request: web.Request) -> web.Response:
-        """Where clients in each region and sample place are sent now (the status page's picture)."""
-        return reply({"records": traffic(self.server)})
+        """Where clients in each region and sample place are sent now (the status page's picture).
+
+        Computed and serialised off the event loop, once per state generation (traffic.py)."""
+        body = await self.traffic_views.json_body(views.gslb(self.server))
+        return web.Response(body=body, content_type="application/json")
 
     async def explain(self, request: web.Request) -> web.Response:
         """Why a client gets its answer: ?name=app.example.com&type=A&client=ADDR[/PREFIX]."""
@@ -129,7 +142,7 @@ class _Api:
         body = await _body(request)
         if "weight" not in body:
             raise error(400, 'the body must be {"weight": N} (and optionally "endpoint": ADDRESS)')
-        weight = body["weight"]
+        weight = _field(body, "weight", values.weight)
         endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
         store = self.server.store
         await self._write(lambda: store.set_weight(name, weight, endpoint))
@@ -211,9 +224,9 @@ class _Api:
         return view
 
     def _cluster_spec(self, body: dict[str, Any]) -> ClusterSpec:
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise error(400, 'the body needs "name": a non-empty string')
+        if "name" not in body:
+            raise error(400, 'the body needs "name": the new cluster\'s name')
+        name = _field(body, "name", values.cluster_name)
         region = body.get("region")
         regions = self.server.config.regions
         if region not in regions:
@@ -223,12 +236,13 @@ class _Api:
             raise error(400, '"endpoints" must be a non-empty list of addresses or {"address": ..., "weight": ...}')
         endpoints = tuple(_endpoint_spec(item if isinstance(item, dict) else {"address": item}, f"endpoints[{i}]")
                           for i, item in enumerate(raw))
-        numbers = {key: _int_at_least(body, key, default, low)
-                   for key, default, low in (("weight", 100, 0), ("priority", 0, 0), ("min_healthy", 1, 1))}
+        numbers = {key: _field(body, key, convert, default) for key, convert, default in
+                   (("weight", values.weight, 100), ("priority", values.priority, 0),
+                    ("min_healthy", values.min_healthy, 1))}
         unknown = set(body) - {"name", "region", "endpoints", "weight", "priority", "min_healthy"}
         if unknown:
             raise error(400, f"unknown keys: {', '.join(sorted(unknown))}")
-        return ClusterSpec(name=name.strip(), region=region, endpoints=endpoints, **numbers)
+        return ClusterSpec(name=name, region=region, endpoints=endpoints, **numbers)
 
 
 def _candidate(snapshot, health, name: str) -> dict[str, Any]:
@@ -241,19 +255,53 @@ def _candidate(snapshot, health, name: str) -> dict[str, Any]:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON object in the body, or {} for none; 400 for anything else."""
+    """The JSON object in the body, or {} for none; anything else is a 400 (413: too big) with the reason."""
     if not request.can_read_body:
         return {}
-    text = await request.text()
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise error(413, f"the body is larger than {MAX_BODY} bytes") from None
+    except (ConnectionError, HttpProcessingError) as exc:        # cut off, or a broken chunked encoding
+        raise error(400, f"the body could not be read: {exc}") from None
+    try:
+        text = data.decode("utf-8")            # JSON is UTF-8 (RFC 8259), whatever the header says
+    except UnicodeDecodeError as exc:
+        raise error(400, f"the body is not UTF-8 text (bad byte at offset {exc.start})") from None
     if not text.strip():
         return {}
     try:
         body = json.loads(text)
+    except RecursionError:
+        raise error(400, f"the body is not valid JSON: nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise error(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise error(400, "the body must be a JSON object")
+    if _too_deep(body, MAX_DEPTH):
+        raise error(400, f"the body is nested deeper than {MAX_DEPTH} levels")
     return body
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _field(body: dict[str, Any], key: str, convert: Callable[[Any], Any], default: Any = None,
+           where: str = "") -> Any:
+    """``body[key]`` (or ``default``) through one of the config's converters; its ValueError is a 400."""
+    try:
+        return convert(body.get(key, default))
+    except ValueError as exc:
+        raise error(400, f'{where}"{key}" {exc}') from None
 
 
 def _opt_str(body: dict[str, Any], key: str) -> str | None:
@@ -265,13 +313,6 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     return value.strip()
 
 
-def _int_at_least(body: dict[str, Any], key: str, default: int, low: int, where: str = "") -> int:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise error(400, f'{where}"{key}" must be an integer >= {low}, not {value!r}')
-    return value
-
-
 def _endpoint_spec(body: dict[str, Any], where: str) -> EndpointSpec:
     raw = body.get("address")
     if not isinstance(raw, str):
@@ -280,10 +321,8 @@ def _endpoint_spec(body: dict[str, Any], where: str) -> EndpointSpec:
         address = parse_address(raw)
     except ValueError as exc:
         raise error(400, f"{where}: {exc}") from None
-    weight = _int_at_least(body, "weight", 100, 0, f"{where}: ")
-    probe = body.get("probe")
-    if probe is not None and (not isinstance(probe, str) or not probe):
-        raise error(400, f'{where}: "probe" must be "host:port" or a URL')
+    weight = _field(body, "weight", values.weight, 100, f"{where}: ")
+    probe = None if body.get("probe") is None else _field(body, "probe", values.probe, None, f"{where}: ")
     return EndpointSpec(address=address, weight=weight, probe=probe)
 
 

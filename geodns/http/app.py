@@ -7,7 +7,9 @@
   behind the rules in ``auth.py``; ``/login`` (``login.py``) lets a browser in.
 
 Handlers read the server's state and call the store; they never touch the
-query path, which keeps answering from memory while they run.
+query path, which keeps answering from memory while they run.  Work that grows
+with the number of records (where traffic goes, the status page's HTML) runs
+in a thread of its own (``traffic.TrafficViews``), not on the event loop.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from aiohttp import web
 
 from . import api, auth, login, metrics, status_page
+from .traffic import TrafficViews
 from .views import readiness
 
 if TYPE_CHECKING:
@@ -26,7 +29,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("geodns.http")
 
 _OPEN_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
-MAX_BODY = 64 * 1024
+MAX_BODY = api.MAX_BODY
+# Where traffic goes, computed off the DNS loop once per state generation (traffic.py); the API and
+# the status page share it.
+TRAFFIC_VIEWS = web.AppKey("traffic_views", TrafficViews)
 
 
 def make_app(server: "Server") -> web.Application:
@@ -59,9 +65,15 @@ def make_app(server: "Server") -> web.Application:
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    traffic_views = app[TRAFFIC_VIEWS] = TrafficViews()
+
+    async def close_views(app: web.Application) -> None:
+        traffic_views.close()
+
+    app.on_cleanup.append(close_views)
     metrics.add_routes(app, server)
-    api.add_routes(app, server)
-    status_page.add_routes(app, server)
+    api.add_routes(app, server, traffic_views)
+    status_page.add_routes(app, server, traffic_views)
     login.add_routes(app, server)
     return app
 

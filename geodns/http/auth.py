@@ -137,8 +137,15 @@ def error(status: int, message: str, challenge: bool = False, **extra) -> web.HT
     return _ERRORS[status](text=body, content_type="application/json", headers=headers)
 
 
+class _TooLarge(web.HTTPRequestEntityTooLarge):
+    """aiohttp's 413 wants the limit for its own text; ours brings a JSON body instead."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(0, **kwargs)
+
+
 _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-    409: web.HTTPConflict, 415: web.HTTPUnsupportedMediaType, 422: web.HTTPUnprocessableEntity,
+    409: web.HTTPConflict, 413: _TooLarge, 415: web.HTTPUnsupportedMediaType, 422: web.HTTPUnprocessableEntity,
     500: web.HTTPInternalServerError, 503: web.HTTPServiceUnavailable,
 }

@@ -4,17 +4,22 @@ Inline CSS and SVG only (no scripts, no external assets, no CDN); it reloads
 itself every 10 seconds.  Three parts: the server's own state, where traffic
 goes (a map and a table per GSLB record, from ``traffic.traffic``), and the
 clusters with their endpoints, weights, admin and health states per vantage.
+
+The page grows with the number of records, so it is built in the views'
+thread (``TrafficViews``) from plain data gathered on the event loop; the
+traffic part is the one computed once per state generation.
 """
 from __future__ import annotations
 
 import time
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from aiohttp import web
 
 from . import views, worldmap
-from .traffic import traffic
+from ..config.model import Region
+from .traffic import TrafficViews, let_the_loop_run
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -135,12 +140,13 @@ def _shares(shares: dict[str, float], colors: dict[str, str]) -> str:
     return f"{bars} {text}"
 
 
-def _traffic_section(server: "Server", clusters: list[dict[str, Any]], colors: dict[str, str]) -> str:
-    records = traffic(server)
+def _traffic_section(records: list[dict[str, Any]], clusters: list[dict[str, Any]], regions: Mapping[str, Region],
+                     colors: dict[str, str]) -> str:
     if not records:
         return "<section><h2>Where traffic goes</h2><p class='muted'>No GSLB records configured.</p></section>"
     out = []
     for record in records:
+        let_the_loop_run()                  # built in the views' thread: DNS answers go first
         rows = "".join(
             f"<tr><td>{escape(p['place'])}</td><td>{escape(p['country'] or '-')}/{escape(p['continent'])}</td>"
             f"<td>{_shares(p['shares'], colors)}{' <b>(fallback)</b>' if p['fallback'] else ''}</td></tr>"
@@ -149,7 +155,7 @@ def _traffic_section(server: "Server", clusters: list[dict[str, Any]], colors: d
             f"<section><h2>Where traffic for {escape(record['record'])} goes "
             f"<span class='muted'>policy {escape(' → '.join(record['policy']))}; "
             f"A answers for a client in each place, now</span></h2><div class='traffic'>"
-            f"{_map(record, clusters, server.config.regions, colors)}"
+            f"{_map(record, clusters, regions, colors)}"
             f"<table><tr><th>Client in</th><th>Country</th><th>Sent to</th></tr>{rows}</table></div></section>")
     return "".join(out)
 
@@ -192,9 +198,9 @@ def _clusters_section(clusters: list[dict[str, Any]], colors: dict[str, str]) ->
             f"<th>Weight</th><th>Endpoints</th>{head}</tr>{''.join(rows)}</table></section>")
 
 
-def render(server: "Server") -> str:
-    status = views.status_view(server)
-    clusters = views.clusters_view(server)["clusters"]
+def render(status: dict[str, Any], clusters: list[dict[str, Any]], regions: Mapping[str, Region],
+           records: list[dict[str, Any]]) -> str:
+    """The page from plain data: ``views.status_view``, ``views.clusters_view``'s clusters, ``traffic``."""
     colors = _colors([c["name"] for c in clusters])
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return (
@@ -204,14 +210,23 @@ def render(server: "Server") -> str:
         f"<title>geodns status</title><style>{CSS}</style></head><body>"
         f"{_header(status)}<main>"
         f"{_clusters_section(clusters, colors)}"
-        f"{_traffic_section(server, clusters, colors)}"
+        f"{_traffic_section(records, clusters, regions, colors)}"
         f"<p class='muted'>Generated {escape(generated)}; refreshes every {REFRESH_SECONDS}s. "
         "JSON: <a href='/api/v1/clusters'>/api/v1/clusters</a>, <a href='/api/v1/status'>/api/v1/status</a>, "
         "<a href='/metrics'>/metrics</a>.</p></main></body></html>")
 
 
-def add_routes(app: web.Application, server: "Server") -> None:
+def _utf8(make: Any, *args: Any) -> bytes:
+    """``make(*args)`` encoded, so that a page of megabytes is not encoded on the event loop either."""
+    return make(*args).encode("utf-8")
+
+
+def add_routes(app: web.Application, server: "Server", traffic_views: TrafficViews) -> None:
     async def page(request: web.Request) -> web.Response:
-        return web.Response(text=render(server), content_type="text/html", charset="utf-8")
+        records = await traffic_views.records(views.gslb(server))
+        status = views.status_view(server)
+        clusters = views.clusters_view(server)["clusters"]
+        html = await traffic_views.run(_utf8, render, status, clusters, server.config.regions, records)
+        return web.Response(body=html, content_type="text/html", charset="utf-8")
 
     app.router.add_get("/", page)

@@ -7,20 +7,32 @@ random per query, so the answer is a share per cluster: exact, from every
 path of the random draws (``policy.outcomes``), or for records with too many
 paths to list, from ``RUNS`` draws with a private random generator, so
 drawing the status page never disturbs the query path's.
+
+This is every record times every place, seconds of work with thousands of
+records, so it never runs on the event loop that answers DNS: ``TrafficViews``
+computes it in a thread of its own from the responder's immutable live state,
+once per state generation (which moves only when some answer could), and
+hands the same result to every request until the generation moves.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ..config.model import RecordSpec, Region
 from ..geo.location import Location
-from ..gslb.policy import Client, outcomes, select
-from .views import gslb
+from ..gslb.filters import LOCATION_FILTERS
+from ..gslb.policy import Client, contexts, outcomes, select
+from ..names import Name
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..dynamic import GslbResponder, LiveState
 
 RUNS = 100                     # draws per place when the shares cannot be listed exactly
 _ANON = ipaddress.ip_address("192.0.2.1")
@@ -53,10 +65,10 @@ SAMPLE_PLACES: tuple[Place, ...] = (
 )
 
 
-def places(server: "Server") -> list[Place]:
+def places(regions: Mapping[str, Region]) -> list[Place]:
     """One place per configured region (at its coordinates), then the sample places."""
     out = [Place(f"{name} (region)", region.countries[0] if region.countries else "", region.continent,
-                 region.lat, region.lon) for name, region in sorted(server.config.regions.items())]
+                 region.lat, region.lon) for name, region in sorted(regions.items())]
     return out + list(SAMPLE_PLACES)
 
 
@@ -65,21 +77,27 @@ def _client(place: Place) -> Client:
     return Client(_ANON, location, None)
 
 
-def traffic(server: "Server", runs: int = RUNS) -> list[dict[str, Any]]:
-    """Per GSLB record, per place: the share of A answers each cluster gets now."""
-    dynamic = gslb(server)
-    if dynamic is None:
-        return []
-    state = dynamic.state
-    clients = [(place, _client(place)) for place in places(server)]
+def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Mapping[str, Region],
+            runs: int = RUNS) -> list[dict[str, Any]]:
+    """Per GSLB record, per place: the share of A answers each cluster gets in ``state``.
+
+    Pure over its arguments (the live state is immutable), so it may run in any
+    thread.  Its contexts are its own, not the live state's lazily built ones,
+    so it writes nothing the query path reads.
+    """
+    mine = contexts(records.values(), state.snapshot, state.health, regions, random.Random(0))
+    clients = [(place, _client(place)) for place in places(regions)]
     out = []
-    for name, record in dynamic.records.items():
-        context = state.contexts.get(name)
-        if context is None:
-            continue
+    for name, record in records.items():
+        let_the_loop_run()
+        context = mine[name]
+        placed = bool(LOCATION_FILTERS.intersection(record.policy))
+        same: tuple[dict[str, float], bool] | None = None
         rows = []
         for place, client in clients:
-            counts, fallback = _shares(context, client, runs)
+            if placed or same is None:                   # without geo or latency every place gets the same
+                same = _shares(context, client, runs)
+            counts, fallback = same
             shares = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
             rows.append({"place": place.name, "country": place.country, "continent": place.continent,
                          "lat": place.lat, "lon": place.lon, "shares": shares,
@@ -107,3 +125,94 @@ def _shares(context, client: Client, runs: int) -> tuple[dict[str, float], bool]
         for cluster in selection.clusters[:1]:          # the first cluster is where the client goes
             counts[cluster] = counts.get(cluster, 0.0) + share
     return {c: round(share, 4) for c, share in counts.items()}, fallback
+
+
+@dataclass
+class _Computed:
+    """The traffic of one responder's state generation: the rows, and their JSON once asked for."""
+
+    responder: object
+    generation: int
+    records: asyncio.Future
+    json: asyncio.Future | None = None
+
+
+class TrafficViews:
+    """``traffic`` for the running responder, computed off the event loop and kept per state generation.
+
+    One thread does the work (a status page render waits behind a computation
+    rather than competing with it for the interpreter); concurrent requests for
+    the same generation await the same computation; ``computed`` counts them.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geodns-views")
+        self._current: _Computed | None = None
+        self.computed = 0
+
+    def _for(self, dynamic: "GslbResponder") -> _Computed:
+        state, current = dynamic.state, self._current
+        if current is None or current.responder is not dynamic or current.generation != state.generation:
+            current = self._current = _Computed(dynamic, state.generation,
+                                                self._submit(traffic, dynamic.records, state, dynamic.regions))
+            current.records.add_done_callback(lambda f, c=current: self._forget_failure(f, c))
+            self.computed += 1
+        return current
+
+    async def records(self, dynamic: "GslbResponder | None") -> list[dict[str, Any]]:
+        """``traffic`` for ``dynamic``'s live state now; [] without GSLB records."""
+        if dynamic is None:
+            return []
+        return await asyncio.shield(self._for(dynamic).records)
+
+    async def json_body(self, dynamic: "GslbResponder | None") -> bytes:
+        """``{"records": traffic}`` as the API's JSON (UTF-8), serialised once per generation, off the loop."""
+        if dynamic is None:
+            return _dumps({"records": []})
+        computed = self._for(dynamic)
+        records = await asyncio.shield(computed.records)
+        if computed.json is None:
+            computed.json = self._submit(_dumps, {"records": records})
+            computed.json.add_done_callback(lambda f, c=computed: self._forget_failure(f, c))
+        return await asyncio.shield(computed.json)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Other heavy work for the same thread (the status page's HTML)."""
+        return await asyncio.shield(self._submit(fn, *args))
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _forget_failure(self, future: asyncio.Future, computed: _Computed) -> None:
+        """A computation that failed is not kept: the next request tries again."""
+        if not future.cancelled() and future.exception() is None:
+            return
+        if future is computed.json:
+            computed.json = None
+        elif self._current is computed:
+            self._current = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def let_the_loop_run() -> None:
+    """Hand the interpreter to the event loop's thread if it waits for it.
+
+    A thread computing in Python holds the GIL until another thread has asked
+    for it for 5 ms (``sys.getswitchinterval``); every DNS answer would wait
+    that long.  Work done here in steps calls this between them, so a waiting
+    query is answered after one step instead.
+    """
+    time.sleep(0)
+
+
+def _dumps(data: Any) -> bytes:
+    """``json.dumps(data, indent=1)`` plus a newline, encoded, in steps (with indent, json encodes in Python)."""
+    parts = []
+    for part in json.JSONEncoder(indent=1).iterencode(data):
+        parts.append(part)
+        if len(parts) % 2000 == 0:
+            let_the_loop_run()
+    parts.append("\n")
+    return "".join(parts).encode()
