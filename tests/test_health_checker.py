@@ -210,6 +210,23 @@ async def test_one_dead_place_is_an_outage_even_for_a_lone_checker(caplog: pytes
             assert "event=checker-suspect" not in caplog.text
 
 
+async def test_a_place_already_down_does_not_make_a_new_outage_look_like_a_partition() -> None:
+    """us-east died first (seen while eu-west answered); then eu-west dies too.  Only one place was
+    lost *at once*, so it is an outage like any other, not "two places lost: it must be me"."""
+    store = MemoryStore()
+    async with ingresses(2) as (a, c):
+        await store.seed([cluster("eu-west-1", {A: a}), cluster("us-east-1", {C: c}, region="us-east")])
+        async with running(store) as checker:
+            await until(lambda: _eq(verdicts(store), {A: True, C: True}))
+            await c.stop()
+            await until(lambda: _eq(verdicts(store), {A: True, C: False}))
+            await a.stop()
+            await until(lambda: _eq(verdicts(store), {A: False, C: False}))
+            await asyncio.sleep(3 * INTERVAL)
+            assert await verdicts(store) == {A: False, C: False}
+            assert not checker.suspect
+
+
 async def test_a_down_vote_waits_for_news_from_elsewhere() -> None:
     """fall: 1 and a fast check on A, a slow one on C in another place, both cut at once: A's first
     failure must not be voted before the checker knows whether it reaches anything at all."""

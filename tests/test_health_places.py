@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from geodns.health.places import confirmed, judge_loss, lost_everything, others_see_up, place_of
+from geodns.health.places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
 from tests.test_gslb_health import NOW, cluster, ep, obs, snapshot
 
 E1, E2 = "192.0.2.1", "192.0.2.2"
@@ -31,6 +31,13 @@ def test_a_down_vote_is_confirmed_by_reaching_anything_after_the_streak_began():
     assert confirmed(None, -math.inf)               # the latest probe succeeded
     assert confirmed(100.0, 100.5)                  # something answered after
     assert not confirmed(100.0, 99.0)               # nothing answered since: maybe it is us
+
+
+def test_places_lost_at_once_are_those_still_answering_at_the_last_reach():
+    failing = [("eu-west", 105.0), ("eu-west", 90.0), ("us-east", 104.0), ("ap-southeast", 50.0)]
+    assert lost_at_once(failing, 100.0) == {"eu-west", "us-east"}     # ap-southeast was down before
+    assert lost_at_once(failing, -math.inf) == {"eu-west", "us-east", "ap-southeast"}   # never reached anything
+    assert lost_at_once([("eu-west", 90.0)], 100.0) == set()
 
 
 CASES = {

@@ -25,8 +25,8 @@ hysteresis: ``up`` True/False, or None while still ``unknown``.
 Partition or outage (see ``places``): a down verdict is cast only once the
 checker has reached something since that endpoint began failing, so a
 partition's first casualty is never voted out.  When the latest probe of every
-endpoint failed, the places decide: two or more places lost at once, or one
-place that every other checker sees up, is a partition -- the checker goes
+endpoint failed, the places lost at once decide: two or more, or one that
+every other checker sees up, is a partition -- the checker goes
 *suspect* and reports ``up=None`` for every endpoint (the DNS side's quorum
 counts only verdicts, so ``None`` is no vote) until a probe succeeds or, for one
 place, until another checker stops seeing it up.  One place lost, with nobody
@@ -49,7 +49,7 @@ import aiohttp
 from ..config.model import CheckSpec
 from ..state.model import Observation, Snapshot
 from ..state.store import StateStore, StoreUnavailable
-from .places import confirmed, judge_loss, lost_everything, others_see_up, place_of
+from .places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
 from .probe import ProbeResult, new_session, probe
 from .state import Health, advance
 from .target import Target, TargetError, resolve_target
@@ -122,7 +122,9 @@ class Checker:
         self._places: dict[str, int] = {}    # place -> checks with a valid target there
         self._last_reach = -math.inf     # when a probe last succeeded (any endpoint)
         self._held: dict[CheckKey, _Check] = {}     # down verdicts withheld until confirmed
-        self._cross: tuple[Snapshot | None, float, bool] = (None, 0.0, False)   # (snapshot, until, others_see_up)
+        self._generation = 0             # bumped by every reconcile
+        self._lost: tuple[tuple[float, int], list[CheckKey], int] = ((math.nan, -1), [], 0)   # see _lost_at_once
+        self._cross: tuple[object, object, float, bool] = (None, None, 0.0, False)   # see _others_see_up
         self._suspect = False
         self._pending: dict[CheckKey, _Check] = {}
         self._urgent = asyncio.Event()
@@ -208,6 +210,7 @@ class Checker:
                     wanted[key] = (place, cluster.check, resolve_target(endpoint, cluster.check), None)
                 except TargetError as exc:
                     wanted[key] = (place, cluster.check, None, f"bad probe target: {exc}")
+        self._generation += 1
         for key in [k for k in self._checks if k not in wanted]:
             self._drop(self._checks.pop(key))
         for key, (place, spec, target, error) in wanted.items():
@@ -303,25 +306,40 @@ class Checker:
             elif self._held and check.health.last_ok:
                 self._release("reached")      # reached something: the withheld down votes are news
             return
-        partition, why = judge_loss(len(self._places), len(self._places) == 1 and self._others_see_up())
+        keys, places = self._lost_at_once()
+        partition, why = judge_loss(places, places == 1 and self._others_see_up(keys))
         if partition != self._suspect:
             self._set_suspect(partition, why)
         elif self._held and not partition:
             self._release(why)                # an outage: the withheld down votes stand
 
-    def _others_see_up(self) -> bool:
-        """Whether every other checker judging this checker's one place sees it up.
+    def _lost_at_once(self) -> tuple[list[CheckKey], int]:
+        """With everything failing: the endpoints of the places lost at once, and how many places.
+
+        Neither changes while everything keeps failing (no success moves
+        ``_last_reach``), so it is worked out once per loss and table.
+        """
+        key = (self._last_reach, self._generation)
+        seen, keys, places = self._lost
+        if seen != key:
+            probed = [c for c in self._checks.values() if c.target is not None]
+            lost = lost_at_once(((c.place, c.failing_since) for c in probed), self._last_reach)
+            keys, places = [c.key for c in probed if c.place in lost], len(lost)
+            self._lost = (key, keys, places)
+        return keys, places
+
+    def _others_see_up(self, keys: list[CheckKey]) -> bool:
+        """Whether every other checker judging the place lost at once (``keys``) sees it up.
 
         Asked after every failing result while everything is lost, so it is kept
         for one ``poll_interval`` per snapshot (observations also expire while a
         snapshot stays the same).
         """
         snapshot, now = self.table_source.snapshot, time.time()
-        seen, until, answer = self._cross
-        if seen is not snapshot or now >= until:
-            keys = [key for key, check in self._checks.items() if check.target is not None]
+        seen, seen_keys, until, answer = self._cross
+        if seen is not snapshot or seen_keys is not keys or now >= until:
             answer = others_see_up(snapshot, keys, self.checker_id, now)
-            self._cross = (snapshot, now + self.poll_interval, answer)
+            self._cross = (snapshot, keys, now + self.poll_interval, answer)
         return answer
 
     def _release(self, why: str) -> None:

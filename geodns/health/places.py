@@ -15,18 +15,21 @@ The rules, applied by the checker after every probe result:
    one interval, so the vote it would cast is never confirmed: one endpoint
    whose ``fall`` comes first (``fall: 1``, or a shorter interval) is not taken
    out before the checker notices it lost everything.
-2. **Everything lost in two or more places is a partition.**  When the latest
-   probe of every endpoint this checker probes failed and they lie in at least
-   two places, the checker is *suspect*: it votes nothing until any probe
-   succeeds again.  If all those places really died, every checker goes
-   suspect and the DNS side fails open (answers them all), as principle 3 asks.
-3. **Everything lost in one place is an outage** -- a single dead cluster or
-   region must be taken out, even by a lone checker -- **unless every other
-   checker that judges that place sees it up** (at least one such checker, and
-   each has an "up" verdict on at least one endpoint there): then the fault is on
-   this checker's side, a partition.  A checker with no verdict (itself suspect,
-   or not decided yet) does not see the place up, so two cut-off checkers out
-   of three do not excuse each other and the quorum takes the place out.
+2. **Everything lost at once, in two or more places, is a partition.**  When the
+   latest probe of every endpoint this checker probes failed, the places lost
+   *at once* are those that were still answering when the checker last reached
+   anything (a place already down before then is an old outage the checker saw
+   while it could still see).  Two or more of them: the checker is *suspect*
+   and votes nothing until any probe succeeds again.  If all those places
+   really died together, every checker goes suspect and the DNS side fails open
+   (answers them), as principle 3 asks.
+3. **One place lost at once is an outage** -- a single dead cluster or region
+   must be taken out, even by a lone checker -- **unless every other checker
+   that judges that place sees it up** (at least one such checker, and each has
+   an "up" verdict on at least one endpoint there): then the fault is on this
+   checker's side, a partition.  A checker with no verdict (itself suspect, or
+   not decided yet) does not see the place up, so two cut-off checkers out of
+   three do not excuse each other and the quorum takes the place out.
 
 The functions here are pure; ``Checker`` keeps the counters they read.
 """
@@ -55,6 +58,12 @@ def confirmed(failing_since: float | None, last_reach: float) -> bool:
     return failing_since is None or last_reach >= failing_since
 
 
+def lost_at_once(failing: Iterable[tuple[str, float | None]], last_reach: float) -> set[str]:
+    """The places lost at once (rule 2), from (place, failing_since) of every endpoint when all
+    are failing: those with an endpoint that began failing after the checker last reached anything."""
+    return {place for place, since in failing if since is not None and since > last_reach}
+
+
 def others_see_up(snapshot: Snapshot, keys: Iterable[CheckKey], me: str, now: float) -> bool:
     """Rule 3's test: at least one other checker has a fresh observation on ``keys``, and every
     such checker's latest fresh verdicts include an "up" on at least one of them."""
@@ -73,9 +82,9 @@ def others_see_up(snapshot: Snapshot, keys: Iterable[CheckKey], me: str, now: fl
 
 
 def judge_loss(places: int, others_up: bool) -> tuple[bool, str]:
-    """(partition?, why) for a checker that lost everything (rules 2 and 3)."""
+    """(partition?, why) for a checker that lost everything, ``places`` of them at once (rules 2, 3)."""
     if places >= 2:
-        return True, f"every endpoint failing, in {places} places"
+        return True, f"every endpoint failing, {places} places lost at once"
     if others_up:
-        return True, "every endpoint failing in its one place, which every other checker sees up"
-    return False, "every endpoint failing in one place: an outage"
+        return True, "every endpoint failing; the one place lost is up for every other checker"
+    return False, "every endpoint failing; one place lost: an outage"
