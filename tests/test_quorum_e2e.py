@@ -176,7 +176,8 @@ def test_two_checkers_one_cut_off_from_one_ingress_keeps_it_in(rig: Rig, netns: 
     def b_votes_eu_down() -> bool:
         seen.append(rig.answer())
         return rig.served_votes().get(("b", EU1)) is False
-    wait_for(b_votes_eu_down, 10, "b votes eu-west-1 down", rig)
+    took = wait_for(b_votes_eu_down, 10, "b votes eu-west-1 down", rig)
+    print(f"\nb cut off from eu-west-1: votes it down after {took:.2f}s; {len(seen)} answers meanwhile")
     votes = rig.served_votes()
     assert votes[("a", EU1)] is True and votes[("b", US)] is True, votes    # a real 1-1 split, b not suspect
     seen += [rig.answer() for _ in range(ANSWERS)]
@@ -193,9 +194,12 @@ def test_the_only_checked_cluster_dies_one_checker_takes_it_out(rig: Rig) -> Non
     wait_for(lambda: every(rig.served_votes(), "a", (EU1, EU2), True), 20, "a sees eu-west-1 up", rig)
     assert rig.answer() == f"{EU1},{EU2}"
 
+    died = time.monotonic()
     for sim in eu:
         sim.stop()                          # the cluster really dies
     wait_for(lambda: rig.answer() == US, 10, "answers move to us-east-1", rig)
+    moved = time.monotonic() - died
+    print(f"\nthe only checked cluster died: answers left it after {moved:.2f}s (fall x interval = {2 * INTERVAL}s)")
     assert every(rig.stored_votes(), "a", (EU1, EU2), False)
     answers = [rig.answer() for _ in range(ANSWERS)]
     assert answers.count(US) == ANSWERS, f"{ANSWERS - answers.count(US)} of {ANSWERS} answers named the dead cluster"
@@ -218,7 +222,8 @@ def test_one_checker_cut_off_from_everything_changes_no_answer(rig: Rig, netns: 
     def b_abstains() -> bool:
         seen.append(rig.answer())
         return ("b", EU1) in (votes := rig.served_votes()) and votes[("b", EU1)] is None
-    wait_for(b_abstains, 10, "b goes suspect and withdraws its vote", rig)
+    took = wait_for(b_abstains, 10, "b goes suspect and withdraws its vote", rig)
+    print(f"\nb cut off from everything: suspect after {took:.2f}s; {len(seen)} answers meanwhile")
     assert rig.served_votes()[("a", EU1)] is True
     assert "event=checker-suspect checker=b" in b.output()
     seen += [rig.answer() for _ in range(ANSWERS)]
@@ -238,7 +243,8 @@ def test_three_checkers_two_cut_off_take_it_out(rig: Rig, netns: Netns) -> None:
     assert rig.answer() == f"{EU1},{EU2}"
 
     netns.cut(*netns.addresses)
-    wait_for(lambda: rig.answer() == US, 15, "answers move to us-east-1", rig)
+    moved = wait_for(lambda: rig.answer() == US, 15, "answers move to us-east-1", rig)
+    print(f"\n2 of 3 checkers cut off: answers left eu-west-1 after {moved:.2f}s")
     wait_for(lambda: every(rig.served_votes(), "bc", (EU1, EU2), False), 10, "b and c vote it down", rig)
     assert every(rig.served_votes(), "a", (EU1, EU2), True)
     answers = [rig.answer() for _ in range(ANSWERS)]
