@@ -40,12 +40,14 @@ class Child:
 
 
 class SimIngress(Child):
-    """`geodns sim-ingress` on a free loopback port, switched with set_mode()."""
+    """`geodns sim-ingress` on a free port, switched with set_mode(); on loopback unless ``host`` says
+    otherwise (tests/netns.py gives addresses a test's own network namespace reaches)."""
 
-    def __init__(self, name: str, log_dir: Path):
+    def __init__(self, name: str, log_dir: Path, host: str = "127.0.0.1"):
         self.port = free_port()
         self.name = name
-        super().__init__(["sim-ingress", "--listen", f"127.0.0.1:{self.port}", "--name", name],
+        self.host = host
+        super().__init__(["sim-ingress", "--listen", f"{host}:{self.port}", "--name", name],
                          log_dir / f"sim-{name}.log")
         deadline = time.monotonic() + 15
         while True:
@@ -60,13 +62,13 @@ class SimIngress(Child):
 
     @property
     def probe(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def state(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_sim", timeout=2) as r:
+        with urllib.request.urlopen(f"http://{self.host}:{self.port}/_sim", timeout=2) as r:
             return json.loads(r.read())
 
     def set_mode(self, mode: str, ms: int = 0) -> dict:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/_sim?mode={mode}&ms={ms}", method="PUT")
+        req = urllib.request.Request(f"http://{self.host}:{self.port}/_sim?mode={mode}&ms={ms}", method="PUT")
         with urllib.request.urlopen(req, timeout=2) as r:
             return json.loads(r.read())

@@ -58,8 +58,11 @@ ENDPOINT_CASES = {
     "expired up, fresh down": (A, A, votes(True, True, expires=NOW - 5) + [obs("c", V4, "x", False)],
                                "majority", True, "down", False),
     "majority 2 of 3": (A, A, votes(True, True, False), "majority", True, "up", True),
-    "majority is strict: 1 of 2": (A, A, votes(True, False), "majority", True, "down", False),
-    "majority 2 of 4": (A, A, votes(True, True, False, False), "majority", True, "down", False),
+    "majority: a 1-1 tie keeps it in": (A, A, votes(True, False), "majority", True, "up", True),
+    "majority: a 2-2 tie keeps it in": (A, A, votes(True, True, False, False), "majority", True, "up", True),
+    "majority: 2 of 3 down take it out": (A, A, votes(True, False, False), "majority", True, "down", False),
+    "majority: 3 of 5 down take it out": (A, A, votes(True, True, False, False, False), "majority", True,
+                                          "down", False),
     "any: 1 of 3": (A, A, votes(True, False, False), "any", True, "up", True),
     "any: 0 of 2": (A, A, votes(False, False), "any", True, "down", False),
     "all: 2 of 3": (A, A, votes(True, True, False), "all", True, "down", False),
@@ -211,7 +214,8 @@ def _reference(verdicts: list[tuple[bool | None, bool]], quorum) -> str:
     if not counted:
         return "unknown"
     ups = sum(counted)
-    need = {"majority": ups * 2 > len(counted), "any": ups >= 1, "all": ups == len(counted)}
+    downs = len(counted) - ups
+    need = {"majority": not downs * 2 > len(counted), "any": ups >= 1, "all": ups == len(counted)}
     ok = need[quorum] if isinstance(quorum, str) else ups >= quorum
     return "up" if ok else "down"
 
@@ -229,4 +233,6 @@ def test_quorum_matches_reference(verdicts, quorum):
 def test_quorum_met_edges():
     assert not quorum_met(0, 0, "any")
     assert not quorum_met(0, 0, "all")
-    assert quorum_met(3, 5, "majority") and not quorum_met(2, 4, "majority")
+    assert not quorum_met(0, 0, "majority")
+    assert quorum_met(3, 5, "majority") and quorum_met(2, 4, "majority") and quorum_met(1, 2, "majority")
+    assert not quorum_met(1, 3, "majority") and not quorum_met(2, 5, "majority")

@@ -192,6 +192,68 @@ async def test_one_endpoint_failing_alone_is_not_suspect() -> None:
             assert not checker.suspect and checker.status()[("eu-west-1", A)].reason == "timeout"
 
 
+async def test_one_dead_place_is_an_outage_even_for_a_lone_checker(caplog: pytest.LogCaptureFixture) -> None:
+    """Both endpoints of the only checked cluster die: one place lost is an outage, voted down (it used
+    to make the checker suspect, so the dead cluster stayed in the answers)."""
+    caplog.set_level(logging.INFO, logger="geodns.health")
+    store = RecordingStore()
+    async with ingresses(2) as (a, b):
+        await store.seed([cluster("eu-west-1", {A: a, B: b})])
+        async with running(store) as checker:
+            await until(lambda: _eq(verdicts(store), {A: True, B: True}))
+            await a.stop()
+            await b.stop()
+            await until(lambda: _eq(verdicts(store), {A: False, B: False}))
+            await asyncio.sleep(3 * INTERVAL)         # failures keep coming; the votes stand
+            assert await verdicts(store) == {A: False, B: False}
+            assert not checker.suspect
+            assert "event=checker-suspect" not in caplog.text
+
+
+async def test_a_place_already_down_does_not_make_a_new_outage_look_like_a_partition() -> None:
+    """us-east died first (seen while eu-west answered); then eu-west dies too.  Only one place was
+    lost *at once*, so it is an outage like any other, not "two places lost: it must be me"."""
+    store = MemoryStore()
+    async with ingresses(2) as (a, c):
+        await store.seed([cluster("eu-west-1", {A: a}), cluster("us-east-1", {C: c}, region="us-east")])
+        async with running(store) as checker:
+            await until(lambda: _eq(verdicts(store), {A: True, C: True}))
+            await c.stop()
+            await until(lambda: _eq(verdicts(store), {A: True, C: False}))
+            await a.stop()
+            await until(lambda: _eq(verdicts(store), {A: False, C: False}))
+            await asyncio.sleep(3 * INTERVAL)
+            assert await verdicts(store) == {A: False, C: False}
+            assert not checker.suspect
+
+
+async def test_a_down_vote_waits_for_news_from_elsewhere() -> None:
+    """fall: 1 and a fast check on A, a slow one on C in another place, both cut at once: A's first
+    failure must not be voted before the checker knows whether it reaches anything at all."""
+    store = RecordingStore()
+    fast = CheckSpec(interval=INTERVAL, timeout=0.15, rise=1, fall=1, jitter=0.0)
+    slow = CheckSpec(interval=1.5, timeout=0.15, rise=1, fall=1, jitter=0.0)
+    async with ingresses(2) as (a, c):
+        await store.seed([cluster("eu-west-1", {A: a}, spec=fast),
+                          cluster("us-east-1", {C: c}, spec=slow, region="us-east")])
+        async with running(store) as checker:
+            await until(lambda: _eq(verdicts(store), {A: True, C: True}))
+            seen = c.requests
+            await until(lambda: _true(c.requests > seen))      # C was just probed: its next probe is 1.5 s away
+            store.reported.clear()
+            await a.stop()
+            await c.stop()
+            await until(lambda: _true(checker.status()[("eu-west-1", A)].state == "down"))
+            assert (await verdicts(store))[A] is None          # withheld, not cast
+            await until(lambda: _true(checker.suspect), timeout=4.0)   # C failed too: everything lost, 2 places
+            assert await verdicts(store) == {A: None, C: None}
+            assert all(obs.up is not False for obs in store.reported), "a partition's first casualty was voted down"
+
+            await c.start()                                   # reached again: A's down vote now stands
+            await until(lambda: _eq(verdicts(store), {A: False, C: True}), timeout=4.0)
+            assert not checker.suspect
+
+
 async def test_the_checker_follows_the_table_without_restarting_other_checks() -> None:
     store = MemoryStore()
     async with ingresses(3) as (a, b, c):

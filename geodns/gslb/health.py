@@ -9,8 +9,10 @@ Rules, in the order they are applied to each endpoint:
    must not be overridden by a forced-up left on one of its endpoints.
 2. Fresh observations (``expires > now``), the latest one per checker, that
    carry a verdict.  The endpoint is up when the "up" votes satisfy the
-   quorum, so one partitioned checker cannot take a healthy endpoint out
-   (``majority``, the default) -- or can, if the operator asks (``all``).
+   quorum.  ``majority`` (the default) takes an endpoint out only when more
+   than half of the verdicts say down: a tie keeps it in.  See "The quorum
+   rule" below for why.  ``any``, ``all`` and a number N (at least N up votes)
+   are there for operators who want another bias.
 3. No fresh verdict at all: "unknown", answered as up when ``unknown_is_up``
    (the default).  That is fail-open: a cluster without checks, a server
    that starts before the first probe, and a fleet whose checkers all died
@@ -20,6 +22,24 @@ A cluster is up when at least ``min_healthy`` (at least 1) of its endpoints
 are up; a forced-up cluster is up when any of its endpoints is.  Observations
 expire while a snapshot stays the same, so the view also says until when it
 holds (``valid_until``): rebuild it when the snapshot changes or that time passes.
+
+The quorum rule.  Route 53 counts an endpoint healthy while more than 18 % of
+its health checkers see it up, i.e. it takes one out only when over 82 % agree;
+AWS chose 18 % so that checkers in several regions must see it up, and so that
+network trouble isolating the endpoint from some checker locations does not
+take it out.  That bar suits Route 53's many checkers in (by default) eight
+regions.  A geodns fleet runs two to five checkers, where 18 % is one checker:
+effectively ``any``, so a single checker next to a broken ingress (or behind a
+proxy that answers 200 for it) would keep a dead cluster in for everyone
+else's clients.  Route 53 also needs the low bar as its only defence against
+its own checkers being cut off; geodns has another: a checker that loses
+everything at once judges itself partitioned and stops voting
+(geodns/health/places.py), so the quorum only has to weigh real disagreement.
+There, most vantages failing to reach an endpoint stands for most clients
+failing, so a majority of down votes takes it out (2 of 3 do); a tie is no
+evidence either way, and taking capacity out on no evidence is the opposite of
+failing open, so 1-1 and 2-2 keep it in.  ``any`` is Route 53's bias for
+operators who want it.
 """
 from __future__ import annotations
 
@@ -61,14 +81,13 @@ def check_quorum(quorum: Quorum) -> Quorum:
 def quorum_met(ups: int, voters: int, quorum: Quorum) -> bool:
     """Whether ``ups`` "up" votes out of ``voters`` verdicts make the endpoint up.
 
-    ``majority`` is strictly more than half, so a 1-1 split between two
-    checkers is down: with no majority for up, the safer reading of a
-    disagreement is that some clients cannot reach the endpoint.
+    ``majority`` is "not a majority down": at least half up, so a 1-1 split
+    between two checkers keeps the endpoint in (see the module's quorum rule).
     """
     if voters == 0:
         return False
     if quorum == "majority":
-        return 2 * ups > voters
+        return 2 * ups >= voters
     if quorum == "any":
         return ups >= 1
     if quorum == "all":

@@ -22,13 +22,16 @@ once when a verdict changes.  Each observation expires after
 stops counting within a few intervals.  The observation carries the state after
 hysteresis: ``up`` True/False, or None while still ``unknown``.
 
-Suspect mode: when the latest probe of *every* endpoint this checker probes
-failed (and it probes at least two), the likelier story is that this checker is
-cut off, not that every cluster died at once.  It then reports ``up=None`` for
-every endpoint -- the DNS side's quorum counts only verdicts, so ``None`` is no
-vote -- until any probe succeeds again.  If every cluster really is down, all
-checkers go suspect, nobody votes, and the DNS side fails open (answers them
-all), which is what principle 3 asks for anyway.
+Partition or outage (see ``places``): a down verdict is cast only once the
+checker has reached something since that endpoint began failing, so a
+partition's first casualty is never voted out.  When the latest probe of every
+endpoint failed, the places lost at once decide: two or more, or one that
+every other checker sees up, is a partition -- the checker goes
+*suspect* and reports ``up=None`` for every endpoint (the DNS side's quorum
+counts only verdicts, so ``None`` is no vote) until a probe succeeds or, for one
+place, until another checker stops seeing it up.  One place lost, with nobody
+else seeing it up, is an outage: its endpoints are voted down, so a lone
+checker takes a dead cluster out instead of failing open on it.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ import aiohttp
 from ..config.model import CheckSpec
 from ..state.model import Observation, Snapshot
 from ..state.store import StateStore, StoreUnavailable
+from .places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
 from .probe import ProbeResult, new_session, probe
 from .state import Health, advance
 from .target import Target, TargetError, resolve_target
@@ -87,17 +91,19 @@ def expiry(spec: CheckSpec) -> float:
 class _Check:
     """One endpoint's check: its spec and target, its health, and the task that probes it."""
 
-    __slots__ = ("key", "spec", "target", "error", "health", "task", "last_at")
+    __slots__ = ("key", "place", "spec", "target", "error", "health", "task", "last_at", "failing_since")
 
-    def __init__(self, key: CheckKey, spec: CheckSpec, target: Target | None, error: str | None,
+    def __init__(self, key: CheckKey, place: str, spec: CheckSpec, target: Target | None, error: str | None,
                  health: Health) -> None:
         self.key = key
+        self.place = place
         self.spec = spec
         self.target = target
         self.error = error
         self.health = health
         self.task: asyncio.Task[None] | None = None
         self.last_at: float | None = None
+        self.failing_since: float | None = None     # when the current failing streak's first probe ended
 
 
 class Checker:
@@ -113,6 +119,12 @@ class Checker:
         self._checks: dict[CheckKey, _Check] = {}
         self._probed = 0                 # checks with a valid target
         self._failing = 0                # of those, how many failed their latest probe
+        self._places: dict[str, int] = {}    # place -> checks with a valid target there
+        self._last_reach = -math.inf     # when a probe last succeeded (any endpoint)
+        self._held: dict[CheckKey, _Check] = {}     # down verdicts withheld until confirmed
+        self._generation = 0             # bumped by every reconcile
+        self._lost: tuple[tuple[float, int], list[CheckKey], int] = ((math.nan, -1), [], 0)   # see _lost_at_once
+        self._cross: tuple[object, object, float, bool] = (None, None, 0.0, False)   # see _others_see_up
         self._suspect = False
         self._pending: dict[CheckKey, _Check] = {}
         self._urgent = asyncio.Event()
@@ -157,7 +169,7 @@ class Checker:
     # -- what callers read ----------------------------------------------------------------
     @property
     def suspect(self) -> bool:
-        """True while every probed endpoint failed its latest probe (this checker withholds its votes)."""
+        """True while this checker believes it is cut off (a partition) and withholds its votes."""
         return self._suspect
 
     def status(self) -> dict[CheckKey, EndpointStatus]:
@@ -187,32 +199,37 @@ class Checker:
 
     def reconcile(self, snapshot: Snapshot) -> None:
         """Make the running checks match ``snapshot``'s clusters; leave unchanged ones alone."""
-        wanted: dict[CheckKey, tuple[CheckSpec, Target | None, str | None]] = {}
+        wanted: dict[CheckKey, tuple[str, CheckSpec, Target | None, str | None]] = {}
         for cluster in snapshot.clusters.values():
             if cluster.check is None:
                 continue
+            place = place_of(cluster)
             for endpoint in cluster.endpoints:
                 key = (cluster.name, endpoint.key)
                 try:
-                    wanted[key] = (cluster.check, resolve_target(endpoint, cluster.check), None)
+                    wanted[key] = (place, cluster.check, resolve_target(endpoint, cluster.check), None)
                 except TargetError as exc:
-                    wanted[key] = (cluster.check, None, f"bad probe target: {exc}")
+                    wanted[key] = (place, cluster.check, None, f"bad probe target: {exc}")
+        self._generation += 1
         for key in [k for k in self._checks if k not in wanted]:
             self._drop(self._checks.pop(key))
-        for key, (spec, target, error) in wanted.items():
+        for key, (place, spec, target, error) in wanted.items():
             old = self._checks.get(key)
-            if old is not None and (old.spec, old.target, old.error) == (spec, target, error):
+            if old is not None and (old.place, old.spec, old.target, old.error) == (place, spec, target, error):
                 continue
             if old is not None:
                 self._drop(old)
             if error is not None:
                 log.error("event=health-unprobed endpoint=%s cluster=%s reason=%s",
                           key[1], key[0], _quote(error))
-            check = _Check(key, spec, target, error, old.health if old is not None else Health())
+            check = _Check(key, place, spec, target, error, old.health if old is not None else Health())
+            if old is not None:
+                check.failing_since = old.failing_since
             self._checks[key] = check
             if target is not None:
                 self._probed += 1
                 self._failing += check.health.last_ok is False
+                self._places[place] = self._places.get(place, 0) + 1
                 check.task = asyncio.create_task(self._run(check), name=f"check {key[0]} {key[1]}")
 
     def _drop(self, check: _Check) -> None:
@@ -224,7 +241,13 @@ class Checker:
         if check.target is not None:
             self._probed -= 1
             self._failing -= check.health.last_ok is False
+            left = self._places[check.place] - 1
+            if left:
+                self._places[check.place] = left
+            else:
+                del self._places[check.place]
         self._pending.pop(check.key, None)
+        self._held.pop(check.key, None)
 
     # -- probing --------------------------------------------------------------------------
     async def _run(self, check: _Check) -> None:
@@ -260,28 +283,94 @@ class Checker:
             return      # replaced or removed while probing
         old = check.health
         new = advance(old, result.ok, result.rtt_ms, result.reason, check.spec.rise, check.spec.fall)
-        check.health, check.last_at = new, time.time()
+        now = time.time()
+        check.health, check.last_at = new, now
+        if result.ok:
+            check.failing_since = None
+            self._last_reach = now
+        elif old.last_ok is not False:
+            check.failing_since = now
         self._failing += (new.last_ok is False) - (old.last_ok is False)
         self._pending[check.key] = check
         if new.state != old.state:
             log.info("event=health-change endpoint=%s cluster=%s old=%s new=%s reason=%s checker=%s",
                      check.key[1], check.key[0], old.state, new.state, _quote(result.reason), self.checker_id)
             self._urgent.set()
-        if result.ok and self._suspect:
-            self._set_suspect(False, f"{check.key[0]}/{check.key[1]} answered")
-        elif not result.ok and not self._suspect and self._probed >= 2 and self._failing == self._probed:
-            self._set_suspect(True, "every endpoint failing")
+        self._judge(check)
+
+    def _judge(self, check: _Check) -> None:
+        """After a result: enter or leave suspect mode, release withheld down votes (see ``places``)."""
+        if not lost_everything(self._probed, self._failing):
+            if self._suspect:
+                self._set_suspect(False, f"{check.key[0]}/{check.key[1]} answered")
+            elif self._held and check.health.last_ok:
+                self._release("reached")      # reached something: the withheld down votes are news
+            return
+        keys, places = self._lost_at_once()
+        partition, why = judge_loss(places, places == 1 and self._others_see_up(keys))
+        if partition != self._suspect:
+            self._set_suspect(partition, why)
+        elif self._held and not partition:
+            self._release(why)                # an outage: the withheld down votes stand
+
+    def _lost_at_once(self) -> tuple[list[CheckKey], int]:
+        """With everything failing: the endpoints of the places lost at once, and how many places.
+
+        Neither changes while everything keeps failing (no success moves
+        ``_last_reach``), so it is worked out once per loss and table.
+        """
+        key = (self._last_reach, self._generation)
+        seen, keys, places = self._lost
+        if seen != key:
+            probed = [c for c in self._checks.values() if c.target is not None]
+            lost = lost_at_once(((c.place, c.failing_since) for c in probed), self._last_reach)
+            keys, places = [c.key for c in probed if c.place in lost], len(lost)
+            self._lost = (key, keys, places)
+        return keys, places
+
+    def _others_see_up(self, keys: list[CheckKey]) -> bool:
+        """Whether every other checker judging the place lost at once (``keys``) sees it up.
+
+        Asked after every failing result while everything is lost, so it is kept
+        for one ``poll_interval`` per snapshot (observations also expire while a
+        snapshot stays the same).
+        """
+        snapshot, now = self.table_source.snapshot, time.time()
+        seen, seen_keys, until, answer = self._cross
+        if seen is not snapshot or seen_keys is not keys or now >= until:
+            answer = others_see_up(snapshot, keys, self.checker_id, now)
+            self._cross = (snapshot, keys, now + self.poll_interval, answer)
+        return answer
+
+    def _release(self, why: str) -> None:
+        log.info("event=checker-votes-released checker=%s endpoints=%d reason=%s",
+                 self.checker_id, len(self._held), _quote(why))
+        self._pending.update(self._held)
+        self._held.clear()
+        self._urgent.set()
 
     def _set_suspect(self, suspect: bool, why: str) -> None:
         self._suspect = suspect
-        log.warning("event=%s checker=%s vantage=%s endpoints=%d reason=%s",
+        log.warning("event=%s checker=%s vantage=%s endpoints=%d places=%d reason=%s",
                     "checker-suspect" if suspect else "checker-trusted", self.checker_id, self.vantage,
-                    self._probed, _quote(why))
+                    self._probed, len(self._places), _quote(why))
         # Every verdict this checker published changes meaning: republish them all now.
+        self._held.clear()
         for key, check in self._checks.items():
             if check.target is not None and check.last_at is not None:
                 self._pending[key] = check
         self._urgent.set()
+
+    def _vote(self, check: _Check) -> bool | None:
+        """What an observation says: the verdict, unless suspect or a down vote not yet confirmed."""
+        if self._suspect:
+            return None
+        verdict = check.health.verdict
+        if verdict is False and not confirmed(check.failing_since, self._last_reach) \
+                and not lost_everything(self._probed, self._failing):
+            self._held[check.key] = check         # cast once the checker reaches something (or it is an outage)
+            return None
+        return verdict
 
     # -- reporting ------------------------------------------------------------------------
     async def _flusher(self) -> None:
@@ -292,7 +381,7 @@ class Checker:
             await self._flush()
 
     def _observation(self, check: _Check, now: float) -> Observation:
-        up = None if self._suspect else check.health.verdict
+        up = self._vote(check)
         return Observation(
             checker=self.checker_id, vantage=self.vantage, cluster=check.key[0], endpoint=check.key[1],
             up=up, rtt_ms=check.health.rtt_ms if up else None,
