@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import socket
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -120,6 +121,7 @@ class Server:
         self.checker = None                          # the embedded health checker, when it runs
         self.workers = None                          # a WorkerPool when server.workers > 1 (geodns/workers.py)
         self.reloads = {"ok": 0, "failed": 0}
+        self.loaded_at: float | None = None          # unix time the running config was loaded (start or reload)
         self.reload_problems: list[str] = []        # of the latest failed reload, for the admin API
         self.stats = QueryStats()                    # shared by every engine, so reloads keep counting
         self.gslb_counters = Counters()
@@ -189,6 +191,7 @@ class Server:
         except OSError:
             await self.stop()
             raise
+        self.loaded_at = time.time()
         log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
                  redact_url(config.store), len(config.records))
 
@@ -294,6 +297,7 @@ class Server:
         confirmed = self.workers is None or await self.workers.reload()
         await self._seed_store()
         self.reloads["ok"] += 1
+        self.loaded_at = time.time()
         if confirmed:
             log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))
         else:

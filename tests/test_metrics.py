@@ -1,6 +1,8 @@
 """/metrics over real HTTP, parsed with prometheus-client's parser, moving as real DNS queries arrive."""
 from __future__ import annotations
 
+import platform
+
 import time
 
 import dns.flags
@@ -98,6 +100,11 @@ def test_table_and_store_gauges(server):
     assert value(samples, "geodns_zone_serial", zone=ZONE) == 1
     assert value(samples, "geodns_config_reloads_total", result="ok") == 0
     assert value(samples, "process_resident_memory_bytes") > 0
+    from importlib.metadata import version
+    assert value(samples, "geodns_build_info", version=version("geodns"), dnspython=version("dnspython"),
+                 python=platform.python_version()) == 1
+    loaded = value(samples, "geodns_config_last_reload_success_timestamp_seconds")
+    assert loaded == server.server.loaded_at and loaded > 1.7e9
 
 
 def test_health_rtt_drain_fallback_and_reload_metrics(tmp_path):
@@ -109,8 +116,10 @@ def test_health_rtt_drain_fallback_and_reload_metrics(tmp_path):
         running.call(store.report(observations))
         running.call(running.server.keeper.sync())
         samples = scrape(running)
-        assert value(samples, "geodns_endpoint_rtt_seconds", cluster="eu-west-1", vantage="eu-west") == 0.006
-        assert value(samples, "geodns_endpoint_rtt_seconds", cluster="eu-west-1", vantage="us-east") == 0.08
+        assert value(samples, "geodns_cluster_rtt_seconds", cluster="eu-west-1", vantage="eu-west") == 0.006
+        assert value(samples, "geodns_cluster_rtt_seconds", cluster="eu-west-1", vantage="us-east") == 0.08
+        assert value(samples, "geodns_endpoint_rtt_seconds", cluster="eu-west-1", endpoint="198.51.100.10",
+                     vantage="us-east", checker="chk-us") == 0.08
         assert value(samples, "geodns_endpoint_observed_up", cluster="eu-west-1", endpoint="198.51.100.10",
                      vantage="us-east", checker="chk-us") == 1
         assert value(samples, "geodns_endpoint_state", cluster="eu-west-1", endpoint="198.51.100.10", state="up") == 1
@@ -136,13 +145,21 @@ def test_health_rtt_drain_fallback_and_reload_metrics(tmp_path):
         assert value(samples, "geodns_endpoint_observed_up", cluster="us-east-1", endpoint="192.0.2.10",
                      vantage="eu-west", checker="chk-eu") == 0
 
+        started = value(samples, "geodns_config_last_reload_success_timestamp_seconds")
         config = tmp_path / "geodns.yaml"
-        config.write_text(config.read_text().replace("ttl: 30", "ttl: -5"))
+        good = config.read_text()
+        config.write_text(good.replace("ttl: 30", "ttl: -5"))
         assert http(running, "POST", "/api/v1/reload")[0] == 422
         assert running.reload() is False                               # SIGHUP's path counts the same way
         samples = scrape(running)
         assert value(samples, "geodns_config_reloads_total", result="failed") == 2
         assert value(samples, "geodns_config_reloads_total", result="ok") == 0
+        # A failed reload leaves the timestamp; a good one moves it (Prometheus' own convention).
+        assert value(samples, "geodns_config_last_reload_success_timestamp_seconds") == started
+        config.write_text(good)
+        assert running.reload() is True
+        assert value(scrape(running), "geodns_config_last_reload_success_timestamp_seconds") >= started
+        assert running.server.loaded_at >= started
     finally:
         running.stop()
 

@@ -40,6 +40,25 @@ def _qtype(qtype: int) -> str:
     return "other" if qtype == 0 else _type_text(qtype)
 
 
+def _build_info() -> GaugeMetricFamily:
+    """Which geodns this is, and on what: constant for the life of the process."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+    info = GaugeMetricFamily("geodns_build_info", "Always 1; the labels say which geodns runs, on which Python "
+                             "and with which dnspython.", labels=("version", "python", "dnspython"))
+    info.add_metric((of("geodns"), platform.python_version(), of("dnspython")), 1)
+    return info
+
+
+_BUILD_INFO = _build_info()
+
+
 class ServerCollector:
     """A prometheus-client custom collector over one Server's counters and state."""
 
@@ -48,6 +67,7 @@ class ServerCollector:
 
     def collect(self) -> Iterator[Metric]:
         server = self.server
+        yield _BUILD_INFO
         if server.engine is None or server.config is None:
             return
         yield from self._queries()
@@ -147,6 +167,10 @@ class ServerCollector:
         for result in ("ok", "failed"):
             reloads.add_metric((result,), server.reloads.get(result, 0))
         yield reloads
+        if server.loaded_at is not None:
+            yield GaugeMetricFamily("geodns_config_last_reload_success_timestamp_seconds", "When the running config "
+                                    "and zones were loaded (start-up or the last successful reload), unix time.",
+                                    value=server.loaded_at)
         ready, _ = readiness(server)
         yield GaugeMetricFamily("geodns_ready", "1 when /readyz says ready.", value=1 if ready else 0)
         zones = GaugeMetricFamily("geodns_zone_serial", "SOA serial of each served zone.", labels=("zone",))
@@ -170,6 +194,9 @@ class ServerCollector:
                                             labels=("cluster", "endpoint"))
         observed = GaugeMetricFamily("geodns_endpoint_observed_up", "Each checker's fresh verdict on an endpoint "
                                      "(1 up, 0 down), by vantage.", labels=("cluster", "endpoint", "vantage", "checker"))
+        endpoint_rtt = GaugeMetricFamily("geodns_endpoint_rtt_seconds", "Each checker's average RTT to an endpoint "
+                                         "(its latest fresh observation).",
+                                         labels=("cluster", "endpoint", "vantage", "checker"))
         for name, cluster in sorted(snapshot.clusters.items()):
             current = views.cluster_state(health, name)
             cluster_up.add_metric((name,), 1 if health.cluster_up(name) else 0)
@@ -190,12 +217,15 @@ class ServerCollector:
                         latest[obs.checker] = obs
                 for checker, obs in sorted(latest.items()):
                     observed.add_metric((name, key, obs.vantage, checker), 1 if obs.up else 0)
-        rtt = GaugeMetricFamily("geodns_endpoint_rtt_seconds", "Median RTT of a cluster's healthy endpoints as "
-                                "measured from each checker vantage.", labels=("cluster", "vantage"))
+                    if obs.rtt_ms is not None:
+                        endpoint_rtt.add_metric((name, key, obs.vantage, checker), obs.rtt_ms / 1000.0)
+        cluster_rtt = GaugeMetricFamily("geodns_cluster_rtt_seconds", "Median RTT of a cluster's healthy endpoints "
+                                        "as measured from each checker vantage: what the latency policy uses.",
+                                        labels=("cluster", "vantage"))
         for (cluster, vantage), ms in sorted(health.rtts().items()):
-            rtt.add_metric((cluster, vantage), ms / 1000.0)
+            cluster_rtt.add_metric((cluster, vantage), ms / 1000.0)
         yield from (cluster_up, cluster_state, cluster_weight, endpoint_up, endpoint_state, endpoint_weight,
-                    observed, rtt)
+                    observed, endpoint_rtt, cluster_rtt)
 
     # -- sockets and the embedded checker -------------------------------------------------------
     def _process(self) -> Iterator[Metric]:
