@@ -1,8 +1,10 @@
 """Network namespaces of the test's own, for cutting one checker off for real.
 
-The rule this keeps: a test sends packets only to loopback or to an address inside a
-namespace the test created itself.  No address a packet is sent to belongs to the root
-namespace (except 127.0.0.0/8), and no namespace here can reach beyond the two below.
+The rule this keeps: a test sends packets only to loopback (127.0.0.0/8, ::1) or to an
+address inside a namespace the test created itself, never to any other address, private
+or public.  Nothing is sent to a non-loopback address of the root namespace; the one
+exception is the reply to a connection the root namespace opened, which goes back to the
+pair's root-side end it came from (10.213.N.2).  Neither namespace has a route anywhere else.
 
     root namespace            ingress namespace (gqNi)          checker namespace (gqNc)
     test, checker a  --veth-- 10.213.N.1, .3 (sim-ingresses)
