@@ -15,6 +15,8 @@ from pathlib import Path
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
+# Straight to the sim-ingress, whatever *_proxy the environment names: a proxy is another address.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Child:
@@ -40,15 +42,16 @@ class Child:
 
 
 class SimIngress(Child):
-    """`geodns sim-ingress` on a free port, switched with set_mode(); on loopback unless ``host`` says
-    otherwise (tests/netns.py gives addresses a test's own network namespace reaches)."""
+    """`geodns sim-ingress` on a free port, switched with set_mode(); on loopback unless ``host`` and
+    ``prefix`` say otherwise (tests/netns.py: an address inside a test's own network namespace, and
+    the prefix that runs the process there)."""
 
-    def __init__(self, name: str, log_dir: Path, host: str = "127.0.0.1"):
+    def __init__(self, name: str, log_dir: Path, host: str = "127.0.0.1", prefix: list[str] | None = None):
         self.port = free_port()
         self.name = name
         self.host = host
         super().__init__(["sim-ingress", "--listen", f"{host}:{self.port}", "--name", name],
-                         log_dir / f"sim-{name}.log")
+                         log_dir / f"sim-{name}.log", prefix)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -65,10 +68,10 @@ class SimIngress(Child):
         return f"{self.host}:{self.port}"
 
     def state(self) -> dict:
-        with urllib.request.urlopen(f"http://{self.host}:{self.port}/_sim", timeout=2) as r:
+        with _DIRECT.open(f"http://{self.host}:{self.port}/_sim", timeout=2) as r:
             return json.loads(r.read())
 
     def set_mode(self, mode: str, ms: int = 0) -> dict:
         req = urllib.request.Request(f"http://{self.host}:{self.port}/_sim?mode={mode}&ms={ms}", method="PUT")
-        with urllib.request.urlopen(req, timeout=2) as r:
+        with _DIRECT.open(req, timeout=2) as r:
             return json.loads(r.read())

@@ -1,15 +1,19 @@
 """Partition or outage, end to end: real `geodns check` processes, real `geodns sim-ingress`
 ingresses, a real redis-server, a real Server answering dnspython queries.
 
-Checkers are cut off for real: they run in a network namespace of the test's own
-(tests/netns.py) and reach Redis over its unix socket; a cut is a blackhole route
-inside that namespace.  The record is `policy: [healthy, failover]`: eu-west-1
+Checkers are cut off for real, and every packet a test sends goes to loopback or into a
+network namespace the test made (tests/netns.py).  The ingresses a checker can be cut
+off from run in an ingress namespace, on addresses local to it; the test process and
+ordinary checkers reach them from here over a veth pair.  A cut-off checker runs in a
+checker namespace joined only to the ingress namespace, and reaches Redis over its unix
+socket; a cut is a blackhole route inside the checker namespace.  The record is `policy: [healthy, failover]`: eu-west-1
 (priority 0) is answered while it is up, us-east-1 otherwise, so an answer says
 at once whether eu-west-1 was taken out.
 """
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -71,9 +75,14 @@ class Rig:
         self.sims: list[SimIngress] = []
         self.checkers: list[Child] = []
         self.server: RunningServer | None = None
+        self.netns: Netns | None = None     # removed once every process in it has stopped
 
-    def sim(self, name: str, host: str = "127.0.0.1") -> SimIngress:
-        self.sims.append(SimIngress(name, self.tmp_path, host))
+    def sim(self, name: str, netns: Netns | None = None, address: int = 0) -> SimIngress:
+        """On loopback, or on ``netns.addresses[address]`` inside the ingress namespace."""
+        if netns is None:
+            self.sims.append(SimIngress(name, self.tmp_path))
+        else:
+            self.sims.append(SimIngress(name, self.tmp_path, netns.addresses[address], netns.ingress_prefix))
         return self.sims[-1]
 
     def serve(self, cfg: Path) -> RunningServer:
@@ -109,14 +118,20 @@ class Rig:
 
     def close(self) -> None:
         failures = []
-        for child in self.checkers:
-            if child.stop() != 0:
-                failures.append(child.output())
-        if self.server is not None:
-            self.server.stop()
-        for sim in self.sims:
-            sim.stop()
-        self.redis.stop()
+        try:
+            for child in self.checkers:
+                if child.stop() != 0:
+                    failures.append(child.output())
+            if self.server is not None:
+                self.server.stop()
+        finally:
+            try:
+                for sim in self.sims:
+                    sim.stop()
+                self.redis.stop()
+            finally:
+                if self.netns is not None:
+                    self.netns.close()
         assert not failures, failures
 
 
@@ -149,20 +164,41 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 @pytest.fixture
-def netns() -> Iterator[Netns]:
+def netns(rig: Rig) -> Netns:
+    """The rig removes it after stopping the processes inside (this fixture's teardown would run first)."""
     try:
-        ns = Netns()
+        rig.netns = Netns()
     except NetnsUnavailable as exc:
         pytest.skip(f"no network namespace for a real cut: {exc}")
-    try:
-        yield ns
-    finally:
-        ns.close()
+    return rig.netns
+
+
+def test_ingress_addresses_live_in_a_namespace_of_the_tests_own(netns: Netns) -> None:
+    """The wiring keeps the network rule: the ingress addresses are local to the ingress namespace,
+    not to this one; the checker namespace reaches them through the ingress namespace and nothing
+    else; neither has a route to a non-loopback address of this one, bar the ingress namespace's
+    way back to the pair's root-side end (the source of what this namespace sends it)."""
+    ours = [line.split()[3].split("/")[0] for line in
+            subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout.splitlines()]
+    root = [address for address in ours if not address.startswith("127.")]
+    assert root, ours                                   # the root-side end of the pair, at least
+    for address in netns.addresses:
+        assert address not in ours
+        assert netns.route(netns.ingress_ns, address).startswith(f"local {address} "), address
+        assert " via 10.214." in netns.route(netns.checker_ns, address), netns.route(netns.checker_ns, address)
+    for address in root:
+        assert netns.route(netns.checker_ns, address) is None, (address, netns.route(netns.checker_ns, address))
+        if address != netns.root_address:       # where the ingress namespace answers this one
+            assert netns.route(netns.ingress_ns, address) is None, (address, netns.route(netns.ingress_ns, address))
+    for ns in (netns.ingress_ns, netns.checker_ns):
+        forward = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward"],
+                                 capture_output=True, text=True).stdout.strip()
+        assert forward == "0", (ns, forward)
 
 
 def test_two_checkers_one_cut_off_from_one_ingress_keeps_it_in(rig: Rig, netns: Netns) -> None:
     """(a) A 1-1 split is no majority for down: eu-west-1 stays in the answers."""
-    eu, us = rig.sim("eu-west-1", netns.addresses[0]), rig.sim("us-east-1", netns.addresses[1])
+    eu, us = rig.sim("eu-west-1", netns, 0), rig.sim("us-east-1", netns, 1)
     cfg = config(rig.tmp_path, rig.redis.url, [eu], us)
     rig.serve(cfg)
     rig.checker(cfg, "a", "us-east")
@@ -208,7 +244,7 @@ def test_the_only_checked_cluster_dies_one_checker_takes_it_out(rig: Rig) -> Non
 
 def test_one_checker_cut_off_from_everything_changes_no_answer(rig: Rig, netns: Netns) -> None:
     """(c) b loses its one place while a still sees it up: b is the one cut off, and abstains."""
-    eu = rig.sim("eu-west-1", netns.addresses[0])
+    eu = rig.sim("eu-west-1", netns)
     cfg = config(rig.tmp_path, rig.redis.url, [eu], None)
     rig.serve(cfg)
     rig.checker(cfg, "a", "us-east")
@@ -233,7 +269,7 @@ def test_one_checker_cut_off_from_everything_changes_no_answer(rig: Rig, netns: 
 def test_three_checkers_two_cut_off_take_it_out(rig: Rig, netns: Netns) -> None:
     """(d) b and c both lose eu-west-1, a still sees it: 2 of 3 down is a majority, and the two do
     not excuse each other as partitioned."""
-    eu = [rig.sim("eu-west-1a", netns.addresses[0]), rig.sim("eu-west-1b", netns.addresses[0])]
+    eu = [rig.sim("eu-west-1a", netns), rig.sim("eu-west-1b", netns)]
     cfg = config(rig.tmp_path, rig.redis.url, eu, None)
     rig.serve(cfg)
     rig.checker(cfg, "a", "us-east")
