@@ -163,7 +163,7 @@ async def test_bad_writes_fail_clearly_and_change_nothing(seeded: StateStore) ->
         await seeded.add_cluster(SPECS[0])
     with pytest.raises(StateError, match="unknown cluster"):
         await seeded.remove_cluster("nope")
-    with pytest.raises(ValueError, match="0 or more"):
+    with pytest.raises(ValueError, match="between 0 and 1000000"):
         await seeded.set_weight("eu-west-1", -1)
     with pytest.raises(ValueError, match="integer"):
         await seeded.set_weight("eu-west-1", 1.5)  # type: ignore[arg-type]
@@ -260,7 +260,18 @@ async def test_reports_to_an_unseeded_store_do_not_seed_it(store: StateStore) ->
 
 async def test_a_bad_value_for_an_unknown_cluster_is_the_same_error_in_both_stores(store):
     """The value is checked before the cluster, in memory as in Redis: one bad call, one answer."""
-    with pytest.raises(ValueError, match="0 or more"):
+    with pytest.raises(ValueError, match="between 0 and 1000000"):
         await store.set_weight("no-such-cluster", -1)
     with pytest.raises(ValueError):
         await store.set_admin("no-such-cluster", "sleeping")
+
+
+async def test_a_weight_the_store_could_not_load_back_is_refused_on_write(seeded):
+    """The config's bound holds for writes too: 10**400 would be stored, then rejected on every load."""
+    for weight in (1_000_001, 10 ** 400):
+        with pytest.raises(ValueError, match="between 0 and 1000000"):
+            await seeded.set_weight("eu-west-1", weight)
+        with pytest.raises(ValueError, match="between 0 and 1000000"):
+            await seeded.set_weight("eu-west-1", weight, endpoint="192.0.2.1")
+    await seeded.set_weight("eu-west-1", 1_000_000)
+    assert (await seeded.load()).clusters["eu-west-1"].weight == 1_000_000

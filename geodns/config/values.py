@@ -93,7 +93,9 @@ def int_range(lo: int, hi: int) -> Callable[[Any], int]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"must be an integer between {lo} and {hi}, not {value!r}")
         if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, not {value}")
+            digits = str(value)
+            shown = digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
+            raise ValueError(f"must be between {lo} and {hi}, not {shown}")
         return value
     return convert
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
+from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from .model import AdminState, Cluster, Endpoint, Observation, ObservationKey, Snapshot
 from .store import StateError
@@ -23,12 +24,12 @@ RTT_NOTABLE_RATIO = 0.2
 
 
 def check_weight(weight: object) -> int:
-    """Weights are non-negative integers; 0 means "no traffic unless nothing else"."""
-    if isinstance(weight, bool) or not isinstance(weight, int):
-        raise ValueError(f"weight must be an integer, not {weight!r}")
-    if weight < 0:
-        raise ValueError(f"weight must be 0 or more, not {weight}")
-    return weight
+    """Weights are integers from 0 to 1,000,000, as the config has them (the store refuses to load
+    anything else, so no write may store it); 0 means "no traffic unless nothing else"."""
+    try:
+        return values.weight(weight)
+    except ValueError as exc:
+        raise ValueError(f"weight {exc}") from None
 
 
 def parse_address(address: str | IPAddress) -> IPAddress:
