@@ -9,7 +9,7 @@ import pytest
 from geodns.config.load import config_from_text
 from geodns.config.model import CheckSpec
 from geodns.errors import ConfigError
-from geodns.health.options import status_ranges
+from geodns.config.checks import status_ranges
 from geodns.state import codec
 from geodns.state.model import Cluster, Endpoint
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from .. import names
 from ..errors import ConfigError, Problem
-from . import model, values
+from . import checks, model, values
 from .yamlsrc import LinedList, LinedMap, _YamlSyntax, parse_yaml
 
 
@@ -273,7 +273,6 @@ class _Reader:
         return tuple(out)
 
     def check(self, c: LinedMap, path: str) -> model.CheckSpec | None:
-        from ..health import options   # the check options' converters live with the checker
 
         known = ("type", "url", "port", "path", "host", "interval", "timeout", "rise", "fall", "method",
                  "expect_status", "body", "tls_verify", "ca_file", "send", "expect", "jitter")
@@ -292,18 +291,18 @@ class _Reader:
         kind = self.field(m, "type", p, values.choice("http", "https", "tcp"), d.type)
         spec = model.CheckSpec(
             type=kind,
-            url=self.field(m, "url", p, options.check_url(kind), None),
+            url=self.field(m, "url", p, checks.check_url(kind), None),
             port=self.field(m, "port", p, values.int_range(1, 65535), None),
-            path=self.field(m, "path", p, options.url_path, d.path),
-            host=self.field(m, "host", p, options.hostname, None),
+            path=self.field(m, "path", p, checks.url_path, d.path),
+            host=self.field(m, "host", p, checks.hostname, None),
             interval=self.field(m, "interval", p, values.parse_duration, d.interval),
             timeout=self.field(m, "timeout", p, values.parse_duration, d.timeout),
             rise=self.field(m, "rise", p, values.int_range(1, 100), d.rise),
             fall=self.field(m, "fall", p, values.int_range(1, 100), d.fall),
-            method=self.field(m, "method", p, options.http_method, d.method),
-            expect_status=self.field(m, "expect_status", p, options.status_ranges, d.expect_status),
+            method=self.field(m, "method", p, checks.http_method, d.method),
+            expect_status=self.field(m, "expect_status", p, checks.status_ranges, d.expect_status),
             body=self.field(m, "body", p, values.nonempty_str, None),
-            tls_verify=self.field(m, "tls_verify", p, options.boolean, d.tls_verify),
+            tls_verify=self.field(m, "tls_verify", p, checks.boolean, d.tls_verify),
             ca_file=self.field(m, "ca_file", p, ca_file, None),
             send=self.field(m, "send", p, values.nonempty_str, None),
             expect=self.field(m, "expect", p, values.nonempty_str, None),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Union
 
 from ..names import Name
+from .checks import status_ranges
 
 MAX_WORKERS = 256
 
@@ -113,7 +114,6 @@ class CheckSpec:
 
     def __post_init__(self) -> None:
         # Accept the config forms (200, "2xx", "300-399") and JSON's lists; store one tuple form.
-        from ..health.options import status_ranges
         object.__setattr__(self, "expect_status", status_ranges(self.expect_status))
 
 

@@ -180,7 +180,7 @@ def store_url(value: Any) -> str:
         raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
                          f"or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]")
     if "sentinel" in scheme:
-        from ..state.redis import parse_sentinel_url
+        from .urls import parse_sentinel_url   # urls imports this module
         parse_sentinel_url(text)       # its ValueError names what is wrong
     return text
 

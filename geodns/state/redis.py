@@ -61,7 +61,7 @@ from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, W
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import codec, table
 from .model import AdminState, Cluster, Observation, Snapshot
-from .sentinel import SENTINEL_SCHEMES, SentinelURL, parse_sentinel_url  # noqa: F401  (re-exported)
+from .sentinel import SENTINEL_SCHEMES, SentinelURL, master_client, parse_sentinel_url  # noqa: F401  (re-exported)
 from .store import StateStore, StoreUnavailable
 
 DEFAULT_PREFIX = "geodns:"
@@ -155,7 +155,7 @@ class RedisStore(StateStore):
     def _redis(self) -> aioredis.Redis:
         if self._client is None and self._sentinel is not None:
             self._closed = False
-            self._client = self._sentinel.master(self._connect_timeout, self._socket_timeout)
+            self._client = master_client(self._sentinel, self._connect_timeout, self._socket_timeout)
         if self._client is None:
             self._closed = False
             self._client = aioredis.from_url(

@@ -1,9 +1,9 @@
-"""Converters for check options, shared by the config loader and ``CheckSpec``.
+"""Converters for health-check options, shared by the config loader and ``CheckSpec``.
 
-They live here, with the checker that gives the options their meaning, so the
-loader and the model only call them.  Each returns the clean value or raises
-``ValueError`` with the reason (the loader adds file, line and key path).
-This module imports nothing from geodns so ``geodns.config`` can import it.
+They belong to the config (the checker only reads the checked values), so the
+loader, the model and the store's own validation call them without reaching up
+into ``geodns.health``.  Each returns the clean value or raises ``ValueError``
+with the reason (the loader adds file, line and key path).
 """
 from __future__ import annotations
 
