@@ -187,10 +187,11 @@ class Server:
                  redact_url(config.store), len(config.records))
 
     async def _start_workers(self, count: int) -> None:
-        """N processes answer the queries; this one feeds them snapshots (geodns/workers.py)."""
+        """N processes forked from this one (sharing its loaded data) answer the queries; this one feeds
+        them snapshots (geodns/workers.py)."""
         from .workers import WorkerPool
         self.workers = WorkerPool(count, self.settings, self.config.server.dns_listen, lambda: self.keeper.snapshot,
-                                  lambda: (self.config, self.engine.zones))
+                                  lambda: (self.config, self.engine))
         await self.workers.start()
         for address in self.workers.addresses:
             log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)
