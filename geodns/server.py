@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .claim import in_use_error
 from .config.load import load_config
 from .config.model import Config
 from .dns.listener import Listener
@@ -172,7 +173,10 @@ class Server:
                 await self._start_workers(server.workers)
             for host, port in server.dns_listen if self.workers is None else ():
                 listener = Listener(host, port, self.handle, server.tcp_idle_timeout, server.tcp_max_connections)
-                await listener.start()
+                try:
+                    await listener.start()
+                except OSError as exc:
+                    raise in_use_error(exc, host, port) from None    # the message names the address
                 self.listeners.append(listener)
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)
             if server.http_listen is not None:

@@ -27,12 +27,12 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 import traceback
 from typing import TYPE_CHECKING
 
+from .claim import Bound
 from .dns.listener import Listener
 from .dynamic import Counters, keep_health_fresh
 from .metrics import QueryStats
@@ -49,7 +49,6 @@ START_TIMEOUT = 60.0        # seconds for every worker to start answering
 STATS_INTERVAL = 1.0        # how often a worker sends its counters
 DRAIN_GRACE = 2.0           # seconds open TCP connections get to finish when a worker is replaced or stopped
 
-Bound = tuple[str, socket.socket, socket.socket]     # host, TCP, UDP: one listen address of one slot
 
 
 def fork_worker(index: int, engine: "AnswerEngine", snapshot: Snapshot, server: "ServerConfig",

@@ -35,7 +35,6 @@ admin write can wait until every worker answers from it.
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import logging
 import os
@@ -45,12 +44,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from .dns.listener import _bound_socket, add_reports
+from .claim import address_text as _address, claim_addresses
+from .dns.listener import add_reports
 from .dynamic import Counters
 from .metrics import QueryStats
 from .pipe import Channel, frame, pair
 from .state.model import Snapshot
-from .worker import DRAIN_GRACE, START_TIMEOUT, Bound, fork_worker
+from .claim import Bound
+from .worker import DRAIN_GRACE, START_TIMEOUT, fork_worker
 
 if TYPE_CHECKING:
     from .config.model import Config
@@ -62,8 +63,6 @@ log = logging.getLogger("geodns.workers")
 MONITOR_INTERVAL = 0.1      # how often the supervisor reads worker messages and checks who is alive
 RESTART_MIN_INTERVAL = 1.0  # a worker slot is not started again sooner than this after its last start
 STOP_WAIT = 2.0             # seconds a worker gets after SIGTERM before SIGKILL (within server.STOP_PART_TIMEOUT)
-BIND_LOCK = b"\0geodns-dns-listen-bind"   # abstract unix socket: released when its holder exits, however
-BIND_LOCK_WAIT = 5.0
 
 
 def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
@@ -76,94 +75,6 @@ def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
     for name in ("truncated", "ecs_present", "dropped", "malformed"):
         setattr(into, name, getattr(into, name) + getattr(other, name))
     return into
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-# -- one server per address ------------------------------------------------------------------------
-class _BindLock:
-    """Held while one server proves its addresses free and binds them (see the module docstring)."""
-
-    def __enter__(self) -> "_BindLock":
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        deadline = time.monotonic() + BIND_LOCK_WAIT
-        while True:
-            try:
-                self.sock.bind(BIND_LOCK)
-                return self
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                    return self               # no lock to be had: the exclusive probe still stands alone
-                time.sleep(0.01)
-
-    def __exit__(self, *exc) -> None:
-        self.sock.close()
-
-
-def claim_addresses(listen: tuple[tuple[str, int], ...], count: int
-                    ) -> tuple[tuple[tuple[str, int], ...], list[list[Bound]]]:
-    """Prove every address free, then bind ``count`` SO_REUSEPORT socket pairs on each; raises OSError.
-
-    Returns the addresses with concrete ports (a port 0 becomes a free one) and, per
-    worker slot, its sockets.  The error of an address already served names it.
-    """
-    slots: list[list[Bound]] = [[] for _ in range(count)]
-    concrete = []
-    try:
-        with _BindLock():
-            for host, port in listen:
-                port = _probe(host, port)
-                for bound in slots:
-                    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                    tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=True)
-                    try:
-                        udp = _bound_socket(family, socket.SOCK_DGRAM, host, port, reuse_port=True)
-                    except OSError:
-                        tcp.close()
-                        raise
-                    bound.append((host, tcp, udp))
-                concrete.append((host, port))
-    except BaseException:
-        for bound in slots:
-            for _, tcp, udp in bound:
-                tcp.close()
-                udp.close()
-        raise
-    return tuple(concrete), slots
-
-
-def _probe(host: str, port: int) -> int:
-    """Bind ``host:port`` for TCP and UDP without SO_REUSEPORT and let go: proof nobody serves it.
-
-    A port of 0 becomes one free for both; an address in use is an OSError naming it.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(20 if port == 0 else 1):
-        try:
-            tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, listen=False)
-        except OSError as exc:
-            raise _in_use(exc, host, port) from None
-        chosen = tcp.getsockname()[1]
-        try:
-            udp = _bound_socket(family, socket.SOCK_DGRAM, host, chosen)
-        except OSError as exc:
-            tcp.close()
-            if port == 0 and exc.errno == errno.EADDRINUSE:
-                continue
-            raise _in_use(exc, host, port) from None
-        tcp.close()
-        udp.close()
-        return chosen
-    raise OSError(errno.EADDRINUSE, f"no port free for both TCP and UDP on {host}")
-
-
-def _in_use(exc: OSError, host: str, port: int) -> OSError:
-    if exc.errno == errno.EADDRINUSE:
-        return OSError(exc.errno, f"{_address(host, port)} is already in use (another geodns serve on it?); "
-                                  f"one server per address")
-    return OSError(exc.errno, f"{_address(host, port)}: {exc.strerror or exc}")
 
 
 # -- the supervisor's side -------------------------------------------------------------------------
