@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from typing import TYPE_CHECKING
 
 from .claim import Bound
@@ -56,7 +57,9 @@ def fork_worker(index: int, engine: "AnswerEngine", snapshot: Snapshot, server: 
     """Fork a worker answering with ``engine`` on ``sockets``; returns its PID (in the supervisor)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    with warnings.catch_warnings():               # 3.12+ warns about fork with threads: the child uses none
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid:
         return pid
     code = 1
