@@ -162,3 +162,27 @@ def test_a_reload_of_large_data_loses_no_query(tmp_path):
         stop.set()
         thread.join(10)
         assert proc.stop() == 0
+
+
+def private_and_rss_kb(pid: int) -> tuple[int, int]:
+    """(USS, RSS) of one process in kB: its private pages, and every page it maps."""
+    fields = {line.split(":")[0]: int(line.split()[1])
+              for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:] if line.strip()}
+    return fields["Private_Clean"] + fields["Private_Dirty"], fields["Rss"]
+
+
+def test_workers_share_the_loaded_data_instead_of_each_holding_a_copy(tmp_path):
+    config = write(tmp_path / "geodns.yaml", config_text(tmp_path))
+    big_zone(tmp_path, 60000, "192.0.2.1")
+    proc = Proc("--config", str(config), "--http-listen", "127.0.0.1:0", "--workers", "2")
+    pids = worker_pids(proc)
+    try:
+        for i in (0, 59999):        # the data is there, in both
+            assert {proc.ask(f"h{i}.gslb.example.com.").answer[0][0].to_text() for _ in range(10)} == {"192.0.2.1"}
+        _, supervisor_rss = private_and_rss_kb(proc.proc.pid)
+        for pid in pids.values():
+            private, rss = private_and_rss_kb(pid)
+            assert rss > supervisor_rss / 2                      # it maps the data ...
+            assert private < supervisor_rss / 4, (private, supervisor_rss)   # ... but does not own a copy
+    finally:
+        assert proc.stop() == 0
