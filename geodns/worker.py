@@ -24,6 +24,7 @@ there is lost), lets open TCP connections finish for a moment, and exits.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -57,6 +58,7 @@ def fork_worker(index: int, engine: "AnswerEngine", snapshot: Snapshot, server: 
     """Fork a worker answering with ``engine`` on ``sockets``; returns its PID (in the supervisor)."""
     sys.stdout.flush()
     sys.stderr.flush()
+    inherited = [fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd)]   # to close in the child
     with warnings.catch_warnings():               # 3.12+ warns about fork with threads: the child uses none
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
@@ -65,7 +67,7 @@ def fork_worker(index: int, engine: "AnswerEngine", snapshot: Snapshot, server: 
     code = 1
     try:                                                   # the child: never return into the supervisor
         keep = {0, 1, 2, conn.fileno()} | {s.fileno() for _, tcp, udp in sockets for s in (tcp, udp)}
-        _forget_parent(keep)
+        _forget_parent(set(inherited) - keep)
         from .runloop import run
         code = run(_Worker(index, engine, snapshot, server, sockets, Channel(conn)).run())
     except BaseException:  # noqa: BLE001 - whatever happened, this process must not go on as the supervisor
@@ -78,11 +80,20 @@ def fork_worker(index: int, engine: "AnswerEngine", snapshot: Snapshot, server: 
             os._exit(code)
 
 
-def _forget_parent(keep: set[int]) -> None:
-    """Drop the supervisor's event loop, signal set-up and every descriptor the worker does not use.
+def _is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False                                 # e.g. the listing's own descriptor, closed by now
+    return True
 
-    The supervisor's objects still hold the closed descriptor numbers, but they are never freed
-    here: they are frozen out of the collector, and the frames holding them never return.
+
+def _forget_parent(close: set[int]) -> None:
+    """Drop the supervisor's event loop, signal set-up and the descriptors ``close`` (the supervisor's).
+
+    Only descriptors the supervisor had are closed: those that fork handlers opened in the child
+    (libuv's, for one) stay.  The supervisor's objects still hold the closed numbers, but they are
+    never freed here: they are frozen out of the collector, and the frames holding them never return.
     """
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop_policy(None)
@@ -91,13 +102,11 @@ def _forget_parent(keep: set[int]) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)     # reloads are the supervisor's
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass                                 # the directory listing's own descriptor, already gone
+    for fd in close:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class _Worker:
@@ -184,6 +193,7 @@ class _Worker:
                 listener.udp.close()
             if listener.tcp is not None:
                 listener.tcp.close()                 # no new connections; the open ones may finish
+        self.conn.post("draining")                   # from now on only the others read the sockets
         deadline = time.monotonic() + DRAIN_GRACE
         while any(listener.connections for listener in self.listeners) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -124,6 +124,7 @@ class _Slot:
     listeners: list = field(default_factory=list)   # ... and its listeners' (Listener.report)
     applied: int = 0                          # the snapshot version it answers from
     drain_until: float = 0.0                  # replaced or stopping: killed if still running then
+    draining: bool = False                    # it said it no longer reads the shared sockets
 
 
 class WorkerPool:
@@ -152,6 +153,7 @@ class WorkerPool:
         """Claim the addresses, fork every worker and wait until all answer; raises OSError."""
         self.listen, self.sockets = claim_addresses(self.listen, self.count)
         try:
+            self._collect_garbage()
             self.slots = [self._spawn(_Slot(i)) for i in range(self.count)]
             if not await self._started(self.slots, START_TIMEOUT):
                 failed = next((s for s in self.slots if not s.started), self.slots[0])
@@ -199,6 +201,18 @@ class WorkerPool:
                 log.info("event=worker-replaced worker=%d pid=%d old-pid=%d (old one draining)", after.index,
                          after.process.pid, before.process.pid)
                 self._drain(before)
+            # "Reloaded" means every query from now on gets the new data: wait until the old
+            # workers have stopped reading the sockets (open TCP connections may finish there).
+            deadline = time.monotonic() + STOP_WAIT
+            while not all(slot.draining or not slot.process.is_alive() for slot in old):
+                if time.monotonic() > deadline:
+                    for slot in old:
+                        if not slot.draining:
+                            slot.process.signal(signal.SIGKILL)
+                    break
+                for slot in old:
+                    self._read(slot)
+                await asyncio.sleep(0.005)
             return True
 
     def stats(self) -> QueryStats:
@@ -334,6 +348,8 @@ class WorkerPool:
                 slot.stats, slot.gslb, slot.listeners = message[1], message[2], message[3]
             elif message[0] == "applied":
                 slot.applied = message[1]
+            elif message[0] == "draining":
+                slot.draining = True
 
     def _drain(self, slot: _Slot) -> None:
         """Ask a replaced worker to stop (it finishes what it holds); the monitor reaps it."""
