@@ -32,9 +32,12 @@ def address_text(host: str, port: int) -> str:
 def in_use_error(exc: OSError, host: str, port: int) -> OSError:
     """The OSError to show for an address that could not be bound: it names the address."""
     if exc.errno == errno.EADDRINUSE:
-        return OSError(exc.errno, f"{address_text(host, port)} is already in use (another geodns serve on it?); "
-                                  f"one server per address")
-    return OSError(exc.errno, f"{address_text(host, port)}: {exc.strerror or exc}")
+        text = f"{address_text(host, port)} is already in use (another geodns serve on it?): one server per address"
+    else:
+        text = f"{address_text(host, port)}: {exc.strerror or exc}"
+    error = OSError(text)                  # str() is the text alone; the errno is kept for code that asks
+    error.errno = exc.errno
+    return error
 
 
 class _BindLock:

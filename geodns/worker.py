@@ -28,6 +28,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import traceback

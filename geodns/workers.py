@@ -9,15 +9,10 @@ shared copy-on-write, and the supervisor freezes its garbage collector's view
 of them before forking (``gc.freeze``) so that no collection writes to them.
 A worker costs a fork, not a load, and N workers do not hold N copies.
 
-One server per address.  The supervisor itself binds every ``dns_listen``
-address: first without SO_REUSEPORT, which fails if anything else (another
-``geodns serve``, with or without workers) is on it, then, the address proven
-free, one SO_REUSEPORT socket pair (UDP, TCP) per worker slot, which it holds
-for its whole life and each worker inherits.  The kernel spreads queries over
-the slots; nobody else can join the group, because anyone else's exclusive
-bind fails while the supervisor holds it.  Probe and group bind happen under
-a lock (an abstract unix socket, per network namespace) so that two servers
-started at the same instant cannot both pass the probe.
+One server per address: the supervisor binds every ``dns_listen`` address
+itself, once per worker slot with SO_REUSEPORT after proving with an
+exclusive bind that nothing else serves it (``geodns/claim.py``), and holds
+those sockets for its whole life; each worker inherits its slot's.
 
 Workers never talk to the store.  The supervisor sends them every new
 ``Snapshot`` over a framed pipe (``geodns/pipe.py``), which is what makes
@@ -39,7 +34,6 @@ import gc
 import logging
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -182,8 +176,10 @@ class WorkerPool:
         """Replace every worker by one forked from the reloaded supervisor, then drain the old ones.
 
         Returns once each new worker answers (the old one goes on answering until
-        then), so "reloaded" means what a query sees; False if they did not start
-        in time: then the old workers stay.
+        then) and the old ones have stopped reading, so "reloaded" means what a query
+        sees; False if they did not start in time: then the old workers stay.  Forked,
+        not sent: a pipe message would have every worker unpickle its own copy of the
+        new data (N copies, seconds each); a fork shares the supervisor's.
         """
         async with self._reload_lock:
             self._collect_garbage()
