@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .claim import in_use_error
 from .config.load import load_config
 from .config.model import Config
 from .dns.listener import Listener
@@ -180,7 +181,10 @@ class Server:
                 await self._start_workers(server.workers)
             for host, port in server.dns_listen if self.workers is None else ():
                 listener = Listener(host, port, self.handle, TcpLimits.from_config(server))
-                await listener.start()
+                try:
+                    await listener.start()
+                except OSError as exc:
+                    raise in_use_error(exc, host, port) from None    # the message names the address
                 self.listeners.append(listener)
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)
             if server.http_listen is not None:
@@ -196,10 +200,11 @@ class Server:
                  redact_url(config.store), len(config.records))
 
     async def _start_workers(self, count: int) -> None:
-        """N processes answer the queries; this one feeds them snapshots (geodns/workers.py)."""
+        """N processes forked from this one (sharing its loaded data) answer the queries; this one feeds
+        them snapshots (geodns/workers.py)."""
         from .workers import WorkerPool
         self.workers = WorkerPool(count, self.settings, self.config.server.dns_listen, lambda: self.keeper.snapshot,
-                                  lambda: (self.config, self.engine.zones))
+                                  lambda: (self.config, self.engine))
         await self.workers.start()
         for address in self.workers.addresses:
             log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)

@@ -1,53 +1,56 @@
-"""``server.workers: N``: N processes answer DNS on the same addresses (SO_REUSEPORT).
+"""``server.workers: N``: N processes answer DNS on the same addresses, sharing one loaded copy of the data.
 
 One Python process answers on one core.  With N > 1 the main process (the
 supervisor) keeps everything that talks to the outside world except the query
 load: the store, the snapshot keeper, the embedded checker and the HTTP API.
-It starts N worker processes (multiprocessing "spawn": a fresh interpreter,
-no inherited event loop, sockets or threads), each of which binds every
-``dns_listen`` address with SO_REUSEPORT, builds its own engine from the
-config and answers.  The kernel spreads UDP datagrams and TCP connections
-over the workers.
+It loads the config, zones and engine once, then forks N worker processes
+(``geodns/worker.py``) that start with all of it in memory: the pages are
+shared copy-on-write, and the supervisor freezes its garbage collector's view
+of them before forking (``gc.freeze``) so that no collection writes to them.
+A worker costs a fork, not a load, and N workers do not hold N copies.
+
+One server per address: the supervisor binds every ``dns_listen`` address
+itself, once per worker slot with SO_REUSEPORT after proving with an
+exclusive bind that nothing else serves it (``geodns/claim.py``), and holds
+those sockets for its whole life; each worker inherits its slot's.
 
 Workers never talk to the store.  The supervisor sends them every new
-``Snapshot`` over a pipe (and the current one first of all), which is what
-makes ``memory://`` work with workers and keeps one store connection per
-server however many cores it uses.  On reload the supervisor reloads first
-and only then tells the workers to rebuild their engines from the config.
-
-The supervisor does not answer DNS itself.  For a listen port of 0 it holds
-a concrete free port (bound with SO_REUSEPORT, TCP not listening) until the
-workers have bound it, then lets go.  A worker that dies is started again; a
-worker whose pipe to the supervisor reaches EOF (the supervisor is gone)
-stops by itself.  Each worker sends its query and GSLB decision counters about
-once a second, so that ``/metrics`` on the supervisor counts every worker's
-queries, and confirms each snapshot version it applies, so that an admin
-write can wait until every worker answers from it.  This module is the
-supervisor's side; a worker process is ``geodns/worker.py``.
+``Snapshot`` over a framed pipe (``geodns/pipe.py``), which is what makes
+``memory://`` work with workers and keeps one store connection per server
+however many cores it uses.  A reload forks new workers from the reloaded
+supervisor; once each has started, the one it replaces is drained: it stops
+reading the shared sockets (still held by the supervisor and its successor,
+so no queued query is lost) and exits.  A worker that dies is forked again
+into its slot; a worker whose pipe reaches EOF (the supervisor is gone)
+stops by itself.  Each worker sends its query and GSLB decision counters
+about once a second, so that ``/metrics`` on the supervisor counts every
+worker's queries, and confirms each snapshot version it applies, so that an
+admin write can wait until every worker answers from it.
 """
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-import multiprocessing
-import pickle
-import socket
+import os
+import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
-from .dns.listener import _bound_socket, add_reports
+from .claim import address_text as _address, claim_addresses
+from .dns.listener import add_reports
 from .dynamic import Counters
 from .metrics import QueryStats
+from .pipe import Channel, frame, pair
 from .state.model import Snapshot
-from .worker import START_TIMEOUT, LogOptions, receive, worker_main
+from .claim import Bound
+from .worker import DRAIN_GRACE, START_TIMEOUT, fork_worker
 
 if TYPE_CHECKING:
     from .config.model import Config
+    from .engine import AnswerEngine
     from .server import Settings
-    from .zones.zoneset import ZoneSet
 
 log = logging.getLogger("geodns.workers")
 
@@ -68,25 +71,42 @@ def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
     return into
 
 
-def current_log_options() -> LogOptions:
-    """The supervisor's logging set-up, so that workers log the same way to the same stderr."""
-    from .logs import JsonFormatter
-    root = logging.getLogger()
-    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "kv"
-    per_component = tuple(
-        (name, logging.getLevelName(logger.level)) for name, logger in logging.root.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger) and name.startswith("geodns") and logger.level != logging.NOTSET)
-    return logging.getLevelName(root.level).lower(), per_component, fmt
-
-
 # -- the supervisor's side -------------------------------------------------------------------------
+class _Child:
+    """A forked worker process, by PID: alive, signals, exit code (what multiprocessing's Process offers)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.exitcode: int | None = None
+
+    def is_alive(self) -> bool:
+        if self.exitcode is not None:
+            return False
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.exitcode = -1
+            return False
+        if pid == 0:
+            return True
+        self.exitcode = os.waitstatus_to_exitcode(status)
+        return False
+
+    def signal(self, signum: int) -> None:
+        if self.is_alive():
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
 @dataclass
 class _Slot:
-    """One worker position: the process in it now, and what is waiting to be sent to it."""
+    """One worker process in a slot, and what is waiting to be sent to it."""
 
     index: int
-    process: Any = None                       # multiprocessing's SpawnProcess
-    conn: Connection | None = None
+    process: _Child | None = None
+    conn: Channel | None = None
     started: bool = False
     failure: str | None = None
     spawned_at: float = 0.0
@@ -97,61 +117,49 @@ class _Slot:
     gslb: tuple | None = None                 # ... and its GSLB decision counters (Counters.export)
     listeners: list = field(default_factory=list)   # ... and its listeners' (Listener.report)
     applied: int = 0                          # the snapshot version it answers from
-    reloaded: int = 0                         # the latest reload request it has carried out
+    drain_until: float = 0.0                  # replaced or stopping: killed if still running then
+    draining: bool = False                    # it said it no longer reads the shared sockets
 
 
 class WorkerPool:
-    """N worker processes answering on ``listen``, fed snapshots by the supervisor."""
+    """N forked worker processes answering on ``listen``, fed snapshots by the supervisor."""
 
     def __init__(self, count: int, settings: "Settings", listen: tuple[tuple[str, int], ...],
-                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple["Config", "ZoneSet"]],
-                 log_options: LogOptions | None = None):
+                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple["Config", "AnswerEngine"]]):
         self.count = count
         self.settings = settings
         self.listen = listen
         self.snapshot = snapshot
-        self.running = running                  # the supervisor's config and zones, what workers serve
-        self._running: tuple = (None, None, b"")
-        self.log_options = log_options or current_log_options()
-        self.slots = [_Slot(i) for i in range(count)]
+        self.running = running                  # the supervisor's config and engine: what workers serve
+        self.sockets: list[list[Bound]] = []    # per slot, held for the pool's whole life
+        self.slots: list[_Slot] = []
+        self.pending: list[_Slot] = []          # forked by a reload, not yet answering
+        self.draining: list[_Slot] = []         # replaced, finishing
         self.retired = QueryStats()             # counters of workers that have exited
         self.retired_gslb = Counters()
         self.retired_listeners: list[dict] = []
         self.restarts = 0
-        self._reloads = 0
-        self._context = multiprocessing.get_context("spawn")
-        self._feeder = ThreadPoolExecutor(max_workers=count, thread_name_prefix="geodns-worker-feed")
+        self._reload_lock = asyncio.Lock()
         self._monitor: asyncio.Task | None = None
         self._stopping = False
 
     async def start(self) -> None:
-        """Hold concrete ports, start every worker and wait until all have bound; raises OSError."""
-        held: list[socket.socket] = []
+        """Claim the addresses, fork every worker and wait until all answer; raises OSError."""
+        self.listen, self.sockets = claim_addresses(self.listen, self.count)
         try:
-            self.listen = tuple(_hold_port(host, port, held) if port == 0 else (host, port) for host, port in self.listen)
-            for slot in self.slots:
-                self._spawn(slot)
-            deadline = time.monotonic() + START_TIMEOUT
-            while not all(slot.started for slot in self.slots):
-                for slot in self.slots:
-                    self._read(slot)
-                    if not slot.started and (slot.failure or not slot.process.is_alive()):
-                        self._read(slot)
-                        raise OSError(f"worker {slot.index} did not start: {slot.failure or 'it exited'}")
-                if time.monotonic() > deadline:
-                    raise OSError(f"workers did not start within {START_TIMEOUT:.0f}s")
-                await asyncio.sleep(MONITOR_INTERVAL)
+            self._collect_garbage()
+            self.slots = [self._spawn(_Slot(i)) for i in range(self.count)]
+            if not await self._started(self.slots, START_TIMEOUT):
+                failed = next((s for s in self.slots if not s.started), self.slots[0])
+                raise OSError(f"worker {failed.index} did not start: {failed.failure or 'it exited or hung'}")
         except BaseException:
             await self.stop()
             raise
-        finally:
-            for sock in held:
-                sock.close()
         self._monitor = asyncio.create_task(self._watch(), name="geodns-worker-monitor")
 
     @property
     def addresses(self) -> list[str]:
-        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.listen]
+        return [_address(h, p) for h, p in self.listen]
 
     def ready(self) -> tuple[bool, str]:
         alive = sum(1 for slot in self.slots if slot.started and slot.process.is_alive())
@@ -159,36 +167,54 @@ class WorkerPool:
 
     def publish(self, snapshot: Snapshot) -> None:
         """Queue a snapshot for every worker; a newer one replaces one not yet sent."""
-        blob = pickle.dumps(("snapshot", snapshot), protocol=pickle.HIGHEST_PROTOCOL)
-        for slot in self.slots:
+        blob = frame("snapshot", snapshot)
+        for slot in self.slots + self.pending:
             slot.outbox = [m for m in slot.outbox if m[0] != "snapshot"] + [("snapshot", blob)]
             slot.wake.set()
 
-    def _running_blob(self) -> bytes:
-        """The supervisor's config and zones, pickled once per reload (100k records take a second or so)."""
-        config, zones = self.running()
-        if self._running[0] is not config or self._running[1] is not zones:
-            self._running = (config, zones, pickle.dumps((config, zones), protocol=pickle.HIGHEST_PROTOCOL))
-        return self._running[2]
-
     async def reload(self, timeout: float = START_TIMEOUT) -> bool:
-        """Have every worker rebuild its engine from the supervisor's config and zones (after its reload worked).
+        """Replace every worker by one forked from the reloaded supervisor, then drain the old ones.
 
-        Returns once each running worker has said it answers from the new config (or kept
-        its old one: it logs why), so "reloaded" means what a query sees; False on time-out.
+        Returns once each new worker answers (the old one goes on answering until
+        then) and the old ones have stopped reading, so "reloaded" means what a query
+        sees; False if they did not start in time: then the old workers stay.  Forked,
+        not sent: a pipe message would have every worker unpickle its own copy of the
+        new data (N copies, seconds each); a fork shares the supervisor's.
         """
-        self._reloads += 1
-        seq = self._reloads
-        blob = pickle.dumps(("reload", seq, self._running_blob()), protocol=pickle.HIGHEST_PROTOCOL)
-        for slot in self.slots:
-            slot.outbox.append(("reload", blob))
-            slot.wake.set()
-        return await self._confirmed(lambda slot: slot.reloaded >= seq, timeout, f"reload {seq}")
+        async with self._reload_lock:
+            self._collect_garbage()
+            fresh = self.pending = [self._spawn(_Slot(slot.index)) for slot in self.slots]
+            ok = await self._started(fresh, timeout)
+            self.pending = []
+            if not ok:
+                log.warning("event=workers-behind waiting-for='reload' (new workers did not start within %.0fs; "
+                            "the old ones go on answering)", timeout)
+                for slot in fresh:
+                    self._drain(slot)
+                return False
+            old, self.slots = self.slots, fresh
+            for before, after in zip(old, fresh):
+                log.info("event=worker-replaced worker=%d pid=%d old-pid=%d (old one draining)", after.index,
+                         after.process.pid, before.process.pid)
+                self._drain(before)
+            # "Reloaded" means every query from now on gets the new data: wait until the old
+            # workers have stopped reading the sockets (open TCP connections may finish there).
+            deadline = time.monotonic() + STOP_WAIT
+            while not all(slot.draining or not slot.process.is_alive() for slot in old):
+                if time.monotonic() > deadline:
+                    for slot in old:
+                        if not slot.draining:
+                            slot.process.signal(signal.SIGKILL)
+                    break
+                for slot in old:
+                    self._read(slot)
+                await asyncio.sleep(0.005)
+            return True
 
     def stats(self) -> QueryStats:
         """Every worker's counters, including those of workers that have exited since."""
         total = merge_stats(QueryStats(), self.retired)
-        for slot in self.slots:
+        for slot in self.slots + self.draining:
             if slot.stats is not None:
                 merge_stats(total, slot.stats)
         return total
@@ -196,30 +222,27 @@ class WorkerPool:
     def gslb_counters(self) -> Counters:
         """Every worker's GSLB decision counters, summed (including exited workers')."""
         total = Counters().add(self.retired_gslb.export())
-        for slot in self.slots:
+        for slot in self.slots + self.draining:
             if slot.gslb is not None:
                 total.add(slot.gslb)
         return total
 
     def listener_report(self) -> list[dict]:
         """Every worker's listeners, summed per address (exited workers' counters included)."""
-        return add_reports(self.retired_listeners + [report for slot in self.slots for report in slot.listeners])
+        return add_reports(self.retired_listeners +
+                           [report for slot in self.slots + self.draining for report in slot.listeners])
 
     async def wait_applied(self, version: int, timeout: float = 2.0) -> bool:
         """Wait until every running worker answers from ``version`` or later (an admin write's promise)."""
-        return await self._confirmed(lambda slot: slot.applied >= version, timeout, f"snapshot version {version}")
-
-    async def _confirmed(self, done: Callable[[_Slot], bool], timeout: float, what: str) -> bool:
-        """Read worker messages until ``done`` holds for every running worker; False after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             for slot in self.slots:
                 self._read(slot)
-            if all(done(slot) for slot in self.slots if slot.started and slot.conn is not None):
+            if all(slot.applied >= version for slot in self.slots if slot.started and slot.conn is not None):
                 return True
             if time.monotonic() > deadline:
-                log.warning("event=workers-behind waiting-for=%r (not every worker confirmed it within %.0fs)",
-                            what, timeout)
+                log.warning("event=workers-behind waiting-for='snapshot version %d' (not every worker confirmed "
+                            "it within %.0fs)", version, timeout)
                 return False
             await asyncio.sleep(0.002)
 
@@ -237,68 +260,98 @@ class WorkerPool:
         self._stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
-        for slot in self.slots:
-            if slot.process is not None and slot.process.is_alive():
-                slot.process.terminate()
+        everyone = self.slots + self.pending + self.draining
+        for slot in everyone:
+            if slot.process is not None:
+                slot.process.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT
-        for slot in self.slots:
+        for slot in everyone:
             while slot.process is not None and slot.process.is_alive() and time.monotonic() < deadline:
+                self._read(slot)
                 await asyncio.sleep(0.05)
             if slot.process is not None and slot.process.is_alive():
                 log.warning("event=worker-kill worker=%d pid=%s reason=did-not-stop", slot.index, slot.process.pid)
-                slot.process.kill()
-                await asyncio.get_running_loop().run_in_executor(None, slot.process.join, 2.0)
+                slot.process.signal(signal.SIGKILL)
+                while slot.process.is_alive() and time.monotonic() < deadline + 2.0:
+                    await asyncio.sleep(0.01)
             self._close(slot)
-        self._feeder.shutdown(wait=False, cancel_futures=True)
+        for bound in self.sockets:
+            for _, tcp, udp in bound:
+                tcp.close()
+                udp.close()
+        self.sockets = []
 
     # -- internals ---------------------------------------------------------------------------
-    def _spawn(self, slot: _Slot) -> None:
-        parent, child = self._context.Pipe(duplex=True)
-        settings = replace(self.settings, dns_listen=self.listen)
-        process = self._context.Process(target=worker_main, args=(slot.index, settings, child, self.log_options),
-                                        name=f"geodns-worker-{slot.index}", daemon=True)
-        process.start()
-        child.close()
-        slot.process, slot.conn, slot.started, slot.failure = process, parent, False, None
-        slot.spawned_at, slot.stats, slot.gslb, slot.applied = time.monotonic(), None, None, 0
-        slot.reloaded = self._reloads            # a new process starts from the running config anyway
-        blob = pickle.dumps(("start", self.snapshot(), self._running_blob()),
-                            protocol=pickle.HIGHEST_PROTOCOL)
-        slot.outbox = [("start", blob)]          # the first message: a worker builds its engine on it
-        slot.wake = asyncio.Event()
-        slot.wake.set()
-        slot.sender = asyncio.create_task(self._feed(slot, parent), name=f"geodns-worker-feed-{slot.index}")
+    @staticmethod
+    def _collect_garbage() -> None:
+        """Collect once (a reload's old engine may hold cycles), then freeze what is left before forking:
+        frozen objects are never touched by a collection, so their pages stay shared with the workers."""
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
-    async def _feed(self, slot: _Slot, conn: Connection) -> None:
-        """Send queued messages from a thread: a busy worker must never block the supervisor's loop."""
-        loop = asyncio.get_running_loop()
+    def _spawn(self, slot: _Slot) -> _Slot:
+        """Fork a worker into ``slot`` from the supervisor as it is now (its engine, its snapshot)."""
+        config, engine = self.running()
+        ours, theirs = pair()
+        gc.freeze()                                # whatever is new since the last fork: shared from now on
+        pid = fork_worker(slot.index, engine, self.snapshot(), config.server, self.sockets[slot.index], theirs)
+        theirs.close()
+        slot.process, slot.conn, slot.started, slot.failure = _Child(pid), ours, False, None
+        slot.spawned_at, slot.stats, slot.gslb, slot.applied = time.monotonic(), None, None, 0
+        slot.outbox, slot.wake = [], asyncio.Event()
+        slot.sender = asyncio.create_task(self._feed(slot, ours), name=f"geodns-worker-feed-{slot.index}")
+        return slot
+
+    async def _started(self, slots: list[_Slot], timeout: float) -> bool:
+        """Wait until every one of ``slots`` answers; False when one failed, exited or the time is up."""
+        deadline = time.monotonic() + timeout
+        while not all(slot.started for slot in slots):
+            for slot in slots:
+                self._read(slot)
+                if not slot.started and (slot.failure or not slot.process.is_alive()):
+                    self._read(slot)
+                    log.error("event=worker-start-failed worker=%d error=%r", slot.index,
+                              slot.failure or f"exited with {slot.process.exitcode}")
+                    return False
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def _feed(self, slot: _Slot, conn: Channel) -> None:
+        """Send queued messages through the loop: a busy worker never blocks the supervisor."""
         try:
             while True:
                 await slot.wake.wait()
                 slot.wake.clear()
                 while slot.outbox and slot.conn is conn:
                     _, blob = slot.outbox.pop(0)
-                    await loop.run_in_executor(self._feeder, conn.send_bytes, blob)
-        except (OSError, EOFError, RuntimeError):
+                    await conn.send(blob)
+        except OSError:
             pass                                  # the worker is gone; the monitor starts another
 
     def _read(self, slot: _Slot) -> None:
-        """Handle everything the worker has sent so far."""
-        try:
-            while slot.conn is not None and slot.conn.poll():
-                message = receive(slot.conn)
-                if message[0] == "started":
-                    slot.started = True
-                elif message[0] == "failed":
-                    slot.failure = message[1]
-                elif message[0] == "stats":
-                    slot.stats, slot.gslb, slot.listeners = message[1], message[2], message[3]
-                elif message[0] == "applied":
-                    slot.applied = message[1]
-                elif message[0] == "reloaded":
-                    slot.reloaded = message[1]
-        except (OSError, EOFError):
-            pass
+        """Handle everything the worker has sent so far (whole messages; a partial one waits)."""
+        if slot.conn is None:
+            return
+        for message in slot.conn.receive():
+            if message[0] == "started":
+                slot.started = True
+            elif message[0] == "failed":
+                slot.failure = message[1]
+            elif message[0] == "stats":
+                slot.stats, slot.gslb, slot.listeners = message[1], message[2], message[3]
+            elif message[0] == "applied":
+                slot.applied = message[1]
+            elif message[0] == "draining":
+                slot.draining = True
+
+    def _drain(self, slot: _Slot) -> None:
+        """Ask a replaced worker to stop (it finishes what it holds); the monitor reaps it."""
+        slot.drain_until = time.monotonic() + DRAIN_GRACE + STOP_WAIT
+        slot.process.signal(signal.SIGTERM)
+        self.draining.append(slot)
 
     def _close(self, slot: _Slot) -> None:
         self._read(slot)                          # the last counters a stopping worker sent
@@ -316,8 +369,18 @@ class WorkerPool:
         slot.conn, slot.sender, slot.stats, slot.gslb = None, None, None, None
 
     async def _watch(self) -> None:
-        """Read worker messages; start a worker again when one has died."""
+        """Read worker messages; fork a worker again when one has died; reap drained ones."""
         while not self._stopping:
+            for slot in list(self.draining):
+                self._read(slot)
+                if slot.process.is_alive():
+                    if time.monotonic() > slot.drain_until:
+                        log.warning("event=worker-kill worker=%d pid=%s reason=did-not-drain", slot.index,
+                                    slot.process.pid)
+                        slot.process.signal(signal.SIGKILL)
+                    continue
+                self._close(slot)
+                self.draining.remove(slot)
             for slot in self.slots:
                 self._read(slot)
                 process = slot.process
@@ -326,10 +389,9 @@ class WorkerPool:
                 if slot.conn is not None:
                     log.warning("event=worker-died worker=%d pid=%s exitcode=%s", slot.index, process.pid,
                                 process.exitcode)
-                    process.join(0)
                     self._close(slot)
-                if time.monotonic() - slot.spawned_at < RESTART_MIN_INTERVAL:
-                    continue                      # crashing at once: do not spin
+                if time.monotonic() - slot.spawned_at < RESTART_MIN_INTERVAL or self._reload_lock.locked():
+                    continue                      # crashing at once: do not spin; reloading: the new one comes
                 try:
                     self._spawn(slot)
                 except OSError as exc:
@@ -338,23 +400,3 @@ class WorkerPool:
                 self.restarts += 1
                 log.info("event=worker-restarted worker=%d pid=%s", slot.index, slot.process.pid)
             await asyncio.sleep(MONITOR_INTERVAL)
-
-
-def _hold_port(host: str, port: int, held: list[socket.socket]) -> tuple[str, int]:
-    """Pick a free port for both TCP and UDP and hold it with SO_REUSEPORT until the workers bind it.
-
-    Port 0 cannot be shared: each worker would get its own.  The held TCP socket
-    does not listen, so no connection is ever queued on it.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(20):
-        tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=True, listen=False)
-        chosen = tcp.getsockname()[1]
-        try:
-            udp = _bound_socket(family, socket.SOCK_DGRAM, host, chosen, reuse_port=True)
-        except OSError:
-            tcp.close()
-            continue
-        held.extend((tcp, udp))
-        return host, chosen
-    raise OSError(f"no free port for both TCP and UDP on {host}")

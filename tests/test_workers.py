@@ -137,16 +137,20 @@ def test_a_killed_worker_is_restarted_and_sigterm_stops_all(tmp_path):
         for _ in range(30):
             assert addresses(ask_sg(proc)) == {"203.0.113.10"}
         assert addresses(ask_sg(proc, tcp=True)) == {"203.0.113.10"}
-        # SIGHUP: the supervisor reloads, then each worker rebuilds its engine, and only then
-        # does the supervisor say "reloaded": from that line on, every answer is the new config's.
+        # SIGHUP: the supervisor reloads, then forks a new worker per slot from itself, and only
+        # then does it say "reloaded": from that line on, every answer is the new config's.
+        # The replaced workers drain and exit.
         proc.proc.send_signal(signal.SIGHUP)
-        reloaded = {proc.read_until("event=worker-reloaded").split("worker=")[1].split()[0] for _ in range(2)}
-        assert reloaded == {"0", "1"}
+        replaced = [re.search(r"worker=(\d+) pid=(\d+) old-pid=(\d+)", proc.read_until("event=worker-replaced"))
+                    for _ in range(2)]
+        assert sorted((m.group(1), int(m.group(3))) for m in replaced) == [("0", new_pid), ("1", pids[1])]
         proc.read_until("event=reloaded ")
         assert addresses(ask_sg(proc)) == {"203.0.113.10"}
+        assert wait_for(lambda: not alive(new_pid) and not alive(pids[1]), 10.0)
+        assert {w["pid"] for w in status(proc)["workers"]} == {int(m.group(2)) for m in replaced}
     finally:
         assert proc.stop() == 0
-    everyone = [pids[1], new_pid]
+    everyone = [int(m.group(2)) for m in replaced]
     assert wait_for(lambda: not any(alive(pid) for pid in everyone), 3.0)
 
 

@@ -6,24 +6,20 @@ receives a ``Config`` never re-checks it.  The words follow DESIGN.md.
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 from ..names import Name
 from .checks import status_ranges
+from .cpus import usable_cpus as _usable_cpus
 
 MAX_WORKERS = 256
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (taskset and cpusets count, unlike os.cpu_count), 1..MAX_WORKERS."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        count = os.cpu_count() or 1
-    return max(1, min(count, MAX_WORKERS))
+    """CPUs this process may use (affinity and the cgroup CPU quota, unlike os.cpu_count), 1..MAX_WORKERS."""
+    return _usable_cpus(MAX_WORKERS)
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]

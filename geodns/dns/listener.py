@@ -72,6 +72,7 @@ class Listener:
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.base_events.Server | None = None
     reuse_port: bool = False           # SO_REUSEPORT: several worker processes share this address
+    sockets: tuple | None = None       # (TCP, UDP) already bound: a worker's, from its supervisor
 
     def __post_init__(self) -> None:
         self.table = TcpTable(self.limits, self.stats)
@@ -83,7 +84,10 @@ class Listener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        attempts = 20 if self.port == 0 else 1
+        attempts = 0 if self.sockets is not None else 20 if self.port == 0 else 1
+        if self.sockets is not None:
+            tcp_sock, udp_sock = self.sockets
+            port = tcp_sock.getsockname()[1]
         for attempt in range(attempts):
             tcp_sock = _bound_socket(family, socket.SOCK_STREAM, self.host, self.port, self.reuse_port)
             port = tcp_sock.getsockname()[1]
