@@ -43,8 +43,9 @@ def _reason(name: str, before: list[Candidate], after: list[Candidate], ctx: Con
         active = [c for c in before if c.cluster.weight > 0]
         pool = active or before
         total = sum(c.cluster.weight for c in active) if active else len(before)
-        shares = ", ".join(f"{c.cluster.name} w{c.cluster.weight} {100 * (c.cluster.weight if active else 1) / total:.0f}%"
-                           for c in pool)
+        # the first place's odds: weight / total (standby clusters, weight 0, only when no other is left)
+        odds = [(c.cluster.name, c.cluster.weight, (c.cluster.weight if active else 1) / total) for c in pool]
+        shares = ", ".join(f"{who} w{weight} {100 * share:.0f}%" for who, weight, share in odds)
         standby = [c.cluster.name for c in before if active and c.cluster.weight == 0]
         return (f"random order by weight, first place: {shares}" + (" (all standby: uniform)" if not active else "")
                 + (f"; standby {', '.join(standby)} last" if standby else ""))

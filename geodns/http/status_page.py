@@ -170,9 +170,10 @@ def _clusters_section(clusters: list[dict[str, Any]], colors: dict[str, str]) ->
     for c in clusters:
         health = _vantages(c, vantages) if vantages else '<td><span class="muted">no checker reports</span></td>'
         rows.append(
-            f"<tr><td><span class='swatch' style='background:{colors[c['name']]}'></span><b>{escape(c['name'])}</b>"
+            f"<tr data-cluster='{escape(c['name'])}'><td><span class='swatch' style='background:{colors[c['name']]}'>"
+            f"</span><b>{escape(c['name'])}</b>"
             f"<div class='muted'>{escape(', '.join(c['records']) or 'in no record')}</div></td>"
-            f"<td class='vt'>{escape(c['region'])}</td><td>{badge(c['state'])}</td>"
+            f"<td class='vt'>{escape(c['region'])}</td><td class='state'>{badge(c['state'])}</td>"
             f"<td>{escape(c['admin'])}</td><td>{c['weight']}</td><td>{_endpoints(c)}</td>{health}</tr>")
     return ("<section><h2>Clusters</h2><table><tr><th>Cluster</th><th>Region</th><th>State</th><th>Admin</th>"
             f"<th>Weight</th><th>Endpoints</th>{head}</tr>{''.join(rows)}</table></section>")
@@ -217,8 +218,10 @@ def add_routes(app: web.Application, server: "Server", traffic_views: TrafficVie
         now = time.time()
         status = views.status_view(server)
         clusters = views.clusters_view(server)["clusters"]
-        checkers = views.checkers_view(views.live_state(server)[0], now)
         history = views.history_view(server, clusters)
+        dynamic = views.gslb(server)
+        snapshot = dynamic.state.snapshot if dynamic is not None else server.keeper.snapshot
+        checkers = views.checkers_view(snapshot, now, server.history.checkers)
         html = await traffic_views.run(_utf8, render, status, clusters, server.config.regions, records, checkers,
                                        history, rate.sample(now, status["queries"]), now)
         return web.Response(body=html, content_type="text/html", charset="utf-8")

@@ -67,7 +67,8 @@ stroke-width="3"/></svg> a cluster, ringed by its state</div>
 {badge("down", "silent")} no fresh report: its observations expired, it counts for nothing</div>
 <div><b>Why</b><br>each filter of the record's policy in order, the clusters it kept, <s>dropped</s>, and its
 reason; <code>weighted</code> shows one random order and the odds.<br><b>History</b><br>an endpoint's state
-over time as this server saw it, now at the right; hover a segment for its times.</div>
+over time as this server saw it (colours as for states; grey: before it began noting), now at the right; hover a
+segment for its times.</div>
 </div></section>"""
 
 

@@ -7,7 +7,7 @@ exactly the table the next DNS answer will come from.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..gslb.health import HealthView
 from ..names import to_text
@@ -184,7 +184,8 @@ def _check_view(cluster: Cluster) -> dict[str, Any] | None:
             "interval_s": check.interval, "timeout_s": check.timeout, "rise": check.rise, "fall": check.fall}
 
 
-def checkers_view(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
+def checkers_view(snapshot: Snapshot, now: float,
+                  remembered: Mapping[str, tuple[str, float]] | None = None) -> list[dict[str, Any]]:
     """Every checker the table has observations from: its vantage, how long since it last reported, whether it votes.
 
     From the snapshot's observations alone (the checkers write nothing else a
@@ -192,7 +193,10 @@ def checkers_view(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
     ones with a verdict.  A checker with fresh observations and no verdict
     in any of them abstains: it judged itself partitioned (suspect,
     ``health/checker.py``) or has no verdict yet; one with none fresh is silent
-    (stopped, or cut off from the store) and counts for nothing.
+    (stopped, or cut off from the store) and counts for nothing.  The store
+    drops expired observations, so a checker that stopped soon leaves the
+    table: ``remembered`` (``StateHistory.checkers``: id -> vantage, latest
+    report) keeps naming it, as silent.
     """
     seen: dict[str, dict[str, Any]] = {}
     for observations in snapshot.observations.values():
@@ -208,6 +212,10 @@ def checkers_view(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
                 if obs.up is not None:
                     row["votes"] += 1
                     row["down_votes"] += not obs.up
+    for checker, (vantage, at) in (remembered or {}).items():
+        if checker not in seen:
+            seen[checker] = {"checker": checker, "vantage": vantage, "last_at": at, "observations": 0, "fresh": 0,
+                             "votes": 0, "down_votes": 0}
     for row in seen.values():
         row["age_s"] = round(max(0.0, now - row["last_at"]), 1)
         row["status"] = "silent" if row["fresh"] == 0 else "suspect" if row["votes"] == 0 else "voting"
