@@ -74,18 +74,24 @@ def family_lost(family: int, before: tuple[str, ...], after: tuple[str, ...]) ->
 FALLBACK_WHY = "the chain left nothing: the record's fallback answers (health ignored)"
 
 
+def steps(ctx: Context, client: Client, family: int) -> tuple[Selection, list[dict[str, Any]]]:
+    """``policy.select``'s selection for ``client`` and its filter steps, each with its reason."""
+    from .policy import select                  # policy imports this module
+    trace: list[Step] = []
+    selection = select(ctx, client, family, trace)
+    return selection, [{"filter": s.filter, "in": list(s.before), "out": list(s.after),
+                        "dropped": [c for c in s.before if c not in s.after], "why": s.why} for s in trace]
+
+
 def explain(ctx: Context, client: Client, family: int) -> dict[str, Any]:
     """One decision for ``client``, step by step: what ``policy.select`` does, with each step's reason.
 
     With ``weighted`` in the chain this is one draw (``ctx``'s dice): the step's
     reason gives the odds, its ``out`` one random order.
     """
-    from .policy import select                  # policy imports this module
-    trace: list[Step] = []
-    selection: Selection = select(ctx, client, family, trace)
+    selection, listed = steps(ctx, client, family)
     return {
-        "steps": [{"filter": s.filter, "in": list(s.before), "out": list(s.after),
-                   "dropped": [c for c in s.before if c not in s.after], "why": s.why} for s in trace],
+        "steps": listed,
         "answer": [str(a) for a in selection.addresses],
         "clusters": list(selection.clusters),
         "fallback": selection.fallback,

@@ -29,7 +29,7 @@ from ..config.model import RecordSpec, Region
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
 from ..gslb.policy import Client, contexts, outcomes, select
-from ..gslb.why import explain
+from ..gslb.why import steps
 from ..names import Name
 
 if TYPE_CHECKING:
@@ -82,9 +82,9 @@ def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Map
             runs: int = RUNS) -> list[dict[str, Any]]:
     """Per GSLB record, per place: the share of A and of AAAA answers each cluster gets in ``state``, and why.
 
-    ``why`` is the A decision's filter steps with their reasons (``gslb.why.explain``,
-    as ``/api/v1/explain`` gives them); ``why_aaaa`` the AAAA decision's, only when its
-    steps differ from the A ones (an IPv6 endpoint down, a cluster without IPv6).
+    ``why`` is the A decision's filter steps with their reasons (``gslb.why``, as
+    ``/api/v1/explain`` gives them); ``why_aaaa`` the AAAA decision's, only when AAAA
+    answers go elsewhere and its steps differ (an IPv6 endpoint down); else None.
     Pure over its arguments (the live state is immutable), so it may run in any
     thread.  Its contexts are its own, not the live state's lazily built ones,
     so it writes nothing the query path reads.
@@ -108,22 +108,25 @@ def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Map
 
 
 def _decide(context, client: Client, runs: int) -> dict[str, Any]:
-    """Shares, primary cluster and fallback for A (top level) and AAAA (``aaaa``), and the steps why."""
+    """Shares, primary cluster and fallback for A (top level) and AAAA (``aaaa``), and the steps why.
+
+    The AAAA steps are worked out only when AAAA answers go to other clusters than
+    A answers (an IPv6 endpoint down, a cluster without IPv6): otherwise they are
+    the A steps, and explaining costs as much as the shares themselves.
+    """
     families = {}
     for family in (4, 6):
         counts, fallback = _shares(context, client, runs, family)
         shares = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
         families[family] = {"shares": shares, "primary": next(iter(shares), None), "fallback": fallback}
-    why_a = explain(context, client, 4)["steps"]
-    why_aaaa = explain(context, client, 6)["steps"]
-    return {**families[4], "aaaa": families[6], "why": why_a,
-            "why_aaaa": None if _same_steps(why_a, why_aaaa) else why_aaaa}
-
-
-def _same_steps(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
-    """The same filters keeping the same clusters (a weighted step's random order aside)."""
-    return [(s["filter"], set(s["in"]), set(s["out"])) for s in a] == \
-        [(s["filter"], set(s["in"]), set(s["out"])) for s in b]
+    why_a = steps(context, client, 4)[1]
+    why_aaaa = None
+    a, aaaa = families[4]["shares"], families[6]["shares"]
+    if aaaa and set(aaaa) != set(a):
+        why_aaaa = steps(context, client, 6)[1]
+        if _same_steps(why_a, why_aaaa):
+            why_aaaa = None
+    return {**families[4], "aaaa": families[6], "why": why_a, "why_aaaa": why_aaaa}
 
 
 def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[str, float], bool]:
