@@ -136,6 +136,24 @@ def test_each_place_says_why_it_goes_where_it_goes(server):
     assert london_row.find("td", "aaaa").text == "eu-west-1 100%"                   # AAAA answers too
 
 
+def test_aaaa_answers_and_their_own_why_when_ipv6_is_down(tmp_path):
+    running = start_page_server(tmp_path)
+    try:
+        now = time.time()
+        report(running, Observation("chk-eu", "eu-west", "eu-west-1", "2001:db8:1::10", False, None, now, now + 300))
+        london = next(p for p in http(running, "GET", "/api/v1/traffic")[1]["records"][0]["places"]
+                      if p["place"] == "London")
+        assert london["shares"] == {"eu-west-1": 1.0} and london["aaaa"]["shares"] == {"us-east-1": 1.0}
+        row = page(running).find("tr", where=lambda e: e.attrs.get("data-place") == "London")
+        assert shares(row.find("td", "a")) == {"eu-west-1": 100} and shares(row.find("td", "aaaa")) == {"us-east-1": 100}
+        lists = row.find_all("ol", "why")
+        assert len(lists) == 2 and "AAAA differs" in row.text
+        lost = next(li for li in lists[1].find_all("li") if li.find("b").text == "ipv6 down")
+        assert "eu-west-1: no IPv6 endpoint up, the chain runs again without it" in lost.text
+    finally:
+        running.stop()
+
+
 def test_checkers_show_liveness_and_suspect_state(server):
     rows = {tr.attrs["data-checker"]: tr for tr in page(server).find_all("tr") if "data-checker" in tr.attrs}
     liveness = {name: tr.find("td", "liveness").text for name, tr in rows.items()}

@@ -129,6 +129,12 @@ def _decide(context, client: Client, runs: int) -> dict[str, Any]:
     return {**families[4], "aaaa": families[6], "why": why_a, "why_aaaa": why_aaaa}
 
 
+def _same_steps(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """The same filters keeping the same clusters (a weighted step's random order aside)."""
+    return [(s["filter"], set(s["in"]), set(s["out"])) for s in a] == \
+        [(s["filter"], set(s["in"]), set(s["out"])) for s in b]
+
+
 def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[str, float], bool]:
     """Cluster -> share of first places, and whether the fallback answered, for one client and address family.
 
