@@ -85,6 +85,10 @@ def page(running: RunningServer) -> Element:
     return parse(html)
 
 
+def place_row(root: Element, place: str, record: str = "app.gslb.example.com") -> Element:
+    return root.find("tr", where=lambda e: e.attrs.get("data-record") == record and e.attrs.get("data-place") == place)
+
+
 # -- what the page says must be what the API says --------------------------------------------------------
 def assert_matches_api(root: Element, traffic: dict, clusters: dict) -> None:
     """Per record and place: the A and AAAA clusters with their shares and the why steps; per cluster its state;
@@ -121,8 +125,7 @@ def test_each_place_says_why_it_goes_where_it_goes(server):
     root = page(server)
 
     def why(record: str, place: str) -> dict[str, str]:
-        tr = root.find("tr", where=lambda e: e.attrs.get("data-record") == record and e.attrs.get("data-place") == place)
-        return {li.find("b").text: li.text for li in tr.find("ol", "why").find_all("li")}
+        return {li.find("b").text: li.text for li in place_row(root, place, record).find("ol", "why").find_all("li")}
 
     london = why("app.gslb.example.com", "London")
     assert london["geo"] == "geo → eu-west-1 us-east-1 country GB matches region eu-west"
@@ -132,8 +135,7 @@ def test_each_place_says_why_it_goes_where_it_goes(server):
     assert "vantage eu-west is the nearest checker" in lat and "eu-west-1 6.0 ms measured from eu-west" in lat
     assert "eu-west-2 5.0 ms estimated from 0 km" in lat                    # nobody measured eu-west-2
     assert "weighted" in why("lat.gslb.example.com", "eu-west (region)")     # eu-west-1 and -2: by weight
-    london_row = root.find("tr", where=lambda e: e.attrs.get("data-place") == "London")
-    assert london_row.find("td", "aaaa").text == "eu-west-1 100%"                   # AAAA answers too
+    assert place_row(root, "London").find("td", "aaaa").text == "eu-west-1 100%"                   # AAAA answers too
 
 
 def test_aaaa_answers_and_their_own_why_when_ipv6_is_down(tmp_path):
@@ -144,8 +146,9 @@ def test_aaaa_answers_and_their_own_why_when_ipv6_is_down(tmp_path):
         london = next(p for p in http(running, "GET", "/api/v1/traffic")[1]["records"][0]["places"]
                       if p["place"] == "London")
         assert london["shares"] == {"eu-west-1": 1.0} and london["aaaa"]["shares"] == {"us-east-1": 1.0}
-        row = page(running).find("tr", where=lambda e: e.attrs.get("data-place") == "London")
-        assert shares(row.find("td", "a")) == {"eu-west-1": 100} and shares(row.find("td", "aaaa")) == {"us-east-1": 100}
+        row = place_row(page(running), "London")
+        assert shares(row.find("td", "a")) == {"eu-west-1": 100}
+        assert shares(row.find("td", "aaaa")) == {"us-east-1": 100}
         lists = row.find_all("ol", "why")
         assert len(lists) == 2 and "AAAA differs" in row.text
         lost = next(li for li in lists[1].find_all("li") if li.find("b").text == "ipv6 down")
@@ -256,7 +259,7 @@ def test_page_follows_a_drain(server):
         root = page(server)
         assert root.find("tr", where=lambda e: e.attrs.get("data-cluster") == "eu-west-1").find("td", "state").text \
             == "drained"
-        london = root.find("tr", where=lambda e: e.attrs.get("data-place") == "London")
+        london = place_row(root, "London")
         assert "eu-west-1" not in shares(london.find("td", "a"))
         assert "dropped eu-west-1 drained" in london.find("ol", "why").text
     finally:

@@ -63,6 +63,7 @@ ol.why s{color:#c5221f}
 .legend .cols>div{flex:1 1 220px}
 .legend svg{vertical-align:middle}
 svg.timeline{vertical-align:middle}
+td.for,td.cl{white-space:nowrap}
 """
 
 

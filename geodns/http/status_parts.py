@@ -96,7 +96,8 @@ def history_section(clusters: list[dict[str, Any]], history: dict[str, Any], now
             changes = history["endpoints"].get((c["name"], e["address"]), [])
             last = ", ".join(f"{timeline.clock(at)} {escape(state)}" for at, state in changes[-4:][::-1])
             rows.append(
-                f"<tr data-endpoint='{escape(c['name'])}/{escape(e['address'])}'><td>{escape(c['name'])}</td>"
+                f"<tr data-endpoint='{escape(c['name'])}/{escape(e['address'])}'>"
+                f"<td class='cl'>{escape(c['name'])}</td>"
                 f"<td>{escape(e['address'])}</td><td>{badge(e['state'])}</td>"
                 f"<td class='for'>{escape(timeline.current(changes, now, since))}</td>"
                 f"<td>{timeline.strip(changes, now, since)}</td><td class='muted'>{last}</td></tr>")
