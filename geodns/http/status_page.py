@@ -54,7 +54,9 @@ th{font-weight:600;color:#555;font-size:12px;text-transform:uppercase;letter-spa
 .swatch{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
 .traffic svg.map{border-radius:6px;max-width:100%;display:block;margin-bottom:8px}
 .muted{color:#6b7280;font-size:12px}
-td.vt,td.a,td.aaaa{white-space:nowrap}
+td.vt{white-space:nowrap}
+table.places th.why{width:46%}
+table.places th.sent{width:17%}
 .bar{display:inline-block;height:10px;border-radius:2px;vertical-align:middle;margin-right:1px}
 ol.why{margin:0;padding-left:18px;font-size:12px}
 ol.why li{margin:0}
@@ -132,12 +134,13 @@ def _traffic_section(records: list[dict[str, Any]], clusters: list[dict[str, Any
         let_the_loop_run()                  # built in the views' thread: DNS answers go first
         rows = "".join(_place_row(record["record"], p, colors) for p in record["places"])
         out.append(
-            f"<section class='traffic'><h2>Where traffic for {escape(record['record'])} goes "
+            f"<section class='traffic' id='{escape(record['record'])}'><h2>Where traffic for {escape(record['record'])} goes "
             f"<span class='muted'>policy {escape(' → '.join(record['policy']))}; "
             f"for a client in each place, now; the map shows A answers</span></h2>"
             f"{traffic_map.draw(record, clusters, regions, colors)}"
-            f"<table><tr><th>Client in</th><th>Country</th><th>A answers go to</th><th>AAAA answers go to</th>"
-            f"<th>Why (policy steps for A, as <code>geodns explain</code>)</th></tr>{rows}</table></section>")
+            f"<table class='places'><tr><th>Client in</th><th>Country</th><th class='sent'>A answers go to</th>"
+            f"<th class='sent'>AAAA answers go to</th>"
+            f"<th class='why'>Why (policy steps for A, as <code>geodns explain</code>)</th></tr>{rows}</table></section>")
     return "".join(out)
 
 
