@@ -24,8 +24,8 @@ from .errors import Problem
 from .geo import Locator
 from .gslb.filters import LOCATION_FILTERS
 from .gslb.health import HealthView
-from .gslb import policy
-from .gslb.policy import Client, Context, Outcomes, Selection, Step, contexts, select
+from .gslb import policy, why
+from .gslb.policy import Client, Context, Outcomes, Selection, contexts, select
 from .names import Name, to_text, to_wire
 from .rrset import RRset
 from .state.model import Snapshot
@@ -251,43 +251,38 @@ class GslbResponder:
 
     # -- explain (for operators) --------------------------------------------------------
     def explain(self, qname: Name, qtype: int, address: str, prefix: int | None = None) -> dict:
-        """The decision for a made-up client, with each filter's candidates in and out."""
+        """The decision for a made-up client, with each filter's candidates in and out and its reason."""
         ip = ipaddress.ip_address(address)
         location = self.locator.locate(ip)
         client = Client(ip, location, prefix)
-        trace: list[Step] = []
         family, context = _FAMILY.get(qtype), self.state.contexts.get(qname)
-        # policy.select, not self.select: an operator's question is not a query to count.
-        selection = policy.select(context, client, family, trace) if family and context else None
+        # why.explain runs policy.select, not self.select: an operator's question is not a query to count.
+        decision = why.explain(context, client, family) if family and context else \
+            {"steps": [], "answer": [], "clusters": [], "fallback": False, "scope": 0}
         return {
             "name": to_text(qname),
             "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
-            "steps": [{"filter": s.filter, "in": list(s.before), "out": list(s.after)} for s in trace],
-            "answer": [str(a) for a in selection.addresses] if selection else [],
-            "clusters": list(selection.clusters) if selection else [],
-            "fallback": bool(selection and selection.fallback),
-            "scope": selection.scope if selection else 0,
+            **decision,
             "snapshot_version": self.state.snapshot.version,
         }
 
-
     def debug_rrset(self, name: Name, record: Name, client: Client) -> RRset:
         """The ``_geodns.<record>`` TXT answer: one self-describing string per line of the trace."""
-        trace: list[Step] = []
         context = self.state.contexts[record]
-        selection = select(context, client, 4, trace)
+        decision = why.explain(context, client, 4)
         loc = client.location
         where = "/".join(x for x in (loc.region, loc.country, loc.continent) if x) or "unknown"
         source = f"ecs {client.address}/{client.ecs_source}" if client.ecs_source else f"resolver {client.address}"
         lines = [f"client {source} located {where} via {loc.source} prefix /{loc.prefix}"]
-        for step in trace:
-            dropped = [c for c in step.before if c not in step.after]
-            lines.append(f"{step.filter}: in {','.join(step.before) or '-'} out {','.join(step.after) or '-'}"
-                         + (f" dropped {','.join(dropped)}" if dropped else ""))
+        for step in decision["steps"]:
+            lines.append(f"{step['filter']}: in {','.join(step['in']) or '-'} out {','.join(step['out']) or '-'}"
+                         + (f" dropped {','.join(step['dropped'])}" if step["dropped"] else "")
+                         + (f" ({step['why']})" if step["why"] else ""))
         v6 = select(context, client, 6)
-        lines.append(f"answer A {','.join(map(str, selection.addresses)) or '-'} AAAA {','.join(map(str, v6.addresses)) or '-'}"
-                     f" clusters {','.join(selection.clusters) or '-'}{' (fallback)' if selection.fallback else ''}")
-        lines.append(f"snapshot version {self.state.snapshot.version} record {to_text(record)} scope /{selection.scope}")
+        lines.append(f"answer A {','.join(decision['answer']) or '-'} AAAA {','.join(map(str, v6.addresses)) or '-'}"
+                     f" clusters {','.join(decision['clusters']) or '-'}{' (fallback)' if decision['fallback'] else ''}")
+        lines.append(f"snapshot version {self.state.snapshot.version} record {to_text(record)} "
+                     f"scope /{decision['scope']}")
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
 

@@ -24,6 +24,7 @@ from .dynamic import Counters, GslbResponder, check_records, keep_health_fresh
 from .engine import AnswerEngine
 from .errors import ConfigError, InputError
 from .geo import Locator
+from .gslb.history import StateHistory
 from .metrics import QueryStats
 from .state.keeper import SnapshotKeeper
 from .state import table
@@ -126,6 +127,7 @@ class Server:
         self.reload_problems: list[str] = []        # of the latest failed reload, for the admin API
         self.stats = QueryStats()                    # shared by every engine, so reloads keep counting
         self.gslb_counters = Counters()
+        self.history = StateHistory()                # endpoint state changes, for the status page
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._seeded_names: set[str] = set()         # config clusters this server has put into the store
@@ -274,6 +276,7 @@ class Server:
         dynamic = self.engine.dynamic if self.engine is not None else None
         if dynamic is not None:
             dynamic.update(snapshot)
+            self.history.note(dynamic.state)
 
     async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""

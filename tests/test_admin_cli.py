@@ -84,6 +84,7 @@ def test_weight_and_explain(server):
     assert f"client {LONDON} (as ECS /32)" in out and "located: GB / EU via geoip" in out
     geo = next(line for line in out.splitlines() if line.startswith("geo "))
     assert geo.split()[-2:] == ["us-east-1,", "ap-southeast-1"]                  # the DROPPED column
+    assert "geo       country GB matches region eu-west" in out                  # the WHY table
     assert f"answer: {EU} from eu-west-1" in out
     done = geodns("explain", "app.gslb.example.com", "--client", LONDON, "--type", "AAAA", "--json", "--api", api)
     assert json.loads(done.stdout)["answer"] == ["2001:db8:1::10"]

@@ -107,6 +107,8 @@ def test_explain_traces_each_filter(api_server):
     steps = {s["filter"]: s for s in body["steps"]}
     assert list(steps) == ["healthy", "geo", "weighted"]
     assert steps["geo"]["in"] == ["us-east-1", "eu-west-1", "ap-southeast-1"] and steps["geo"]["out"] == ["eu-west-1"]
+    assert steps["geo"]["dropped"] == ["us-east-1", "ap-southeast-1"]
+    assert steps["geo"]["why"] == "country GB matches region eu-west" and steps["healthy"]["why"] == "all up"
     assert body["answer"] == [EU] and body["clusters"] == ["eu-west-1"] and body["type"] == "A"
     assert body["candidates"]["eu-west-1"]["state"] == "up"
     status, body = http(api_server, "GET", f"/api/v1/explain?name=app.gslb.example.com.&type=AAAA&client={US}")
@@ -131,6 +133,10 @@ def test_traffic_says_where_each_place_goes(api_server):
     rows = {p["place"]: p for p in body["records"][0]["places"]}
     assert rows["London"]["shares"] == {"eu-west-1": 1.0}
     assert rows["Singapore"]["primary"] == "ap-southeast-1" and rows["New York"]["primary"] == "us-east-1"
+    assert rows["London"]["aaaa"] == {"shares": {"eu-west-1": 1.0}, "primary": "eu-west-1", "fallback": False}
+    assert rows["Singapore"]["aaaa"]["shares"] == {} and rows["Singapore"]["why_aaaa"] is None  # no IPv6: NODATA
+    london_geo = next(s for s in rows["London"]["why"] if s["filter"] == "geo")
+    assert london_geo["out"] == ["eu-west-1"] and london_geo["why"] == "country GB matches region eu-west"
 
 
 def test_traffic_shares_are_the_exact_weights(tmp_path):

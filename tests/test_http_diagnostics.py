@@ -37,9 +37,11 @@ def test_debug_txt_describes_the_decision_for_the_asker(tmp_path):
         assert response.rcode() == dns.rcode.NOERROR and response.answer[0].ttl == 0
         lines = txt_lines(response)
         assert lines[0] == f"01 client ecs {LONDON}/32 located GB/EU via geoip prefix /31"
-        assert lines[1] == "02 healthy: in us-east-1,eu-west-1,ap-southeast-1 out us-east-1,eu-west-1,ap-southeast-1"
+        assert lines[1] == ("02 healthy: in us-east-1,eu-west-1,ap-southeast-1 out us-east-1,eu-west-1,ap-southeast-1 "
+                            "(all up)")
         assert lines[2] == ("03 geo: in us-east-1,eu-west-1,ap-southeast-1 out eu-west-1 "
-                            "dropped us-east-1,ap-southeast-1")
+                            "dropped us-east-1,ap-southeast-1 (country GB matches region eu-west)")
+        assert lines[3].startswith("04 weighted: in eu-west-1 out eu-west-1 (one candidate")
         assert lines[4] == "05 answer A 198.51.100.10 AAAA 2001:db8:1::10 clusters eu-west-1"
         version = server.server.keeper.snapshot.version
         assert lines[5] == f"06 snapshot version {version} record app.gslb.example.com. scope /31"

@@ -37,6 +37,8 @@ def render(r: dict[str, Any]) -> str:
               [(s["filter"], ", ".join(s["in"]) or "-", ", ".join(s["out"]) or "-",
                 ", ".join(c for c in s["in"] if c not in s["out"]) or "") for s in r["steps"]]),
         "",
+        table(("FILTER", "WHY"), [(s["filter"], s.get("why") or "-") for s in r["steps"]]),
+        "",
         table(("CLUSTER", "STATE", "ADMIN", "REGION", "WEIGHT", "RTT BY VANTAGE"),
               [(name, c.get("state"), c.get("admin"), c.get("region"), c.get("weight"),
                 " ".join(f"{v}:{ms:.1f}ms" for v, ms in (c.get("rtt_ms") or {}).items()) or "-")

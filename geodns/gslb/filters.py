@@ -54,7 +54,7 @@ def healthy(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
     return out
 
 
-def geo(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+def geo(candidates: list[Candidate], client: Client, ctx: Context, notes: list[str] | None = None) -> list[Candidate]:
     """Keep the clusters of the client's region: operator network, then country, then continent.
 
     When none of those names a candidate's region, keep the nearest region's
@@ -63,15 +63,19 @@ def geo(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candi
     office mapped to a region without clusters still gets the nearest ones.
     With nothing to go on (unknown location, or no coordinates and no match)
     the list is unchanged: a wrong guess would be worse than letting the next
-    filter decide.
+    filter decide.  ``notes`` (explain only, ``why.py``) gets the rule that decided, in words.
     """
     location = client.location
     if len(candidates) < 2 or location.source == "none":
+        if notes is not None:
+            notes.append("client not located: unchanged" if candidates[1:] else "one candidate or none: unchanged")
         return candidates            # one candidate survives geo whatever the client
     continent = location.continent
     if location.region is not None:
         kept = [c for c in candidates if c.cluster.region == location.region]
         if kept:
+            if notes is not None:
+                notes.append(f"operator network puts the client in region {location.region}")
             return kept
         home = ctx.regions.get(location.region)
         if continent is None and home is not None:
@@ -81,17 +85,24 @@ def geo(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candi
         if regions:
             kept = [c for c in candidates if c.cluster.region in regions]
             if kept:
+                if notes is not None:
+                    notes.append(f"country {location.country} matches region {', '.join(sorted(regions))}")
                 return kept
     if continent is not None:
         regions = ctx.continent_regions.get(continent)
         if regions:
             kept = [c for c in candidates if c.cluster.region in regions]
             if kept:
+                if notes is not None:
+                    notes.append(f"no candidate for country {location.country or '-'}; "
+                                 f"continent {continent} matches region {', '.join(sorted(regions))}")
                 return kept
     place = client_place(location, ctx)
     if place is None:
+        if notes is not None:
+            notes.append("no region matches and no coordinates: unchanged")
         return candidates
-    return nearest(candidates, place[0], place[1], ctx)
+    return nearest(candidates, place[0], place[1], ctx, notes)
 
 
 def client_place(location: Location, ctx: Context) -> tuple[float, float] | None:
@@ -105,7 +116,8 @@ def client_place(location: Location, ctx: Context) -> tuple[float, float] | None
     return None
 
 
-def nearest(candidates: list[Candidate], lat: float, lon: float, ctx: Context) -> list[Candidate]:
+def nearest(candidates: list[Candidate], lat: float, lon: float, ctx: Context,
+            notes: list[str] | None = None) -> list[Candidate]:
     """The candidates of the region(s) nearest to (lat, lon); unchanged if no region is known."""
     distances: dict[str, float] = {}
     best = math.inf
@@ -118,11 +130,18 @@ def nearest(candidates: list[Candidate], lat: float, lon: float, ctx: Context) -
             distances[region] = km
             best = min(best, km)
     if best == math.inf:
+        if notes is not None:
+            notes.append("no region matches and no candidate region has coordinates: unchanged")
         return candidates
+    if notes is not None:
+        ranked = sorted(distances.items(), key=lambda kv: kv[1])
+        notes.append(f"no region matches the client; nearest region {ranked[0][0]} at {best:,.0f} km"
+                     + "".join(f", {r} {km:,.0f} km" for r, km in ranked[1:] if km != math.inf))
     return [c for c in candidates if distances[c.cluster.region] == best]
 
 
-def latency(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+def latency(candidates: list[Candidate], client: Client, ctx: Context,
+            notes: list[str] | None = None) -> list[Candidate]:
     """Order by RTT and keep those within tolerance of the best, so close calls do not flap.
 
     The RTT is the one measured from the vantage nearest the client (placed as
@@ -132,15 +151,20 @@ def latency(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
     neither is dropped when others have a figure; with no figures at all the
     list is unchanged.  The tolerance is the wider of
     ``latency_tolerance_pct`` percent of the best and ``latency_tolerance_ms``.
+    ``notes`` (explain only) gets each candidate's figure and where it came from.
     """
     if len(candidates) < 2:
+        if notes is not None:
+            notes.append("one candidate or none: unchanged")
         return candidates
     place = client_place(client.location, ctx)
     health = ctx.health
     vantage = _nearest_vantage(place[0], place[1], ctx) if place is not None else None
     scored: list[tuple[float, int, Candidate]] = []
+    how: dict[str, str] | None = {} if notes is not None else None
     for i, cand in enumerate(candidates):
         name = cand.cluster.name
+        km = None
         if vantage is not None:
             ms = health.rtt_ms(name, vantage)
         elif place is None:
@@ -150,15 +174,28 @@ def latency(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
         if ms is None and place is not None:
             region = ctx.regions.get(cand.cluster.region)
             if region is not None:
-                ms = estimate_rtt_ms(great_circle_km(place[0], place[1], region.lat, region.lon))
+                km = great_circle_km(place[0], place[1], region.lat, region.lon)
+                ms = estimate_rtt_ms(km)
         if ms is not None:
             scored.append((ms, i, cand))     # i breaks ties in input order; cand is never compared
+        if how is not None:                  # explaining: say where each figure came from
+            how[name] = (f"{name} no figure" if ms is None else
+                         f"{name} {ms:.1f} ms estimated from {km:,.0f} km" if km is not None else
+                         f"{name} {ms:.1f} ms measured from {vantage}" if vantage is not None else
+                         f"{name} {ms:.1f} ms best measured")
     if not scored:
+        if notes is not None:
+            notes.append("no RTT measured or estimable: unchanged")
         return candidates
     scored.sort()
     best = scored[0][0]
     record = ctx.record
     limit = best + max(best * record.latency_tolerance_pct / 100.0, record.latency_tolerance_ms)
+    if notes is not None and how is not None:
+        where = (f"vantage {vantage} is the nearest checker within {record.latency_reach_km:g} km" if vantage
+                 else "no checker within reach: distance estimates" if place is not None
+                 else "client not placed: each cluster's best measurement")
+        notes.append(f"{where}; {', '.join(how.values())}; kept those within {limit:.1f} ms")
     return [cand for ms, _i, cand in scored if ms <= limit]
 
 
@@ -273,6 +310,9 @@ FILTERS: dict[str, Filter] = {
     "failover": failover,
     "first_n": first_n,
 }
+
+# Filters that say why when explaining (a fourth argument, a list their reason goes into; see why.py).
+NOTED = frozenset(("geo", "latency"))
 
 # Filters whose output depends on where the client is: they make the ECS scope.
 LOCATION_FILTERS = frozenset(("geo", "latency"))

@@ -188,6 +188,10 @@ class HealthView:
             key = str(ip_address(address))     # "2001:DB8::0010" names the same endpoint
         return states[key]
 
+    def endpoint_states(self, cluster: str) -> Mapping[str, str]:
+        """Endpoint (address as text) -> state, for one cluster: for the state history (``history.py``)."""
+        return self._states.get(cluster, {})
+
     def endpoint_up(self, cluster: str, address: IPAddress | str) -> bool:
         """Whether the endpoint may get new traffic (unknown counts when unknown_is_up)."""
         try:

@@ -93,12 +93,18 @@ class Outcomes(NamedTuple):
         return cls(tuple(shares), tuple(shares.values()), tuple(running))
 
 
-class Step(NamedTuple):
-    """One trace entry: a filter (or "fallback") and the cluster names before and after it."""
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One trace entry: a filter (or "fallback") and the cluster names before and after it.
+
+    ``why`` is the filter's reason in words (``why.py``); it does not take part in
+    comparisons, so a trace compares by what the chain did, not by how it is phrased.
+    """
 
     filter: str
     before: tuple[str, ...]
     after: tuple[str, ...]
+    why: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

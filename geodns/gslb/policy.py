@@ -13,6 +13,7 @@ from ..config.model import IPAddress, RecordSpec, Region
 from ..geo.location import Location
 from ..names import Name
 from ..state.model import Snapshot
+from . import why
 from .filters import FILTERS, LOCATION_FILTERS, Filter
 from .health import HealthView
 from .dice import Explorer, TooManyPaths
@@ -52,11 +53,10 @@ def _run(record: RecordSpec, candidates: list[Candidate], client: Client, ctx: C
     for name in record.policy:
         if len(candidates) > 1 and name in LOCATION_FILTERS:
             depended = True
-        out = FILTERS[name](candidates, client, ctx)
-        if trace is not None:
-            trace.append(Step(name, tuple(c.cluster.name for c in candidates),
-                              tuple(c.cluster.name for c in out)))
-        candidates = out
+        if trace is None:
+            candidates = FILTERS[name](candidates, client, ctx)
+        else:
+            candidates = why.traced(name, candidates, client, ctx, trace)
     return candidates, depended
 
 
@@ -88,13 +88,13 @@ def select(ctx: Context, client: Client, family: int, trace: list | None = None)
             break
         rest = [c for c in start if c.cluster.name not in lost]
         if trace is not None:
-            trace.append(Step(f"ipv{family} down", tuple(c.cluster.name for c in start),
-                              tuple(c.cluster.name for c in rest)))
+            before, after = tuple(c.cluster.name for c in start), tuple(c.cluster.name for c in rest)
+            trace.append(Step(f"ipv{family} down", before, after, why.family_lost(family, before, after)))
         start = rest
     if not candidates:
         chosen = ctx.fallback[family]
         if trace is not None:
-            trace.append(Step("fallback", (), chosen.clusters))
+            trace.append(Step("fallback", (), chosen.clusters, why.FALLBACK_WHY))
         return chosen
     return Selection(tuple(addresses), tuple(clusters), False,
                      ecs_scope(client.location, client.ecs_source, depended))

@@ -1,4 +1,4 @@
-"""Where traffic goes right now: for a set of places, which clusters a client there is sent to.
+"""Where traffic goes right now: for a set of places, which clusters a client there is sent to, and why.
 
 Each place becomes a made-up client located there (country, continent,
 coordinates; no operator network), and the record's real policy chain runs
@@ -29,6 +29,7 @@ from ..config.model import RecordSpec, Region
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
 from ..gslb.policy import Client, contexts, outcomes, select
+from ..gslb.why import steps
 from ..names import Name
 
 if TYPE_CHECKING:
@@ -79,8 +80,11 @@ def _client(place: Place) -> Client:
 
 def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Mapping[str, Region],
             runs: int = RUNS) -> list[dict[str, Any]]:
-    """Per GSLB record, per place: the share of A answers each cluster gets in ``state``.
+    """Per GSLB record, per place: the share of A and of AAAA answers each cluster gets in ``state``, and why.
 
+    ``why`` is the A decision's filter steps with their reasons (``gslb.why``, as
+    ``/api/v1/explain`` gives them); ``why_aaaa`` the AAAA decision's, only when AAAA
+    answers go elsewhere and its steps differ (an IPv6 endpoint down); else None.
     Pure over its arguments (the live state is immutable), so it may run in any
     thread.  Its contexts are its own, not the live state's lazily built ones,
     so it writes nothing the query path reads.
@@ -92,33 +96,58 @@ def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Map
         let_the_loop_run()
         context = mine[name]
         placed = bool(LOCATION_FILTERS.intersection(record.policy))
-        same: tuple[dict[str, float], bool] | None = None
+        same: dict[str, Any] | None = None
         rows = []
         for place, client in clients:
             if placed or same is None:                   # without geo or latency every place gets the same
-                same = _shares(context, client, runs)
-            counts, fallback = same
-            shares = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+                same = _decide(context, client, runs)
             rows.append({"place": place.name, "country": place.country, "continent": place.continent,
-                         "lat": place.lat, "lon": place.lon, "shares": shares,
-                         "primary": next(iter(shares), None), "fallback": fallback})
+                         "lat": place.lat, "lon": place.lon, **same})
         out.append({"record": record.text, "policy": list(record.policy), "places": rows})
     return out
 
 
-def _shares(context, client: Client, runs: int) -> tuple[dict[str, float], bool]:
-    """Cluster -> share of first places, and whether the fallback answered, for one client.
+def _decide(context, client: Client, runs: int) -> dict[str, Any]:
+    """Shares, primary cluster and fallback for A (top level) and AAAA (``aaaa``), and the steps why.
+
+    The AAAA steps are worked out only when AAAA answers go to other clusters than
+    A answers (an IPv6 endpoint down, a cluster without IPv6): otherwise they are
+    the A steps, and explaining costs as much as the shares themselves.
+    """
+    families = {}
+    for family in (4, 6):
+        counts, fallback = _shares(context, client, runs, family)
+        shares = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        families[family] = {"shares": shares, "primary": next(iter(shares), None), "fallback": fallback}
+    why_a = steps(context, client, 4)[1]
+    why_aaaa = None
+    a, aaaa = families[4]["shares"], families[6]["shares"]
+    if aaaa and set(aaaa) != set(a):
+        why_aaaa = steps(context, client, 6)[1]
+        if _same_steps(why_a, why_aaaa):
+            why_aaaa = None
+    return {**families[4], "aaaa": families[6], "why": why_a, "why_aaaa": why_aaaa}
+
+
+def _same_steps(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """The same filters keeping the same clusters (a weighted step's random order aside)."""
+    return [(s["filter"], set(s["in"]), set(s["out"])) for s in a] == \
+        [(s["filter"], set(s["in"]), set(s["out"])) for s in b]
+
+
+def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[str, float], bool]:
+    """Cluster -> share of first places, and whether the fallback answered, for one client and address family.
 
     Exact (``outcomes``) when the record's random paths are few enough to list;
     else ``runs`` draws with a private generator, so the query path's is left alone.
     """
     counts: dict[str, float] = {}
-    listed = outcomes(context, client, 4)
+    listed = outcomes(context, client, family)
     if listed is not None:
         pairs = zip(listed.selections, listed.shares)
     else:
         context = replace(context, rng=random.Random(0))
-        pairs = ((select(context, client, 4), 1 / runs) for _ in range(runs))
+        pairs = ((select(context, client, family), 1 / runs) for _ in range(runs))
     fallback = False
     for selection, share in pairs:
         fallback = fallback or selection.fallback

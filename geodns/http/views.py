@@ -7,7 +7,7 @@ exactly the table the next DNS answer will come from.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..gslb.health import HealthView
 from ..names import to_text
@@ -182,3 +182,53 @@ def _check_view(cluster: Cluster) -> dict[str, Any] | None:
         return None
     return {"type": check.type, "url": check.url, "port": check.port, "path": check.path,
             "interval_s": check.interval, "timeout_s": check.timeout, "rise": check.rise, "fall": check.fall}
+
+
+def checkers_view(snapshot: Snapshot, now: float,
+                  remembered: Mapping[str, tuple[str, float]] | None = None) -> list[dict[str, Any]]:
+    """Every checker the table has observations from: its vantage, how long since it last reported, whether it votes.
+
+    From the snapshot's observations alone (the checkers write nothing else a
+    server reads).  ``fresh``: observations not yet expired; ``votes``: fresh
+    ones with a verdict.  A checker with fresh observations and no verdict
+    in any of them abstains: it judged itself partitioned (suspect,
+    ``health/checker.py``) or has no verdict yet; one with none fresh is silent
+    (stopped, or cut off from the store) and counts for nothing.  The store
+    drops expired observations, so a checker that stopped soon leaves the
+    table: ``remembered`` (``StateHistory.checkers``: id -> vantage, latest
+    report) keeps naming it, as silent.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    for observations in snapshot.observations.values():
+        for obs in observations:
+            row = seen.get(obs.checker)
+            if row is None:
+                row = seen[obs.checker] = {"checker": obs.checker, "vantage": obs.vantage, "last_at": obs.at,
+                                           "observations": 0, "fresh": 0, "votes": 0, "down_votes": 0}
+            row["last_at"] = max(row["last_at"], obs.at)
+            row["observations"] += 1
+            if obs.expires > now:
+                row["fresh"] += 1
+                if obs.up is not None:
+                    row["votes"] += 1
+                    row["down_votes"] += not obs.up
+    for checker, (vantage, at) in (remembered or {}).items():
+        if checker not in seen:
+            seen[checker] = {"checker": checker, "vantage": vantage, "last_at": at, "observations": 0, "fresh": 0,
+                             "votes": 0, "down_votes": 0}
+    for row in seen.values():
+        row["age_s"] = round(max(0.0, now - row["last_at"]), 1)
+        row["status"] = "silent" if row["fresh"] == 0 else "suspect" if row["votes"] == 0 else "voting"
+    return sorted(seen.values(), key=lambda r: r["checker"])
+
+
+def history_view(server: "Server", clusters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The endpoints' last state changes (``gslb.history``), as plain data for the page's timelines."""
+    history = server.history
+    dynamic = gslb(server)
+    if dynamic is not None:
+        history.note(dynamic.state)          # a state rebuilt because observations expired is noted here
+    return {"since": history.since,
+            "endpoints": {(c["name"], e["address"]): [(t.at, t.state) for t in history.transitions(c["name"],
+                                                                                                 e["address"])]
+                          for c in clusters for e in c["endpoints"]}}

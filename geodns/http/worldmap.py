@@ -82,3 +82,41 @@ def graticule() -> str:
         _, y = project(lat, 0)
         parts.append(f"M0,{y} L{WIDTH},{y}")
     return " ".join(parts)
+
+
+Box = tuple[float, float, float, float]           # x, y, width, height
+
+
+def overlap(a: Box, b: Box) -> float:
+    """The area two boxes share (0 when they do not touch)."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def place_labels(anchors: list[tuple[float, float, float, float]], keep_clear: list[Box],
+                 width: float = WIDTH, height: float = HEIGHT) -> list[Box]:
+    """A box for each label (anchor x, y, label width, label height), overlapping no other and no ``keep_clear``.
+
+    Greedy, in the order given: beside the anchor (right, then left; above, then
+    below), then stacked further up or down, where the caller draws a leader
+    line.  When no spot is clear (a crowded map), the one overlapping least.
+    Boxes stay on the canvas.
+    """
+    placed: list[Box] = []
+    for x, y, w, h in anchors:
+        spots: list[Box] = [(x + 15, y - h - 4, w, h), (x + 15, y + 4, w, h), (x - 15 - w, y - h - 4, w, h),
+                            (x - 15 - w, y + 4, w, h), (x - w / 2, y - h - 15, w, h), (x - w / 2, y + 15, w, h)]
+        for k in range(1, 8):
+            for side_x in (x + 15, x - 15 - w):
+                spots += [(side_x, y - h - 4 - k * (h + 2), w, h), (side_x, y + 4 + k * (h + 2), w, h)]
+        best, best_cost = None, float("inf")
+        for bx, by, bw, bh in spots:
+            box = (min(max(bx, 0.0), width - bw), min(max(by, 0.0), height - bh), bw, bh)
+            cost = sum(overlap(box, other) for other in placed + keep_clear)
+            if cost < best_cost:
+                best, best_cost = box, cost
+                if cost == 0:
+                    break
+        placed.append(best)                                      # type: ignore[arg-type]
+    return placed
