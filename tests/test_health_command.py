@@ -103,7 +103,7 @@ async def test_geodns_check_process(redis_server: RedisServer, tmp_path: Path) -
         a.mode = "503"
         await until(lambda: verdict("192.0.2.1", False), timeout=5.0)
         await proc.logged('event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down '
-                          'reason="status 503" checker=chk-proc')
+                          'reason="HTTP 503" checker=chk-proc')
     finally:
         rc = await proc.stop()
         await a.close()
