@@ -20,6 +20,7 @@ from prometheus_client.utils import floatToGoString
 
 from ..engine import _RCODES, _type_text
 from ..gslb import health as states
+from ..health.metrics import checker_families
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
 from . import views
@@ -253,24 +254,10 @@ class ServerCollector:
         yield open_now
 
     def _checker(self) -> Iterator[Metric]:
-        """The embedded checker's own view (when ``serve`` runs one): what it probes and how it went."""
+        """The embedded checker's own view (when ``serve`` runs one): the families ``geodns check`` exports."""
         checker = getattr(self.server, "checker", None)
-        status = getattr(checker, "status", None)
-        if status is None:
-            return
-        state = GaugeMetricFamily("geodns_checker_endpoint_state", "1 for the state this process's checker "
-                                  "holds for an endpoint after rise/fall.", labels=("cluster", "endpoint", "state"))
-        probes = CounterMetricFamily("geodns_checker_probes", "Probes run per endpoint by this process's checker.",
-                                     labels=("cluster", "endpoint"))
-        last_ok = GaugeMetricFamily("geodns_checker_last_probe_ok", "1 when the latest probe succeeded.",
-                                    labels=("cluster", "endpoint"))
-        for (cluster, endpoint), item in sorted(status().items()):
-            for name in ("up", "down", "unknown"):
-                state.add_metric((cluster, endpoint, name), 1 if item.state == name else 0)
-            probes.add_metric((cluster, endpoint), item.probes)
-            if item.probes:
-                last_ok.add_metric((cluster, endpoint), 1 if item.successes > 0 else 0)
-        yield from (state, probes, last_ok)
+        if checker is not None:
+            yield from checker_families(checker)
 
 
 def make_registry(server: "Server") -> CollectorRegistry:
