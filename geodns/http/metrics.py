@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -24,6 +24,7 @@ from ..health.metrics import checker_families
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
 from . import views
+from .probes import add_metrics_route
 from .views import live_state, readiness
 
 if TYPE_CHECKING:
@@ -269,10 +270,4 @@ def make_registry(server: "Server") -> CollectorRegistry:
 
 
 def add_routes(app: web.Application, server: "Server") -> None:
-    registry = make_registry(server)
-
-    async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app.router.add_get("/metrics", metrics)
+    add_metrics_route(app, make_registry(server))
