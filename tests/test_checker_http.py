@@ -152,6 +152,7 @@ def test_checker_http_port_metrics_and_the_reason_down_to_the_api(tmp_path, sims
         out = subprocess.run([sys.executable, "-m", "geodns", "status", "--api", f"http://{host}:{http_port}"],
                              capture_output=True, text=True, timeout=30, cwd=REPO, env=env)
         assert out.returncode == 0, out.stderr
+        print(out.stdout)
         row = next(line for line in out.stdout.splitlines() if "chk-http" in line)
         assert row.split()[:6] == ["eu-west-1", EU, "chk-http", "us-east", "down", "HTTP"]
         assert "503" in row and time.strftime("%H:", time.gmtime(observation.down_since)) in row and "ago)" in row
