@@ -147,6 +147,12 @@ def test_checker_http_port_metrics_and_the_reason_down_to_the_api(tmp_path, sims
         mine = next(o for o in seen if o["checker"] == "chk-http")
         assert (mine["reason"], mine["down_since"]) == ("HTTP 503", pytest.approx(observation.down_since, abs=1e-3))
 
+        status, page = http(server, "GET", "/")                 # the status page's endpoint chip says why
+        assert status == 200
+        chip = page[page.index(f"{EU} down"):]
+        chip = chip[:chip.index("</span>")]
+        assert "(down, HTTP 503 since " in chip
+
         host, http_port = server.server.http.addresses[0][:2]
         env = {k: v for k, v in os.environ.items() if not k.startswith("GEODNS_")}
         out = subprocess.run([sys.executable, "-m", "geodns", "status", "--api", f"http://{host}:{http_port}"],
