@@ -8,7 +8,10 @@
   Same shape as the server's (``geodns/http/probes.py``): text, or JSON with
   ``Accept: application/json``.
 - ``/metrics``: Prometheus, this checker's families (``health/metrics.py``)
-  plus the process's own, in a registry of its own.
+  plus the process's own, in a registry of its own per scrape.  The checker's
+  state is copied on the event loop and the families are built and formatted
+  in a thread, so a scrape of thousands of endpoints does not hold up probes
+  (whose RTT a stalled loop would inflate).
 
 No auth: like the server's open paths, it says nothing an operator's
 Prometheus should not read.  It imports the shared open routes only, not the
@@ -16,15 +19,16 @@ server's application.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from ..http.probes import add_health_routes, add_metrics_route
-from .metrics import CheckerCollector
+from ..http.probes import add_health_routes
+from .metrics import CheckerView, ViewCollector, view_of
 
 if TYPE_CHECKING:
     from ..state.keeper import SnapshotKeeper
@@ -40,14 +44,23 @@ def readiness(checker: "Checker", keeper: "SnapshotKeeper") -> tuple[bool, str]:
     return checker.readiness()
 
 
-def make_app(checker: "Checker", keeper: "SnapshotKeeper") -> web.Application:
+def render(view: CheckerView) -> bytes:
+    """The /metrics body for ``view``, with the process's own metrics; runs in a thread."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CheckerCollector(checker))
+    registry.register(ViewCollector(view))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
+    return generate_latest(registry)
+
+
+def make_app(checker: "Checker", keeper: "SnapshotKeeper") -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(render, view_of(checker))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
     add_health_routes(app, lambda: readiness(checker, keeper))
-    add_metrics_route(app, registry)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

@@ -1,10 +1,13 @@
 """The checker's Prometheus families: one implementation for ``geodns check`` and ``geodns serve``.
 
-``checker_families(checker)`` reads a running ``Checker`` (its live status and
-``stats``) at scrape time.  The standalone checker's ``/metrics``
-(``health/http.py``) and the server's (``http/metrics.py``, when ``serve``
-runs the embedded checker) both yield exactly these, so the series have the
-same names and labels wherever a checker runs:
+``view_of(checker)`` copies what a scrape needs from a running ``Checker`` (its
+status and ``stats``), cheaply, on the checker's event loop; ``families(view)``
+builds the metric families from that copy anywhere -- ``geodns check`` does it
+and the text formatting in a thread (``health/http.py``), since with thousands
+of endpoints they take a few hundred milliseconds that would otherwise stall
+probes and inflate their RTT.  The server (``http/metrics.py``, when ``serve``
+runs the embedded checker) yields ``checker_families(checker)``, the same
+families, so the series have the same names and labels wherever a checker runs:
 
 - ``geodns_checker_probes_total{cluster,endpoint,outcome}``: probes by outcome
   (``probe.OUTCOMES``: ok, http_status, timeout, refused, tls, body_mismatch, error);
@@ -20,7 +23,8 @@ same names and labels wherever a checker runs:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -30,31 +34,59 @@ from .state import DOWN, UNKNOWN, UP
 from .stats import DURATION_BUCKETS
 
 if TYPE_CHECKING:
-    from .checker import Checker
+    from .checker import Checker, CheckKey, EndpointStatus
 
 ENDPOINT = ("cluster", "endpoint")
 
 
+@dataclass(frozen=True)
+class CheckerView:
+    """A checker's counters and state at one moment, detached from the running checker."""
+
+    checker_id: str
+    vantage: str
+    suspect: bool
+    ready: bool
+    reports: Mapping[str, int]
+    last_report_ok: float | None
+    status: Mapping["CheckKey", "EndpointStatus"]
+    outcomes: Mapping["CheckKey", Mapping[str, int]]
+    durations: Mapping[str, tuple[list[int], float]]      # cluster -> (per-bucket counts, sum)
+
+
+def view_of(checker: "Checker") -> CheckerView:
+    """Copy what a scrape reads; call it on the checker's event loop (a few ms for thousands of endpoints)."""
+    stats = checker.stats
+    return CheckerView(
+        checker_id=checker.checker_id, vantage=checker.vantage, suspect=checker.suspect,
+        ready=checker.readiness()[0], reports=dict(stats.reports), last_report_ok=stats.last_report_ok,
+        status=checker.status(), outcomes={key: dict(counts) for key, counts in stats.outcomes.items()},
+        durations={cluster: (list(d.buckets), d.sum) for cluster, d in stats.durations.items()})
+
+
 def checker_families(checker: "Checker") -> Iterator[Metric]:
     """Every ``geodns_checker_*`` family for one checker, as of now."""
-    stats = checker.stats
+    return families(view_of(checker))
+
+
+def families(view: CheckerView) -> Iterator[Metric]:
+    """Every ``geodns_checker_*`` family of ``view``; touches nothing else, so any thread may run it."""
     info = GaugeMetricFamily("geodns_checker_info", "Always 1; names this process's checker and its vantage.",
                              labels=("checker", "vantage"))
-    info.add_metric((checker.checker_id, checker.vantage), 1)
+    info.add_metric((view.checker_id, view.vantage), 1)
     yield info
     yield GaugeMetricFamily("geodns_checker_suspect", "1 while this checker believes it is cut off (a "
-                            "partition) and withholds its votes.", value=1 if checker.suspect else 0)
+                            "partition) and withholds its votes.", value=1 if view.suspect else 0)
     yield GaugeMetricFamily("geodns_checker_ready", "1 when every endpoint was probed and reported to the store, "
-                            "the store takes reports and the checker is not suspect.",
-                            value=1 if checker.readiness()[0] else 0)
+                            "the store takes reports and the checker is not suspect.", value=1 if view.ready else 0)
     reports = CounterMetricFamily("geodns_checker_reports", "Writes of observations to the store, by result.",
                                   labels=("result",))
     for result in ("ok", "failed"):
-        reports.add_metric((result,), stats.reports[result])
+        reports.add_metric((result,), view.reports.get(result, 0))
     yield reports
-    if stats.last_report_ok is not None:
+    if view.last_report_ok is not None:
         yield GaugeMetricFamily("geodns_checker_last_report_success_timestamp_seconds", "When observations last "
-                                "reached the store, unix time.", value=stats.last_report_ok)
+                                "reached the store, unix time.", value=view.last_report_ok)
 
     state = GaugeMetricFamily("geodns_checker_endpoint_state", "1 for the state this checker holds for an "
                               "endpoint after rise/fall.", labels=(*ENDPOINT, "state"))
@@ -65,10 +97,10 @@ def checker_families(checker: "Checker") -> Iterator[Metric]:
                             "endpoint's successful probes.", labels=ENDPOINT)
     down_since = GaugeMetricFamily("geodns_checker_endpoint_down_since_timestamp_seconds", "When this checker's "
                                    "state for a down endpoint became down, unix time.", labels=ENDPOINT)
-    for key, item in sorted(checker.status().items()):
+    for key, item in sorted(view.status.items()):
         for name in (UP, DOWN, UNKNOWN):
             state.add_metric((*key, name), 1 if item.state == name else 0)
-        counts = stats.outcomes.get(key)
+        counts = view.outcomes.get(key)
         for outcome in OUTCOMES:
             probes.add_metric((*key, outcome), counts.get(outcome, 0) if counts else 0)
         if item.probes:
@@ -81,20 +113,20 @@ def checker_families(checker: "Checker") -> Iterator[Metric]:
 
     duration = HistogramMetricFamily("geodns_checker_probe_duration_seconds", "How long probes took, whatever "
                                      "their outcome, by cluster.", labels=("cluster",))
-    for cluster, hist in sorted(stats.durations.items()):
+    for cluster, (per_bucket, total) in sorted(view.durations.items()):
         cumulative, buckets = 0, []
-        for bound, n in zip(DURATION_BUCKETS + (float("inf"),), hist.buckets):
+        for bound, n in zip(DURATION_BUCKETS + (float("inf"),), per_bucket):
             cumulative += n
             buckets.append((floatToGoString(bound), cumulative))
-        duration.add_metric((cluster,), buckets, hist.sum)
+        duration.add_metric((cluster,), buckets, total)
     yield duration
 
 
-class CheckerCollector:
-    """A prometheus-client custom collector over one checker (``geodns check``'s own registry)."""
+class ViewCollector:
+    """A prometheus-client custom collector over one ``CheckerView``."""
 
-    def __init__(self, checker: "Checker") -> None:
-        self.checker = checker
+    def __init__(self, view: CheckerView) -> None:
+        self.view = view
 
     def collect(self) -> Iterator[Metric]:
-        yield from checker_families(self.checker)
+        yield from families(self.view)
