@@ -302,7 +302,8 @@ class Checker:
                 except Exception as exc:  # noqa: BLE001 - a probe bug must fail this probe, not end the check
                     log.debug("probe of %s raised", check.key, exc_info=True)
                     result = ProbeResult(False, None, f"error: {type(exc).__name__}")
-                self.stats.probed(check.key, result.outcome, loop.time() - began)
+                if self._checks.get(check.key) is check:      # not counted for an endpoint just removed
+                    self.stats.probed(check.key, result.outcome, loop.time() - began)
             if self._session is None:
                 return
             try:
