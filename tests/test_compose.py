@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +24,8 @@ import yaml
 
 from geodns.config.load import load_config
 from tests.processes import Child
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
+from tests.test_checker_http import checker as checker_process, config as checker_config, sims  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -53,11 +55,48 @@ def test_compose_runs_the_whole_topology():
     assert {"127.0.0.1:5301:5353/udp", "127.0.0.1:5301:5353/tcp", "127.0.0.1:5302:5353/udp"} <= published
 
 
-def test_prometheus_scrapes_both_servers():
+def test_prometheus_scrapes_both_servers_and_both_checkers():
     config = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
     targets = [t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
-    assert sorted(targets) == ["geodns-1:8053", "geodns-2:8053"]
+    assert sorted(targets) == ["checker-eu:8054", "checker-us:8054", "geodns-1:8053", "geodns-2:8053"]
     assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
+
+
+def test_checkers_serve_http_and_are_healthy_only_when_ready(tmp_path, sims):
+    """Each checker service listens on 8054, Prometheus' target; its healthcheck, run as written (the
+    port moved to a free one) against a real `geodns check`, fails while the store is unreachable and
+    passes once a probe round reached a real Redis."""
+    services = compose()["services"]
+    for name in ("checker-us", "checker-eu"):
+        command = services[name]["command"]
+        assert command[command.index("--http-listen") + 1] == "0.0.0.0:8054"
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] == "CMD" and "http://127.0.0.1:8054/readyz" in test[-1]
+        assert not services[name]["healthcheck"].get("disable")
+    healthcheck = services["checker-us"]["healthcheck"]["test"][1:]
+
+    def healthy(port: int) -> bool:
+        command = [sys.executable if healthcheck[0] == "python" else healthcheck[0],
+                   *(part.replace(":8054/", f":{port}/") for part in healthcheck[1:])]
+        return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    child = checker_process(tmp_path, checker_config(tmp_path, dead, sims), dead, port)
+    try:
+        until(lambda: _status(f"http://127.0.0.1:{port}/healthz") == 200, child)
+        assert not healthy(port)
+    finally:
+        assert child.stop() == 0, child.output()
+
+    redis = RedisServer(tmp_path).start()
+    port = free_port()
+    child = checker_process(tmp_path, checker_config(tmp_path, redis.url, sims), redis.url, port)
+    try:
+        until(lambda: healthy(port), child)
+    finally:
+        assert child.stop() == 0, child.output()
+        redis.stop()
 
 
 def test_dockerfile_is_non_root_with_a_healthcheck():

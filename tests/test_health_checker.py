@@ -106,7 +106,7 @@ async def test_a_failing_ingress_goes_down_after_fall_intervals_and_comes_back(
             took = await until(lambda: _eq(verdicts(store), {A: False, B: True}))
             print(f"\nfailure to 'down' in the store: {took:.2f}s (fall x interval = {2 * INTERVAL:.2f}s)")
             assert INTERVAL * 0.75 <= took <= 2 * INTERVAL + 1.0
-            assert 'event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down reason="status 503"' \
+            assert 'event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down reason="HTTP 503"' \
                 in "\n".join(changes(caplog))
             assert not checker.suspect      # one of two failing is news about that one, not about us
 
@@ -118,7 +118,7 @@ async def test_a_failing_ingress_goes_down_after_fall_intervals_and_comes_back(
             await a.stop()
             await until(lambda: _eq(verdicts(store), {A: False, B: True}))
             status = checker.status()[("eu-west-1", A)]
-            assert (status.state, status.reason, status.target) == ("down", "refused", a.url)
+            assert (status.state, status.reason, status.target) == ("down", "connection refused", a.url)
             assert checker.status()[("eu-west-1", B)].rtt_ms is not None
 
     # The two start-up changes may come in either order.
@@ -126,9 +126,9 @@ async def test_a_failing_ingress_goes_down_after_fall_intervals_and_comes_back(
     assert sorted(lines[:2]) == [
         f'event=health-change endpoint={e} cluster=eu-west-1 old=unknown new=up reason="ok"' for e in (A, B)]
     assert lines[2:] == [
-        f'event=health-change endpoint={A} cluster=eu-west-1 old=up new=down reason="status 503"',
+        f'event=health-change endpoint={A} cluster=eu-west-1 old=up new=down reason="HTTP 503"',
         f'event=health-change endpoint={A} cluster=eu-west-1 old=down new=up reason="ok"',
-        f'event=health-change endpoint={A} cluster=eu-west-1 old=up new=down reason="refused"',
+        f'event=health-change endpoint={A} cluster=eu-west-1 old=up new=down reason="connection refused"',
     ]
 
 
@@ -164,11 +164,14 @@ async def test_every_endpoint_failing_makes_the_checker_suspect(caplog: pytest.L
         await store.seed([cluster("eu-west-1", {A: a, B: b}), cluster("us-east-1", {C: c}, region="us-east")])
         async with running(store) as checker:
             await until(lambda: _eq(verdicts(store), {A: True, B: True, C: True}))
+            assert checker.readiness() == (True, "ok")
             store.reported.clear()
             for ingress in (a, b, c):                 # as if this checker were cut off
                 await ingress.stop()
             await until(lambda: _eq(verdicts(store), {A: None, B: None, C: None}))
             assert checker.suspect
+            ready, why = checker.readiness()
+            assert not ready and why.startswith("suspect (partitioned?): every endpoint failing, 2 places lost")
             assert "event=checker-suspect checker=chk-1 vantage=eu-west endpoints=3" in caplog.text
             await asyncio.sleep(3 * INTERVAL)         # failures keep coming; still no vote
             assert await verdicts(store) == {A: None, B: None, C: None}
@@ -177,8 +180,22 @@ async def test_every_endpoint_failing_makes_the_checker_suspect(caplog: pytest.L
 
             await b.start()                           # anything up again: votes count again
             await until(lambda: _eq(verdicts(store), {A: False, B: True, C: False}))
-            assert not checker.suspect
+            assert not checker.suspect and checker.readiness() == (True, "ok")
             assert "event=checker-trusted checker=chk-1" in caplog.text
+            latest = {o.endpoint: o for o in store.reported}
+            assert (latest[A].reason, latest[B].reason) == ("connection refused", None)
+            assert latest[A].down_since is not None and latest[B].down_since is None
+
+
+async def test_ready_once_every_endpoint_was_probed_and_reported() -> None:
+    store = RecordingStore()
+    async with ingresses(2) as (a, b):
+        await store.seed([cluster("eu-west-1", {A: a, B: b})])
+        async with running(store) as checker:
+            assert checker.readiness() == (False, "no probe round yet: 0 of 2 endpoints probed and reported")
+            await until(lambda: _true(checker.readiness()[0]))
+            assert {o.endpoint for o in store.reported} == {A, B}
+            assert checker.stats.reports["ok"] >= 1 and checker.stats.last_report_ok is not None
 
 
 async def test_one_endpoint_failing_alone_is_not_suspect() -> None:
@@ -189,7 +206,7 @@ async def test_one_endpoint_failing_alone_is_not_suspect() -> None:
             await until(lambda: _eq(verdicts(store), {A: True}))
             a.mode = "hang"
             await until(lambda: _eq(verdicts(store), {A: False}))
-            assert not checker.suspect and checker.status()[("eu-west-1", A)].reason == "timeout"
+            assert not checker.suspect and checker.status()[("eu-west-1", A)].reason.startswith("timeout after")
 
 
 async def test_one_dead_place_is_an_outage_even_for_a_lone_checker(caplog: pytest.LogCaptureFixture) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from geodns.config.load import load_config
 from geodns.health.command import add_parser, run
 from geodns.state.redis import RedisStore
 from tests.conftest import REPO
-from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from tests.processes import Child
+from tests.redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
+from tests.test_checker_http import get, poll
 from tests.test_health_checker import until
 from tests.test_health_probe import Ingress
 
@@ -103,7 +106,7 @@ async def test_geodns_check_process(redis_server: RedisServer, tmp_path: Path) -
         a.mode = "503"
         await until(lambda: verdict("192.0.2.1", False), timeout=5.0)
         await proc.logged('event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down '
-                          'reason="status 503" checker=chk-proc')
+                          'reason="HTTP 503" checker=chk-proc')
     finally:
         rc = await proc.stop()
         await a.close()
@@ -143,3 +146,32 @@ def test_start_up_refusals_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = write_config(tmp_path, CONFIG.format(endpoints='      - "192.0.2.1"'))
     assert check(["--config", str(path), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_http_listen_problems_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad checker.http_listen is a config problem with file and line; a port in use refuses to start."""
+    base = CONFIG.format(endpoints='      - "192.0.2.1"')
+    path = write_config(tmp_path, base + "checker: {http_listen: 'localhost:80'}\n")
+    assert check(["--config", str(path), "--store", "redis://127.0.0.1:1/0", "--region", "eu-west"]) == 2
+    assert f"{path}:10: checker.http_listen: 'localhost:80': 'localhost' is not an IP address" \
+        in capsys.readouterr().err
+    path = write_config(tmp_path, base)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert check(["--config", str(path), "--store", "redis://127.0.0.1:1/0", "--region", "eu-west",
+                      "--http-listen", f"127.0.0.1:{port}"]) == 2
+    assert f"geodns check: --http-listen: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_config_key_gives_the_checker_its_http_port(tmp_path: Path) -> None:
+    port = free_port()
+    path = write_config(tmp_path, CONFIG.format(endpoints='      - "192.0.2.1"')
+                        + f"checker: {{http_listen: '127.0.0.1:{port}'}}\n")
+    child = Child(["check", "--config", str(path), "--store", f"redis://127.0.0.1:{free_port()}/0",
+                   "--region", "eu-west"], tmp_path / "check.log")
+    try:
+        assert poll(lambda: get(port, "/healthz"), lambda r: r[0] == 200, child) == (200, "ok\n")
+    finally:
+        assert child.stop() == 0, child.output()

@@ -115,18 +115,20 @@ FAST = CheckSpec(timeout=0.3, interval=1.0)
 async def test_http_modes(ingress: Ingress, session: aiohttp.ClientSession) -> None:
     target = target_of(ingress.url)
     spec = CheckSpec(timeout=0.3, interval=1.0, body="healthy")
-    expected = {"ok": (True, "ok"), "503": (False, "status 503"), "wrong-body": (False, "body mismatch"),
-                "hang": (False, "timeout"), "reset": (False, "reset")}
-    for mode, (ok, reason) in expected.items():
+    expected = {"ok": (True, "ok", "ok"), "503": (False, "HTTP 503", "http_status"),
+                "wrong-body": (False, "body mismatch", "body_mismatch"),
+                "hang": (False, "timeout after 0.3s", "timeout"), "reset": (False, "connection reset", "error")}
+    for mode, (ok, reason, outcome) in expected.items():
         ingress.mode = mode
         result = await probe_http(target, spec, session)
-        assert (result.ok, result.reason) == (ok, reason), mode
+        assert (result.ok, result.reason, result.outcome) == (ok, reason, outcome), mode
         if mode in ("ok", "503", "wrong-body"):
             assert result.rtt_ms is not None and 0 < result.rtt_ms < 300
         if mode == "hang":
             assert result.rtt_ms is None
     await ingress.stop()
-    assert await probe_http(target, spec, session) == ProbeResult(False, None, "refused")
+    refused = await probe_http(target, spec, session)
+    assert (refused, refused.outcome) == (ProbeResult(False, None, "connection refused"), "refused")
 
 
 async def test_http_expectations_and_host_header(ingress: Ingress, session: aiohttp.ClientSession) -> None:
@@ -146,7 +148,7 @@ async def test_each_probe_dials_afresh(ingress: Ingress, session: aiohttp.Client
     target = target_of(ingress.url)
     assert (await probe_http(target, FAST, session)).ok
     await ingress.stop()
-    assert (await probe_http(target, FAST, session)).reason == "refused"
+    assert (await probe_http(target, FAST, session)).reason == "connection refused"
     await ingress.start()
     assert (await probe_http(target, FAST, session)).ok
 
@@ -211,7 +213,7 @@ async def test_https_verification_sni_and_host(tls_files: TLSFiles, session: aio
 
         plain = await probe_http(target_of(f"http://127.0.0.1:{ingress.port}/healthz"), CheckSpec(timeout=1.0),
                                  session)
-        assert not plain.ok and plain.reason in ("bad response", "reset"), plain
+        assert not plain.ok and plain.reason in ("bad response", "connection reset"), plain
     finally:
         await ingress.close()
 
@@ -258,11 +260,11 @@ async def test_tcp_connect_send_expect() -> None:
         assert wrong.reason == "body mismatch"
         service.mute = True
         mute = await probe_tcp(target, CheckSpec(type="tcp", timeout=0.3, send="PING\r\n", expect="PONG"))
-        assert mute == ProbeResult(False, None, "timeout")
+        assert mute == ProbeResult(False, None, "timeout after 0.3s")
     finally:
         await service.close()
     refused = await probe_tcp(target, CheckSpec(type="tcp", timeout=0.5))
-    assert refused == ProbeResult(False, None, "refused")
+    assert refused == ProbeResult(False, None, "connection refused")
 
 
 async def test_a_host_name_idna_rejects_is_unreachable_not_an_exception(session: aiohttp.ClientSession) -> None:

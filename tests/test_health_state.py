@@ -53,6 +53,18 @@ def test_verdict_and_reason_follow_the_latest_result() -> None:
         (DOWN, False, "timeout", False, 1)
 
 
+def test_the_failure_reason_is_kept_until_the_endpoint_is_up_again() -> None:
+    """A down endpoint that begins to answer (rise 2) still says why it went down; up clears it."""
+    health = advance(Health(state=UP, successes=2), False, None, "HTTP 503", 2, 2)
+    assert (health.state, health.failure) == (UP, "HTTP 503")             # failing, not yet down
+    health = advance(health, False, None, "connection refused", 2, 2)
+    assert (health.state, health.failure) == (DOWN, "connection refused")
+    health = advance(health, True, 5.0, "ok", 2, 2)
+    assert (health.state, health.reason, health.failure) == (DOWN, "ok", "connection refused")
+    health = advance(health, True, 5.0, "ok", 2, 2)
+    assert (health.state, health.failure) == (UP, "")
+
+
 def test_rtt_is_an_ewma_of_successes_only() -> None:
     assert smooth(None, 50.0) == 50.0
     assert smooth(50.0, 100.0) == pytest.approx(65.0)        # alpha 0.3

@@ -212,7 +212,11 @@ def test_embedded_checker_probes_show_up(tmp_path):
             if value(samples, "geodns_endpoint_state", **labels, state="down") == 1:
                 break
             time.sleep(0.1)
-        assert value(samples, "geodns_checker_probes_total", **labels) >= 1
+        assert value(samples, "geodns_checker_probes_total", **labels, outcome="refused") >= 1
+        assert value(samples, "geodns_checker_probes_total", **labels, outcome="ok") == 0
+        assert value(samples, "geodns_checker_probe_duration_seconds_count", cluster="ap-southeast-1") >= 1
+        assert value(samples, "geodns_checker_endpoint_down_since_timestamp_seconds", **labels) > 0
+        assert value(samples, "geodns_checker_suspect") == 0
         assert value(samples, "geodns_checker_last_probe_ok", **labels) == 0
         assert value(samples, "geodns_checker_endpoint_state", **labels, state="down") == 1
         assert value(samples, "geodns_endpoint_state", **labels, state="down") == 1

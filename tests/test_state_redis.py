@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 
@@ -148,3 +149,30 @@ async def test_load_is_consistent_under_concurrent_writes(redis_server: RedisSer
         assert snapshot.clusters["eu-west-1"].weight == weight_at[snapshot.version]
     await writer.close()
     await reader.close()
+
+
+async def test_an_observation_carries_its_reason_and_down_since(redis_server: RedisServer,
+                                                                 raw: aioredis.Redis) -> None:
+    """Why an endpoint fails and since when travel through Redis; an older writer's JSON (without
+    them) still loads, and a bad value is refused like any other field."""
+    store = RedisStore(redis_server.url + "?prefix=r:")
+    await store.seed(SPECS)
+    now = time.time()
+    down = dataclasses.replace(observation("chk-1", up=False, rtt_ms=None), reason="HTTP 503", down_since=now - 30)
+    await store.report([down, observation("chk-2")])
+    stored = json.loads(await raw.hget("r:obs:chk-1", "eu-west-1|192.0.2.1"))
+    assert (stored["reason"], stored["down_since"]) == ("HTTP 503", pytest.approx(now - 30))
+    assert "reason" not in json.loads(await raw.hget("r:obs:chk-2", "eu-west-1|192.0.2.1"))   # unset: not written
+    loaded = {o.checker: o for o in (await store.load()).observations[("eu-west-1", "192.0.2.1")]}
+    assert (loaded["chk-1"].reason, loaded["chk-1"].down_since) == ("HTTP 503", pytest.approx(now - 30))
+    assert (loaded["chk-2"].reason, loaded["chk-2"].down_since) == (None, None)
+
+    bad = {"vantage": "eu-west", "up": False, "rtt_ms": None, "at": now, "expires": now + 30}
+    await raw.hset("r:obs:chk-1", "eu-west-1|192.0.2.1", json.dumps({**bad, "down_since": "yesterday"}))
+    await raw.hset("r:obs:chk-3", "eu-west-1|192.0.2.1", json.dumps({**bad, "reason": 503}))
+    await raw.zadd("r:checkers", {"chk-3": now + 30})
+    snapshot = await store.load()
+    assert "down_since: must be a unix time" in snapshot.problems["obs:chk-1"]
+    assert "reason: must be a string" in snapshot.problems["obs:chk-3"]
+    assert {o.checker for o in snapshot.observations[("eu-west-1", "192.0.2.1")]} == {"chk-2"}
+    await store.close()

@@ -1,7 +1,14 @@
-"""``geodns status``: the server and its clusters at a glance."""
+"""``geodns status``: the server and its clusters at a glance.
+
+Below the cluster table, a second table lists every endpoint a checker holds
+down or sees failing, one row per checker: its verdict, the probe's reason
+("HTTP 503", "timeout after 2s", "connection refused") and since when the
+verdict is down.  It is left out while nothing fails.
+"""
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from .client import Api, run
@@ -31,6 +38,9 @@ def render(api: str, status: dict[str, Any], clusters: dict[str, Any]) -> str:
         "",
         cluster_table(clusters["clusters"]),
     ]
+    failing = failing_table(clusters["clusters"], time.time())
+    if failing:
+        lines += ["", failing]
     return "\n".join(lines)
 
 
@@ -42,6 +52,31 @@ def cluster_table(clusters: list[dict[str, Any]]) -> str:
                             for v, t in c["vantages"].items()) or "-"
         rows.append((c["name"], c["region"], c["state"], c["admin"], c["weight"], endpoints, vantages))
     return table(("CLUSTER", "REGION", "STATE", "ADMIN", "WEIGHT", "ENDPOINTS", "UP/DOWN BY VANTAGE"), rows)
+
+
+def failing_table(clusters: list[dict[str, Any]], now: float) -> str:
+    """One row per checker that holds an endpoint down or sees it failing: why, and since when."""
+    rows = []
+    for c in clusters:
+        for e in c["endpoints"]:
+            for o in e.get("observations", ()):
+                if not o["fresh"] or (o["up"] is not False and not o.get("reason")):
+                    continue
+                verdict = {True: "up", False: "down", None: "no verdict"}[o["up"]]
+                rows.append((c["name"], e["address"], o["checker"], o["vantage"], verdict, o.get("reason") or "-",
+                             since(o.get("down_since"), now)))
+    if not rows:
+        return ""
+    return table(("CLUSTER", "ENDPOINT", "CHECKER", "VANTAGE", "VERDICT", "REASON", "DOWN SINCE"), rows)
+
+
+def since(when: float | None, now: float) -> str:
+    """'22:41:03Z (35s ago)' for a unix time; '-' for none."""
+    if when is None:
+        return "-"
+    ago = max(0, round(now - when))
+    age = f"{ago}s" if ago < 120 else f"{ago // 60}m" if ago < 7200 else f"{ago // 3600}h"
+    return f"{time.strftime('%H:%M:%SZ', time.gmtime(when))} ({age} ago)"
 
 
 def _endpoint(e: dict[str, Any]) -> str:

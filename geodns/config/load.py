@@ -87,7 +87,8 @@ class _Reader:
                             self.checker(top, regions))
 
     def checker(self, top: LinedMap, regions: dict[str, model.Region]) -> model.CheckerConfig:
-        m = self.mapping(top.get("checker"), _line(top, "checker"), "checker", ("embedded", "id", "region"))
+        m = self.mapping(top.get("checker"), _line(top, "checker"), "checker",
+                         ("embedded", "id", "region", "http_listen"))
         if m is None:
             return model.CheckerConfig()
         embedded = m.get("embedded", "auto")
@@ -98,7 +99,11 @@ class _Reader:
         region = self.field(m, "region", "checker", values.nonempty_str, None)
         if region is not None and region not in regions:
             self.problem(_line(m, "region"), "checker.region", f"unknown region {region!r}")
-        return model.CheckerConfig(embedded, self.field(m, "id", "checker", values.nonempty_str, None), region)
+        http_listen = None
+        if m.get("http_listen") not in (None, False, "", "off"):
+            http_listen = self.field(m, "http_listen", "checker", values.parse_listen, None)
+        return model.CheckerConfig(embedded, self.field(m, "id", "checker", values.nonempty_str, None), region,
+                                   http_listen)
 
     def health(self, top: LinedMap) -> model.HealthConfig:
         m = self.mapping(top.get("health"), _line(top, "health"), "health", ("quorum", "unknown"))

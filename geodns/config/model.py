@@ -155,6 +155,9 @@ class CheckerConfig:
     embedded: str = "auto"              # auto (on with memory://) | on | off
     id: str | None = None               # default: "<hostname>-serve"
     region: str | None = None           # its vantage; default "local" (not a region: no RTT votes)
+    # Where a `geodns check` process serves /healthz, /readyz and /metrics (its --http-listen);
+    # None: no HTTP port.  The embedded checker's metrics are on the server's own port.
+    http_listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

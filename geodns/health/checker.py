@@ -20,7 +20,11 @@ writes the queue with one ``store.report()`` every ``flush_interval``, or at
 once when a verdict changes.  Each observation expires after
 ``max(3 * interval, interval + timeout + 1)`` seconds, so a checker that dies
 stops counting within a few intervals.  The observation carries the state after
-hysteresis: ``up`` True/False, or None while still ``unknown``.
+hysteresis: ``up`` True/False, or None while still ``unknown``, with why the
+endpoint last failed (``reason``, until it is up again) and, for a down vote,
+since when this checker holds it down (``down_since``).  ``stats`` counts
+probes by outcome, their durations and the reports; ``readiness()`` says whether
+a full round has reached the store (``geodns check``'s /readyz).
 
 Partition or outage (see ``places``): a down verdict is cast only once the
 checker has reached something since that endpoint began failing, so a
@@ -51,7 +55,8 @@ from ..state.model import Observation, Snapshot
 from ..state.store import StateStore, StoreUnavailable
 from .places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
 from .probe import ProbeResult, new_session, probe
-from .state import Health, advance
+from .state import DOWN, Health, advance
+from .stats import CheckerStats
 from .target import Target, TargetError, resolve_target
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,8 @@ class EndpointStatus:
     reason: str                 # the latest probe's reason (or why it cannot be probed)
     probes: int
     last_probe_at: float | None  # unix seconds
+    failure: str = ""            # why it last failed, until it is up again ("HTTP 503")
+    down_since: float | None = None  # unix seconds the state became down; None unless down
 
 
 def expiry(spec: CheckSpec) -> float:
@@ -91,7 +98,8 @@ def expiry(spec: CheckSpec) -> float:
 class _Check:
     """One endpoint's check: its spec and target, its health, and the task that probes it."""
 
-    __slots__ = ("key", "place", "spec", "target", "error", "health", "task", "last_at", "failing_since")
+    __slots__ = ("key", "place", "spec", "target", "error", "health", "task", "last_at", "failing_since",
+                 "down_since", "reported")
 
     def __init__(self, key: CheckKey, place: str, spec: CheckSpec, target: Target | None, error: str | None,
                  health: Health) -> None:
@@ -104,6 +112,8 @@ class _Check:
         self.task: asyncio.Task[None] | None = None
         self.last_at: float | None = None
         self.failing_since: float | None = None     # when the current failing streak's first probe ended
+        self.down_since: float | None = None        # when the state became down (None unless down)
+        self.reported = False                       # an observation of it reached the store
 
 
 class Checker:
@@ -126,6 +136,10 @@ class Checker:
         self._lost: tuple[tuple[float, int], list[CheckKey], int] = ((math.nan, -1), [], 0)   # see _lost_at_once
         self._cross: tuple[object, object, float, bool] = (None, None, 0.0, False)   # see _others_see_up
         self._suspect = False
+        self._suspect_why = ""
+        self.stats = CheckerStats()
+        self._round_reported = False     # every endpoint was probed and reported once (see readiness)
+        self._store_error = ""
         self._pending: dict[CheckKey, _Check] = {}
         self._urgent = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -178,7 +192,23 @@ class Checker:
             cluster=key[0], endpoint=key[1], target=str(c.target) if c.target else None,
             state=c.health.state, successes=c.health.successes, failures=c.health.failures,
             rtt_ms=c.health.rtt_ms, reason=c.error or c.health.reason, probes=c.health.probes,
-            last_probe_at=c.last_at) for key, c in self._checks.items()}
+            last_probe_at=c.last_at, failure=c.health.failure, down_since=c.down_since)
+            for key, c in self._checks.items()}
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once every endpoint was probed and reported to the store, while the store takes
+        reports and this checker is not suspect; else False and why (``geodns check``'s /readyz)."""
+        if self._store_down:
+            return False, f"store unreachable: {self._store_error}"
+        if not self._round_reported:
+            probed = [c for c in self._checks.values() if c.target is not None]
+            done = sum(c.reported for c in probed)
+            if done < len(probed):
+                return False, f"no probe round yet: {done} of {len(probed)} endpoints probed and reported"
+            self._round_reported = True
+        if self._suspect:
+            return False, f"suspect (partitioned?): {self._suspect_why}; votes withheld"
+        return True, "ok"
 
     # -- following the table --------------------------------------------------------------
     async def _watch(self) -> None:
@@ -213,6 +243,7 @@ class Checker:
         self._generation += 1
         for key in [k for k in self._checks if k not in wanted]:
             self._drop(self._checks.pop(key))
+            self.stats.forget(key)
         for key, (place, spec, target, error) in wanted.items():
             old = self._checks.get(key)
             if old is not None and (old.place, old.spec, old.target, old.error) == (place, spec, target, error):
@@ -224,7 +255,7 @@ class Checker:
                           key[1], key[0], _quote(error))
             check = _Check(key, place, spec, target, error, old.health if old is not None else Health())
             if old is not None:
-                check.failing_since = old.failing_since
+                check.failing_since, check.down_since = old.failing_since, old.down_since
             self._checks[key] = check
             if target is not None:
                 self._probed += 1
@@ -265,11 +296,14 @@ class Checker:
                 session = self._session
                 if session is None:
                     return      # stopped: a task that outlived stop()'s wait ends here, quietly
+                began = loop.time()
                 try:
                     result = await probe(target, spec, session)
                 except Exception as exc:  # noqa: BLE001 - a probe bug must fail this probe, not end the check
                     log.debug("probe of %s raised", check.key, exc_info=True)
                     result = ProbeResult(False, None, f"error: {type(exc).__name__}")
+                if self._checks.get(check.key) is check:      # not counted for an endpoint just removed
+                    self.stats.probed(check.key, result.outcome, loop.time() - began)
             if self._session is None:
                 return
             try:
@@ -290,6 +324,10 @@ class Checker:
             self._last_reach = now
         elif old.last_ok is not False:
             check.failing_since = now
+        if new.state != DOWN:
+            check.down_since = None
+        elif old.state != DOWN:
+            check.down_since = now
         self._failing += (new.last_ok is False) - (old.last_ok is False)
         self._pending[check.key] = check
         if new.state != old.state:
@@ -350,7 +388,7 @@ class Checker:
         self._urgent.set()
 
     def _set_suspect(self, suspect: bool, why: str) -> None:
-        self._suspect = suspect
+        self._suspect, self._suspect_why = suspect, why
         log.warning("event=%s checker=%s vantage=%s endpoints=%d places=%d reason=%s",
                     "checker-suspect" if suspect else "checker-trusted", self.checker_id, self.vantage,
                     self._probed, len(self._places), _quote(why))
@@ -385,7 +423,8 @@ class Checker:
         return Observation(
             checker=self.checker_id, vantage=self.vantage, cluster=check.key[0], endpoint=check.key[1],
             up=up, rtt_ms=check.health.rtt_ms if up else None,
-            at=check.last_at if check.last_at is not None else now, expires=now + expiry(check.spec))
+            at=check.last_at if check.last_at is not None else now, expires=now + expiry(check.spec),
+            reason=check.health.failure or None, down_since=check.down_since if up is False else None)
 
     async def _flush(self) -> None:
         if not self._pending:
@@ -396,6 +435,8 @@ class Checker:
         try:
             await self.store.report(observations)
         except StoreUnavailable as exc:
+            self.stats.reports["failed"] += 1
+            self._store_error = str(exc)
             for key, check in batch.items():
                 self._pending.setdefault(key, check)      # retried with the next flush
             if not self._store_down:
@@ -404,9 +445,14 @@ class Checker:
             self._store_down = True
             return
         except Exception:
+            self.stats.reports["failed"] += 1
             log.exception("event=checker-report-failed checker=%s observations=%d",
                           self.checker_id, len(observations))
             return
+        self.stats.reports["ok"] += 1
+        self.stats.last_report_ok = time.time()
+        for check in batch.values():
+            check.reported = True
         if self._store_down:
             log.warning("event=checker-store-available checker=%s", self.checker_id)
             self._store_down = False

@@ -1,6 +1,6 @@
 """``geodns check``: a checker process, one vantage point, writing to a shared store.
 
-    geodns check --config F --store redis://... --checker-id ID --region R
+    geodns check --config F --store redis://... --checker-id ID --region R [--http-listen HOST:PORT]
 
 It does not seed the store.  The table (clusters, endpoints, checks) has one
 writer of config facts, ``geodns serve`` (and the admin API); a fleet of
@@ -11,7 +11,10 @@ empty).  Its observations land in the store either way; readers see them once
 the table exists.  SIGHUP re-reads the config (a bad one is logged and the
 running one kept) and drops cached TLS contexts so a rotated ``ca_file`` is
 read again; SIGINT/SIGTERM stop it cleanly (exit 0).  A bad config, an
-unknown region or a ``memory://`` store exits 2 before starting.
+unknown region or a ``memory://`` store exits 2 before starting.  With
+``--http-listen`` (or the config's ``checker.http_listen``) it serves
+``/healthz``, ``/readyz`` and ``/metrics`` (``health/http.py``); a port that
+cannot be bound exits 2 as well.
 
 ``add_parser(subparsers)`` registers the command with the ``geodns`` CLI;
 ``python -m geodns.health.command`` runs it on its own.
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config.load import load_config
+from ..config.values import parse_listen
 from ..runloop import run as run_loop
 from ..errors import InputError
 from ..state.model import Snapshot
@@ -55,8 +59,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="the vantage point: the region this checker probes from")
     parser.add_argument("--max-concurrency", type=int, default=256, metavar="N",
                         help="probes in flight at once (default 256)")
+    parser.add_argument("--http-listen", type=_http_listen, default=False, metavar="HOST:PORT",
+                        help="serve /healthz, /readyz and /metrics here (default: the config's "
+                             "checker.http_listen, else none; 'off' disables)")
     parser.set_defaults(func=run)
     return parser
+
+
+def _http_listen(text: str) -> tuple[str, int] | None:
+    if text in ("off", "none", ""):
+        return None
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,8 +103,17 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"geodns check: {problem}", file=sys.stderr)
         return 2
-    run_loop(_serve(args, config, url))
+    http_listen = config.checker.http_listen if args.http_listen is False else args.http_listen
+    try:
+        run_loop(_serve(args, config, url, http_listen))
+    except _CannotListen as exc:
+        print(f"geodns check: --http-listen: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+class _CannotListen(Exception):
+    """The HTTP port could not be bound (in use, or an address this host does not have)."""
 
 
 class _Table:
@@ -104,9 +129,11 @@ class _Table:
         return current if current.version > 0 else self.fallback
 
 
-async def _serve(args: argparse.Namespace, config: Config, url: str) -> None:
+async def _serve(args: argparse.Namespace, config: Config, url: str,
+                 http_listen: tuple[str, int] | None) -> None:
     from ..state.keeper import SnapshotKeeper
     from .checker import Checker
+    from .http import start_http
 
     store = open_store(url)
     keeper = SnapshotKeeper(store, Snapshot.from_specs(()))     # _Table supplies the config's until the store has one
@@ -119,7 +146,15 @@ async def _serve(args: argparse.Namespace, config: Config, url: str) -> None:
     for sig in signals[:2]:
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(args.config, table))
+    http = None
     try:
+        if http_listen is not None:
+            try:
+                http = await start_http(checker, keeper, *http_listen)
+            except OSError as exc:
+                raise _CannotListen(f"cannot listen on {http_listen[0]}:{http_listen[1]}: {exc.strerror or exc}") \
+                    from None
+            log.info("event=http-listening address=%s:%d", *http.addresses[0][:2])
         await keeper.start()
         await checker.start()
         version = table.snapshot.version
@@ -130,6 +165,8 @@ async def _serve(args: argparse.Namespace, config: Config, url: str) -> None:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if http is not None:
+            await http.cleanup()
         await checker.stop()
         await keeper.stop()
         await store.close()

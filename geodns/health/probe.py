@@ -1,12 +1,16 @@
 """One probe of one target: HTTP/HTTPS with aiohttp, TCP with asyncio streams.
 
 A probe never raises (except on cancellation): every outcome becomes a
-``ProbeResult`` whose ``reason`` comes from a small vocabulary, so logs and
-metrics can count reasons without parsing exception text:
+``ProbeResult`` whose ``reason`` is what an operator reads (the log, the
+observation in the store, ``geodns status``), from a small vocabulary:
 
-    ok, status <code>, timeout, refused, reset, unreachable,
-    tls: <detail>, body mismatch (also a tcp reply without ``expect``),
-    bad response (the peer spoke something that is not HTTP).
+    ok, HTTP <code>, timeout after <timeout>s, connection refused,
+    connection reset, unreachable, tls: <detail>, body mismatch (also a tcp
+    reply without ``expect``), bad response (the peer spoke something that is
+    not HTTP).
+
+``ProbeResult.outcome`` folds a reason into the fixed set metrics count by
+(``OUTCOMES``), so a label never carries free text such as a TLS detail.
 
 RTT is connect + time to first byte: for HTTP until the response headers
 arrive (a fresh connection each time, so it includes the TCP and TLS
@@ -36,11 +40,38 @@ BODY_LIMIT = 64 * 1024          # bytes of a body (or tcp reply) searched for th
 USER_AGENT = "geodns-checker"
 
 
+# The outcome label of geodns_checker_probes_total: one per reason family, "error" for the rest
+# (reset, unreachable, bad response, a probe that raised).
+OUTCOMES = ("ok", "http_status", "timeout", "refused", "tls", "body_mismatch", "error")
+_OUTCOME_PREFIXES = (("HTTP ", "http_status"), ("timeout", "timeout"),
+                     ("connection refused", "refused"), ("tls:", "tls"), ("body mismatch", "body_mismatch"))
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     ok: bool
     rtt_ms: float | None        # None when nothing answered (refused, timeout, ...)
     reason: str
+
+    @property
+    def outcome(self) -> str:
+        """The reason's family, one of ``OUTCOMES``."""
+        return outcome_of(self.ok, self.reason)
+
+
+def outcome_of(ok: bool, reason: str) -> str:
+    """``OUTCOMES`` member for a result: "HTTP 503" -> http_status, "connection reset" -> error."""
+    if ok:
+        return "ok"
+    for prefix, outcome in _OUTCOME_PREFIXES:
+        if reason.startswith(prefix):
+            return outcome
+    return "error"
+
+
+def timed_out(timeout: float) -> str:
+    """The reason of a probe that hit the check's timeout: 'timeout after 0.5s'."""
+    return f"timeout after {timeout:g}s"
 
 
 def new_session(limit: int = 256) -> aiohttp.ClientSession:
@@ -91,7 +122,7 @@ async def probe_http(target: Target, spec: CheckSpec, session: aiohttp.ClientSes
     try:
         return await asyncio.wait_for(_http(target, spec, session, started), spec.timeout)
     except (asyncio.TimeoutError, TimeoutError):
-        return ProbeResult(False, None, "timeout")
+        return ProbeResult(False, None, timed_out(spec.timeout))
     except (aiohttp.ClientError, OSError, ssl.SSLError, UnicodeError) as exc:   # UnicodeError: a bad host name
         return ProbeResult(False, None, _reason(exc))
 
@@ -108,7 +139,7 @@ async def _http(target: Target, spec: CheckSpec, session: aiohttp.ClientSession,
                                server_hostname=server_hostname, allow_redirects=False) as response:
         rtt_ms = (time.perf_counter() - started) * 1000.0
         if not status_ok(response.status, spec):
-            return ProbeResult(False, rtt_ms, f"status {response.status}")
+            return ProbeResult(False, rtt_ms, f"HTTP {response.status}")
         if spec.body is not None and not await _contains(response.content, spec.body.encode()):
             return ProbeResult(False, rtt_ms, "body mismatch")
         return ProbeResult(True, rtt_ms, "ok")
@@ -134,7 +165,7 @@ async def probe_tcp(target: Target, spec: CheckSpec) -> ProbeResult:
     try:
         return await asyncio.wait_for(_tcp(target, spec, started, streams), spec.timeout)
     except (asyncio.TimeoutError, TimeoutError):
-        return ProbeResult(False, None, "timeout")
+        return ProbeResult(False, None, timed_out(spec.timeout))
     except (OSError, UnicodeError) as exc:       # UnicodeError: a host name IDNA cannot encode
         return ProbeResult(False, None, _reason(exc))
     finally:
@@ -175,7 +206,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return _os_reason(exc.os_error)
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-        return "reset"
+        return "connection reset"
     if isinstance(exc, aiohttp.ClientResponseError):
         return "bad response"
     if isinstance(exc, OSError):
@@ -186,10 +217,10 @@ def _reason(exc: BaseException) -> str:
 
 def _os_reason(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-        return "refused"
+        return "connection refused"
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) \
             or exc.errno in (errno.ECONNRESET, errno.EPIPE):
-        return "reset"
+        return "connection reset"
     return "unreachable"
 
 

@@ -6,6 +6,10 @@ default, see geodns/gslb/health.py).  ``rise`` consecutive successes make it
 result that breaks a streak resets the other counter, so an endpoint that
 alternates ok/fail never changes state when rise and fall are both above 1.
 
+``failure`` keeps why the endpoint last failed while that still matters: a
+down endpoint that has begun to answer again (fewer than ``rise`` successes)
+still shows why it went down; reaching ``up`` clears it.
+
 RTT is an exponentially weighted moving average (alpha 0.3) of successful
 probes only: a failed probe's time says nothing about the path's latency.
 """
@@ -30,6 +34,7 @@ class Health:
     rtt_ms: float | None = None     # EWMA over successful probes
     reason: str = ""                # the latest result's reason
     probes: int = 0                 # results seen in total
+    failure: str = ""               # the latest failed result's reason, until the endpoint is up again
 
     @property
     def verdict(self) -> bool | None:
@@ -59,5 +64,6 @@ def advance(health: Health, ok: bool, rtt_ms: float | None, reason: str, rise: i
         successes, failures = 0, health.failures + 1
         rtt = health.rtt_ms
         state = DOWN if failures >= fall else health.state
+    failure = reason if not ok else "" if state == UP else health.failure
     return replace(health, state=state, successes=successes, failures=failures, rtt_ms=rtt,
-                   reason=reason, probes=health.probes + 1)
+                   reason=reason, probes=health.probes + 1, failure=failure)

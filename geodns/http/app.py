@@ -13,13 +13,13 @@ in a thread of its own (``traffic.TrafficViews``), not on the event loop.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import web
 
 from . import api, auth, login, metrics, status_page
+from .probes import add_health_routes
 from .traffic import TrafficViews
 from .views import readiness
 
@@ -53,18 +53,7 @@ def make_app(server: "Server") -> web.Application:
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(request: web.Request) -> web.Response:
-        ready, reason = readiness(server)
-        if "application/json" in request.headers.get("Accept", ""):
-            return web.Response(text=json.dumps({"ready": ready, "reason": reason}) + "\n",
-                                status=200 if ready else 503, content_type="application/json")
-        return web.Response(text=reason + "\n", status=200 if ready else 503)
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_health_routes(app, lambda: readiness(server))
     traffic_views = app[TRAFFIC_VIEWS] = TrafficViews()
 
     async def close_views(app: web.Application) -> None:

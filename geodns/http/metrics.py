@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -20,9 +20,11 @@ from prometheus_client.utils import floatToGoString
 
 from ..engine import _RCODES, _type_text
 from ..gslb import health as states
+from ..health.metrics import checker_families
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
 from . import views
+from .probes import add_metrics_route
 from .views import live_state, readiness
 
 if TYPE_CHECKING:
@@ -253,24 +255,10 @@ class ServerCollector:
         yield open_now
 
     def _checker(self) -> Iterator[Metric]:
-        """The embedded checker's own view (when ``serve`` runs one): what it probes and how it went."""
+        """The embedded checker's own view (when ``serve`` runs one): the families ``geodns check`` exports."""
         checker = getattr(self.server, "checker", None)
-        status = getattr(checker, "status", None)
-        if status is None:
-            return
-        state = GaugeMetricFamily("geodns_checker_endpoint_state", "1 for the state this process's checker "
-                                  "holds for an endpoint after rise/fall.", labels=("cluster", "endpoint", "state"))
-        probes = CounterMetricFamily("geodns_checker_probes", "Probes run per endpoint by this process's checker.",
-                                     labels=("cluster", "endpoint"))
-        last_ok = GaugeMetricFamily("geodns_checker_last_probe_ok", "1 when the latest probe succeeded.",
-                                    labels=("cluster", "endpoint"))
-        for (cluster, endpoint), item in sorted(status().items()):
-            for name in ("up", "down", "unknown"):
-                state.add_metric((cluster, endpoint, name), 1 if item.state == name else 0)
-            probes.add_metric((cluster, endpoint), item.probes)
-            if item.probes:
-                last_ok.add_metric((cluster, endpoint), 1 if item.successes > 0 else 0)
-        yield from (state, probes, last_ok)
+        if checker is not None:
+            yield from checker_families(checker)
 
 
 def make_registry(server: "Server") -> CollectorRegistry:
@@ -282,10 +270,4 @@ def make_registry(server: "Server") -> CollectorRegistry:
 
 
 def add_routes(app: web.Application, server: "Server") -> None:
-    registry = make_registry(server)
-
-    async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app.router.add_get("/metrics", metrics)
+    add_metrics_route(app, make_registry(server))

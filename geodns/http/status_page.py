@@ -144,12 +144,27 @@ def _traffic_section(records: list[dict[str, Any]], clusters: list[dict[str, Any
     return "".join(out)
 
 
+def _failures(endpoint: dict[str, Any]) -> list[str]:
+    """Each checker's failure, 'chk-eu (eu-west): down, HTTP 503 since 12:00:03Z': fresh ones only."""
+    out = []
+    for o in endpoint.get("observations", ()):
+        if o["fresh"] and (o["up"] is False or o.get("reason")):
+            verdict = {True: "up", False: "down", None: "no verdict"}[o["up"]]
+            since = (time.strftime(" since %H:%M:%SZ", time.gmtime(o["down_since"]))
+                     if o.get("down_since") is not None else "")
+            out.append(f"{o['checker']} ({o['vantage']}): {verdict}, {o.get('reason') or '?'}{since}")
+    return out
+
+
 def _endpoints(cluster: dict[str, Any]) -> str:
     chips = []
     for e in cluster["endpoints"]:
         detail = f" w{e['weight']}" + (f" {e['admin']}" if e["admin"] != "active" else "")
-        chips.append(f'<span class="chip {STATE_CLASS.get(e["state"], "none")}" title="{escape(e["state"])}">'
-                     f'{escape(e["address"])} {escape(e["state"])}{escape(detail)}</span>')
+        failures = _failures(e)
+        title = "\n".join([e["state"], *failures])
+        why = f" ({failures[0].split(': ', 1)[1]})" if failures else ""    # the first checker's, in short
+        chips.append(f'<span class="chip {STATE_CLASS.get(e["state"], "none")}" title="{escape(title)}">'
+                     f'{escape(e["address"])} {escape(e["state"])}{escape(detail)}{escape(why)}</span>')
     return "".join(chips)
 
 

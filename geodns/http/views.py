@@ -91,6 +91,7 @@ def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, recor
                 "checker": obs.checker, "vantage": obs.vantage, "up": obs.up,
                 "rtt_ms": None if obs.rtt_ms is None else round(obs.rtt_ms, 3),
                 "age_s": round(now - obs.at, 1), "fresh": fresh,
+                "reason": obs.reason, "down_since": obs.down_since,
             })
             if fresh and obs.up is not None:
                 tally = vantages.setdefault(obs.vantage, {"up": 0, "down": 0})

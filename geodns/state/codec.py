@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Callable
 
 from ..config import values
@@ -176,9 +177,34 @@ def observation_field(obs: Observation) -> str:
     return f"{obs.cluster}|{obs.endpoint}"
 
 
+REASON_LIMIT = 200          # characters of an observation's reason a reader accepts
+
+
 def dump_observation(obs: Observation) -> str:
-    return json.dumps({"vantage": obs.vantage, "up": obs.up, "rtt_ms": obs.rtt_ms,
-                       "at": obs.at, "expires": obs.expires}, separators=(",", ":"))
+    """The stored form; ``reason`` and ``down_since`` only when set (a reader before them ignores them)."""
+    d: dict[str, Any] = {"vantage": obs.vantage, "up": obs.up, "rtt_ms": obs.rtt_ms, "at": obs.at,
+                         "expires": obs.expires}
+    if obs.reason is not None:
+        d["reason"] = obs.reason[:REASON_LIMIT]
+    if obs.down_since is not None:
+        d["down_since"] = obs.down_since
+    return json.dumps(d, separators=(",", ":"))
+
+
+def _reason(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > REASON_LIMIT:
+        raise ValueError(f"reason: must be a string of at most {REASON_LIMIT} characters")
+    return value
+
+
+def _unix_time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"down_since: must be a unix time, not {_short(repr(value), 40)}")
+    return float(value)
 
 
 def load_observation(checker: str, field: str, text: str) -> Observation:
@@ -201,6 +227,8 @@ def load_observation(checker: str, field: str, text: str) -> Observation:
             rtt_ms=float(rtt) if rtt is not None else None,
             at=float(d["at"]),
             expires=float(d["expires"]),
+            reason=_reason(d.get("reason")),
+            down_since=_unix_time(d.get("down_since")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not an observation ({exc!r})") from None

@@ -74,6 +74,10 @@ class Observation:
     rtt_ms: float | None
     at: float
     expires: float               # after this the observation no longer counts
+    # Why, when the checker's latest probes fail ("HTTP 503", "timeout after 1s"); kept until the
+    # endpoint is up again.  None when they succeed.
+    reason: str | None = None
+    down_since: float | None = None   # unix time this checker's verdict became down; None unless up is False
 
 
 ObservationKey = tuple[str, str]   # (cluster, endpoint)
