@@ -65,6 +65,15 @@ def gslb_answers(proc: Proc) -> dict[str, float]:
         r'^geodns_gslb_answers_total\{cluster="([^"]+)",record="app.gslb.example.com"\} (\S+)$', text, re.M)}
 
 
+def scrape(proc: Proc) -> dict[tuple[str, tuple], float]:
+    """Every sample of the supervisor's /metrics, keyed by name and sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=3) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def ask_sg(proc: Proc, tcp: bool = False):
     q = dns.message.make_query(APP, "A", use_edns=0, options=[dns.edns.ECSOption(SG, 24)])
     if tcp:
@@ -137,6 +146,15 @@ def test_a_killed_worker_is_restarted_and_sigterm_stops_all(tmp_path):
         for _ in range(30):
             assert addresses(ask_sg(proc)) == {"203.0.113.10"}
         assert addresses(ask_sg(proc, tcp=True)) == {"203.0.113.10"}
+        # /metrics counts the restart and measures every worker, not only the supervisor.
+        metrics = scrape(proc)
+        assert metrics[("geodns_worker_restarts_total", ())] == 1
+        assert metrics[("geodns_workers", ())] == 2
+        for worker in ("0", "1"):
+            labels = (("worker", worker),)
+            assert metrics[("geodns_worker_cpu_seconds_total", labels)] >= 0      # present; ticks are 10 ms
+            rss = metrics[("geodns_worker_resident_memory_bytes", labels)]
+            assert 0 < metrics[("geodns_worker_proportional_memory_bytes", labels)] < rss
         # SIGHUP: the supervisor reloads, then forks a new worker per slot from itself, and only
         # then does it say "reloaded": from that line on, every answer is the new config's.
         # The replaced workers drain and exit.

@@ -23,6 +23,7 @@ from ..gslb import health as states
 from ..health.metrics import checker_families
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
+from .. import procstat
 from . import views
 from .probes import add_metrics_route
 from .views import live_state, readiness
@@ -79,6 +80,7 @@ class ServerCollector:
         yield from self._state()
         yield from self._table()
         yield from self._process()
+        yield from self._workers()
         yield from self._checker()
 
     # -- the query path -----------------------------------------------------------------------
@@ -253,6 +255,38 @@ class ServerCollector:
             open_now.add_metric((report["address"],), report["tcp_open"])
         yield from families.values()
         yield open_now
+
+    def _workers(self) -> Iterator[Metric]:
+        """Each worker's CPU and memory as the kernel counts them, and how often workers were restarted.
+
+        ``process_*`` describes the process serving /metrics (the supervisor); with workers the
+        queries are answered elsewhere, so these say what answering costs.
+        """
+        pool = self.server.workers
+        if pool is None:
+            return
+        cpu = CounterMetricFamily("geodns_worker_cpu_seconds", "CPU time (user + system) of each worker process.",
+                                  labels=("worker",))
+        rss = GaugeMetricFamily("geodns_worker_resident_memory_bytes", "Resident memory of each worker "
+                                "(pages shared with the supervisor counted in full).", labels=("worker",))
+        pss = GaugeMetricFamily("geodns_worker_proportional_memory_bytes", "Proportional set size of each "
+                                "worker: shared pages divided among the processes that share them.",
+                                labels=("worker",))
+        alive = 0
+        for worker in pool.describe():
+            stat = procstat.read(worker["pid"]) if worker["pid"] is not None and worker["alive"] else None
+            if stat is None:
+                continue
+            alive += 1
+            label = (str(worker["worker"]),)
+            cpu.add_metric(label, stat.cpu_seconds)
+            rss.add_metric(label, stat.rss_bytes)
+            if stat.pss_bytes is not None:
+                pss.add_metric(label, stat.pss_bytes)
+        yield from (cpu, rss, pss)
+        yield GaugeMetricFamily("geodns_workers", "Worker processes running.", value=alive)
+        yield CounterMetricFamily("geodns_worker_restarts", "Workers restarted after they died.",
+                                  value=pool.restarts)
 
     def _checker(self) -> Iterator[Metric]:
         """The embedded checker's own view (when ``serve`` runs one): the families ``geodns check`` exports."""
