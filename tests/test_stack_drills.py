@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,13 @@ def test_stack_runs_what_it_says(stack):
     assert roles == ["checker"] * 2 + ["ingress"] * 3 + ["redis"] + ["server"] * 2
     assert all(procs.alive(p) for p in state.processes.values())
     assert "dig @127.0.0.1" in (stack / "stack.out").read_text()
+    # Each checker is observable on its own HTTP port: ready once it has probed and reported.
+    for info in (p for p in state.processes.values() if p.role == "checker"):
+        http = info.address.split()[1]
+        with urllib.request.urlopen(f"http://{http}/readyz", timeout=5) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as response:
+            assert b'geodns_checker_probes_total{' in response.read()
 
 
 def test_cluster_down_moves_traffic_within_the_promise_and_back(stack, tmp_path):

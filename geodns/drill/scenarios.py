@@ -148,6 +148,9 @@ def checker_partition(dep: Deployment, opts: Options) -> Report:
         if reason is None:
             argv = list(info.argv)
             argv[argv.index("--store") + 1] = state.store_unix  # type: ignore[assignment]
+            if "--http-listen" in argv:      # a namespace of its own has no loopback address to serve on
+                at = argv.index("--http-listen")
+                del argv[at:at + 2]
             dep.spawn_extra(f"{name}-partitioned", ["unshare", "-n", *argv],
                             Path(info.log).with_name(f"{name}-partitioned.log"))
             ph.notes.append(f"{name} runs in a network namespace of its own (unshare -n): no route to any "

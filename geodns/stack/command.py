@@ -3,7 +3,7 @@
     geodns stack [--base-port N] [--dir D] [--interval 1s] [--sentinel | --no-redis]
     geodns stack --down [--dir D]        # stop what a stack left behind (say, after kill -9)
 
-Default ports: DNS 5301/5302, HTTP 8101/8102, ingresses 18081-18083 (us-east,
+Default ports: DNS 5301/5302, HTTP 8101/8102, checkers' HTTP 8103/8104, ingresses 18081-18083 (us-east,
 eu-west, ap-southeast), Redis 16379 (replica 16380, sentinels 26380-26382).
 ``--base-port N`` counts from N instead (DNS N+1/N+2, HTTP N+11/N+12,
 ingresses N+21..23, Redis N+31/N+32, sentinels N+33..35); ``--base-port 0``
@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
                         help=f"work directory for configs, logs and {STATE_FILE} (default {DEFAULT_DIR})")
     parser.add_argument("--base-port", type=int, default=None, metavar="N",
-                        help="lay ports out from N (0: free ports; default: 5301/5302, 8101/8102, 18081-18083, 16379)")
+                        help="lay ports out from N (0: free ports; default: 5301/5302, 8101/8102, 8103/8104, 18081-18083, 16379)")
     parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="health-check interval (1)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="health-check timeout (default: half the interval)")

@@ -174,10 +174,11 @@ class Stack:
 
     def _start_checkers(self) -> None:
         assert self.state is not None
-        for checker_id, region in CHECKERS:
+        for (checker_id, region), port in zip(CHECKERS, self.ports.checker):
+            http = f"127.0.0.1:{port}"
             argv = procs.geodns_argv("check", "--config", str(self._config_path(1)), "--store", self.state.store,
-                                     "--checker-id", checker_id, "--region", region)
-            self._add(procs.spawn(checker_id, "checker", argv, self._log(checker_id), f"vantage {region}"))
+                                     "--checker-id", checker_id, "--region", region, "--http-listen", http)
+            self._add(procs.spawn(checker_id, "checker", argv, self._log(checker_id), f"http {http} {region}"))
 
     def _wait_checkers_reporting(self, timeout: float = 30.0) -> None:
         """Until every endpoint has a verdict from both checkers, answers are not yet the steady state."""

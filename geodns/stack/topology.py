@@ -26,7 +26,7 @@ CLUSTERS: dict[str, tuple[str, str, str]] = {
 # Two checkers, two vantage points (the partition drill cuts off the second).
 CHECKERS: tuple[tuple[str, str], ...] = (("checker-us", "us-east"), ("checker-eu", "eu-west"))
 
-DEFAULTS = {"dns": [5301, 5302], "http": [8101, 8102], "ingress": [18081, 18082, 18083],
+DEFAULTS = {"dns": [5301, 5302], "http": [8101, 8102], "checker": [8103, 8104], "ingress": [18081, 18082, 18083],
             "redis": [16379, 16380], "sentinel": [26380, 26381, 26382]}
 
 ZONE = f"""\
@@ -47,6 +47,7 @@ class Ports:
     ingress: list[int]
     redis: list[int]            # primary, replica (the replica only with sentinels)
     sentinel: list[int]
+    checker: list[int] = field(default_factory=lambda: list(DEFAULTS["checker"]))   # each checker's HTTP port
 
 
 def free_port() -> int:
@@ -62,10 +63,10 @@ def layout(base_port: int | None) -> Ports:
     if base_port == 0:
         def pick(n: int) -> list[int]:
             return [free_port() for _ in range(n)]
-        return Ports(dns=pick(2), http=pick(2), ingress=pick(3), redis=pick(2), sentinel=pick(3))
+        return Ports(dns=pick(2), http=pick(2), ingress=pick(3), redis=pick(2), sentinel=pick(3), checker=pick(2))
     b = base_port
     return Ports(dns=[b + 1, b + 2], http=[b + 11, b + 12], ingress=[b + 21, b + 22, b + 23],
-                 redis=[b + 31, b + 32], sentinel=[b + 33, b + 34, b + 35])
+                 redis=[b + 31, b + 32], sentinel=[b + 33, b + 34, b + 35], checker=[b + 13, b + 14])
 
 
 @dataclass
