@@ -195,3 +195,43 @@ def test_readme_configuration_example_is_valid():
     block = block[:block.index("```")]
     config = config_from_text(block, "README.md", REPO / "config")
     assert config.records and config.clusters["eu-west-1"].endpoints[1].probe == "127.0.0.1:18082"
+
+
+def test_sighup_reopens_the_geoip_database_as_geoipupdate_replaces_it(tmp_path):
+    """geoipupdate writes a new file and renames it over the old one; a reload must take it, and a
+    download that does not open must be refused with the running database kept (README, deploying)."""
+    import json
+    import urllib.request
+
+    data = REPO / "tests" / "data" / "geo"
+    database = tmp_path / "GeoLite2-City.mmdb"
+    shutil.copy(data / "GeoIP2-City-Test.mmdb", database)
+    shipped = (REPO / "config" / "geodns.yaml").read_text()
+    config = tmp_path / "geodns.yaml"
+    config.write_text(shipped.replace("geoip/GeoIP2-City-Test.mmdb", str(database))
+                      .replace("../zones/", str(REPO / "zones") + "/").replace('"127.0.0.1:8053"', '"127.0.0.1:0"'))
+
+    def located(proc: Proc) -> str | None:
+        url = (f"http://127.0.0.1:{proc.http_port}/api/v1/explain?name=app.gslb.example.com&client=214.0.0.1")
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())["client"]["location"]["country"]
+
+    def replace_with(source: Path) -> None:
+        fresh = tmp_path / "download.tmp"
+        shutil.copy(source, fresh)
+        os.replace(fresh, database)
+
+    proc = Proc("--config", str(config))
+    try:
+        assert located(proc) == "SG"                              # 214.0.0.0/24 is Singapore in this file
+        replace_with(data / "GeoIP2-City-Test-Invalid-Node-Count.mmdb")
+        proc.proc.send_signal(signal.SIGHUP)
+        line = proc.read_until("event=reload-rejected")
+        assert str(database) in line
+        assert located(proc) == "SG"                              # the running database stays
+        replace_with(data / "GeoIP2-Country-Test.mmdb")           # a file without that network
+        proc.proc.send_signal(signal.SIGHUP)
+        proc.read_until("event=reloaded")
+        assert located(proc) is None
+    finally:
+        assert proc.stop() == 0
