@@ -147,7 +147,14 @@ _CHECK_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "rise": values.int_range(1, 100),
     "fall": values.int_range(1, 100),
     "jitter": values.float_range(0.0, 1.0),
+    "load_json": _optional(lambda v: _options().load_json(v)),
+    "load_metric": _optional(lambda v: _options().load_metric(v)),
 }
+
+
+def _options():
+    from ..health import options     # imports nothing from geodns (see its docstring)
+    return options
 
 
 def _load_check(value: Any, problems: list[str]) -> CheckSpec | None:
