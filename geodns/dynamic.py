@@ -281,6 +281,7 @@ class GslbResponder:
             "clusters": list(selection.clusters) if selection else [],
             "fallback": bool(selection and selection.fallback),
             "scope": selection.scope if selection else 0,
+            "shares": _shares(context, client, family) if family and context else {},
             "snapshot_version": self.state.snapshot.version,
         }
 
@@ -304,6 +305,17 @@ class GslbResponder:
         lines.append(f"snapshot version {self.state.snapshot.version} record {to_text(record)} scope /{selection.scope}")
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
+
+
+def _shares(context: Context, client: Client, family: int) -> dict[str, float]:
+    """How often each first cluster answers this client (exact, from ``policy.outcomes``); {} when
+    the chain has too many random paths to list."""
+    listed = policy.outcomes(context, client, family)
+    shares: dict[str, float] = {}
+    for selection, share in zip(listed.selections, listed.shares) if listed is not None else ():
+        first = selection.clusters[0] if selection.clusters else "-"
+        shares[first] = shares.get(first, 0.0) + share
+    return {name: round(share, 6) for name, share in sorted(shares.items(), key=lambda kv: -kv[1])}
 
 
 def _txt_rdata(text: str) -> bytes:
