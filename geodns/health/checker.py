@@ -47,7 +47,7 @@ from typing import Protocol
 import aiohttp
 
 from ..config.model import CheckSpec
-from ..state.model import Observation, Snapshot
+from ..state.model import LoadReport, Observation, Snapshot
 from ..state.store import StateStore, StoreUnavailable
 from .places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
 from .probe import ProbeResult, new_session, probe
@@ -91,7 +91,7 @@ def expiry(spec: CheckSpec) -> float:
 class _Check:
     """One endpoint's check: its spec and target, its health, and the task that probes it."""
 
-    __slots__ = ("key", "place", "spec", "target", "error", "health", "task", "last_at", "failing_since")
+    __slots__ = ("key", "place", "spec", "target", "error", "health", "task", "last_at", "failing_since", "load")
 
     def __init__(self, key: CheckKey, place: str, spec: CheckSpec, target: Target | None, error: str | None,
                  health: Health) -> None:
@@ -104,6 +104,7 @@ class _Check:
         self.task: asyncio.Task[None] | None = None
         self.last_at: float | None = None
         self.failing_since: float | None = None     # when the current failing streak's first probe ended
+        self.load: float | None = None              # read from the latest response, if the check says where
 
 
 class Checker:
@@ -284,7 +285,7 @@ class Checker:
         old = check.health
         new = advance(old, result.ok, result.rtt_ms, result.reason, check.spec.rise, check.spec.fall)
         now = time.time()
-        check.health, check.last_at = new, now
+        check.health, check.last_at, check.load = new, now, result.load
         if result.ok:
             check.failing_since = None
             self._last_reach = now
@@ -393,8 +394,12 @@ class Checker:
         batch, self._pending = self._pending, {}
         now = time.time()
         observations = [self._observation(c, now) for key, c in batch.items() if self._checks.get(key) is c]
+        loads = [LoadReport(self.checker_id, c.key[0], c.key[1], c.load, c.last_at or now, now + expiry(c.spec))
+                 for key, c in batch.items() if c.load is not None and self._checks.get(key) is c]
         try:
             await self.store.report(observations)
+            if loads:
+                await self.store.report_load(loads)
         except StoreUnavailable as exc:
             for key, check in batch.items():
                 self._pending.setdefault(key, check)      # retried with the next flush
