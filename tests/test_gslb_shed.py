@@ -7,7 +7,8 @@ from types import MappingProxyType
 import pytest
 
 from geodns.config.model import ClusterSpec, EndpointSpec, LoadSpec
-from geodns.gslb.load import (IDLE, LoadView, ShedController, ShedState, reported_load, target_share, tick)
+from geodns.gslb.load import (IDLE, LoadView, ShedController, ShedState, reported_load, settle_share, target_share,
+                              tick)
 from geodns.gslb.model import Context
 from geodns.gslb.policy import outcomes, select
 from geodns.state.model import LoadReport, Snapshot
@@ -78,12 +79,20 @@ def test_tick_bounds_each_move_and_holds_inside_the_hysteresis_band():
         shares.append(state.share)
     assert shares == pytest.approx([0.1, 0.2, 0.3, 0.4])     # at most `step` per interval
     assert state.moving
-    # The smoothed load falls to where a share of 0.4 belongs (0.78), then a little lower: within
-    # the hysteresis band (0.05) the share holds; below it, it comes down.
-    held = ShedState(0.78, 0.78, 0.4, 0.4, False)
-    assert tick(held, 0.76, SPEC).share == 0.4
-    assert tick(held, 0.76, SPEC).moving is False
-    assert tick(ShedState(0.6, 0.6, 0.4, 0.4, False), 0.6, SPEC).share == pytest.approx(0.3)
+    # Settled: 0.4 of the answers have gone elsewhere for a while and the load is 0.78, so the
+    # demand is 1.3, and 0.4 is where share and load meet on the watermark line.
+    settled = ShedState(0.78, 0.78, 0.4, 0.4, False, applied=0.4)
+    assert settle_share(0.78, 0.4, SPEC) == pytest.approx(0.4)
+    assert target_share(0.78, SPEC) == pytest.approx(0.4)
+    assert tick(settled, 0.78, SPEC).share == pytest.approx(0.4)
+    # A little less load: within the hysteresis band (0.05) the share holds ...
+    assert tick(settled, 0.76, SPEC).share == 0.4 and not tick(settled, 0.76, SPEC).moving
+    # ... a little more: it sheds more at once (more load is never waited out).
+    assert tick(settled, 0.85, SPEC).share > 0.4
+    # Well below: it comes down, one step at a time.
+    assert tick(ShedState(0.6, 0.6, 0.4, 0.4, False, applied=0.4), 0.6, SPEC).share == pytest.approx(0.3)
+    # At or over high, it heads for out.
+    assert tick(settled, 3.0, SPEC).target == 1.0
 
 
 def test_unknown_load_sheds_nothing_but_steps_down():

@@ -143,7 +143,7 @@ class LoadSpec:
 
     low: float = 0.7
     high: float = 0.9
-    smoothing: float = 10.0             # seconds
+    smoothing: float = 20.0             # seconds
     step: float = 0.1                   # of the shed share, per interval
     interval: float = 5.0               # seconds
     hysteresis: float = 0.05            # of load

@@ -39,6 +39,8 @@ from ..state.table import ADMIN_SOURCE
 MAX_CATCH_UP = 1000
 # Shares closer than this are the same decision: outcome caches survive such a change.
 SHARE_EPSILON = 1e-9
+# A share within this of its target has arrived: it stops moving (and TTLs go back to normal).
+SETTLED = 0.005
 
 
 def _latest(reports: Iterable[LoadReport], now: float) -> dict[str, LoadReport]:
@@ -85,13 +87,17 @@ class ShedState:
     share: float                # of new answers sent elsewhere, 0..1 (1: out unless nothing else)
     target: float               # where the share is heading
     moving: bool                # the share changed this tick or has not reached its target
+    applied: float = 0.0        # the share the smoothed load reflects: the share's own EWMA
 
 
 IDLE = ShedState(None, None, 0.0, 0.0, False)
 
+# Below this fraction kept, the traffic left says too little about the demand shed (see ``settle_share``).
+MIN_KEPT = 0.05
+
 
 def target_share(load: float, spec: LoadSpec) -> float:
-    """Linear between the watermarks: 0 at or below ``low``, 1 at or above ``high``."""
+    """The watermark line: 0 at or below ``low``, 1 at or above ``high``, linear between."""
     if load <= spec.low:
         return 0.0
     if load >= spec.high:
@@ -99,33 +105,56 @@ def target_share(load: float, spec: LoadSpec) -> float:
     return (load - spec.low) / (spec.high - spec.low)
 
 
+def settle_share(load: float, applied: float, spec: LoadSpec) -> float:
+    """The share at which the cluster's load and share end up on the watermark line.
+
+    The load was measured while ``applied`` of the answers went elsewhere, so
+    the demand is about ``load / (1 - applied)``; shedding s of it leaves
+    ``demand * (1 - s)``, and ``s == target_share(demand * (1 - s))`` solves to
+    ``(demand - low) / (demand + high - low)``.  Aiming there, rather than at
+    ``target_share(load)``, is what lets the loop settle: the latter reacts to
+    each 0.01 of load with 0.05 of share (for 0.7/0.9), and to its own effect
+    as if it were news.  A load at or above ``high`` still means out (share 1).
+    """
+    if load >= spec.high:
+        return 1.0
+    demand = load / max(1.0 - applied, MIN_KEPT)
+    if demand <= spec.low:
+        return 0.0
+    return min(1.0, (demand - spec.low) / (demand + spec.high - spec.low))
+
+
 def tick(state: ShedState, load: float | None, spec: LoadSpec, *, damped: bool = True) -> ShedState:
     """One interval of one cluster (see the module's step 2).
 
-    ``damped=False`` is the controller without brakes (no smoothing, no step
-    bound, no hysteresis): only for the simulation that shows why they exist.
+    ``damped=False`` is the controller without brakes (the watermark line
+    applied to each raw reading, no smoothing, no step bound, no hysteresis):
+    only for the simulation that shows why they exist.
     """
     if load is None:
         share = max(0.0, state.share - spec.step) if damped else 0.0
         return ShedState(None, None, share, 0.0, share != state.share or share > 0.0)
     if not damped:
         target = target_share(load, spec)
-        return ShedState(load, load, target, target, target != state.share)
+        return ShedState(load, load, target, target, target != state.share, target)
     alpha = 1.0 - math.exp(-spec.interval / spec.smoothing)
     smoothed = load if state.smoothed is None else state.smoothed + alpha * (load - state.smoothed)
-    up = target_share(smoothed, spec)
-    down = target_share(smoothed + spec.hysteresis, spec)
+    up = settle_share(smoothed, state.applied, spec)
+    down = settle_share(smoothed + spec.hysteresis, state.applied, spec)
     if up > state.share:
         target = up
     elif down < state.share:
         target = down
     else:
         target = state.share
+    if abs(target - state.share) < SETTLED:
+        target = state.share          # close enough: a move this small would only stir the caches
     delta = max(-spec.step, min(spec.step, target - state.share))
     share = min(1.0, max(0.0, state.share + delta))
     if abs(share - target) < SHARE_EPSILON:
         share = target
-    return ShedState(load, smoothed, share, target, share != state.share or share != target)
+    applied = state.applied + alpha * (share - state.applied)
+    return ShedState(load, smoothed, share, target, share != state.share or share != target, applied)
 
 
 @dataclass(frozen=True)
