@@ -17,7 +17,8 @@ from geodns.errors import ConfigError
 from tests.dnsserver import write
 from tests.test_admin_cli import EU, USE, geodns
 from tests.test_gslb_dns import APP, LONDON, ask, config_text
-from tests.test_http_api import base_url, http, start_server
+from tests.test_http_api import base_url, http
+from tests.test_metrics import scrape
 
 TOKEN = "t0ken"
 LOADED = ('eu-west-1:      {region: eu-west, endpoints: ["198.51.100.10", "2001:db8:1::10"], '
@@ -102,6 +103,13 @@ def test_a_rising_load_moves_london_away_gradually_and_back_when_it_expires(serv
     done = api("status")
     row = next(line for line in done.stdout.splitlines() if line.startswith("eu-west-1"))
     assert "0.70" in row.split() and f"{shares['us-east-1'] * 100:.0f}%" in row.split()
+    # So does /metrics; a cluster nobody reports a load for has no load sample (unknown, not 0).
+    samples = scrape(server)
+    assert samples[("geodns_cluster_load", (("cluster", "eu-west-1"),))] == 0.7
+    assert samples[("geodns_cluster_shed_share", (("cluster", "eu-west-1"),))] == \
+        pytest.approx(shares["us-east-1"], abs=1e-4)
+    assert ("geodns_cluster_load", (("cluster", "us-east-1"),)) not in samples
+    assert ("geodns_cluster_shed_share", (("cluster", "us-east-1"),)) not in samples   # no watermarks
     # Over the high watermark: out for London (it still has us-east-1 to go to).
     assert api("load", "eu-west-1", "0.95", "--ttl", "2s").returncode == 0
     poll(lambda: london_traffic(server) == {"us-east-1": 1.0}, "eu-west-1 out")
@@ -117,6 +125,9 @@ def test_a_rising_load_moves_london_away_gradually_and_back_when_it_expires(serv
     assert seen & {0.25, 0.5, 0.75}                              # it came back gradually
     _, cluster = http(server, "GET", "/api/v1/clusters/eu-west-1")
     assert cluster["load"]["reported"] is None and cluster["load"]["shed_share"] == 0.0
+    samples = scrape(server)
+    assert ("geodns_cluster_load", (("cluster", "eu-west-1"),)) not in samples
+    assert samples[("geodns_cluster_shed_share", (("cluster", "eu-west-1"),))] == 0.0
 
 
 def test_bad_load_input_is_refused_with_the_reason(server):
