@@ -135,5 +135,9 @@ def test_controller_ticks_on_the_wall_clock_grid_and_says_when_to_look_again():
     assert controller.view(snap, 115.0).share("eu-west-1") == pytest.approx(0.4)     # three ticks caught up
     moving = controller.view(snap, 115.0)
     assert moving.ttl(["us-east-1", "eu-west-1"], 60) == 7 and moving.ttl(["us-east-1"], 60) == 60
+    # A cluster idle for a long while starts from its first reading: one step, not a replay of the gap.
+    idle = ShedController({"eu-west-1": spec})
+    assert idle.view(snapshot_with(), 100.0).valid_until == math.inf
+    assert idle.view(snap, 1000.0).share("eu-west-1") == pytest.approx(0.1)
     # A controller without any load block costs nothing and never asks to be rebuilt.
     assert ShedController({}).view(snap, 0.0).valid_until == math.inf

@@ -43,14 +43,17 @@ def server(tmp_path_factory):
     running.stop()
 
 
-def poll(condition, what: str, timeout: float = 20.0):
+SEEN: list = []      # what the last poll saw, for its failure message
+
+
+def poll(condition, what: str, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
+            raise AssertionError(f"never happened: {what}; last seen {SEEN[-3:]}")
         time.sleep(0.05)
 
 
@@ -85,7 +88,9 @@ def test_a_rising_load_moves_london_away_gradually_and_back_when_it_expires(serv
     def settled():
         resp = ask(server, LONDON, 32)
         ttls.add(resp.answer[0].ttl)
-        return resp.answer[0].ttl == 30 and london_traffic(server).get("us-east-1", 0) > 0
+        shares = london_traffic(server)
+        SEEN.append((resp.answer[0].ttl, shares, http(server, "GET", "/api/v1/clusters/eu-west-1")[1]["load"]))
+        return resp.answer[0].ttl == 30 and shares.get("us-east-1", 0) > 0
     poll(settled, "London split and the record's own TTL back once shedding settled")
     assert 5 in ttls                                          # the short TTL while shedding moved
     shares = london_traffic(server)

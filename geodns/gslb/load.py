@@ -218,7 +218,10 @@ class ShedController:
             state = self._states.get(name, IDLE)
             if last is None or index > last:
                 load = reported_load(snapshot, name, now)
-                for _ in range(1 if last is None else min(index - last, MAX_CATCH_UP)):
+                # Ticks this server slept through are caught up, with the reading it has now; an
+                # idle cluster (nothing known, nothing shed) slept through nothing worth replaying.
+                idle = state.load is None and state.share == 0.0
+                for _ in range(1 if last is None or idle else min(index - last, MAX_CATCH_UP)):
                     state = tick(state, load, spec)
                 self._states[name], self._ticks[name] = state, index
             if state.moving or state.load is not None or state.share > 0.0:
