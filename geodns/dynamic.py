@@ -25,6 +25,7 @@ from .geo import Locator
 from .gslb.filters import LOCATION_FILTERS
 from .gslb.health import HealthView
 from .gslb import policy, why
+from .gslb.load import EMPTY as NO_LOAD, LoadView, ShedController
 from .gslb.policy import Client, Context, Outcomes, Selection, contexts, select
 from .names import Name, to_text, to_wire
 from .rrset import RRset
@@ -51,6 +52,10 @@ class LiveState:
     # Changes only when some answer could: states with the same generation decide alike,
     # so caches of decisions (``outcomes``, the fast path's) outlive a routine health report.
     generation: int
+    # Each cluster's load and shed share (gslb/load.py), and the TTL of records whose
+    # shedding is moving (capped by their clusters' ``load.ttl``; the others use their own).
+    load: LoadView = NO_LOAD
+    ttls: Mapping[Name, int] = field(default_factory=dict)
 
 
 class Tally:
@@ -127,6 +132,7 @@ class GslbResponder:
         # Records whose answers depend on where the client is; the others have one outcome list.
         self._placed = frozenset(name for name, record in self.records.items()
                                  if LOCATION_FILTERS.intersection(record.policy))
+        self.shed = ShedController(config.clusters)
         self.state: LiveState = self._build(snapshot, None)
 
     # -- off the query path -----------------------------------------------------
@@ -134,15 +140,19 @@ class GslbResponder:
         now = time.time()
         quorum = self.health_config.quorum
         health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
+        load = self.shed.view(snapshot, now)
         if previous is None:
             generation = 0
         elif snapshot.clusters == previous.snapshot.clusters and \
-                health.same_decisions(previous.health, self._reads_rtt):
+                health.same_decisions(previous.health, self._reads_rtt) and load.same_decisions(previous.load):
             generation = previous.generation
         else:
             generation = previous.generation + 1
-        return LiveState(snapshot, health, contexts(self.records.values(), snapshot, health, self.regions, self.rng),
-                         now, generation)
+        ttls = {} if not load.states else {
+            name: ttl for name, record in self.records.items()
+            if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl}
+        return LiveState(snapshot, health, contexts(self.records.values(), snapshot, health, self.regions, self.rng,
+                                                    load), now, generation, load, ttls)
 
     def update(self, snapshot: Snapshot | None = None) -> None:
         """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
@@ -245,9 +255,13 @@ class GslbResponder:
             return selections[0]
         return selections[bisect_right(listed.cumulative, self.rng.random())]
 
+    def ttl(self, qname: Name) -> int:
+        """The record's TTL, shorter while its clusters' shedding moves (``load.ttl``)."""
+        ttls = self.state.ttls
+        return ttls.get(qname, self.records[qname].ttl) if ttls else self.records[qname].ttl
+
     def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
-        record = self.records[qname]
-        return RRset(qname, qtype, record.ttl, tuple(a.packed for a in selection.addresses))
+        return RRset(qname, qtype, self.ttl(qname), tuple(a.packed for a in selection.addresses))
 
     # -- explain (for operators) --------------------------------------------------------
     def explain(self, qname: Name, qtype: int, address: str, prefix: int | None = None) -> dict:
@@ -263,6 +277,7 @@ class GslbResponder:
             "name": to_text(qname),
             "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
             **decision,
+            "shares": _shares(context, client, family) if family and context else {},
             "snapshot_version": self.state.snapshot.version,
         }
 
@@ -285,6 +300,17 @@ class GslbResponder:
                      f"scope /{decision['scope']}")
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
+
+
+def _shares(context: Context, client: Client, family: int) -> dict[str, float]:
+    """How often each first cluster answers this client (exact, from ``policy.outcomes``); {} when
+    the chain has too many random paths to list."""
+    listed = policy.outcomes(context, client, family)
+    shares: dict[str, float] = {}
+    for selection, share in zip(listed.selections, listed.shares) if listed is not None else ():
+        first = selection.clusters[0] if selection.clusters else "-"
+        shares[first] = shares.get(first, 0.0) + share
+    return {name: round(share, 6) for name, share in sorted(shares.items(), key=lambda kv: -kv[1])}
 
 
 def _txt_rdata(text: str) -> bytes:
@@ -322,12 +348,14 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
 
 
 async def keep_health_fresh(current: "Callable[[], GslbResponder | None]", every: float = 0.5) -> None:
-    """Observations expire with time, not only with changes: rebuild the live state when one has.
+    """Observations expire with time, not only with changes: rebuild the live state when one has,
+    and when a cluster's shedding is due its next tick (gslb/load.py).
 
     ``current`` returns the responder in use now (it changes on reload).
     """
     while True:
         await asyncio.sleep(every)
         dynamic = current()
-        if dynamic is not None and time.time() >= dynamic.state.health.valid_until:
+        state = dynamic.state if dynamic is not None else None
+        if state is not None and time.time() >= min(state.health.valid_until, state.load.valid_until):
             dynamic.update()

@@ -59,7 +59,8 @@ def test_status_table_and_json(server):
     lines = done.stdout.splitlines()
     assert lines[0].endswith(": ready")
     header = next(line for line in lines if line.startswith("CLUSTER"))
-    assert header.split() == ["CLUSTER", "REGION", "STATE", "ADMIN", "WEIGHT", "ENDPOINTS", "UP/DOWN", "BY", "VANTAGE"]
+    assert header.split() == ["CLUSTER", "REGION", "STATE", "ADMIN", "WEIGHT", "LOAD", "SHED", "ENDPOINTS", "UP/DOWN",
+                              "BY", "VANTAGE"]
     rows = {line.split()[0]: line for line in lines[lines.index(header) + 1:]}
     assert set(rows) == {"us-east-1", "eu-west-1", "ap-southeast-1"}
     assert rows["eu-west-1"].index("eu-west ") == header.index("REGION")           # columns line up

@@ -149,6 +149,16 @@ def test_partitioned_checker_takes_nothing_out(stack):
     assert procs.alive(state.processes["checker-eu"])
 
 
+def test_overloaded_cluster_sheds_gradually_settles_and_gets_its_traffic_back(stack):
+    """The ingress reports demand x the share of London's answers it still gets: shedding lowers
+    the very load it reacts to, so this is the feedback loop with every real part in it."""
+    report = drill(stack, "cluster-overload", period=0.05)
+    for name in ("traffic left gradually", "the load settled under the high watermark",
+                 "traffic came back when the load fell", "no failed queries"):
+        assert check(report, name)["ok"], report["checks"]
+    assert report["passed"]
+
+
 def test_drill_refuses_what_the_deployment_lacks(stack, tmp_path):
     result = subprocess.run([sys.executable, "-m", "geodns", "drill", "redis-failover", "--stack", str(stack)],
                             capture_output=True, text=True, cwd=REPO, timeout=30)

@@ -39,11 +39,14 @@ def render(r: dict[str, Any]) -> str:
         "",
         table(("FILTER", "WHY"), [(s["filter"], s.get("why") or "-") for s in r["steps"]]),
         "",
-        table(("CLUSTER", "STATE", "ADMIN", "REGION", "WEIGHT", "RTT BY VANTAGE"),
+        table(("CLUSTER", "STATE", "ADMIN", "REGION", "WEIGHT", "SHED", "RTT BY VANTAGE"),
               [(name, c.get("state"), c.get("admin"), c.get("region"), c.get("weight"),
+                f"{c['shed_share'] * 100:.0f}%" if "shed_share" in c else "-",
                 " ".join(f"{v}:{ms:.1f}ms" for v, ms in (c.get("rtt_ms") or {}).items()) or "-")
                for name, c in r.get("candidates", {}).items()]),
         "",
+        "shares of new answers: " + (", ".join(f"{name} {share * 100:.1f}%" for name, share in r["shares"].items())
+                                     if r.get("shares") else "not listed (too many random paths)"),
         f"answer: {', '.join(r['answer']) or 'none (NODATA)'}"
         f"{' from ' + ', '.join(r['clusters']) if r['clusters'] else ''}"
         f"{' (fallback: the policy left nothing)' if r['fallback'] else ''}; "

@@ -50,8 +50,24 @@ def cluster_table(clusters: list[dict[str, Any]]) -> str:
         endpoints = ", ".join(_endpoint(e) for e in c["endpoints"])
         vantages = " ".join(f"{v}:{t['up']}/{t['down']}" + (f"@{t['rtt_ms']:.1f}ms" if t.get("rtt_ms") is not None else "")
                             for v, t in c["vantages"].items()) or "-"
-        rows.append((c["name"], c["region"], c["state"], c["admin"], c["weight"], endpoints, vantages))
-    return table(("CLUSTER", "REGION", "STATE", "ADMIN", "WEIGHT", "ENDPOINTS", "UP/DOWN BY VANTAGE"), rows)
+        load, shed = _load(c.get("load"))
+        rows.append((c["name"], c["region"], c["state"], c["admin"], c["weight"], load, shed, endpoints, vantages))
+    return table(("CLUSTER", "REGION", "STATE", "ADMIN", "WEIGHT", "LOAD", "SHED", "ENDPOINTS",
+                  "UP/DOWN BY VANTAGE"), rows)
+
+
+def _load(load: dict[str, Any] | None) -> tuple[str, str]:
+    """LOAD: reported (smoothed) or "-" when unknown; SHED: the share of new answers sent elsewhere,
+    with ~ while it is still moving, "-" for a cluster without watermarks."""
+    if not load:
+        return "-", "-"
+    reported, smoothed = load.get("reported"), load.get("smoothed")
+    text = "-" if reported is None else f"{reported:.2f}"
+    if smoothed is not None and reported is not None and abs(smoothed - reported) >= 0.005:
+        text += f" ({smoothed:.2f})"
+    if load.get("high") is None:
+        return text, "-"
+    return text, f"{load['shed_share'] * 100:.0f}%" + ("~" if load.get("shedding_moves") else "")
 
 
 def failing_table(clusters: list[dict[str, Any]], now: float) -> str:

@@ -99,3 +99,21 @@ def check_url(kind: str) -> Callable[[Any], str]:
             raise ValueError(f"{value!r}: a tcp URL needs a port")
         return value
     return convert
+
+
+_JSON_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?")
+
+
+def load_json(value: Any) -> str:
+    """A dotted path to a number in a JSON health body: ``load``, ``status.load`` (list items by index)."""
+    if not isinstance(value, str) or not _JSON_PATH.fullmatch(value.strip()):
+        raise ValueError(f"{value!r} is not a dotted JSON path such as load or status.cpu")
+    return value.strip()
+
+
+def load_metric(value: Any) -> str:
+    """A Prometheus metric name, optionally with labels to match: ``ingress_load{pool="web"}``."""
+    if not isinstance(value, str) or not _METRIC.fullmatch(value.strip()):
+        raise ValueError(f"{value!r} is not a Prometheus metric name such as ingress_load")
+    return value.strip()

@@ -220,7 +220,7 @@ class _Reader:
     def clusters(self, top: LinedMap, regions: dict[str, model.Region]) -> dict[str, model.ClusterSpec]:
         m = self.mapping(top.get("clusters"), _line(top, "clusters"), "clusters", None)
         out: dict[str, model.ClusterSpec] = {}
-        known = ("region", "endpoints", "weight", "priority", "min_healthy", "check")
+        known = ("region", "endpoints", "weight", "priority", "min_healthy", "check", "load")
         for name, raw in (m or {}).items():
             path = f"clusters.{name}"
             c = self.mapping(raw, _line(m, name), path, known)
@@ -244,8 +244,36 @@ class _Reader:
                 priority=self.field(c, "priority", path, values.priority, 0),
                 min_healthy=self.field(c, "min_healthy", path, values.min_healthy, 1),
                 check=self.check(c, path),
+                load=self.load(c, path),
             )
         return out
+
+    def load(self, c: LinedMap, path: str) -> model.LoadSpec | None:
+        """A cluster's ``load:`` watermarks and damping (``shed`` filter); every problem with its key path."""
+        known = ("low", "high", "smoothing", "step", "interval", "hysteresis", "ttl")
+        m = self.mapping(c.get("load"), _line(c, "load"), f"{path}.load", known)
+        if m is None:
+            return None
+        p, d = f"{path}.load", model.LoadSpec()
+        fraction = values.float_range(0.0, 1000.0)
+        spec = model.LoadSpec(
+            low=self.field(m, "low", p, fraction, d.low),
+            high=self.field(m, "high", p, fraction, d.high),
+            smoothing=self.field(m, "smoothing", p, values.parse_duration, d.smoothing),
+            step=self.field(m, "step", p, values.float_range(0.001, 1.0), d.step),
+            interval=self.field(m, "interval", p, values.parse_duration, d.interval),
+            hysteresis=self.field(m, "hysteresis", p, values.float_range(0.0, 1000.0), d.hysteresis),
+            ttl=int(self.field(m, "ttl", p, values.parse_duration, d.ttl)),
+        )
+        if spec.high <= spec.low:
+            self.problem(_line(m, "high") or _line(c, "load"), f"{p}.high",
+                         f"must be above low ({spec.low:g}), not {spec.high:g}")
+        elif spec.hysteresis >= spec.high - spec.low:
+            self.problem(_line(m, "hysteresis"), f"{p}.hysteresis",
+                         f"must be less than high - low ({spec.high - spec.low:g})")
+        if spec.ttl < 1:
+            self.problem(_line(m, "ttl"), f"{p}.ttl", "must be at least 1s")
+        return spec
 
     def endpoints(self, c: LinedMap, path: str) -> tuple[model.EndpointSpec, ...]:
         raw = c.get("endpoints")
@@ -280,7 +308,8 @@ class _Reader:
     def check(self, c: LinedMap, path: str) -> model.CheckSpec | None:
 
         known = ("type", "url", "port", "path", "host", "interval", "timeout", "rise", "fall", "method",
-                 "expect_status", "body", "tls_verify", "ca_file", "send", "expect", "jitter")
+                 "expect_status", "body", "tls_verify", "ca_file", "send", "expect", "jitter",
+                 "load_json", "load_metric")
         m = self.mapping(c.get("check"), _line(c, "check"), f"{path}.check", known)
         if m is None:
             return None
@@ -312,7 +341,15 @@ class _Reader:
             send=self.field(m, "send", p, values.nonempty_str, None),
             expect=self.field(m, "expect", p, values.nonempty_str, None),
             jitter=self.field(m, "jitter", p, values.float_range(0.0, 1.0), d.jitter),
+            load_json=self.field(m, "load_json", p, checks.load_json, None),
+            load_metric=self.field(m, "load_metric", p, checks.load_metric, None),
         )
+        if "load_json" in m and "load_metric" in m:
+            self.problem(_line(m, "load_metric"), f"{p}.load_metric", "give load_json or load_metric, not both")
+        if kind == "tcp":
+            for key in ("load_json", "load_metric"):
+                if key in m:
+                    self.problem(_line(m, key), f"{p}.{key}", "applies to http and https checks, not tcp")
         if spec.timeout > spec.interval:
             self.problem(_line(m, "timeout"), f"{p}.timeout", "must not be longer than the interval")
         if kind == "tcp":

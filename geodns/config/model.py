@@ -28,7 +28,7 @@ DEFAULT_DNS_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
 DEFAULT_HTTP_LISTEN: tuple[str, int] = ("127.0.0.1", 8053)
 
 # The filters a record's policy chain may name, in DESIGN.md's words.
-POLICY_FILTERS = ("healthy", "geo", "latency", "weighted", "failover", "first_n")
+POLICY_FILTERS = ("healthy", "geo", "latency", "shed", "weighted", "failover", "first_n")
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,10 @@ class CheckSpec:
     send: str | None = None             # tcp: bytes (UTF-8) to send after connecting
     expect: str | None = None           # tcp: substring expected in the reply (first 64 KiB)
     jitter: float = 0.1                 # fraction of the interval a check's start is spread over
+    # Where the health response says how loaded the endpoint is (gslb/load.py): a dotted path
+    # into a JSON body ("load" or "status.cpu"), or a metric name in a Prometheus-text body.
+    load_json: str | None = None
+    load_metric: str | None = None
 
     def __post_init__(self) -> None:
         # Accept the config forms (200, "2xx", "300-399") and JSON's lists; store one tuple form.
@@ -121,6 +125,28 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class LoadSpec:
+    """A cluster's ``load:`` block: the watermarks of the ``shed`` filter and how it is damped.
+
+    Load is a fraction of capacity.  Below ``low`` nothing is shed; between
+    ``low`` and ``high`` the share of new answers sent elsewhere grows linearly;
+    at ``high`` and above the cluster is out unless nothing else is left.  The
+    reported load is smoothed (an EWMA with time constant ``smoothing``), the
+    share moves at most ``step`` per ``interval`` and only down once the
+    smoothed load is ``hysteresis`` below what the share stands for, and while
+    it moves answers carry a TTL of at most ``ttl`` (see gslb/load.py).
+    """
+
+    low: float = 0.7
+    high: float = 0.9
+    smoothing: float = 20.0             # seconds
+    step: float = 0.1                   # of the shed share, per interval
+    interval: float = 5.0               # seconds
+    hysteresis: float = 0.05            # of load
+    ttl: int = 10                       # seconds
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str
     region: str
@@ -129,6 +155,7 @@ class ClusterSpec:
     priority: int = 0                   # for `failover`: lower wins
     min_healthy: int = 1                # endpoints that must be up for the cluster to be up
     check: CheckSpec | None = None
+    load: LoadSpec | None = None        # the shed filter's watermarks; None: never shed
 
 
 @dataclass(frozen=True)

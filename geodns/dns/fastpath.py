@@ -246,7 +246,7 @@ class FastPath:
 
     def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection) -> tuple | None:
         """The cached encoding of one selection for this query shape; None when it does not fit."""
-        key = shape.base + (size, selection.addresses, selection.scope)
+        key = shape.base + (size, selection.addresses, selection.scope, self.engine.dynamic.ttl(name))
         entry = self.cache.get(key)
         if entry is None:
             response = self._encode(data, size, name, selection)

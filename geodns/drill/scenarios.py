@@ -23,7 +23,7 @@ from .report import Phases, Report, analyse
 from .target import Deployment, DrillError, run_quiet
 
 SCENARIOS = ("cluster-down", "cluster-slow", "flapping", "checker-partition", "redis-down",
-             "dns-server-down", "redis-failover")
+             "dns-server-down", "redis-failover", "cluster-overload")
 
 
 @dataclass
@@ -275,10 +275,15 @@ def redis_failover(dep: Deployment, opts: Options) -> Report:
     return run_failover(dep, opts)
 
 
+def cluster_overload(dep: Deployment, opts: Options) -> Report:
+    from .overload import cluster_overload as run_overload
+    return run_overload(dep, opts)
+
+
 _SCENARIOS: dict[str, Callable[[Deployment, Options], Report]] = {
     "cluster-down": cluster_down, "cluster-slow": cluster_slow, "flapping": flapping,
     "checker-partition": checker_partition, "redis-down": redis_down,
-    "dns-server-down": dns_server_down, "redis-failover": redis_failover,
+    "dns-server-down": dns_server_down, "redis-failover": redis_failover, "cluster-overload": cluster_overload,
 }
 
 __all__ = ["SCENARIOS", "Options", "run", "netns_reason"]

@@ -3,12 +3,15 @@
 Contract shared by all of them: never mutate the input list (return it as is
 when nothing changes, to save an allocation), keep the input order unless the
 filter's job is ordering, and pass an empty list through harmlessly.  They
-are pure apart from ``weighted`` drawing from ``ctx.dice`` (see ``dice.py``).
+are pure apart from ``weighted`` and ``shed`` drawing from ``ctx.dice`` (see
+``dice.py``).  Each is declared once, in ``DECLARED``, with the properties the
+rest of the server reads (whether it makes the ECS scope, whether it draws).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from ..geo.distance import great_circle_km
 from ..geo.location import Location
@@ -302,17 +305,62 @@ def first_n(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
     return candidates if len(candidates) <= n else candidates[:n]
 
 
-FILTERS: dict[str, Filter] = {
-    "healthy": healthy,
-    "geo": geo,
-    "latency": latency,
-    "weighted": weighted,
-    "failover": failover,
-    "first_n": first_n,
+def shed(candidates: list[Candidate], client: Client, ctx: Context) -> list[Candidate]:
+    """Send a cluster's shed share of new answers to the other candidates (see gslb/load.py).
+
+    Each candidate whose cluster sheds part of its answers stays with
+    probability 1 - share, drawn through ``ctx.dice`` so the outcome lists
+    (and ``explain``, the status page, /api/v1/traffic) hold the exact shares;
+    one whose share is 1 (load at or above its high watermark) is out.  With
+    nothing left, the partly shed ones stay, else all: shedding never empties
+    the answer, and one candidate alone is never shed.  Where the shed answers
+    go is the rest of the chain's business, so put ``shed`` before ``geo`` or
+    ``latency`` to send them to the next region, after them to keep them in it.
+    """
+    states = ctx.load.states
+    if len(candidates) < 2 or not states:
+        return candidates
+    dice = ctx.dice
+    kept: list[Candidate] = []
+    partly: list[Candidate] = []
+    for cand in candidates:
+        state = states.get(cand.cluster.name)
+        share = 0.0 if state is None else state.share
+        if share <= 0.0:
+            kept.append(cand)
+        elif share < 1.0:
+            partly.append(cand)
+            if dice.pick((1.0 - share, share), 1.0) == 0:
+                kept.append(cand)
+    if len(kept) == len(candidates):
+        return candidates
+    return kept or partly or candidates
+
+
+@dataclass(frozen=True)
+class FilterInfo:
+    """One filter and what the rest of the server needs to know about it."""
+
+    run: Filter
+    reads_location: bool = False    # its output depends on where the client is: it makes the ECS scope
+    draws: bool = False             # it draws from ctx.dice: ``policy.outcomes`` walks its paths
+
+
+DECLARED: Mapping[str, FilterInfo] = {
+    "healthy": FilterInfo(healthy),
+    "geo": FilterInfo(geo, reads_location=True),
+    "latency": FilterInfo(latency, reads_location=True),
+    "shed": FilterInfo(shed, draws=True),
+    "weighted": FilterInfo(weighted, draws=True),
+    "failover": FilterInfo(failover),
+    "first_n": FilterInfo(first_n),
 }
 
 # Filters that say why when explaining (a fourth argument, a list their reason goes into; see why.py).
 NOTED = frozenset(("geo", "latency"))
+FILTERS: dict[str, Filter] = {name: info.run for name, info in DECLARED.items()}
 
 # Filters whose output depends on where the client is: they make the ECS scope.
-LOCATION_FILTERS = frozenset(("geo", "latency"))
+LOCATION_FILTERS = frozenset(name for name, info in DECLARED.items() if info.reads_location)
+# Filters that draw at random: a chain with one has more than one outcome to list.
+RANDOM_FILTERS = frozenset(name for name, info in DECLARED.items() if info.draws)

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping, Protocol
 
-if TYPE_CHECKING:
-    from ..dynamic import LiveState
+from ..state.model import Snapshot
+from .health import HealthView
+
+
+class Live(Protocol):
+    """What the history reads of the GSLB responder's live state (``dynamic.LiveState``)."""
+
+    built_at: float
+    health: HealthView
+    snapshot: Snapshot
 
 RING = 12                  # state changes kept per endpoint
 CHECKERS = 1000            # checkers remembered after their reports left the table (the most recent kept)
@@ -42,7 +50,7 @@ class StateHistory:
         # vanishes from the table once its observations expire; the page still names it, as silent.
         self.checkers: dict[str, tuple[str, float]] = {}
 
-    def note(self, state: "LiveState") -> None:
+    def note(self, state: Live) -> None:
         """Append every endpoint whose state differs from its last noted one (idempotent per state)."""
         if state is self._noted:
             return

@@ -19,6 +19,7 @@ from ..geo.location import Location
 from ..state.model import Cluster, Endpoint, Snapshot
 from .dice import Dice, Explorer
 from .health import DRAINED, FORCED_DOWN, HealthView
+from .load import EMPTY, LoadView
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,7 @@ class Step:
 class Context:
     """Everything a filter may read besides the candidates and the client.
 
-    Only the first five fields are given; the rest are derived in
+    Only the first six fields are given (``load`` may be left out); the rest are derived in
     ``__post_init__`` so that they are computed per snapshot, not per query.
     ``health`` must have been built from ``snapshot``.
     """
@@ -121,6 +122,8 @@ class Context:
     regions: Mapping[str, Region]
     record: RecordSpec
     rng: random.Random
+    # Each cluster's shed share, for ``shed`` (gslb/load.py).
+    load: LoadView = EMPTY
 
     # The record's clusters present in the snapshot and with endpoints, in record order.
     candidates: tuple[Candidate, ...] = field(init=False)

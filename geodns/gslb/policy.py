@@ -14,7 +14,8 @@ from ..geo.location import Location
 from ..names import Name
 from ..state.model import Snapshot
 from . import why
-from .filters import FILTERS, LOCATION_FILTERS, Filter
+from .filters import FILTERS, LOCATION_FILTERS, RANDOM_FILTERS, Filter
+from .load import EMPTY, LoadView
 from .health import HealthView
 from .dice import Explorer, TooManyPaths
 from .model import Candidate, Client, Context, Outcomes, Selection, Step
@@ -130,12 +131,12 @@ def _family_lost(candidates: list[Candidate], family: int) -> frozenset[str]:
 def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) -> Outcomes | None:
     """Every Selection ``select`` can give ``client``, with its exact probability.
 
-    Deterministic chains have one.  With ``weighted`` in the chain, every path
+    Deterministic chains have one.  With ``weighted`` or ``shed`` in the chain, every path
     of its draws is run once (see ``dice.Explorer``) and paths that end in the
     same Selection are added up.  None when there are more than ``limit``
     paths; the caller then selects per query.
     """
-    if "weighted" not in ctx.record.policy:
+    if not RANDOM_FILTERS.intersection(ctx.record.policy):
         return Outcomes.of({select(ctx, client, family): 1.0})
     explorer = Explorer(limit, family)
     twin = ctx.exploring(explorer)
@@ -158,14 +159,15 @@ class Contexts(Mapping[Name, Context]):
     fast path already holds never need one.
     """
 
-    __slots__ = ("_records", "_built", "_args", "_rng")
+    __slots__ = ("_records", "_built", "_args", "_rng", "_load")
 
     def __init__(self, records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
-                 regions: Mapping[str, Region], rng: random.Random):
+                 regions: Mapping[str, Region], rng: random.Random, load: LoadView = EMPTY):
         self._records = {record.name: record for record in records}
         self._built: dict[Name, Context] = {}
         self._args = (snapshot, health, regions)
         self._rng = rng
+        self._load = load
 
     def get(self, name: Name, default=None):
         context = self._built.get(name)
@@ -173,7 +175,7 @@ class Contexts(Mapping[Name, Context]):
             record = self._records.get(name)
             if record is None:
                 return default
-            context = self._built[name] = Context(*self._args, record, self._rng)
+            context = self._built[name] = Context(*self._args, record, self._rng, self._load)
         return context
 
     def __getitem__(self, name: Name) -> Context:
@@ -190,9 +192,10 @@ class Contexts(Mapping[Name, Context]):
 
 
 def contexts(records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
-             regions: Mapping[str, Region], rng: random.Random | None = None) -> Contexts:
+             regions: Mapping[str, Region], rng: random.Random | None = None,
+             load: LoadView = EMPTY) -> Contexts:
     """One Context per record (keyed by ``record.name``), sharing one random generator.
 
-    Call it again whenever the snapshot or the health view is replaced.
+    Call it again whenever the snapshot, the health view or the load view is replaced.
     """
-    return Contexts(records, snapshot, health, regions, rng if rng is not None else random.Random())
+    return Contexts(records, snapshot, health, regions, rng if rng is not None else random.Random(), load)

@@ -56,6 +56,16 @@ def _reason(name: str, before: list[Candidate], after: list[Candidate], ctx: Con
         return f"{best.name} has the best priority ({best.priority}, then record order)"
     if name == "first_n":
         return f"keep the first {ctx.record.answers}"
+    if name == "shed":
+        if len(before) < 2:
+            return "one candidate or none: unchanged"
+        states = ctx.load.states
+        shedding = [(c.cluster.name, states[c.cluster.name].share) for c in before
+                    if c.cluster.name in states and states[c.cluster.name].share > 0]
+        if not shedding:
+            return "no cluster above its low watermark: unchanged"
+        return "sheds " + ", ".join(f"{who} {100 * share:.0f}% of new answers" if share < 1 else f"{who} all (over high)"
+                                    for who, share in shedding)
     return ""
 
 

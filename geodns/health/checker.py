@@ -51,7 +51,7 @@ from typing import Protocol
 import aiohttp
 
 from ..config.model import CheckSpec
-from ..state.model import Observation, Snapshot
+from ..state.model import LoadReport, Observation, Snapshot
 from ..state.store import StateStore, StoreUnavailable
 from .places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
 from .probe import ProbeResult, new_session, probe
@@ -99,7 +99,7 @@ class _Check:
     """One endpoint's check: its spec and target, its health, and the task that probes it."""
 
     __slots__ = ("key", "place", "spec", "target", "error", "health", "task", "last_at", "failing_since",
-                 "down_since", "reported")
+                 "down_since", "reported", "load")
 
     def __init__(self, key: CheckKey, place: str, spec: CheckSpec, target: Target | None, error: str | None,
                  health: Health) -> None:
@@ -114,6 +114,7 @@ class _Check:
         self.failing_since: float | None = None     # when the current failing streak's first probe ended
         self.down_since: float | None = None        # when the state became down (None unless down)
         self.reported = False                       # an observation of it reached the store
+        self.load: float | None = None              # read from the latest response, if the check says where
 
 
 class Checker:
@@ -318,7 +319,7 @@ class Checker:
         old = check.health
         new = advance(old, result.ok, result.rtt_ms, result.reason, check.spec.rise, check.spec.fall)
         now = time.time()
-        check.health, check.last_at = new, now
+        check.health, check.last_at, check.load = new, now, result.load
         if result.ok:
             check.failing_since = None
             self._last_reach = now
@@ -432,8 +433,12 @@ class Checker:
         batch, self._pending = self._pending, {}
         now = time.time()
         observations = [self._observation(c, now) for key, c in batch.items() if self._checks.get(key) is c]
+        loads = [LoadReport(self.checker_id, c.key[0], c.key[1], c.load, c.last_at or now, now + expiry(c.spec))
+                 for key, c in batch.items() if c.load is not None and self._checks.get(key) is c]
         try:
             await self.store.report(observations)
+            if loads:
+                await self.store.report_load(loads)
         except StoreUnavailable as exc:
             self.stats.reports["failed"] += 1
             self._store_error = str(exc)

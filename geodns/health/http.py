@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from ..http.probes import add_health_routes
+from .routes import add_health_routes
 from .metrics import CheckerView, ViewCollector, view_of
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ import yarl
 
 from ..config.model import CheckSpec
 from ..config.values import split_host_port
+from .loadsignal import read_load
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ProbeResult:
     ok: bool
     rtt_ms: float | None        # None when nothing answered (refused, timeout, ...)
     reason: str
+    load: float | None = None   # read from the response when the check says where (loadsignal.py)
 
     @property
     def outcome(self) -> str:
@@ -140,9 +142,25 @@ async def _http(target: Target, spec: CheckSpec, session: aiohttp.ClientSession,
         rtt_ms = (time.perf_counter() - started) * 1000.0
         if not status_ok(response.status, spec):
             return ProbeResult(False, rtt_ms, f"HTTP {response.status}")
+        if spec.load_json is not None or spec.load_metric is not None:
+            body = await _prefix(response.content)
+            if spec.body is not None and spec.body.encode() not in body:
+                return ProbeResult(False, rtt_ms, "body mismatch")
+            return ProbeResult(True, rtt_ms, "ok", read_load(body, spec))
         if spec.body is not None and not await _contains(response.content, spec.body.encode()):
             return ProbeResult(False, rtt_ms, "body mismatch")
         return ProbeResult(True, rtt_ms, "ok")
+
+
+async def _prefix(stream: aiohttp.StreamReader) -> bytes:
+    """The first ``BODY_LIMIT`` bytes of the body (all of it when shorter)."""
+    seen = b""
+    while len(seen) < BODY_LIMIT:
+        chunk = await stream.read(BODY_LIMIT - len(seen))
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 async def _contains(stream: aiohttp.StreamReader, wanted: bytes) -> bool:

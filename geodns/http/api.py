@@ -29,7 +29,7 @@ from ..config.model import ClusterSpec, EndpointSpec
 from ..dns import wire
 from ..state.model import AdminState
 from ..state.store import StateError, StoreUnavailable
-from ..state.table import parse_address
+from ..state.table import DEFAULT_LOAD_TTL, load_report, parse_address, require
 from . import views
 from .auth import error
 from .traffic import TrafficViews
@@ -59,6 +59,7 @@ def add_routes(app: web.Application, server: "Server", traffic_views: TrafficVie
     for action in _ADMIN_ACTIONS:
         r.add_post(f"{PREFIX}/clusters/{{name}}/{action}", api.admin_action(action))
     r.add_put(f"{PREFIX}/clusters/{{name}}/weight", api.set_weight)
+    r.add_put(f"{PREFIX}/clusters/{{name}}/load", api.set_load)
     r.add_post(f"{PREFIX}/clusters/{{name}}/endpoints", api.add_endpoint)
     r.add_delete(f"{PREFIX}/clusters/{{name}}/endpoints", api.remove_endpoint)
     r.add_delete(f"{PREFIX}/clusters/{{name}}/endpoints/{{address}}", api.remove_endpoint)
@@ -117,9 +118,12 @@ class _Api:
             raise error(404, f"{text} is not a GSLB record (records: {known})")
         result = dynamic.explain(name, _QTYPES[qtype_text], address, prefix)
         result["type"] = qtype_text
-        snapshot, health = dynamic.state.snapshot, dynamic.state.health
+        snapshot, health, load = dynamic.state.snapshot, dynamic.state.health, dynamic.state.load
         result["candidates"] = {
             c: _candidate(snapshot, health, c) for c in dynamic.records[name].clusters}
+        for c, candidate in result["candidates"].items():
+            if c in load.states:
+                candidate["shed_share"] = round(load.share(c), 4)
         return reply(result)
 
     # -- writes -----------------------------------------------------------------------------
@@ -148,6 +152,32 @@ class _Api:
         await self._write(lambda: store.set_weight(name, weight, endpoint))
         log.info("event=admin action=weight cluster=%s endpoint=%s weight=%s remote=%s", name, endpoint or "-",
                  weight, request.remote)
+        return reply(self._cluster_or_404(name))
+
+    async def set_load(self, request: web.Request) -> web.Response:
+        """An operator's (or automation's) load reading: {"load": 0.83, "ttl": "60s", "endpoint": ADDRESS}.
+
+        It wins over the checkers' readings until its ttl runs out (default 60 s); then the
+        load is whatever the checkers say, or unknown."""
+        name = request.match_info["name"]
+        body = await _body(request)
+        if "load" not in body:
+            raise error(400, 'the body must be {"load": N} (1 = at capacity; optionally "ttl": "60s", '
+                             '"endpoint": ADDRESS)')
+        unknown = set(body) - {"load", "ttl", "endpoint"}
+        if unknown:
+            raise error(400, f"unknown keys: {', '.join(sorted(unknown))}")
+        endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
+        ttl = body.get("ttl", DEFAULT_LOAD_TTL)
+        store = self.server.store
+        snapshot = self.server.keeper.snapshot
+
+        async def write() -> int:
+            cluster = require(snapshot.clusters.get(name), name)
+            return await store.report_load([load_report(cluster, body["load"], ttl, endpoint)])
+        await self._write(write)
+        log.info("event=admin action=load cluster=%s endpoint=%s load=%s ttl=%s remote=%s", name, endpoint or "-",
+                 body["load"], ttl, request.remote)
         return reply(self._cluster_or_404(name))
 
     async def add_endpoint(self, request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from aiohttp import web
 
 from . import api, auth, login, metrics, status_page
-from .probes import add_health_routes
+from ..health.routes import add_health_routes
 from .traffic import TrafficViews
 from .views import readiness
 

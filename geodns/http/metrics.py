@@ -20,12 +20,13 @@ from prometheus_client.utils import floatToGoString
 
 from ..engine import _RCODES, _type_text
 from ..gslb import health as states
+from ..gslb.load import reported_load
 from ..health.metrics import checker_families
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
 from .. import procstat
 from . import views
-from .probes import add_metrics_route
+from ..health.routes import add_metrics_route
 from .views import live_state, readiness
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class ServerCollector:
             return
         yield from self._state()
         yield from self._table()
+        yield from self._load()
         yield from self._process()
         yield from self._workers()
         yield from self._checker()
@@ -230,6 +232,31 @@ class ServerCollector:
             cluster_rtt.add_metric((cluster, vantage), ms / 1000.0)
         yield from (cluster_up, cluster_state, cluster_weight, endpoint_up, endpoint_state, endpoint_weight,
                     observed, endpoint_rtt, cluster_rtt)
+
+    def _load(self) -> Iterator[Metric]:
+        """Load and shed share per cluster, as the shed filter sees them (gslb/load.py).
+
+        A cluster whose load is unknown (no fresh reading) has no load sample:
+        unknown is not zero."""
+        snapshot, _health = live_state(self.server)
+        load = views.current_load(self.server)
+        now = time.time()
+        reported = GaugeMetricFamily("geodns_cluster_load", "The cluster's reported load (1 = at capacity); "
+                                     "absent while unknown.", labels=("cluster",))
+        smoothed = GaugeMetricFamily("geodns_cluster_load_smoothed", "The load the shed filter acts on: the "
+                                     "reported load's moving average.", labels=("cluster",))
+        shed = GaugeMetricFamily("geodns_cluster_shed_share", "The share of new answers a cluster with load "
+                                 "watermarks sends elsewhere (1: out unless nothing else is left).", labels=("cluster",))
+        for name in sorted(snapshot.clusters):
+            value = reported_load(snapshot, name, now)
+            if value is not None:
+                reported.add_metric((name,), value)
+            state = load.states.get(name)
+            if state is not None:
+                shed.add_metric((name,), state.share)
+                if state.smoothed is not None:
+                    smoothed.add_metric((name,), state.smoothed)
+        yield from (reported, smoothed, shed)
 
     # -- sockets and the embedded checker -------------------------------------------------------
     def _process(self) -> Iterator[Metric]:

@@ -89,7 +89,7 @@ def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Map
     thread.  Its contexts are its own, not the live state's lazily built ones,
     so it writes nothing the query path reads.
     """
-    mine = contexts(records.values(), state.snapshot, state.health, regions, random.Random(0))
+    mine = contexts(records.values(), state.snapshot, state.health, regions, random.Random(0), state.load)
     clients = [(place, _client(place)) for place in places(regions)]
     out = []
     for name, record in records.items():

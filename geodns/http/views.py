@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..gslb.health import HealthView
+from ..gslb.load import EMPTY as NO_LOAD, LoadView, reported_load
 from ..names import to_text
 from ..state.model import Cluster, Snapshot
 from ..state.store import redact_url
@@ -77,7 +78,7 @@ def records_by_cluster(server: "Server") -> dict[str, list[str]]:
 
 
 def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, records: list[str],
-                 now: float) -> dict[str, Any]:
+                 now: float, load: LoadView = NO_LOAD) -> dict[str, Any]:
     """One cluster with its endpoints, admin and health states, and what each checker saw."""
     name = cluster.name
     rtts = {vantage: round(ms, 3) for (c, vantage), ms in sorted(health.rtts().items()) if c == name}
@@ -108,17 +109,42 @@ def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, recor
         "records": records, "rtt_ms": rtts,
         "vantages": {v: {**tally, "rtt_ms": rtts.get(v)} for v, tally in sorted(vantages.items())},
         "check": _check_view(cluster),
+        "load": load_view(cluster.name, snapshot, load, now),
         "endpoints": endpoints,
     }
+
+
+def load_view(name: str, snapshot: Snapshot, load: LoadView, now: float) -> dict[str, Any]:
+    """The cluster's load as the shed filter sees it: reported (None: unknown), smoothed, its shed
+    share, its watermarks if it has a ``load:`` block, and every fresh reading with its source."""
+    state = load.states.get(name)
+    spec = load.specs.get(name)
+    readings = [{"source": r.source, "endpoint": endpoint or None, "load": r.load,
+                 "age_s": round(now - r.at, 1), "expires_in_s": round(r.expires - now, 1)}
+                for (cluster, endpoint), reports in sorted(snapshot.loads.items()) if cluster == name
+                for r in reports if r.expires > now]
+    reported = reported_load(snapshot, name, now)
+    return {"reported": None if reported is None else round(reported, 4),
+            "smoothed": None if state is None or state.smoothed is None else round(state.smoothed, 4),
+            "shed_share": 0.0 if state is None else round(state.share, 4),
+            "shedding_moves": bool(state and state.moving),
+            "low": spec.low if spec else None, "high": spec.high if spec else None,
+            "readings": readings}
+
+
+def current_load(server: "Server") -> LoadView:
+    dynamic = gslb(server)
+    return dynamic.state.load if dynamic is not None else NO_LOAD
 
 
 def clusters_view(server: "Server") -> dict[str, Any]:
     snapshot, health = live_state(server)
     now = time.time()
     used = records_by_cluster(server)
+    load = current_load(server)
     return {
         "version": snapshot.version,
-        "clusters": [cluster_view(c, snapshot, health, used.get(n, []), now)
+        "clusters": [cluster_view(c, snapshot, health, used.get(n, []), now, load)
                      for n, c in sorted(snapshot.clusters.items())],
     }
 
@@ -128,7 +154,8 @@ def one_cluster_view(server: "Server", name: str) -> dict[str, Any] | None:
     cluster = snapshot.clusters.get(name)
     if cluster is None:
         return None
-    view = cluster_view(cluster, snapshot, health, records_by_cluster(server).get(name, []), time.time())
+    view = cluster_view(cluster, snapshot, health, records_by_cluster(server).get(name, []), time.time(),
+                        current_load(server))
     return {"version": snapshot.version, **view}
 
 

@@ -11,6 +11,11 @@ data path working:
     curl -X PUT 'http://127.0.0.1:18081/_sim?mode=flap'            # every other request fails
     curl -X PUT 'http://127.0.0.1:18081/_sim?mode=flap&ms=300'     # fails 300 ms, healthy 600 ms, ...
     curl http://127.0.0.1:18081/_sim            # current mode and counters, JSON
+    curl -X PUT 'http://127.0.0.1:18081/_sim?load=0.8'             # report a load (1 = at capacity)
+
+With a load set, a healthy answer is JSON ``{"status": "healthy", "name": ..., "load": 0.8}``
+and ``/metrics`` answers Prometheus text ``geodns_sim_load{name="..."} 0.8``: what a
+check's ``load_json: load`` or ``load_metric: geodns_sim_load`` reads (the shed filter).
 
 Flapping by time (``ms``) is what several probers see alike: every-other-request
 flapping splits differently between two checkers (and two endpoints) sharing
@@ -42,6 +47,7 @@ class SimState:
     delay_ms: int = 0
     requests: int = 0
     failures: int = 0
+    load: float | None = None       # reported in healthy answers when set
     _flap: bool = False
     _since: float = 0.0             # monotonic time of the latest mode change (time-based flapping)
 
@@ -63,6 +69,12 @@ def make_app(state: SimState) -> web.Application:
                 return web.json_response({"error": "ms must be an integer"}, status=400)
             if delay < 0:
                 return web.json_response({"error": "ms must be >= 0"}, status=400)
+            if "load" in request.query:
+                try:
+                    load = float(request.query["load"])
+                except ValueError:
+                    return web.json_response({"error": "load must be a number"}, status=400)
+                state.load = load if load >= 0 else None      # a negative load clears it
             state.mode, state.delay_ms = mode, delay
             state._since = time.monotonic()
             for future in list(hung):       # whatever hung is released by any change
@@ -99,6 +111,11 @@ def make_app(state: SimState) -> web.Application:
         if mode == "503":
             state.failures += 1
             return web.Response(status=503, text=f"unavailable: {state.name}\n")
+        if state.load is not None and request.path == "/metrics":
+            return web.Response(text=f"# TYPE geodns_sim_load gauge\n"
+                                     f'geodns_sim_load{{name="{state.name}"}} {state.load!r}\n')
+        if state.load is not None:
+            return web.json_response({"status": "healthy", "name": state.name, "load": state.load})
         return web.Response(text=f"healthy: {state.name}\n")
 
     app.router.add_route("*", "/_sim", control)

@@ -16,6 +16,7 @@ from pathlib import Path
 ZONE_ORIGIN = "gslb.example.com."
 APP = "app.gslb.example.com."          # [healthy, geo, weighted]: the nearest cluster
 FAST = "fast.gslb.example.com."        # [healthy, latency, weighted]: the fastest clusters
+SHED = "shed.gslb.example.com."        # [healthy, shed, geo, weighted]: the nearest, unless it runs hot
 
 # cluster -> (region, IPv4 answer, IPv6 answer); documentation prefixes only.
 CLUSTERS: dict[str, tuple[str, str, str]] = {
@@ -86,13 +87,17 @@ def render_config(*, store: str, geoip: Path, zone: Path, ingress: dict[str, int
                   nsid: str, embedded_checker: bool) -> str:
     """The YAML every stack process reads; the servers differ only in nsid (and CLI ports)."""
     check = (f"{{type: http, path: /healthz, interval: {timing.interval}s, timeout: {timing.timeout}s, "
-             f"rise: {timing.rise}, fall: {timing.fall}}}")
+             f"rise: {timing.rise}, fall: {timing.fall}, load_json: load}}")
+    # Watermarks for the cluster-overload drill; a cluster nobody reports a load for sheds nothing.
+    load = (f"{{low: 0.6, high: 0.9, interval: {timing.interval}s, smoothing: {2 * timing.interval}s, "
+            f"step: 0.2, hysteresis: 0.03, ttl: 2s}}")
     clusters = "".join(
         f"  {name}:\n"
         f"    region: {region}\n"
         f"    endpoints: [{{address: \"{v4}\", probe: \"127.0.0.1:{ingress[name]}\"}},"
         f" {{address: \"{v6}\", probe: \"127.0.0.1:{ingress[name]}\"}}]\n"
         f"    check: {check}\n"
+        f"    load: {load}\n"
         for name, (region, v4, v6) in CLUSTERS.items())
     names = ", ".join(CLUSTERS)
     checker = "{embedded: on, region: us-east}" if embedded_checker else "{embedded: off}"
@@ -110,6 +115,7 @@ clusters:
 {clusters}records:
   {APP[:-1]}:  {{ttl: 5, clusters: [{names}], policy: [healthy, geo, weighted], answers: 1, fallback: all}}
   {FAST[:-1]}: {{ttl: 5, clusters: [{names}], policy: [healthy, latency, weighted], answers: 1, fallback: all}}
+  {SHED[:-1]}: {{ttl: 5, clusters: [{names}], policy: [healthy, shed, geo, weighted], answers: 1, fallback: all}}
 """
 
 
@@ -137,7 +143,7 @@ class StackState:
     http: list[str]
     timing: dict
     clusters: dict[str, dict]   # name -> {region, addresses, ingress (control URL)}
-    records: dict[str, str] = field(default_factory=lambda: {"app": APP, "fast": FAST})
+    records: dict[str, str] = field(default_factory=lambda: {"app": APP, "fast": FAST, "shed": SHED})
     mode: str = "redis"         # redis | sentinel | memory
     supervisor: int = 0         # the PID of `geodns stack` itself (--down signals it first)
     processes: dict[str, ProcInfo] = field(default_factory=dict)

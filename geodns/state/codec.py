@@ -1,4 +1,4 @@
-"""JSON forms of clusters and observations, as the Redis backend stores them.
+"""JSON forms of clusters, observations and load readings, as the Redis backend stores them.
 
 Plain JSON (not pickle) so operators can read the table with ``redis-cli`` and
 other tools can write it; unknown fields are ignored so a newer writer does not
@@ -11,9 +11,10 @@ import json
 import math
 from typing import Any, Callable
 
-from ..config import values
+from ..config import checks, values
 from ..config.model import CheckSpec
-from .model import AdminState, Cluster, Endpoint, Observation
+from . import table
+from .model import AdminState, Cluster, Endpoint, LoadReport, Observation
 
 _CHECK_FIELDS = {f.name for f in dataclasses.fields(CheckSpec)}
 
@@ -146,6 +147,8 @@ _CHECK_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "rise": values.int_range(1, 100),
     "fall": values.int_range(1, 100),
     "jitter": values.float_range(0.0, 1.0),
+    "load_json": _optional(checks.load_json),
+    "load_metric": _optional(checks.load_metric),
 }
 
 
@@ -232,3 +235,53 @@ def load_observation(checker: str, field: str, text: str) -> Observation:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not an observation ({exc!r})") from None
+
+
+def load_field(report: LoadReport) -> str:
+    """The hash field of a load reading: ``cluster|endpoint|source`` (endpoint "" for the cluster)."""
+    return f"{report.cluster}|{report.endpoint}|{report.source}"
+
+
+def dump_load(report: LoadReport) -> str:
+    return json.dumps({"load": report.load, "at": report.at, "expires": report.expires}, separators=(",", ":"))
+
+
+def load_load(field: str, text: str) -> LoadReport:
+    """Decode one load reading, checked as the API checks one; ``ValueError`` naming what is wrong."""
+    parts = field.split("|", 2)
+    if len(parts) != 3 or not parts[2]:
+        raise ValueError("field must be cluster|endpoint|source")
+    cluster, endpoint, source = parts
+    problems: list[str] = []
+    try:
+        values.cluster_name(cluster)
+    except ValueError as exc:
+        problems.append(f"cluster: {exc}")
+    if endpoint:
+        try:
+            endpoint = str(values.address(endpoint))
+        except ValueError as exc:
+            problems.append(f"endpoint: {exc}")
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError("must be a JSON object {load, at, expires}")
+    load = 0.0
+    try:
+        load = table.check_load(d.get("load"))
+    except ValueError as exc:
+        problems.append(str(exc))
+    times = []
+    for name in ("at", "expires"):
+        value = d.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"{name}: must be a finite number of unix seconds, not {value!r}")
+            value = 0.0
+        times.append(float(value))
+    if not problems and times[1] < times[0]:
+        problems.append("expires: must not be before at")
+    if problems:
+        raise ValueError("; ".join(_short(p) for p in problems))
+    return LoadReport(source, cluster, endpoint, load, times[0], times[1])

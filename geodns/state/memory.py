@@ -11,7 +11,7 @@ from typing import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import table
-from .model import AdminState, Cluster, Observation, ObservationKey, Snapshot
+from .model import AdminState, Cluster, LoadReport, Observation, ObservationKey, Snapshot
 from .store import StateStore
 
 
@@ -20,6 +20,7 @@ class MemoryStore(StateStore):
         self._version = 0
         self._clusters: dict[str, Cluster] = {}
         self._observations: dict[str, dict[ObservationKey, Observation]] = {}   # by checker
+        self._loads: dict[tuple[str, str, str], LoadReport] = {}   # (source, cluster, endpoint) -> reading
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -57,7 +58,8 @@ class MemoryStore(StateStore):
     async def load(self) -> Snapshot:
         mine = self._observations
         return table.snapshot(self._version, dict(self._clusters),
-                              (obs for checker in sorted(mine) for obs in mine[checker].values()), time.time())
+                              (obs for checker in sorted(mine) for obs in mine[checker].values()), time.time(),
+                              loads=[self._loads[key] for key in sorted(self._loads)])
 
     async def changes(self) -> AsyncIterator[int]:
         seen = self._version
@@ -110,6 +112,16 @@ class MemoryStore(StateStore):
         self._prune(now)
         if changed:
             self._bump()
+
+    async def report_load(self, reports: Sequence[LoadReport]) -> int:
+        now = time.time()
+        changed = False
+        for report in reports:
+            key = (report.source, report.cluster, report.endpoint)
+            changed |= table.notable_load(self._loads.get(key), report, now)
+            self._loads[key] = report
+        self._loads = {k: r for k, r in self._loads.items() if r.expires >= now}
+        return self._bump() if changed else self._version
 
     def _prune(self, now: float) -> None:
         """Forget expired observations, and checkers with none left, so nothing accumulates."""

@@ -83,6 +83,27 @@ class Observation:
 ObservationKey = tuple[str, str]   # (cluster, endpoint)
 
 
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """One source's reading of how loaded a cluster (``endpoint`` "") or one endpoint is, as of ``at``.
+
+    ``load`` is a fraction of capacity: 0 idle, 1 at capacity, above 1 over it.
+    The source is a checker id (read from the health response it probes) or
+    ``admin`` (the API and ``geodns load``).  After ``expires`` the reading no
+    longer counts: an expired load is unknown, never zero.
+    """
+
+    source: str
+    cluster: str
+    endpoint: str                # str(address), or "" for the cluster as a whole
+    load: float
+    at: float
+    expires: float
+
+
+LoadKey = tuple[str, str]        # (cluster, endpoint or "")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The table as one DNS server sees it at one version."""
@@ -96,6 +117,8 @@ class Snapshot:
     # ``obs:CHECKER``) -> why: missing (evicted) or failing validation.  The keeper
     # keeps each such cluster's last good value and reports them.
     problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Fresh load readings per (cluster, endpoint or ""), one per source (gslb/load.py combines them).
+    loads: Mapping[LoadKey, tuple[LoadReport, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> "Snapshot":

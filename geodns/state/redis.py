@@ -21,6 +21,13 @@ key                        type    contents
                                    rtt_ms, at, expires}``; the key PEXPIREATs at
                                    its latest observation's expiry, so a checker
                                    that stops reporting leaves nothing behind
+``<p>loads``               hash    ``<cluster>|<endpoint>|<source>`` -> JSON ``{load,
+                                   at, expires}``: load readings (endpoint empty for
+                                   the whole cluster; source a checker id or
+                                   ``admin``); expired fields are pruned by the next
+                                   write, the key PEXPIREATs at the latest expiry;
+                                   read through ``codec.load_load`` (bad fields are
+                                   skipped and named in the snapshot's problems)
 ``<p>changes``             pubsub  channel carrying the new version after each
                                    change
 =========================  ======  ==============================================
@@ -60,7 +67,7 @@ from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, W
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import codec, table
-from .model import AdminState, Cluster, Observation, Snapshot
+from .model import AdminState, Cluster, LoadReport, Observation, Snapshot
 from .sentinel import SENTINEL_SCHEMES, SentinelURL, master_client, parse_sentinel_url  # noqa: F401  (re-exported)
 from .store import StateStore, StoreUnavailable
 
@@ -81,7 +88,7 @@ return 0
 """
 
 # ARGV[1] = prefix; ARGV[2] = now; ARGV[3] = the cluster keys' SCAN pattern.
-# Returns {version, {name, json or '', ...}, {checker, {field, json, ...}, ...}}.  An index that
+# Returns {version, {name, json or '', ...}, {checker, {field, json, ...}, ...}, {field, json, ...}}.  An index that
 # is gone while cluster keys remain (evicted, deleted) reads as version 0: unseeded, so a server
 # rebuilds it (``seed``) instead of every reader swapping to an empty table.
 _LOAD = """
@@ -106,7 +113,7 @@ for _, checker in ipairs(redis.call('ZRANGEBYSCORE', p .. 'checkers', ARGV[2], '
   table.insert(obs, checker)
   table.insert(obs, redis.call('HGETALL', p .. 'obs:' .. checker))
 end
-return {version or '0', clusters, obs}
+return {version or '0', clusters, obs, redis.call('HGETALL', p .. 'loads')}
 """
 
 MISSING = "missing (evicted or deleted) though the index names it"
@@ -140,6 +147,7 @@ class RedisStore(StateStore):
         self._closed = False
         p = self.prefix
         self._k_version, self._k_clusters, self._k_checkers = p + "version", p + "clusters", p + "checkers"
+        self._k_loads = p + "loads"
         self._cluster_pattern = glob_escape(p) + "cluster:*"
         self.channel = p + "changes"
 
@@ -206,7 +214,7 @@ class RedisStore(StateStore):
         ``problems`` (the keeper keeps its last good value), never raised as an outage."""
         now = time.time()
         with self._unavailable():
-            version, pairs, obs_flat = await self._redis().eval(
+            version, pairs, obs_flat, loads_flat = await self._redis().eval(
                 _LOAD, 0, self.prefix, repr(now), self._cluster_pattern)
         clusters: dict[str, Cluster] = {}
         problems: dict[str, str] = {}
@@ -225,11 +233,17 @@ class RedisStore(StateStore):
                     observations.append(codec.load_observation(checker, key, text))
                 except ValueError as exc:
                     problems[f"obs:{checker}"] = f"{key}: {exc}"
+        loads = []
+        for key, text in sorted(zip(loads_flat[::2], loads_flat[1::2])):
+            try:
+                loads.append(codec.load_load(key, text))
+            except ValueError as exc:
+                problems[f"loads:{key}"] = str(exc)
         try:
             number = int(version)
         except ValueError:
             number, problems["version"] = 0, f"not an integer: {version[:40]!r}"
-        return table.snapshot(number, clusters, observations, now, problems)
+        return table.snapshot(number, clusters, observations, now, problems, loads)
 
     async def changes(self) -> AsyncIterator[int]:
         client = self._redis()
@@ -428,5 +442,41 @@ class RedisStore(StateStore):
                             pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
                         await pipe.execute()
                         return
+                    except WatchError:
+                        continue
+
+    async def report_load(self, reports: Sequence[LoadReport]) -> int:
+        """Merge readings into the loads hash under WATCH; publish only a notable change.
+
+        A stored field that no longer decodes is overwritten or pruned, never built on.
+        """
+        key = self._k_loads
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        now = time.time()
+                        live: dict[str, LoadReport | None] = {}
+                        for f, t in (await pipe.hgetall(key)).items():
+                            try:
+                                live[f] = codec.load_load(f, t)
+                            except ValueError:
+                                live[f] = None
+                        fresh = {codec.load_field(r): r for r in reports}
+                        notable = any(table.notable_load(live.get(f), r, now) for f, r in fresh.items())
+                        gone = [f for f, r in live.items() if f not in fresh and (r is None or r.expires < now)]
+                        kept = [r.expires for f, r in live.items() if r is not None and f not in gone]
+                        latest = max([*kept, *(r.expires for r in fresh.values())], default=now)
+                        pipe.multi()
+                        if fresh:
+                            pipe.hset(key, mapping={f: codec.dump_load(r) for f, r in fresh.items()})
+                        if gone:
+                            pipe.hdel(key, *gone)
+                        pipe.pexpireat(key, math.ceil(latest * 1000))
+                        if notable:
+                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+                        pipe.get(self._k_version)
+                        return int((await pipe.execute())[-1] or 0)
                     except WatchError:
                         continue

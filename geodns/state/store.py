@@ -22,6 +22,9 @@ The contract both backends keep (tests run it against both):
   ``table.notable_change``); RTT drift is picked up by the keeper's periodic
   resync.  Snapshots never hold an observation that had expired when loaded,
   but a snapshot ages, so the policy layer still compares ``expires`` with now.
+- Load readings (``report_load``) are kept per (source, cluster, endpoint) until
+  they expire, like observations; an operator's reading always bumps the version,
+  a checker's only when it moves by ``table.LOAD_NOTABLE`` or more.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from typing import AsyncIterator, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from ..errors import ConfigError, Problem
-from .model import AdminState, Cluster, Observation, Snapshot
+from .model import AdminState, Cluster, LoadReport, Observation, Snapshot
 
 
 class StateError(KeyError):
@@ -129,6 +132,10 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     async def report(self, observations: Sequence[Observation]) -> None:
         """Record checkers' observations, replacing each checker's previous one per endpoint."""
+
+    @abc.abstractmethod
+    async def report_load(self, reports: Sequence[LoadReport]) -> int:
+        """Record load readings, replacing each source's previous one per cluster/endpoint; the version after."""
 
 
 def open_store(url: str) -> StateStore:

@@ -8,19 +8,28 @@ WATCH/MULTI).  Keeping the rules in one place means ``memory://`` and
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
-from .model import AdminState, Cluster, Endpoint, Observation, ObservationKey, Snapshot
+from .model import AdminState, Cluster, Endpoint, LoadKey, LoadReport, Observation, ObservationKey, Snapshot
 from .store import StateError
 
 # An RTT change smaller than both of these is noise and is not published;
 # the keeper's periodic resync still carries it to readers.
 RTT_NOTABLE_MS = 5.0
 RTT_NOTABLE_RATIO = 0.2
+# A load reading that moves less than this is not published at once either.
+LOAD_NOTABLE = 0.02
+# The bounds of a load reading: a fraction of capacity (1 = full); 1000x over capacity is a broken sensor.
+MAX_LOAD = 1000.0
+# How long an operator's load lasts at most (the API's ttl), and by default.
+MAX_LOAD_TTL = 86400.0
+DEFAULT_LOAD_TTL = 60.0
+ADMIN_SOURCE = "admin"
 
 
 def check_weight(weight: object) -> int:
@@ -202,18 +211,57 @@ def notable_change(old: Observation | None, new: Observation, now: float) -> boo
     return moved > RTT_NOTABLE_MS and moved > RTT_NOTABLE_RATIO * old.rtt_ms
 
 
+def check_load(load: object) -> float:
+    """A load reading: a finite number from 0 to ``MAX_LOAD`` (1 = at capacity)."""
+    if isinstance(load, bool) or not isinstance(load, (int, float)):
+        raise ValueError(f"load must be a number (1 = at capacity), not {load!r}")
+    value = float(load)
+    if not 0.0 <= value <= MAX_LOAD:            # also refuses NaN
+        raise ValueError(f"load must be between 0 and {MAX_LOAD:g} (1 = at capacity), not {value!r}")
+    return value
+
+
+def load_report(cluster: Cluster, load: object, ttl: object, endpoint: str | IPAddress | None = None,
+                source: str = ADMIN_SOURCE, now: float | None = None) -> LoadReport:
+    """An operator's load reading for ``cluster`` (or one of its endpoints), checked; ``StateError``
+    for an endpoint the cluster does not have."""
+    value = check_load(load)
+    try:
+        seconds = values.parse_duration(ttl)
+    except ValueError as exc:
+        raise ValueError(f"ttl {exc}") from None
+    if seconds > MAX_LOAD_TTL:
+        raise ValueError(f"ttl must be more than 0 and at most {MAX_LOAD_TTL:g}s, not {seconds:g}s")
+    key = "" if endpoint is None else cluster.endpoints[_endpoint_index(cluster, endpoint)].key
+    at = time.time() if now is None else now
+    return LoadReport(source, cluster.name, key, value, at, at + seconds)
+
+
+def notable_load(old: LoadReport | None, new: LoadReport, now: float) -> bool:
+    """Whether readers must hear of ``new`` now: a new or revived reading, an operator's, or a real move."""
+    if old is None or old.expires < now or new.source == ADMIN_SOURCE:
+        return True
+    return abs(new.load - old.load) >= LOAD_NOTABLE
+
+
 def snapshot(version: int, clusters: dict[str, Cluster], observations: Iterable[Observation],
-             now: float, problems: Mapping[str, str] | None = None) -> Snapshot:
+             now: float, problems: Mapping[str, str] | None = None,
+             loads: Iterable[LoadReport] = ()) -> Snapshot:
     """What ``load()`` returns: ``clusters`` (taken over, not copied) and the observations
-    not yet expired at ``now``, grouped per endpoint in the order given; ``problems`` names
-    the entries left out (see ``Snapshot.problems``)."""
+    and load readings not yet expired at ``now``, grouped per endpoint in the order given;
+    ``problems`` names the entries left out (see ``Snapshot.problems``)."""
     grouped: dict[ObservationKey, list[Observation]] = {}
     for obs in observations:
         if obs.expires >= now:
             grouped.setdefault((obs.cluster, obs.endpoint), []).append(obs)
+    readings: dict[LoadKey, list[LoadReport]] = {}
+    for report in loads:
+        if report.expires >= now:
+            readings.setdefault((report.cluster, report.endpoint), []).append(report)
     return Snapshot(
         version=version,
         clusters=MappingProxyType(clusters),
         observations=MappingProxyType({k: tuple(v) for k, v in grouped.items()}),
         problems=MappingProxyType(dict(problems or {})),
+        loads=MappingProxyType({k: tuple(v) for k, v in readings.items()}),
     )

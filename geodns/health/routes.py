@@ -1,11 +1,12 @@
 """The open routes every geodns process serves the same way: ``/healthz``, ``/readyz``, ``/metrics``.
 
-Shared by the server's application (``app.py``) and the standalone checker's
-(``geodns/health/http.py``), so an orchestrator and Prometheus see one shape:
+Shared by the server's application (``geodns/http/app.py``) and the standalone
+checker's (``health/http.py``), so an orchestrator and Prometheus see one shape:
 ``/healthz`` answers "ok" while the process runs; ``/readyz`` answers 200 and
 "ok", or 503 and the reason, as text or, with ``Accept: application/json``, as
 ``{"ready": bool, "reason": str}``.  This module imports nothing else of
-geodns, so the checker does not load the server's HTTP side.
+geodns, so the checker does not load the server's HTTP side; it sits here, below
+``geodns/http``, so the arrows between the two parts run one way.
 """
 from __future__ import annotations
 
