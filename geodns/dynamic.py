@@ -14,17 +14,17 @@ import logging
 import random
 import time
 from bisect import bisect_right
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from .config.model import Config, RecordSpec
 from .dns import wire
 from .dns.wire import Query
 from .errors import Problem
 from .geo import Locator
+from .gslb import policy
 from .gslb.filters import LOCATION_FILTERS
 from .gslb.health import HealthView
-from .gslb import policy
 from .gslb.policy import Client, Context, Outcomes, Selection, Step, contexts, select
 from .names import Name, to_text, to_wire
 from .rrset import RRset
@@ -90,7 +90,7 @@ class Counters:
         """Plain values to send elsewhere (a worker to its supervisor); ``add`` takes them."""
         return self.counts(), self.ecs, self.geo_misses
 
-    def add(self, exported: tuple[dict, int, int]) -> "Counters":
+    def add(self, exported: tuple[dict, int, int]) -> Counters:
         counts, ecs, geo_misses = exported
         for key, n in counts.items():
             self._tally(key).n += n
@@ -326,7 +326,7 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
     return problems
 
 
-async def keep_health_fresh(current: "Callable[[], GslbResponder | None]", every: float = 0.5) -> None:
+async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: float = 0.5) -> None:
     """Observations expire with time, not only with changes: rebuild the live state when one has.
 
     ``current`` returns the responder in use now (it changes on reload).

@@ -14,8 +14,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from .dns import wire
-from .dns.fastpath import FastPath
 from .dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
+from .dns.fastpath import FastPath
 from .dns.wire import FormatError, Query
 from .metrics import DURATION_BUCKETS, QueryStats
 from .names import Name, to_text
@@ -44,8 +44,8 @@ class AnswerEngine:
     """Stateless between queries; replaced whole on reload."""
 
     def __init__(self, zones: ZoneSet, *, payload: int = 1232, nsid: bytes | None = None,
-                 dynamic: "GslbResponder | None" = None, debug_txt: bool = False,
-                 query_log: "QueryLogConfig | None" = None, stats: QueryStats | None = None,
+                 dynamic: GslbResponder | None = None, debug_txt: bool = False,
+                 query_log: QueryLogConfig | None = None, stats: QueryStats | None = None,
                  fast_path: bool = True):
         self.zones = zones
         self.payload = payload

@@ -25,11 +25,11 @@ from .engine import AnswerEngine
 from .errors import ConfigError, InputError
 from .geo import Locator
 from .metrics import QueryStats
-from .state.keeper import SnapshotKeeper
+from .names import to_text
 from .state import table
+from .state.keeper import SnapshotKeeper
 from .state.model import Cluster, Snapshot
 from .state.store import StateStore, StoreUnavailable, open_store, redact_url
-from .names import to_text
 from .zones.zoneset import ZoneSet, load_zones
 
 log = logging.getLogger("geodns.server")

@@ -35,16 +35,17 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from .claim import address_text as _address, claim_addresses
+from .claim import Bound, claim_addresses
+from .claim import address_text as _address
 from .dns.listener import add_reports
 from .dynamic import Counters
 from .metrics import QueryStats
 from .pipe import Channel, frame, pair
 from .state.model import Snapshot
-from .claim import Bound
 from .worker import DRAIN_GRACE, START_TIMEOUT, fork_worker
 
 if TYPE_CHECKING:
@@ -124,8 +125,8 @@ class _Slot:
 class WorkerPool:
     """N forked worker processes answering on ``listen``, fed snapshots by the supervisor."""
 
-    def __init__(self, count: int, settings: "Settings", listen: tuple[tuple[str, int], ...],
-                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple["Config", "AnswerEngine"]]):
+    def __init__(self, count: int, settings: Settings, listen: tuple[tuple[str, int], ...],
+                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple[Config, AnswerEngine]]):
         self.count = count
         self.settings = settings
         self.listen = listen

@@ -1,14 +1,12 @@
 """The geodns command as a user runs it: a real process, real signals, dig where installed."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import dns.message
 import dns.query
@@ -132,7 +130,7 @@ def test_validate_ok_and_every_error_with_its_line(tmp_path):
     bad = geodns("validate", "--zone", str(zone))
     assert bad.returncode == 1
     lines = bad.stdout.strip().splitlines()
-    assert [l.split(": ", 1)[0] for l in lines] == [f"{zone}:7", f"{zone}:8", f"{zone}:9"]
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{zone}:7", f"{zone}:8", f"{zone}:9"]
 
 
 @pytest.mark.parametrize("text, line, words", [

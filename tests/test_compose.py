@@ -17,7 +17,6 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
-
 import pytest
 import yaml
 

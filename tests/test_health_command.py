@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from geodns.config.load import load_config
-from geodns.health.command import add_parser, run
+from geodns.health.command import add_parser
 from geodns.state.redis import RedisStore
 from tests.conftest import REPO
-from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from tests.redis_server import RedisServer
 from tests.test_health_checker import until
 from tests.test_health_probe import Ingress
 

@@ -6,9 +6,10 @@ as one ``ConfigError``; a half-valid config is never returned.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import names
 from ..errors import ConfigError, Problem

@@ -147,7 +147,7 @@ class FastPath:
     stays valid while the live state's generation does.
     """
 
-    def __init__(self, engine: "AnswerEngine"):
+    def __init__(self, engine: AnswerEngine):
         self.engine = engine
         self.cache: dict[tuple, tuple] = {}
         self.memo: dict[object, tuple] = {}

@@ -48,7 +48,7 @@ _QFIXED = struct.Struct("!HH")
 class FormatError(Exception):
     """The packet is malformed; answer FORMERR with what could be read."""
 
-    def __init__(self, reason: str, query: "Query | None" = None):
+    def __init__(self, reason: str, query: Query | None = None):
         super().__init__(reason)
         self.reason = reason
         self.query = query

@@ -11,9 +11,9 @@ import asyncio
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..stack import procs
 from ..stack.topology import APP, FAST

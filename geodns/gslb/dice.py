@@ -13,7 +13,7 @@ each possible answer and choose among them with one random number.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class Dice:

@@ -8,7 +8,8 @@ are pure apart from ``weighted`` drawing from ``ctx.dice`` (see ``dice.py``).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ..geo.distance import great_circle_km
 from ..geo.location import Location

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 from ..config.model import POLICY_FILTERS, IPAddress, RecordSpec, Region
 from ..geo.location import Location
@@ -84,7 +85,7 @@ class Outcomes(NamedTuple):
     cumulative: tuple[float, ...]
 
     @classmethod
-    def of(cls, shares: "Mapping[Selection, float]") -> "Outcomes":
+    def of(cls, shares: Mapping[Selection, float]) -> Outcomes:
         running, total = [], 0.0
         for share in shares.values():
             total += share
@@ -130,7 +131,7 @@ class Context:
     # Address family (4 or 6) -> the answer when the chain leaves nothing.
     fallback: Mapping[int, Selection] = field(init=False)
     # What ``weighted`` draws with: ``rng`` on the query path, an Explorer in ``exploring``.
-    dice: "Dice | Explorer" = field(init=False)
+    dice: Dice | Explorer = field(init=False)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.record.policy if name not in POLICY_FILTERS]
@@ -168,7 +169,7 @@ class Context:
         for key, value in derived.items():
             object.__setattr__(self, key, value)
 
-    def exploring(self, explorer: Explorer) -> "Context":
+    def exploring(self, explorer: Explorer) -> Context:
         """This context with ``explorer`` as its dice (sharing everything else), for ``policy.outcomes``."""
         twin = copy.copy(self)
         object.__setattr__(twin, "dice", explorer)

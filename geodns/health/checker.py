@@ -267,7 +267,7 @@ class Checker:
                     return      # stopped: a task that outlived stop()'s wait ends here, quietly
                 try:
                     result = await probe(target, spec, session)
-                except Exception as exc:  # noqa: BLE001 - a probe bug must fail this probe, not end the check
+                except Exception as exc:  # a probe bug must fail this probe, not end the check
                     log.debug("probe of %s raised", check.key, exc_info=True)
                     result = ProbeResult(False, None, f"error: {type(exc).__name__}")
             if self._session is None:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config.load import load_config
-from ..runloop import run as run_loop
 from ..errors import InputError
+from ..runloop import run as run_loop
 from ..state.model import Snapshot
 from ..state.store import open_store
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -47,7 +48,7 @@ _ADMIN_ACTIONS = {"drain": AdminState.DRAINED, "undrain": AdminState.ACTIVE,
 _QTYPES = {"A": wire.T_A, "AAAA": wire.T_AAAA}
 
 
-def add_routes(app: web.Application, server: "Server", traffic_views: TrafficViews) -> None:
+def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews) -> None:
     api = _Api(server, traffic_views)
     r = app.router
     r.add_get(f"{PREFIX}/status", api.status)
@@ -72,7 +73,7 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 
 class _Api:
-    def __init__(self, server: "Server", traffic_views: TrafficViews):
+    def __init__(self, server: Server, traffic_views: TrafficViews):
         self.server = server
         self.traffic_views = traffic_views
 

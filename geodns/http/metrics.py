@@ -9,7 +9,8 @@ share metrics.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -62,7 +63,7 @@ _BUILD_INFO = _build_info()
 class ServerCollector:
     """A prometheus-client custom collector over one Server's counters and state."""
 
-    def __init__(self, server: "Server"):
+    def __init__(self, server: Server):
         self.server = server
 
     def collect(self) -> Iterator[Metric]:
@@ -273,7 +274,7 @@ class ServerCollector:
         yield from (state, probes, last_ok)
 
 
-def make_registry(server: "Server") -> CollectorRegistry:
+def make_registry(server: Server) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(server))
     ProcessCollector(registry=registry)
@@ -281,7 +282,7 @@ def make_registry(server: "Server") -> CollectorRegistry:
     return registry
 
 
-def add_routes(app: web.Application, server: "Server") -> None:
+def add_routes(app: web.Application, server: Server) -> None:
     registry = make_registry(server)
 
     async def metrics(request: web.Request) -> web.Response:

@@ -12,13 +12,14 @@ traffic part is the one computed once per state generation.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from html import escape
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import views, worldmap
 from ..config.model import Region
+from . import views, worldmap
 from .traffic import TrafficViews, let_the_loop_run
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ def _utf8(make: Any, *args: Any) -> bytes:
     return make(*args).encode("utf-8")
 
 
-def add_routes(app: web.Application, server: "Server", traffic_views: TrafficViews) -> None:
+def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews) -> None:
     async def page(request: web.Request) -> web.Response:
         records = await traffic_views.records(views.gslb(server))
         status = views.status_view(server)

@@ -21,9 +21,10 @@ import ipaddress
 import json
 import random
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..config.model import RecordSpec, Region
 from ..geo.location import Location
@@ -77,7 +78,7 @@ def _client(place: Place) -> Client:
     return Client(_ANON, location, None)
 
 
-def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Mapping[str, Region],
+def traffic(records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region],
             runs: int = RUNS) -> list[dict[str, Any]]:
     """Per GSLB record, per place: the share of A answers each cluster gets in ``state``.
 
@@ -150,7 +151,7 @@ class TrafficViews:
         self._current: _Computed | None = None
         self.computed = 0
 
-    def _for(self, dynamic: "GslbResponder") -> _Computed:
+    def _for(self, dynamic: GslbResponder) -> _Computed:
         state, current = dynamic.state, self._current
         if current is None or current.responder is not dynamic or current.generation != state.generation:
             current = self._current = _Computed(dynamic, state.generation,
@@ -159,13 +160,13 @@ class TrafficViews:
             self.computed += 1
         return current
 
-    async def records(self, dynamic: "GslbResponder | None") -> list[dict[str, Any]]:
+    async def records(self, dynamic: GslbResponder | None) -> list[dict[str, Any]]:
         """``traffic`` for ``dynamic``'s live state now; [] without GSLB records."""
         if dynamic is None:
             return []
         return await asyncio.shield(self._for(dynamic).records)
 
-    async def json_body(self, dynamic: "GslbResponder | None") -> bytes:
+    async def json_body(self, dynamic: GslbResponder | None) -> bytes:
         """``{"records": traffic}`` as the API's JSON (UTF-8), serialised once per generation, off the loop."""
         if dynamic is None:
             return _dumps({"records": []})

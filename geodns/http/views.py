@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from ..server import Server
 
 
-def gslb(server: "Server") -> GslbResponder | None:
+def gslb(server: Server) -> GslbResponder | None:
     """The running engine's GSLB responder, or None (no engine yet, or no GSLB records)."""
     engine = server.engine
     return engine.dynamic if engine is not None else None
 
 
-def live_state(server: "Server") -> tuple[Snapshot, HealthView]:
+def live_state(server: Server) -> tuple[Snapshot, HealthView]:
     """The snapshot and health view DNS answers come from right now.
 
     Without GSLB records there is no responder; the view is then built from
@@ -40,7 +40,7 @@ def live_state(server: "Server") -> tuple[Snapshot, HealthView]:
     return snapshot, HealthView.build(snapshot, time.time(), rules.quorum, unknown_is_up=rules.unknown == "up")
 
 
-def readiness(server: "Server") -> tuple[bool, str]:
+def readiness(server: Server) -> tuple[bool, str]:
     """Ready when listeners are up, zones are loaded and the snapshot is fresh enough.
 
     "Fresh enough": the store is connected, or was within
@@ -68,7 +68,7 @@ def readiness(server: "Server") -> tuple[bool, str]:
     return True, "ok"
 
 
-def records_by_cluster(server: "Server") -> dict[str, list[str]]:
+def records_by_cluster(server: Server) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for record in server.config.records.values():
         for name in record.clusters:
@@ -111,7 +111,7 @@ def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, recor
     }
 
 
-def clusters_view(server: "Server") -> dict[str, Any]:
+def clusters_view(server: Server) -> dict[str, Any]:
     snapshot, health = live_state(server)
     now = time.time()
     used = records_by_cluster(server)
@@ -122,7 +122,7 @@ def clusters_view(server: "Server") -> dict[str, Any]:
     }
 
 
-def one_cluster_view(server: "Server", name: str) -> dict[str, Any] | None:
+def one_cluster_view(server: Server, name: str) -> dict[str, Any] | None:
     snapshot, health = live_state(server)
     cluster = snapshot.clusters.get(name)
     if cluster is None:
@@ -131,12 +131,12 @@ def one_cluster_view(server: "Server", name: str) -> dict[str, Any] | None:
     return {"version": snapshot.version, **view}
 
 
-def records_view(server: "Server") -> list[dict[str, Any]]:
+def records_view(server: Server) -> list[dict[str, Any]]:
     return [{"name": r.text, "ttl": r.ttl, "clusters": list(r.clusters), "policy": list(r.policy),
              "answers": r.answers, "fallback": r.fallback} for r in server.config.records.values()]
 
 
-def status_view(server: "Server") -> dict[str, Any]:
+def status_view(server: Server) -> dict[str, Any]:
     """The server at a glance: readiness, snapshot, store, zones, reloads, listeners."""
     ready, reason = readiness(server)
     keeper = server.keeper

@@ -18,8 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from . import procs
-from .topology import (APP, CHECKERS, CLUSTERS, STATE_FILE, ZONE, CheckTiming, Ports, ProcInfo, StackState,
-                       render_config)
+from .topology import APP, CHECKERS, CLUSTERS, STATE_FILE, ZONE, CheckTiming, Ports, ProcInfo, StackState, render_config
 
 SENTINEL_MASTER = "geodns"
 STOP_ORDER = ("checker", "server", "ingress", "sentinel", "redis")

@@ -50,13 +50,14 @@ import math
 import time
 import urllib.parse
 from collections import defaultdict
-from typing import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, WatchError
+from redis.exceptions import ReadOnlyError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import codec, table

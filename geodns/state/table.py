@@ -8,9 +8,9 @@ WATCH/MULTI).  Keeping the rules in one place means ``memory://`` and
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress

@@ -39,7 +39,7 @@ from .zone import Record, Zone, check_records, type_name
 A, NS, CNAME, SOA, PTR, MX, AAAA, SRV = 1, 2, 5, 6, 12, 15, 28, 33
 _LINE_END = max(dns.tokenizer.EOF, dns.tokenizer.EOL)        # token types up to this end an entry
 _WHITESPACE, _COMMENT = dns.tokenizer.WHITESPACE, dns.tokenizer.COMMENT
-assert _LINE_END < min(_WHITESPACE, _COMMENT, dns.tokenizer.IDENTIFIER, dns.tokenizer.QUOTED_STRING)
+assert min(_WHITESPACE, _COMMENT, dns.tokenizer.IDENTIFIER, dns.tokenizer.QUOTED_STRING) > _LINE_END
 MAX_TTL = (1 << 31) - 1  # RFC 2181 section 8
 DIRECTIVES = ("$ORIGIN", "$TTL", "$GENERATE")
 

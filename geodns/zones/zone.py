@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Iterator, Mapping
 
 import dns.rdatatype
 
@@ -152,7 +152,7 @@ class Zone:
     _cut_depths: range                # name lengths at which a cut can sit
 
     @classmethod
-    def build(cls, origin: Name, source: str, records: Iterable[Record]) -> "Zone":
+    def build(cls, origin: Name, source: str, records: Iterable[Record]) -> Zone:
         """Check ``records`` and assemble the zone; raises ZoneError with every problem."""
         records = list(records)
         problems = check_records(origin, source, records)
