@@ -64,7 +64,8 @@ STOP_TIMEOUT = 2.0                  # seconds stop() waits for tasks, and then f
 class TableSource(Protocol):
     """Anything with a current ``snapshot`` attribute; ``SnapshotKeeper`` is one."""
 
-    snapshot: Snapshot
+    @property
+    def snapshot(self) -> Snapshot: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         problems.extend(str(p) for p in exc.problems)
     if problems:
-        for problem in problems:
-            print(f"geodns check: {problem}", file=sys.stderr)
+        for text in problems:
+            print(f"geodns check: {text}", file=sys.stderr)
         return 2
     run_loop(_serve(args, config, url))
     return 0
