@@ -17,7 +17,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .config.model import Config, RecordSpec
+from .config.model import Config, IPAddress, RecordSpec
 from .dns import wire
 from .dns.wire import Query
 from .errors import Problem
@@ -179,6 +179,7 @@ class GslbResponder:
         return client
 
     def _new_client(self, ecs: bytes | None, source: str) -> Client:
+        address: IPAddress
         if ecs is not None and ecs[2]:
             raw = ecs[4:]
             if ecs[1] == 1:
@@ -221,7 +222,7 @@ class GslbResponder:
         if qname in self._placed:
             # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
             location, source = client.location, client.ecs_source
-            key = (qname, qtype, location, source if source is not None and source < location.prefix else None)
+            key: tuple = (qname, qtype, location, source if source is not None and source < location.prefix else None)
         else:
             key = (qname, qtype)
         try:
@@ -314,7 +315,7 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
             problems.append(Problem(source, record.line, f"{where}: not inside any served zone"))
             continue
         match = zone.find(name)
-        if match.kind is MatchKind.DELEGATION:
+        if match.kind is MatchKind.DELEGATION and match.cut is not None:     # a delegation always has its cut
             problems.append(Problem(source, record.line,
                                     f"{where}: below the zone cut {to_text(match.cut.name)}; it would never be answered"))
         elif match.kind is MatchKind.EXACT:

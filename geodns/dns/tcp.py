@@ -134,7 +134,7 @@ class TcpConnection(asyncio.Protocol):
         self.limits = listener.limits
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop          # set by connection_made, before any use
         self.client = "?"
         self.source = "?"
         self.last_answer = 0.0                 # when a query was last answered (or the connection opened)
