@@ -121,7 +121,7 @@ def _load_endpoint(d: Any, path: str, problems: list[str]) -> Endpoint | None:
             address = values.address(d["address"])
         except ValueError as exc:
             problems.append(f"{path}address: {exc}")
-    endpoint_fields = {}
+    endpoint_fields: dict[str, Any] = {}
     for name, convert, default in (("weight", WEIGHT, 100), ("admin", _admin, AdminState.ACTIVE),
                                    ("probe", _optional(values.nonempty_str), None)):
         try:

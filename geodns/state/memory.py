@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import table
@@ -59,7 +59,7 @@ class MemoryStore(StateStore):
         return table.snapshot(self._version, dict(self._clusters),
                               (obs for checker in sorted(mine) for obs in mine[checker].values()), time.time())
 
-    async def changes(self) -> AsyncIterator[int]:
+    async def changes(self) -> AsyncGenerator[int, None]:
         seen = self._version
         yield seen
         while not self._closed:

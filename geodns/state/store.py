@@ -26,7 +26,7 @@ The contract both backends keep (tests run it against both):
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from ..errors import ConfigError, Problem
@@ -89,7 +89,7 @@ class StateStore(abc.ABC):
         """The whole table at one version, without expired observations."""
 
     @abc.abstractmethod
-    def changes(self) -> AsyncIterator[int]:
+    def changes(self) -> AsyncGenerator[int, None]:
         """Yield the current version on subscription, then the version after each change.
 
         Yielding the current version first lets a reader subscribe, then load,
