@@ -14,7 +14,7 @@ and the field checks reject what does not fit, naming the key.  ``.inf`` and
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -42,7 +42,13 @@ class LinedList(list):
         self.lines: list[int] = []
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # libyaml: ten times faster, same marks
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml: ten times faster, same marks
+
+
+class _Loader(_SafeLoader):
     """libyaml's parser (it calls the Python resolver below) with the 1.2 core schema's implicit types."""
 
     yaml_implicit_resolvers: dict = {}

@@ -187,8 +187,8 @@ class Locator:
         continent = model.continent.code
         lat = lon = None
         if self._has_coordinates:
-            lat = model.location.latitude      # type: ignore[union-attr]
-            lon = model.location.longitude     # type: ignore[union-attr]
+            lat = model.location.latitude      # type: ignore[attr-defined]  # a City model: the database has coordinates
+            lon = model.location.longitude     # type: ignore[attr-defined]
             if lat is None or lon is None:
                 lat = lon = None
         if country is None and continent is None and lat is None:

@@ -14,6 +14,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Protocol
+
+
+class Draws(Protocol):
+    """What ``weighted`` draws with: ``Dice`` on the query path, an ``Explorer`` to list every outcome."""
+
+    family: int | None
+
+    def pick(self, weights: Sequence[float], total: float) -> int: ...
+
+    def shuffle(self, items: list) -> None: ...
 
 
 class Dice:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from ..config.model import POLICY_FILTERS, IPAddress, RecordSpec, Region
 from ..geo.location import Location
 from ..state.model import Cluster, Endpoint, Snapshot
-from .dice import Dice, Explorer
+from .dice import Dice, Draws, Explorer
 from .health import DRAINED, FORCED_DOWN, HealthView
 
 
@@ -131,7 +131,7 @@ class Context:
     # Address family (4 or 6) -> the answer when the chain leaves nothing.
     fallback: Mapping[int, Selection] = field(init=False)
     # What ``weighted`` draws with: ``rng`` on the query path, an Explorer in ``exploring``.
-    dice: Dice | Explorer = field(init=False)
+    dice: Draws = field(init=False)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.record.policy if name not in POLICY_FILTERS]

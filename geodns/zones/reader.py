@@ -171,6 +171,7 @@ class _Collector:
                 return                 # reported once, at the end: no origin
             self.origin = name
         wire = rdata.to_wire(canonicalize=True)
+        assert wire is not None         # no file given: to_wire returns the octets
         self.records.append(Record(_name(name), rtype, ttl, wire, _targets(rdata), self.tokens.entry_line))
 
 
@@ -268,7 +269,7 @@ def parse_zone(text: str, source: str, origin: Name | None = None,
     collector = _Collector(tokens, source, problems, apex)
     reader = dns.zonefile.Reader(tokens, dns.rdataclass.IN, collector,  # type: ignore[arg-type]
                                  allow_directives=DIRECTIVES, default_ttl=default_ttl)
-    reader.current_origin = reader.last_name = apex       # type: ignore[assignment]
+    reader.current_origin = reader.last_name = apex
     while True:
         try:
             reader.read()

@@ -25,7 +25,7 @@ A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
 
 def type_name(rtype: int) -> str:
     """``A``, ``HTTPS``, ``TYPE666``: a type as zone files and logs write it."""
-    return dns.rdatatype.to_text(rtype)
+    return dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]  # any int: unknown ones read TYPE666
 
 
 @dataclass(frozen=True, slots=True)
