@@ -227,7 +227,7 @@ def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews
         records = await traffic_views.records(views.gslb(server))
         status = views.status_view(server)
         clusters = views.clusters_view(server)["clusters"]
-        html = await traffic_views.run(_utf8, render, status, clusters, server.config.regions, records)
+        html = await traffic_views.run(_utf8, render, status, clusters, views.config_of(server).regions, records)
         return web.Response(body=html, content_type="text/html", charset="utf-8")
 
     app.router.add_get("/", page)

@@ -17,11 +17,12 @@ hands the same result to every request until the generation moves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.model import RecordSpec, Region
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
-from ..gslb.policy import Client, contexts, outcomes, select
+from ..gslb.policy import Client, Selection, contexts, outcomes, select
 from ..names import Name
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ def _shares(context, client: Client, runs: int) -> tuple[dict[str, float], bool]
     """
     counts: dict[str, float] = {}
     listed = outcomes(context, client, 4)
+    pairs: Iterable[tuple[Selection, float]]
     if listed is not None:
         pairs = zip(listed.selections, listed.shares)
     else:
@@ -156,7 +158,7 @@ class TrafficViews:
         if current is None or current.responder is not dynamic or current.generation != state.generation:
             current = self._current = _Computed(dynamic, state.generation,
                                                 self._submit(traffic, dynamic.records, state, dynamic.regions))
-            current.records.add_done_callback(lambda f, c=current: self._forget_failure(f, c))
+            current.records.add_done_callback(functools.partial(self._forget_failure, computed=current))
             self.computed += 1
         return current
 
@@ -174,7 +176,7 @@ class TrafficViews:
         records = await asyncio.shield(computed.records)
         if computed.json is None:
             computed.json = self._submit(_dumps, {"records": records})
-            computed.json.add_done_callback(lambda f, c=computed: self._forget_failure(f, c))
+            computed.json.add_done_callback(functools.partial(self._forget_failure, computed=computed))
         return await asyncio.shield(computed.json)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:

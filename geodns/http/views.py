@@ -15,8 +15,24 @@ from ..state.model import Cluster, Snapshot
 from ..state.store import redact_url
 
 if TYPE_CHECKING:
+    from ..config.model import Config
     from ..dynamic import GslbResponder
     from ..server import Server
+    from ..state.keeper import SnapshotKeeper
+
+
+def config_of(server: Server) -> Config:
+    """The config in force: there is one from start() on, and the HTTP app starts after it."""
+    if server.config is None:
+        raise RuntimeError("no config loaded yet")
+    return server.config
+
+
+def keeper_of(server: Server) -> SnapshotKeeper:
+    """The snapshot keeper, which runs from start() until stop()."""
+    if server.keeper is None:
+        raise RuntimeError("the state keeper is not running (the server is starting or stopping)")
+    return server.keeper
 
 
 def gslb(server: Server) -> GslbResponder | None:
@@ -35,8 +51,8 @@ def live_state(server: Server) -> tuple[Snapshot, HealthView]:
     if dynamic is not None:
         state = dynamic.state
         return state.snapshot, state.health
-    snapshot = server.keeper.snapshot
-    rules = server.config.health
+    snapshot = keeper_of(server).snapshot
+    rules = config_of(server).health
     return snapshot, HealthView.build(snapshot, time.time(), rules.quorum, unknown_is_up=rules.unknown == "up")
 
 
@@ -56,7 +72,7 @@ def readiness(server: Server) -> tuple[bool, str]:
     if keeper is None:
         return False, "state keeper not started"
     if not keeper.connected:
-        limit = server.config.server.ready_max_staleness
+        limit = config_of(server).server.ready_max_staleness
         stale = keeper.staleness()
         if stale > limit:
             since = "never loaded" if stale == float("inf") else f"last loaded {stale:.0f}s ago"
@@ -70,7 +86,7 @@ def readiness(server: Server) -> tuple[bool, str]:
 
 def records_by_cluster(server: Server) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for record in server.config.records.values():
+    for record in config_of(server).records.values():
         for name in record.clusters:
             out.setdefault(name, []).append(record.text)
     return out
@@ -133,7 +149,7 @@ def one_cluster_view(server: Server, name: str) -> dict[str, Any] | None:
 
 def records_view(server: Server) -> list[dict[str, Any]]:
     return [{"name": r.text, "ttl": r.ttl, "clusters": list(r.clusters), "policy": list(r.policy),
-             "answers": r.answers, "fallback": r.fallback} for r in server.config.records.values()]
+             "answers": r.answers, "fallback": r.fallback} for r in config_of(server).records.values()]
 
 
 def status_view(server: Server) -> dict[str, Any]:
@@ -142,7 +158,7 @@ def status_view(server: Server) -> dict[str, Any]:
     keeper = server.keeper
     stale = keeper.staleness() if keeper is not None else float("inf")
     engine = server.engine
-    config = server.config
+    config = config_of(server)
     stats = server.query_stats()
     return {
         "ready": ready, "reason": reason,
