@@ -48,7 +48,7 @@ class Result:
     cpu_pct: float = 0.0
 
 
-def _per_cpu(r: "Result") -> float:
+def _per_cpu(r: Result) -> float:
     """Queries per CPU second of the server: what one core could answer if the client kept up."""
     return r.qps / max(r.cpu_pct / 100, 0.01)
 

@@ -86,9 +86,9 @@ def main() -> int:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim", timeout=1).read()
                 break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("sim-ingress did not start")
+                    raise RuntimeError("sim-ingress did not start") from exc
                 time.sleep(0.1)
         try:
             import uvloop

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import REPO, ZONE, free_port, geodns_config  # noqa: E402
+import dns.exception
+import dns.message
+import dns.query
 
-import dns.exception  # noqa: E402
-import dns.message  # noqa: E402
-import dns.query  # noqa: E402
+from bench import REPO, ZONE, free_port, geodns_config
 
 
 def tree(pid: int) -> list[int]:

@@ -43,7 +43,7 @@ def in_use_error(exc: OSError, host: str, port: int) -> OSError:
 class _BindLock:
     """Held while one server proves its addresses free and binds them (see the module docstring)."""
 
-    def __enter__(self) -> "_BindLock":
+    def __enter__(self) -> _BindLock:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + BIND_LOCK_WAIT
         while True:

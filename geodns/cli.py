@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from .config.values import parse_listen, parse_workers
-from .runloop import run as run_loop
 from .errors import InputError
+from .runloop import run as run_loop
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -70,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .server import build_engine, default_config_path, Settings
+    from .server import Settings, build_engine, default_config_path
 
     problems = []
     config = None

@@ -14,18 +14,19 @@ import logging
 import random
 import time
 from bisect import bisect_right
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
-from .config.model import Config, RecordSpec
+from .config.model import Config, IPAddress, RecordSpec
 from .dns import wire
 from .dns.wire import Query
 from .errors import Problem
 from .geo import Locator
+from .gslb import policy, why
 from .gslb.filters import LOCATION_FILTERS
 from .gslb.health import HealthView
-from .gslb import policy, why
-from .gslb.load import EMPTY as NO_LOAD, LoadView, ShedController
+from .gslb.load import EMPTY as NO_LOAD
+from .gslb.load import LoadView, ShedController
 from .gslb.policy import Client, Context, Outcomes, Selection, contexts, select
 from .names import Name, to_text, to_wire
 from .rrset import RRset
@@ -95,7 +96,7 @@ class Counters:
         """Plain values to send elsewhere (a worker to its supervisor); ``add`` takes them."""
         return self.counts(), self.ecs, self.geo_misses
 
-    def add(self, exported: tuple[dict, int, int]) -> "Counters":
+    def add(self, exported: tuple[dict, int, int]) -> Counters:
         counts, ecs, geo_misses = exported
         for key, n in counts.items():
             self._tally(key).n += n
@@ -189,6 +190,7 @@ class GslbResponder:
         return client
 
     def _new_client(self, ecs: bytes | None, source: str) -> Client:
+        address: IPAddress
         if ecs is not None and ecs[2]:
             raw = ecs[4:]
             if ecs[1] == 1:
@@ -231,7 +233,7 @@ class GslbResponder:
         if qname in self._placed:
             # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
             location, source = client.location, client.ecs_source
-            key = (qname, qtype, location, source if source is not None and source < location.prefix else None)
+            key: tuple = (qname, qtype, location, source if source is not None and source < location.prefix else None)
         else:
             key = (qname, qtype)
         try:
@@ -335,7 +337,7 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
             problems.append(Problem(source, record.line, f"{where}: not inside any served zone"))
             continue
         match = zone.find(name)
-        if match.kind is MatchKind.DELEGATION:
+        if match.kind is MatchKind.DELEGATION and match.cut is not None:     # a delegation always has its cut
             problems.append(Problem(source, record.line,
                                     f"{where}: below the zone cut {to_text(match.cut.name)}; it would never be answered"))
         elif match.kind is MatchKind.EXACT:
@@ -347,7 +349,7 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
     return problems
 
 
-async def keep_health_fresh(current: "Callable[[], GslbResponder | None]", every: float = 0.5) -> None:
+async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: float = 0.5) -> None:
     """Observations expire with time, not only with changes: rebuild the live state when one has,
     and when a cluster's shedding is due its next tick (gslb/load.py).
 
@@ -356,6 +358,8 @@ async def keep_health_fresh(current: "Callable[[], GslbResponder | None]", every
     while True:
         await asyncio.sleep(every)
         dynamic = current()
-        state = dynamic.state if dynamic is not None else None
-        if state is not None and time.time() >= min(state.health.valid_until, state.load.valid_until):
+        if dynamic is None:
+            continue
+        state = dynamic.state
+        if time.time() >= min(state.health.valid_until, state.load.valid_until):
             dynamic.update()

@@ -14,8 +14,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from .dns import wire
-from .dns.fastpath import FastPath
 from .dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
+from .dns.fastpath import FastPath
 from .dns.wire import FormatError, Query
 from .metrics import DURATION_BUCKETS, QueryStats
 from .names import Name, to_text
@@ -44,8 +44,8 @@ class AnswerEngine:
     """Stateless between queries; replaced whole on reload."""
 
     def __init__(self, zones: ZoneSet, *, payload: int = 1232, nsid: bytes | None = None,
-                 dynamic: "GslbResponder | None" = None, debug_txt: bool = False,
-                 query_log: "QueryLogConfig | None" = None, stats: QueryStats | None = None,
+                 dynamic: GslbResponder | None = None, debug_txt: bool = False,
+                 query_log: QueryLogConfig | None = None, stats: QueryStats | None = None,
                  fast_path: bool = True):
         self.zones = zones
         self.payload = payload
@@ -81,7 +81,9 @@ class AnswerEngine:
         except FormatError as exc:
             # parse_query raises only once the header is readable and not a response.
             self.stats.malformed += 1
-            qid, flags = wire.parse_header(data)[:2]
+            header = wire.parse_header(data)
+            assert header is not None       # parse_query raises only once the header is readable
+            qid, flags = header[:2]
             rcode = wire.NOTIMP if (flags >> 11) & 0xF != wire.OPCODE_QUERY else wire.FORMERR
             if exc.query is not None:
                 return encode_error(exc.query, rcode, self.payload)
@@ -164,6 +166,7 @@ class AnswerEngine:
             return
         result.cacheable = False
         dynamic = self.dynamic
+        assert dynamic is not None          # debug names exist only with GSLB records
         who = dynamic.client(query, client)
         result.answer.append(dynamic.debug_rrset(query.qname, query.qname[1:], who))
         result.ecs_scope = who.ecs_source or 0
@@ -226,6 +229,7 @@ class AnswerEngine:
         if qtype not in (wire.T_A, wire.T_AAAA, wire.T_ANY):
             return False
         dynamic = self.dynamic
+        assert dynamic is not None          # GSLB names exist only with a responder
         asked = wire.T_A if qtype == wire.T_ANY else qtype
         selection = dynamic.select(name, asked, dynamic.client(query, client))
         if selection is None:
@@ -238,14 +242,20 @@ class AnswerEngine:
     def gslb_result(self, name: Name, qtype: int, selection, result: Answer) -> None:
         """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither counts here)."""
         result.cacheable = False
+        dynamic = self.dynamic
+        assert dynamic is not None          # only GSLB names get here
         if selection.addresses:
-            result.answer.append(self.dynamic.rrset(name, qtype, selection))
+            result.answer.append(dynamic.rrset(name, qtype, selection))
         else:
-            self._nodata(self.zones.zone_for(name), result)
+            zone = self.zones.zone_for(name)
+            assert zone is not None         # the config checks put each GSLB name inside a served zone
+            self._nodata(zone, result)
 
     def count_gslb(self, name: Name, selection) -> None:
         self._selected = selection.clusters
-        self.dynamic.counters.tally(name, selection).n += 1
+        dynamic = self.dynamic
+        assert dynamic is not None          # only GSLB selections are counted
+        dynamic.counters.tally(name, selection).n += 1
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))

@@ -13,7 +13,6 @@ reload is handed the same object, so counters never go backwards on reload.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Optional
 
 from .names import Name
 
@@ -22,7 +21,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 
 # (zone origin or None, qtype, rcode, tcp) -> queries.  ``None``: outside every served zone.
-QueryKey = tuple[Optional[Name], int, int, bool]
+QueryKey = tuple[Name | None, int, int, bool]
 
 
 class QueryStats:

@@ -104,7 +104,7 @@ def _escape(label: bytes) -> str:
         elif 0x21 <= b <= 0x7E:
             out.append(ch)
         else:
-            out.append("\\%03d" % b)
+            out.append(f"\\{b:03d}")
     return "".join(out)
 
 

@@ -39,7 +39,7 @@ def frame(*message: Any) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def pair() -> tuple["Channel", socket.socket]:
+def pair() -> tuple[Channel, socket.socket]:
     """A channel for this process and the socket the other process makes its channel from."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return Channel(ours), theirs

@@ -26,8 +26,10 @@ class ProcStat:
 def read(pid: int, proc: str = "/proc") -> ProcStat | None:
     """The process's numbers, or None if it is gone."""
     try:
-        stat = open(f"{proc}/{pid}/stat").read()
-        statm = open(f"{proc}/{pid}/statm").read().split()
+        with open(f"{proc}/{pid}/stat") as f:
+            stat = f.read()
+        with open(f"{proc}/{pid}/statm") as f:
+            statm = f.read().split()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name may hold spaces and parentheses: fields start after the last ')'.

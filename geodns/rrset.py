@@ -22,9 +22,9 @@ class RRset:
     rdatas: tuple[bytes, ...]
     targets: tuple[Name, ...] = ()
 
-    def with_name(self, name: Name) -> "RRset":
+    def with_name(self, name: Name) -> RRset:
         """The same data under another owner (wildcard synthesis)."""
         return replace(self, name=name)
 
-    def with_ttl(self, ttl: int) -> "RRset":
+    def with_ttl(self, ttl: int) -> RRset:
         return replace(self, ttl=ttl)

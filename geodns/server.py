@@ -14,6 +14,7 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from .claim import in_use_error
 from .config.load import load_config
@@ -26,12 +27,18 @@ from .errors import ConfigError, InputError
 from .geo import Locator
 from .gslb.history import StateHistory
 from .metrics import QueryStats
-from .state.keeper import SnapshotKeeper
+from .names import to_text
 from .state import table
+from .state.keeper import SnapshotKeeper
 from .state.model import Cluster, Snapshot
 from .state.store import StateStore, StoreUnavailable, open_store, redact_url
-from .names import to_text
 from .zones.zoneset import ZoneSet, load_zones
+
+if TYPE_CHECKING:     # imported where used: http/ and health/ import this module, workers.py forks it
+    from aiohttp import web
+
+    from .health.checker import Checker
+    from .workers import WorkerPool
 
 log = logging.getLogger("geodns.server")
 
@@ -50,7 +57,7 @@ class Settings:
     config_path: Path | None = None
     zone_paths: tuple[Path, ...] = ()
     dns_listen: tuple[tuple[str, int], ...] = ()
-    http_listen: tuple[str, int] | None | bool = False   # False: as the config says
+    http_listen: tuple[str, int] | None | Literal[False] = False   # False: as the config says
     store: str | None = None
     reset_state: bool = False          # seed with overwrite: forget runtime drains and weights
     workers: int | None = None         # serve --workers: overrides server.workers
@@ -117,11 +124,11 @@ class Server:
         self.config: Config | None = None
         self.engine: AnswerEngine | None = None
         self.listeners: list[Listener] = []
-        self.http = None
+        self.http: web.AppRunner | None = None
         self.store: StateStore | None = None
         self.keeper: SnapshotKeeper | None = None
-        self.checker = None                          # the embedded health checker, when it runs
-        self.workers = None                          # a WorkerPool when server.workers > 1 (geodns/workers.py)
+        self.checker: Checker | None = None          # the embedded health checker, when it runs
+        self.workers: WorkerPool | None = None       # a WorkerPool when server.workers > 1 (geodns/workers.py)
         self.reloads = {"ok": 0, "failed": 0}
         self.loaded_at: float | None = None          # unix time the running config was loaded (start or reload)
         self.reload_problems: list[str] = []        # of the latest failed reload, for the admin API
@@ -154,24 +161,25 @@ class Server:
     async def settled(self) -> bool:
         """Whether every process answering DNS has the keeper's current snapshot (waits a little; see the
         admin API)."""
-        if self.workers is not None:
+        if self.workers is not None and self.keeper is not None:
             return await self.workers.wait_applied(self.keeper.snapshot.version)
         return True
 
     # The listeners call this; it always reads the current engine.
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        return self.engine.handle(data, client, tcp)
+        # start() sets the engine before any listener exists; no None check on the query path.
+        return self.engine.handle(data, client, tcp)  # type: ignore[union-attr]
 
     async def start(self) -> None:
         """Load everything, then bind; raises InputError before binding anything."""
         config = self.config = self.settings.load()
-        self.store = open_store(config.store)
+        store = self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
         self.engine = self._adopt(build_engine(config, seed))
         if await self._seed_store(overwrite=self.settings.reset_state):
-            for warning in await self.store.risks():
+            for warning in await store.risks():
                 log.warning("event=store-risk %s", warning)
-        self.keeper = SnapshotKeeper(self.store, seed, on_change=self._on_snapshot,
+        self.keeper = SnapshotKeeper(store, seed, on_change=self._on_snapshot,
                                      reseed=lambda: self._seed_store(restore=True), validate=self._validate_cluster)
         await self.keeper.start()
         self._on_snapshot(self.keeper.snapshot)
@@ -191,8 +199,8 @@ class Server:
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)
             if server.http_listen is not None:
                 from .http.app import start_http
-                self.http = await start_http(self, *server.http_listen)
-                for address in self.http.addresses:
+                http = self.http = await start_http(self, *server.http_listen)
+                for address in http.addresses:
                     log.info("event=listening transport=http address=%s", _host_port(address))
         except OSError:
             await self.stop()
@@ -205,22 +213,31 @@ class Server:
         """N processes forked from this one (sharing its loaded data) answer the queries; this one feeds
         them snapshots (geodns/workers.py)."""
         from .workers import WorkerPool
-        self.workers = WorkerPool(count, self.settings, self.config.server.dns_listen, lambda: self.keeper.snapshot,
-                                  lambda: (self.config, self.engine))
-        await self.workers.start()
-        for address in self.workers.addresses:
+        config, keeper = self.config, self.keeper
+        assert config is not None and keeper is not None, "start() loads the config and the keeper first"
+
+        def current() -> tuple[Config, AnswerEngine]:
+            assert self.config is not None and self.engine is not None    # never unset once started
+            return self.config, self.engine
+
+        workers = self.workers = WorkerPool(count, self.settings, config.server.dns_listen, lambda: keeper.snapshot,
+                                            current)
+        await workers.start()
+        for address in workers.addresses:
             log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)
 
     async def _start_checker(self) -> None:
         """The embedded checker: on by default with memory://, where no other checker can reach the table."""
-        settings = self.config.checker
-        wanted = settings.embedded == "on" or (settings.embedded == "auto" and self.config.store.startswith("memory:"))
+        config, store, keeper = self.config, self.store, self.keeper
+        assert config is not None and store is not None and keeper is not None, "start() sets them first"
+        settings = config.checker
+        wanted = settings.embedded == "on" or (settings.embedded == "auto" and config.store.startswith("memory:"))
         if not wanted:
             return
         from .health.checker import Checker
         checker_id = settings.id or f"{socket.gethostname()}-serve"
-        self.checker = Checker(self.store, checker_id, settings.region or "local", table_source=self.keeper)
-        await self.checker.start()
+        checker = self.checker = Checker(store, checker_id, settings.region or "local", table_source=keeper)
+        await checker.start()
         log.info("event=checker-started id=%s vantage=%s", checker_id, settings.region or "local")
 
     async def _seed_store(self, overwrite: bool = False, restore: bool = False) -> bool:
@@ -234,13 +251,14 @@ class Server:
         (version 0) seeds from the config alone.  ``restore``: the keeper found the store
         empty; what comes back is logged.  False when the store is unreachable.
         """
-        config = self.config
+        config, store = self.config, self.store
+        assert config is not None and store is not None, "start() loads the config and opens the store first"
         last = self.keeper.snapshot if self.keeper is not None and not overwrite else None
         base = last.clusters if last is not None and last.version > 0 else None
         specs = [s for s in config.clusters.values()
                  if base is None or s.name in base or s.name not in self._seeded_names]
         try:
-            version = await self.store.seed(specs, overwrite=overwrite, base=base)
+            version = await store.seed(specs, overwrite=overwrite, base=base)
         except StoreUnavailable as exc:
             log.warning("event=seed-deferred reason=%r (answering from the config until the store is back)", str(exc))
             return False
@@ -248,7 +266,7 @@ class Server:
         if restore:
             if base is None:
                 log.warning("event=store-reseeded from=config version=%d (no table loaded yet to restore)", version)
-            else:
+            elif last is not None:      # always, when there is a base
                 changes = table.runtime_changes(base, config.clusters)
                 log.warning("event=store-restored from=snapshot-v%d version=%d clusters=%d runtime_changes=%r",
                             last.version, version, len(base), "; ".join(changes) or "none")
@@ -256,7 +274,7 @@ class Server:
 
     def _validate_cluster(self, cluster: Cluster) -> list[str]:
         """What the store's own checks cannot know: the config's regions (as the config checks them)."""
-        if cluster.region not in self.config.regions:
+        if self.config is not None and cluster.region not in self.config.regions:
             return [f"region: unknown region {cluster.region!r}"]
         return []
 
@@ -340,7 +358,11 @@ class Server:
             return                                  # still starting: start-up reads the files anyway
         task = asyncio.create_task(self.reload())
         self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
 
     async def stop(self) -> None:
         """Stop everything started, each part within a bound: a stop must always finish."""

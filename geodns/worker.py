@@ -55,7 +55,7 @@ DRAIN_GRACE = 2.0           # seconds open TCP connections get to finish when a 
 
 
 
-def fork_worker(index: int, engine: "AnswerEngine", snapshot: Snapshot, server: "ServerConfig",
+def fork_worker(index: int, engine: AnswerEngine, snapshot: Snapshot, server: ServerConfig,
                 sockets: list[Bound], conn: socket.socket) -> int:
     """Fork a worker answering with ``engine`` on ``sockets``; returns its PID (in the supervisor)."""
     sys.stdout.flush()
@@ -114,7 +114,7 @@ def _forget_parent(close: set[int]) -> None:
 class _Worker:
     """One worker's event loop: listeners on its slot's sockets, the inherited engine, and the pipe."""
 
-    def __init__(self, index: int, engine: "AnswerEngine", snapshot: Snapshot, server: "ServerConfig",
+    def __init__(self, index: int, engine: AnswerEngine, snapshot: Snapshot, server: ServerConfig,
                  sockets: list[Bound], conn: Channel):
         self.index = index
         self.server = server

@@ -35,16 +35,17 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from .claim import address_text as _address, claim_addresses
+from .claim import Bound, claim_addresses
+from .claim import address_text as _address
 from .dns.listener import add_reports
 from .dynamic import Counters
 from .metrics import QueryStats
 from .pipe import Channel, frame, pair
 from .state.model import Snapshot
-from .claim import Bound
 from .worker import DRAIN_GRACE, START_TIMEOUT, fork_worker
 
 if TYPE_CHECKING:
@@ -120,12 +121,19 @@ class _Slot:
     drain_until: float = 0.0                  # replaced or stopping: killed if still running then
     draining: bool = False                    # it said it no longer reads the shared sockets
 
+    @property
+    def child(self) -> _Child:
+        """The process, for the code that runs only once ``_spawn`` has given the slot one."""
+        if self.process is None:
+            raise RuntimeError(f"worker slot {self.index} has no process yet")
+        return self.process
+
 
 class WorkerPool:
     """N forked worker processes answering on ``listen``, fed snapshots by the supervisor."""
 
-    def __init__(self, count: int, settings: "Settings", listen: tuple[tuple[str, int], ...],
-                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple["Config", "AnswerEngine"]]):
+    def __init__(self, count: int, settings: Settings, listen: tuple[tuple[str, int], ...],
+                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple[Config, AnswerEngine]]):
         self.count = count
         self.settings = settings
         self.listen = listen
@@ -162,7 +170,7 @@ class WorkerPool:
         return [_address(h, p) for h, p in self.listen]
 
     def ready(self) -> tuple[bool, str]:
-        alive = sum(1 for slot in self.slots if slot.started and slot.process.is_alive())
+        alive = sum(1 for slot in self.slots if slot.started and slot.child.is_alive())
         return (True, "ok") if alive else (False, "no DNS worker running")
 
     def publish(self, snapshot: Snapshot) -> None:
@@ -195,16 +203,16 @@ class WorkerPool:
             old, self.slots = self.slots, fresh
             for before, after in zip(old, fresh):
                 log.info("event=worker-replaced worker=%d pid=%d old-pid=%d (old one draining)", after.index,
-                         after.process.pid, before.process.pid)
+                         after.child.pid, before.child.pid)
                 self._drain(before)
             # "Reloaded" means every query from now on gets the new data: wait until the old
             # workers have stopped reading the sockets (open TCP connections may finish there).
             deadline = time.monotonic() + STOP_WAIT
-            while not all(slot.draining or not slot.process.is_alive() for slot in old):
+            while not all(slot.draining or not slot.child.is_alive() for slot in old):
                 if time.monotonic() > deadline:
                     for slot in old:
                         if not slot.draining:
-                            slot.process.signal(signal.SIGKILL)
+                            slot.child.signal(signal.SIGKILL)
                     break
                 for slot in old:
                     self._read(slot)
@@ -272,7 +280,7 @@ class WorkerPool:
             if slot.process is not None and slot.process.is_alive():
                 log.warning("event=worker-kill worker=%d pid=%s reason=did-not-stop", slot.index, slot.process.pid)
                 slot.process.signal(signal.SIGKILL)
-                while slot.process.is_alive() and time.monotonic() < deadline + 2.0:
+                while slot.child.is_alive() and time.monotonic() < deadline + 2.0:
                     await asyncio.sleep(0.01)
             self._close(slot)
         for bound in self.sockets:
@@ -309,10 +317,10 @@ class WorkerPool:
         while not all(slot.started for slot in slots):
             for slot in slots:
                 self._read(slot)
-                if not slot.started and (slot.failure or not slot.process.is_alive()):
+                if not slot.started and (slot.failure or not slot.child.is_alive()):
                     self._read(slot)
                     log.error("event=worker-start-failed worker=%d error=%r", slot.index,
-                              slot.failure or f"exited with {slot.process.exitcode}")
+                              slot.failure or f"exited with {slot.child.exitcode}")
                     return False
             if time.monotonic() > deadline:
                 return False
@@ -350,7 +358,7 @@ class WorkerPool:
     def _drain(self, slot: _Slot) -> None:
         """Ask a replaced worker to stop (it finishes what it holds); the monitor reaps it."""
         slot.drain_until = time.monotonic() + DRAIN_GRACE + STOP_WAIT
-        slot.process.signal(signal.SIGTERM)
+        slot.child.signal(signal.SIGTERM)
         self.draining.append(slot)
 
     def _close(self, slot: _Slot) -> None:
@@ -373,11 +381,11 @@ class WorkerPool:
         while not self._stopping:
             for slot in list(self.draining):
                 self._read(slot)
-                if slot.process.is_alive():
+                if slot.child.is_alive():
                     if time.monotonic() > slot.drain_until:
                         log.warning("event=worker-kill worker=%d pid=%s reason=did-not-drain", slot.index,
-                                    slot.process.pid)
-                        slot.process.signal(signal.SIGKILL)
+                                    slot.child.pid)
+                        slot.child.signal(signal.SIGKILL)
                     continue
                 self._close(slot)
                 self.draining.remove(slot)
@@ -398,5 +406,5 @@ class WorkerPool:
                     log.error("event=worker-restart-failed worker=%d error=%r", slot.index, exc)
                     continue
                 self.restarts += 1
-                log.info("event=worker-restarted worker=%d pid=%s", slot.index, slot.process.pid)
+                log.info("event=worker-restarted worker=%d pid=%s", slot.index, slot.child.pid)
             await asyncio.sleep(MONITOR_INTERVAL)

@@ -4,12 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import hypothesis  # noqa: F401 - imported up front: hypothesis's pytest plugin imports it lazily in the
+
 #                   terminal summary otherwise, and on CPython 3.11.7 that late import can hit
 #                   "SystemError: AST constructor recursion depth mismatch" and lose the summary line
 import pytest
 
 from geodns.server import Settings
 from tests.dnsserver import RunningServer, write
+
+# The `redis_server` fixture (a private redis-server per test) is offered to every test module
+# from here, so modules ask for it by parameter name instead of importing it (F811 otherwise).
+pytest_plugins = ["tests.redis_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 

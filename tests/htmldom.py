@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Callable, Iterator
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -13,21 +13,21 @@ VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "met
 class Element:
     tag: str
     attrs: dict[str, str]
-    children: list["Element | str"] = field(default_factory=list)
+    children: list[Element | str] = field(default_factory=list)
 
-    def iter(self) -> Iterator["Element"]:
+    def iter(self) -> Iterator[Element]:
         yield self
         for child in self.children:
             if isinstance(child, Element):
                 yield from child.iter()
 
     def find_all(self, tag: str | None = None, cls: str | None = None,
-                 where: Callable[["Element"], bool] | None = None) -> list["Element"]:
+                 where: Callable[[Element], bool] | None = None) -> list[Element]:
         return [e for e in self.iter() if (tag is None or e.tag == tag)
                 and (cls is None or cls in e.attrs.get("class", "").split()) and (where is None or where(e))]
 
     def find(self, tag: str | None = None, cls: str | None = None,
-             where: Callable[["Element"], bool] | None = None) -> "Element":
+             where: Callable[[Element], bool] | None = None) -> Element:
         found = self.find_all(tag, cls, where)
         assert found, f"no <{tag} class={cls}>"
         return found[0]
@@ -48,7 +48,7 @@ class Element:
         walk(self)
         return re.sub(r"\s+", " ", "".join(parts)).strip()
 
-    def cells(self) -> list["Element"]:
+    def cells(self) -> list[Element]:
         return [c for c in self.children if isinstance(c, Element) and c.tag in ("td", "th")]
 
 

@@ -22,10 +22,9 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class Child:
     def __init__(self, args: list[str], log: Path, prefix: list[str] | None = None):
         self.log = log
-        handle = open(log, "ab")
-        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "geodns", *args],
-                                     stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
-        handle.close()
+        with open(log, "ab") as handle:     # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "geodns", *args],
+                                         stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -57,10 +56,10 @@ class SimIngress(Child):
             try:
                 self.state()
                 return
-            except OSError:
+            except OSError as exc:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"sim-ingress {name} did not start:\n{self.output()}")
+                    raise RuntimeError(f"sim-ingress {name} did not start:\n{self.output()}") from exc
                 time.sleep(0.05)
 
     @property

@@ -11,8 +11,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -46,15 +46,14 @@ class RedisServer:
     def unix_url(self) -> str:
         return f"unix://{self.socket}?db=0"
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def start(self, timeout: float = 10.0) -> RedisServer:
         assert self.proc is None, "already running"
-        log = open(self.dir / "redis.log", "ab")
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
-             "--unixsocket", str(self.socket), "--unixsocketperm", "700"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self.dir / "redis.log", "ab") as log:   # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
+                 "--unixsocket", str(self.socket), "--unixsocketperm", "700"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not self.ping():
             if self.proc.poll() is not None:
@@ -82,12 +81,12 @@ class RedisServer:
         """SIGKILL: an outage, as abrupt as a crashed host."""
         self._signal(signal.SIGKILL, grace=5.0)
 
-    def restart(self) -> "RedisServer":
+    def restart(self) -> RedisServer:
         """Start again on the same port, empty (nothing is persisted)."""
         self.stop()
         return self.start()
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

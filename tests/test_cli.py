@@ -132,7 +132,7 @@ def test_validate_ok_and_every_error_with_its_line(tmp_path):
     bad = geodns("validate", "--zone", str(zone))
     assert bad.returncode == 1
     lines = bad.stdout.strip().splitlines()
-    assert [l.split(": ", 1)[0] for l in lines] == [f"{zone}:7", f"{zone}:8", f"{zone}:9"]
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{zone}:7", f"{zone}:8", f"{zone}:9"]
 
 
 @pytest.mark.parametrize("text, line, words", [

@@ -18,14 +18,14 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
-
 import pytest
 import yaml
 
 from geodns.config.load import load_config
 from tests.processes import Child
 from tests.redis_server import RedisServer, free_port
-from tests.test_checker_http import checker as checker_process, config as checker_config, sims  # noqa: F401
+from tests.test_checker_http import checker as checker_process
+from tests.test_checker_http import config as checker_config
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"

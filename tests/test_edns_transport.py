@@ -24,7 +24,7 @@ def udp_raw(server, wire: bytes, timeout: float = 2.0) -> bytes | None:
         s.sendto(wire, (server.host, server.port))
         try:
             return s.recvfrom(65535)[0]
-        except socket.timeout:
+        except TimeoutError:
             return None
 
 

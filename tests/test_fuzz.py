@@ -10,7 +10,7 @@ import dns.rcode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geodns.server import build_engine, Settings
+from geodns.server import Settings, build_engine
 
 ZONE = "gslb.example.com."
 
@@ -76,4 +76,4 @@ def test_garbage_over_the_wire_leaves_server_answering(dns_server):
             t.sendall(len(blob).to_bytes(2, "big") + blob)
     resp = dns.query.udp(dns.message.make_query("www." + ZONE, "A"), dns_server.host, port=dns_server.port, timeout=3)
     assert resp.rcode() == dns.rcode.NOERROR and resp.answer
-    assert sum(l.stats.handler_errors for l in dns_server.server.listeners) == 0
+    assert sum(listener.stats.handler_errors for listener in dns_server.server.listeners) == 0

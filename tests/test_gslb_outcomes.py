@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from geodns.gslb.dice import Explorer, TooManyPaths
 from geodns.gslb.policy import outcomes, select
-
 from tests.test_gslb_policy import CHI2_999, EU1, LONDON, SG, THREE, US1, chi_square, client, cluster, context, down, ep
 
 

@@ -1,12 +1,11 @@
 """The policy chain: each filter on its own, the runner, select, fallback and ECS scope."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dataclasses
 import itertools
 import random
 from collections import Counter
+from dataclasses import replace
 from ipaddress import ip_address
 from types import MappingProxyType
 
@@ -19,8 +18,18 @@ from geodns.geo.distance import great_circle_km
 from geodns.geo.location import UNKNOWN, Location
 from geodns.gslb import filters as f
 from geodns.gslb.health import HealthView
-from geodns.gslb.policy import (FILTERS, Candidate, Client, Context, Selection, Step, contexts, ecs_scope,
-                                run_chain, select)
+from geodns.gslb.policy import (
+    FILTERS,
+    Candidate,
+    Client,
+    Context,
+    Selection,
+    Step,
+    contexts,
+    ecs_scope,
+    run_chain,
+    select,
+)
 from geodns.state.model import AdminState, Cluster, Endpoint, Observation, Snapshot
 
 NOW = 1_000_000.0

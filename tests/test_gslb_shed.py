@@ -7,13 +7,12 @@ from types import MappingProxyType
 import pytest
 
 from geodns.config.model import ClusterSpec, EndpointSpec, LoadSpec
-from geodns.gslb.load import (IDLE, LoadView, ShedController, ShedState, reported_load, settle_share, target_share,
-                              tick)
+from geodns.gslb.load import IDLE, LoadView, ShedController, ShedState, reported_load, settle_share, target_share, tick
 from geodns.gslb.model import Context
 from geodns.gslb.policy import outcomes, select
 from geodns.state.model import LoadReport, Snapshot
 from tests.test_gslb_outcomes import shares_by_clusters
-from tests.test_gslb_policy import AP1, EU1, LONDON, NOW, THREE, US1, client, cluster, context, ep
+from tests.test_gslb_policy import EU1, LONDON, NOW, THREE, US1, client, cluster, context, ep
 
 SPEC = LoadSpec(low=0.7, high=0.9)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from geodns.config.model import LoadSpec
+from geodns.geo.location import UNKNOWN
 from geodns.gslb.health import HealthView
 from geodns.gslb.load import IDLE, LoadView, target_share, tick
 from geodns.gslb.model import Client, Context
 from geodns.gslb.policy import outcomes
-from geodns.geo.location import UNKNOWN
 from geodns.state.model import Snapshot
 from tests.test_gslb_policy import cluster, ep, record
 

@@ -10,8 +10,26 @@ from geodns.geo.distance import great_circle_km
 from geodns.gslb.filters import FILTERS
 from geodns.gslb.policy import Step, run_chain, select
 from geodns.gslb.why import explain
-from tests.test_gslb_policy import (AP1, BRAZIL, BRAZIL_NO_COORDS, EU1, JAPAN_NO_COORDS, LONDON, OFFICE, REGIONS, SG,
-                                    THREE, US, US1, client, cluster, context, down, ep, obs)
+from tests.test_gslb_policy import (
+    AP1,
+    BRAZIL,
+    BRAZIL_NO_COORDS,
+    EU1,
+    JAPAN_NO_COORDS,
+    LONDON,
+    OFFICE,
+    REGIONS,
+    SG,
+    THREE,
+    US,
+    US1,
+    client,
+    cluster,
+    context,
+    down,
+    ep,
+    obs,
+)
 
 
 def why(ctx, location, family: int = 4) -> dict[str, str]:

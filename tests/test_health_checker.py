@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import time
 import types
-from typing import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,7 +23,7 @@ from geodns.state.memory import MemoryStore
 from geodns.state.model import Observation, Snapshot
 from geodns.state.redis import RedisStore
 from geodns.state.store import StateStore
-from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from tests.redis_server import RedisServer
 from tests.test_health_probe import Ingress
 
 INTERVAL = 0.2

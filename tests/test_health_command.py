@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from geodns.config.load import load_config
-from geodns.health.command import add_parser, run
+from geodns.health.command import add_parser
 from geodns.state.redis import RedisStore
 from tests.conftest import REPO
 from tests.processes import Child
-from tests.redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
+from tests.redis_server import RedisServer, free_port
 from tests.test_checker_http import get, poll
 from tests.test_health_checker import until
 from tests.test_health_probe import Ingress

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from geodns.config.checks import status_ranges
 from geodns.config.load import config_from_text
 from geodns.config.model import CheckSpec
 from geodns.errors import ConfigError
-from geodns.config.checks import status_ranges
 from geodns.state import codec
 from geodns.state.model import Cluster, Endpoint
 

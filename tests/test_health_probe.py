@@ -10,9 +10,9 @@ import ipaddress
 import shutil
 import ssl
 import subprocess
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest
@@ -23,6 +23,7 @@ from geodns.health.probe import ProbeResult, new_session, probe_http, probe_tcp
 from geodns.health.target import Target, resolve_target
 from geodns.state.model import Endpoint
 from tests.redis_server import free_port
+
 
 class Ingress:
     """A cluster ingress on 127.0.0.1 whose behaviour a test switches at runtime.
@@ -50,7 +51,7 @@ class Ingress:
     def url(self) -> str:
         return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}/healthz"
 
-    async def start(self) -> "Ingress":
+    async def start(self) -> Ingress:
         if self._runner.server is None:
             await self._runner.setup()
         self._release = asyncio.Event()

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import dns.message
 import dns.query

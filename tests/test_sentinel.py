@@ -17,7 +17,7 @@ from geodns.drill.scenarios import Options, run
 from geodns.drill.target import Deployment
 from geodns.stack import procs
 from geodns.stack.runner import Stack
-from geodns.stack.topology import CheckTiming, StackState, STATE_FILE, layout
+from geodns.stack.topology import STATE_FILE, CheckTiming, StackState, layout
 from geodns.state.redis import RedisStore, parse_sentinel_url
 from geodns.state.store import open_store
 from tests.dnsserver import write

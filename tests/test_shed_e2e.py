@@ -6,7 +6,6 @@ as its reported load rises and come back when the reading expires.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 
@@ -16,7 +15,7 @@ from geodns.config.load import load_config
 from geodns.errors import ConfigError
 from tests.dnsserver import write
 from tests.test_admin_cli import EU, USE, geodns
-from tests.test_gslb_dns import APP, LONDON, ask, config_text
+from tests.test_gslb_dns import LONDON, ask, config_text
 from tests.test_http_api import base_url, http
 from tests.test_metrics import scrape
 

@@ -35,10 +35,9 @@ SLACK = 0.5                              # scheduling slack on a busy CI machine
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     directory = tmp_path_factory.mktemp("stack")
-    log = open(directory / "stack.out", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "geodns", "stack", "--dir", str(directory), "--base-port", "0",
-                             "--interval", str(INTERVAL)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    log.close()
+    with open(directory / "stack.out", "wb") as log:   # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "geodns", "stack", "--dir", str(directory), "--base-port", "0",
+                                 "--interval", str(INTERVAL)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     try:
         deadline = time.monotonic() + 60
         while b"Ctrl-C stops everything" not in (directory / "stack.out").read_bytes():

@@ -11,8 +11,8 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import redis as redis_sync

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -13,7 +13,7 @@ from geodns.state.memory import MemoryStore
 from geodns.state.model import AdminState, Snapshot
 from geodns.state.redis import RedisStore
 from geodns.state.store import StateStore
-from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from tests.redis_server import RedisServer
 from tests.test_state_store import SPECS, observation
 
 SEED = Snapshot.from_specs(SPECS)

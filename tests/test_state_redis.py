@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from geodns.state.model import AdminState
 from geodns.state.redis import RedisStore
 from geodns.state.store import StoreUnavailable
-from tests.redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
+from tests.redis_server import RedisServer, free_port
 from tests.test_state_store import SPECS, next_version, observation
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,7 +14,7 @@ from geodns.state.memory import MemoryStore
 from geodns.state.model import AdminState, Cluster, Observation
 from geodns.state.redis import RedisStore
 from geodns.state.store import StateError, StateStore, open_store
-from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from tests.redis_server import RedisServer
 
 
 def cluster_spec(name: str, region: str = "eu-west", addresses: tuple[str, ...] = ("192.0.2.1", "2001:db8::1"),

@@ -113,7 +113,7 @@ def assert_matches_api(root: Element, traffic: dict, clusters: dict) -> None:
             for li, step in zip(steps, place["why"]):
                 assert step["why"] in li.text and [s.text for s in li.find_all("s")] == step["dropped"]
     for cluster in clusters["clusters"]:
-        tr = root.find("tr", where=lambda e: e.attrs.get("data-cluster") == cluster["name"])
+        tr = root.find("tr", where=lambda e, name=cluster["name"]: e.attrs.get("data-cluster") == name)
         assert tr.find("td", "state").text == cluster["state"]
     checkers = {o["checker"]: o["vantage"] for c in clusters["clusters"] for e in c["endpoints"]
                 for o in e["observations"]}
@@ -246,7 +246,7 @@ def test_crowded_labels_are_spread_out():
     anchors = [(450.0, 100.0, 120.0, 20.0)] * 8 + [(470.0, 105.0, 90.0, 20.0)] * 4
     boxes = worldmap.place_labels(anchors, [(439.0, 89.0, 22.0, 22.0)])
     assert all(worldmap.overlap(a, b) == 0 for a, b in itertools.combinations(boxes, 2))
-    assert all(0 <= x and x + w <= worldmap.WIDTH and 0 <= y and y + h <= worldmap.HEIGHT for x, y, w, h in boxes)
+    assert all(x >= 0 and x + w <= worldmap.WIDTH and y >= 0 and y + h <= worldmap.HEIGHT for x, y, w, h in boxes)
 
 
 def test_page_is_self_contained(server):

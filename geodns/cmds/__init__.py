@@ -13,7 +13,7 @@ from . import admin, explain, reload, status
 from .client import common_options
 
 
-def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = common_options()
     status.add_parser(subparsers, common)
     admin.add_parsers(subparsers, common)

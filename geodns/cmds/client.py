@@ -14,7 +14,8 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_API = "http://127.0.0.1:8053"
 TIMEOUT = 30.0

@@ -33,6 +33,8 @@ def _read(path: Path) -> str | None:
 
 def quota_cpus(quota: str | None, period: str | None) -> int | None:
     """ceil(quota / period), at least 1; None when there is no limit or the values make no sense."""
+    if quota is None or period is None:
+        return None               # a missing file: no limit from here
     try:
         q, p = int(quota), int(period)
     except (TypeError, ValueError):

@@ -6,9 +6,10 @@ as one ``ConfigError``; a half-valid config is never returned.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 from .. import names
 from ..errors import ConfigError, Problem
@@ -41,7 +42,7 @@ class _Reader:
                 if key not in known:
                     where = f"{path}.{key}" if path else str(key)
                     self.problem(_line(value, key), where, f"unknown key (expected one of: {', '.join(known)})")
-        return value
+        return cast(LinedMap, value)        # parse_yaml makes every mapping a LinedMap
 
     def field(self, m: LinedMap, key: str, path: str, convert: Callable[[Any], Any], default: Any) -> Any:
         if key not in m or m[key] is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 from ..names import Name
 from .checks import status_ranges
@@ -21,8 +20,8 @@ def usable_cpus() -> int:
     """CPUs this process may use (affinity and the cgroup CPU quota, unlike os.cpu_count), 1..MAX_WORKERS."""
     return _usable_cpus(MAX_WORKERS)
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_DNS_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
 DEFAULT_HTTP_LISTEN: tuple[str, int] = ("127.0.0.1", 8053)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import model
 
@@ -180,7 +181,7 @@ def store_url(value: Any) -> str:
         raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
                          f"or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]")
     if "sentinel" in scheme:
-        from .urls import parse_sentinel_url   # urls imports this module
+        from .urls import parse_sentinel_url  # urls imports this module
         parse_sentinel_url(text)       # its ValueError names what is wrong
     return text
 

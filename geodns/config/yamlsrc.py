@@ -14,7 +14,7 @@ and the field checks reject what does not fit, naming the key.  ``.inf`` and
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -42,7 +42,13 @@ class LinedList(list):
         self.lines: list[int] = []
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # libyaml: ten times faster, same marks
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml: ten times faster, same marks
+
+
+class _Loader(_SafeLoader):
     """libyaml's parser (it calls the Python resolver below) with the 1.2 core schema's implicit types."""
 
     yaml_implicit_resolvers: dict = {}
@@ -123,7 +129,7 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 def parse_yaml(text: str, source: str) -> Any:
     """Parse one YAML document; a syntax error becomes a Problem with its line."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

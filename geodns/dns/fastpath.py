@@ -25,7 +25,9 @@ from .encode import TCP_MAX, Answer, encode
 from .wire import OPT_ECS, OPT_NSID, RR_FIXED, T_A, T_AAAA, T_OPT, FormatError, parse_query
 
 if TYPE_CHECKING:
+    from ..dynamic import GslbResponder
     from ..engine import AnswerEngine
+    from ..names import Name
 
 MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000
@@ -147,7 +149,7 @@ class FastPath:
     stays valid while the live state's generation does.
     """
 
-    def __init__(self, engine: "AnswerEngine"):
+    def __init__(self, engine: AnswerEngine):
         self.engine = engine
         self.cache: dict[tuple, tuple] = {}
         self.memo: dict[object, tuple] = {}
@@ -174,8 +176,8 @@ class FastPath:
             if entry is not None:
                 self.hits += 1
                 tail = entry[0]
-                if tail is None:
-                    tail = self._draw(entry)
+                if tail is None:            # a GSLB entry: only made while dynamic is set
+                    tail = self._draw(entry, dynamic)  # type: ignore[arg-type]
                 return data[:2] + tail, entry[1], entry[2]
             hit = self._memo_mixed_case(data, client)
             if hit is not None:
@@ -196,7 +198,7 @@ class FastPath:
             return response, entry[2], shape.ecs is not None
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
-        return self._gslb(data, shape, size, client, tcp)
+        return self._gslb(data, shape, size, client, tcp, dynamic)
 
     def _follow(self, state) -> None:
         """A new live state: the memo's GSLB answer lists are stale if its generation moved.
@@ -208,45 +210,47 @@ class FastPath:
             self.memo_bytes = sum(len(entry[0]) for entry in self.memo.values())
         self._state = state
 
-    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool):
+    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool, dynamic: GslbResponder):
         engine = self.engine
-        dynamic = engine.dynamic
         name = dynamic.wire_names[shape.qname]
         who = dynamic.client_from(shape.ecs, client)
         listed = dynamic.outcomes(name, shape.qtype, who)
         if listed is None:
             selection = dynamic.select(name, shape.qtype, who)
+            if selection is None:           # not a GSLB name in this state: the full path answers
+                return None
         else:
             selection = dynamic.pick(listed)
         engine.count_gslb(name, selection)
-        entry = self._gslb_entry(data, shape, size, name, selection)
+        ttl = dynamic.ttl(name)
+        entry = self._gslb_entry(data, shape, size, name, selection, ttl)
         ecs = shape.ecs is not None
         if entry is None:                   # too big for this client: the truncated answer, uncached
             response = self._encode(data, size, name, selection)
             if response is None:
                 return None
             engine.stats.truncated += 1
-            return response, (engine.zones.zone_for(name).origin, shape.qtype, 0), ecs
+            return response, (_origin(engine, name), shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
         if listed is not None and not tcp and len(listed.selections) <= MEMO_VARIANTS:
             tails = []
             for option in listed.selections:
-                got = entry if option is selection else self._gslb_entry(data, shape, size, name, option)
+                got = entry if option is selection else self._gslb_entry(data, shape, size, name, option, ttl)
                 if got is None:
                     break
                 tails.append(_lowered(self._splice(data, shape, got, option.scope), shape))
             else:
-                key = _lowered(data, shape)
-                if shape.ecs is None or not shape.ecs[2]:
-                    key = (key, client)
+                lowered = _lowered(data, shape)
+                key = (lowered, client) if shape.ecs is None or not shape.ecs[2] else lowered
                 tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
                 self._memorize(key, (None, entry[2], ecs, who.location.source == "none", listed.cumulative,
                                      tuple(tails), tallies), sum(map(len, tails)))
         return response, entry[2], ecs
 
-    def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection) -> tuple | None:
-        """The cached encoding of one selection for this query shape; None when it does not fit."""
-        key = shape.base + (size, selection.addresses, selection.scope, self.engine.dynamic.ttl(name))
+    def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection, ttl: int) -> tuple | None:
+        """The cached encoding of one selection for this query shape (``ttl``: the record's now, shorter
+        while shedding moves); None when it does not fit."""
+        key = shape.base + (size, selection.addresses, selection.scope, ttl)
         entry = self.cache.get(key)
         if entry is None:
             response = self._encode(data, size, name, selection)
@@ -255,7 +259,7 @@ class FastPath:
             if response[2] & 0x02:
                 self.cache[key] = _TOO_BIG      # so the next query does not encode it twice
                 return None
-            entry = self._store(key, shape, response, self.engine.zones.zone_for(name).origin, 0)
+            entry = self._store(key, shape, response, _origin(self.engine, name), 0)
         elif entry is _TOO_BIG:
             return None
         return entry
@@ -266,18 +270,19 @@ class FastPath:
             query = parse_query(data)
         except FormatError:
             return None
+        if query is None:
+            return None
         result = Answer(ecs_scope=selection.scope)
         engine.gslb_result(name, query.qtype, selection, result)
         return encode(query, result, size, engine.payload, engine.nsid)
 
-    def _draw(self, entry: tuple) -> bytes:
+    def _draw(self, entry: tuple, dynamic: GslbResponder) -> bytes:
         """A memo hit for a GSLB name: one draw among the pre-encoded answers, counted in place.
 
         The entry is flat (no objects to chase beyond the two tuples it indexes)
         because with thousands of records each hit touches memory no other has.
         """
         _tail, _key, ecs, geo_miss, cumulative, tails, tallies = entry
-        dynamic = self.engine.dynamic
         if ecs:
             dynamic.counters.ecs += 1
         if geo_miss:
@@ -310,8 +315,8 @@ class FastPath:
             return None
         self.hits += 1
         tail = entry[0]
-        if tail is None:
-            tail = self._draw(entry)
+        if tail is None:                    # a GSLB entry: only made while dynamic is set
+            tail = self._draw(entry, self.engine.dynamic)  # type: ignore[arg-type]
         return data[:2] + tail[:10] + name + tail[end - 2:], entry[1], entry[2]
 
     def _splice(self, data: bytes, shape: Shape, entry: tuple, scope: int) -> bytes:
@@ -350,3 +355,11 @@ class FastPath:
         entry = (body, arcount, (origin, shape.qtype, rcode))
         self.cache[key] = entry
         return entry
+
+
+def _origin(engine: AnswerEngine, name: Name) -> Name:
+    """The origin of the served zone holding GSLB record ``name`` (the config checks put each inside one)."""
+    zone = engine.zones.zone_for(name)
+    if zone is None:
+        raise LookupError(f"GSLB name {name!r} is outside every served zone")
+    return zone.origin

@@ -53,7 +53,7 @@ class TcpLimits:
         return max(1, int(self.max_connections * self.source_share))
 
     @classmethod
-    def from_config(cls, server) -> "TcpLimits":
+    def from_config(cls, server) -> TcpLimits:
         """From a ``ServerConfig``."""
         return cls(server.tcp_idle_timeout, server.tcp_message_timeout, server.tcp_max_connections,
                    server.tcp_source_share)
@@ -93,7 +93,7 @@ class TcpTable:
         self.open: set[TcpConnection] = set()
         self.by_source: dict[str, set[TcpConnection]] = {}
 
-    def admit(self, conn: "TcpConnection") -> bool:
+    def admit(self, conn: TcpConnection) -> bool:
         """Take ``conn`` in (evicting another if the rules say so), or say it must go."""
         own = self.by_source.get(conn.source, ())
         heaviest: set[TcpConnection] = set()
@@ -113,7 +113,7 @@ class TcpTable:
         self.stats.tcp_connections += 1
         return True
 
-    def discard(self, conn: "TcpConnection") -> None:
+    def discard(self, conn: TcpConnection) -> None:
         if conn in self.open:
             self.open.discard(conn)
             mine = self.by_source[conn.source]
@@ -129,12 +129,12 @@ class TcpTable:
 class TcpConnection(asyncio.Protocol):
     """One TCP client: 2-octet length framing, pipelined queries, the rules above."""
 
-    def __init__(self, listener: "Listener"):
+    def __init__(self, listener: Listener):
         self.listener = listener
         self.limits = listener.limits
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop          # set by connection_made, before any use
         self.client = "?"
         self.source = "?"
         self.last_answer = 0.0                 # when a query was last answered (or the connection opened)

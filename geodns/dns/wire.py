@@ -48,7 +48,7 @@ _QFIXED = struct.Struct("!HH")
 class FormatError(Exception):
     """The packet is malformed; answer FORMERR with what could be read."""
 
-    def __init__(self, reason: str, query: "Query | None" = None):
+    def __init__(self, reason: str, query: Query | None = None):
         super().__init__(reason)
         self.reason = reason
         self.query = query
@@ -142,6 +142,7 @@ def parse_ecs(payload: bytes) -> ClientSubnet:
         raise FormatError("ECS option shorter than 4 octets")
     family, source, scope = struct.unpack_from("!HBB", payload)
     raw = payload[4:]
+    cls: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]
     if family == 1:
         width, cls = 4, ipaddress.IPv4Address
     elif family == 2:

@@ -13,7 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from dnslib import DNSRecord, QTYPE, RCODE
+from dnslib import QTYPE, RCODE, DNSRecord
 
 # Places the drill plays clients from, as ECS subnets in MaxMind's test database
 # (the one the stack ships): Singapore, London, and Milton (US).
@@ -77,7 +77,7 @@ def ask(server: str, name: str, qtype: str, subnet: str | None, timeout: float) 
                 data = sock.recv(65535)
                 if data[:2] == query[:2]:
                     break
-        except socket.timeout:
+        except TimeoutError:
             return Reply(server, "TIMEOUT", (), (time.monotonic() - started) * 1000)
         except ConnectionRefusedError:
             return Reply(server, "REFUSED-PORT", (), (time.monotonic() - started) * 1000)

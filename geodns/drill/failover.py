@@ -34,7 +34,7 @@ def primary_port(sentinel_port: int) -> int | None:
             client.close()
     except redis.RedisError:
         return None
-    return int(address[1]) if address else None
+    return int(address[1]) if isinstance(address, (tuple, list)) else None   # (host, port), or None
 
 
 def role(port: int) -> str | None:

@@ -132,7 +132,7 @@ def _judge(report: Report, feeder: Feeder, t_fault: float, t_recover: float, hol
     if passed_low is not None:
         report.notes.append(f"the reported load passed {LOW:g} at {passed_low - t_fault:.1f}s; the first answer "
                             f"shed followed {(first_shed - passed_low) if first_shed else float('nan'):.1f}s later")
-    seconds = {}
+    seconds: dict[int, tuple] = {}
     for t, _d, k, x in log:
         seconds.setdefault(int((t - t_fault) // 2) * 2, (k, x))
     report.notes.append("home answers kept / load, every 2 s from the fault: " + "  ".join(

@@ -50,7 +50,7 @@ class Recorder:
             self.events.append((t, label))
         return t
 
-    def start(self) -> "Recorder":
+    def start(self) -> Recorder:
         self._t0 = time.monotonic()
         for i, (client, subnet) in enumerate(self.clients.items()):
             thread = threading.Thread(target=self._loop, args=(client, subnet, i), daemon=True,

@@ -184,7 +184,7 @@ def series(by_client: dict[str, list[Sample]], clusters: dict[str, dict]) -> dic
 def timeline(by_client: dict[str, list[Sample]], phases: Phases, clusters: dict[str, dict],
              step: float = 0.5) -> list[str]:
     """A text plot: per client, the cluster answered most in each half second."""
-    letter = {}
+    letter: dict[str, str] = {}
     for name, cluster in clusters.items():
         for address in cluster.get("addresses", ()):
             letter[address] = name[0].upper() if name[0].upper() not in letter.values() else name[0].lower()

@@ -11,9 +11,9 @@ import asyncio
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..stack import procs
 from ..stack.topology import APP, FAST
@@ -45,8 +45,8 @@ def run(name: str, dep: Deployment, opts: Options) -> Report:
 
 
 def _timeline(dep: Deployment, opts: Options, *, scenario: str, record: str, cluster: str | None,
-              expect: str, inject: Callable[[Recorder, Phases], None],
-              recover: Callable[[Recorder, Phases], None]) -> Report:
+              expect: str, inject: Callable[[Recorder, Phases], object],
+              recover: Callable[[Recorder, Phases], object]) -> Report:
     """Baseline, fault, hold, recovery, aftermath; the scenario supplies inject and recover."""
     window = dep.timing.promise
     hold = opts.hold if opts.hold is not None else window + 1.5

@@ -35,7 +35,7 @@ class Deployment:
     spawned: list[ProcInfo] = field(default_factory=list)   # started by the drill itself, stopped by it
 
     @classmethod
-    def from_stack(cls, path: Path) -> "Deployment":
+    def from_stack(cls, path: Path) -> Deployment:
         path = Path(path)
         if path.is_dir():
             path = path / STATE_FILE

@@ -217,7 +217,7 @@ class _Walker:
                     raise CorruptDatabase(f"a value's size is truncated (data offset {start})")
                 size = _SIZE_BIAS[width] + int.from_bytes(data[pos:pos + width], "big")
                 pos += width
-            if kind == _MAP or kind == _ARRAY:
+            if kind in (_MAP, _ARRAY):
                 if len(stack) >= _MAX_DEPTH:
                     raise CorruptDatabase(f"values nested too deep (data offset {start})")
                 stack.append((left, in_map))

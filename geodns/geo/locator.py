@@ -18,10 +18,10 @@ import io
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Callable, Union
 
 import geoip2.database
 import geoip2.errors
@@ -45,7 +45,7 @@ DEFAULT_CACHE_SIZE = 65536          # networks, not addresses
 _BITS = {4: 32, 6: 128}
 _MAPPED_PREFIX = 0xFFFF             # ::ffff:0:0/96, IPv4-mapped IPv6, seen above the low 32 bits
 
-_Model = Union[geoip2.models.City, geoip2.models.Country]
+_Model = geoip2.models.City | geoip2.models.Country
 
 
 class Locator:
@@ -99,7 +99,7 @@ class Locator:
             # already hold): lookups then never touch the file system.
             reader = geoip2.database.Reader(io.BytesIO(buf), mode=maxminddb.MODE_FD)
             metadata = reader.metadata()
-        except Exception as exc:  # maxminddb raises several types for a bad file
+        except Exception as exc:  # noqa: BLE001 - maxminddb raises several types for a bad file
             raise fail(f"not a valid MaxMind DB file ({exc})") from None
         kind = metadata.database_type
         if "City" in kind or "Enterprise" in kind:   # Enterprise: a City database with more fields
@@ -177,7 +177,7 @@ class Locator:
         except geoip2.errors.AddressNotFoundError as exc:
             network = exc.network
             return _nowhere(network.prefixlen if network is not None else 0)
-        except Exception as exc:  # the file checked out; a semantic oddity must not crash a query
+        except Exception as exc:  # noqa: BLE001 - the file checked out; a semantic oddity must not crash a query
             self.errors += 1
             log.debug("geoip: cannot decode the record of %s: %s", address, exc)
             return None
@@ -187,8 +187,8 @@ class Locator:
         continent = model.continent.code
         lat = lon = None
         if self._has_coordinates:
-            lat = model.location.latitude      # type: ignore[union-attr]
-            lon = model.location.longitude     # type: ignore[union-attr]
+            lat = model.location.latitude      # type: ignore[attr-defined]  # a City model: the database has coordinates
+            lon = model.location.longitude     # type: ignore[attr-defined]
             if lat is None or lon is None:
                 lat = lon = None
         if country is None and continent is None and lat is None:
@@ -202,7 +202,7 @@ class Locator:
             return
         shift = _BITS[version] - location.prefix
         probes = self._cache[version]
-        for index, (probe_shift, table) in enumerate(probes):
+        for index, (probe_shift, table) in enumerate(probes):  # noqa: B007 - index and table are used after the break
             if probe_shift == shift:
                 break
         else:
@@ -249,7 +249,7 @@ def _native_reader(buf: bytes) -> geoip2.database.Reader | None:
         with open(fd, "wb", closefd=False) as file:
             file.write(buf)
         return geoip2.database.Reader(f"/proc/self/fd/{fd}", mode=maxminddb.MODE_MMAP_EXT)
-    except Exception as exc:  # no /proc, or the C reader refuses the file: pure Python will do
+    except Exception as exc:  # noqa: BLE001 - no /proc, or the C reader refuses the file: pure Python will do
         log.warning("geoip: maxminddb's C extension cannot open the database (%s); "
                     "using the slower pure-Python reader", exc)
         return None

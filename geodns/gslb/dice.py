@@ -13,7 +13,18 @@ each possible answer and choose among them with one random number.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Draws(Protocol):
+    """What ``weighted`` draws with: ``Dice`` on the query path, an ``Explorer`` to list every outcome."""
+
+    family: int | None
+
+    def pick(self, weights: Sequence[float], total: float) -> int: ...
+
+    def shuffle(self, items: list) -> None: ...
 
 
 class Dice:

@@ -10,13 +10,14 @@ rest of the server reads (whether it makes the ECS scope, whether it draws).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from ..geo.distance import great_circle_km
 from ..geo.location import Location
 from ..state.model import Endpoint
-from .dice import Dice
+from .dice import Draws
 from .model import Candidate, Client, Context, healthy_candidate
 
 Filter = Callable[[list[Candidate], Client, Context], list[Candidate]]
@@ -232,7 +233,7 @@ def weighted(candidates: list[Candidate], client: Client, ctx: Context) -> list[
     return [_order_endpoints(c, dice) for c in ordered]
 
 
-def weighted_order(items: Sequence[T], weights: Sequence[float], dice: Dice) -> list[T]:
+def weighted_order(items: Sequence[T], weights: Sequence[float], dice: Draws) -> list[T]:
     """Successive weighted draws without replacement; weights must be positive."""
     if len(items) < 2:
         return list(items)
@@ -248,7 +249,7 @@ def weighted_order(items: Sequence[T], weights: Sequence[float], dice: Dice) -> 
     return out
 
 
-def _order_endpoints(cand: Candidate, dice: Dice) -> Candidate:
+def _order_endpoints(cand: Candidate, dice: Draws) -> Candidate:
     """Each address family in its own weighted order (IPv4 first, then IPv6).
 
     An answer only ever holds one family, and the order successive draws give

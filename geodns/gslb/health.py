@@ -44,15 +44,15 @@ operators who want it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from ipaddress import ip_address
 from statistics import median
 from types import MappingProxyType
-from typing import Mapping, Union
 
 from ..config.model import IPAddress
 from ..state.model import AdminState, Cluster, Endpoint, Observation, Snapshot
 
-Quorum = Union[str, int]        # "majority" | "any" | "all" | N (at least N up votes)
+Quorum = str | int        # "majority" | "any" | "all" | N (at least N up votes)
 
 UP = "up"
 DOWN = "down"
@@ -144,7 +144,7 @@ class HealthView:
 
     @classmethod
     def build(cls, snapshot: Snapshot, now: float, quorum: Quorum = "majority",
-              unknown_is_up: bool = True) -> "HealthView":
+              unknown_is_up: bool = True) -> HealthView:
         """Decide every endpoint and cluster of ``snapshot`` as of ``now`` (unix seconds)."""
         view = cls()
         view.quorum = check_quorum(quorum)
@@ -235,7 +235,7 @@ class HealthView:
         return MappingProxyType(self._rtt)
 
 
-    def same_decisions(self, other: "HealthView", with_rtt: bool) -> bool:
+    def same_decisions(self, other: HealthView, with_rtt: bool) -> bool:
         """Whether the policy chain would decide the same under ``other`` over the same clusters.
 
         The chain reads which endpoints may take traffic and which clusters are

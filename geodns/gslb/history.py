@@ -11,8 +11,9 @@ table leave the history; ``CHECKERS`` checkers.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from ..state.model import Snapshot
 from .health import HealthView
@@ -21,9 +22,12 @@ from .health import HealthView
 class Live(Protocol):
     """What the history reads of the GSLB responder's live state (``dynamic.LiveState``)."""
 
-    built_at: float
-    health: HealthView
-    snapshot: Snapshot
+    @property
+    def built_at(self) -> float: ...
+    @property
+    def health(self) -> HealthView: ...
+    @property
+    def snapshot(self) -> Snapshot: ...
 
 RING = 12                  # state changes kept per endpoint
 CHECKERS = 1000            # checkers remembered after their reports left the table (the most recent kept)

@@ -26,10 +26,10 @@ the same code:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from statistics import median
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 from ..config.model import ClusterSpec, LoadSpec
 from ..state.model import LoadReport, Snapshot
@@ -184,7 +184,7 @@ class LoadView:
                 ttl = min(ttl, self.specs[name].ttl)
         return ttl
 
-    def same_decisions(self, other: "LoadView") -> bool:
+    def same_decisions(self, other: LoadView) -> bool:
         """Whether the chain decides alike (same shares) and answers carry the same TTL caps."""
         mine, theirs = self.states, other.states
         if mine.keys() != theirs.keys():
@@ -199,7 +199,7 @@ EMPTY = LoadView(MappingProxyType({}), MappingProxyType({}))
 class ShedController:
     """Ticks each cluster with a ``load:`` block on its interval's wall-clock grid; holds their states."""
 
-    def __init__(self, clusters: Mapping[str, ClusterSpec], previous: "ShedController | None" = None):
+    def __init__(self, clusters: Mapping[str, ClusterSpec], previous: ShedController | None = None):
         self.specs = {name: spec.load for name, spec in clusters.items() if spec.load is not None}
         self._states: dict[str, ShedState] = {}
         self._ticks: dict[str, int] = {}          # cluster -> the grid index of its last tick

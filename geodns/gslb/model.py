@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 from ..config.model import POLICY_FILTERS, IPAddress, RecordSpec, Region
 from ..geo.location import Location
 from ..state.model import Cluster, Endpoint, Snapshot
-from .dice import Dice, Explorer
+from .dice import Dice, Draws, Explorer
 from .health import DRAINED, FORCED_DOWN, HealthView
 from .load import EMPTY, LoadView
 
@@ -85,7 +86,7 @@ class Outcomes(NamedTuple):
     cumulative: tuple[float, ...]
 
     @classmethod
-    def of(cls, shares: "Mapping[Selection, float]") -> "Outcomes":
+    def of(cls, shares: Mapping[Selection, float]) -> Outcomes:
         running, total = [], 0.0
         for share in shares.values():
             total += share
@@ -139,7 +140,7 @@ class Context:
     # Address family (4 or 6) -> the answer when the chain leaves nothing.
     fallback: Mapping[int, Selection] = field(init=False)
     # What ``weighted`` draws with: ``rng`` on the query path, an Explorer in ``exploring``.
-    dice: "Dice | Explorer" = field(init=False)
+    dice: Draws = field(init=False)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.record.policy if name not in POLICY_FILTERS]
@@ -177,7 +178,7 @@ class Context:
         for key, value in derived.items():
             object.__setattr__(self, key, value)
 
-    def exploring(self, explorer: Explorer) -> "Context":
+    def exploring(self, explorer: Explorer) -> Context:
         """This context with ``explorer`` as its dice (sharing everything else), for ``policy.outcomes``."""
         twin = copy.copy(self)
         object.__setattr__(twin, "dice", explorer)

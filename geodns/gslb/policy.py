@@ -7,17 +7,17 @@ whole config), make a ``Client`` per query, and read the ``Selection``.
 from __future__ import annotations
 
 import random
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from ..config.model import IPAddress, RecordSpec, Region
 from ..geo.location import Location
 from ..names import Name
 from ..state.model import Snapshot
 from . import why
-from .filters import FILTERS, LOCATION_FILTERS, RANDOM_FILTERS, Filter
-from .load import EMPTY, LoadView
-from .health import HealthView
 from .dice import Explorer, TooManyPaths
+from .filters import FILTERS, LOCATION_FILTERS, RANDOM_FILTERS, Filter
+from .health import HealthView
+from .load import EMPTY, LoadView
 from .model import Candidate, Client, Context, Outcomes, Selection, Step
 
 __all__ = ["Candidate", "Client", "Context", "FILTERS", "Filter", "Outcomes", "Selection", "Step",

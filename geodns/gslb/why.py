@@ -86,7 +86,7 @@ FALLBACK_WHY = "the chain left nothing: the record's fallback answers (health ig
 
 def steps(ctx: Context, client: Client, family: int) -> tuple[Selection, list[dict[str, Any]]]:
     """``policy.select``'s selection for ``client`` and its filter steps, each with its reason."""
-    from .policy import select                  # policy imports this module
+    from .policy import select  # policy imports this module
     trace: list[Step] = []
     selection = select(ctx, client, family, trace)
     return selection, [{"filter": s.filter, "in": list(s.before), "out": list(s.after),

@@ -69,7 +69,8 @@ STOP_TIMEOUT = 2.0                  # seconds stop() waits for tasks, and then f
 class TableSource(Protocol):
     """Anything with a current ``snapshot`` attribute; ``SnapshotKeeper`` is one."""
 
-    snapshot: Snapshot
+    @property
+    def snapshot(self) -> Snapshot: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,7 @@ class Checker:
                 began = loop.time()
                 try:
                     result = await probe(target, spec, session)
-                except Exception as exc:  # noqa: BLE001 - a probe bug must fail this probe, not end the check
+                except Exception as exc:  # a probe bug must fail this probe, not end the check
                     log.debug("probe of %s raised", check.key, exc_info=True)
                     result = ProbeResult(False, None, f"error: {type(exc).__name__}")
                 if self._checks.get(check.key) is check:      # not counted for an endpoint just removed

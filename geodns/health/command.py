@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from ..config.load import load_config
 from ..config.values import parse_listen
-from ..runloop import run as run_loop
 from ..errors import InputError
+from ..runloop import run as run_loop
 from ..state.model import Snapshot
 from ..state.store import open_store
 
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         problems.extend(str(p) for p in exc.problems)
     if problems:
-        for problem in problems:
-            print(f"geodns check: {problem}", file=sys.stderr)
+        for text in problems:
+            print(f"geodns check: {text}", file=sys.stderr)
         return 2
     http_listen = config.checker.http_listen if args.http_listen is False else args.http_listen
     try:

@@ -27,15 +27,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from .routes import add_health_routes
 from .metrics import CheckerView, ViewCollector, view_of
+from .routes import add_health_routes
 
 if TYPE_CHECKING:
     from ..state.keeper import SnapshotKeeper
     from .checker import Checker
 
 
-def readiness(checker: "Checker", keeper: "SnapshotKeeper") -> tuple[bool, str]:
+def readiness(checker: Checker, keeper: SnapshotKeeper) -> tuple[bool, str]:
     """The keeper must reach the store (it follows the table from there), then the checker decides."""
     if not keeper.connected:
         stale = keeper.staleness()
@@ -53,7 +53,7 @@ def render(view: CheckerView) -> bytes:
     return generate_latest(registry)
 
 
-def make_app(checker: "Checker", keeper: "SnapshotKeeper") -> web.Application:
+def make_app(checker: Checker, keeper: SnapshotKeeper) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         body = await asyncio.to_thread(render, view_of(checker))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -64,7 +64,7 @@ def make_app(checker: "Checker", keeper: "SnapshotKeeper") -> web.Application:
     return app
 
 
-async def start_http(checker: "Checker", keeper: "SnapshotKeeper", host: str, port: int) -> web.AppRunner:
+async def start_http(checker: Checker, keeper: SnapshotKeeper, host: str, port: int) -> web.AppRunner:
     """Bind the checker's HTTP port; the returned runner's ``cleanup()`` stops it."""
     runner = web.AppRunner(make_app(checker, keeper), access_log=None)
     await runner.setup()

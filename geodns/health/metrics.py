@@ -23,8 +23,9 @@ families, so the series have the same names and labels wherever a checker runs:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -49,12 +50,12 @@ class CheckerView:
     ready: bool
     reports: Mapping[str, int]
     last_report_ok: float | None
-    status: Mapping["CheckKey", "EndpointStatus"]
-    outcomes: Mapping["CheckKey", Mapping[str, int]]
+    status: Mapping[CheckKey, EndpointStatus]
+    outcomes: Mapping[CheckKey, Mapping[str, int]]
     durations: Mapping[str, tuple[list[int], float]]      # cluster -> (per-bucket counts, sum)
 
 
-def view_of(checker: "Checker") -> CheckerView:
+def view_of(checker: Checker) -> CheckerView:
     """Copy what a scrape reads; call it on the checker's event loop (a few ms for thousands of endpoints)."""
     stats = checker.stats
     return CheckerView(
@@ -64,7 +65,7 @@ def view_of(checker: "Checker") -> CheckerView:
         durations={cluster: (list(d.buckets), d.sum) for cluster, d in stats.durations.items()})
 
 
-def checker_families(checker: "Checker") -> Iterator[Metric]:
+def checker_families(checker: Checker) -> Iterator[Metric]:
     """Every ``geodns_checker_*`` family for one checker, as of now."""
     return families(view_of(checker))
 

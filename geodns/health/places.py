@@ -35,7 +35,7 @@ The functions here are pure; ``Checker`` keeps the counters they read.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..state.model import Cluster, Snapshot
 

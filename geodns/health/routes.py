@@ -11,7 +11,7 @@ geodns, so the checker does not load the server's HTTP side; it sits here, below
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

@@ -18,7 +18,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -28,7 +29,7 @@ from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec
 from ..dns import wire
 from ..state.model import AdminState
-from ..state.store import StateError, StoreUnavailable
+from ..state.store import StateError, StateStore, StoreUnavailable
 from ..state.table import DEFAULT_LOAD_TTL, load_report, parse_address, require
 from . import views
 from .auth import error
@@ -47,7 +48,7 @@ _ADMIN_ACTIONS = {"drain": AdminState.DRAINED, "undrain": AdminState.ACTIVE,
 _QTYPES = {"A": wire.T_A, "AAAA": wire.T_AAAA}
 
 
-def add_routes(app: web.Application, server: "Server", traffic_views: TrafficViews) -> None:
+def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews) -> None:
     api = _Api(server, traffic_views)
     r = app.router
     r.add_get(f"{PREFIX}/status", api.status)
@@ -73,7 +74,7 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 
 class _Api:
-    def __init__(self, server: "Server", traffic_views: TrafficViews):
+    def __init__(self, server: Server, traffic_views: TrafficViews):
         self.server = server
         self.traffic_views = traffic_views
 
@@ -114,7 +115,7 @@ class _Api:
         address, prefix = _client(client)
         dynamic = views.gslb(self.server)
         if dynamic is None or name not in dynamic.records:
-            known = ", ".join(r.text for r in self.server.config.records.values()) or "none"
+            known = ", ".join(r.text for r in views.config_of(self.server).records.values()) or "none"
             raise error(404, f"{text} is not a GSLB record (records: {known})")
         result = dynamic.explain(name, _QTYPES[qtype_text], address, prefix)
         result["type"] = qtype_text
@@ -134,7 +135,7 @@ class _Api:
             name = request.match_info["name"]
             body = await _body(request)
             endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
-            store = self.server.store
+            store = self._store()
             await self._write(lambda: store.set_admin(name, state, endpoint))
             log.info("event=admin action=%s cluster=%s endpoint=%s remote=%s", action, name, endpoint or "-",
                      request.remote)
@@ -148,7 +149,7 @@ class _Api:
             raise error(400, 'the body must be {"weight": N} (and optionally "endpoint": ADDRESS)')
         weight = _field(body, "weight", values.weight)
         endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
-        store = self.server.store
+        store = self._store()
         await self._write(lambda: store.set_weight(name, weight, endpoint))
         log.info("event=admin action=weight cluster=%s endpoint=%s weight=%s remote=%s", name, endpoint or "-",
                  weight, request.remote)
@@ -169,8 +170,8 @@ class _Api:
             raise error(400, f"unknown keys: {', '.join(sorted(unknown))}")
         endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
         ttl = body.get("ttl", DEFAULT_LOAD_TTL)
-        store = self.server.store
-        snapshot = self.server.keeper.snapshot
+        store = self._store()
+        snapshot = views.keeper_of(self.server).snapshot
 
         async def write() -> int:
             cluster = require(snapshot.clusters.get(name), name)
@@ -184,7 +185,7 @@ class _Api:
         name = request.match_info["name"]
         body = await _body(request)
         spec = _endpoint_spec(body, "body")
-        store = self.server.store
+        store = self._store()
         await self._write(lambda: store.add_endpoint(name, spec))
         log.info("event=admin action=add-endpoint cluster=%s endpoint=%s remote=%s", name, spec.address, request.remote)
         return reply(self._cluster_or_404(name), status=201)
@@ -195,7 +196,7 @@ class _Api:
         address = request.match_info.get("address") or request.query.get("address") or _opt_str(body, "address")
         if not address:
             raise error(400, "say which endpoint: DELETE .../endpoints/ADDRESS, ?address= or {\"address\": ...}")
-        store = self.server.store
+        store = self._store()
         await self._write(lambda: store.remove_endpoint(name, address))
         log.info("event=admin action=remove-endpoint cluster=%s endpoint=%s remote=%s", name, address, request.remote)
         return reply(self._cluster_or_404(name))
@@ -203,14 +204,14 @@ class _Api:
     async def add_cluster(self, request: web.Request) -> web.Response:
         body = await _body(request)
         spec = self._cluster_spec(body)
-        store = self.server.store
+        store = self._store()
         await self._write(lambda: store.add_cluster(spec))
         log.info("event=admin action=add-cluster cluster=%s remote=%s", spec.name, request.remote)
         return reply(self._cluster_or_404(spec.name), status=201)
 
     async def remove_cluster(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        store = self.server.store
+        store = self._store()
         version = await self._write(lambda: store.remove_cluster(name))
         log.info("event=admin action=remove-cluster cluster=%s remote=%s", name, request.remote)
         return reply({"removed": name, "version": version})
@@ -218,9 +219,10 @@ class _Api:
     async def reload(self, request: web.Request) -> web.Response:
         server = self.server
         if await server.reload():
-            engine = server.engine
+            engine, config = server.engine, views.config_of(server)
+            assert engine is not None               # a successful reload has just set it
             return reply({"reloaded": True, "zones": [names.to_text(z.origin) for z in engine.zones],
-                          "records": [r.text for r in server.config.records.values()],
+                          "records": [r.text for r in config.records.values()],
                           "reloads": dict(server.reloads)})
         raise error(422, "the new config was rejected; the running config stays in force",
                     problems=list(server.reload_problems), reloads=dict(server.reloads))
@@ -238,7 +240,7 @@ class _Api:
         except StoreUnavailable as exc:
             raise error(503, f"state store unavailable: {exc}; nothing was changed") from None
         try:
-            await self.server.keeper.sync()
+            await views.keeper_of(self.server).sync()
         except StoreUnavailable as exc:
             raise error(503, f"the change was stored (version {version}) but could not be loaded back: {exc}; "
                              "DNS answers pick it up when the store is reachable") from None
@@ -246,6 +248,12 @@ class _Api:
             raise error(503, f"the change was stored (version {version}) and this server has it, but not every "
                              "DNS worker confirmed it in time; a stuck worker answers from the old state")
         return version
+
+    def _store(self) -> StateStore:
+        store = self.server.store
+        if store is None:
+            raise error(503, "the state store is closed: the server is stopping")
+        return store
 
     def _cluster_or_404(self, name: str) -> dict[str, Any]:
         view = views.one_cluster_view(self.server, name)
@@ -258,8 +266,8 @@ class _Api:
             raise error(400, 'the body needs "name": the new cluster\'s name')
         name = _field(body, "name", values.cluster_name)
         region = body.get("region")
-        regions = self.server.config.regions
-        if region not in regions:
+        regions = views.config_of(self.server).regions
+        if not isinstance(region, str) or region not in regions:
             raise error(400, f"unknown region {region!r} (known: {', '.join(sorted(regions)) or 'none'})")
         raw = body.get("endpoints")
         if not isinstance(raw, list) or not raw:

@@ -14,12 +14,13 @@ in a thread of its own (``traffic.TrafficViews``), not on the event loop.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import api, auth, login, metrics, status_page
 from ..health.routes import add_health_routes
+from . import api, auth, login, metrics, status_page
 from .traffic import TrafficViews
 from .views import readiness
 
@@ -35,7 +36,7 @@ MAX_BODY = api.MAX_BODY
 TRAFFIC_VIEWS = web.AppKey("traffic_views", TrafficViews)
 
 
-def make_app(server: "Server") -> web.Application:
+def make_app(server: Server) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         """Auth for everything but the open paths; JSON errors for the API, never a traceback."""
@@ -44,8 +45,9 @@ def make_app(server: "Server") -> web.Application:
         try:
             return await handler(request)
         except web.HTTPException as exc:
-            if request.path.startswith(api.PREFIX) and exc.content_type != "application/json" and exc.status >= 400:
-                raise auth.error(exc.status, exc.reason) if exc.status in auth._ERRORS else exc
+            if (request.path.startswith(api.PREFIX) and exc.content_type != "application/json"
+                    and exc.status >= 400 and exc.status in auth._ERRORS):
+                raise auth.error(exc.status, exc.reason) from exc
             raise
         except Exception:
             log.exception("event=http-error method=%s path=%s", request.method, request.path)
@@ -67,7 +69,7 @@ def make_app(server: "Server") -> web.Application:
     return app
 
 
-async def start_http(server: "Server", host: str, port: int) -> web.AppRunner:
+async def start_http(server: Server, host: str, port: int) -> web.AppRunner:
     """Bind the HTTP server; the returned runner's cleanup() stops it."""
     runner = web.AppRunner(make_app(server), access_log=None)
     await runner.setup()

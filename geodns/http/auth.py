@@ -45,7 +45,7 @@ _READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _LOOPBACK_NAMES = frozenset(("localhost", "localhost.", "ip6-localhost"))
 
 
-def configured_token(server: "Server") -> str | None:
+def configured_token(server: Server) -> str | None:
     config = server.config
     return (config.server.admin_token if config is not None else None) or os.environ.get(TOKEN_ENV) or None
 
@@ -86,7 +86,7 @@ def _session_ok(request: web.Request, token: str | None) -> bool:
                                                                             session_value(token).encode())
 
 
-def token_matches(given: str, server: "Server") -> bool:
+def token_matches(given: str, server: Server) -> bool:
     token = configured_token(server)
     return token is not None and hmac.compare_digest(given.encode(), token.encode())
 
@@ -103,7 +103,7 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
-def check(request: web.Request, server: "Server") -> None:
+def check(request: web.Request, server: Server) -> None:
     """Raise a JSON 401/403 unless the request may go ahead (see the module docstring)."""
     write = request.method not in _READ_METHODS
     token = configured_token(server)

@@ -39,7 +39,7 @@ def _page(message: str = "", status: int = 200) -> web.Response:
     return web.Response(text=_FORM.format(message=message), status=status, content_type="text/html")
 
 
-def add_routes(app: web.Application, server: "Server") -> None:
+def add_routes(app: web.Application, server: Server) -> None:
     async def form(request: web.Request) -> web.Response:
         if auth.configured_token(server) is None:
             return _page('<p class="err">No token is configured, so there is nothing to log in with: '

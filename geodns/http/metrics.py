@@ -9,7 +9,8 @@ share metrics.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,19 +19,23 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
+from .. import procstat
 from ..engine import _RCODES, _type_text
 from ..gslb import health as states
 from ..gslb.load import reported_load
 from ..health.metrics import checker_families
+from ..health.routes import add_metrics_route
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
-from .. import procstat
 from . import views
-from ..health.routes import add_metrics_route
 from .views import live_state, readiness
 
 if TYPE_CHECKING:
+    from ..config.model import Config
+    from ..engine import AnswerEngine
     from ..server import Server
+    from ..state.keeper import SnapshotKeeper
+    from ..state.model import Observation
 
 CLUSTER_STATES = (states.UP, states.DOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
 ENDPOINT_STATES = (states.UP, states.DOWN, states.UNKNOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
@@ -66,19 +71,21 @@ _BUILD_INFO = _build_info()
 class ServerCollector:
     """A prometheus-client custom collector over one Server's counters and state."""
 
-    def __init__(self, server: "Server"):
+    def __init__(self, server: Server):
         self.server = server
 
     def collect(self) -> Iterator[Metric]:
         server = self.server
         yield _BUILD_INFO
-        if server.engine is None or server.config is None:
+        engine, config = server.engine, server.config
+        if engine is None or config is None:
             return
         yield from self._queries()
-        yield from self._gslb()
-        if server.keeper is None:          # stopping: the table is gone
+        yield from self._gslb(config)
+        keeper = server.keeper
+        if keeper is None:                 # stopping: the table is gone
             return
-        yield from self._state()
+        yield from self._state(keeper, engine)
         yield from self._table()
         yield from self._load()
         yield from self._process()
@@ -116,10 +123,10 @@ class ServerCollector:
         yield CounterMetricFamily("geodns_malformed_queries", "Queries answered FORMERR or NOTIMP before the "
                                   "question could be read.", value=stats.malformed)
 
-    def _gslb(self) -> Iterator[Metric]:
+    def _gslb(self, config: Config) -> Iterator[Metric]:
         server = self.server
         counters = server.gslb_report()
-        records = server.config.records
+        records = config.records
         answers = CounterMetricFamily("geodns_gslb_answers", "GSLB answers per record and cluster "
                                       "(an answer naming two clusters counts for both).", labels=("record", "cluster"))
         outcomes = CounterMetricFamily("geodns_gslb_responses", "GSLB responses per record by outcome: "
@@ -153,9 +160,8 @@ class ServerCollector:
                                   "(no operator network, not in the GeoIP database).", value=counters.geo_misses)
 
     # -- snapshot and store -------------------------------------------------------------------
-    def _state(self) -> Iterator[Metric]:
+    def _state(self, keeper: SnapshotKeeper, engine: AnswerEngine) -> Iterator[Metric]:
         server = self.server
-        keeper = server.keeper
         yield GaugeMetricFamily("geodns_snapshot_version", "Version of the cluster table the answers come from.",
                                 value=keeper.snapshot.version)
         yield GaugeMetricFamily("geodns_snapshot_age_seconds", "Seconds since the snapshot was last confirmed "
@@ -180,7 +186,7 @@ class ServerCollector:
         ready, _ = readiness(server)
         yield GaugeMetricFamily("geodns_ready", "1 when /readyz says ready.", value=1 if ready else 0)
         zones = GaugeMetricFamily("geodns_zone_serial", "SOA serial of each served zone.", labels=("zone",))
-        for zone in server.engine.zones:
+        for zone in engine.zones:
             zones.add_metric((_zone(zone.origin),), zone.serial)
         yield zones
 
@@ -216,7 +222,7 @@ class ServerCollector:
                 for state in ENDPOINT_STATES:
                     endpoint_state.add_metric((name, key, state), 1 if state == current else 0)
                 endpoint_weight.add_metric((name, key), endpoint.weight)
-                latest: dict[str, object] = {}
+                latest: dict[str, Observation] = {}
                 for obs in snapshot.observations.get((name, key), ()):
                     if obs.expires > now and obs.up is not None and (
                             obs.checker not in latest or obs.at > latest[obs.checker].at):
@@ -228,8 +234,8 @@ class ServerCollector:
         cluster_rtt = GaugeMetricFamily("geodns_cluster_rtt_seconds", "Median RTT of a cluster's healthy endpoints "
                                         "as measured from each checker vantage: what the latency policy uses.",
                                         labels=("cluster", "vantage"))
-        for (cluster, vantage), ms in sorted(health.rtts().items()):
-            cluster_rtt.add_metric((cluster, vantage), ms / 1000.0)
+        for (name, vantage), ms in sorted(health.rtts().items()):
+            cluster_rtt.add_metric((name, vantage), ms / 1000.0)
         yield from (cluster_up, cluster_state, cluster_weight, endpoint_up, endpoint_state, endpoint_weight,
                     observed, endpoint_rtt, cluster_rtt)
 
@@ -322,7 +328,7 @@ class ServerCollector:
             yield from checker_families(checker)
 
 
-def make_registry(server: "Server") -> CollectorRegistry:
+def make_registry(server: Server) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(server))
     ProcessCollector(registry=registry)
@@ -330,5 +336,5 @@ def make_registry(server: "Server") -> CollectorRegistry:
     return registry
 
 
-def add_routes(app: web.Application, server: "Server") -> None:
+def add_routes(app: web.Application, server: Server) -> None:
     add_metrics_route(app, make_registry(server))

@@ -15,16 +15,17 @@ traffic part is the one computed once per state generation.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from html import escape
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import traffic_map, views
 from ..config.model import Region
+from . import traffic_map, views
 from .status_parts import LEGEND, QueryRate, badge, checkers_section, history_section, rate_text
-from .traffic_map import STATE_CLASS
 from .traffic import TrafficViews, let_the_loop_run
+from .traffic_map import STATE_CLASS
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -229,7 +230,7 @@ def _utf8(make: Any, *args: Any) -> bytes:
     return make(*args).encode("utf-8")
 
 
-def add_routes(app: web.Application, server: "Server", traffic_views: TrafficViews) -> None:
+def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews) -> None:
     rate = QueryRate()
 
     async def page(request: web.Request) -> web.Response:
@@ -239,9 +240,9 @@ def add_routes(app: web.Application, server: "Server", traffic_views: TrafficVie
         clusters = views.clusters_view(server)["clusters"]
         history = views.history_view(server, clusters)
         dynamic = views.gslb(server)
-        snapshot = dynamic.state.snapshot if dynamic is not None else server.keeper.snapshot
+        snapshot = dynamic.state.snapshot if dynamic is not None else views.keeper_of(server).snapshot
         checkers = views.checkers_view(snapshot, now, server.history.checkers)
-        html = await traffic_views.run(_utf8, render, status, clusters, server.config.regions, records, checkers,
+        html = await traffic_views.run(_utf8, render, status, clusters, views.config_of(server).regions, records, checkers,
                                        history, rate.sample(now, status["queries"]), now)
         return web.Response(body=html, content_type="text/html", charset="utf-8")
 

@@ -9,8 +9,8 @@ length.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 WIDTH, HEIGHT = 220, 14
 MIN_WINDOW = 10.0                # seconds: a strip never spans less

@@ -17,18 +17,20 @@ hands the same result to every request until the generation moves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..config.model import RecordSpec, Region
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
-from ..gslb.policy import Client, contexts, outcomes, select
+from ..gslb.policy import Client, Selection, contexts, outcomes, select
 from ..gslb.why import steps
 from ..names import Name
 
@@ -78,7 +80,7 @@ def _client(place: Place) -> Client:
     return Client(_ANON, location, None)
 
 
-def traffic(records: Mapping[Name, RecordSpec], state: "LiveState", regions: Mapping[str, Region],
+def traffic(records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region],
             runs: int = RUNS) -> list[dict[str, Any]]:
     """Per GSLB record, per place: the share of A and of AAAA answers each cluster gets in ``state``, and why.
 
@@ -114,7 +116,7 @@ def _decide(context, client: Client, runs: int) -> dict[str, Any]:
     A answers (an IPv6 endpoint down, a cluster without IPv6): otherwise they are
     the A steps, and explaining costs as much as the shares themselves.
     """
-    families = {}
+    families: dict[int, dict[str, Any]] = {}
     for family in (4, 6):
         counts, fallback = _shares(context, client, runs, family)
         shares = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -143,6 +145,7 @@ def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[s
     """
     counts: dict[str, float] = {}
     listed = outcomes(context, client, family)
+    pairs: Iterable[tuple[Selection, float]]
     if listed is not None:
         pairs = zip(listed.selections, listed.shares)
     else:
@@ -179,22 +182,22 @@ class TrafficViews:
         self._current: _Computed | None = None
         self.computed = 0
 
-    def _for(self, dynamic: "GslbResponder") -> _Computed:
+    def _for(self, dynamic: GslbResponder) -> _Computed:
         state, current = dynamic.state, self._current
         if current is None or current.responder is not dynamic or current.generation != state.generation:
             current = self._current = _Computed(dynamic, state.generation,
                                                 self._submit(traffic, dynamic.records, state, dynamic.regions))
-            current.records.add_done_callback(lambda f, c=current: self._forget_failure(f, c))
+            current.records.add_done_callback(functools.partial(self._forget_failure, computed=current))
             self.computed += 1
         return current
 
-    async def records(self, dynamic: "GslbResponder | None") -> list[dict[str, Any]]:
+    async def records(self, dynamic: GslbResponder | None) -> list[dict[str, Any]]:
         """``traffic`` for ``dynamic``'s live state now; [] without GSLB records."""
         if dynamic is None:
             return []
         return await asyncio.shield(self._for(dynamic).records)
 
-    async def json_body(self, dynamic: "GslbResponder | None") -> bytes:
+    async def json_body(self, dynamic: GslbResponder | None) -> bytes:
         """``{"records": traffic}`` as the API's JSON (UTF-8), serialised once per generation, off the loop."""
         if dynamic is None:
             return _dumps({"records": []})
@@ -202,7 +205,7 @@ class TrafficViews:
         records = await asyncio.shield(computed.records)
         if computed.json is None:
             computed.json = self._submit(_dumps, {"records": records})
-            computed.json.add_done_callback(lambda f, c=computed: self._forget_failure(f, c))
+            computed.json.add_done_callback(functools.partial(self._forget_failure, computed=computed))
         return await asyncio.shield(computed.json)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -6,11 +6,12 @@ their labels are placed so that none covers another or a marker
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
-from typing import Any, Mapping
+from typing import Any
 
-from . import worldmap
 from ..config.model import Region
+from . import worldmap
 
 MAP_WIDTH = 680                      # on screen; the SVG scales from worldmap's canvas
 RING = {"ok": "#1e8e3e", "warn": "#e37400", "bad": "#c5221f"}

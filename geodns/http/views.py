@@ -7,26 +7,44 @@ exactly the table the next DNS answer will come from.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..gslb.health import HealthView
-from ..gslb.load import EMPTY as NO_LOAD, LoadView, reported_load
+from ..gslb.load import EMPTY as NO_LOAD
+from ..gslb.load import LoadView, reported_load
 from ..names import to_text
 from ..state.model import Cluster, Snapshot
 from ..state.store import redact_url
 
 if TYPE_CHECKING:
+    from ..config.model import Config
     from ..dynamic import GslbResponder
     from ..server import Server
+    from ..state.keeper import SnapshotKeeper
 
 
-def gslb(server: "Server") -> GslbResponder | None:
+def config_of(server: Server) -> Config:
+    """The config in force: there is one from start() on, and the HTTP app starts after it."""
+    if server.config is None:
+        raise RuntimeError("no config loaded yet")
+    return server.config
+
+
+def keeper_of(server: Server) -> SnapshotKeeper:
+    """The snapshot keeper, which runs from start() until stop()."""
+    if server.keeper is None:
+        raise RuntimeError("the state keeper is not running (the server is starting or stopping)")
+    return server.keeper
+
+
+def gslb(server: Server) -> GslbResponder | None:
     """The running engine's GSLB responder, or None (no engine yet, or no GSLB records)."""
     engine = server.engine
     return engine.dynamic if engine is not None else None
 
 
-def live_state(server: "Server") -> tuple[Snapshot, HealthView]:
+def live_state(server: Server) -> tuple[Snapshot, HealthView]:
     """The snapshot and health view DNS answers come from right now.
 
     Without GSLB records there is no responder; the view is then built from
@@ -36,12 +54,12 @@ def live_state(server: "Server") -> tuple[Snapshot, HealthView]:
     if dynamic is not None:
         state = dynamic.state
         return state.snapshot, state.health
-    snapshot = server.keeper.snapshot
-    rules = server.config.health
+    snapshot = keeper_of(server).snapshot
+    rules = config_of(server).health
     return snapshot, HealthView.build(snapshot, time.time(), rules.quorum, unknown_is_up=rules.unknown == "up")
 
 
-def readiness(server: "Server") -> tuple[bool, str]:
+def readiness(server: Server) -> tuple[bool, str]:
     """Ready when listeners are up, zones are loaded and the snapshot is fresh enough.
 
     "Fresh enough": the store is connected, or was within
@@ -57,7 +75,7 @@ def readiness(server: "Server") -> tuple[bool, str]:
     if keeper is None:
         return False, "state keeper not started"
     if not keeper.connected:
-        limit = server.config.server.ready_max_staleness
+        limit = config_of(server).server.ready_max_staleness
         stale = keeper.staleness()
         if stale > limit:
             since = "never loaded" if stale == float("inf") else f"last loaded {stale:.0f}s ago"
@@ -69,9 +87,9 @@ def readiness(server: "Server") -> tuple[bool, str]:
     return True, "ok"
 
 
-def records_by_cluster(server: "Server") -> dict[str, list[str]]:
+def records_by_cluster(server: Server) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for record in server.config.records.values():
+    for record in config_of(server).records.values():
         for name in record.clusters:
             out.setdefault(name, []).append(record.text)
     return out
@@ -132,12 +150,12 @@ def load_view(name: str, snapshot: Snapshot, load: LoadView, now: float) -> dict
             "readings": readings}
 
 
-def current_load(server: "Server") -> LoadView:
+def current_load(server: Server) -> LoadView:
     dynamic = gslb(server)
     return dynamic.state.load if dynamic is not None else NO_LOAD
 
 
-def clusters_view(server: "Server") -> dict[str, Any]:
+def clusters_view(server: Server) -> dict[str, Any]:
     snapshot, health = live_state(server)
     now = time.time()
     used = records_by_cluster(server)
@@ -149,7 +167,7 @@ def clusters_view(server: "Server") -> dict[str, Any]:
     }
 
 
-def one_cluster_view(server: "Server", name: str) -> dict[str, Any] | None:
+def one_cluster_view(server: Server, name: str) -> dict[str, Any] | None:
     snapshot, health = live_state(server)
     cluster = snapshot.clusters.get(name)
     if cluster is None:
@@ -159,18 +177,18 @@ def one_cluster_view(server: "Server", name: str) -> dict[str, Any] | None:
     return {"version": snapshot.version, **view}
 
 
-def records_view(server: "Server") -> list[dict[str, Any]]:
+def records_view(server: Server) -> list[dict[str, Any]]:
     return [{"name": r.text, "ttl": r.ttl, "clusters": list(r.clusters), "policy": list(r.policy),
-             "answers": r.answers, "fallback": r.fallback} for r in server.config.records.values()]
+             "answers": r.answers, "fallback": r.fallback} for r in config_of(server).records.values()]
 
 
-def status_view(server: "Server") -> dict[str, Any]:
+def status_view(server: Server) -> dict[str, Any]:
     """The server at a glance: readiness, snapshot, store, zones, reloads, listeners."""
     ready, reason = readiness(server)
     keeper = server.keeper
     stale = keeper.staleness() if keeper is not None else float("inf")
     engine = server.engine
-    config = server.config
+    config = config_of(server)
     stats = server.query_stats()
     return {
         "ready": ready, "reason": reason,
@@ -250,7 +268,7 @@ def checkers_view(snapshot: Snapshot, now: float,
     return sorted(seen.values(), key=lambda r: r["checker"])
 
 
-def history_view(server: "Server", clusters: list[dict[str, Any]]) -> dict[str, Any]:
+def history_view(server: Server, clusters: list[dict[str, Any]]) -> dict[str, Any]:
     """The endpoints' last state changes (``gslb.history``), as plain data for the page's timelines."""
     history = server.history
     dynamic = gslb(server)

@@ -18,8 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from . import procs
-from .topology import (APP, CHECKERS, CLUSTERS, STATE_FILE, ZONE, CheckTiming, Ports, ProcInfo, StackState,
-                       render_config)
+from .topology import APP, CHECKERS, CLUSTERS, STATE_FILE, ZONE, CheckTiming, Ports, ProcInfo, StackState, render_config
 
 SENTINEL_MASTER = "geodns"
 STOP_ORDER = ("checker", "server", "ingress", "sentinel", "redis")
@@ -183,11 +182,12 @@ class Stack:
     def _wait_checkers_reporting(self, timeout: float = 30.0) -> None:
         """Until every endpoint has a verdict from both checkers, answers are not yet the steady state."""
         from ..state.store import open_store
-        assert self.state is not None
+        state = self.state
+        assert state is not None
         wanted = {c for c, _ in CHECKERS}
 
         async def voters() -> set[str]:
-            store = open_store(self.state.store)
+            store = open_store(state.store)
             try:
                 snapshot = await store.load()
             except Exception:   # noqa: BLE001 - not up yet; the caller polls
@@ -199,7 +199,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         while True:
             for checker_id, _ in CHECKERS:
-                info = self.state.processes[checker_id]
+                info = state.processes[checker_id]
                 if procs.exited(info) is not None:
                     raise RuntimeError(f"{checker_id} exited; its log:\n{procs.tail(info.log)}")
             if asyncio.run(voters()) >= wanted:

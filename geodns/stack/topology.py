@@ -154,7 +154,7 @@ class StackState:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "StackState":
+    def load(cls, path: Path) -> StackState:
         data = json.loads(Path(path).read_text())
         data["processes"] = {k: ProcInfo(**v) for k, v in data.get("processes", {}).items()}
         return cls(**data)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..config import checks, values
 from ..config.model import CheckSpec
@@ -122,7 +123,7 @@ def _load_endpoint(d: Any, path: str, problems: list[str]) -> Endpoint | None:
             address = values.address(d["address"])
         except ValueError as exc:
             problems.append(f"{path}address: {exc}")
-    endpoint_fields = {}
+    endpoint_fields: dict[str, Any] = {}
     for name, convert, default in (("weight", WEIGHT, 100), ("admin", _admin, AdminState.ACTIVE),
                                    ("probe", _optional(values.nonempty_str), None)):
         try:

@@ -34,9 +34,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Awaitable, Callable, Iterable
 
 from .model import Cluster, Snapshot
 from .store import StateStore, StoreUnavailable

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import table
@@ -61,7 +61,7 @@ class MemoryStore(StateStore):
                               (obs for checker in sorted(mine) for obs in mine[checker].values()), time.time(),
                               loads=[self._loads[key] for key in sorted(self._loads)])
 
-    async def changes(self) -> AsyncIterator[int]:
+    async def changes(self) -> AsyncGenerator[int, None]:
         seen = self._version
         yield seen
         while not self._closed:

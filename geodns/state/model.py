@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 from ..config.model import CheckSpec, ClusterSpec, IPAddress
 
@@ -50,7 +50,7 @@ class Cluster:
     check: CheckSpec | None = None
 
     @classmethod
-    def from_spec(cls, spec: ClusterSpec) -> "Cluster":
+    def from_spec(cls, spec: ClusterSpec) -> Cluster:
         return cls(
             name=spec.name,
             region=spec.region,
@@ -121,7 +121,7 @@ class Snapshot:
     loads: Mapping[LoadKey, tuple[LoadReport, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> "Snapshot":
+    def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> Snapshot:
         """The snapshot a server uses before (or without) any store: the config's seed."""
         clusters = {s.name: Cluster.from_spec(s) for s in specs}
         return cls(version=version, clusters=MappingProxyType(clusters))

@@ -57,13 +57,15 @@ import math
 import time
 import urllib.parse
 from collections import defaultdict
-from typing import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, TimeoutError as RedisTimeoutError, WatchError
+from redis.exceptions import ReadOnlyError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import codec, table
@@ -198,7 +200,7 @@ class RedisStore(StateStore):
         """
         try:
             with self._unavailable():
-                policy = (await self._redis().config_get("maxmemory-policy")).get("maxmemory-policy", "")
+                policy = (await self._redis().config_get("maxmemory-policy")).get("maxmemory-policy") or ""
         except Exception:   # noqa: BLE001 - unreachable, or CONFIG renamed/forbidden: nothing to say
             return []
         if policy.startswith("allkeys-"):
@@ -245,7 +247,7 @@ class RedisStore(StateStore):
             number, problems["version"] = 0, f"not an integer: {version[:40]!r}"
         return table.snapshot(number, clusters, observations, now, problems, loads)
 
-    async def changes(self) -> AsyncIterator[int]:
+    async def changes(self) -> AsyncGenerator[int, None]:
         client = self._redis()
         pubsub = client.pubsub()
         try:
@@ -284,7 +286,7 @@ class RedisStore(StateStore):
                         wanted = list(dict.fromkeys(names))
                         keys = [self._cluster_key(n) for n in wanted]
                         await pipe.watch(*keys)
-                        texts = await pipe.mget(keys)
+                        texts = cast("list[str | None]", await pipe.mget(keys))     # decode_responses=True: str
                         current = {n: self._decode(n, t) for n, t in zip(wanted, texts)}
                         changed = edit(current)
                         if not changed:
@@ -325,7 +327,7 @@ class RedisStore(StateStore):
                 while True:
                     try:
                         await pipe.watch(self._k_clusters, self._k_version)
-                        index = set(await pipe.smembers(self._k_clusters))
+                        index = cast("set[str]", set(await pipe.smembers(self._k_clusters)))   # decoded: str
                         seeded = bool(await pipe.exists(self._k_version))
                         found: set[str] = set()
                         if not seeded or not index:
@@ -335,7 +337,7 @@ class RedisStore(StateStore):
                         keys = [self._cluster_key(n) for n in names]
                         if keys:
                             await pipe.watch(*keys)
-                        texts = dict(zip(names, await pipe.mget(keys))) if keys else {}
+                        texts = dict(zip(names, cast("list[str | None]", await pipe.mget(keys)))) if keys else {}
                         stored: dict[str, Cluster | None] = {}
                         invalid: set[str] = set()
                         for name in sorted(index | found):
@@ -345,9 +347,10 @@ class RedisStore(StateStore):
                             except ValueError:
                                 stored[name], invalid = None, invalid | {name}
                         for spec in specs:       # config clusters the index does not name: present or not
-                            if spec.name not in stored and texts.get(spec.name):
+                            text = texts.get(spec.name)
+                            if spec.name not in stored and text:
                                 with contextlib.suppress(ValueError):
-                                    stored[spec.name] = codec.load_cluster(texts[spec.name], spec.name)
+                                    stored[spec.name] = codec.load_cluster(text, spec.name)
                         after = table.seed_plan(specs, stored, base, overwrite=overwrite, restoring=restoring)
                         writes = {n: c for n, c in after.items() if stored.get(n) != c or n in invalid}
                         # Gone: a dangling index entry, or (overwrite) anything not in the config.  An
@@ -423,8 +426,8 @@ class RedisStore(StateStore):
                     try:
                         await pipe.watch(key)
                         now = time.time()
-                        live = {f: codec.load_observation(checker, f, t)
-                                for f, t in (await pipe.hgetall(key)).items()}
+                        fields = cast("dict[str, str]", await pipe.hgetall(key))   # decode_responses=True: str
+                        live = {f: codec.load_observation(checker, f, t) for f, t in fields.items()}
                         stale = [f for f, o in live.items() if o.expires < now]
                         notable = any(table.notable_change(live.get(codec.observation_field(o)), o, now)
                                       for o in batch)
@@ -458,7 +461,8 @@ class RedisStore(StateStore):
                         await pipe.watch(key)
                         now = time.time()
                         live: dict[str, LoadReport | None] = {}
-                        for f, t in (await pipe.hgetall(key)).items():
+                        fields = cast("dict[str, str]", await pipe.hgetall(key))   # decode_responses=True: str
+                        for f, t in fields.items():
                             try:
                                 live[f] = codec.load_load(f, t)
                             except ValueError:

@@ -29,7 +29,7 @@ The contract both backends keep (tests run it against both):
 from __future__ import annotations
 
 import abc
-from typing import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from ..errors import ConfigError, Problem
@@ -57,14 +57,14 @@ class StoreUnavailable(Exception):
 class StateStore(abc.ABC):
     """The live table of clusters, endpoints, weights, drains and observations."""
 
-    async def connect(self) -> None:
+    async def connect(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Open connections; raise ``StoreUnavailable`` if the store cannot be reached now.
 
         Optional: every method connects on first use.  A store that failed to
         connect stays usable and tries again on the next call.
         """
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections; feeds from ``changes()`` end."""
 
     async def risks(self) -> list[str]:
@@ -92,7 +92,7 @@ class StateStore(abc.ABC):
         """The whole table at one version, without expired observations."""
 
     @abc.abstractmethod
-    def changes(self) -> AsyncIterator[int]:
+    def changes(self) -> AsyncGenerator[int, None]:
         """Yield the current version on subscription, then the version after each change.
 
         Yielding the current version first lets a reader subscribe, then load,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress

@@ -39,7 +39,7 @@ from .zone import Record, Zone, check_records, type_name
 A, NS, CNAME, SOA, PTR, MX, AAAA, SRV = 1, 2, 5, 6, 12, 15, 28, 33
 _LINE_END = max(dns.tokenizer.EOF, dns.tokenizer.EOL)        # token types up to this end an entry
 _WHITESPACE, _COMMENT = dns.tokenizer.WHITESPACE, dns.tokenizer.COMMENT
-assert _LINE_END < min(_WHITESPACE, _COMMENT, dns.tokenizer.IDENTIFIER, dns.tokenizer.QUOTED_STRING)
+assert min(_WHITESPACE, _COMMENT, dns.tokenizer.IDENTIFIER, dns.tokenizer.QUOTED_STRING) > _LINE_END
 MAX_TTL = (1 << 31) - 1  # RFC 2181 section 8
 DIRECTIVES = ("$ORIGIN", "$TTL", "$GENERATE")
 
@@ -171,6 +171,7 @@ class _Collector:
                 return                 # reported once, at the end: no origin
             self.origin = name
         wire = rdata.to_wire(canonicalize=True)
+        assert wire is not None         # no file given: to_wire returns the octets
         self.records.append(Record(_name(name), rtype, ttl, wire, _targets(rdata), self.tokens.entry_line))
 
 
@@ -268,7 +269,7 @@ def parse_zone(text: str, source: str, origin: Name | None = None,
     collector = _Collector(tokens, source, problems, apex)
     reader = dns.zonefile.Reader(tokens, dns.rdataclass.IN, collector,  # type: ignore[arg-type]
                                  allow_directives=DIRECTIVES, default_ttl=default_ttl)
-    reader.current_origin = reader.last_name = apex       # type: ignore[assignment]
+    reader.current_origin = reader.last_name = apex
     while True:
         try:
             reader.read()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Iterator, Mapping
 
 import dns.rdatatype
 
@@ -25,7 +25,7 @@ A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
 
 def type_name(rtype: int) -> str:
     """``A``, ``HTTPS``, ``TYPE666``: a type as zone files and logs write it."""
-    return dns.rdatatype.to_text(rtype)
+    return dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]  # any int: unknown ones read TYPE666
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +152,7 @@ class Zone:
     _cut_depths: range                # name lengths at which a cut can sit
 
     @classmethod
-    def build(cls, origin: Name, source: str, records: Iterable[Record]) -> "Zone":
+    def build(cls, origin: Name, source: str, records: Iterable[Record]) -> Zone:
         """Check ``records`` and assemble the zone; raises ZoneError with every problem."""
         records = list(records)
         problems = check_records(origin, source, records)
