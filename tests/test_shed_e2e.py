@@ -107,6 +107,14 @@ def test_a_rising_load_moves_london_away_gradually_and_back_when_it_expires(serv
     done = api("status")
     row = next(line for line in done.stdout.splitlines() if line.startswith("eu-west-1"))
     assert "0.70" in row.split() and f"{shares['us-east-1'] * 100:.0f}%" in row.split()
+    # So does the status page: the load and the share shed, in the cluster's row.
+    status, page = http(server, "GET", "/")
+    assert status == 200
+    row = page.split("data-cluster='eu-west-1'", 1)[1].split("</tr>", 1)[0]
+    assert "<td class='load' title='smoothed" in row and ">0.70</td>" in row
+    assert f"<td class='shed'>{shares['us-east-1'] * 100:.0f}%" in row
+    other = page.split("data-cluster='us-east-1'", 1)[1].split("</tr>", 1)[0]
+    assert "<td class='load'><span class='muted'>unknown</span></td>" in other
     # So does /metrics; a cluster nobody reports a load for has no load sample (unknown, not 0).
     samples = scrape(server)
     assert samples[("geodns_cluster_load", (("cluster", "eu-west-1"),))] == 0.7

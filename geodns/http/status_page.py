@@ -194,9 +194,23 @@ def _clusters_section(clusters: list[dict[str, Any]], colors: dict[str, str]) ->
             f"</span><b>{escape(c['name'])}</b>"
             f"<div class='muted'>{escape(', '.join(c['records']) or 'in no record')}</div></td>"
             f"<td class='vt'>{escape(c['region'])}</td><td class='state'>{badge(c['state'])}</td>"
-            f"<td>{escape(c['admin'])}</td><td>{c['weight']}</td><td>{_endpoints(c)}</td>{health}</tr>")
+            f"<td>{escape(c['admin'])}</td><td>{c['weight']}</td>{_load(c.get('load'))}<td>{_endpoints(c)}</td>"
+            f"{health}</tr>")
     return ("<section><h2>Clusters</h2><table><tr><th>Cluster</th><th>Region</th><th>State</th><th>Admin</th>"
-            f"<th>Weight</th><th>Endpoints</th>{head}</tr>{''.join(rows)}</table></section>")
+            f"<th>Weight</th><th>Load</th><th>Shed</th><th>Endpoints</th>{head}</tr>{''.join(rows)}</table></section>")
+
+
+def _load(load: dict[str, Any] | None) -> str:
+    """Load (reported, and the smoothed figure the shed filter acts on) and the share of new answers shed."""
+    if not load or load.get("reported") is None:
+        return "<td class='load'><span class='muted'>unknown</span></td><td class='shed'>-</td>"
+    marks = f" (low {load['low']:g}, high {load['high']:g})" if load.get("low") is not None else ""
+    smoothed = load.get("smoothed")
+    title = escape(f"smoothed {smoothed:.2f}{marks}" if smoothed is not None else marks.strip(" ()"))
+    share = load.get("shed_share") or 0.0
+    moving = " ~" if load.get("shedding_moves") else ""
+    return (f"<td class='load' title='{title}'>{load['reported']:.2f}</td>"
+            f"<td class='shed'>{100 * share:.0f}%{moving}</td>")
 
 
 def render(status: dict[str, Any], clusters: list[dict[str, Any]], regions: Mapping[str, Region],
