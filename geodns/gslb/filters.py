@@ -345,20 +345,20 @@ class FilterInfo:
     run: Filter
     reads_location: bool = False    # its output depends on where the client is: it makes the ECS scope
     draws: bool = False             # it draws from ctx.dice: ``policy.outcomes`` walks its paths
+    notes: bool = False             # it takes a fourth argument, a list its reason goes into (``why.py``)
 
 
 DECLARED: Mapping[str, FilterInfo] = {
     "healthy": FilterInfo(healthy),
-    "geo": FilterInfo(geo, reads_location=True),
-    "latency": FilterInfo(latency, reads_location=True),
+    "geo": FilterInfo(geo, reads_location=True, notes=True),
+    "latency": FilterInfo(latency, reads_location=True, notes=True),
     "shed": FilterInfo(shed, draws=True),
     "weighted": FilterInfo(weighted, draws=True),
     "failover": FilterInfo(failover),
     "first_n": FilterInfo(first_n),
 }
 
-# Filters that say why when explaining (a fourth argument, a list their reason goes into; see why.py).
-NOTED = frozenset(("geo", "latency"))
+NOTED = frozenset(name for name, info in DECLARED.items() if info.notes)
 FILTERS: dict[str, Filter] = {name: info.run for name, info in DECLARED.items()}
 
 # Filters whose output depends on where the client is: they make the ECS scope.
