@@ -26,6 +26,7 @@ from tests.processes import Child
 from tests.redis_server import RedisServer, free_port
 from tests.test_checker_http import checker as checker_process
 from tests.test_checker_http import config as checker_config
+from tests.test_checker_http import sims  # noqa: F401  (a fixture this module's test takes)
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"

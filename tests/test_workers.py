@@ -230,7 +230,10 @@ def test_a_restarted_worker_serves_the_running_config_not_the_files(tmp_path):
         os.kill(pids[0], signal.SIGKILL)
         line = proc.read_until("event=worker-restarted", timeout=10)
         new_pid = int(re.search(r"pid=(\d+)", line).group(1))
-        proc.read_until(f"event=worker-started worker=0 pid={new_pid}")
+        # The new worker may log that it started before the supervisor logs the restart.
+        started = f"event=worker-started worker=0 pid={new_pid}"
+        if not any(started in seen for seen in proc.lines):
+            proc.read_until(started)
         answers = {r.to_text() for _ in range(20) for r in dns.query.udp(
             dns.message.make_query("ns1.gslb.example.com.", "A"), "127.0.0.1", port=proc.port, timeout=3).answer[0]}
         assert answers == {"192.0.2.53"}
