@@ -229,3 +229,31 @@ def test_invalid_values_are_rejected_by_name_and_the_last_good_value_kept(tmp_pa
             poll(lambda: http(a, "GET", "/readyz") == (200, "ok\n"), what=f"ready again after {change!r}")
     finally:
         a.stop()
+
+
+def test_a_garbage_version_or_change_message_is_bad_data_not_a_broken_feed(tmp_path, redis, caplog):
+    """A version key that is not an integer made every keeper load fail with a traceback (the change
+    feed read it with ``int()``), so the server never loaded again, /readyz stayed 200 and admin
+    writes were 500s; a non-integer message on the change channel broke the feed the same way."""
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url)
+    client = raw(redis)
+    caplog.set_level(logging.WARNING)
+    try:
+        a.call(a.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))      # runtime state to keep
+        poll(lambda: addresses(ask(a, SG)) == {EU}, what="the drain")
+
+        client.publish(PREFIX + "changes", "not-a-number")
+        client.set(PREFIX + "version", "garbage")
+        poll(lambda: (client.get(PREFIX + "version") or "").isdigit(), what="the version repaired")
+        poll(lambda: a.server.keeper.connected and a.server.keeper.snapshot.version == int(client.get(PREFIX + "version")),
+             what="the server on the repaired table")
+        steady([a], SG, 24, {EU})                                   # the drain held throughout
+        status, body = http(a, "PUT", "/api/v1/clusters/eu-west-1/weight", {"weight": 7})
+        assert status == 200 and body["weight"] == 7, body          # admin writes work again
+        assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["admin"] == "drained"
+        failures = [r.getMessage() for r in caplog.records
+                    if "state keeper failed" in r.getMessage() or "http-error" in r.getMessage()]
+        assert not failures, failures[:1]
+    finally:
+        a.stop()

@@ -70,8 +70,12 @@ DEFAULT_PREFIX = "geodns:"
 # e.g. mid-failover, and cannot write until a primary is back).
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
-# KEYS[1] = version; ARGV[1] = channel; ARGV[2] = "1" to create the version (seed only).
+# KEYS[1] = version; ARGV[1] = channel; ARGV[2] = "1" to create the version (seed only; a version
+# that is not an integer, which INCR refuses, starts again: the seed that restores the table mends it).
 _BUMP = """
+if ARGV[2] == '1' and not string.match(redis.call('GET', KEYS[1]) or '0', '^%d+$') then
+  redis.call('DEL', KEYS[1])
+end
 if ARGV[2] == '1' or redis.call('EXISTS', KEYS[1]) == 1 then
   local v = redis.call('INCR', KEYS[1])
   redis.call('PUBLISH', ARGV[1], v)
@@ -110,6 +114,12 @@ return {version or '0', clusters, obs}
 """
 
 MISSING = "missing (evicted or deleted) though the index names it"
+
+
+def version_number(text: str | None) -> int:
+    """The table version in ``text``; 0 (not seeded) for none or anything but a decimal integer, which
+    is bad data, not an outage: the keeper then has the table restored (a seed mends the version)."""
+    return int(text) if text and text.isascii() and text.isdigit() else 0
 
 
 def glob_escape(text: str) -> str:
@@ -237,13 +247,13 @@ class RedisStore(StateStore):
         try:
             with self._unavailable():
                 await pubsub.subscribe(self.channel)
-                current = int(await client.get(self._k_version) or 0)
+                current = version_number(await client.get(self._k_version))
             yield current
             while not self._closed:
                 with self._unavailable():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and message.get("type") == "message":
-                    yield int(message["data"])
+                    yield version_number(message["data"])     # any message means: load now
         except StoreUnavailable:
             if not self._closed:
                 raise
@@ -312,7 +322,7 @@ class RedisStore(StateStore):
                     try:
                         await pipe.watch(self._k_clusters, self._k_version)
                         index = set(await pipe.smembers(self._k_clusters))
-                        seeded = bool(await pipe.exists(self._k_version))
+                        seeded = version_number(await pipe.get(self._k_version)) > 0   # garbage: unseeded
                         found: set[str] = set()
                         if not seeded or not index:
                             found = await self._scan_cluster_names(pipe)
