@@ -235,10 +235,9 @@ class RedisStore(StateStore):
                     observations.append(codec.load_observation(checker, key, text))
                 except ValueError as exc:
                     problems[f"obs:{checker}"] = f"{key}: {exc}"
-        try:
-            number = int(version)
-        except ValueError:
-            number, problems["version"] = 0, f"not an integer: {version[:40]!r}"
+        number = version_number(version)
+        if not number and version != "0":
+            problems["version"] = f"not an integer: {version[:40]!r}"
         return table.snapshot(number, clusters, observations, now, problems)
 
     async def changes(self) -> AsyncIterator[int]:
