@@ -257,3 +257,33 @@ def test_a_garbage_version_or_change_message_is_bad_data_not_a_broken_feed(tmp_p
         assert not failures, failures[:1]
     finally:
         a.stop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_server_refused_its_address_leaves_the_shared_table_alone(tmp_path, redis, workers):
+    """``geodns serve --reset-state`` started by mistake on an address already served exited with status 2
+    ("one server per address") but only after it had reset the shared table: the first server's drain was
+    gone and traffic went back to the drained cluster.  It must fail before it touches the store."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import REPO
+
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url, "a")
+    client = raw(redis)
+    try:
+        a.call(a.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))
+        poll(lambda: addresses(ask(a, SG)) == {EU}, what="the drain")
+        version = client.get(PREFIX + "version")
+        second = subprocess.run(
+            [sys.executable, "-m", "geodns", "serve", "--config", str(tmp_path / "a" / "geodns.yaml"), "--reset-state",
+             "--dns-listen", f"127.0.0.1:{a.port}", "--http-listen", "127.0.0.1:0", "--workers", workers],
+            capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert second.returncode == 2, second.stderr
+        assert f"127.0.0.1:{a.port} is already in use" in second.stderr
+        assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["admin"] == "drained"
+        assert client.get(PREFIX + "version") == version           # not a single write
+        steady([a], SG, 24, {EU})
+    finally:
+        a.stop()
