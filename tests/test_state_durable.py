@@ -287,3 +287,23 @@ def test_a_second_server_refused_its_address_leaves_the_shared_table_alone(tmp_p
         steady([a], SG, 24, {EU})
     finally:
         a.stop()
+
+
+def test_an_admin_write_to_an_evicted_cluster_is_refused_naming_the_missing_key(tmp_path, redis):
+    """It was a 404 "unknown cluster 'ap-southeast-1'" that listed ap-southeast-1 among the known ones."""
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url)
+    client = raw(redis)
+    try:
+        client.delete(PREFIX + "cluster:ap-southeast-1")
+        nudge(client)
+        poll(lambda: http(a, "GET", "/readyz")[0] == 503, what="/readyz 503")
+        status, body = http(a, "PUT", "/api/v1/clusters/ap-southeast-1/weight", {"weight": 5})
+        assert status == 400, body
+        assert "cluster:ap-southeast-1 is missing (evicted or deleted)" in body["error"], body
+        assert client.get(PREFIX + "cluster:ap-southeast-1") is None        # nothing built on the missing key
+        assert a.reload()                                                   # the way out the error names
+        status, body = http(a, "PUT", "/api/v1/clusters/ap-southeast-1/weight", {"weight": 5})
+        assert status == 200 and body["weight"] == 5, body
+    finally:
+        a.stop()

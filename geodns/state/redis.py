@@ -280,6 +280,9 @@ class RedisStore(StateStore):
                         keys = [self._cluster_key(n) for n in wanted]
                         await pipe.watch(*keys)
                         texts = await pipe.mget(keys)
+                        missing = [n for n, t in zip(wanted, texts) if not t]
+                        if missing:
+                            await self._refuse_indexed(pipe, missing)
                         current = {n: self._decode(n, t) for n, t in zip(wanted, texts)}
                         changed = edit(current)
                         if not changed:
@@ -296,6 +299,15 @@ class RedisStore(StateStore):
                         return int((await pipe.execute())[-1])
                     except WatchError:
                         continue
+
+    async def _refuse_indexed(self, client, names: list[str]) -> None:
+        """A key the index names but that is gone (evicted, deleted) is bad data, not an unknown cluster:
+        an admin write must not build on it (the servers serve its last good value until a reload writes
+        it back)."""
+        for name, indexed in zip(names, await client.smismember(self._k_clusters, names)):
+            if indexed:
+                raise ValueError(f"the store's cluster:{name} is {MISSING}; reload a server (SIGHUP) to "
+                                 f"write back the last good value it serves")
 
     def _decode(self, name: str, text: str | None) -> Cluster | None:
         if not text:
