@@ -59,9 +59,11 @@ class _BindLock:
         self.sock.close()
 
 
-def claim_addresses(listen: tuple[tuple[str, int], ...], count: int
+def claim_addresses(listen: tuple[tuple[str, int], ...], count: int, reuse_port: bool = True
                     ) -> tuple[tuple[tuple[str, int], ...], list[list[Bound]]]:
     """Prove every address free, then bind ``count`` SO_REUSEPORT socket pairs on each; raises OSError.
+
+    ``reuse_port=False`` (one process, ``count`` 1): a plain pair, which no other process can join.
 
     Returns the addresses with concrete ports (a port 0 becomes a free one) and, per
     worker slot, its sockets.  The error of an address already served names it.
@@ -74,9 +76,9 @@ def claim_addresses(listen: tuple[tuple[str, int], ...], count: int
                 port = _probe(host, port)
                 for bound in slots:
                     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                    tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=True)
+                    tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=reuse_port)
                     try:
-                        udp = _bound_socket(family, socket.SOCK_DGRAM, host, port, reuse_port=True)
+                        udp = _bound_socket(family, socket.SOCK_DGRAM, host, port, reuse_port=reuse_port)
                     except OSError:
                         tcp.close()
                         raise

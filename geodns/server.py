@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .claim import in_use_error
+from .claim import Bound, claim_addresses
 from .config.load import load_config
 from .config.model import Config
 from .dns.listener import Listener
@@ -173,9 +173,32 @@ class Server:
     async def start(self) -> None:
         """Load everything, then bind; raises InputError before binding anything."""
         config = self.config = self.settings.load()
-        store = self.store = open_store(config.store)
+        self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
         self.engine = self._adopt(build_engine(config, seed))
+        # The DNS addresses are bound before anything touches the store: a second server started on an
+        # address already served fails here, before it could seed (or --reset-state) the table the
+        # first one serves (geodns/claim.py).
+        server = config.server
+        try:
+            listen, claimed = claim_addresses(server.dns_listen, server.workers, reuse_port=server.workers > 1)
+        except OSError:
+            await self.stop()
+            raise
+        try:
+            await self._start(config, seed, listen, claimed)
+        except BaseException:
+            if self.workers is None:             # the pool closes its own; ours may not have a listener yet
+                for _, tcp, udp in (bound for slot in claimed for bound in slot):
+                    tcp.close()
+                    udp.close()
+            raise
+
+    async def _start(self, config: Config, seed: Snapshot, listen: tuple[tuple[str, int], ...],
+                     claimed: list[list[Bound]]) -> None:
+        """``start`` once the DNS addresses are ours: the store, the checker, the workers or listeners."""
+        store = self.store
+        assert store is not None and self.engine is not None, "start() opens the store and builds the engine first"
         if await self._seed_store(overwrite=self.settings.reset_state):
             for warning in await store.risks():
                 log.warning("event=store-risk %s", warning)
@@ -188,13 +211,10 @@ class Server:
         server = config.server
         try:
             if server.workers > 1:
-                await self._start_workers(server.workers)
-            for host, port in server.dns_listen if self.workers is None else ():
-                listener = Listener(host, port, self.handle, TcpLimits.from_config(server))
-                try:
-                    await listener.start()
-                except OSError as exc:
-                    raise in_use_error(exc, host, port) from None    # the message names the address
+                await self._start_workers(server.workers, listen, claimed)
+            for (host, port), (_, tcp, udp) in zip(listen, claimed[0]) if self.workers is None else ():
+                listener = Listener(host, port, self.handle, TcpLimits.from_config(server), sockets=(tcp, udp))
+                await listener.start()
                 self.listeners.append(listener)
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)
             if server.http_listen is not None:
@@ -209,7 +229,8 @@ class Server:
         log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
                  redact_url(config.store), len(config.records))
 
-    async def _start_workers(self, count: int) -> None:
+    async def _start_workers(self, count: int, listen: tuple[tuple[str, int], ...],
+                             claimed: list[list[Bound]]) -> None:
         """N processes forked from this one (sharing its loaded data) answer the queries; this one feeds
         them snapshots (geodns/workers.py)."""
         from .workers import WorkerPool
@@ -220,8 +241,7 @@ class Server:
             assert self.config is not None and self.engine is not None    # never unset once started
             return self.config, self.engine
 
-        workers = self.workers = WorkerPool(count, self.settings, config.server.dns_listen, lambda: keeper.snapshot,
-                                            current)
+        workers = self.workers = WorkerPool(count, self.settings, listen, lambda: keeper.snapshot, current, claimed)
         await workers.start()
         for address in workers.addresses:
             log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)

@@ -133,13 +133,14 @@ class WorkerPool:
     """N forked worker processes answering on ``listen``, fed snapshots by the supervisor."""
 
     def __init__(self, count: int, settings: Settings, listen: tuple[tuple[str, int], ...],
-                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple[Config, AnswerEngine]]):
+                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple[Config, AnswerEngine]],
+                 claimed: list[list[Bound]] | None = None):
         self.count = count
         self.settings = settings
         self.listen = listen
         self.snapshot = snapshot
         self.running = running                  # the supervisor's config and engine: what workers serve
-        self.sockets: list[list[Bound]] = []    # per slot, held for the pool's whole life
+        self.sockets: list[list[Bound]] = claimed or []    # per slot, held for the pool's whole life
         self.slots: list[_Slot] = []
         self.pending: list[_Slot] = []          # forked by a reload, not yet answering
         self.draining: list[_Slot] = []         # replaced, finishing
@@ -152,8 +153,10 @@ class WorkerPool:
         self._stopping = False
 
     async def start(self) -> None:
-        """Claim the addresses, fork every worker and wait until all answer; raises OSError."""
-        self.listen, self.sockets = claim_addresses(self.listen, self.count)
+        """Claim the addresses (unless the server already has), fork every worker and wait until all
+        answer; raises OSError."""
+        if not self.sockets:
+            self.listen, self.sockets = claim_addresses(self.listen, self.count)
         try:
             self._collect_garbage()
             self.slots = [self._spawn(_Slot(i)) for i in range(self.count)]

@@ -132,3 +132,29 @@ def test_a_body_of_exactly_the_limit_is_read(api_server):
     assert status == 200, reply
     status, reply = http(api_server, "PUT", WEIGHT, raw=padded[:-1] + b" }")
     assert status == 413 and "larger than 65536 bytes" in reply["error"]
+
+
+@pytest.mark.parametrize("encoding, raw", [
+    ("gzip", b'{"weight": 7}'),                              # says gzip, is not
+    ("deflate", b"\x78\x9c garbage"),
+])
+def test_a_body_that_does_not_decode_as_its_content_encoding_is_a_400(api_server, caplog, encoding, raw):
+    """``Content-Encoding: gzip`` on a body that is not gzip made a 500 and a traceback in the log."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="geodns")
+    before = table(api_server)
+    status, body = http(api_server, "PUT", WEIGHT, raw=raw, headers={"Content-Encoding": encoding})
+    assert status == 400, body
+    assert isinstance(body, dict) and "could not be read" in body["error"], body
+    assert table(api_server) == before
+    assert not [r for r in caplog.records if "http-error" in r.getMessage()]
+
+
+def test_a_gzip_body_is_read(api_server):
+    """The fix must not refuse a well-formed compressed body."""
+    import gzip
+
+    status, body = http(api_server, "PUT", WEIGHT, raw=gzip.compress(b'{"weight": 100}'),
+                        headers={"Content-Encoding": "gzip"})
+    assert status == 200 and body["weight"] == 100, body

@@ -229,3 +229,81 @@ def test_invalid_values_are_rejected_by_name_and_the_last_good_value_kept(tmp_pa
             poll(lambda: http(a, "GET", "/readyz") == (200, "ok\n"), what=f"ready again after {change!r}")
     finally:
         a.stop()
+
+
+def test_a_garbage_version_or_change_message_is_bad_data_not_a_broken_feed(tmp_path, redis, caplog):
+    """A version key that is not an integer made every keeper load fail with a traceback (the change
+    feed read it with ``int()``), so the server never loaded again, /readyz stayed 200 and admin
+    writes were 500s; a non-integer message on the change channel broke the feed the same way."""
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url)
+    client = raw(redis)
+    caplog.set_level(logging.WARNING)
+    try:
+        a.call(a.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))      # runtime state to keep
+        poll(lambda: addresses(ask(a, SG)) == {EU}, what="the drain")
+
+        client.publish(PREFIX + "changes", "not-a-number")
+        client.set(PREFIX + "version", "garbage")
+        poll(lambda: (client.get(PREFIX + "version") or "").isdigit(), what="the version repaired")
+        poll(lambda: a.server.keeper.connected and a.server.keeper.snapshot.version == int(client.get(PREFIX + "version")),
+             what="the server on the repaired table")
+        steady([a], SG, 24, {EU})                                   # the drain held throughout
+        status, body = http(a, "PUT", "/api/v1/clusters/eu-west-1/weight", {"weight": 7})
+        assert status == 200 and body["weight"] == 7, body          # admin writes work again
+        assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["admin"] == "drained"
+        failures = [r.getMessage() for r in caplog.records
+                    if "state keeper failed" in r.getMessage() or "http-error" in r.getMessage()]
+        assert not failures, failures[:1]
+    finally:
+        a.stop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_server_refused_its_address_leaves_the_shared_table_alone(tmp_path, redis, workers):
+    """``geodns serve --reset-state`` started by mistake on an address already served exited with status 2
+    ("one server per address") but only after it had reset the shared table: the first server's drain was
+    gone and traffic went back to the drained cluster.  It must fail before it touches the store."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import REPO
+
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url, "a")
+    client = raw(redis)
+    try:
+        a.call(a.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))
+        poll(lambda: addresses(ask(a, SG)) == {EU}, what="the drain")
+        version = client.get(PREFIX + "version")
+        second = subprocess.run(
+            [sys.executable, "-m", "geodns", "serve", "--config", str(tmp_path / "a" / "geodns.yaml"), "--reset-state",
+             "--dns-listen", f"127.0.0.1:{a.port}", "--http-listen", "127.0.0.1:0", "--workers", workers],
+            capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert second.returncode == 2, second.stderr
+        assert f"127.0.0.1:{a.port} is already in use" in second.stderr
+        assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["admin"] == "drained"
+        assert client.get(PREFIX + "version") == version           # not a single write
+        steady([a], SG, 24, {EU})
+    finally:
+        a.stop()
+
+
+def test_an_admin_write_to_an_evicted_cluster_is_refused_naming_the_missing_key(tmp_path, redis):
+    """It was a 404 "unknown cluster 'ap-southeast-1'" that listed ap-southeast-1 among the known ones."""
+    url = f"{redis.url}?prefix={PREFIX}"
+    a = start(tmp_path, url)
+    client = raw(redis)
+    try:
+        client.delete(PREFIX + "cluster:ap-southeast-1")
+        nudge(client)
+        poll(lambda: http(a, "GET", "/readyz")[0] == 503, what="/readyz 503")
+        status, body = http(a, "PUT", "/api/v1/clusters/ap-southeast-1/weight", {"weight": 5})
+        assert status == 400, body
+        assert "cluster:ap-southeast-1 is missing (evicted or deleted)" in body["error"], body
+        assert client.get(PREFIX + "cluster:ap-southeast-1") is None        # nothing built on the missing key
+        assert a.reload()                                                   # the way out the error names
+        status, body = http(a, "PUT", "/api/v1/clusters/ap-southeast-1/weight", {"weight": 5})
+        assert status == 200 and body["weight"] == 5, body
+    finally:
+        a.stop()

@@ -302,6 +302,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise error(413, f"the body is larger than {MAX_BODY} bytes") from None
     except (ConnectionError, HttpProcessingError) as exc:        # cut off, or a broken chunked encoding
         raise error(400, f"the body could not be read: {exc}") from None
+    except web.RequestPayloadError as exc:                       # not what its Content-Encoding says
+        raise error(400, f"the body could not be read: {' '.join(str(exc).split())}") from None
     try:
         text = data.decode("utf-8")            # JSON is UTF-8 (RFC 8259), whatever the header says
     except UnicodeDecodeError as exc:

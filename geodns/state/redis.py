@@ -79,8 +79,12 @@ DEFAULT_PREFIX = "geodns:"
 # e.g. mid-failover, and cannot write until a primary is back).
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
-# KEYS[1] = version; ARGV[1] = channel; ARGV[2] = "1" to create the version (seed only).
+# KEYS[1] = version; ARGV[1] = channel; ARGV[2] = "1" to create the version (seed only; a version
+# that is not an integer, which INCR refuses, starts again: the seed that restores the table mends it).
 _BUMP = """
+if ARGV[2] == '1' and not string.match(redis.call('GET', KEYS[1]) or '0', '^%d+$') then
+  redis.call('DEL', KEYS[1])
+end
 if ARGV[2] == '1' or redis.call('EXISTS', KEYS[1]) == 1 then
   local v = redis.call('INCR', KEYS[1])
   redis.call('PUBLISH', ARGV[1], v)
@@ -119,6 +123,14 @@ return {version or '0', clusters, obs, redis.call('HGETALL', p .. 'loads')}
 """
 
 MISSING = "missing (evicted or deleted) though the index names it"
+
+
+def version_number(text: str | bytes | None) -> int:
+    """The table version in ``text``; 0 (not seeded) for none or anything but a decimal integer, which
+    is bad data, not an outage: the keeper then has the table restored (a seed mends the version)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    return int(text) if text and text.isascii() and text.isdigit() else 0
 
 
 def glob_escape(text: str) -> str:
@@ -241,10 +253,9 @@ class RedisStore(StateStore):
                 loads.append(codec.load_load(key, text))
             except ValueError as exc:
                 problems[f"loads:{key}"] = str(exc)
-        try:
-            number = int(version)
-        except ValueError:
-            number, problems["version"] = 0, f"not an integer: {version[:40]!r}"
+        number = version_number(version)
+        if not number and version != "0":
+            problems["version"] = f"not an integer: {version[:40]!r}"
         return table.snapshot(number, clusters, observations, now, problems, loads)
 
     async def changes(self) -> AsyncGenerator[int, None]:
@@ -253,13 +264,13 @@ class RedisStore(StateStore):
         try:
             with self._unavailable():
                 await pubsub.subscribe(self.channel)
-                current = int(await client.get(self._k_version) or 0)
+                current = version_number(await client.get(self._k_version))
             yield current
             while not self._closed:
                 with self._unavailable():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and message.get("type") == "message":
-                    yield int(message["data"])
+                    yield version_number(message["data"])     # any message means: load now
         except StoreUnavailable:
             if not self._closed:
                 raise
@@ -287,6 +298,9 @@ class RedisStore(StateStore):
                         keys = [self._cluster_key(n) for n in wanted]
                         await pipe.watch(*keys)
                         texts = cast("list[str | None]", await pipe.mget(keys))     # decode_responses=True: str
+                        missing = [n for n, t in zip(wanted, texts) if not t]
+                        if missing:
+                            await self._refuse_indexed(pipe, missing)
                         current = {n: self._decode(n, t) for n, t in zip(wanted, texts)}
                         changed = edit(current)
                         if not changed:
@@ -303,6 +317,15 @@ class RedisStore(StateStore):
                         return int((await pipe.execute())[-1])
                     except WatchError:
                         continue
+
+    async def _refuse_indexed(self, client, names: list[str]) -> None:
+        """A key the index names but that is gone (evicted, deleted) is bad data, not an unknown cluster:
+        an admin write must not build on it (the servers serve its last good value until a reload writes
+        it back)."""
+        for name, indexed in zip(names, await client.smismember(self._k_clusters, names)):
+            if indexed:
+                raise ValueError(f"the store's cluster:{name} is {MISSING}; reload a server (SIGHUP) to "
+                                 f"write back the last good value it serves")
 
     def _decode(self, name: str, text: str | None) -> Cluster | None:
         if not text:
@@ -328,7 +351,7 @@ class RedisStore(StateStore):
                     try:
                         await pipe.watch(self._k_clusters, self._k_version)
                         index = cast("set[str]", set(await pipe.smembers(self._k_clusters)))   # decoded: str
-                        seeded = bool(await pipe.exists(self._k_version))
+                        seeded = version_number(await pipe.get(self._k_version)) > 0   # garbage: unseeded
                         found: set[str] = set()
                         if not seeded or not index:
                             found = await self._scan_cluster_names(pipe)
