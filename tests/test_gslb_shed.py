@@ -140,3 +140,15 @@ def test_controller_ticks_on_the_wall_clock_grid_and_says_when_to_look_again():
     assert idle.view(snap, 1000.0).share("eu-west-1") == pytest.approx(0.1)
     # A controller without any load block costs nothing and never asks to be rebuilt.
     assert ShedController({}).view(snap, 0.0).valid_until == math.inf
+
+
+def test_a_reading_that_arrives_after_the_slots_tick_is_taken_at_the_next_one():
+    """The tick of this slot saw no load; a reading coming in later in the same slot must not wait for
+    some other change of the table (the end-to-end test saw London never move in 60 s)."""
+    spec = ClusterSpec("eu-west-1", "eu-west", (EndpointSpec(EU1.endpoints[0].address),),
+                       load=LoadSpec(low=0.7, high=0.9, interval=5.0, ttl=7))
+    controller = ShedController({"eu-west-1": spec})
+    assert controller.view(snapshot_with(), 100.0).valid_until == math.inf          # idle: nothing to do
+    loaded = controller.view(snapshot_with(reading(1.5, at=101.0, ttl=1e9)), 101.0)   # same slot: no tick
+    assert loaded.share("eu-west-1") == 0.0 and loaded.valid_until == 105.0          # ... but one is due
+    assert controller.view(snapshot_with(reading(1.5, at=101.0, ttl=1e9)), 105.0).share("eu-west-1") > 0

@@ -224,6 +224,9 @@ class ShedController:
                 for _ in range(1 if last is None or idle else min(index - last, MAX_CATCH_UP)):
                     state = tick(state, load, spec)
                 self._states[name], self._ticks[name] = state, index
-            if state.moving or state.load is not None or state.share > 0.0:
+            # A reading that arrived after this slot's tick (the tick saw none) is taken at the next one:
+            # without this an idle cluster would wait for some other change of the table.
+            fresh = state.load is None and reported_load(snapshot, name, now) is not None
+            if state.moving or state.load is not None or state.share > 0.0 or fresh:
                 until = min(until, (index + 1) * spec.interval)
         return LoadView(MappingProxyType(dict(self._states)), MappingProxyType(dict(self.specs)), until)
