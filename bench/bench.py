@@ -9,6 +9,7 @@ named and the run stops.
     bench/run                      # everything (about 2-3 minutes)
     bench/run --seconds 4 --only static,gslb-ecs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,14 @@ REPO = Path(__file__).resolve().parent.parent
 GEO_DB = REPO / "config" / "geoip" / "GeoIP2-City-Test.mmdb"
 ZONE = "bench.example"
 CLUSTERS = {"us": "192.0.2.10", "eu": "198.51.100.10", "ap": "203.0.113.10"}
-REGIONS = {"us": ("39.0", "-77.5", "NA", "[US, CA]"), "eu": ("53.3", "-6.3", "EU", "[GB, IE, SE]"),
-           "ap": ("1.35", "103.8", "AS", "[SG, AU, CN]")}
+REGIONS = {
+    "us": ("39.0", "-77.5", "NA", "[US, CA]"),
+    "eu": ("53.3", "-6.3", "EU", "[GB, IE, SE]"),
+    "ap": ("1.35", "103.8", "AS", "[SG, AU, CN]"),
+}
 
 
-WARM_UP = 2.0          # seconds of traffic before a scaling measurement: every name seen once
+WARM_UP = 2.0  # seconds of traffic before a scaling measurement: every name seen once
 
 
 @dataclass
@@ -60,21 +64,28 @@ def free_port() -> int:
 
 
 def zone_text(static_records: int = 0, gdnsd: bool = False) -> str:
-    lines = ["$TTL 300", "@ 60 IN SOA ns1 hostmaster ( 1 7200 900 1209600 60 )", "@ IN NS ns1", "@ IN NS ns2",
-             "ns1 IN A 192.0.2.53", "ns2 IN A 198.51.100.53", "www IN A 192.0.2.80"]
+    lines = [
+        "$TTL 300",
+        "@ 60 IN SOA ns1 hostmaster ( 1 7200 900 1209600 60 )",
+        "@ IN NS ns1",
+        "@ IN NS ns2",
+        "ns1 IN A 192.0.2.53",
+        "ns2 IN A 198.51.100.53",
+        "www IN A 192.0.2.80",
+    ]
     lines += [f"h{i} IN A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(static_records)]
     if gdnsd:
         lines.append("app 30 DYNA weighted!app")
     return "\n".join(lines) + "\n"
 
 
-def geodns_config(work: Path, port: int, records: int = 1, policy: str = "[weighted]",
-                  static_records: int = 0) -> Path:
+def geodns_config(work: Path, port: int, records: int = 1, policy: str = "[weighted]", static_records: int = 0) -> Path:
     zone = work / f"{ZONE}.zone"
     zone.write_text(f"$ORIGIN {ZONE}.\n" + zone_text(static_records))
-    regions = "".join(f"  {r}: {{lat: {a}, lon: {b}, continent: {c}, countries: {d}}}\n"
-                      for r, (a, b, c, d) in REGIONS.items())
-    clusters = "".join(f"  {r}-1: {{region: {r}, endpoints: [\"{ip}\"], weight: 100}}\n" for r, ip in CLUSTERS.items())
+    regions = "".join(
+        f"  {r}: {{lat: {a}, lon: {b}, continent: {c}, countries: {d}}}\n" for r, (a, b, c, d) in REGIONS.items()
+    )
+    clusters = "".join(f'  {r}-1: {{region: {r}, endpoints: ["{ip}"], weight: 100}}\n' for r, ip in CLUSTERS.items())
     names = ["app"] + [f"app{i}" for i in range(1, records)]
     recs = "".join(f"  {n}.{ZONE}: {{ttl: 30, clusters: [us-1, eu-1, ap-1], policy: {policy}}}\n" for n in names)
     cfg = work / f"geodns-{records}-{static_records}.yaml"
@@ -126,11 +137,15 @@ def write_queries(work: Path, kind: str, count: int = 10_000, names: int = 1) ->
         path.write_text(f"app.{ZONE} A\n")
         return path, False
     if kind == "scaling":
-        path.write_text("".join(f"{rng.choice(['app'] + [f'app{i}' for i in range(1, names)])}.{ZONE} A\n"
-                                for _ in range(min(count, 20_000))))
+        path.write_text(
+            "".join(
+                f"{rng.choice(['app'] + [f'app{i}' for i in range(1, names)])}.{ZONE} A\n"
+                for _ in range(min(count, 20_000))
+            )
+        )
         return path, False
     # gslb-ecs: 10,000 different /24s, some in the test database's networks
-    known = [0xD60000, 0x5102450, 0xD8A053, 0xAF10C7, 0x59A014]   # 214.0.0, 81.2.69, 216.160.83, ...
+    known = [0xD60000, 0x5102450, 0xD8A053, 0xAF10C7, 0x59A014]  # 214.0.0, 81.2.69, 216.160.83, ...
     data = bytearray()
     for i in range(count):
         subnet = known[i % len(known)] if i % 10 == 0 else rng.randrange(1 << 24)
@@ -145,8 +160,13 @@ class Server:
         self.name, self.port = name, port
         prefix = ["taskset", "-c", core] if core is not None else []
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(prefix + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            prefix + argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.ready_after = self._wait()
 
     def _wait(self, timeout: float = 120) -> float:
@@ -175,7 +195,7 @@ class Server:
         pid = self.proc.pid
         try:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            pid = int(children[0]) if children else pid        # taskset execs, but be safe
+            pid = int(children[0]) if children else pid  # taskset execs, but be safe
         except OSError:
             pass
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -193,10 +213,26 @@ class Server:
                 self.proc.wait(5)
 
 
-def dnsperf(port: int, queries: Path, binary: bool, seconds: float, core: str | None,
-            max_qps: float | None = None) -> tuple[float, float, float, float | None]:
-    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
-            "-c", "8", "-q", "256", "-t", "2"]
+def dnsperf(
+    port: int, queries: Path, binary: bool, seconds: float, core: str | None, max_qps: float | None = None
+) -> tuple[float, float, float, float | None]:
+    argv = [
+        "dnsperf",
+        "-s",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-d",
+        str(queries),
+        "-l",
+        str(seconds),
+        "-c",
+        "8",
+        "-q",
+        "256",
+        "-t",
+        "2",
+    ]
     if binary:
         argv.append("-B")
     if max_qps:
@@ -218,22 +254,28 @@ def dnsperf(port: int, queries: Path, binary: bool, seconds: float, core: str | 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each dnsperf run (default 8)")
-    ap.add_argument("--only", default="static,weighted,gslb-ecs,scaling,memory",
-                    help="comma-separated parts to run")
+    ap.add_argument("--only", default="static,weighted,gslb-ecs,scaling,memory", help="comma-separated parts to run")
     args = ap.parse_args()
     missing = [t for t in ("dnsperf", "gdnsd", "taskset") if shutil.which(t) is None]
     if missing:
-        print(f"bench: missing {', '.join(missing)}; install with: apt-get install dnsperf gdnsd util-linux",
-              file=sys.stderr)
+        print(
+            f"bench: missing {', '.join(missing)}; install with: apt-get install dnsperf gdnsd util-linux",
+            file=sys.stderr,
+        )
         return 2
     cores = os.cpu_count() or 1
     server_core, client_core = ("0", "1") if cores >= 2 else (None, None)
     parts = set(args.only.split(","))
-    geodns = [str(REPO / ".venv" / "bin" / "geodns")] if (REPO / ".venv" / "bin" / "geodns").exists() \
+    geodns = (
+        [str(REPO / ".venv" / "bin" / "geodns")]
+        if (REPO / ".venv" / "bin" / "geodns").exists()
         else [sys.executable, "-m", "geodns"]
+    )
     results: list[Result] = []
-    print(f"machine: {cores} cores, {os.uname().machine}, Python {sys.version.split()[0]}; "
-          f"server on core {server_core}, dnsperf on core {client_core}; {args.seconds:.0f} s runs")
+    print(
+        f"machine: {cores} cores, {os.uname().machine}, Python {sys.version.split()[0]}; "
+        f"server on core {server_core}, dnsperf on core {client_core}; {args.seconds:.0f} s runs"
+    )
     with tempfile.TemporaryDirectory(prefix="geodns-bench-") as tmp:
         work = Path(tmp)
 
@@ -241,12 +283,15 @@ def main() -> int:
             cpu = server.cpu_seconds()
             qps, avg, lost, _ = dnsperf(server.port, queries, binary, args.seconds, client_core)
             cpu_pct = 100 * (server.cpu_seconds() - cpu) / args.seconds
-            _, _, half_lost, p99 = dnsperf(server.port, queries, binary, min(args.seconds, 4), client_core,
-                                           max_qps=qps / 2)
+            _, _, half_lost, p99 = dnsperf(
+                server.port, queries, binary, min(args.seconds, 4), client_core, max_qps=qps / 2
+            )
             r = Result(server.name, workload, qps, avg, half_lost, p99, cpu_pct)
-            print(f"  {r.server:7} {r.workload:24} {r.qps:>10,.0f} q/s  server cpu {cpu_pct:3.0f}%  "
-                  f"avg {r.avg_ms:.3f} ms  at 50%: loss {r.lost_pct:.2f}% p99 {r.p99_ms or 0:.3f} ms  "
-                  f"(full-load loss {lost:.2f}%)")
+            print(
+                f"  {r.server:7} {r.workload:24} {r.qps:>10,.0f} q/s  server cpu {cpu_pct:3.0f}%  "
+                f"avg {r.avg_ms:.3f} ms  at 50%: loss {r.lost_pct:.2f}% p99 {r.p99_ms or 0:.3f} ms  "
+                f"(full-load loss {lost:.2f}%)"
+            )
             return r
 
         for kind in ("static", "weighted", "gslb-ecs"):
@@ -264,30 +309,38 @@ def main() -> int:
             cfg = geodns_config(work, port, policy=policy)
             ge = Server("geodns", geodns + ["--log-level", "warning", "serve", "--config", str(cfg)], port, server_core)
             try:
-                results.append(measure(ge, kind if kind != "gslb-ecs" else "geo+weighted, 10k ECS /24s",
-                                       queries, binary))
+                results.append(
+                    measure(ge, kind if kind != "gslb-ecs" else "geo+weighted, 10k ECS /24s", queries, binary)
+                )
             finally:
                 ge.stop()
             ge_r, gd_r = results[-1], results[-2]
-            print(f"  ratio geodns/gdnsd ({kind}): {ge_r.qps / gd_r.qps:.2f}; per CPU second: "
-                  f"{_per_cpu(ge_r) / _per_cpu(gd_r):.2f}")
+            print(
+                f"  ratio geodns/gdnsd ({kind}): {ge_r.qps / gd_r.qps:.2f}; per CPU second: "
+                f"{_per_cpu(ge_r) / _per_cpu(gd_r):.2f}"
+            )
 
         if "scaling" in parts:
-            print(f"scaling: GSLB records served by one geodns ([weighted]); each measured after a "
-                  f"{WARM_UP:.0f} s warm-up run, as a long-running server would be")
+            print(
+                f"scaling: GSLB records served by one geodns ([weighted]); each measured after a "
+                f"{WARM_UP:.0f} s warm-up run, as a long-running server would be"
+            )
             base = None
             for n in (10, 100, 1000, 10000):
                 port = free_port()
                 cfg = geodns_config(work, port, records=n)
-                ge = Server("geodns", geodns + ["--log-level", "warning", "serve", "--config", str(cfg)],
-                            port, server_core)
+                ge = Server(
+                    "geodns", geodns + ["--log-level", "warning", "serve", "--config", str(cfg)], port, server_core
+                )
                 try:
                     queries, _ = write_queries(work, "scaling", names=n)
                     dnsperf(port, queries, False, WARM_UP, client_core)
                     qps, avg, lost, _ = dnsperf(port, queries, False, args.seconds, client_core)
                     base = base or qps
-                    print(f"  {n:>6} records  {qps:>10,.0f} q/s  ({qps / base:.2f} of 10)  start {ge.ready_after:.1f} s"
-                          f"  rss {ge.rss_mb():.0f} MB  loss {lost:.2f}%")
+                    print(
+                        f"  {n:>6} records  {qps:>10,.0f} q/s  ({qps / base:.2f} of 10)  start {ge.ready_after:.1f} s"
+                        f"  rss {ge.rss_mb():.0f} MB  loss {lost:.2f}%"
+                    )
                 finally:
                     ge.stop()
 
@@ -296,8 +349,10 @@ def main() -> int:
             cfg = geodns_config(work, port, records=10_000, static_records=100_000)
             ge = Server("geodns", geodns + ["--log-level", "warning", "serve", "--config", str(cfg)], port, None)
             try:
-                print(f"memory: 100,000 static + 10,000 GSLB records: answering after {ge.ready_after:.1f} s, "
-                      f"rss {ge.rss_mb():.0f} MB")
+                print(
+                    f"memory: 100,000 static + 10,000 GSLB records: answering after {ge.ready_after:.1f} s, "
+                    f"rss {ge.rss_mb():.0f} MB"
+                )
             finally:
                 ge.stop()
     return 0

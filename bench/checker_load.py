@@ -8,6 +8,7 @@ CPU use, and the worst lateness of a probe against its slot.
     .venv/bin/python bench/checker_load.py                  # 1000, 2000, 5000 endpoints at 1, 2, 5 s
     .venv/bin/python bench/checker_load.py --endpoints 5000 --interval 1 --seconds 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def clusters(count: int, port: int, interval: float) -> list[ClusterSpec]:
     per = 50
     out = []
     for c in range(0, count, per):
-        endpoints = tuple(EndpointSpec(ipaddress.ip_address(int(ipaddress.ip_address("198.18.0.0")) + i),
-                                       probe=f"127.0.0.1:{port}") for i in range(c, min(c + per, count)))
+        endpoints = tuple(
+            EndpointSpec(ipaddress.ip_address(int(ipaddress.ip_address("198.18.0.0")) + i), probe=f"127.0.0.1:{port}")
+            for i in range(c, min(c + per, count))
+        )
         out.append(ClusterSpec(f"c{c // per}", "r", endpoints, check=spec))
     return out
 
@@ -66,9 +69,11 @@ async def run(count: int, interval: float, seconds: float, port: int) -> str:
     scheduled = count * seconds / interval
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     up = sum(1 for s in status.values() if s.state == "up")
-    return (f"{count:>6} endpoints every {interval:g} s: {probes:>7} probes of ~{scheduled:,.0f} scheduled "
-            f"({probes / scheduled:.0%}), {probes / seconds:,.0f} probes/s, checker CPU {cpu / seconds:.0%} of a core, "
-            f"{up} up")
+    return (
+        f"{count:>6} endpoints every {interval:g} s: {probes:>7} probes of ~{scheduled:,.0f} scheduled "
+        f"({probes / scheduled:.0%}), {probes / seconds:,.0f} probes/s, checker CPU {cpu / seconds:.0%} of a core, "
+        f"{up} up"
+    )
 
 
 def main() -> int:
@@ -78,8 +83,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=12.0)
     args = ap.parse_args()
     port = free_port()
-    sim = subprocess.Popen([sys.executable, "-m", "geodns", "sim-ingress", "--listen", f"127.0.0.1:{port}",
-                            "--name", "bench"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "geodns", "sim-ingress", "--listen", f"127.0.0.1:{port}", "--name", "bench"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -92,6 +101,7 @@ def main() -> int:
                 time.sleep(0.1)
         try:
             import uvloop
+
             runner = uvloop.run
         except ImportError:
             runner = asyncio.run

@@ -11,6 +11,7 @@ server really costs.  USS (private pages) and RSS are shown too.  Then, with
 a client querying continuously, it sends SIGHUP and counts unanswered queries
 until the reload is done and the old workers have left.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,12 @@ class Server:
         self.port = port
         self.lines: list[str] = []
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "geodns", "serve", "--config", str(config),
-                                      "--workers", str(workers)], stderr=subprocess.PIPE, text=True, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "geodns", "serve", "--config", str(config), "--workers", str(workers)],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -106,7 +111,7 @@ def run(config: Path, port: int, workers: int, static: int) -> dict:
             except (dns.exception.Timeout, OSError):
                 time.sleep(0.05)
         start_s = time.monotonic() - server.t0
-        time.sleep(1.0)                                  # counters sent, everything settled
+        time.sleep(1.0)  # counters sent, everything settled
         before = memory(server.proc.pid)
         result = {"workers": workers, "start_s": start_s, **before}
         # A reload under load: every query must be answered.
@@ -130,7 +135,7 @@ def run(config: Path, port: int, workers: int, static: int) -> dict:
         while not any("event=reloaded" in line or "event=reload-failed" in line for line in server.lines[mark:]):
             time.sleep(0.05)
         result["reload_s"] = time.monotonic() - t
-        time.sleep(3.0)                                   # the old workers drain and leave
+        time.sleep(3.0)  # the old workers drain and leave
         stop.set()
         thread.join()
         result["reload_answered"], result["reload_lost"] = answered[0], len(lost)
@@ -153,15 +158,20 @@ def main() -> int:
         config = geodns_config(Path(tmp), port, records=args.gslb, static_records=args.static)
         results = [run(config, port, n, args.static) for n in (1, args.workers)]
     print(f"{args.static} static records, {args.gslb} GSLB records")
-    print(f"{'workers':>7} {'start s':>8} {'PSS MB':>8} {'USS MB':>8} {'RSS MB':>8} {'procs':>5} "
-          f"{'reload s':>8} {'answered':>8} {'lost':>5} {'PSS after':>9} {'orphaned':>8}")
+    print(
+        f"{'workers':>7} {'start s':>8} {'PSS MB':>8} {'USS MB':>8} {'RSS MB':>8} {'procs':>5} "
+        f"{'reload s':>8} {'answered':>8} {'lost':>5} {'PSS after':>9} {'orphaned':>8}"
+    )
     for r in results:
-        print(f"{r['workers']:>7} {r['start_s']:>8.1f} {r['pss']:>8.0f} {r['uss']:>8.0f} {r['rss']:>8.0f} "
-              f"{r['processes']:>5} {r['reload_s']:>8.1f} {r['reload_answered']:>8} {r['reload_lost']:>5} "
-              f"{r['after_reload_pss']:>9.0f} {r['orphaned']:>8}")
+        print(
+            f"{r['workers']:>7} {r['start_s']:>8.1f} {r['pss']:>8.0f} {r['uss']:>8.0f} {r['rss']:>8.0f} "
+            f"{r['processes']:>5} {r['reload_s']:>8.1f} {r['reload_answered']:>8} {r['reload_lost']:>5} "
+            f"{r['after_reload_pss']:>9.0f} {r['orphaned']:>8}"
+        )
     one, many = results
-    print(f"start-up {many['start_s'] / one['start_s']:.2f}x one process's; "
-          f"memory (PSS) {many['pss'] / one['pss']:.2f}x")
+    print(
+        f"start-up {many['start_s'] / one['start_s']:.2f}x one process's; memory (PSS) {many['pss'] / one['pss']:.2f}x"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """``python -m geodns`` is the ``geodns`` command."""
+
 import sys
 
 from .cli import main

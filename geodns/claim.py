@@ -11,6 +11,7 @@ Probe and group bind happen under a lock (an abstract unix socket, scoped to
 the network namespace like the ports, released when its holder exits however
 it exits), so two servers started at the same instant cannot both pass.
 """
+
 from __future__ import annotations
 
 import errno
@@ -22,7 +23,7 @@ from .dns.listener import _bound_socket
 BIND_LOCK = b"\0geodns-dns-listen-bind"
 BIND_LOCK_WAIT = 5.0
 
-Bound = tuple[str, socket.socket, socket.socket]     # host, TCP, UDP: one listen address of one worker slot
+Bound = tuple[str, socket.socket, socket.socket]  # host, TCP, UDP: one listen address of one worker slot
 
 
 def address_text(host: str, port: int) -> str:
@@ -35,7 +36,7 @@ def in_use_error(exc: OSError, host: str, port: int) -> OSError:
         text = f"{address_text(host, port)} is already in use (another geodns serve on it?): one server per address"
     else:
         text = f"{address_text(host, port)}: {exc.strerror or exc}"
-    error = OSError(text)                  # str() is the text alone; the errno is kept for code that asks
+    error = OSError(text)  # str() is the text alone; the errno is kept for code that asks
     error.errno = exc.errno
     return error
 
@@ -52,15 +53,16 @@ class _BindLock:
                 return self
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                    return self               # no lock to be had: the exclusive probe still stands alone
+                    return self  # no lock to be had: the exclusive probe still stands alone
                 time.sleep(0.01)
 
     def __exit__(self, *exc) -> None:
         self.sock.close()
 
 
-def claim_addresses(listen: tuple[tuple[str, int], ...], count: int, reuse_port: bool = True
-                    ) -> tuple[tuple[tuple[str, int], ...], list[list[Bound]]]:
+def claim_addresses(
+    listen: tuple[tuple[str, int], ...], count: int, reuse_port: bool = True
+) -> tuple[tuple[tuple[str, int], ...], list[list[Bound]]]:
     """Prove every address free, then bind ``count`` SO_REUSEPORT socket pairs on each; raises OSError.
 
     ``reuse_port=False`` (one process, ``count`` 1): a plain pair, which no other process can join.

@@ -1,4 +1,5 @@
 """The ``geodns`` command: argument parsing and dispatch to one function per command."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ def _listen(text: str) -> tuple[str, int]:
 
 def _component_level(text: str) -> tuple[str, str]:
     from .logs import parse_component_level
+
     try:
         return parse_component_level(text)
     except ValueError as exc:
@@ -40,6 +42,7 @@ def _http_listen(text: str):
 
 def _setup_logging(level: str, per_component=(), fmt: str = "kv") -> None:
     from .logs import setup
+
     setup(level, per_component or (), fmt)
 
 
@@ -97,30 +100,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _text(name) -> str:
     from .names import to_text
+
     return to_text(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geodns", description="Authoritative geo- and latency-aware DNS server.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-level-for", type=_component_level, action="append", metavar="COMPONENT=LEVEL",
-                        help="level for one component, e.g. geodns.dns=debug or geodns.querylog=info (repeatable)")
+    parser.add_argument(
+        "--log-level-for",
+        type=_component_level,
+        action="append",
+        metavar="COMPONENT=LEVEL",
+        help="level for one component, e.g. geodns.dns=debug or geodns.querylog=info (repeatable)",
+    )
     parser.add_argument("--log-format", default="kv", choices=["kv", "json"], help="key=value lines or JSON lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="answer DNS queries (and serve the HTTP API)")
     serve.add_argument("--config", type=Path, help="YAML config (default: the shipped config/geodns.yaml)")
     serve.add_argument("--zone", type=Path, action="append", help="zone file to serve (repeatable)")
-    serve.add_argument("--dns-listen", type=_listen, action="append", metavar="HOST:PORT",
-                       help="UDP+TCP listen address (repeatable; default 127.0.0.1:5353)")
-    serve.add_argument("--http-listen", type=_http_listen, metavar="HOST:PORT", default=False,
-                       help="HTTP listen address for /metrics, /healthz, /readyz (default 127.0.0.1:8053; 'off' disables)")
+    serve.add_argument(
+        "--dns-listen",
+        type=_listen,
+        action="append",
+        metavar="HOST:PORT",
+        help="UDP+TCP listen address (repeatable; default 127.0.0.1:5353)",
+    )
+    serve.add_argument(
+        "--http-listen",
+        type=_http_listen,
+        metavar="HOST:PORT",
+        default=False,
+        help="HTTP listen address for /metrics, /healthz, /readyz (default 127.0.0.1:8053; 'off' disables)",
+    )
     serve.add_argument("--store", metavar="URL", help="state store: memory:// or redis://HOST:PORT/DB")
-    serve.add_argument("--reset-state", action="store_true",
-                       help="seed the store from the config, discarding runtime drains, weights and endpoints")
-    serve.add_argument("--workers", type=_workers, metavar="N|auto",
-                       help="processes answering DNS on the same addresses with SO_REUSEPORT "
-                            "(default: server.workers, else one per usable CPU)")
+    serve.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="seed the store from the config, discarding runtime drains, weights and endpoints",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N|auto",
+        help="processes answering DNS on the same addresses with SO_REUSEPORT "
+        "(default: server.workers, else one per usable CPU)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     validate = sub.add_parser("validate", help="check a config and its zone files; print file:line: reason")
@@ -133,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .health import command as check_command
     from .sim import ingress as sim_ingress
     from .stack import command as stack_command
+
     check_command.add_parser(sub)
     cmds.add_parsers(sub)
     sim_ingress.add_parser(sub)
@@ -146,12 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_level, args.log_level_for, args.log_format)
     try:
         status = args.func(args)
-        sys.stdout.flush()        # inside the try: a closed pipe usually shows only at this flush
+        sys.stdout.flush()  # inside the try: a closed pipe usually shows only at this flush
         return status
     except BrokenPipeError:
         # `geodns status | head`: the reader left, which is not an error of ours.  Point stdout
         # at /dev/null so the interpreter's own flush at exit does not raise again.
         import os
+
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

@@ -6,6 +6,7 @@ depends on the live table (the snapshot, its health view, each record's
 policy context) is rebuilt off the query path by ``update`` and swapped in
 with one assignment, so a query always sees one consistent state.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,9 +38,9 @@ from .zones.zoneset import ZoneSet
 log = logging.getLogger("geodns.gslb")
 
 _FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
-CLIENT_CACHE = 65536      # distinct client subnets remembered by the fast path
-OUTCOME_CACHE = 65536     # (record, family, location, ECS source) outcome lists remembered ...
-OUTCOME_SELECTIONS = 262_144   # ... holding this many selections in all (a few hundred bytes each)
+CLIENT_CACHE = 65536  # distinct client subnets remembered by the fast path
+OUTCOME_CACHE = 65536  # (record, family, location, ECS source) outcome lists remembered ...
+OUTCOME_SELECTIONS = 262_144  # ... holding this many selections in all (a few hundred bytes each)
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,15 @@ class GslbResponder:
         # The same names in lower-cased wire form, for the fast path's byte-level look-up.
         self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
         self.counters = Counters()
-        self._clients: dict[object, Client] = {}     # fast path: subnet or source -> Client
+        self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
         self._reads_rtt = any("latency" in record.policy for record in self.records.values())
         self._outcomes: dict[tuple, Outcomes | None] = {}
-        self._outcomes_held = 0               # selections in self._outcomes
+        self._outcomes_held = 0  # selections in self._outcomes
         self._outcomes_generation = -1
         # Records whose answers depend on where the client is; the others have one outcome list.
-        self._placed = frozenset(name for name, record in self.records.items()
-                                 if LOCATION_FILTERS.intersection(record.policy))
+        self._placed = frozenset(
+            name for name, record in self.records.items() if LOCATION_FILTERS.intersection(record.policy)
+        )
         self.shed = ShedController(config.clusters)
         self.state: LiveState = self._build(snapshot, None)
 
@@ -144,16 +146,32 @@ class GslbResponder:
         load = self.shed.view(snapshot, now)
         if previous is None:
             generation = 0
-        elif snapshot.clusters == previous.snapshot.clusters and \
-                health.same_decisions(previous.health, self._reads_rtt) and load.same_decisions(previous.load):
+        elif (
+            snapshot.clusters == previous.snapshot.clusters
+            and health.same_decisions(previous.health, self._reads_rtt)
+            and load.same_decisions(previous.load)
+        ):
             generation = previous.generation
         else:
             generation = previous.generation + 1
-        ttls = {} if not load.states else {
-            name: ttl for name, record in self.records.items()
-            if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl}
-        return LiveState(snapshot, health, contexts(self.records.values(), snapshot, health, self.regions, self.rng,
-                                                    load), now, generation, load, ttls)
+        ttls = (
+            {}
+            if not load.states
+            else {
+                name: ttl
+                for name, record in self.records.items()
+                if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl
+            }
+        )
+        return LiveState(
+            snapshot,
+            health,
+            contexts(self.records.values(), snapshot, health, self.regions, self.rng, load),
+            now,
+            generation,
+            load,
+            ttls,
+        )
 
     def update(self, snapshot: Snapshot | None = None) -> None:
         """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
@@ -273,8 +291,11 @@ class GslbResponder:
         client = Client(ip, location, prefix)
         family, context = _FAMILY.get(qtype), self.state.contexts.get(qname)
         # why.explain runs policy.select, not self.select: an operator's question is not a query to count.
-        decision = why.explain(context, client, family) if family and context else \
-            {"steps": [], "answer": [], "clusters": [], "fallback": False, "scope": 0}
+        decision = (
+            why.explain(context, client, family)
+            if family and context
+            else {"steps": [], "answer": [], "clusters": [], "fallback": False, "scope": 0}
+        )
         return {
             "name": to_text(qname),
             "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
@@ -292,14 +313,19 @@ class GslbResponder:
         source = f"ecs {client.address}/{client.ecs_source}" if client.ecs_source else f"resolver {client.address}"
         lines = [f"client {source} located {where} via {loc.source} prefix /{loc.prefix}"]
         for step in decision["steps"]:
-            lines.append(f"{step['filter']}: in {','.join(step['in']) or '-'} out {','.join(step['out']) or '-'}"
-                         + (f" dropped {','.join(step['dropped'])}" if step["dropped"] else "")
-                         + (f" ({step['why']})" if step["why"] else ""))
+            lines.append(
+                f"{step['filter']}: in {','.join(step['in']) or '-'} out {','.join(step['out']) or '-'}"
+                + (f" dropped {','.join(step['dropped'])}" if step["dropped"] else "")
+                + (f" ({step['why']})" if step["why"] else "")
+            )
         v6 = select(context, client, 6)
-        lines.append(f"answer A {','.join(decision['answer']) or '-'} AAAA {','.join(map(str, v6.addresses)) or '-'}"
-                     f" clusters {','.join(decision['clusters']) or '-'}{' (fallback)' if decision['fallback'] else ''}")
-        lines.append(f"snapshot version {self.state.snapshot.version} record {to_text(record)} "
-                     f"scope /{decision['scope']}")
+        lines.append(
+            f"answer A {','.join(decision['answer']) or '-'} AAAA {','.join(map(str, v6.addresses)) or '-'}"
+            f" clusters {','.join(decision['clusters']) or '-'}{' (fallback)' if decision['fallback'] else ''}"
+        )
+        lines.append(
+            f"snapshot version {self.state.snapshot.version} record {to_text(record)} scope /{decision['scope']}"
+        )
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
 
@@ -318,12 +344,19 @@ def _shares(context: Context, client: Client, family: int) -> dict[str, float]:
 def _txt_rdata(text: str) -> bytes:
     """One TXT rdata: the text in character-strings of at most 255 octets."""
     data = text.encode("utf-8")
-    return b"".join(bytes((len(data[i:i + 255]),)) + data[i:i + 255] for i in range(0, len(data), 255))
+    return b"".join(bytes((len(data[i : i + 255]),)) + data[i : i + 255] for i in range(0, len(data), 255))
 
 
 def _location_dict(location) -> dict:
-    return {"region": location.region, "country": location.country, "continent": location.continent,
-            "lat": location.lat, "lon": location.lon, "prefix": location.prefix, "source": location.source}
+    return {
+        "region": location.region,
+        "country": location.country,
+        "continent": location.continent,
+        "lat": location.lat,
+        "lon": location.lon,
+        "prefix": location.prefix,
+        "source": location.source,
+    }
 
 
 def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
@@ -337,15 +370,23 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
             problems.append(Problem(source, record.line, f"{where}: not inside any served zone"))
             continue
         match = zone.find(name)
-        if match.kind is MatchKind.DELEGATION and match.cut is not None:     # a delegation always has its cut
-            problems.append(Problem(source, record.line,
-                                    f"{where}: below the zone cut {to_text(match.cut.name)}; it would never be answered"))
+        if match.kind is MatchKind.DELEGATION and match.cut is not None:  # a delegation always has its cut
+            problems.append(
+                Problem(
+                    source,
+                    record.line,
+                    f"{where}: below the zone cut {to_text(match.cut.name)}; it would never be answered",
+                )
+            )
         elif match.kind is MatchKind.EXACT:
             clash = [t for t in (wire.T_A, wire.T_AAAA, wire.T_CNAME) if t in match.rrsets]
             if clash:
                 types = ", ".join({wire.T_A: "A", wire.T_AAAA: "AAAA", wire.T_CNAME: "CNAME"}[t] for t in clash)
-                problems.append(Problem(source, record.line,
-                                        f"{where}: {zone.source} also has {types} records at this name; remove one"))
+                problems.append(
+                    Problem(
+                        source, record.line, f"{where}: {zone.source} also has {types} records at this name; remove one"
+                    )
+                )
     return problems
 
 

@@ -5,6 +5,7 @@ RFC 4592, RFC 6891, RFC 7871, RFC 8482) over the served zones, and asks the
 GSLB selector for the names that are GSLB records.  It never awaits: a query
 is parse, look up, select, encode, all in memory.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,10 +44,18 @@ DEBUG_LABEL = b"_geodns"
 class AnswerEngine:
     """Stateless between queries; replaced whole on reload."""
 
-    def __init__(self, zones: ZoneSet, *, payload: int = 1232, nsid: bytes | None = None,
-                 dynamic: GslbResponder | None = None, debug_txt: bool = False,
-                 query_log: QueryLogConfig | None = None, stats: QueryStats | None = None,
-                 fast_path: bool = True):
+    def __init__(
+        self,
+        zones: ZoneSet,
+        *,
+        payload: int = 1232,
+        nsid: bytes | None = None,
+        dynamic: GslbResponder | None = None,
+        debug_txt: bool = False,
+        query_log: QueryLogConfig | None = None,
+        stats: QueryStats | None = None,
+        fast_path: bool = True,
+    ):
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
@@ -54,10 +63,13 @@ class AnswerEngine:
         # The Server hands every engine it builds the same QueryStats, so reloads keep counting.
         self.stats = stats if stats is not None else QueryStats()
         # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
-        self.debug_names: frozenset[Name] = frozenset(
-            (DEBUG_LABEL,) + name for name in dynamic.names) if debug_txt and dynamic is not None else frozenset()
+        self.debug_names: frozenset[Name] = (
+            frozenset((DEBUG_LABEL,) + name for name in dynamic.names)
+            if debug_txt and dynamic is not None
+            else frozenset()
+        )
         self.query_log_rate = query_log.sample if query_log is not None and query_log.enabled else 0.0
-        self._selected: tuple[str, ...] = ()        # clusters of the latest GSLB answer, for the query log
+        self._selected: tuple[str, ...] = ()  # clusters of the latest GSLB answer, for the query log
         # Pre-encoded answers for the common query shapes; off while sampling queries into the log.
         self.fast = FastPath(self) if fast_path and not self.query_log_rate else None
 
@@ -82,13 +94,13 @@ class AnswerEngine:
             # parse_query raises only once the header is readable and not a response.
             self.stats.malformed += 1
             header = wire.parse_header(data)
-            assert header is not None       # parse_query raises only once the header is readable
+            assert header is not None  # parse_query raises only once the header is readable
             qid, flags = header[:2]
             rcode = wire.NOTIMP if (flags >> 11) & 0xF != wire.OPCODE_QUERY else wire.FORMERR
             if exc.query is not None:
                 return encode_error(exc.query, rcode, self.payload)
             return encode_header_only(qid, flags, rcode)
-        if query is None:                   # too short for a header, or a response
+        if query is None:  # too short for a header, or a response
             self.stats.dropped += 1
             return None
         if query.opcode != wire.OPCODE_QUERY:
@@ -109,8 +121,12 @@ class AnswerEngine:
             self.stats.truncated += 1
         elif fast is not None and result.cacheable and result.rcode <= wire.NXDOMAIN and zone is not None:
             fast.remember(data, tcp, response, zone.origin, result.rcode)
-        elapsed = _tally(self.stats, (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp),
-                         query.edns is not None and query.edns.ecs is not None, start)
+        elapsed = _tally(
+            self.stats,
+            (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp),
+            query.edns is not None and query.edns.ecs is not None,
+            start,
+        )
         if logging_this:
             self._log_query(query, client, tcp, result.rcode, elapsed)
         return response
@@ -118,17 +134,25 @@ class AnswerEngine:
     def _rcode_only(self, query: Query, rcode: int, tcp: bool, start: float) -> bytes:
         """Encode and count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""
         response = encode_error(query, rcode, self.payload, self.nsid)
-        _tally(self.stats, (None, query.qtype, rcode, tcp), query.edns is not None and query.edns.ecs is not None,
-               start)
+        _tally(
+            self.stats, (None, query.qtype, rcode, tcp), query.edns is not None and query.edns.ecs is not None, start
+        )
         return response
 
     def _log_query(self, query: Query, client: str, tcp: bool, rcode: int, elapsed: float) -> None:
         """One sampled query at info, as key=value (``server.query_log``)."""
         ecs = query.edns.ecs if query.edns is not None else None
-        query_log.info("event=query client=%s ecs=%s qname=%s qtype=%s rcode=%s transport=%s clusters=%s us=%d",
-                       client, f"{ecs.address}/{ecs.source_prefix}" if ecs is not None else "-",
-                       to_text(query.qname), _type_text(query.qtype), _RCODES.get(rcode, rcode),
-                       "tcp" if tcp else "udp", ",".join(self._selected) or "-", elapsed * 1e6)
+        query_log.info(
+            "event=query client=%s ecs=%s qname=%s qtype=%s rcode=%s transport=%s clusters=%s us=%d",
+            client,
+            f"{ecs.address}/{ecs.source_prefix}" if ecs is not None else "-",
+            to_text(query.qname),
+            _type_text(query.qtype),
+            _RCODES.get(rcode, rcode),
+            "tcp" if tcp else "udp",
+            ",".join(self._selected) or "-",
+            elapsed * 1e6,
+        )
 
     @staticmethod
     def _refusal(query: Query) -> int | None:
@@ -139,7 +163,7 @@ class AnswerEngine:
         if qtype == wire.T_OPT:
             return wire.FORMERR
         if qtype in (wire.T_AXFR, wire.T_IXFR):
-            return wire.REFUSED        # no zone transfers from a GSLB server
+            return wire.REFUSED  # no zone transfers from a GSLB server
         if qtype in (wire.T_MAILA, wire.T_MAILB):
             return wire.NOTIMP
         return None
@@ -166,13 +190,14 @@ class AnswerEngine:
             return
         result.cacheable = False
         dynamic = self.dynamic
-        assert dynamic is not None          # debug names exist only with GSLB records
+        assert dynamic is not None  # debug names exist only with GSLB records
         who = dynamic.client(query, client)
         result.answer.append(dynamic.debug_rrset(query.qname, query.qname[1:], who))
         result.ecs_scope = who.ecs_source or 0
 
-    def _lookup(self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name],
-                query: Query, client: str) -> None:
+    def _lookup(
+        self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name], query: Query, client: str
+    ) -> None:
         """Fill ``result`` for (name, qtype) in zone, following CNAMEs within our zones."""
         dynamic = self.dynamic
         while True:
@@ -184,7 +209,7 @@ class AnswerEngine:
                 cut = match.cut
                 assert cut is not None
                 if cut.name == name and qtype == wire.T_DS:
-                    self._nodata(zone, result)      # the parent side of the cut owns DS
+                    self._nodata(zone, result)  # the parent side of the cut owns DS
                 elif not result.answer:
                     self._referral(zone, cut, result)
                 return
@@ -198,7 +223,7 @@ class AnswerEngine:
                 return
             rrsets = match.rrsets
             wildcard = kind is MatchKind.WILDCARD
-            if not rrsets:                          # a wildcard that is only an empty non-terminal
+            if not rrsets:  # a wildcard that is only an empty non-terminal
                 self._nodata(zone, result)
                 return
             if qtype == wire.T_ANY:
@@ -218,10 +243,10 @@ class AnswerEngine:
             seen.add(name)
             target = cname.targets[0]
             if target in seen or len(seen) >= MAX_CNAME_CHAIN:
-                return                              # a loop: answer the chain so far
+                return  # a loop: answer the chain so far
             next_zone = self.zones.zone_for(target)
             if next_zone is None:
-                return                              # out of our zones: the resolver follows it
+                return  # out of our zones: the resolver follows it
             zone, name = next_zone, target
 
     def _gslb(self, name: Name, qtype: int, result: Answer, query: Query, client: str) -> bool:
@@ -229,7 +254,7 @@ class AnswerEngine:
         if qtype not in (wire.T_A, wire.T_AAAA, wire.T_ANY):
             return False
         dynamic = self.dynamic
-        assert dynamic is not None          # GSLB names exist only with a responder
+        assert dynamic is not None  # GSLB names exist only with a responder
         asked = wire.T_A if qtype == wire.T_ANY else qtype
         selection = dynamic.select(name, asked, dynamic.client(query, client))
         if selection is None:
@@ -243,18 +268,18 @@ class AnswerEngine:
         """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither counts here)."""
         result.cacheable = False
         dynamic = self.dynamic
-        assert dynamic is not None          # only GSLB names get here
+        assert dynamic is not None  # only GSLB names get here
         if selection.addresses:
             result.answer.append(dynamic.rrset(name, qtype, selection))
         else:
             zone = self.zones.zone_for(name)
-            assert zone is not None         # the config checks put each GSLB name inside a served zone
+            assert zone is not None  # the config checks put each GSLB name inside a served zone
             self._nodata(zone, result)
 
     def count_gslb(self, name: Name, selection) -> None:
         self._selected = selection.clusters
         dynamic = self.dynamic
-        assert dynamic is not None          # only GSLB selections are counted
+        assert dynamic is not None  # only GSLB selections are counted
         dynamic.counters.tally(name, selection).n += 1
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
@@ -286,6 +311,7 @@ _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP"
 
 def _type_text(qtype: int) -> str:
     from .zones.zone import type_name
+
     return {251: "IXFR", 252: "AXFR", 255: "ANY", 41: "OPT"}.get(qtype) or type_name(qtype)
 
 

@@ -3,6 +3,7 @@
 Every check collects all its problems before failing (as octoDNS does), so a
 user fixes a file in one pass instead of one error per run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 class Problem:
     """One thing wrong with one input: where, and why."""
 
-    source: str            # file path, or a label such as "--dns-listen"
-    line: int | None       # 1-based line, when known
-    reason: str            # for config files this starts with the key path
+    source: str  # file path, or a label such as "--dns-listen"
+    line: int | None  # 1-based line, when known
+    reason: str  # for config files this starts with the key path
 
     def __str__(self) -> str:
         if self.line is None:

@@ -12,6 +12,7 @@ open up one part without drowning in the rest.  Components: ``geodns.server``,
 ``geodns.querylog`` (sampled queries, ``server.query_log``), ``geodns.state``,
 ``geodns.health``, ``geodns.geo``.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,9 @@ def parse_component_level(text: str) -> tuple[str, str]:
     return name.strip(), level
 
 
-def setup(level: str = "info", per_component: Iterable[tuple[str, str]] = (), fmt: str = "kv",
-          stream: TextIO | None = None) -> None:
+def setup(
+    level: str = "info", per_component: Iterable[tuple[str, str]] = (), fmt: str = "kv", stream: TextIO | None = None
+) -> None:
     """Configure the root logger once per process (replacing any earlier handler)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -91,7 +93,7 @@ def setup(level: str = "info", per_component: Iterable[tuple[str, str]] = (), fm
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
-    levels = dict(per_component)             # once: per_component may be a one-shot iterable
+    levels = dict(per_component)  # once: per_component may be a one-shot iterable
     for name, component_level in levels.items():
         logging.getLogger(name).setLevel(getattr(logging, component_level.upper()))
     # Third-party chatter stays at warning unless asked for by name.

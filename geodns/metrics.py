@@ -10,6 +10,7 @@ on every answer.
 One ``QueryStats`` lives as long as the ``Server``; each engine built by a
 reload is handed the same object, so counters never go backwards on reload.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left
@@ -18,7 +19,19 @@ from .names import Name
 
 # Upper bounds (seconds) of the answer-time histogram; answers take tens of microseconds.
 DURATION_BUCKETS: tuple[float, ...] = (
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+)
 
 # (zone origin or None, qtype, rcode, tcp) -> queries.  ``None``: outside every served zone.
 QueryKey = tuple[Name | None, int, int, bool]
@@ -35,9 +48,9 @@ class QueryStats:
         self.duration_buckets: list[int] = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         self.truncated = 0
-        self.ecs_present = 0         # queries with an EDNS Client Subnet option (the rest: total - this)
-        self.dropped = 0             # messages answered with nothing (responses, runts)
-        self.malformed = 0           # answered FORMERR/NOTIMP before the question could be read
+        self.ecs_present = 0  # queries with an EDNS Client Subnet option (the rest: total - this)
+        self.dropped = 0  # messages answered with nothing (responses, runts)
+        self.malformed = 0  # answered FORMERR/NOTIMP before the question could be read
 
     def observe(self, seconds: float) -> None:
         """One answer time into the histogram (used by the error paths; the hot path inlines it)."""

@@ -6,6 +6,7 @@ exact, which is what the query path does most.  Case is folded here once so
 that nothing downstream compares case-insensitively; the question's original
 case is kept separately, as raw bytes, for echoing (0x20 clients).
 """
+
 from __future__ import annotations
 
 Name = tuple[bytes, ...]
@@ -39,14 +40,14 @@ def from_text(text: str, origin: Name | None = None) -> Name:
     while i < n:
         c = raw[i]
         if c == 0x5C:  # backslash
-            if i + 3 < n and raw[i + 1:i + 4].isdigit():
-                value = int(raw[i + 1:i + 4])
+            if i + 3 < n and raw[i + 1 : i + 4].isdigit():
+                value = int(raw[i + 1 : i + 4])
                 if value > 255:
                     raise NameError_(f"bad escape in name {text!r}")
                 current.append(value)
                 i += 4
                 continue
-            if i + 1 < n and raw[i + 1:i + 2].isdigit():
+            if i + 1 < n and raw[i + 1 : i + 2].isdigit():
                 raise NameError_(f"bad escape in name {text!r}: \\DDD needs three digits")
             if i + 1 >= n:
                 raise NameError_(f"dangling backslash in name {text!r}")
@@ -119,7 +120,7 @@ def is_subdomain(name: Name, parent: Name) -> bool:
     """True when name equals parent or lies below it."""
     if not parent:
         return True
-    return len(name) >= len(parent) and name[len(name) - len(parent):] == parent
+    return len(name) >= len(parent) and name[len(name) - len(parent) :] == parent
 
 
 def parent(name: Name) -> Name:

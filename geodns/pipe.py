@@ -7,6 +7,7 @@ partial one is simply awaited.  Only end-of-file (the other process closed
 its end or died) means the peer is gone.  Writes go through the event loop
 (``loop.sock_sendall``), so a large message never blocks it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,7 @@ def _reduce_proxy(proxy: MappingProxyType) -> tuple:
     return read_only, (dict(proxy),)
 
 
-copyreg.pickle(MappingProxyType, _reduce_proxy)     # snapshots hold read-only mappings
+copyreg.pickle(MappingProxyType, _reduce_proxy)  # snapshots hold read-only mappings
 
 
 def frame(*message: Any) -> bytes:
@@ -52,7 +53,7 @@ class Channel:
         sock.setblocking(False)
         self.sock = sock
         self.buffer = bytearray()
-        self.closed = False                  # the peer's end reached EOF (or failed)
+        self.closed = False  # the peer's end reached EOF (or failed)
         self._queue: deque[bytes] = deque()
         self._sender: asyncio.Task | None = None
 
@@ -65,7 +66,7 @@ class Channel:
             try:
                 chunk = self.sock.recv(READ_CHUNK)
             except (BlockingIOError, InterruptedError):
-                break                        # nothing more for now: a partial message waits in the buffer
+                break  # nothing more for now: a partial message waits in the buffer
             except OSError:
                 self.closed = True
                 break
@@ -79,7 +80,7 @@ class Channel:
             if len(buf) - at - HEADER.size < length:
                 break
             start = at + HEADER.size
-            messages.append(pickle.loads(memoryview(buf)[start:start + length]))
+            messages.append(pickle.loads(memoryview(buf)[start : start + length]))
             at = start + length
         if at:
             del buf[:at]

@@ -6,6 +6,7 @@ measured.  PSS (the proportional set size) is the honest memory figure for
 workers forked after load: their shared pages are counted once across all of
 them, where RSS counts them in every worker.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,10 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 @dataclass(frozen=True)
 class ProcStat:
-    cpu_seconds: float          # user + system
+    cpu_seconds: float  # user + system
     rss_bytes: int
-    pss_bytes: int | None       # None where smaps_rollup is not readable (old kernels, other users)
-    start_time: float           # seconds after boot
+    pss_bytes: int | None  # None where smaps_rollup is not readable (old kernels, other users)
+    start_time: float  # seconds after boot
 
 
 def read(pid: int, proc: str = "/proc") -> ProcStat | None:

@@ -1,4 +1,5 @@
 """The unit of DNS data the answer engine moves around."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

@@ -1,4 +1,5 @@
 """Running a command's main coroutine: on uvloop where it is installed (Linux), else asyncio."""
+
 from __future__ import annotations
 
 import asyncio

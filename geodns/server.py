@@ -5,6 +5,7 @@ overrides) so that a reload re-reads exactly what start-up read.  A reload
 builds a complete new engine first and swaps it in with one assignment; if
 anything fails the running engine stays and every problem is logged.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ from .state.model import Cluster, Snapshot
 from .state.store import StateStore, StoreUnavailable, open_store, redact_url
 from .zones.zoneset import ZoneSet, load_zones
 
-if TYPE_CHECKING:     # imported where used: http/ and health/ import this module, workers.py forks it
+if TYPE_CHECKING:  # imported where used: http/ and health/ import this module, workers.py forks it
     from aiohttp import web
 
     from .health.checker import Checker
@@ -57,10 +58,10 @@ class Settings:
     config_path: Path | None = None
     zone_paths: tuple[Path, ...] = ()
     dns_listen: tuple[tuple[str, int], ...] = ()
-    http_listen: tuple[str, int] | None | Literal[False] = False   # False: as the config says
+    http_listen: tuple[str, int] | None | Literal[False] = False  # False: as the config says
     store: str | None = None
-    reset_state: bool = False          # seed with overwrite: forget runtime drains and weights
-    workers: int | None = None         # serve --workers: overrides server.workers
+    reset_state: bool = False  # seed with overwrite: forget runtime drains and weights
+    workers: int | None = None  # serve --workers: overrides server.workers
 
     def load(self) -> Config:
         if self.config_path is not None:
@@ -101,8 +102,14 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
         if snapshot is None:
             snapshot = Snapshot.from_specs(config.clusters.values())
         responder = GslbResponder(config, Locator(config.geoip), snapshot)
-    return AnswerEngine(zones, payload=config.server.udp_payload, nsid=config.server.nsid, dynamic=responder,
-                        debug_txt=config.server.debug_txt, query_log=config.server.query_log)
+    return AnswerEngine(
+        zones,
+        payload=config.server.udp_payload,
+        nsid=config.server.nsid,
+        dynamic=responder,
+        debug_txt=config.server.debug_txt,
+        query_log=config.server.query_log,
+    )
 
 
 STOP_PART_TIMEOUT = 3.0
@@ -127,22 +134,23 @@ class Server:
         self.http: web.AppRunner | None = None
         self.store: StateStore | None = None
         self.keeper: SnapshotKeeper | None = None
-        self.checker: Checker | None = None          # the embedded health checker, when it runs
-        self.workers: WorkerPool | None = None       # a WorkerPool when server.workers > 1 (geodns/workers.py)
+        self.checker: Checker | None = None  # the embedded health checker, when it runs
+        self.workers: WorkerPool | None = None  # a WorkerPool when server.workers > 1 (geodns/workers.py)
         self.reloads = {"ok": 0, "failed": 0}
-        self.loaded_at: float | None = None          # unix time the running config was loaded (start or reload)
-        self.reload_problems: list[str] = []        # of the latest failed reload, for the admin API
-        self.stats = QueryStats()                    # shared by every engine, so reloads keep counting
+        self.loaded_at: float | None = None  # unix time the running config was loaded (start or reload)
+        self.reload_problems: list[str] = []  # of the latest failed reload, for the admin API
+        self.stats = QueryStats()  # shared by every engine, so reloads keep counting
         self.gslb_counters = Counters()
-        self.history = StateHistory()                # endpoint state changes, for the status page
+        self.history = StateHistory()  # endpoint state changes, for the status page
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._seeded_names: set[str] = set()         # config clusters this server has put into the store
+        self._seeded_names: set[str] = set()  # config clusters this server has put into the store
 
     def query_stats(self) -> QueryStats:
         """What /metrics reports: this process's counters, or every worker's when workers answer."""
         if self.workers is not None:
             from .workers import merge_stats
+
             return merge_stats(self.workers.stats(), self.stats)
         return self.stats
 
@@ -188,22 +196,28 @@ class Server:
         try:
             await self._start(config, seed, listen, claimed)
         except BaseException:
-            if self.workers is None:             # the pool closes its own; ours may not have a listener yet
+            if self.workers is None:  # the pool closes its own; ours may not have a listener yet
                 for _, tcp, udp in (bound for slot in claimed for bound in slot):
                     tcp.close()
                     udp.close()
             raise
 
-    async def _start(self, config: Config, seed: Snapshot, listen: tuple[tuple[str, int], ...],
-                     claimed: list[list[Bound]]) -> None:
+    async def _start(
+        self, config: Config, seed: Snapshot, listen: tuple[tuple[str, int], ...], claimed: list[list[Bound]]
+    ) -> None:
         """``start`` once the DNS addresses are ours: the store, the checker, the workers or listeners."""
         store = self.store
         assert store is not None and self.engine is not None, "start() opens the store and builds the engine first"
         if await self._seed_store(overwrite=self.settings.reset_state):
             for warning in await store.risks():
                 log.warning("event=store-risk %s", warning)
-        self.keeper = SnapshotKeeper(store, seed, on_change=self._on_snapshot,
-                                     reseed=lambda: self._seed_store(restore=True), validate=self._validate_cluster)
+        self.keeper = SnapshotKeeper(
+            store,
+            seed,
+            on_change=self._on_snapshot,
+            reseed=lambda: self._seed_store(restore=True),
+            validate=self._validate_cluster,
+        )
         await self.keeper.start()
         self._on_snapshot(self.keeper.snapshot)
         self._tasks.append(asyncio.create_task(keep_health_fresh(self._current_gslb), name="geodns-health-refresh"))
@@ -219,6 +233,7 @@ class Server:
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)
             if server.http_listen is not None:
                 from .http.app import start_http
+
                 http = self.http = await start_http(self, *server.http_listen)
                 for address in http.addresses:
                     log.info("event=listening transport=http address=%s", _host_port(address))
@@ -226,19 +241,23 @@ class Server:
             await self.stop()
             raise
         self.loaded_at = time.time()
-        log.info("event=started zones=%s store=%s records=%d", _zone_names(self.engine),
-                 redact_url(config.store), len(config.records))
+        log.info(
+            "event=started zones=%s store=%s records=%d",
+            _zone_names(self.engine),
+            redact_url(config.store),
+            len(config.records),
+        )
 
-    async def _start_workers(self, count: int, listen: tuple[tuple[str, int], ...],
-                             claimed: list[list[Bound]]) -> None:
+    async def _start_workers(self, count: int, listen: tuple[tuple[str, int], ...], claimed: list[list[Bound]]) -> None:
         """N processes forked from this one (sharing its loaded data) answer the queries; this one feeds
         them snapshots (geodns/workers.py)."""
         from .workers import WorkerPool
+
         config, keeper = self.config, self.keeper
         assert config is not None and keeper is not None, "start() loads the config and the keeper first"
 
         def current() -> tuple[Config, AnswerEngine]:
-            assert self.config is not None and self.engine is not None    # never unset once started
+            assert self.config is not None and self.engine is not None  # never unset once started
             return self.config, self.engine
 
         workers = self.workers = WorkerPool(count, self.settings, listen, lambda: keeper.snapshot, current, claimed)
@@ -255,6 +274,7 @@ class Server:
         if not wanted:
             return
         from .health.checker import Checker
+
         checker_id = settings.id or f"{socket.gethostname()}-serve"
         checker = self.checker = Checker(store, checker_id, settings.region or "local", table_source=keeper)
         await checker.start()
@@ -275,8 +295,9 @@ class Server:
         assert config is not None and store is not None, "start() loads the config and opens the store first"
         last = self.keeper.snapshot if self.keeper is not None and not overwrite else None
         base = last.clusters if last is not None and last.version > 0 else None
-        specs = [s for s in config.clusters.values()
-                 if base is None or s.name in base or s.name not in self._seeded_names]
+        specs = [
+            s for s in config.clusters.values() if base is None or s.name in base or s.name not in self._seeded_names
+        ]
         try:
             version = await store.seed(specs, overwrite=overwrite, base=base)
         except StoreUnavailable as exc:
@@ -286,10 +307,15 @@ class Server:
         if restore:
             if base is None:
                 log.warning("event=store-reseeded from=config version=%d (no table loaded yet to restore)", version)
-            elif last is not None:      # always, when there is a base
+            elif last is not None:  # always, when there is a base
                 changes = table.runtime_changes(base, config.clusters)
-                log.warning("event=store-restored from=snapshot-v%d version=%d clusters=%d runtime_changes=%r",
-                            last.version, version, len(base), "; ".join(changes) or "none")
+                log.warning(
+                    "event=store-restored from=snapshot-v%d version=%d clusters=%d runtime_changes=%r",
+                    last.version,
+                    version,
+                    len(base),
+                    "; ".join(changes) or "none",
+                )
         return True
 
     def _validate_cluster(self, cluster: Cluster) -> list[str]:
@@ -347,8 +373,12 @@ class Server:
         if confirmed:
             log.info("event=reloaded zones=%s records=%d", _zone_names(engine), len(config.records))
         else:
-            log.warning("event=reloaded zones=%s records=%d workers=not-all-confirmed (a stuck worker answers "
-                        "from the old config until it catches up)", _zone_names(engine), len(config.records))
+            log.warning(
+                "event=reloaded zones=%s records=%d workers=not-all-confirmed (a stuck worker answers "
+                "from the old config until it catches up)",
+                _zone_names(engine),
+                len(config.records),
+            )
         return True
 
     def request_stop(self) -> None:
@@ -375,7 +405,7 @@ class Server:
 
     def _reload_soon(self) -> None:
         if self.engine is None:
-            return                                  # still starting: start-up reads the files anyway
+            return  # still starting: start-up reads the files anyway
         task = asyncio.create_task(self.reload())
         self._tasks.append(task)
         task.add_done_callback(self._forget_task)

@@ -21,6 +21,7 @@ counters about once a second.  SIGTERM drains it: it stops reading its
 sockets (the supervisor and its successor still hold them, so nothing queued
 there is lost), lets open TCP connections finish for a moment, and exits.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,28 +50,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("geodns.workers")
 
-START_TIMEOUT = 60.0        # seconds for every worker to start answering
-STATS_INTERVAL = 1.0        # how often a worker sends its counters
-DRAIN_GRACE = 2.0           # seconds open TCP connections get to finish when a worker is replaced or stopped
+START_TIMEOUT = 60.0  # seconds for every worker to start answering
+STATS_INTERVAL = 1.0  # how often a worker sends its counters
+DRAIN_GRACE = 2.0  # seconds open TCP connections get to finish when a worker is replaced or stopped
 
 
-
-def fork_worker(index: int, engine: AnswerEngine, snapshot: Snapshot, server: ServerConfig,
-                sockets: list[Bound], conn: socket.socket) -> int:
+def fork_worker(
+    index: int,
+    engine: AnswerEngine,
+    snapshot: Snapshot,
+    server: ServerConfig,
+    sockets: list[Bound],
+    conn: socket.socket,
+) -> int:
     """Fork a worker answering with ``engine`` on ``sockets``; returns its PID (in the supervisor)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    inherited = [fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd)]   # to close in the child
-    with warnings.catch_warnings():               # 3.12+ warns about fork with threads: the child uses none
+    inherited = [fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd)]  # to close in the child
+    with warnings.catch_warnings():  # 3.12+ warns about fork with threads: the child uses none
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
     if pid:
         return pid
     code = 1
-    try:                                                   # the child: never return into the supervisor
+    try:  # the child: never return into the supervisor
         keep = {0, 1, 2, conn.fileno()} | {s.fileno() for _, tcp, udp in sockets for s in (tcp, udp)}
         _forget_parent(set(inherited) - keep)
         from .runloop import run
+
         code = run(_Worker(index, engine, snapshot, server, sockets, Channel(conn)).run())
     except BaseException:  # noqa: BLE001 - whatever happened, this process must not go on as the supervisor
         traceback.print_exc()
@@ -86,7 +93,7 @@ def _is_open(fd: int) -> bool:
     try:
         fcntl.fcntl(fd, fcntl.F_GETFD)
     except OSError:
-        return False                                 # e.g. the listing's own descriptor, closed by now
+        return False  # e.g. the listing's own descriptor, closed by now
     return True
 
 
@@ -100,8 +107,8 @@ def _forget_parent(close: set[int]) -> None:
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop_policy(None)
     signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C reaches the whole group; the supervisor decides
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)     # reloads are the supervisor's
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in close:
@@ -114,8 +121,15 @@ def _forget_parent(close: set[int]) -> None:
 class _Worker:
     """One worker's event loop: listeners on its slot's sockets, the inherited engine, and the pipe."""
 
-    def __init__(self, index: int, engine: AnswerEngine, snapshot: Snapshot, server: ServerConfig,
-                 sockets: list[Bound], conn: Channel):
+    def __init__(
+        self,
+        index: int,
+        engine: AnswerEngine,
+        snapshot: Snapshot,
+        server: ServerConfig,
+        sockets: list[Bound],
+        conn: Channel,
+    ):
         self.index = index
         self.server = server
         self.sockets = sockets
@@ -138,8 +152,9 @@ class _Worker:
         server = self.server
         try:
             for host, tcp, udp in self.sockets:
-                listener = Listener(host, 0, self.handle, TcpLimits.from_config(server), reuse_port=True,
-                                    sockets=(tcp, udp))
+                listener = Listener(
+                    host, 0, self.handle, TcpLimits.from_config(server), reuse_port=True, sockets=(tcp, udp)
+                )
                 await listener.start()
                 self.listeners.append(listener)
         except OSError as exc:
@@ -150,8 +165,10 @@ class _Worker:
         log.info("event=worker-started worker=%d pid=%d", self.index, os.getpid())
         self.conn.post("started")
         self.conn.post("applied", self.snapshot.version)
-        self.tasks = [asyncio.create_task(self._send_stats()),
-                      asyncio.create_task(keep_health_fresh(self._current_gslb))]
+        self.tasks = [
+            asyncio.create_task(self._send_stats()),
+            asyncio.create_task(keep_health_fresh(self._current_gslb)),
+        ]
         await self.stop.wait()
         loop.remove_reader(self.conn.fileno())
         await self._close()
@@ -194,8 +211,8 @@ class _Worker:
             if listener.udp is not None:
                 listener.udp.close()
             if listener.tcp is not None:
-                listener.tcp.close()                 # no new connections; the open ones may finish
-        self.conn.post("draining")                   # from now on only the others read the sockets
+                listener.tcp.close()  # no new connections; the open ones may finish
+        self.conn.post("draining")  # from now on only the others read the sockets
         deadline = time.monotonic() + DRAIN_GRACE
         while any(listener.connections for listener in self.listeners) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

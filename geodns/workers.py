@@ -27,6 +27,7 @@ about once a second, so that ``/metrics`` on the supervisor counts every
 worker's queries, and confirms each snapshot version it applies, so that an
 admin write can wait until every worker answers from it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,9 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("geodns.workers")
 
-MONITOR_INTERVAL = 0.1      # how often the supervisor reads worker messages and checks who is alive
+MONITOR_INTERVAL = 0.1  # how often the supervisor reads worker messages and checks who is alive
 RESTART_MIN_INTERVAL = 1.0  # a worker slot is not started again sooner than this after its last start
-STOP_WAIT = 2.0             # seconds a worker gets after SIGTERM before SIGKILL (within server.STOP_PART_TIMEOUT)
+STOP_WAIT = 2.0  # seconds a worker gets after SIGTERM before SIGKILL (within server.STOP_PART_TIMEOUT)
 
 
 def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
@@ -114,12 +115,12 @@ class _Slot:
     outbox: list[tuple[str, bytes]] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task | None = None
-    stats: QueryStats | None = None           # the latest counters this process sent
-    gslb: tuple | None = None                 # ... and its GSLB decision counters (Counters.export)
-    listeners: list = field(default_factory=list)   # ... and its listeners' (Listener.report)
-    applied: int = 0                          # the snapshot version it answers from
-    drain_until: float = 0.0                  # replaced or stopping: killed if still running then
-    draining: bool = False                    # it said it no longer reads the shared sockets
+    stats: QueryStats | None = None  # the latest counters this process sent
+    gslb: tuple | None = None  # ... and its GSLB decision counters (Counters.export)
+    listeners: list = field(default_factory=list)  # ... and its listeners' (Listener.report)
+    applied: int = 0  # the snapshot version it answers from
+    drain_until: float = 0.0  # replaced or stopping: killed if still running then
+    draining: bool = False  # it said it no longer reads the shared sockets
 
     @property
     def child(self) -> _Child:
@@ -132,19 +133,25 @@ class _Slot:
 class WorkerPool:
     """N forked worker processes answering on ``listen``, fed snapshots by the supervisor."""
 
-    def __init__(self, count: int, settings: Settings, listen: tuple[tuple[str, int], ...],
-                 snapshot: Callable[[], Snapshot], running: Callable[[], tuple[Config, AnswerEngine]],
-                 claimed: list[list[Bound]] | None = None):
+    def __init__(
+        self,
+        count: int,
+        settings: Settings,
+        listen: tuple[tuple[str, int], ...],
+        snapshot: Callable[[], Snapshot],
+        running: Callable[[], tuple[Config, AnswerEngine]],
+        claimed: list[list[Bound]] | None = None,
+    ):
         self.count = count
         self.settings = settings
         self.listen = listen
         self.snapshot = snapshot
-        self.running = running                  # the supervisor's config and engine: what workers serve
-        self.sockets: list[list[Bound]] = claimed or []    # per slot, held for the pool's whole life
+        self.running = running  # the supervisor's config and engine: what workers serve
+        self.sockets: list[list[Bound]] = claimed or []  # per slot, held for the pool's whole life
         self.slots: list[_Slot] = []
-        self.pending: list[_Slot] = []          # forked by a reload, not yet answering
-        self.draining: list[_Slot] = []         # replaced, finishing
-        self.retired = QueryStats()             # counters of workers that have exited
+        self.pending: list[_Slot] = []  # forked by a reload, not yet answering
+        self.draining: list[_Slot] = []  # replaced, finishing
+        self.retired = QueryStats()  # counters of workers that have exited
         self.retired_gslb = Counters()
         self.retired_listeners: list[dict] = []
         self.restarts = 0
@@ -198,15 +205,22 @@ class WorkerPool:
             ok = await self._started(fresh, timeout)
             self.pending = []
             if not ok:
-                log.warning("event=workers-behind waiting-for='reload' (new workers did not start within %.0fs; "
-                            "the old ones go on answering)", timeout)
+                log.warning(
+                    "event=workers-behind waiting-for='reload' (new workers did not start within %.0fs; "
+                    "the old ones go on answering)",
+                    timeout,
+                )
                 for slot in fresh:
                     self._drain(slot)
                 return False
             old, self.slots = self.slots, fresh
             for before, after in zip(old, fresh):
-                log.info("event=worker-replaced worker=%d pid=%d old-pid=%d (old one draining)", after.index,
-                         after.child.pid, before.child.pid)
+                log.info(
+                    "event=worker-replaced worker=%d pid=%d old-pid=%d (old one draining)",
+                    after.index,
+                    after.child.pid,
+                    before.child.pid,
+                )
                 self._drain(before)
             # "Reloaded" means every query from now on gets the new data: wait until the old
             # workers have stopped reading the sockets (open TCP connections may finish there).
@@ -240,8 +254,9 @@ class WorkerPool:
 
     def listener_report(self) -> list[dict]:
         """Every worker's listeners, summed per address (exited workers' counters included)."""
-        return add_reports(self.retired_listeners +
-                           [report for slot in self.slots + self.draining for report in slot.listeners])
+        return add_reports(
+            self.retired_listeners + [report for slot in self.slots + self.draining for report in slot.listeners]
+        )
 
     async def wait_applied(self, version: int, timeout: float = 2.0) -> bool:
         """Wait until every running worker answers from ``version`` or later (an admin write's promise)."""
@@ -252,16 +267,27 @@ class WorkerPool:
             if all(slot.applied >= version for slot in self.slots if slot.started and slot.conn is not None):
                 return True
             if time.monotonic() > deadline:
-                log.warning("event=workers-behind waiting-for='snapshot version %d' (not every worker confirmed "
-                            "it within %.0fs)", version, timeout)
+                log.warning(
+                    "event=workers-behind waiting-for='snapshot version %d' (not every worker confirmed "
+                    "it within %.0fs)",
+                    version,
+                    timeout,
+                )
                 return False
             await asyncio.sleep(0.002)
 
     def describe(self) -> list[dict]:
         """Per worker, for the status API: which process, whether it is up, what it answered."""
-        return [{"worker": slot.index, "pid": slot.process.pid if slot.process is not None else None,
-                 "alive": bool(slot.process is not None and slot.process.is_alive()), "started": slot.started,
-                 "queries": slot.stats.total if slot.stats is not None else 0} for slot in self.slots]
+        return [
+            {
+                "worker": slot.index,
+                "pid": slot.process.pid if slot.process is not None else None,
+                "alive": bool(slot.process is not None and slot.process.is_alive()),
+                "started": slot.started,
+                "queries": slot.stats.total if slot.stats is not None else 0,
+            }
+            for slot in self.slots
+        ]
 
     def pids(self) -> list[int]:
         return [slot.process.pid for slot in self.slots if slot.process is not None]
@@ -305,7 +331,7 @@ class WorkerPool:
         """Fork a worker into ``slot`` from the supervisor as it is now (its engine, its snapshot)."""
         config, engine = self.running()
         ours, theirs = pair()
-        gc.freeze()                                # whatever is new since the last fork: shared from now on
+        gc.freeze()  # whatever is new since the last fork: shared from now on
         pid = fork_worker(slot.index, engine, self.snapshot(), config.server, self.sockets[slot.index], theirs)
         theirs.close()
         slot.process, slot.conn, slot.started, slot.failure = _Child(pid), ours, False, None
@@ -322,8 +348,11 @@ class WorkerPool:
                 self._read(slot)
                 if not slot.started and (slot.failure or not slot.child.is_alive()):
                     self._read(slot)
-                    log.error("event=worker-start-failed worker=%d error=%r", slot.index,
-                              slot.failure or f"exited with {slot.child.exitcode}")
+                    log.error(
+                        "event=worker-start-failed worker=%d error=%r",
+                        slot.index,
+                        slot.failure or f"exited with {slot.child.exitcode}",
+                    )
                     return False
             if time.monotonic() > deadline:
                 return False
@@ -340,7 +369,7 @@ class WorkerPool:
                     _, blob = slot.outbox.pop(0)
                     await conn.send(blob)
         except OSError:
-            pass                                  # the worker is gone; the monitor starts another
+            pass  # the worker is gone; the monitor starts another
 
     def _read(self, slot: _Slot) -> None:
         """Handle everything the worker has sent so far (whole messages; a partial one waits)."""
@@ -365,7 +394,7 @@ class WorkerPool:
         self.draining.append(slot)
 
     def _close(self, slot: _Slot) -> None:
-        self._read(slot)                          # the last counters a stopping worker sent
+        self._read(slot)  # the last counters a stopping worker sent
         if slot.sender is not None:
             slot.sender.cancel()
         if slot.conn is not None:
@@ -374,8 +403,9 @@ class WorkerPool:
             merge_stats(self.retired, slot.stats)
         if slot.gslb is not None:
             self.retired_gslb.add(slot.gslb)
-        self.retired_listeners = add_reports(self.retired_listeners +
-                                             [dict(report, tcp_open=0) for report in slot.listeners])
+        self.retired_listeners = add_reports(
+            self.retired_listeners + [dict(report, tcp_open=0) for report in slot.listeners]
+        )
         slot.listeners = []
         slot.conn, slot.sender, slot.stats, slot.gslb = None, None, None, None
 
@@ -386,8 +416,9 @@ class WorkerPool:
                 self._read(slot)
                 if slot.child.is_alive():
                     if time.monotonic() > slot.drain_until:
-                        log.warning("event=worker-kill worker=%d pid=%s reason=did-not-drain", slot.index,
-                                    slot.child.pid)
+                        log.warning(
+                            "event=worker-kill worker=%d pid=%s reason=did-not-drain", slot.index, slot.child.pid
+                        )
                         slot.child.signal(signal.SIGKILL)
                     continue
                 self._close(slot)
@@ -398,11 +429,12 @@ class WorkerPool:
                 if process is None or process.is_alive():
                     continue
                 if slot.conn is not None:
-                    log.warning("event=worker-died worker=%d pid=%s exitcode=%s", slot.index, process.pid,
-                                process.exitcode)
+                    log.warning(
+                        "event=worker-died worker=%d pid=%s exitcode=%s", slot.index, process.pid, process.exitcode
+                    )
                     self._close(slot)
                 if time.monotonic() - slot.spawned_at < RESTART_MIN_INTERVAL or self._reload_lock.locked():
-                    continue                      # crashing at once: do not spin; reloading: the new one comes
+                    continue  # crashing at once: do not spin; reloading: the new one comes
                 try:
                     self._spawn(slot)
                 except OSError as exc:

@@ -1,4 +1,5 @@
 """Shared fixtures: a real geodns server on loopback, and the example zones it serves."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -78,13 +79,16 @@ def zone_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dns_server(zone_dir):
     """One server for the read-only answer tests: two zones, NSID set."""
-    config = write(zone_dir / "geodns.yaml", f"""
+    config = write(
+        zone_dir / "geodns.yaml",
+        f"""
 server:
   dns_listen: ["127.0.0.1:0"]
   http_listen: null
   nsid: "geodns-test"
-zones: ["{zone_dir / 'gslb.example.com.zone'}", "{zone_dir / 'other.test.zone'}"]
-""")
+zones: ["{zone_dir / "gslb.example.com.zone"}", "{zone_dir / "other.test.zone"}"]
+""",
+    )
     server = RunningServer(Settings(config_path=config))
     yield server
     server.stop()

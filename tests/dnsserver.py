@@ -3,6 +3,7 @@
 Tests then talk to it with dnspython's blocking client over real UDP and TCP
 sockets, exactly as a resolver would.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,7 +34,7 @@ class RunningServer:
         if settings.workers is None:
             settings = dataclasses.replace(settings, workers=1)
         self.server = Server(settings)
-        self.loop = loop_factory()                     # uvloop.new_event_loop: as `geodns serve` runs
+        self.loop = loop_factory()  # uvloop.new_event_loop: as `geodns serve` runs
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         try:
@@ -49,6 +50,7 @@ class RunningServer:
     def run(self, fn, *args):
         async def wrapper():
             return fn(*args)
+
         return self.call(wrapper())
 
     @property

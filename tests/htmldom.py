@@ -1,4 +1,5 @@
 """A small element tree from ``html.parser``: enough to read the status page (ours, or Chromium's --dump-dom)."""
+
 from __future__ import annotations
 
 import re
@@ -21,13 +22,20 @@ class Element:
             if isinstance(child, Element):
                 yield from child.iter()
 
-    def find_all(self, tag: str | None = None, cls: str | None = None,
-                 where: Callable[[Element], bool] | None = None) -> list[Element]:
-        return [e for e in self.iter() if (tag is None or e.tag == tag)
-                and (cls is None or cls in e.attrs.get("class", "").split()) and (where is None or where(e))]
+    def find_all(
+        self, tag: str | None = None, cls: str | None = None, where: Callable[[Element], bool] | None = None
+    ) -> list[Element]:
+        return [
+            e
+            for e in self.iter()
+            if (tag is None or e.tag == tag)
+            and (cls is None or cls in e.attrs.get("class", "").split())
+            and (where is None or where(e))
+        ]
 
-    def find(self, tag: str | None = None, cls: str | None = None,
-             where: Callable[[Element], bool] | None = None) -> Element:
+    def find(
+        self, tag: str | None = None, cls: str | None = None, where: Callable[[Element], bool] | None = None
+    ) -> Element:
         found = self.find_all(tag, cls, where)
         assert found, f"no <{tag} class={cls}>"
         return found[0]
@@ -45,6 +53,7 @@ class Element:
                     parts.append(child)
                 else:
                     walk(child)
+
         walk(self)
         return re.sub(r"\s+", " ", "".join(parts)).strip()
 

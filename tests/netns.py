@@ -29,6 +29,7 @@ IPv6 is off on every link made here, so not even link-local chatter (router
 solicitations, DAD) is sent.  ``close`` removes both namespaces and the root-side link,
 and says so loudly if any ``gqN`` namespace or link is left.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,12 +51,14 @@ def _ip(*args: str) -> str:
 def _sysctl(netns: str | None, key: str, value: str) -> None:
     """Set ``key`` in ``netns`` (None: this namespace) and read it back."""
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    result = subprocess.run([*prefix, "sysctl", "-q", "-w", f"{key}={value}"], capture_output=True,
-                            text=True, timeout=10)
+    result = subprocess.run(
+        [*prefix, "sysctl", "-q", "-w", f"{key}={value}"], capture_output=True, text=True, timeout=10
+    )
     got = subprocess.run([*prefix, "sysctl", "-n", key], capture_output=True, text=True, timeout=10)
     if result.returncode != 0 or got.stdout.strip() != value:
-        raise NetnsUnavailable(f"sysctl {key}={value} in {netns or 'this namespace'}: "
-                               f"{result.stderr.strip() or got.stdout.strip()}")
+        raise NetnsUnavailable(
+            f"sysctl {key}={value} in {netns or 'this namespace'}: {result.stderr.strip() or got.stdout.strip()}"
+        )
 
 
 class Netns:
@@ -67,7 +70,7 @@ class Netns:
         tag = f"gq{os.getpid() % 1_000_000}"
         self.tag = tag
         self.ingress_ns, self.checker_ns = f"{tag}i", f"{tag}c"
-        self._root_end = f"{tag}h"          # root side of root <-> ingress
+        self._root_end = f"{tag}h"  # root side of root <-> ingress
         self._made: list[str] = []
         n = self._free_subnet()
         self.addresses = [f"10.213.{n}.1", f"10.213.{n}.3"]
@@ -87,8 +90,20 @@ class Netns:
             for address in self.addresses:
                 _ip("-n", self.ingress_ns, "addr", "add", f"{address}/24", "dev", f"{tag}r")
             # ingress <-> checker: a subnet of their own, seen nowhere else.
-            _ip("-n", self.ingress_ns, "link", "add", f"{tag}k", "type", "veth", "peer", "name", f"{tag}x",
-                "netns", self.checker_ns)
+            _ip(
+                "-n",
+                self.ingress_ns,
+                "link",
+                "add",
+                f"{tag}k",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"{tag}x",
+                "netns",
+                self.checker_ns,
+            )
             _ip("-n", self.ingress_ns, "addr", "add", f"10.214.{n}.1/24", "dev", f"{tag}k")
             _ip("-n", self.checker_ns, "addr", "add", f"10.214.{n}.2/24", "dev", f"{tag}x")
             _ip("link", "set", self._root_end, "up")
@@ -114,8 +129,12 @@ class Netns:
     def route(self, netns: str | None, address: str) -> str | None:
         """How ``netns`` (None: this namespace) would send to ``address`` (``ip route get``, which
         sends nothing), or None when it cannot."""
-        result = subprocess.run(["ip", *(["-n", netns] if netns else []), "route", "get", address],
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["ip", *(["-n", netns] if netns else []), "route", "get", address],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return result.stdout.split("\n")[0].strip() if result.returncode == 0 else None
 
     def cut(self, *addresses: str) -> None:
@@ -150,6 +169,8 @@ def leftovers() -> list[str]:
     """Every ``gq*`` namespace and root-namespace link there is (``ip netns list``, ``ip link``)."""
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout.split("\n")
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10).stdout.split("\n")
-    return [f"netns {line.split()[0]}" for line in names if line.startswith("gq")] + \
-        [f"link {line.split(':')[1].strip()}" for line in links if line.split(":")[1:2] and
-         line.split(":")[1].strip().startswith("gq")]
+    return [f"netns {line.split()[0]}" for line in names if line.startswith("gq")] + [
+        f"link {line.split(':')[1].strip()}"
+        for line in links
+        if line.split(":")[1:2] and line.split(":")[1].strip().startswith("gq")
+    ]

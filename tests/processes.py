@@ -2,6 +2,7 @@
 
 Each is started with the real ``geodns`` command and stopped by its PID.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,14 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class Child:
     def __init__(self, args: list[str], log: Path, prefix: list[str] | None = None):
         self.log = log
-        with open(log, "ab") as handle:     # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "geodns", *args],
-                                         stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
+        with open(log, "ab") as handle:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [*(prefix or []), sys.executable, "-m", "geodns", *args],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+            )
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -49,8 +55,9 @@ class SimIngress(Child):
         self.port = free_port()
         self.name = name
         self.host = host
-        super().__init__(["sim-ingress", "--listen", f"{host}:{self.port}", "--name", name],
-                         log_dir / f"sim-{name}.log", prefix)
+        super().__init__(
+            ["sim-ingress", "--listen", f"{host}:{self.port}", "--name", name], log_dir / f"sim-{name}.log", prefix
+        )
         deadline = time.monotonic() + 15
         while True:
             try:

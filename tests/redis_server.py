@@ -3,6 +3,7 @@
 Never touches a Redis it did not start (the machine may run a shared one on
 6379): it picks a free port, persists nothing, and signals only its own PID.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -48,12 +49,31 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         assert self.proc is None, "already running"
-        with open(self.dir / "redis.log", "ab") as log:   # the child keeps its own copy of the descriptor
+        with open(self.dir / "redis.log", "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
-                 "--unixsocket", str(self.socket), "--unixsocketperm", "700"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                [
+                    REDIS_SERVER,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.dir),
+                    "--daemonize",
+                    "no",
+                    "--unixsocket",
+                    str(self.socket),
+                    "--unixsocketperm",
+                    "700",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout
         while not self.ping():
             if self.proc.poll() is not None:

@@ -1,4 +1,5 @@
 """Authoritative answer semantics, as a resolver sees them over real UDP and TCP."""
+
 from __future__ import annotations
 
 import dns.flags
@@ -14,10 +15,22 @@ import pytest
 ZONE = "gslb.example.com."
 
 
-def ask(server, name, rdtype="A", *, tcp=False, want_dnssec=False, use_edns=None, payload=None, flags=None,
-        rdclass="IN", options=None):
-    q = dns.message.make_query(name, rdtype, rdclass=rdclass, want_dnssec=want_dnssec,
-                               use_edns=use_edns, payload=payload, options=options)
+def ask(
+    server,
+    name,
+    rdtype="A",
+    *,
+    tcp=False,
+    want_dnssec=False,
+    use_edns=None,
+    payload=None,
+    flags=None,
+    rdclass="IN",
+    options=None,
+):
+    q = dns.message.make_query(
+        name, rdtype, rdclass=rdclass, want_dnssec=want_dnssec, use_edns=use_edns, payload=payload, options=options
+    )
     if flags is not None:
         q.flags = flags
     query = dns.query.tcp if tcp else dns.query.udp
@@ -49,7 +62,7 @@ def test_header_flags_and_id(dns_server, tcp):
     assert resp.flags & dns.flags.AA
     assert resp.flags & dns.flags.QR
     assert not resp.flags & dns.flags.RA
-    assert resp.flags & dns.flags.RD            # dnspython sets RD: echoed
+    assert resp.flags & dns.flags.RD  # dnspython sets RD: echoed
     assert texts(resp.answer[0]) == {"192.0.2.80"}
     no_rd = ask(dns_server, "www." + ZONE, flags=0)
     assert not no_rd.flags & dns.flags.RD
@@ -57,6 +70,7 @@ def test_header_flags_and_id(dns_server, tcp):
 
 def test_id_and_question_echoed_byte_for_byte(dns_server):
     import socket
+
     q = dns.message.make_query("WwW.GsLb.ExAmPlE.CoM.", "A", id=0xBEEF)
     wire = q.to_wire()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -65,8 +79,8 @@ def test_id_and_question_echoed_byte_for_byte(dns_server):
         data, _ = s.recvfrom(4096)
     qlen = len(wire) - 12 - 11  # question = everything between header and the OPT-free end
     assert data[:2] == b"\xbe\xef"
-    assert data[12:12 + len(wire) - 12] == wire[12:]
-    assert b"WwW\x04GsLb\x07ExAmPlE" in data[12:12 + qlen + 11]
+    assert data[12 : 12 + len(wire) - 12] == wire[12:]
+    assert b"WwW\x04GsLb\x07ExAmPlE" in data[12 : 12 + qlen + 11]
 
 
 # -- negative answers ---------------------------------------------------------------
@@ -75,16 +89,19 @@ def test_nxdomain_has_soa_with_negative_ttl(dns_server):
     assert resp.rcode() == dns.rcode.NXDOMAIN
     assert resp.flags & dns.flags.AA
     soa = rrset(resp, "authority", ZONE, "SOA")
-    assert soa is not None and soa.ttl == 60        # min(SOA TTL 3600, minimum 60)
+    assert soa is not None and soa.ttl == 60  # min(SOA TTL 3600, minimum 60)
 
 
-@pytest.mark.parametrize("name,rdtype", [
-    ("www." + ZONE, "MX"),            # existing name, other type
-    ("b.ent." + ZONE, "A"),           # empty non-terminal
-    ("ent." + ZONE, "A"),             # empty non-terminal, two levels up
-    ("www." + ZONE, "TYPE666"),       # unknown type
-    (ZONE, "TXT"),
-])
+@pytest.mark.parametrize(
+    "name,rdtype",
+    [
+        ("www." + ZONE, "MX"),  # existing name, other type
+        ("b.ent." + ZONE, "A"),  # empty non-terminal
+        ("ent." + ZONE, "A"),  # empty non-terminal, two levels up
+        ("www." + ZONE, "TYPE666"),  # unknown type
+        (ZONE, "TXT"),
+    ],
+)
 def test_nodata(dns_server, name, rdtype):
     assert_nodata(ask(dns_server, name, rdtype))
 
@@ -107,12 +124,15 @@ def test_mx_and_srv_targets_in_additional(dns_server):
     assert texts(rrset(srv, "additional", "sip." + ZONE, "A")) == {"192.0.2.60"}
 
 
-@pytest.mark.parametrize("name,rdtype,expected", [
-    ("txt." + ZONE, "TXT", {'"hello" "world"'}),
-    ("caa." + ZONE, "CAA", {'0 issue "letsencrypt.org"'}),
-    ("ptr." + ZONE, "PTR", {"www.gslb.example.com."}),
-    ("www." + ZONE, "AAAA", {"2001:db8::80"}),
-])
+@pytest.mark.parametrize(
+    "name,rdtype,expected",
+    [
+        ("txt." + ZONE, "TXT", {'"hello" "world"'}),
+        ("caa." + ZONE, "CAA", {'0 issue "letsencrypt.org"'}),
+        ("ptr." + ZONE, "PTR", {"www.gslb.example.com."}),
+        ("www." + ZONE, "AAAA", {"2001:db8::80"}),
+    ],
+)
 def test_record_types(dns_server, name, rdtype, expected):
     assert texts(ask(dns_server, name, rdtype).answer[0]) == expected
 
@@ -182,7 +202,10 @@ def test_referral(dns_server, name, rdtype):
     assert resp.rcode() == dns.rcode.NOERROR
     assert not resp.flags & dns.flags.AA
     assert resp.answer == []
-    assert texts(rrset(resp, "authority", "sub." + ZONE, "NS")) == {"ns.sub.gslb.example.com.", "ns.elsewhere.example.net."}
+    assert texts(rrset(resp, "authority", "sub." + ZONE, "NS")) == {
+        "ns.sub.gslb.example.com.",
+        "ns.elsewhere.example.net.",
+    }
     assert texts(rrset(resp, "additional", "ns.sub." + ZONE, "A")) == {"192.0.2.99"}
 
 
@@ -210,6 +233,7 @@ def test_qclass(dns_server):
 def test_other_opcodes_notimp(dns_server, opcode):
     import socket
     import struct
+
     q = dns.message.make_query("www." + ZONE, "A", id=4242)
     q.set_opcode(opcode)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -218,14 +242,14 @@ def test_other_opcodes_notimp(dns_server, opcode):
         data = s.recvfrom(4096)[0]
     qid, flags = struct.unpack("!HH", data[:4])
     assert qid == 4242
-    assert (flags >> 11) & 0xF == opcode          # header echoed
+    assert (flags >> 11) & 0xF == opcode  # header echoed
     assert flags & 0x8000 and flags & 0xF == dns.rcode.NOTIMP
 
 
 def test_any_is_minimal(dns_server):
     resp = ask(dns_server, "www." + ZONE, "ANY")
     assert resp.rcode() == dns.rcode.NOERROR
-    assert len(resp.answer) == 1                      # one RRset, never everything
+    assert len(resp.answer) == 1  # one RRset, never everything
     assert len(ask(dns_server, "big." + ZONE, "ANY", tcp=True).answer) == 1
 
 

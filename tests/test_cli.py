@@ -1,4 +1,5 @@
 """The geodns command as a user runs it: a real process, real signals, dig where installed."""
+
 from __future__ import annotations
 
 import os
@@ -22,16 +23,21 @@ ZONE = "gslb.example.com."
 
 
 def geodns(*args, timeout=30):
-    return subprocess.run([sys.executable, "-m", "geodns", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "geodns", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 class Proc:
     """`geodns serve` in a child process; the DNS and HTTP ports are read from its log."""
 
     def __init__(self, *args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "geodns", "serve", "--dns-listen", "127.0.0.1:0", *args],
-                                     stderr=subprocess.PIPE, text=True, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "geodns", "serve", "--dns-listen", "127.0.0.1:0", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         self.lines: list[str] = []
         self.port = None
         self.http_port = None
@@ -82,6 +88,7 @@ def test_serve_embedded_defaults_and_clean_sigterm():
         resp = proc.ask("www." + ZONE)
         assert {r.to_text() for r in resp.answer[0]} == {"192.0.2.80"}
         import urllib.request
+
         with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/healthz", timeout=3) as r:
             assert r.status == 200
     finally:
@@ -135,11 +142,14 @@ def test_validate_ok_and_every_error_with_its_line(tmp_path):
     assert [line.split(": ", 1)[0] for line in lines] == [f"{zone}:7", f"{zone}:8", f"{zone}:9"]
 
 
-@pytest.mark.parametrize("text, line, words", [
-    ('server:\n  dns_listen: ["127.0.0.1:5353"\nzones: []\n', 3, "did not find expected ',' or ']'"),
-    ('server:\n  nsid: "x\n', 3, "quoted scalar"),
-    ("a: b\n c: d\n", 2, "mapping values are not allowed"),
-])
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        ('server:\n  dns_listen: ["127.0.0.1:5353"\nzones: []\n', 3, "did not find expected ',' or ']'"),
+        ('server:\n  nsid: "x\n', 3, "quoted scalar"),
+        ("a: b\n c: d\n", 2, "mapping values are not allowed"),
+    ],
+)
 def test_validate_yaml_syntax_errors_name_the_line(tmp_path, text, line, words):
     config = write(tmp_path / "geodns.yaml", text)
     result = geodns("validate", "--config", str(config))
@@ -148,7 +158,9 @@ def test_validate_yaml_syntax_errors_name_the_line(tmp_path, text, line, words):
 
 
 def test_validate_config_errors_name_file_line_and_key(tmp_path):
-    config = write(tmp_path / "geodns.yaml", """
+    config = write(
+        tmp_path / "geodns.yaml",
+        """
 server:
   dns_listen: ["127.0.0.1:99999"]
 regions:
@@ -157,7 +169,8 @@ clusters:
   a: {region: mars, endpoints: ["192.0.2.1"]}
 records:
   app.gslb.example.com: {clusters: [a, b], policy: [geo, telepathy]}
-""")
+""",
+    )
     result = geodns("validate", "--config", str(config))
     assert result.returncode == 1
     out = result.stdout
@@ -171,16 +184,25 @@ records:
 def test_dig_end_to_end():
     proc = Proc("--http-listen", "off")
     try:
-        out = subprocess.run(["dig", "@127.0.0.1", "-p", str(proc.port), "www." + ZONE, "A", "+norec"],
-                             capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(proc.port), "www." + ZONE, "A", "+norec"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         assert "status: NOERROR" in out
         assert re.search(r"flags: qr aa;", out)
         assert re.search(r"www\.gslb\.example\.com\.\s+300\s+IN\s+A\s+192\.0\.2\.80", out)
-        nx = subprocess.run(["dig", "@127.0.0.1", "-p", str(proc.port), "nope." + ZONE, "+nsid"],
-                            capture_output=True, text=True, timeout=10).stdout
-        assert "status: NXDOMAIN" in nx and "SOA" in nx and 'NSID: ' in nx
-        tc = subprocess.run(["dig", "@127.0.0.1", "-p", str(proc.port), ZONE, "NS", "+tcp"],
-                            capture_output=True, text=True, timeout=10).stdout
+        nx = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(proc.port), "nope." + ZONE, "+nsid"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        assert "status: NXDOMAIN" in nx and "SOA" in nx and "NSID: " in nx
+        tc = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(proc.port), ZONE, "NS", "+tcp"], capture_output=True, text=True, timeout=10
+        ).stdout
         assert "ns1.gslb.example.com." in tc
     finally:
         proc.stop()
@@ -189,10 +211,11 @@ def test_dig_end_to_end():
 def test_readme_configuration_example_is_valid():
     """The README's 'every key' example must stay a config geodns accepts."""
     from geodns.config.load import config_from_text
+
     text = (REPO / "README.md").read_text()
-    section = text[text.index("## Configuration"):]
-    block = section[section.index("```yaml") + len("```yaml"):]
-    block = block[:block.index("```")]
+    section = text[text.index("## Configuration") :]
+    block = section[section.index("```yaml") + len("```yaml") :]
+    block = block[: block.index("```")]
     config = config_from_text(block, "README.md", REPO / "config")
     assert config.records and config.clusters["eu-west-1"].endpoints[1].probe == "127.0.0.1:18082"
 
@@ -208,11 +231,14 @@ def test_sighup_reopens_the_geoip_database_as_geoipupdate_replaces_it(tmp_path):
     shutil.copy(data / "GeoIP2-City-Test.mmdb", database)
     shipped = (REPO / "config" / "geodns.yaml").read_text()
     config = tmp_path / "geodns.yaml"
-    config.write_text(shipped.replace("geoip/GeoIP2-City-Test.mmdb", str(database))
-                      .replace("../zones/", str(REPO / "zones") + "/").replace('"127.0.0.1:8053"', '"127.0.0.1:0"'))
+    config.write_text(
+        shipped.replace("geoip/GeoIP2-City-Test.mmdb", str(database))
+        .replace("../zones/", str(REPO / "zones") + "/")
+        .replace('"127.0.0.1:8053"', '"127.0.0.1:0"')
+    )
 
     def located(proc: Proc) -> str | None:
-        url = (f"http://127.0.0.1:{proc.http_port}/api/v1/explain?name=app.gslb.example.com&client=214.0.0.1")
+        url = f"http://127.0.0.1:{proc.http_port}/api/v1/explain?name=app.gslb.example.com&client=214.0.0.1"
         with urllib.request.urlopen(url, timeout=5) as response:
             return json.loads(response.read())["client"]["location"]["country"]
 
@@ -223,13 +249,13 @@ def test_sighup_reopens_the_geoip_database_as_geoipupdate_replaces_it(tmp_path):
 
     proc = Proc("--config", str(config))
     try:
-        assert located(proc) == "SG"                              # 214.0.0.0/24 is Singapore in this file
+        assert located(proc) == "SG"  # 214.0.0.0/24 is Singapore in this file
         replace_with(data / "GeoIP2-City-Test-Invalid-Node-Count.mmdb")
         proc.proc.send_signal(signal.SIGHUP)
         line = proc.read_until("event=reload-rejected")
         assert str(database) in line
-        assert located(proc) == "SG"                              # the running database stays
-        replace_with(data / "GeoIP2-Country-Test.mmdb")           # a file without that network
+        assert located(proc) == "SG"  # the running database stays
+        replace_with(data / "GeoIP2-Country-Test.mmdb")  # a file without that network
         proc.proc.send_signal(signal.SIGHUP)
         proc.read_until("event=reloaded")
         assert located(proc) is None

@@ -4,6 +4,7 @@
 validates the compose file where it is installed; the structural checks below
 run everywhere and pin the topology the README promises.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,33 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None,
-                    reason="docker-compose is not installed (apt-get install docker-compose); "
-                           "the structural checks still ran")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose is not installed (apt-get install docker-compose); the structural checks still ran",
+)
 def test_docker_compose_accepts_the_file():
-    result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_compose_runs_the_whole_topology():
     services = compose()["services"]
-    assert {"redis", "geodns-1", "geodns-2", "checker-us", "checker-eu", "ingress-us-east",
-            "ingress-eu-west", "ingress-ap-southeast", "prometheus"} <= set(services)
-    regions = {services[c]["command"][services[c]["command"].index("--region") + 1] for c in ("checker-us", "checker-eu")}
+    assert {
+        "redis",
+        "geodns-1",
+        "geodns-2",
+        "checker-us",
+        "checker-eu",
+        "ingress-us-east",
+        "ingress-eu-west",
+        "ingress-ap-southeast",
+        "prometheus",
+    } <= set(services)
+    regions = {
+        services[c]["command"][services[c]["command"].index("--region") + 1] for c in ("checker-us", "checker-eu")
+    }
     assert regions == {"us-east", "eu-west"}
     published = {p for s in ("geodns-1", "geodns-2") for p in services[s]["ports"]}
     assert {"127.0.0.1:5301:5353/udp", "127.0.0.1:5301:5353/tcp", "127.0.0.1:5302:5353/udp"} <= published
@@ -77,8 +91,10 @@ def test_checkers_serve_http_and_are_healthy_only_when_ready(tmp_path, sims):
     healthcheck = services["checker-us"]["healthcheck"]["test"][1:]
 
     def healthy(port: int) -> bool:
-        command = [sys.executable if healthcheck[0] == "python" else healthcheck[0],
-                   *(part.replace(":8054/", f":{port}/") for part in healthcheck[1:])]
+        command = [
+            sys.executable if healthcheck[0] == "python" else healthcheck[0],
+            *(part.replace(":8054/", f":{port}/") for part in healthcheck[1:]),
+        ]
         return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
@@ -109,7 +125,7 @@ def test_dockerfile_is_non_root_with_a_healthcheck():
 
 def _instruction(text: str, word: str) -> list[str]:
     line = next(line for line in text.splitlines() if line.startswith(word + " "))
-    return json.loads(line[len(word) + 1:])
+    return json.loads(line[len(word) + 1 :])
 
 
 def test_the_image_default_command_serves_the_embedded_defaults(tmp_path):

@@ -1,4 +1,5 @@
 """An empty value where a required one belongs is a problem, not a silently dropped entry."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,9 @@ def test_a_geoip_network_with_an_empty_cidr_is_reported(tmp_path: Path) -> None:
 
 
 def test_absent_values_are_still_reported_once(tmp_path: Path) -> None:
-    assert problems("clusters:\n  c1: {region: eu, endpoints: [{weight: 5}]}\n", tmp_path) == \
-        ["geodns.yaml:4: clusters.c1.endpoints[0]: missing address"]
-    assert problems("geoip:\n  networks:\n    - {region: eu}\n", tmp_path) == \
-        ["geodns.yaml:5: geoip.networks[0]: needs both cidr and region"]
+    assert problems("clusters:\n  c1: {region: eu, endpoints: [{weight: 5}]}\n", tmp_path) == [
+        "geodns.yaml:4: clusters.c1.endpoints[0]: missing address"
+    ]
+    assert problems("geoip:\n  networks:\n    - {region: eu}\n", tmp_path) == [
+        "geodns.yaml:5: geoip.networks[0]: needs both cidr and region"
+    ]

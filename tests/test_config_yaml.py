@@ -5,6 +5,7 @@ Under PyYAML's YAML 1.1 rules ``countries: [NO, SE]`` read Norway as False,
 the NSID "False"; ``.inf``/``.nan`` passed the number checks.  These tests
 run the real loader, a real server and the ``geodns validate`` command.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -23,14 +24,22 @@ from tests.test_gslb_dns import APP, config_text
 
 
 def validate(config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "geodns", "validate", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "geodns", "validate", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
 
 
 def yaml_config(tmp_path: Path, record_extra: str = "", server_extra: str = "", nordic: bool = False) -> Path:
     """The GSLB test config with some keys written as an operator might (and Norway, Sweden in eu-west)."""
-    text = config_text(tmp_path).replace("http_listen: null}", f"http_listen: null{server_extra}}}") \
+    text = (
+        config_text(tmp_path)
+        .replace("http_listen: null}", f"http_listen: null{server_extra}}}")
         .replace("    ttl: 30\n", record_extra)
+    )
     if nordic:
         text = text.replace("countries: [GB, IE]", "countries: [GB, IE, NO, SE]")
     return write(tmp_path / "geodns.yaml", text)
@@ -63,15 +72,21 @@ def test_true_and_false_are_the_only_booleans(tmp_path):
     assert f"{config_path}:2: server.debug_txt: must be true or false, not 'yes'" in result.stdout
     assert f"{config_path}:2: server.query_log.enabled: must be true or false, not 'on'" in result.stdout
     assert load_config(yaml_config(tmp_path, server_extra=", debug_txt: True")).server.debug_txt is True
-    off = write(tmp_path / "off.yaml", config_path.read_text().replace("http_listen: null", "http_listen: off")
-                .replace("debug_txt: yes, query_log: {enabled: on}", "debug_txt: false"))
-    assert load_config(off).server.http_listen is None          # as `serve --http-listen off` says
+    off = write(
+        tmp_path / "off.yaml",
+        config_path.read_text()
+        .replace("http_listen: null", "http_listen: off")
+        .replace("debug_txt: yes, query_log: {enabled: on}", "debug_txt: false"),
+    )
+    assert load_config(off).server.http_listen is None  # as `serve --http-listen off` says
 
 
 def test_sexagesimal_and_non_finite_numbers_are_rejected_by_key(tmp_path):
     config_path = yaml_config(
-        tmp_path, record_extra="    ttl: 1:30\n    latency_tolerance: {pct: .inf, ms: .nan}\n",
-        server_extra=", tcp_idle_timeout: .inf")
+        tmp_path,
+        record_extra="    ttl: 1:30\n    latency_tolerance: {pct: .inf, ms: .nan}\n",
+        server_extra=", tcp_idle_timeout: .inf",
+    )
     result = validate(config_path)
     assert result.returncode == 1
     out = result.stdout
@@ -85,8 +100,9 @@ def test_sexagesimal_and_non_finite_numbers_are_rejected_by_key(tmp_path):
 
 
 def test_bases_and_exponents_of_yaml_1_2(tmp_path):
-    config = load_config(yaml_config(tmp_path, record_extra="    ttl: 0x1e\n    answers: 0o2\n",
-                                     server_extra=", udp_payload: +1232"))
+    config = load_config(
+        yaml_config(tmp_path, record_extra="    ttl: 0x1e\n    answers: 0o2\n", server_extra=", udp_payload: +1232")
+    )
     record = next(iter(config.records.values()))
     assert (record.ttl, record.answers, config.server.udp_payload) == (30, 2, 1232)
     result = validate(yaml_config(tmp_path, record_extra="    ttl: 1e3\n"))

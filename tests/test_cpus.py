@@ -3,6 +3,7 @@
 The cgroup files are real files in a temporary directory laid out like
 /sys/fs/cgroup, read through the same code that reads the real ones.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ def test_cgroup_v2_quota_is_rounded_up_and_max_means_no_limit(tmp_path):
     assert cgroup_cpu_limit(tmp_path, "0::/\n") == 1
     v2(tmp_path, "150000 100000")
     assert cgroup_cpu_limit(tmp_path, "0::/\n") == 2
-    v2(tmp_path, "20000 100000")                  # a fifth of a CPU still runs one worker
+    v2(tmp_path, "20000 100000")  # a fifth of a CPU still runs one worker
     assert cgroup_cpu_limit(tmp_path, "0::/\n") == 1
     v2(tmp_path, "max 100000")
     assert cgroup_cpu_limit(tmp_path, "0::/\n") is None
@@ -58,7 +59,7 @@ def test_cgroup_v1_cfs_quota(tmp_path):
 def test_usable_cpus_is_the_smaller_of_affinity_and_quota(tmp_path):
     v2(tmp_path, "100000 100000")
     assert usable_cpus(256, tmp_path) == 1
-    v2(tmp_path, f"{(AFFINITY + 8) * 100000} 100000")   # a quota above the affinity leaves the affinity
+    v2(tmp_path, f"{(AFFINITY + 8) * 100000} 100000")  # a quota above the affinity leaves the affinity
     assert usable_cpus(256, tmp_path) == AFFINITY
     assert usable_cpus(1, tmp_path) == 1
 

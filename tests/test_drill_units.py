@@ -1,4 +1,5 @@
 """The drill's own parts, without a deployment: the query it sends and how a report measures."""
+
 from __future__ import annotations
 
 from dnslib import DNSRecord
@@ -26,10 +27,10 @@ def sample(t: float, answer: tuple[str, ...], rcode: str = "NOERROR") -> Sample:
 
 
 def test_shift_measures_away_back_and_stale_answers():
-    rows = [sample(t / 10, A) for t in range(0, 20)]            # baseline: a-1
-    rows += [sample(2.0 + t / 10, A) for t in range(0, 8)]       # still a-1 for 0.7 s after the fault
-    rows += [sample(2.8 + t / 10, E) for t in range(0, 22)]      # moved
-    rows += [sample(5.0 + t / 10, E) for t in range(0, 3)]       # recovered at 5.0, back at 5.3
+    rows = [sample(t / 10, A) for t in range(0, 20)]  # baseline: a-1
+    rows += [sample(2.0 + t / 10, A) for t in range(0, 8)]  # still a-1 for 0.7 s after the fault
+    rows += [sample(2.8 + t / 10, E) for t in range(0, 22)]  # moved
+    rows += [sample(5.0 + t / 10, E) for t in range(0, 3)]  # recovered at 5.0, back at 5.3
     rows += [sample(5.3 + t / 10, A) for t in range(0, 10)]
     phases = Phases("cluster-down", "app.", 2.0, 5.0, 6.3, "a-1", {"203.0.113.10"}, "shift", window=2.0)
     report = analyse(rows, phases, CLUSTERS)
@@ -37,7 +38,7 @@ def test_shift_measures_away_back_and_stale_answers():
     assert abs(sg.away_s - 0.8) < 1e-6 and abs(sg.back_s - 0.3) < 1e-6
     assert sg.stale_after_window == 0 and report.passed
 
-    late = rows + [sample(4.5, A)]                               # one stale answer after the window
+    late = rows + [sample(4.5, A)]  # one stale answer after the window
     report = analyse(late, phases, CLUSTERS)
     assert report.clients[0].stale_after_window == 1 and not report.passed
 
@@ -46,7 +47,7 @@ def test_steady_counts_changes_and_failures():
     rows = [sample(t / 10, A) for t in range(0, 40)]
     rows[25] = sample(2.5, E)
     rows[30] = sample(3.0, (), "TIMEOUT")
-    rows[31] = sample(3.1, ())                                   # NODATA: no address is an outage too
+    rows[31] = sample(3.1, ())  # NODATA: no address is an outage too
     phases = Phases("redis-down", "app.", 2.0, 3.5, 4.0, None, set(), "steady", window=2.0)
     report = analyse(rows, phases, CLUSTERS)
     assert report.clients[0].changed == 1
@@ -65,7 +66,7 @@ def test_plot_draws_every_sample_in_its_cluster_colour_and_the_fault_window():
     rows += [sample(5.0 + t / 10, A) for t in range(0, 10)]
     phases = Phases("cluster-down", "app.", 2.0, 5.0, 6.0, "a-1", {"203.0.113.10"}, "shift", window=2.0)
     report = analyse(rows, phases, CLUSTERS)
-    doc = ET.fromstring(svg(report, width=1000))                 # well-formed, standalone
+    doc = ET.fromstring(svg(report, width=1000))  # well-formed, standalone
     ns = "{http://www.w3.org/2000/svg}"
     samples = [r for r in doc.iter(ns + "rect") if r.get("class") == "sample"]
     by_cluster = {name: sum(1 for r in samples if r.get("data-cluster") == name) for name in CLUSTERS}
@@ -85,7 +86,7 @@ def test_plot_draws_every_sample_in_its_cluster_colour_and_the_fault_window():
 
 def test_a_shift_drill_whose_baseline_never_used_the_target_fails():
     """cluster-slow on a cluster no client was sent to would otherwise pass on no evidence."""
-    rows = [sample(t / 10, E) for t in range(0, 60)]                # e-1 all along; a-1 is the target
+    rows = [sample(t / 10, E) for t in range(0, 60)]  # e-1 all along; a-1 is the target
     phases = Phases("cluster-slow", "fast.", 2.0, 4.0, 6.0, "a-1", {"203.0.113.10"}, "shift", window=1.0)
     report = analyse(rows, phases, CLUSTERS)
     check = next(c for c in report.checks if c["name"].startswith("the baseline sent some client"))

@@ -1,4 +1,5 @@
 """EDNS0, ECS, NSID, truncation and TCP behaviour, over real sockets."""
+
 from __future__ import annotations
 
 import socket
@@ -88,14 +89,17 @@ def test_ecs_echoed_with_scope_zero(dns_server):
     assert ecs[0].address == "198.51.100.0" and ecs[0].srclen == 24 and ecs[0].scopelen == 0
 
 
-@pytest.mark.parametrize("payload", [
-    struct.pack("!HBB", 3, 24, 0) + b"\xc6\x33\x64",          # unknown family
-    struct.pack("!HBB", 1, 33, 0) + b"\xc6\x33\x64\x00\x00",  # prefix too long for IPv4
-    struct.pack("!HBB", 1, 24, 0) + b"\xc6\x33",              # address shorter than the prefix
-    struct.pack("!HBB", 1, 20, 0) + b"\xc6\x33\x6f",          # bits set past the prefix
-    struct.pack("!HBB", 1, 24, 8) + b"\xc6\x33\x64",          # scope set in a query
-    b"\x00\x01",                                               # truncated option
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        struct.pack("!HBB", 3, 24, 0) + b"\xc6\x33\x64",  # unknown family
+        struct.pack("!HBB", 1, 33, 0) + b"\xc6\x33\x64\x00\x00",  # prefix too long for IPv4
+        struct.pack("!HBB", 1, 24, 0) + b"\xc6\x33",  # address shorter than the prefix
+        struct.pack("!HBB", 1, 20, 0) + b"\xc6\x33\x6f",  # bits set past the prefix
+        struct.pack("!HBB", 1, 24, 8) + b"\xc6\x33\x64",  # scope set in a query
+        b"\x00\x01",  # truncated option
+    ],
+)
 def test_bad_ecs_is_formerr(dns_server, payload):
     resp = query(dns_server, use_edns=0, options=[dns.edns.GenericOption(8, payload)])
     assert resp.rcode() == dns.rcode.FORMERR
@@ -134,7 +138,7 @@ def test_truncated_without_edns_full_over_tcp(dns_server):
     udp = query(dns_server, "big." + ZONE, use_edns=False)
     assert udp.flags & dns.flags.TC
     assert len(udp.question) == 1
-    assert udp.answer == []                       # whole RRsets only: 100 A do not fit 512
+    assert udp.answer == []  # whole RRsets only: 100 A do not fit 512
     tcp = query(dns_server, "big." + ZONE, tcp=True, use_edns=False)
     assert not tcp.flags & dns.flags.TC
     assert len(tcp.answer[0]) == 100
@@ -142,7 +146,7 @@ def test_truncated_without_edns_full_over_tcp(dns_server):
 
 def test_edns_payload_caps_udp(dns_server):
     resp = query(dns_server, "big." + ZONE, use_edns=0, payload=65000)
-    assert resp.flags & dns.flags.TC              # our 1232 limit applies even if the client offers more
+    assert resp.flags & dns.flags.TC  # our 1232 limit applies even if the client offers more
     small = query(dns_server, "www." + ZONE, use_edns=0, payload=4096)
     assert not small.flags & dns.flags.TC
 
@@ -198,15 +202,18 @@ def test_tcp_split_frames(dns_server):
 
 @pytest.fixture
 def tight_server(zone_dir, tmp_path):
-    config = write(tmp_path / "tight.yaml", f"""
+    config = write(
+        tmp_path / "tight.yaml",
+        f"""
 server:
   dns_listen: ["127.0.0.1:0"]
   http_listen: null
   tcp_idle_timeout: 0.5s
   tcp_max_connections: 2
   tcp_source_share: 1          # the global cap, not the per-source share
-zones: ["{zone_dir / 'gslb.example.com.zone'}"]
-""")
+zones: ["{zone_dir / "gslb.example.com.zone"}"]
+""",
+    )
     server = RunningServer(Settings(config_path=config))
     yield server
     server.stop()
@@ -249,8 +256,9 @@ def test_ipv6_listener(zone_dir, tmp_path):
         socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).bind(("::1", 0))
     except OSError as exc:
         pytest.skip(f"::1 not usable here: {exc}")
-    server = RunningServer(Settings(zone_paths=(zone_dir / "gslb.example.com.zone",),
-                                    dns_listen=(("::1", 0),), http_listen=None))
+    server = RunningServer(
+        Settings(zone_paths=(zone_dir / "gslb.example.com.zone",), dns_listen=(("::1", 0),), http_listen=None)
+    )
     try:
         for send in (dns.query.udp, dns.query.tcp):
             resp = send(dns.message.make_query("www." + ZONE, "AAAA"), "::1", port=server.port, timeout=3)

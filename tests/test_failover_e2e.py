@@ -3,6 +3,7 @@
 Timings are measured and printed; the bounds asserted are the promise
 (fall x interval + 1 s) plus scheduling slack, never tight.
 """
+
 from __future__ import annotations
 
 import time
@@ -33,11 +34,15 @@ def config(tmp_path: Path, sims: dict[str, SimIngress], store: str, embedded: st
     region: {name[:-2]}
     endpoints: [{{address: "{ADDRESS[name]}", probe: "{sims[name].probe}"}}]
     check: {{type: http, path: /healthz, interval: {INTERVAL}s, timeout: 0.3s, rise: {RISE}, fall: {FALL}}}
-""" for name in ADDRESS)
-    return write(tmp_path / "geodns.yaml", f"""
+"""
+        for name in ADDRESS
+    )
+    return write(
+        tmp_path / "geodns.yaml",
+        f"""
 server: {{dns_listen: ["127.0.0.1:0"], http_listen: null}}
 store: "{store}"
-zones: ["{write(tmp_path / 'gslb.example.com.zone', GSLB_ZONE)}"]
+zones: ["{write(tmp_path / "gslb.example.com.zone", GSLB_ZONE)}"]
 geoip: {{database: "{GEOIP_TEST_DB}"}}
 checker: {{embedded: {embedded}, region: ap-southeast}}
 regions:
@@ -47,7 +52,8 @@ regions:
 clusters:
 {clusters}records:
   app.gslb.example.com: {{ttl: 5, clusters: [us-east-1, eu-west-1, ap-southeast-1], policy: [healthy, geo, weighted]}}
-""")
+""",
+    )
 
 
 def answer(server) -> str:
@@ -86,8 +92,10 @@ def test_embedded_checker_moves_traffic_away_and_back(tmp_path, sims):
         away = wait_answer(server, ADDRESS["eu-west-1"], PROMISE + 1.5)
         sims["ap-southeast-1"].set_mode("up")
         back = wait_answer(server, ADDRESS["ap-southeast-1"], RISE * INTERVAL + 2.5)
-        print(f"\nfailure -> answer moved in {away:.2f}s (fall x interval = {FALL * INTERVAL:.1f}s); "
-              f"recovery -> back in {back:.2f}s (rise x interval = {RISE * INTERVAL:.1f}s)")
+        print(
+            f"\nfailure -> answer moved in {away:.2f}s (fall x interval = {FALL * INTERVAL:.1f}s); "
+            f"recovery -> back in {back:.2f}s (rise x interval = {RISE * INTERVAL:.1f}s)"
+        )
         assert away <= PROMISE + 0.5
     finally:
         server.stop()
@@ -97,14 +105,14 @@ def test_flapping_ingress_does_not_flap_the_answer(tmp_path, sims):
     server = RunningServer(Settings(config_path=config(tmp_path, sims, "memory://", "on")))
     try:
         wait_answer(server, ADDRESS["ap-southeast-1"], 3)
-        time.sleep(RISE * INTERVAL + 0.5)                 # up by verdict, not only as "unknown"
+        time.sleep(RISE * INTERVAL + 0.5)  # up by verdict, not only as "unknown"
         sims["ap-southeast-1"].set_mode("flap")
         seen = set()
         deadline = time.monotonic() + 6 * INTERVAL
         while time.monotonic() < deadline:
             seen.add(answer(server))
             time.sleep(0.05)
-        assert sims["ap-southeast-1"].state()["failures"] >= 2   # it really did fail in between
+        assert sims["ap-southeast-1"].state()["failures"] >= 2  # it really did fail in between
         assert seen == {ADDRESS["ap-southeast-1"]}
     finally:
         server.stop()
@@ -121,10 +129,15 @@ def test_two_checkers_in_redis_one_partitioned(tmp_path, sims):
     server = checker_a = checker_b = None
     try:
         server = RunningServer(Settings(config_path=cfg))
-        checker_a = Child(["check", "--config", str(cfg), "--store", redis.url, "--checker-id", "a",
-                           "--region", "us-east"], tmp_path / "checker-a.log")
-        checker_b = Child(["check", "--config", str(cfg), "--store", redis.unix_url, "--checker-id", "b",
-                           "--region", "eu-west"], tmp_path / "checker-b.log", prefix=["unshare", "-n"])
+        checker_a = Child(
+            ["check", "--config", str(cfg), "--store", redis.url, "--checker-id", "a", "--region", "us-east"],
+            tmp_path / "checker-a.log",
+        )
+        checker_b = Child(
+            ["check", "--config", str(cfg), "--store", redis.unix_url, "--checker-id", "b", "--region", "eu-west"],
+            tmp_path / "checker-b.log",
+            prefix=["unshare", "-n"],
+        )
         wait_answer(server, ADDRESS["ap-southeast-1"], 5)
 
         store = RedisStore(redis.url)
@@ -134,14 +147,17 @@ def test_two_checkers_in_redis_one_partitioned(tmp_path, sims):
             while time.monotonic() < deadline:
                 snapshot = server.call(store.load())
                 votes = {(o.checker, o.endpoint): o.up for obs in snapshot.observations.values() for o in obs}
-                if ("a", ADDRESS["ap-southeast-1"]) in votes and ("b", ADDRESS["ap-southeast-1"]) in votes \
-                        and votes[("a", ADDRESS["ap-southeast-1"])] is True:
+                if (
+                    ("a", ADDRESS["ap-southeast-1"]) in votes
+                    and ("b", ADDRESS["ap-southeast-1"]) in votes
+                    and votes[("a", ADDRESS["ap-southeast-1"])] is True
+                ):
                     break
                 time.sleep(0.1)
         finally:
             server.call(store.close())
         assert votes[("a", ADDRESS["ap-southeast-1"])] is True
-        assert all(votes[("b", address)] is None for address in ADDRESS.values()), votes   # suspect: no vote
+        assert all(votes[("b", address)] is None for address in ADDRESS.values()), votes  # suspect: no vote
         assert "event=checker-suspect" in checker_b.output() or "suspect" in checker_b.output()
 
         # The partitioned checker changes nothing a client sees.

@@ -1,4 +1,5 @@
 """Malformed input never escapes as an exception: the engine answers or drops."""
+
 from __future__ import annotations
 
 import random
@@ -21,21 +22,24 @@ def _engine(zone_dir):
 
 def _check(engine, data: bytes) -> None:
     for tcp in (False, True):
-        out = engine.handle(data, "192.0.2.1", tcp)      # must not raise
+        out = engine.handle(data, "192.0.2.1", tcp)  # must not raise
         if out is None:
             continue
         assert len(out) >= 12
-        assert out[:2] == data[:2]                        # the ID is always echoed
-        assert out[2] & 0x80                              # and it is a response
+        assert out[:2] == data[:2]  # the ID is always echoed
+        assert out[2] & 0x80  # and it is a response
         dns.message.from_wire(out, ignore_trailing=False) if out[2] >> 3 & 0xF == 0 else None
 
 
-VALID = [dns.message.make_query(n, t, use_edns=e, options=o).to_wire() for n, t, e, o in [
-    ("www." + ZONE, "A", False, None),
-    ("big." + ZONE, "A", 0, None),
-    ("x.apps." + ZONE, "AAAA", 0, [dns.edns.ECSOption("198.51.100.0", 24)]),
-    ("sub." + ZONE, "NS", 0, [dns.edns.GenericOption(3, b"")]),
-]]
+VALID = [
+    dns.message.make_query(n, t, use_edns=e, options=o).to_wire()
+    for n, t, e, o in [
+        ("www." + ZONE, "A", False, None),
+        ("big." + ZONE, "A", 0, None),
+        ("x.apps." + ZONE, "AAAA", 0, [dns.edns.ECSOption("198.51.100.0", 24)]),
+        ("sub." + ZONE, "NS", 0, [dns.edns.GenericOption(3, b"")]),
+    ]
+]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -45,14 +49,17 @@ def test_random_bytes(zone_dir, data):
 
 
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6),
-       st.integers(0, 200))
+@given(
+    st.sampled_from(VALID),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6),
+    st.integers(0, 200),
+)
 def test_mutated_queries(zone_dir, base, flips, cut):
     data = bytearray(base)
     for pos, value in flips:
         data[pos % len(data)] = value
     if cut:
-        data = data[:max(0, len(data) - cut)]
+        data = data[: max(0, len(data) - cut)]
     _check(_cached(zone_dir), bytes(data))
 
 

@@ -1,4 +1,5 @@
 """geo/: where a client is, on the MaxMind test databases in tests/data/geo (see its README)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -39,6 +40,7 @@ def city(request: pytest.FixtureRequest) -> Locator:
 
 # -- the database ------------------------------------------------------------------------------
 
+
 def test_london(city: Locator) -> None:
     loc = city.locate(ip("81.2.69.142"))
     assert (loc.country, loc.continent, loc.source, loc.region) == ("GB", "EU", "geoip", None)
@@ -46,16 +48,18 @@ def test_london(city: Locator) -> None:
     assert loc.prefix == 31
 
 
-@pytest.mark.parametrize("address, country, continent, prefix", [
-    ("214.0.0.1", "SG", "AS", 24),
-    ("216.160.83.57", "US", "NA", 29),
-    ("89.160.20.115", "SE", "EU", 28),
-    ("175.16.199.7", "CN", "AS", 24),
-    ("2001:218::1", "JP", "AS", 32),
-    ("2a02:d3c0::1", "GB", "EU", 29),
-])
-def test_database_answers(city: Locator, address: str, country: str, continent: str,
-                          prefix: int) -> None:
+@pytest.mark.parametrize(
+    "address, country, continent, prefix",
+    [
+        ("214.0.0.1", "SG", "AS", 24),
+        ("216.160.83.57", "US", "NA", 29),
+        ("89.160.20.115", "SE", "EU", 28),
+        ("175.16.199.7", "CN", "AS", 24),
+        ("2001:218::1", "JP", "AS", 32),
+        ("2a02:d3c0::1", "GB", "EU", 29),
+    ],
+)
+def test_database_answers(city: Locator, address: str, country: str, continent: str, prefix: int) -> None:
     loc = city.locate(ip(address))
     assert (loc.country, loc.continent, loc.prefix, loc.source) == (country, continent, prefix, "geoip")
     assert loc.lat is not None and loc.lon is not None
@@ -65,22 +69,21 @@ def test_ipv4_mapped_ipv6_is_looked_up_as_ipv4(city: Locator) -> None:
     assert city.locate(ip("::ffff:81.2.69.142")) == city.locate(ip("81.2.69.142"))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "127.0.0.1", "10.1.2.3", "192.168.1.1",
-                                     "::1", "fe80::1"])
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "127.0.0.1", "10.1.2.3", "192.168.1.1", "::1", "fe80::1"])
 def test_unknown_addresses_are_misses_with_a_scope(city: Locator, address: str) -> None:
     loc = city.locate(ip(address))
     assert (loc.source, loc.country, loc.continent, loc.lat, loc.region) == ("none", None, None, None, None)
     assert 0 < loc.prefix <= ip(address).max_prefixlen
     net = ipaddress.ip_network(f"{address}/{loc.prefix}", strict=False)
-    assert city.locate(net.network_address) == loc        # the same miss for the whole network
+    assert city.locate(net.network_address) == loc  # the same miss for the whole network
     assert city.locate(net.broadcast_address) == loc
 
 
 def test_records_without_a_country(city: Locator) -> None:
-    only_continent = city.locate(ip("2.3.3.1"))           # continent, no country, no coordinates
+    only_continent = city.locate(ip("2.3.3.1"))  # continent, no country, no coordinates
     assert (only_continent.continent, only_continent.country, only_continent.lat) == ("EU", None, None)
     assert only_continent.source == "geoip"
-    anycast = city.locate(ip("214.1.1.1"))                # a record that says no place at all
+    anycast = city.locate(ip("214.1.1.1"))  # a record that says no place at all
     assert (anycast.source, anycast.prefix) == ("none", 24)
 
 
@@ -107,23 +110,30 @@ def test_no_database_no_networks() -> None:
 
 # -- operator networks -------------------------------------------------------------------------
 
+
 def test_networks_win_over_the_database_and_longest_prefix_wins() -> None:
-    locator = Locator(GeoIPConfig(database=CITY, networks=networks(
-        ("10.0.0.0/8", "a"), ("10.20.0.0/16", "b"), ("81.2.69.0/24", "lab"), ("2001:218::/32", "tokyo"))))
+    locator = Locator(
+        GeoIPConfig(
+            database=CITY,
+            networks=networks(
+                ("10.0.0.0/8", "a"), ("10.20.0.0/16", "b"), ("81.2.69.0/24", "lab"), ("2001:218::/32", "tokyo")
+            ),
+        )
+    )
     assert locator.locate(ip("10.20.3.4")) == Location("b", None, None, None, None, 16, "networks")
     a = locator.locate(ip("10.1.2.3"))
     assert (a.region, a.source) == ("a", "networks")
     # 10.0.0.0/12 is the largest network around 10.1.2.3 that 10.20.0.0/16 is not in:
     # a resolver must not reuse "a" for the clients of "b".
     assert a.prefix == 12
-    assert locator.locate(ip("81.2.69.142")).region == "lab"        # the database says GB
+    assert locator.locate(ip("81.2.69.142")).region == "lab"  # the database says GB
     assert locator.locate(ip("::ffff:10.20.0.1")).region == "b"
     assert locator.locate(ip("2001:218::1")) == Location("tokyo", None, None, None, None, 32, "networks")
 
 
 def test_database_scope_excludes_operator_networks_inside_it() -> None:
     plain = Locator(GeoIPConfig(database=CITY)).locate(ip("10.1.2.3"))
-    assert (plain.source, plain.prefix) == ("none", 8)   # the database knows nothing in 10.0.0.0/8
+    assert (plain.source, plain.prefix) == ("none", 8)  # the database knows nothing in 10.0.0.0/8
     carved = Locator(GeoIPConfig(database=CITY, networks=networks(("10.20.0.0/16", "b"))))
     assert carved.locate(ip("10.1.2.3")) == Location(None, None, None, None, None, 12, "none")
     assert carved.locate(ip("10.20.1.1")).region == "b"
@@ -142,17 +152,18 @@ def test_first_listing_of_a_duplicate_cidr_wins() -> None:
 
 # -- the cache ---------------------------------------------------------------------------------
 
+
 def test_cache_serves_a_whole_network_from_one_entry() -> None:
     locator = Locator(GeoIPConfig(database=CITY))
     first = locator.locate(ip("81.2.69.142"))
     assert locator.cache_len() == 1
-    assert locator.locate(ip("81.2.69.143")) is first                 # same /31: the cached object
+    assert locator.locate(ip("81.2.69.143")) is first  # same /31: the cached object
     assert locator.cache_len() == 1
     miss = locator.locate(ip("8.8.8.8"))
     net = ipaddress.ip_network(f"8.8.8.8/{miss.prefix}", strict=False)
     for offset in range(0, net.num_addresses, max(1, net.num_addresses // 1000)):
         assert locator.locate(net.network_address + offset) is miss
-    assert locator.cache_len() == 2                                    # not one per address
+    assert locator.cache_len() == 2  # not one per address
 
 
 def test_cache_is_bounded() -> None:
@@ -160,7 +171,7 @@ def test_cache_is_bounded() -> None:
     for address in ["81.2.69.142", "214.0.0.1", "216.160.83.57", "2001:218::1", "175.16.199.1"]:
         locator.locate(ip(address))
     assert locator.cache_len() == 3
-    assert locator.locate(ip("81.2.69.142")).country == "GB"           # evicted, then found again
+    assert locator.locate(ip("81.2.69.142")).country == "GB"  # evicted, then found again
     assert locator.cache_len() == 3
 
 
@@ -171,6 +182,7 @@ def test_cache_can_be_off() -> None:
 
 
 # -- bad databases: rejected at construction ---------------------------------------------------
+
 
 def reason_for(path: Path) -> str:
     with pytest.raises(ConfigError) as info:
@@ -211,6 +223,7 @@ def test_asn_database_is_rejected() -> None:
 
 # -- small databases made here: record sizes, damage the test files do not have ---------------
 
+
 def _ctrl(kind: int, size: int) -> bytes:
     if size < 29:
         first, extra = size, b""
@@ -234,7 +247,7 @@ class _Int:
 
 def _encode(value: object) -> bytes:
     """MaxMind DB data-section encoding of a Python value, without pointers."""
-    if isinstance(value, bytes):                   # pre-encoded, possibly deliberately wrong
+    if isinstance(value, bytes):  # pre-encoded, possibly deliberately wrong
         return value
     if isinstance(value, dict):
         return _ctrl(7, len(value)) + b"".join(_encode(k) + _encode(v) for k, v in value.items())
@@ -269,7 +282,7 @@ def _write(value: object, data: bytearray, seen: dict[bytes, int], top: bool = F
     plain = _encode(value)
     if not isinstance(value, bytes) and len(plain) > 3 and plain in seen:
         if top:
-            return seen[plain]                     # the tree points at the earlier record
+            return seen[plain]  # the tree points at the earlier record
         data += _pointer(seen[plain])
         return -1
     start = len(data)
@@ -289,8 +302,7 @@ def _write(value: object, data: bytearray, seen: dict[bytes, int], top: bool = F
     return start
 
 
-def build_mmdb(entries: list[tuple[str, object]], record_size: int = 28,
-               database_type: str = "Test-City") -> bytes:
+def build_mmdb(entries: list[tuple[str, object]], record_size: int = 28, database_type: str = "Test-City") -> bytes:
     """An IPv4 MaxMind DB holding ``entries`` (non-overlapping CIDR -> record)."""
     data, seen = bytearray(), {}
     root: list = [None, None]
@@ -332,25 +344,42 @@ def build_mmdb(entries: list[tuple[str, object]], record_size: int = 28,
             tree += (left & 0xFFFFFF).to_bytes(3, "big")
             tree.append((left >> 24) << 4 | right >> 24)
             tree += (right & 0xFFFFFF).to_bytes(3, "big")
-    metadata = {"binary_format_major_version": _Int(5, 2), "binary_format_minor_version": _Int(5, 0),
-                "build_epoch": _Int(9, 1), "database_type": database_type,
-                "description": {"en": "test"}, "ip_version": _Int(5, 4), "languages": ["en"],
-                "node_count": _Int(6, count), "record_size": _Int(5, record_size)}
+    metadata = {
+        "binary_format_major_version": _Int(5, 2),
+        "binary_format_minor_version": _Int(5, 0),
+        "build_epoch": _Int(9, 1),
+        "database_type": database_type,
+        "description": {"en": "test"},
+        "ip_version": _Int(5, 4),
+        "languages": ["en"],
+        "node_count": _Int(6, count),
+        "record_size": _Int(5, record_size),
+    }
     return bytes(tree) + bytes(16) + bytes(data) + METADATA_MARKER + _encode(metadata)
 
 
 def place(country: str, continent: str, lat: float, lon: float) -> dict:
-    return {"country": {"iso_code": country, "names": {"en": country}},
-            "continent": {"code": continent}, "location": {"latitude": lat, "longitude": lon}}
+    return {
+        "country": {"iso_code": country, "names": {"en": country}},
+        "continent": {"code": continent},
+        "location": {"latitude": lat, "longitude": lon},
+    }
 
 
 @pytest.mark.parametrize("record_size", [24, 28, 32])
 @pytest.mark.parametrize("native", [True, False])
 def test_record_sizes(tmp_path: Path, record_size: int, native: bool) -> None:
     path = tmp_path / "made.mmdb"
-    path.write_bytes(build_mmdb([("198.51.100.0/24", place("FR", "EU", 48.85, 2.35)),
-                                 ("203.0.113.128/25", place("AU", "OC", -33.9, 151.2)),
-                                 ("203.0.113.0/26", place("NZ", "OC", -36.8, 174.8))], record_size))
+    path.write_bytes(
+        build_mmdb(
+            [
+                ("198.51.100.0/24", place("FR", "EU", 48.85, 2.35)),
+                ("203.0.113.128/25", place("AU", "OC", -33.9, 151.2)),
+                ("203.0.113.0/26", place("NZ", "OC", -36.8, 174.8)),
+            ],
+            record_size,
+        )
+    )
     locator = Locator(GeoIPConfig(database=path), native=native)
     assert locator.reader_mode == ("native" if native else "memory")
     fr = locator.locate(ip("198.51.100.9"))
@@ -363,20 +392,23 @@ def test_record_sizes(tmp_path: Path, record_size: int, native: bool) -> None:
 
 
 # Raw bytes stand for values the encoder would never write (first byte: type << 5 | size).
-@pytest.mark.parametrize("record, reason", [
-    ("just a string", "not a map"),
-    ({"country": {"iso_code": bytes([0x42, 0xFF, 0xFE])}}, "not UTF-8"),
-    ({"location": {"latitude": bytes([0x64]) + bytes(4)}}, "double of 4 bytes"),
-    ({"country": bytes([0x27, 0xFF])}, "pointer points past the data section"),
-    ({"city": bytes([0x42]) + b"x"}, "a value runs past the data section"),
-    ({"n": bytes([0x00, 0x06])}, "unknown data type 13"),
-    ({"n": bytes([0xC5]) + bytes(5)}, "an integer of 5 bytes"),
-    ({bytes([0xC1, 0x01]): "key"}, "a map key of type 6"),
-    # {"a": <pointer to offset 7>, "b": <pointer to offset 0>}: offset 7 holds a pointer
-    (bytes([0xE2, 0x41, 0x61, 0x20, 0x07, 0x41, 0x62, 0x20, 0x00]), "points at another pointer"),
-    # {<pointer to offset 0>: "v"}: a key that is the map itself
-    (bytes([0xE1, 0x20, 0x00, 0x41, 0x76]), "a map key points at a non-string"),
-])
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        ("just a string", "not a map"),
+        ({"country": {"iso_code": bytes([0x42, 0xFF, 0xFE])}}, "not UTF-8"),
+        ({"location": {"latitude": bytes([0x64]) + bytes(4)}}, "double of 4 bytes"),
+        ({"country": bytes([0x27, 0xFF])}, "pointer points past the data section"),
+        ({"city": bytes([0x42]) + b"x"}, "a value runs past the data section"),
+        ({"n": bytes([0x00, 0x06])}, "unknown data type 13"),
+        ({"n": bytes([0xC5]) + bytes(5)}, "an integer of 5 bytes"),
+        ({bytes([0xC1, 0x01]): "key"}, "a map key of type 6"),
+        # {"a": <pointer to offset 7>, "b": <pointer to offset 0>}: offset 7 holds a pointer
+        (bytes([0xE2, 0x41, 0x61, 0x20, 0x07, 0x41, 0x62, 0x20, 0x00]), "points at another pointer"),
+        # {<pointer to offset 0>: "v"}: a key that is the map itself
+        (bytes([0xE1, 0x20, 0x00, 0x41, 0x76]), "a map key points at a non-string"),
+    ],
+)
 def test_damaged_records_are_rejected(tmp_path: Path, record: object, reason: str) -> None:
     path = tmp_path / "bad.mmdb"
     path.write_bytes(build_mmdb([("198.51.100.0/24", record)]))
@@ -386,12 +418,18 @@ def test_damaged_records_are_rejected(tmp_path: Path, record: object, reason: st
 def test_damage_found_late_without_verify(tmp_path: Path) -> None:
     """verify=False trusts the file: the damaged record costs the query that reaches it, not the server."""
     path = tmp_path / "bad.mmdb"
-    path.write_bytes(build_mmdb([("198.51.100.0/24", {"location": {"latitude": bytes([0x64]) + bytes(4)}}),
-                                 ("203.0.113.0/24", place("AU", "OC", -33.9, 151.2))]))
+    path.write_bytes(
+        build_mmdb(
+            [
+                ("198.51.100.0/24", {"location": {"latitude": bytes([0x64]) + bytes(4)}}),
+                ("203.0.113.0/24", place("AU", "OC", -33.9, 151.2)),
+            ]
+        )
+    )
     for native in (True, False):
         locator = Locator(GeoIPConfig(database=path), verify=False, native=native)
         loc = locator.locate(ip("198.51.100.1"))
-        assert (loc.source, loc.prefix) == ("none", 32)        # claims nothing beyond this address
+        assert (loc.source, loc.prefix) == ("none", 32)  # claims nothing beyond this address
         assert locator.errors == 1 and locator.cache_len() == 0
         assert locator.locate(ip("203.0.113.1")).country == "AU"
 
@@ -410,15 +448,24 @@ def test_large_file_with_long_pointers(tmp_path: Path) -> None:
 
 # -- properties --------------------------------------------------------------------------------
 
-NESTED = networks(("81.2.69.128/26", "lab"), ("8.8.8.0/24", "dns"), ("10.0.0.0/8", "a"),
-                  ("10.20.0.0/16", "b"), ("10.20.30.0/24", "c"), ("2001:218:0:1::/64", "jp-lab"))
+NESTED = networks(
+    ("81.2.69.128/26", "lab"),
+    ("8.8.8.0/24", "dns"),
+    ("10.0.0.0/8", "a"),
+    ("10.20.0.0/16", "b"),
+    ("10.20.30.0/24", "c"),
+    ("2001:218:0:1::/64", "jp-lab"),
+)
 PROPERTY_LOCATOR = Locator(GeoIPConfig(database=CITY, networks=NESTED))
 UNCACHED = Locator(GeoIPConfig(database=CITY, networks=NESTED), cache_size=0)
 
 # Random addresses, half of them near the networks that the data and the CIDRs carve up.
-ipv4 = st.one_of(st.integers(0, 2**32 - 1),
-                 st.sampled_from([0x51024500, 0x08080800, 0x0A140000, 0xD6000000, 0xD8A05300])
-                 .flatmap(lambda base: st.integers(base, base + 0xFFFF)))
+ipv4 = st.one_of(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([0x51024500, 0x08080800, 0x0A140000, 0xD6000000, 0xD8A05300]).flatmap(
+        lambda base: st.integers(base, base + 0xFFFF)
+    ),
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -432,8 +479,19 @@ def test_locate_never_raises_and_prefix_is_in_range(value: int) -> None:
 
 # Addresses where the answer changes: starts of the CIDRs and of some database networks.
 EDGES = [int(entry.network.network_address) for entry in NESTED if entry.network.version == 4] + [
-    int(ip(a)) for a in ("81.2.69.142", "81.2.69.144", "81.2.69.160", "214.0.0.0", "214.0.1.0",
-                         "216.160.83.56", "216.160.83.64", "10.20.30.255", "8.8.9.0")]
+    int(ip(a))
+    for a in (
+        "81.2.69.142",
+        "81.2.69.144",
+        "81.2.69.160",
+        "214.0.0.0",
+        "214.0.1.0",
+        "216.160.83.56",
+        "216.160.83.64",
+        "10.20.30.255",
+        "8.8.9.0",
+    )
+]
 
 
 @settings(max_examples=300, deadline=None)
@@ -456,6 +514,7 @@ def test_ipv6_never_raises(value: int) -> None:
 
 
 # -- distance ----------------------------------------------------------------------------------
+
 
 def test_london_to_singapore() -> None:
     assert great_circle_km(51.5074, -0.1278, 1.3521, 103.8198) == pytest.approx(10_880, abs=50)

@@ -1,4 +1,5 @@
 """GSLB answers end to end: ECS clients from several countries, drains, Redis shared and lost."""
+
 from __future__ import annotations
 
 import time
@@ -21,18 +22,26 @@ from tests.redis_server import RedisServer
 APP = "app.gslb.example.com."
 SG, LONDON, US = "214.0.0.0", "81.2.69.142", "216.160.83.56"
 
-ZONE = GSLB_ZONE + """\
+ZONE = (
+    GSLB_ZONE
+    + """\
 app  IN TXT "served by geodns"
 www  IN CNAME app
 """
+)
 
 
-def config_text(tmp_path: Path, store: str = "memory://", policy: str = "[healthy, geo, weighted]",
-                fallback: str = "all", extra: str = "") -> str:
+def config_text(
+    tmp_path: Path,
+    store: str = "memory://",
+    policy: str = "[healthy, geo, weighted]",
+    fallback: str = "all",
+    extra: str = "",
+) -> str:
     return f"""
 server: {{dns_listen: ["127.0.0.1:0"], http_listen: null}}
 store: "{store}"
-zones: ["{write(tmp_path / 'gslb.example.com.zone', ZONE)}"]
+zones: ["{write(tmp_path / "gslb.example.com.zone", ZONE)}"]
 geoip:
   database: "{GEOIP_TEST_DB}"
   networks: [{{cidr: "10.20.0.0/16", region: eu-west}}]
@@ -87,16 +96,16 @@ def test_each_place_gets_its_region(server):
     assert scope(sg) == 24 and sg.answer[0].ttl == 30
     london = ask(server, LONDON, 32)
     assert addresses(london) == {"198.51.100.10"}
-    assert scope(london) == 31                        # the GeoIP network, not the /32 we sent
+    assert scope(london) == 31  # the GeoIP network, not the /32 we sent
     assert addresses(ask(server, US, 29)) == {"192.0.2.10"}
-    assert addresses(ask(server, "10.20.30.0")) == {"198.51.100.10"}   # the operator's CIDR map
+    assert addresses(ask(server, "10.20.30.0")) == {"198.51.100.10"}  # the operator's CIDR map
 
 
 def test_families_and_other_types(server):
     assert addresses(ask(server, LONDON, 32, "AAAA")) == {"2001:db8:1::10"}
-    sg6 = ask(server, SG, rdtype="AAAA")              # ap-southeast has no IPv6: NODATA, not NXDOMAIN
+    sg6 = ask(server, SG, rdtype="AAAA")  # ap-southeast has no IPv6: NODATA, not NXDOMAIN
     assert sg6.rcode() == dns.rcode.NOERROR and sg6.answer == [] and sg6.authority
-    txt = ask(server, SG, rdtype="TXT")               # other types come from the zone file
+    txt = ask(server, SG, rdtype="TXT")  # other types come from the zone file
     assert {r.to_text() for r in txt.answer[0]} == {'"served by geodns"'}
     via_cname = ask(server, SG, name="www.gslb.example.com.")
     assert addresses(via_cname) == {"203.0.113.10"}
@@ -106,7 +115,7 @@ def test_unknown_client_gets_an_answer(server):
     resp = ask(server, "8.8.8.0")
     assert len(addresses(resp)) == 1
     no_ecs = dns.query.udp(dns.message.make_query(APP, "A"), server.host, port=server.port, timeout=3)
-    assert len(addresses(no_ecs)) == 1                # 127.0.0.1 is nowhere: any cluster, never nothing
+    assert len(addresses(no_ecs)) == 1  # 127.0.0.1 is nowhere: any cluster, never nothing
 
 
 def test_drain_moves_singapore_to_the_next_nearest(server):
@@ -114,7 +123,7 @@ def test_drain_moves_singapore_to_the_next_nearest(server):
     deadline = time.monotonic() + 1.0
     while addresses(ask(server, SG)) != {"198.51.100.10"} and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert addresses(ask(server, SG)) == {"198.51.100.10"}      # eu-west is nearer to SG than us-east
+    assert addresses(ask(server, SG)) == {"198.51.100.10"}  # eu-west is nearer to SG than us-east
     assert addresses(ask(server, LONDON, 32)) == {"198.51.100.10"}
     server.call(server.server.store.set_admin("ap-southeast-1", AdminState.ACTIVE))
     deadline = time.monotonic() + 1.0
@@ -123,19 +132,28 @@ def test_drain_moves_singapore_to_the_next_nearest(server):
     assert addresses(ask(server, SG)) == {"203.0.113.10"}
 
 
-@pytest.mark.parametrize("fallback,expected", [
-    ("all", {"192.0.2.10", "198.51.100.10", "203.0.113.10"}),
-    ("none", set()),
-    ("eu-west-1", {"198.51.100.10"}),
-])
+@pytest.mark.parametrize(
+    "fallback,expected",
+    [
+        ("all", {"192.0.2.10", "198.51.100.10", "203.0.113.10"}),
+        ("none", set()),
+        ("eu-west-1", {"198.51.100.10"}),
+    ],
+)
 def test_fallback_when_nothing_is_healthy(tmp_path, fallback, expected):
     server = start(tmp_path, fallback=fallback)
     try:
         now = time.time()
-        down = [Observation("checker-1", "eu-west", cluster, address, False, None, now, now + 60)
-                for cluster, address in (("us-east-1", "192.0.2.10"), ("us-east-1", "2001:db8::10"),
-                                         ("eu-west-1", "198.51.100.10"), ("eu-west-1", "2001:db8:1::10"),
-                                         ("ap-southeast-1", "203.0.113.10"))]
+        down = [
+            Observation("checker-1", "eu-west", cluster, address, False, None, now, now + 60)
+            for cluster, address in (
+                ("us-east-1", "192.0.2.10"),
+                ("us-east-1", "2001:db8::10"),
+                ("eu-west-1", "198.51.100.10"),
+                ("eu-west-1", "2001:db8:1::10"),
+                ("ap-southeast-1", "203.0.113.10"),
+            )
+        ]
         server.call(server.server.store.report(down))
         deadline = time.monotonic() + 1.0
         while server.server.engine.dynamic.counters.fallbacks == 0 and time.monotonic() < deadline:
@@ -159,9 +177,9 @@ def test_weighted_spreads_by_weight(tmp_path):
         for _ in range(400):
             for a in addresses(ask(server, SG)):
                 seen[a] = seen.get(a, 0) + 1
-        assert "192.0.2.10" not in seen                               # weight 0: standby
-        assert 200 < seen.get("203.0.113.10", 0) < 390                # about 3/4
-        assert scope(ask(server, SG)) == 0                            # no filter looked at the client
+        assert "192.0.2.10" not in seen  # weight 0: standby
+        assert 200 < seen.get("203.0.113.10", 0) < 390  # about 3/4
+        assert scope(ask(server, SG)) == 0  # no filter looked at the client
     finally:
         server.stop()
 
@@ -177,11 +195,14 @@ def test_records_outside_zones_are_rejected(tmp_path):
 @pytest.mark.parametrize("value", ["-1", "25000", ".nan", "far"])
 def test_latency_reach_must_be_a_distance(tmp_path, value):
     text = config_text(tmp_path, policy="[healthy, latency]").replace(
-        "    fallback: all\n", f"    fallback: all\n    latency_reach_km: {value}\n")
+        "    fallback: all\n", f"    fallback: all\n    latency_reach_km: {value}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path / "bad.yaml", text))
     assert "records.app.gslb.example.com.latency_reach_km: must be a distance in km from 0 to 20038" in str(err.value)
-    good = load_config(write(tmp_path / "good.yaml", text.replace(f"latency_reach_km: {value}", "latency_reach_km: 500")))
+    good = load_config(
+        write(tmp_path / "good.yaml", text.replace(f"latency_reach_km: {value}", "latency_reach_km: 500"))
+    )
     assert next(iter(good.records.values())).latency_reach_km == 500.0
 
 
@@ -210,17 +231,17 @@ def test_two_servers_one_redis_drain_outage_and_resync(tmp_path):
         took = [_wait_for(s, SG, {"198.51.100.10"}) for s in (a, b)]
         print(f"drain visible on both servers after {max(took) * 1000:.0f} ms")
 
-        redis.kill()                                    # outage: both answer the last good state
+        redis.kill()  # outage: both answer the last good state
         for _ in range(20):
             for s in (a, b):
                 resp = ask(s, SG)
                 assert resp.rcode() == dns.rcode.NOERROR and addresses(resp) == {"198.51.100.10"}
-        deadline = time.monotonic() + 5                 # noticing the outage is not the promise here
+        deadline = time.monotonic() + 5  # noticing the outage is not the promise here
         while (a.server.keeper.connected or b.server.keeper.connected) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not a.server.keeper.connected and not b.server.keeper.connected
 
-        redis.restart()                                 # empty again: the servers re-seed and resync
+        redis.restart()  # empty again: the servers re-seed and resync
         deadline = time.monotonic() + 10
         while not (a.server.keeper.connected and b.server.keeper.connected) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -240,7 +261,7 @@ def test_two_servers_one_redis_drain_outage_and_resync(tmp_path):
 
 
 def test_server_started_while_redis_is_down_answers_from_config(tmp_path):
-    redis = RedisServer(tmp_path / "redis")            # never started
+    redis = RedisServer(tmp_path / "redis")  # never started
     server = start(tmp_path, store=f"redis://127.0.0.1:{redis.port}/0")
     try:
         assert addresses(ask(server, SG)) == {"203.0.113.10"}
@@ -258,7 +279,7 @@ def test_restart_keeps_runtime_drain_unless_reset(tmp_path):
         first.call(first.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))
         _wait_for(first, SG, {"198.51.100.10"})
         first.stop()
-        again = RunningServer(Settings(config_path=config))          # same config: the drain stays
+        again = RunningServer(Settings(config_path=config))  # same config: the drain stays
         try:
             assert addresses(ask(again, SG)) == {"198.51.100.10"}
         finally:

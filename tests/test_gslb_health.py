@@ -1,4 +1,5 @@
 """HealthView: admin states first, then a quorum of fresh observations, then unknown."""
+
 from __future__ import annotations
 
 import math
@@ -24,13 +25,23 @@ def ep(address: str, weight: int = 100, admin: AdminState = A) -> Endpoint:
     return Endpoint(ip_address(address), weight, admin)
 
 
-def cluster(name: str, *endpoints: Endpoint, region: str = "us-east", admin: AdminState = A,
-            min_healthy: int = 1) -> Cluster:
+def cluster(
+    name: str, *endpoints: Endpoint, region: str = "us-east", admin: AdminState = A, min_healthy: int = 1
+) -> Cluster:
     return Cluster(name, region, tuple(endpoints), min_healthy=min_healthy, admin=admin)
 
 
-def obs(cluster_name: str, address: str, checker: str, up: bool | None, *, rtt: float | None = None,
-        vantage: str = "us-east", at: float = NOW - 1, expires: float = NOW + 10) -> Observation:
+def obs(
+    cluster_name: str,
+    address: str,
+    checker: str,
+    up: bool | None,
+    *,
+    rtt: float | None = None,
+    vantage: str = "us-east",
+    at: float = NOW - 1,
+    expires: float = NOW + 10,
+) -> Observation:
     return Observation(checker, vantage, cluster_name, str(ip_address(address)), up, rtt, at, expires)
 
 
@@ -55,14 +66,28 @@ ENDPOINT_CASES = {
     "only 'no verdict yet' votes": (A, A, votes(None, None), "majority", True, "unknown", True),
     "no-verdict votes do not count as voters": (A, A, votes(True, None, None), "majority", True, "up", True),
     "expired up votes are ignored": (A, A, votes(True, True, expires=NOW), "majority", False, "unknown", False),
-    "expired up, fresh down": (A, A, votes(True, True, expires=NOW - 5) + [obs("c", V4, "x", False)],
-                               "majority", True, "down", False),
+    "expired up, fresh down": (
+        A,
+        A,
+        votes(True, True, expires=NOW - 5) + [obs("c", V4, "x", False)],
+        "majority",
+        True,
+        "down",
+        False,
+    ),
     "majority 2 of 3": (A, A, votes(True, True, False), "majority", True, "up", True),
     "majority: a 1-1 tie keeps it in": (A, A, votes(True, False), "majority", True, "up", True),
     "majority: a 2-2 tie keeps it in": (A, A, votes(True, True, False, False), "majority", True, "up", True),
     "majority: 2 of 3 down take it out": (A, A, votes(True, False, False), "majority", True, "down", False),
-    "majority: 3 of 5 down take it out": (A, A, votes(True, True, False, False, False), "majority", True,
-                                          "down", False),
+    "majority: 3 of 5 down take it out": (
+        A,
+        A,
+        votes(True, True, False, False, False),
+        "majority",
+        True,
+        "down",
+        False,
+    ),
     "any: 1 of 3": (A, A, votes(True, False, False), "any", True, "up", True),
     "any: 0 of 2": (A, A, votes(False, False), "any", True, "down", False),
     "all: 2 of 3": (A, A, votes(True, True, False), "all", True, "down", False),
@@ -97,7 +122,7 @@ def test_latest_observation_per_checker_wins():
     old_up = obs("c", V4, "chk", True, at=NOW - 5)
     new_down = obs("c", V4, "chk", False, at=NOW - 1)
     view = HealthView.build(snapshot([cluster("c", ep(V4))], [new_down, old_up]), NOW)
-    assert view.state("c", V4) == "down"      # one checker, one vote: not a 1-1 split
+    assert view.state("c", V4) == "down"  # one checker, one vote: not a 1-1 split
 
 
 # -- clusters ------------------------------------------------------------------------------
@@ -109,17 +134,20 @@ def _three(min_healthy: int, admin: AdminState = A, up: int = 3) -> HealthView:
     return HealthView.build(snap, NOW)
 
 
-@pytest.mark.parametrize("min_healthy, up, admin, is_up, state", [
-    (1, 1, A, True, "up"),
-    (1, 0, A, False, "down"),
-    (2, 1, A, False, "down"),
-    (2, 2, A, True, "up"),
-    (3, 3, A, True, "up"),
-    (0, 0, A, False, "down"),          # min_healthy below 1 still needs an endpoint to answer with
-    (3, 0, FU, True, "forced-up"),     # forced up: every endpoint is up, whatever min_healthy
-    (1, 3, DR, False, "drained"),
-    (1, 3, FD, False, "forced-down"),
-])
+@pytest.mark.parametrize(
+    "min_healthy, up, admin, is_up, state",
+    [
+        (1, 1, A, True, "up"),
+        (1, 0, A, False, "down"),
+        (2, 1, A, False, "down"),
+        (2, 2, A, True, "up"),
+        (3, 3, A, True, "up"),
+        (0, 0, A, False, "down"),  # min_healthy below 1 still needs an endpoint to answer with
+        (3, 0, FU, True, "forced-up"),  # forced up: every endpoint is up, whatever min_healthy
+        (1, 3, DR, False, "drained"),
+        (1, 3, FD, False, "forced-down"),
+    ],
+)
 def test_cluster_min_healthy_and_admin(min_healthy, up, admin, is_up, state):
     view = _three(min_healthy, admin, up)
     assert view.cluster_up("c") is is_up
@@ -155,8 +183,7 @@ def test_unknown_names():
 
 
 def test_state_accepts_any_spelling_of_an_address():
-    view = HealthView.build(snapshot([cluster("c", ep("2001:db8::10"))], [obs("c", "2001:db8::10", "k", True)]),
-                            NOW)
+    view = HealthView.build(snapshot([cluster("c", ep("2001:db8::10"))], [obs("c", "2001:db8::10", "k", True)]), NOW)
     assert view.state("c", "2001:DB8:0::0010") == "up"
     assert view.state("c", ip_address("2001:db8::10")) == "up"
 
@@ -175,11 +202,11 @@ def test_rtt_is_the_median_of_fresh_up_observations_per_vantage():
     observations = [
         obs("c", "192.0.2.1", "eu-a", True, rtt=80.0, vantage="eu-west"),
         obs("c", "192.0.2.2", "eu-a", True, rtt=90.0, vantage="eu-west"),
-        obs("c", "192.0.2.1", "eu-b", True, rtt=500.0, vantage="eu-west"),   # one congested checker
+        obs("c", "192.0.2.1", "eu-b", True, rtt=500.0, vantage="eu-west"),  # one congested checker
         obs("c", "192.0.2.1", "us-a", True, rtt=10.0, vantage="us-east"),
-        obs("c", "192.0.2.1", "us-b", True, rtt=1.0, vantage="us-east", expires=NOW),     # expired
-        obs("c", "192.0.2.2", "us-b", None, rtt=2.0, vantage="us-east"),                  # no verdict
-        obs("c", "192.0.2.3", "ap-a", False, rtt=3.0, vantage="ap-southeast"),            # endpoint down
+        obs("c", "192.0.2.1", "us-b", True, rtt=1.0, vantage="us-east", expires=NOW),  # expired
+        obs("c", "192.0.2.2", "us-b", None, rtt=2.0, vantage="us-east"),  # no verdict
+        obs("c", "192.0.2.3", "ap-a", False, rtt=3.0, vantage="ap-southeast"),  # endpoint down
         obs("c", "192.0.2.3", "us-a", False, rtt=3.0, vantage="us-east"),
     ]
     view = HealthView.build(snapshot([c], observations), NOW)
@@ -201,9 +228,11 @@ def test_rtt_ignores_endpoints_that_get_no_traffic():
 
 def test_valid_until_is_the_first_expiry_of_a_fresh_observation():
     c = cluster("c", ep("192.0.2.1"), ep("192.0.2.2"))
-    observations = [obs("c", "192.0.2.1", "a", True, expires=NOW + 7),
-                    obs("c", "192.0.2.2", "b", True, expires=NOW + 3),
-                    obs("c", "192.0.2.2", "c", True, expires=NOW - 1)]
+    observations = [
+        obs("c", "192.0.2.1", "a", True, expires=NOW + 7),
+        obs("c", "192.0.2.2", "b", True, expires=NOW + 3),
+        obs("c", "192.0.2.2", "c", True, expires=NOW - 1),
+    ]
     assert HealthView.build(snapshot([c], observations), NOW).valid_until == NOW + 3
     assert HealthView.build(snapshot([c]), NOW).valid_until == math.inf
 
@@ -221,11 +250,14 @@ def _reference(verdicts: list[tuple[bool | None, bool]], quorum) -> str:
 
 
 @settings(max_examples=300, derandomize=True)
-@given(st.lists(st.tuples(st.sampled_from([True, False, None]), st.booleans()), max_size=7),
-       st.sampled_from(["majority", "any", "all", 1, 2, 3]))
+@given(
+    st.lists(st.tuples(st.sampled_from([True, False, None]), st.booleans()), max_size=7),
+    st.sampled_from(["majority", "any", "all", 1, 2, 3]),
+)
 def test_quorum_matches_reference(verdicts, quorum):
-    observations = [obs("c", V4, f"k{i}", up, expires=NOW + 5 if fresh else NOW - 5)
-                    for i, (up, fresh) in enumerate(verdicts)]
+    observations = [
+        obs("c", V4, f"k{i}", up, expires=NOW + 5 if fresh else NOW - 5) for i, (up, fresh) in enumerate(verdicts)
+    ]
     view = HealthView.build(snapshot([cluster("c", ep(V4))], observations), NOW, quorum=quorum)
     assert view.state("c", V4) == _reference(verdicts, quorum)
 

@@ -1,4 +1,5 @@
 """policy.outcomes: every answer a record can give, with exact probabilities, agreeing with select."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,8 +23,10 @@ def shares_by_clusters(result) -> dict[tuple[str, ...], float]:
 
 
 def test_weighted_first_place_shares_are_the_weights():
-    clusters = [cluster(n, "us-east", ep(f"192.0.2.{i + 1}"), weight=w)
-                for i, (n, w) in enumerate((("a", 1), ("b", 2), ("c", 5)))]
+    clusters = [
+        cluster(n, "us-east", ep(f"192.0.2.{i + 1}"), weight=w)
+        for i, (n, w) in enumerate((("a", 1), ("b", 2), ("c", 5)))
+    ]
     result = outcomes(context(clusters, policy=("weighted",)), client(), 4)
     assert shares_by_clusters(result) == pytest.approx({("a",): 1 / 8, ("b",): 2 / 8, ("c",): 5 / 8})
     assert math.fsum(result.shares) == pytest.approx(1.0)
@@ -66,12 +69,12 @@ def test_fallback_is_one_outcome_and_says_so():
 def test_standby_endpoints_shuffle_uniformly():
     c = cluster("c", "us-east", ep("192.0.2.1", 0), ep("192.0.2.2", 0), ep("192.0.2.3", 0))
     result = outcomes(context([c], policy=("weighted",), answers=3), client(), 4)
-    assert len(result.selections) == 6                        # every order of three standbys
+    assert len(result.selections) == 6  # every order of three standbys
     assert result.shares == pytest.approx((1 / 6,) * 6)
 
 
 def test_too_many_paths_is_none():
-    clusters = [cluster(f"c{i}", "us-east", ep(f"192.0.2.{i + 1}")) for i in range(6)]   # 720 orders
+    clusters = [cluster(f"c{i}", "us-east", ep(f"192.0.2.{i + 1}")) for i in range(6)]  # 720 orders
     assert outcomes(context(clusters, policy=("weighted",)), client(), 4, limit=100) is None
     assert len(outcomes(context(clusters, policy=("weighted",)), client(), 4, limit=720).selections) == 6
 
@@ -82,7 +85,7 @@ def test_explorer_visits_each_path_once():
     total = 0.0
     while explorer.next_path():
         first = explorer.pick((1, 3), 4)
-        second = explorer.pick((2, 1, 1), 4) if first == 1 else None     # paths of different lengths
+        second = explorer.pick((2, 1, 1), 4) if first == 1 else None  # paths of different lengths
         seen[(first, second)] += 1
         total += explorer.probability
     assert seen == Counter({(0, None): 1, (1, 0): 1, (1, 1): 1, (1, 2): 1})
@@ -98,8 +101,17 @@ def test_explorer_visits_each_path_once():
 def test_outcomes_match_what_select_draws(weights, answers, family):
     """The exact shares and 3,000 real draws agree (chi-square at alpha 0.001), and select never
     gives an answer outcomes did not list."""
-    clusters = [cluster(f"c{i}", "us-east", ep(f"192.0.2.{i + 1}", 1 + i % 2), ep(f"192.0.2.{i + 101}", 2),
-                        ep(f"2001:db8::{i + 1}"), weight=w) for i, w in enumerate(weights)]
+    clusters = [
+        cluster(
+            f"c{i}",
+            "us-east",
+            ep(f"192.0.2.{i + 1}", 1 + i % 2),
+            ep(f"192.0.2.{i + 101}", 2),
+            ep(f"2001:db8::{i + 1}"),
+            weight=w,
+        )
+        for i, w in enumerate(weights)
+    ]
     ctx = context(clusters, policy=("healthy", "weighted", "first_n"), answers=answers, seed=len(weights))
     result = outcomes(ctx, client(), family)
     expected = dict(zip(result.selections, result.shares))
@@ -112,8 +124,17 @@ def test_outcomes_match_what_select_draws(weights, answers, family):
 
 def test_dual_stack_clusters_walk_only_the_asked_family():
     """3 clusters of 2 IPv4 + 2 IPv6 endpoints: 3! * 2^3 = 48 paths per family, not 3! * 4!^3."""
-    clusters = [cluster(f"c{i}", "us-east", ep(f"192.0.2.{i + 1}1"), ep(f"192.0.2.{i + 1}2", 300),
-                        ep(f"2001:db8::{i + 1}1"), ep(f"2001:db8::{i + 1}2")) for i in range(3)]
+    clusters = [
+        cluster(
+            f"c{i}",
+            "us-east",
+            ep(f"192.0.2.{i + 1}1"),
+            ep(f"192.0.2.{i + 1}2", 300),
+            ep(f"2001:db8::{i + 1}1"),
+            ep(f"2001:db8::{i + 1}2"),
+        )
+        for i in range(3)
+    ]
     ctx = context(clusters, policy=("healthy", "weighted"), answers=1)
     for family, heavy in ((4, 0.75), (6, 0.5)):
         result = outcomes(ctx, client(), family, limit=48)

@@ -1,4 +1,5 @@
 """The policy chain: each filter on its own, the runner, select, fallback and ECS scope."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,7 +45,7 @@ REGIONS = {
 SG = Location(None, "SG", "AS", 1.29, 103.85, 24, "geoip")
 LONDON = Location(None, "GB", "EU", 51.5, -0.13, 22, "geoip")
 US = Location(None, "US", "NA", 47.6, -122.3, 20, "geoip")
-BRAZIL = Location(None, "BR", "SA", -23.5, -46.6, 18, "geoip")        # no region on SA: nearest
+BRAZIL = Location(None, "BR", "SA", -23.5, -46.6, 18, "geoip")  # no region on SA: nearest
 JAPAN_NO_COORDS = Location(None, "JP", "AS", None, None, 16, "geoip")  # continent match
 BRAZIL_NO_COORDS = Location(None, "BR", "SA", None, None, 16, "geoip")
 OFFICE = Location("ap-southeast", None, None, None, None, 16, "networks")
@@ -55,8 +56,15 @@ def ep(address: str, weight: int = 100, admin: AdminState = AdminState.ACTIVE) -
     return Endpoint(ip_address(address), weight, admin)
 
 
-def cluster(name: str, region: str, *endpoints: Endpoint, weight: int = 100, priority: int = 0,
-            admin: AdminState = AdminState.ACTIVE, min_healthy: int = 1) -> Cluster:
+def cluster(
+    name: str,
+    region: str,
+    *endpoints: Endpoint,
+    weight: int = 100,
+    priority: int = 0,
+    admin: AdminState = AdminState.ACTIVE,
+    min_healthy: int = 1,
+) -> Cluster:
     return Cluster(name, region, tuple(endpoints), weight, priority, min_healthy, admin)
 
 
@@ -66,25 +74,57 @@ AP1 = cluster("ap-southeast-1", "ap-southeast", ep("203.0.113.10"), ep("2001:db8
 THREE = [US1, EU1, AP1]
 
 
-def obs(cluster_name: str, address: str, up: bool | None = True, *, rtt: float | None = None,
-        vantage: str = "us-east", checker: str | None = None) -> Observation:
-    return Observation(checker or f"chk-{vantage}", vantage, cluster_name, str(ip_address(address)), up, rtt,
-                       NOW - 1, NOW + 10)
+def obs(
+    cluster_name: str,
+    address: str,
+    up: bool | None = True,
+    *,
+    rtt: float | None = None,
+    vantage: str = "us-east",
+    checker: str | None = None,
+) -> Observation:
+    return Observation(
+        checker or f"chk-{vantage}", vantage, cluster_name, str(ip_address(address)), up, rtt, NOW - 1, NOW + 10
+    )
 
 
 def down(c: Cluster) -> list[Observation]:
     return [obs(c.name, str(e.address), False) for e in c.endpoints]
 
 
-def record(clusters, policy=("healthy", "geo", "weighted"), *, answers: int = 1, fallback: str = "all",
-           pct: float = 20.0, ms: float = 10.0, reach: float = 2000.0) -> RecordSpec:
-    return RecordSpec(name=(b"app", b"gslb", b"example", b"com"), text="app.gslb.example.com",
-                      clusters=tuple(clusters), policy=tuple(policy), answers=answers, fallback=fallback,
-                      latency_tolerance_pct=pct, latency_tolerance_ms=ms, latency_reach_km=reach)
+def record(
+    clusters,
+    policy=("healthy", "geo", "weighted"),
+    *,
+    answers: int = 1,
+    fallback: str = "all",
+    pct: float = 20.0,
+    ms: float = 10.0,
+    reach: float = 2000.0,
+) -> RecordSpec:
+    return RecordSpec(
+        name=(b"app", b"gslb", b"example", b"com"),
+        text="app.gslb.example.com",
+        clusters=tuple(clusters),
+        policy=tuple(policy),
+        answers=answers,
+        fallback=fallback,
+        latency_tolerance_pct=pct,
+        latency_tolerance_ms=ms,
+        latency_reach_km=reach,
+    )
 
 
-def context(clusters: list[Cluster], observations=(), policy=("healthy", "geo", "weighted"), *,
-            names=None, regions=REGIONS, seed: int = 7, **kw) -> Context:
+def context(
+    clusters: list[Cluster],
+    observations=(),
+    policy=("healthy", "geo", "weighted"),
+    *,
+    names=None,
+    regions=REGIONS,
+    seed: int = 7,
+    **kw,
+) -> Context:
     table: dict = {}
     for o in observations:
         table[(o.cluster, o.endpoint)] = table.get((o.cluster, o.endpoint), ()) + (o,)
@@ -139,7 +179,7 @@ def test_healthy_keeps_only_up_endpoints():
 def test_healthy_on_already_narrowed_candidates():
     c = cluster("c", "us-east", ep("192.0.2.1"), ep("192.0.2.2"), ep("192.0.2.3"))
     ctx = context([c], [obs("c", "192.0.2.2", False)])
-    narrowed = Candidate(c, (c.endpoints[2], c.endpoints[1]))     # as after a reordering filter
+    narrowed = Candidate(c, (c.endpoints[2], c.endpoints[1]))  # as after a reordering filter
     (kept,) = f.healthy([narrowed], client(), ctx)
     assert kept.endpoints == (c.endpoints[2],)
     all_up = context([c])
@@ -152,17 +192,20 @@ def test_healthy_respects_min_healthy():
 
 
 # -- geo -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("location, expected", [
-    (SG, ["ap-southeast-1"]),
-    (LONDON, ["eu-west-1"]),
-    (US, ["us-east-1"]),                       # country US, coordinates are Seattle: country wins
-    (OFFICE, ["ap-southeast-1"]),              # operator network, no other data
-    (OFFICE_IN_GB, ["ap-southeast-1"]),        # operator network beats country
-    (JAPAN_NO_COORDS, ["ap-southeast-1"]),     # no region lists JP: continent AS
-    (BRAZIL, ["us-east-1"]),                   # nothing on SA: nearest by distance
-    (BRAZIL_NO_COORDS, ["us-east-1", "eu-west-1", "ap-southeast-1"]),  # nothing to go on
-    (UNKNOWN, ["us-east-1", "eu-west-1", "ap-southeast-1"]),
-])
+@pytest.mark.parametrize(
+    "location, expected",
+    [
+        (SG, ["ap-southeast-1"]),
+        (LONDON, ["eu-west-1"]),
+        (US, ["us-east-1"]),  # country US, coordinates are Seattle: country wins
+        (OFFICE, ["ap-southeast-1"]),  # operator network, no other data
+        (OFFICE_IN_GB, ["ap-southeast-1"]),  # operator network beats country
+        (JAPAN_NO_COORDS, ["ap-southeast-1"]),  # no region lists JP: continent AS
+        (BRAZIL, ["us-east-1"]),  # nothing on SA: nearest by distance
+        (BRAZIL_NO_COORDS, ["us-east-1", "eu-west-1", "ap-southeast-1"]),  # nothing to go on
+        (UNKNOWN, ["us-east-1", "eu-west-1", "ap-southeast-1"]),
+    ],
+)
 def test_geo(location, expected):
     assert run("geo", context(THREE), location) == expected
 
@@ -180,8 +223,7 @@ def test_geo_moves_on_when_the_own_region_has_no_candidate():
     ctx = context(THREE, down(AP1))
     healthy = f.healthy(list(ctx.candidates), client(), ctx)
     # Singapore: no healthy cluster in ap-southeast or on AS, so the nearest of the rest.
-    nearest = min(("us-east", "eu-west"), key=lambda r: great_circle_km(SG.lat, SG.lon,
-                                                                        REGIONS[r].lat, REGIONS[r].lon))
+    nearest = min(("us-east", "eu-west"), key=lambda r: great_circle_km(SG.lat, SG.lon, REGIONS[r].lat, REGIONS[r].lon))
     assert names(f.geo(healthy, client(SG), ctx)) == [f"{nearest}-1"]
     # An office network in ap-southeast stands in Singapore: the same answer.
     assert names(f.geo(healthy, client(OFFICE), ctx)) == [f"{nearest}-1"]
@@ -191,10 +233,10 @@ def test_geo_places_an_operator_network_client_at_its_region():
     regions = dict(REGIONS, office=Region("office", 48.9, 2.35, "EU"), lab=Region("lab", 6.5, 3.4, "AF"))
     ctx = context(THREE, regions=regions)
     in_paris = Location("office", None, None, None, None, 16, "networks")
-    assert run("geo", ctx, in_paris) == ["eu-west-1"]            # the office's continent
+    assert run("geo", ctx, in_paris) == ["eu-west-1"]  # the office's continent
     in_lagos = Location("lab", None, None, None, None, 16, "networks")
-    assert run("geo", ctx, in_lagos) == ["eu-west-1"]            # nothing on AF: nearest to the lab
-    assert run("latency", ctx, in_paris) == ["eu-west-1"]        # estimated from the office
+    assert run("geo", ctx, in_lagos) == ["eu-west-1"]  # nothing on AF: nearest to the lab
+    assert run("latency", ctx, in_paris) == ["eu-west-1"]  # estimated from the office
 
 
 def test_geo_nearest_keeps_every_cluster_of_the_nearest_region():
@@ -220,7 +262,7 @@ WORLD_CLUSTERS = [cluster(f"{r}-1", r, ep(f"192.0.2.{i + 1}")) for i, r in enume
 @given(st.floats(-90, 90), st.floats(-180, 180), st.sets(st.sampled_from(sorted(WORLD)), min_size=1))
 def test_geo_nearest_is_never_farther_than_another_candidate(lat, lon, regions):
     ctx = context([c for c in WORLD_CLUSTERS if c.region in regions], regions=WORLD)
-    where = Location(None, None, "AN", lat, lon, 16, "geoip")   # no region on Antarctica
+    where = Location(None, None, "AN", lat, lon, 16, "geoip")  # no region on Antarctica
     kept = f.geo(list(ctx.candidates), client(where), ctx)
     assert kept
     distance = {r: great_circle_km(lat, lon, WORLD[r].lat, WORLD[r].lon) for r in regions}
@@ -231,39 +273,46 @@ def test_geo_nearest_is_never_farther_than_another_candidate(lat, lon, regions):
 # -- latency ---------------------------------------------------------------------------------
 def rtts_from(vantage: str, **by_cluster: float) -> list[Observation]:
     table = {"us": US1, "eu": EU1, "ap": AP1}
-    return [obs(table[k].name, str(table[k].endpoints[0].address), rtt=v, vantage=vantage)
-            for k, v in by_cluster.items()]
+    return [
+        obs(table[k].name, str(table[k].endpoints[0].address), rtt=v, vantage=vantage) for k, v in by_cluster.items()
+    ]
 
 
-@pytest.mark.parametrize("observations, location, expected", [
-    # measured from the vantage nearest the client
-    (rtts_from("ap-southeast", us=220, eu=160, ap=2), SG, ["ap-southeast-1"]),
-    (rtts_from("ap-southeast", us=220, eu=160, ap=2) + rtts_from("eu-west", us=80, eu=1, ap=160),
-     LONDON, ["eu-west-1"]),
-    # within 20 % of the best, ordered by RTT
-    (rtts_from("eu-west", us=61, eu=58, ap=50), LONDON, ["ap-southeast-1", "eu-west-1"]),
-    # within 10 ms of the best, which is wider than 20 % of 5 ms
-    (rtts_from("eu-west", us=16, eu=14, ap=5), LONDON, ["ap-southeast-1", "eu-west-1"]),
-    # nothing measured: estimated from the distance between client and regions
-    ([], SG, ["ap-southeast-1"]),
-    ([], US, ["us-east-1"]),
-    # measured where possible, estimated for the rest (eu: ~0.3 ms per 100 km + 5 from London)
-    (rtts_from("eu-west", us=75, ap=170), LONDON, ["eu-west-1"]),
-    # the only vantage is far from the client: its view would send Singapore to us-east
-    (rtts_from("us-east", us=1, eu=80, ap=220), SG, ["ap-southeast-1"]),
-    # no coordinates: each cluster's best vantage
-    (rtts_from("eu-west", us=75, eu=40, ap=170) + rtts_from("us-east", us=2), JAPAN_NO_COORDS, ["us-east-1"]),
-    # no coordinates and nothing measured: unchanged
-    ([], JAPAN_NO_COORDS, ["us-east-1", "eu-west-1", "ap-southeast-1"]),
-    ([], UNKNOWN, ["us-east-1", "eu-west-1", "ap-southeast-1"]),
-])
+@pytest.mark.parametrize(
+    "observations, location, expected",
+    [
+        # measured from the vantage nearest the client
+        (rtts_from("ap-southeast", us=220, eu=160, ap=2), SG, ["ap-southeast-1"]),
+        (
+            rtts_from("ap-southeast", us=220, eu=160, ap=2) + rtts_from("eu-west", us=80, eu=1, ap=160),
+            LONDON,
+            ["eu-west-1"],
+        ),
+        # within 20 % of the best, ordered by RTT
+        (rtts_from("eu-west", us=61, eu=58, ap=50), LONDON, ["ap-southeast-1", "eu-west-1"]),
+        # within 10 ms of the best, which is wider than 20 % of 5 ms
+        (rtts_from("eu-west", us=16, eu=14, ap=5), LONDON, ["ap-southeast-1", "eu-west-1"]),
+        # nothing measured: estimated from the distance between client and regions
+        ([], SG, ["ap-southeast-1"]),
+        ([], US, ["us-east-1"]),
+        # measured where possible, estimated for the rest (eu: ~0.3 ms per 100 km + 5 from London)
+        (rtts_from("eu-west", us=75, ap=170), LONDON, ["eu-west-1"]),
+        # the only vantage is far from the client: its view would send Singapore to us-east
+        (rtts_from("us-east", us=1, eu=80, ap=220), SG, ["ap-southeast-1"]),
+        # no coordinates: each cluster's best vantage
+        (rtts_from("eu-west", us=75, eu=40, ap=170) + rtts_from("us-east", us=2), JAPAN_NO_COORDS, ["us-east-1"]),
+        # no coordinates and nothing measured: unchanged
+        ([], JAPAN_NO_COORDS, ["us-east-1", "eu-west-1", "ap-southeast-1"]),
+        ([], UNKNOWN, ["us-east-1", "eu-west-1", "ap-southeast-1"]),
+    ],
+)
 def test_latency(observations, location, expected):
     assert run("latency", context(THREE, observations), location) == expected
 
 
 def test_latency_reach_is_the_records_to_set():
     """A far vantage is ignored at the default reach; a record that trusts it further uses it."""
-    far = rtts_from("us-east", us=1, eu=80, ap=220)            # Singapore is ~15,500 km from us-east
+    far = rtts_from("us-east", us=1, eu=80, ap=220)  # Singapore is ~15,500 km from us-east
     assert run("latency", context(THREE, far), SG) == ["ap-southeast-1"]
     ctx = context(THREE, far)
     ctx = replace(ctx, record=replace(ctx.record, latency_reach_km=16000.0))
@@ -286,18 +335,17 @@ def test_estimate():
 def test_latency_tolerance(rtts, pct, ms):
     vantage = REGIONS["eu-west"]
     clusters = [cluster(f"c{i}", "eu-west", ep(f"192.0.2.{i + 1}")) for i in range(len(rtts))]
-    observations = [obs(c.name, str(c.endpoints[0].address), rtt=r, vantage="eu-west")
-                    for c, r in zip(clusters, rtts)]
+    observations = [obs(c.name, str(c.endpoints[0].address), rtt=r, vantage="eu-west") for c, r in zip(clusters, rtts)]
     ctx = context(clusters, observations, pct=pct, ms=ms)
     at_vantage = Location(None, "GB", "EU", vantage.lat, vantage.lon, 20, "geoip")
     kept = run("latency", ctx, at_vantage)
     rtt = {c.name: r for c, r in zip(clusters, rtts)}
     best = min(rtts)
     limit = best + max(best * pct / 100, ms)
-    assert rtt[kept[0]] == best                                    # the best is always kept, first
-    assert all(rtt[name] <= limit for name in kept)                # nothing outside the tolerance
-    assert sorted(kept) == sorted(n for n in rtt if rtt[n] <= limit)   # and everything inside it
-    assert [rtt[n] for n in kept] == sorted(rtt[n] for n in kept)      # ordered by RTT
+    assert rtt[kept[0]] == best  # the best is always kept, first
+    assert all(rtt[name] <= limit for name in kept)  # nothing outside the tolerance
+    assert sorted(kept) == sorted(n for n in rtt if rtt[n] <= limit)  # and everything inside it
+    assert [rtt[n] for n in kept] == sorted(rtt[n] for n in kept)  # ordered by RTT
 
 
 # -- weighted --------------------------------------------------------------------------------
@@ -322,14 +370,13 @@ def test_weighted_first_place_follows_the_weights(weights):
     counts = first_choices(context(clusters, seed=sum(weights)), draws)
     total = sum(weights)
     expected = {c.name: draws * c.weight / total for c in clusters}
-    assume(min(expected.values()) >= 5)                 # where chi-square is a fair test
+    assume(min(expected.values()) >= 5)  # where chi-square is a fair test
     assert chi_square(counts, expected) < CHI2_999[len(weights) - 1]
 
 
 def test_weighted_whole_order_is_sampling_without_replacement():
     weights = {"a": 1, "b": 2, "c": 3}
-    clusters = [cluster(n, "us-east", ep(f"192.0.2.{i + 1}"), weight=w)
-                for i, (n, w) in enumerate(weights.items())]
+    clusters = [cluster(n, "us-east", ep(f"192.0.2.{i + 1}"), weight=w) for i, (n, w) in enumerate(weights.items())]
     ctx = context(clusters, seed=11)
     draws = 12000
     counts = Counter(tuple(names(f.weighted(list(ctx.candidates), client(), ctx))) for _ in range(draws))
@@ -356,7 +403,7 @@ def test_weighted_standby_clusters_only_when_nothing_else():
         assert "standby" not in run("weighted", ctx)
     only = context([standby, cluster("standby-2", "us-east", ep("192.0.2.98"), weight=0)])
     seen = Counter(run("weighted", only)[0] for _ in range(400))
-    assert set(seen) == {"standby", "standby-2"}             # spread evenly among standbys
+    assert set(seen) == {"standby", "standby-2"}  # spread evenly among standbys
     assert sorted(run("weighted", only)) == ["standby", "standby-2"]
 
 
@@ -364,8 +411,7 @@ def test_weighted_orders_endpoints_by_weight():
     c = cluster("c", "us-east", ep("192.0.2.1", 1), ep("192.0.2.2", 1), ep("192.0.2.3", 2))
     ctx = context([c], seed=3)
     draws = 4000
-    counts = Counter(str(f.weighted(list(ctx.candidates), client(), ctx)[0].endpoints[0].address)
-                     for _ in range(draws))
+    counts = Counter(str(f.weighted(list(ctx.candidates), client(), ctx)[0].endpoints[0].address) for _ in range(draws))
     expected = {"192.0.2.1": draws / 4, "192.0.2.2": draws / 4, "192.0.2.3": draws / 2}
     assert chi_square(counts, expected) < CHI2_999[2]
 
@@ -384,9 +430,9 @@ def test_failover_picks_the_lowest_priority_then_record_order():
     c = cluster("c", "eu-west", ep("192.0.2.3"), priority=1)
     ctx = context([a, b, c])
     assert run("failover", ctx) == ["b"]
-    assert run("failover", ctx, candidates=list(reversed(ctx.candidates))) == ["b"]   # record order, not input
+    assert run("failover", ctx, candidates=list(reversed(ctx.candidates))) == ["b"]  # record order, not input
     a_, _b, c_ = ctx.candidates
-    assert run("failover", ctx, candidates=[a_, Candidate(b, ()), c_]) == ["c"]    # b has nothing left
+    assert run("failover", ctx, candidates=[a_, Candidate(b, ()), c_]) == ["c"]  # b has nothing left
     assert run("failover", ctx, candidates=[Candidate(b, ())]) == []
 
 
@@ -420,7 +466,7 @@ def test_run_chain_traces_each_filter():
     ctx = context(THREE, down(EU1), policy=("healthy", "geo", "weighted", "first_n"))
     trace: list = []
     out = run_chain(ctx.record, list(ctx.candidates), client(LONDON), ctx, trace)
-    assert names(out) == ["us-east-1"]          # eu-west is down; nearest to London of the rest
+    assert names(out) == ["us-east-1"]  # eu-west is down; nearest to London of the rest
     assert trace == [
         Step("healthy", ("us-east-1", "eu-west-1", "ap-southeast-1"), ("us-east-1", "ap-southeast-1")),
         Step("geo", ("us-east-1", "ap-southeast-1"), ("us-east-1",)),
@@ -445,7 +491,7 @@ def test_select_by_family():
 
 def test_select_takes_answers_addresses_across_candidates():
     ctx = context(THREE, policy=("healthy", "failover"), answers=2)
-    assert select(ctx, client(), 4).addresses == (ip_address("192.0.2.10"),)   # failover keeps one cluster
+    assert select(ctx, client(), 4).addresses == (ip_address("192.0.2.10"),)  # failover keeps one cluster
     ctx = context(THREE, policy=("healthy",), answers=2)
     sel = select(ctx, client(), 4)
     assert sel.addresses == (ip_address("192.0.2.10"), ip_address("198.51.100.10"))
@@ -465,18 +511,25 @@ def test_select_skips_clusters_missing_from_the_snapshot():
     assert select(ctx, client(), 4).clusters == ("eu-west-1",)
 
 
-FORCED_DOWN_AP = cluster("ap-southeast-1", "ap-southeast", ep("203.0.113.10"),
-                         ep("203.0.113.11", admin=AdminState.DRAINED),
-                         ep("2001:db8:2::10", admin=AdminState.FORCED_DOWN))
+FORCED_DOWN_AP = cluster(
+    "ap-southeast-1",
+    "ap-southeast",
+    ep("203.0.113.10"),
+    ep("203.0.113.11", admin=AdminState.DRAINED),
+    ep("2001:db8:2::10", admin=AdminState.FORCED_DOWN),
+)
 
 
-@pytest.mark.parametrize("fallback, family, addresses, clusters", [
-    ("all", 4, ["192.0.2.10", "198.51.100.10", "203.0.113.10"], ["us-east-1", "eu-west-1", "ap-southeast-1"]),
-    ("all", 6, ["2001:db8::10", "2001:db8:1::10"], ["us-east-1", "eu-west-1"]),    # forced down stays out
-    ("none", 4, [], []),
-    ("eu-west-1", 4, ["198.51.100.10"], ["eu-west-1"]),
-    ("ap-southeast-1", 4, ["203.0.113.10"], ["ap-southeast-1"]),                      # drained stays out
-])
+@pytest.mark.parametrize(
+    "fallback, family, addresses, clusters",
+    [
+        ("all", 4, ["192.0.2.10", "198.51.100.10", "203.0.113.10"], ["us-east-1", "eu-west-1", "ap-southeast-1"]),
+        ("all", 6, ["2001:db8::10", "2001:db8:1::10"], ["us-east-1", "eu-west-1"]),  # forced down stays out
+        ("none", 4, [], []),
+        ("eu-west-1", 4, ["198.51.100.10"], ["eu-west-1"]),
+        ("ap-southeast-1", 4, ["203.0.113.10"], ["ap-southeast-1"]),  # drained stays out
+    ],
+)
 def test_fallback_when_nothing_is_healthy(fallback, family, addresses, clusters):
     ctx = context([US1, EU1, FORCED_DOWN_AP], down(US1) + down(EU1) + down(FORCED_DOWN_AP), fallback=fallback)
     trace: list = []
@@ -486,28 +539,34 @@ def test_fallback_when_nothing_is_healthy(fallback, family, addresses, clusters)
 
 
 # -- ECS scope -------------------------------------------------------------------------------
-@pytest.mark.parametrize("prefix, source, depended, scope", [
-    (24, None, True, 24),     # no ECS in the query: the location's own prefix
-    (24, 24, True, 24),
-    (16, 24, True, 16),       # a wider network matched: say so, resolvers cache it wider
-    (24, 20, True, 20),       # never longer than what the resolver revealed
-    (24, 0, True, 0),         # RFC 7871: source /0 means scope /0
-    (24, 24, False, 0),       # the answer is the same for everyone
-    (0, 24, True, 0),         # unknown location: valid everywhere
-])
+@pytest.mark.parametrize(
+    "prefix, source, depended, scope",
+    [
+        (24, None, True, 24),  # no ECS in the query: the location's own prefix
+        (24, 24, True, 24),
+        (16, 24, True, 16),  # a wider network matched: say so, resolvers cache it wider
+        (24, 20, True, 20),  # never longer than what the resolver revealed
+        (24, 0, True, 0),  # RFC 7871: source /0 means scope /0
+        (24, 24, False, 0),  # the answer is the same for everyone
+        (0, 24, True, 0),  # unknown location: valid everywhere
+    ],
+)
 def test_ecs_scope(prefix, source, depended, scope):
     location = Location(None, "SG", "AS", 1.3, 103.8, prefix, "geoip")
     assert ecs_scope(location, source, depended) == scope
 
 
-@pytest.mark.parametrize("policy, clusters, observations, scope", [
-    (("healthy", "geo", "weighted"), THREE, [], 20),
-    (("healthy", "latency"), THREE, [], 20),
-    (("healthy", "weighted"), THREE, [], 0),                   # nothing read the location
-    (("healthy", "failover", "geo"), THREE, [], 0),            # geo had no choice left to make
-    (("healthy", "geo"), THREE, down(US1) + down(EU1), 0),     # only one healthy cluster
-    (("healthy", "geo"), THREE, down(US1) + down(EU1) + down(AP1), 0),  # fallback
-])
+@pytest.mark.parametrize(
+    "policy, clusters, observations, scope",
+    [
+        (("healthy", "geo", "weighted"), THREE, [], 20),
+        (("healthy", "latency"), THREE, [], 20),
+        (("healthy", "weighted"), THREE, [], 0),  # nothing read the location
+        (("healthy", "failover", "geo"), THREE, [], 0),  # geo had no choice left to make
+        (("healthy", "geo"), THREE, down(US1) + down(EU1), 0),  # only one healthy cluster
+        (("healthy", "geo"), THREE, down(US1) + down(EU1) + down(AP1), 0),  # fallback
+    ],
+)
 def test_select_scope(policy, clusters, observations, scope):
     ctx = context(clusters, observations, policy=policy)
     assert select(ctx, client(SG, ecs_source=20), 4).scope == scope
@@ -524,7 +583,10 @@ def test_contexts_builds_one_per_record_sharing_the_rng():
 
 
 def test_contexts_is_a_mapping_of_every_record_built_on_demand():
-    records = [record([US1.name]), dataclasses.replace(record([EU1.name]), name=(b"other", b"example"), text="other.example")]
+    records = [
+        record([US1.name]),
+        dataclasses.replace(record([EU1.name]), name=(b"other", b"example"), text="other.example"),
+    ]
     snap = Snapshot(1, MappingProxyType({c.name: c for c in THREE}), MappingProxyType({}), NOW)
     built = contexts(records, snap, HealthView.build(snap, NOW), REGIONS, random.Random(1))
     assert len(built) == 2 and set(built) == {r.name for r in records}
@@ -532,7 +594,7 @@ def test_contexts_is_a_mapping_of_every_record_built_on_demand():
     with pytest.raises(KeyError):
         built[(b"nope",)]
     first = built[records[1].name]
-    assert first.record is records[1] and built[records[1].name] is first        # built once, then kept
+    assert first.record is records[1] and built[records[1].name] is first  # built once, then kept
     assert [c.record for c in built.values()] == records
 
 
@@ -545,4 +607,4 @@ def test_a_cluster_whose_family_is_all_down_is_no_answer_for_that_family():
     assert Step("ipv4 down", ("us-east-1", "eu-west-1", "ap-southeast-1"), ("us-east-1", "eu-west-1")) in trace
     assert select(ctx, client(SG, 24), 6).clusters == (AP1.name,)
     everything_down = context([AP1], observations=[obs(AP1.name, "203.0.113.10", False)])
-    assert select(everything_down, client(SG, 24), 4).fallback                # nothing left: the fallback
+    assert select(everything_down, client(SG, 24), 4).fallback  # nothing left: the fallback

@@ -1,4 +1,5 @@
 """The shed filter and its load view (issue 17): exact shares, the watermarks, the damped controller."""
+
 from __future__ import annotations
 
 import math
@@ -50,11 +51,13 @@ def test_above_high_the_cluster_is_out_unless_nothing_else_is_left():
     alone = with_load(context([EU1], policy=chain), view(eu_west_1=1.0))
     assert shares_by_clusters(outcomes(alone, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
     # Everyone over: nothing would be left, so all stay; partly shed ones before those that are out.
-    both = with_load(context([EU1, US1], policy=("healthy", "shed", "first_n"), answers=1),
-                     view(eu_west_1=1.0, us_east_1=0.5))
+    both = with_load(
+        context([EU1, US1], policy=("healthy", "shed", "first_n"), answers=1), view(eu_west_1=1.0, us_east_1=0.5)
+    )
     assert shares_by_clusters(outcomes(both, client(LONDON, 24), 4)) == {("us-east-1",): 1.0}
-    every = with_load(context([EU1, US1], policy=("healthy", "shed", "first_n"), answers=1),
-                      view(eu_west_1=1.0, us_east_1=1.0))
+    every = with_load(
+        context([EU1, US1], policy=("healthy", "shed", "first_n"), answers=1), view(eu_west_1=1.0, us_east_1=1.0)
+    )
     assert shares_by_clusters(outcomes(every, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
 
 
@@ -66,8 +69,9 @@ def test_select_draws_the_same_shares_as_the_outcome_list():
 
 
 def test_target_share_is_linear_between_the_watermarks():
-    assert [target_share(x, SPEC) for x in (0.0, 0.7, 0.8, 0.85, 0.9, 3.0)] == \
-        pytest.approx([0.0, 0.0, 0.5, 0.75, 1.0, 1.0])
+    assert [target_share(x, SPEC) for x in (0.0, 0.7, 0.8, 0.85, 0.9, 3.0)] == pytest.approx(
+        [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]
+    )
 
 
 def test_tick_bounds_each_move_and_holds_inside_the_hysteresis_band():
@@ -76,7 +80,7 @@ def test_tick_bounds_each_move_and_holds_inside_the_hysteresis_band():
     for _ in range(4):
         state = tick(state, 1.2, SPEC)
         shares.append(state.share)
-    assert shares == pytest.approx([0.1, 0.2, 0.3, 0.4])     # at most `step` per interval
+    assert shares == pytest.approx([0.1, 0.2, 0.3, 0.4])  # at most `step` per interval
     assert state.moving
     # Settled: 0.4 of the answers have gone elsewhere for a while and the load is 0.78, so the
     # demand is 1.3, and 0.4 is where share and load meet on the watermark line.
@@ -108,30 +112,37 @@ def snapshot_with(*readings: LoadReport) -> Snapshot:
     loads: dict = {}
     for r in readings:
         loads.setdefault((r.cluster, r.endpoint), []).append(r)
-    return Snapshot(1, MappingProxyType({c.name: c for c in THREE}),
-                    loads=MappingProxyType({k: tuple(v) for k, v in loads.items()}))
+    return Snapshot(
+        1, MappingProxyType({c.name: c for c in THREE}), loads=MappingProxyType({k: tuple(v) for k, v in loads.items()})
+    )
 
 
 def test_reported_load_operator_first_then_median_then_endpoints_and_expired_is_unknown():
-    assert reported_load(snapshot_with(reading(0.2), reading(0.9, "chk-2"), reading(0.4, "chk-3")),
-                         "eu-west-1", NOW) == 0.4
+    assert (
+        reported_load(snapshot_with(reading(0.2), reading(0.9, "chk-2"), reading(0.4, "chk-3")), "eu-west-1", NOW)
+        == 0.4
+    )
     assert reported_load(snapshot_with(reading(0.2), reading(0.95, "admin")), "eu-west-1", NOW) == 0.95
-    assert reported_load(snapshot_with(reading(0.2, endpoint="198.51.100.10"),
-                                       reading(0.6, endpoint="2001:db8:1::10")), "eu-west-1", NOW) == \
-        pytest.approx(0.4)
+    assert reported_load(
+        snapshot_with(reading(0.2, endpoint="198.51.100.10"), reading(0.6, endpoint="2001:db8:1::10")), "eu-west-1", NOW
+    ) == pytest.approx(0.4)
     assert reported_load(snapshot_with(reading(0.8, ttl=5)), "eu-west-1", NOW + 5) is None
     assert reported_load(snapshot_with(), "eu-west-1", NOW) is None
 
 
 def test_controller_ticks_on_the_wall_clock_grid_and_says_when_to_look_again():
-    spec = ClusterSpec("eu-west-1", "eu-west", (EndpointSpec(EU1.endpoints[0].address),),
-                       load=LoadSpec(low=0.7, high=0.9, interval=5.0, ttl=7))
+    spec = ClusterSpec(
+        "eu-west-1",
+        "eu-west",
+        (EndpointSpec(EU1.endpoints[0].address),),
+        load=LoadSpec(low=0.7, high=0.9, interval=5.0, ttl=7),
+    )
     controller = ShedController({"eu-west-1": spec})
     snap = snapshot_with(reading(1.5, at=0.0, ttl=1e9))
     first = controller.view(snap, 100.0)
     assert first.share("eu-west-1") == pytest.approx(0.1) and first.valid_until == 105.0
-    assert controller.view(snap, 104.9).share("eu-west-1") == pytest.approx(0.1)     # same interval
-    assert controller.view(snap, 115.0).share("eu-west-1") == pytest.approx(0.4)     # three ticks caught up
+    assert controller.view(snap, 104.9).share("eu-west-1") == pytest.approx(0.1)  # same interval
+    assert controller.view(snap, 115.0).share("eu-west-1") == pytest.approx(0.4)  # three ticks caught up
     moving = controller.view(snap, 115.0)
     assert moving.ttl(["us-east-1", "eu-west-1"], 60) == 7 and moving.ttl(["us-east-1"], 60) == 60
     # A cluster idle for a long while starts from its first reading: one step, not a replay of the gap.
@@ -145,10 +156,14 @@ def test_controller_ticks_on_the_wall_clock_grid_and_says_when_to_look_again():
 def test_a_reading_that_arrives_after_the_slots_tick_is_taken_at_the_next_one():
     """The tick of this slot saw no load; a reading coming in later in the same slot must not wait for
     some other change of the table (the end-to-end test saw London never move in 60 s)."""
-    spec = ClusterSpec("eu-west-1", "eu-west", (EndpointSpec(EU1.endpoints[0].address),),
-                       load=LoadSpec(low=0.7, high=0.9, interval=5.0, ttl=7))
+    spec = ClusterSpec(
+        "eu-west-1",
+        "eu-west",
+        (EndpointSpec(EU1.endpoints[0].address),),
+        load=LoadSpec(low=0.7, high=0.9, interval=5.0, ttl=7),
+    )
     controller = ShedController({"eu-west-1": spec})
-    assert controller.view(snapshot_with(), 100.0).valid_until == math.inf          # idle: nothing to do
-    loaded = controller.view(snapshot_with(reading(1.5, at=101.0, ttl=1e9)), 101.0)   # same slot: no tick
-    assert loaded.share("eu-west-1") == 0.0 and loaded.valid_until == 105.0          # ... but one is due
+    assert controller.view(snapshot_with(), 100.0).valid_until == math.inf  # idle: nothing to do
+    loaded = controller.view(snapshot_with(reading(1.5, at=101.0, ttl=1e9)), 101.0)  # same slot: no tick
+    assert loaded.share("eu-west-1") == 0.0 and loaded.valid_until == 105.0  # ... but one is due
     assert controller.view(snapshot_with(reading(1.5, at=101.0, ttl=1e9)), 105.0).share("eu-west-1") > 0

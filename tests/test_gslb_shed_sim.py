@@ -8,6 +8,7 @@ damped controller settles, with every cluster under its high watermark; the
 same model without the brakes keeps throwing the hot cluster's clients out and
 back, which is what the test is there to catch.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -27,8 +28,8 @@ from tests.test_gslb_policy import cluster, ep, record
 
 SPEC = LoadSpec(low=0.7, high=0.9, smoothing=20.0, step=0.1, interval=5.0, hysteresis=0.05, ttl=10)
 RECORD_TTL = 30
-CAPACITY = {"c0": 100.0, "c1": 150.0, "c2": 120.0, "c3": 200.0}     # requests/s each cluster can take
-DEMAND = {"c0": 130.0, "c1": 60.0, "c2": 50.0, "c3": 80.0}          # requests/s of each home's clients
+CAPACITY = {"c0": 100.0, "c1": 150.0, "c2": 120.0, "c3": 200.0}  # requests/s each cluster can take
+DEMAND = {"c0": 130.0, "c1": 60.0, "c2": 50.0, "c3": 80.0}  # requests/s of each home's clients
 RESOLVERS = 8000
 SECONDS = 1800
 
@@ -37,14 +38,14 @@ SECONDS = 1800
 class Resolver:
     home: str
     demand: float
-    at: str = ""            # the cluster its cached answer names
-    refresh: float = 0.0    # when its cache expires
+    at: str = ""  # the cluster its cached answer names
+    refresh: float = 0.0  # when its cache expires
 
 
 @dataclass
 class Run:
-    shares: list[dict[str, float]]      # per interval
-    loads: list[dict[str, float]]       # per interval, as reported (load = traffic / capacity)
+    shares: list[dict[str, float]]  # per interval
+    loads: list[dict[str, float]]  # per interval, as reported (load = traffic / capacity)
 
 
 def simulate(damped: bool, seed: int = 1) -> Run:
@@ -56,12 +57,16 @@ def simulate(damped: bool, seed: int = 1) -> Run:
     # Each home's record: its own cluster first, then the others; `shed` then `first_n` answer one.
     records = {home: record([home] + [n for n in names if n != home], ("shed", "first_n")) for home in names}
     client = Client(ipaddress.ip_address("192.0.2.200"), UNKNOWN, None)
-    resolvers = [Resolver(home, rng.uniform(0.5, 1.5) * DEMAND[home] / (RESOLVERS // len(names)),
-                          refresh=rng.uniform(0, RECORD_TTL))
-                 for home in names for _ in range(RESOLVERS // len(names))]
-    due: dict[int, list[Resolver]] = {}           # second -> the resolvers whose cache expires then
+    resolvers = [
+        Resolver(
+            home, rng.uniform(0.5, 1.5) * DEMAND[home] / (RESOLVERS // len(names)), refresh=rng.uniform(0, RECORD_TTL)
+        )
+        for home in names
+        for _ in range(RESOLVERS // len(names))
+    ]
+    due: dict[int, list[Resolver]] = {}  # second -> the resolvers whose cache expires then
     for r in resolvers:
-        r.at = r.home                   # before the run everyone sits at home
+        r.at = r.home  # before the run everyone sits at home
         due.setdefault(math.ceil(r.refresh), []).append(r)
     states = {n: IDLE for n in names}
     shares_by_home: dict[str, tuple[list[str], list[float]]] = {}
@@ -105,10 +110,10 @@ def test_damped_shedding_settles_under_the_high_watermark():
     moves, peak = settled(run, last)
     tail = [s["c0"] for s in run.shares[-last:]]
     print(f"damped: largest share move {moves:.4f}, c0 share {min(tail):.3f}..{max(tail):.3f}, peak load {peak:.3f}")
-    assert moves <= 0.01                          # converged: the share has stopped moving ...
-    assert max(tail) - min(tail) <= 0.03          # ... and does not drift either
-    assert peak < SPEC.high                       # nothing runs over its high watermark
-    assert 0.3 < tail[-1] < 0.6                   # c0 sheds part of its clients, not all of them
+    assert moves <= 0.01  # converged: the share has stopped moving ...
+    assert max(tail) - min(tail) <= 0.03  # ... and does not drift either
+    assert peak < SPEC.high  # nothing runs over its high watermark
+    assert 0.3 < tail[-1] < 0.6  # c0 sheds part of its clients, not all of them
     # On the watermark line, within the hysteresis band: the share lies between what the load
     # stands for and what a load `hysteresis` higher would.
     load = sum(loads["c0"] for loads in run.loads[-last:]) / last

@@ -3,6 +3,7 @@ reconciliation with the table, several checkers in Redis, expiry.
 
 Timing is measured and printed; assertions on it are deliberately loose.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,10 +32,18 @@ SPEC = CheckSpec(interval=INTERVAL, timeout=0.15, rise=2, fall=2, body="healthy"
 A, B, C, D = "192.0.2.1", "192.0.2.2", "192.0.2.3", "198.51.100.4"
 
 
-def cluster(name: str, endpoints: dict[str, Ingress], spec: CheckSpec | None = SPEC, region: str = "eu-west") -> ClusterSpec:
+def cluster(
+    name: str, endpoints: dict[str, Ingress], spec: CheckSpec | None = SPEC, region: str = "eu-west"
+) -> ClusterSpec:
     """A cluster whose answer addresses are documentation IPs, each probed at its loopback ingress."""
-    return ClusterSpec(name=name, region=region, check=spec, endpoints=tuple(
-        EndpointSpec(ipaddress.ip_address(address), probe=ingress.url) for address, ingress in endpoints.items()))
+    return ClusterSpec(
+        name=name,
+        region=region,
+        check=spec,
+        endpoints=tuple(
+            EndpointSpec(ipaddress.ip_address(address), probe=ingress.url) for address, ingress in endpoints.items()
+        ),
+    )
 
 
 class RecordingStore(MemoryStore):
@@ -76,8 +85,12 @@ async def ingresses(count: int) -> AsyncIterator[list[Ingress]]:
 async def verdicts(store: StateStore, checker: str = "chk-1") -> dict[str, bool | None]:
     """endpoint -> the latest fresh verdict of ``checker``."""
     snapshot = await store.load()
-    return {endpoint: obs.up for (_cluster, endpoint), observations in snapshot.observations.items()
-            for obs in observations if obs.checker == checker}
+    return {
+        endpoint: obs.up
+        for (_cluster, endpoint), observations in snapshot.observations.items()
+        for obs in observations
+        if obs.checker == checker
+    }
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> float:
@@ -95,7 +108,8 @@ def changes(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_a_failing_ingress_goes_down_after_fall_intervals_and_comes_back(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="geodns.health")
     store = MemoryStore()
     async with ingresses(2) as (a, b):
@@ -106,9 +120,11 @@ async def test_a_failing_ingress_goes_down_after_fall_intervals_and_comes_back(
             took = await until(lambda: _eq(verdicts(store), {A: False, B: True}))
             print(f"\nfailure to 'down' in the store: {took:.2f}s (fall x interval = {2 * INTERVAL:.2f}s)")
             assert INTERVAL * 0.75 <= took <= 2 * INTERVAL + 1.0
-            assert 'event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down reason="HTTP 503"' \
+            assert (
+                'event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down reason="HTTP 503"'
                 in "\n".join(changes(caplog))
-            assert not checker.suspect      # one of two failing is news about that one, not about us
+            )
+            assert not checker.suspect  # one of two failing is news about that one, not about us
 
             a.mode = "ok"
             took = await until(lambda: _eq(verdicts(store), {A: True, B: True}))
@@ -124,7 +140,8 @@ async def test_a_failing_ingress_goes_down_after_fall_intervals_and_comes_back(
     # The two start-up changes may come in either order.
     lines = [line.split(" checker=")[0] for line in changes(caplog)]
     assert sorted(lines[:2]) == [
-        f'event=health-change endpoint={e} cluster=eu-west-1 old=unknown new=up reason="ok"' for e in (A, B)]
+        f'event=health-change endpoint={e} cluster=eu-west-1 old=unknown new=up reason="ok"' for e in (A, B)
+    ]
     assert lines[2:] == [
         f'event=health-change endpoint={A} cluster=eu-west-1 old=up new=down reason="HTTP 503"',
         f'event=health-change endpoint={A} cluster=eu-west-1 old=down new=up reason="ok"',
@@ -145,7 +162,7 @@ async def test_a_flapping_ingress_never_changes_state(caplog: pytest.LogCaptureF
             await until(lambda: _eq(verdicts(store), {A: True, B: True}))
             before = checker.status()[("eu-west-1", A)].probes
             logged = len(changes(caplog))
-            a.mode = "flap"                           # ok, 503, ok, 503, ...
+            a.mode = "flap"  # ok, 503, ok, 503, ...
             started = time.monotonic()
             while time.monotonic() - started < 2.0:
                 assert (await verdicts(store))[A] is True
@@ -166,19 +183,19 @@ async def test_every_endpoint_failing_makes_the_checker_suspect(caplog: pytest.L
             await until(lambda: _eq(verdicts(store), {A: True, B: True, C: True}))
             assert checker.readiness() == (True, "ok")
             store.reported.clear()
-            for ingress in (a, b, c):                 # as if this checker were cut off
+            for ingress in (a, b, c):  # as if this checker were cut off
                 await ingress.stop()
             await until(lambda: _eq(verdicts(store), {A: None, B: None, C: None}))
             assert checker.suspect
             ready, why = checker.readiness()
             assert not ready and why.startswith("suspect (partitioned?): every endpoint failing, 2 places lost")
             assert "event=checker-suspect checker=chk-1 vantage=eu-west endpoints=3" in caplog.text
-            await asyncio.sleep(3 * INTERVAL)         # failures keep coming; still no vote
+            await asyncio.sleep(3 * INTERVAL)  # failures keep coming; still no vote
             assert await verdicts(store) == {A: None, B: None, C: None}
             assert all(obs.up is not False for obs in store.reported), "a suspect checker voted down"
             assert {s.state for s in checker.status().values()} == {"down"}
 
-            await b.start()                           # anything up again: votes count again
+            await b.start()  # anything up again: votes count again
             await until(lambda: _eq(verdicts(store), {A: False, B: True, C: False}))
             assert not checker.suspect and checker.readiness() == (True, "ok")
             assert "event=checker-trusted checker=chk-1" in caplog.text
@@ -221,7 +238,7 @@ async def test_one_dead_place_is_an_outage_even_for_a_lone_checker(caplog: pytes
             await a.stop()
             await b.stop()
             await until(lambda: _eq(verdicts(store), {A: False, B: False}))
-            await asyncio.sleep(3 * INTERVAL)         # failures keep coming; the votes stand
+            await asyncio.sleep(3 * INTERVAL)  # failures keep coming; the votes stand
             assert await verdicts(store) == {A: False, B: False}
             assert not checker.suspect
             assert "event=checker-suspect" not in caplog.text
@@ -251,22 +268,23 @@ async def test_a_down_vote_waits_for_news_from_elsewhere() -> None:
     fast = CheckSpec(interval=INTERVAL, timeout=0.15, rise=1, fall=1, jitter=0.0)
     slow = CheckSpec(interval=1.5, timeout=0.15, rise=1, fall=1, jitter=0.0)
     async with ingresses(2) as (a, c):
-        await store.seed([cluster("eu-west-1", {A: a}, spec=fast),
-                          cluster("us-east-1", {C: c}, spec=slow, region="us-east")])
+        await store.seed(
+            [cluster("eu-west-1", {A: a}, spec=fast), cluster("us-east-1", {C: c}, spec=slow, region="us-east")]
+        )
         async with running(store) as checker:
             await until(lambda: _eq(verdicts(store), {A: True, C: True}))
             seen = c.requests
-            await until(lambda: _true(c.requests > seen))      # C was just probed: its next probe is 1.5 s away
+            await until(lambda: _true(c.requests > seen))  # C was just probed: its next probe is 1.5 s away
             store.reported.clear()
             await a.stop()
             await c.stop()
             await until(lambda: _true(checker.status()[("eu-west-1", A)].state == "down"))
-            assert (await verdicts(store))[A] is None          # withheld, not cast
-            await until(lambda: _true(checker.suspect), timeout=4.0)   # C failed too: everything lost, 2 places
+            assert (await verdicts(store))[A] is None  # withheld, not cast
+            await until(lambda: _true(checker.suspect), timeout=4.0)  # C failed too: everything lost, 2 places
             assert await verdicts(store) == {A: None, C: None}
             assert all(obs.up is not False for obs in store.reported), "a partition's first casualty was voted down"
 
-            await c.start()                                   # reached again: A's down vote now stands
+            await c.start()  # reached again: A's down vote now stands
             await until(lambda: _eq(verdicts(store), {A: False, C: True}), timeout=4.0)
             assert not checker.suspect
 
@@ -304,7 +322,7 @@ async def test_the_checker_follows_the_table_without_restarting_other_checks() -
             await store.seed([cluster("us-east-1", {D: c}, spec=slower, region="us-east")])
             await until(lambda: _true(checker._checks[key_d].spec == slower))
             assert checker._checks[key_d].task is not task_d
-            assert checker.status()[key_d].state == "up"        # the verdict outlives the spec change
+            assert checker.status()[key_d].state == "up"  # the verdict outlives the spec change
             assert checker._checks[key_a].task is task_a
 
             # A cluster without a check is not probed.
@@ -327,15 +345,20 @@ async def test_two_checkers_in_redis_and_their_observations_expire(redis_server:
             await admin.seed([cluster("eu-west-1", {A: a, B: b})])
             async with running(store_us, "chk-us", "us-east"):
                 async with running(store_eu, "chk-eu", "eu-west"):
+
                     async def both_up() -> bool:
                         snapshot = await admin.load()
-                        return all({(o.checker, o.vantage, o.up) for o in snapshot.observations.get(("eu-west-1", e), ())}
-                                   == {("chk-eu", "eu-west", True), ("chk-us", "us-east", True)} for e in (A, B))
+                        return all(
+                            {(o.checker, o.vantage, o.up) for o in snapshot.observations.get(("eu-west-1", e), ())}
+                            == {("chk-eu", "eu-west", True), ("chk-us", "us-east", True)}
+                            for e in (A, B)
+                        )
+
                     await until(both_up)
                     snapshot = await admin.load()
                     for obs in snapshot.observations[("eu-west-1", A)]:
                         assert obs.rtt_ms is not None and 0 < obs.rtt_ms < 150
-                        assert obs.expires - obs.at == pytest.approx(1.35, abs=0.2)   # max(3 x 0.2, 0.2 + 0.15 + 1)
+                        assert obs.expires - obs.at == pytest.approx(1.35, abs=0.2)  # max(3 x 0.2, 0.2 + 0.15 + 1)
                     assert await raw.exists("h:obs:chk-eu") == 1
                 # chk-eu stopped: its votes expire on their own; chk-us keeps reporting.
                 stopped = time.monotonic()
@@ -343,6 +366,7 @@ async def test_two_checkers_in_redis_and_their_observations_expire(redis_server:
                 async def only_us() -> bool:
                     snapshot = await admin.load()
                     return {o.checker for obs in snapshot.observations.values() for o in obs} == {"chk-us"}
+
                 await until(only_us, timeout=4.0)
                 print(f"\nstopped checker's observations gone after {time.monotonic() - stopped:.2f}s")
                 assert time.monotonic() - stopped >= 0.5
@@ -364,29 +388,31 @@ async def test_a_probe_that_outlives_stop_ends_quietly(monkeypatch: pytest.Monke
 
     async def stubborn(target: object, spec: CheckSpec, session: object) -> ProbeResult:
         sessions.append(session)
-        assert session is not None and not session.closed     # type: ignore[attr-defined]
+        assert session is not None and not session.closed  # type: ignore[attr-defined]
         started.set()
         try:
             await asyncio.sleep(10)
         except asyncio.CancelledError:
-            await release.wait()        # as a library that swallows the cancellation would
+            await release.wait()  # as a library that swallows the cancellation would
         return ProbeResult(False, None, "timeout")
 
     monkeypatch.setattr(checker_module, "probe", stubborn)
     store = MemoryStore()
     spec = CheckSpec(interval=0.05, timeout=0.04, jitter=0.0)
-    await store.seed([ClusterSpec(name="c", region="eu-west", check=spec,
-                                  endpoints=(EndpointSpec(ipaddress.ip_address(A)),))])
-    checker = Checker(store, "chk-1", "eu-west", table_source=types.SimpleNamespace(snapshot=await store.load()),
-                      flush_interval=0.05)
+    await store.seed(
+        [ClusterSpec(name="c", region="eu-west", check=spec, endpoints=(EndpointSpec(ipaddress.ip_address(A)),))]
+    )
+    checker = Checker(
+        store, "chk-1", "eu-west", table_source=types.SimpleNamespace(snapshot=await store.load()), flush_interval=0.05
+    )
     await checker.start()
     await asyncio.wait_for(started.wait(), 2.0)
     task = next(t for t in asyncio.all_tasks() if t.get_name() == f"check c {A}")
     await checker.stop()
-    assert not task.done()              # still stuck in the probe
+    assert not task.done()  # still stuck in the probe
     release.set()
-    await asyncio.wait_for(task, 2.0)   # ends on its own, without an exception
-    assert len(sessions) == 1           # and never probes again
+    await asyncio.wait_for(task, 2.0)  # ends on its own, without an exception
+    assert len(sessions) == 1  # and never probes again
 
 
 async def test_a_probe_that_raises_counts_as_a_failure_and_the_check_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -403,10 +429,12 @@ async def test_a_probe_that_raises_counts_as_a_failure_and_the_check_goes_on(mon
     monkeypatch.setattr(checker_module, "probe", broken)
     store = MemoryStore()
     spec = CheckSpec(interval=0.05, timeout=0.04, jitter=0.0, rise=1, fall=2)
-    await store.seed([ClusterSpec(name="c", region="eu-west", check=spec,
-                                  endpoints=(EndpointSpec(ipaddress.ip_address(A)),))])
-    checker = Checker(store, "chk-1", "eu-west", table_source=types.SimpleNamespace(snapshot=await store.load()),
-                      flush_interval=0.05)
+    await store.seed(
+        [ClusterSpec(name="c", region="eu-west", check=spec, endpoints=(EndpointSpec(ipaddress.ip_address(A)),))]
+    )
+    checker = Checker(
+        store, "chk-1", "eu-west", table_source=types.SimpleNamespace(snapshot=await store.load()), flush_interval=0.05
+    )
     await checker.start()
     try:
         await until(lambda: _true(calls >= 4), timeout=3.0)

@@ -1,4 +1,5 @@
 """`geodns check` as a process: real Redis, real ingress, real signals; and its start-up refusals."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ clusters:
 
 
 def endpoint_lines(*pairs: tuple[str, Ingress]) -> str:
-    return "\n".join(f"      - {{address: {address}, probe: \"{ingress.url}\"}}" for address, ingress in pairs)
+    return "\n".join(f'      - {{address: {address}, probe: "{ingress.url}"}}' for address, ingress in pairs)
 
 
 class Process:
@@ -57,6 +58,7 @@ class Process:
     async def logged(self, needle: str, timeout: float = 5.0) -> None:
         async def seen() -> bool:
             return needle in self.log
+
         try:
             await until(seen, timeout)
         except AssertionError:
@@ -81,14 +83,32 @@ async def test_geodns_check_process(redis_server: RedisServer, tmp_path: Path) -
     a, b = await Ingress().start(), await Ingress().start()
     config = tmp_path / "geodns.yaml"
     config.write_text(CONFIG.format(endpoints=endpoint_lines(("192.0.2.1", a))))
-    proc = Process(await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "geodns.health.command", "check", "--config", str(config), "--store", url,
-        "--checker-id", "chk-proc", "--region", "us-east", cwd=REPO, stderr=asyncio.subprocess.PIPE))
+    proc = Process(
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "geodns.health.command",
+            "check",
+            "--config",
+            str(config),
+            "--store",
+            url,
+            "--checker-id",
+            "chk-proc",
+            "--region",
+            "us-east",
+            cwd=REPO,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    )
     try:
+
         async def verdict(endpoint: str, up: bool) -> bool:
             snapshot = await store.load()
-            return any((o.checker, o.vantage, o.up) == ("chk-proc", "us-east", up)
-                       for o in snapshot.observations.get(("eu-west-1", endpoint), ()))
+            return any(
+                (o.checker, o.vantage, o.up) == ("chk-proc", "us-east", up)
+                for o in snapshot.observations.get(("eu-west-1", endpoint), ())
+            )
 
         # The store holds no table: the checker probes the config's clusters and does not seed it.
         await until(lambda: verdict("192.0.2.1", True), timeout=10.0)
@@ -105,8 +125,10 @@ async def test_geodns_check_process(redis_server: RedisServer, tmp_path: Path) -
         await proc.logged("event=reload-failed keeping=running-config")
         a.mode = "503"
         await until(lambda: verdict("192.0.2.1", False), timeout=5.0)
-        await proc.logged('event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down '
-                          'reason="HTTP 503" checker=chk-proc')
+        await proc.logged(
+            "event=health-change endpoint=192.0.2.1 cluster=eu-west-1 old=up new=down "
+            'reason="HTTP 503" checker=chk-proc'
+        )
     finally:
         rc = await proc.stop()
         await a.close()
@@ -136,13 +158,17 @@ def test_a_bad_config_exits_2_with_file_line_reason(tmp_path: Path, capsys: pyte
     assert f"{path}:9: clusters.eu-west-1.check.rise: must be between 1 and 100, not 0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--store", "memory://", "--region", "eu-west"], "--store: a checker process needs a shared store"),
-    (["--store", "redis://127.0.0.1:1/0", "--region", "mars"], "--region: unknown region 'mars'"),
-    (["--store", "mongodb://x", "--region", "eu-west"], "unsupported URL scheme 'mongodb'"),
-])
-def test_start_up_refusals_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                                  message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--store", "memory://", "--region", "eu-west"], "--store: a checker process needs a shared store"),
+        (["--store", "redis://127.0.0.1:1/0", "--region", "mars"], "--region: unknown region 'mars'"),
+        (["--store", "mongodb://x", "--region", "eu-west"], "unsupported URL scheme 'mongodb'"),
+    ],
+)
+def test_start_up_refusals_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     path = write_config(tmp_path, CONFIG.format(endpoints='      - "192.0.2.1"'))
     assert check(["--config", str(path), *args]) == 2
     assert message in capsys.readouterr().err
@@ -153,24 +179,41 @@ def test_http_listen_problems_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     base = CONFIG.format(endpoints='      - "192.0.2.1"')
     path = write_config(tmp_path, base + "checker: {http_listen: 'localhost:80'}\n")
     assert check(["--config", str(path), "--store", "redis://127.0.0.1:1/0", "--region", "eu-west"]) == 2
-    assert f"{path}:10: checker.http_listen: 'localhost:80': 'localhost' is not an IP address" \
-        in capsys.readouterr().err
+    assert (
+        f"{path}:10: checker.http_listen: 'localhost:80': 'localhost' is not an IP address" in capsys.readouterr().err
+    )
     path = write_config(tmp_path, base)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert check(["--config", str(path), "--store", "redis://127.0.0.1:1/0", "--region", "eu-west",
-                      "--http-listen", f"127.0.0.1:{port}"]) == 2
+        assert (
+            check(
+                [
+                    "--config",
+                    str(path),
+                    "--store",
+                    "redis://127.0.0.1:1/0",
+                    "--region",
+                    "eu-west",
+                    "--http-listen",
+                    f"127.0.0.1:{port}",
+                ]
+            )
+            == 2
+        )
     assert f"geodns check: --http-listen: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_the_config_key_gives_the_checker_its_http_port(tmp_path: Path) -> None:
     port = free_port()
-    path = write_config(tmp_path, CONFIG.format(endpoints='      - "192.0.2.1"')
-                        + f"checker: {{http_listen: '127.0.0.1:{port}'}}\n")
-    child = Child(["check", "--config", str(path), "--store", f"redis://127.0.0.1:{free_port()}/0",
-                   "--region", "eu-west"], tmp_path / "check.log")
+    path = write_config(
+        tmp_path, CONFIG.format(endpoints='      - "192.0.2.1"') + f"checker: {{http_listen: '127.0.0.1:{port}'}}\n"
+    )
+    child = Child(
+        ["check", "--config", str(path), "--store", f"redis://127.0.0.1:{free_port()}/0", "--region", "eu-west"],
+        tmp_path / "check.log",
+    )
     try:
         assert poll(lambda: get(port, "/healthz"), lambda r: r[0] == 200, child) == (200, "ok\n")
     finally:

@@ -1,5 +1,6 @@
 """The checker reads a load from the health response it probes (issue 17): a JSON field or a
 Prometheus-text metric of a real `geodns sim-ingress`, into the store as the checker's reading."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -19,12 +20,20 @@ A = "192.0.2.1"
 def test_json_paths_and_prometheus_samples():
     assert from_json('{"load": 0.8}', "load") == 0.8
     assert from_json('{"status": {"cpu": [0.1, "0.45"]}}', "status.cpu.1") == 0.45
-    for text, path in (('{"load": true}', "load"), ('{"load": -1}', "load"), ('{"load": "high"}', "load"),
-                       ('{"x": 1}', "load"), ("healthy", "load"), ('{"load": 1e9}', "load")):
+    for text, path in (
+        ('{"load": true}', "load"),
+        ('{"load": -1}', "load"),
+        ('{"load": "high"}', "load"),
+        ('{"x": 1}', "load"),
+        ("healthy", "load"),
+        ('{"load": 1e9}', "load"),
+    ):
         assert from_json(text, path) is None, (text, path)
-    metrics = ('# HELP ingress_load share of capacity\n# TYPE ingress_load gauge\n'
-               'ingress_load{pool="api",zone="a"} 0.3\ningress_load{pool="web",zone="a"} 0.7 1700000000000\n'
-               'ingress_load_total 5\n')
+    metrics = (
+        "# HELP ingress_load share of capacity\n# TYPE ingress_load gauge\n"
+        'ingress_load{pool="api",zone="a"} 0.3\ningress_load{pool="web",zone="a"} 0.7 1700000000000\n'
+        "ingress_load_total 5\n"
+    )
     assert from_prometheus(metrics, "ingress_load") == 0.3
     assert from_prometheus(metrics, 'ingress_load{pool="web"}') == 0.7
     assert from_prometheus(metrics, 'ingress_load{pool="db"}') is None
@@ -40,8 +49,17 @@ def set_load(sim: SimIngress, load: float) -> None:
 
 def cluster(sim: SimIngress, **check: object) -> ClusterSpec:
     spec = CheckSpec(interval=0.2, timeout=0.15, rise=1, fall=2, **check)
-    return ClusterSpec(name="eu-west-1", region="eu-west", check=spec,
-                       endpoints=(EndpointSpec(ipaddress.ip_address(A), probe=f"http://{sim.probe}{'/metrics' if 'load_metric' in check else '/healthz'}"),))
+    return ClusterSpec(
+        name="eu-west-1",
+        region="eu-west",
+        check=spec,
+        endpoints=(
+            EndpointSpec(
+                ipaddress.ip_address(A),
+                probe=f"http://{sim.probe}{'/metrics' if 'load_metric' in check else '/healthz'}",
+            ),
+        ),
+    )
 
 
 async def readings(store: MemoryStore) -> dict:
@@ -57,8 +75,10 @@ async def test_the_checker_reports_the_load_its_probe_reads(tmp_path, check) -> 
         store = MemoryStore()
         await store.seed([cluster(sim, **check)])
         async with running(store):
+
             async def reads(value: float) -> bool:
                 return await readings(store) == {(("eu-west-1", A), "chk-1"): value}
+
             await until(lambda: reads(0.8))
             set_load(sim, 0.35)
             await until(lambda: reads(0.35))
@@ -69,6 +89,7 @@ async def test_the_checker_reports_the_load_its_probe_reads(tmp_path, check) -> 
 
             async def gone() -> bool:
                 return await readings(store) == {}
+
             await until(gone, timeout=5.0)
             assert (await verdicts(store)) == {A: True}
     finally:

@@ -3,6 +3,7 @@
 ``Ingress`` (a cluster ingress played by an aiohttp server) and ``tls_files``
 are imported by the other health tests.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -116,9 +117,13 @@ FAST = CheckSpec(timeout=0.3, interval=1.0)
 async def test_http_modes(ingress: Ingress, session: aiohttp.ClientSession) -> None:
     target = target_of(ingress.url)
     spec = CheckSpec(timeout=0.3, interval=1.0, body="healthy")
-    expected = {"ok": (True, "ok", "ok"), "503": (False, "HTTP 503", "http_status"),
-                "wrong-body": (False, "body mismatch", "body_mismatch"),
-                "hang": (False, "timeout after 0.3s", "timeout"), "reset": (False, "connection reset", "error")}
+    expected = {
+        "ok": (True, "ok", "ok"),
+        "503": (False, "HTTP 503", "http_status"),
+        "wrong-body": (False, "body mismatch", "body_mismatch"),
+        "hang": (False, "timeout after 0.3s", "timeout"),
+        "reset": (False, "connection reset", "error"),
+    }
     for mode, (ok, reason, outcome) in expected.items():
         ingress.mode = mode
         result = await probe_http(target, spec, session)
@@ -173,13 +178,47 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
         pytest.skip("neither the cryptography package nor the openssl command is available")
     d = tmp_path_factory.mktemp("tls")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=geodns test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=geodns test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
     _openssl("req", *ec, "-keyout", "app.key", "-out", "app.csr", "-subj", "/CN=app.example.com", cwd=d)
-    (d / "ext.cnf").write_text("subjectAltName=DNS:app.example.com\nbasicConstraints=CA:FALSE\n"
-                               "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "app.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "app.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    (d / "ext.cnf").write_text(
+        "subjectAltName=DNS:app.example.com\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "app.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "app.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        cwd=d,
+    )
     return TLSFiles(ca=d / "ca.pem", cert=d / "app.pem", key=d / "app.key")
 
 
@@ -194,7 +233,7 @@ async def test_https_verification_sni_and_host(tls_files: TLSFiles, session: aio
     seen_sni: list[str | None] = []
     ingress = await Ingress(server_context(tls_files, seen_sni)).start()
     try:
-        target = target_of(ingress.url)       # dials 127.0.0.1, speaks for app.example.com
+        target = target_of(ingress.url)  # dials 127.0.0.1, speaks for app.example.com
         base = dict(type="https", timeout=1.0, host="app.example.com", body="healthy")
 
         untrusted = await probe_http(target, CheckSpec(**base), session)
@@ -205,15 +244,15 @@ async def test_https_verification_sni_and_host(tls_files: TLSFiles, session: aio
         assert trusted == ProbeResult(True, trusted.rtt_ms, "ok")
         assert seen_sni[-1] == "app.example.com" and ingress.hosts[-1] == "app.example.com"
 
-        wrong_name = await probe_http(target, CheckSpec(**{**base, "host": "other.example.com"},
-                                                        ca_file=str(tls_files.ca)), session)
+        wrong_name = await probe_http(
+            target, CheckSpec(**{**base, "host": "other.example.com"}, ca_file=str(tls_files.ca)), session
+        )
         assert wrong_name.reason == "tls: hostname mismatch"
 
         unverified = await probe_http(target, CheckSpec(**base, tls_verify=False), session)
         assert unverified.ok and seen_sni[-1] == "app.example.com"
 
-        plain = await probe_http(target_of(f"http://127.0.0.1:{ingress.port}/healthz"), CheckSpec(timeout=1.0),
-                                 session)
+        plain = await probe_http(target_of(f"http://127.0.0.1:{ingress.port}/healthz"), CheckSpec(timeout=1.0), session)
         assert not plain.ok and plain.reason in ("bad response", "connection reset"), plain
     finally:
         await ingress.close()

@@ -1,4 +1,5 @@
 """Pure parts of the checker: rise/fall hysteresis, RTT smoothing, where each endpoint is probed."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -30,13 +31,11 @@ def test_starts_unknown_and_needs_rise_successes() -> None:
 
 
 def test_fall_consecutive_failures_take_it_down_and_rise_brings_it_back() -> None:
-    assert run([True, True, False, False, False, True, True], rise=2, fall=3) == \
-        [UNKNOWN, UP, UP, UP, DOWN, DOWN, UP]
+    assert run([True, True, False, False, False, True, True], rise=2, fall=3) == [UNKNOWN, UP, UP, UP, DOWN, DOWN, UP]
 
 
 def test_a_broken_streak_starts_over() -> None:
-    assert run([True, True, False, True, False, True, False, False]) == \
-        [UNKNOWN, UP, UP, UP, UP, UP, UP, DOWN]
+    assert run([True, True, False, True, False, True, False, False]) == [UNKNOWN, UP, UP, UP, UP, UP, UP, DOWN]
 
 
 @given(st.integers(2, 5), st.integers(2, 5), st.integers(0, 40), st.booleans())
@@ -49,14 +48,19 @@ def test_alternating_results_never_change_state(rise: int, fall: int, n: int, fi
 
 def test_verdict_and_reason_follow_the_latest_result() -> None:
     health = advance(Health(), False, None, "timeout", 2, 1)
-    assert (health.state, health.verdict, health.reason, health.last_ok, health.probes) == \
-        (DOWN, False, "timeout", False, 1)
+    assert (health.state, health.verdict, health.reason, health.last_ok, health.probes) == (
+        DOWN,
+        False,
+        "timeout",
+        False,
+        1,
+    )
 
 
 def test_the_failure_reason_is_kept_until_the_endpoint_is_up_again() -> None:
     """A down endpoint that begins to answer (rise 2) still says why it went down; up clears it."""
     health = advance(Health(state=UP, successes=2), False, None, "HTTP 503", 2, 2)
-    assert (health.state, health.failure) == (UP, "HTTP 503")             # failing, not yet down
+    assert (health.state, health.failure) == (UP, "HTTP 503")  # failing, not yet down
     health = advance(health, False, None, "connection refused", 2, 2)
     assert (health.state, health.failure) == (DOWN, "connection refused")
     health = advance(health, True, 5.0, "ok", 2, 2)
@@ -67,7 +71,7 @@ def test_the_failure_reason_is_kept_until_the_endpoint_is_up_again() -> None:
 
 def test_rtt_is_an_ewma_of_successes_only() -> None:
     assert smooth(None, 50.0) == 50.0
-    assert smooth(50.0, 100.0) == pytest.approx(65.0)        # alpha 0.3
+    assert smooth(50.0, 100.0) == pytest.approx(65.0)  # alpha 0.3
     health = advance(Health(), True, 50.0, "ok", 2, 2)
     health = advance(health, True, 100.0, "ok", 2, 2)
     health = advance(health, False, 900.0, "status 503", 2, 2)
@@ -84,22 +88,39 @@ V4 = ipaddress.ip_address("192.0.2.10")
 V6 = ipaddress.ip_address("2001:db8::10")
 
 
-@pytest.mark.parametrize("endpoint, spec, expected", [
-    # the endpoint's address with the check's port and path
-    (Endpoint(V4), CheckSpec(), Target("http", "192.0.2.10", 80, "/healthz")),
-    (Endpoint(V6), CheckSpec(type="https", port=8443, path="/ready"), Target("https", "2001:db8::10", 8443, "/ready")),
-    (Endpoint(V4), CheckSpec(type="tcp", port=5432), Target("tcp", "192.0.2.10", 5432, "/healthz")),
-    # the check's url stands for every endpoint
-    (Endpoint(V4), CheckSpec(url="http://127.0.0.1:18081/healthz?full=1"),
-     Target("http", "127.0.0.1", 18081, "/healthz?full=1")),
-    (Endpoint(V4), CheckSpec(type="tcp", url="tcp://127.0.0.1:6000"), Target("tcp", "127.0.0.1", 6000, "/")),
-    # the endpoint's probe wins: a URL as written, HOST:PORT with the check's scheme and path
-    (Endpoint(V4, probe="https://127.0.0.1:9443/z"), CheckSpec(url="http://127.0.0.1:1/"),
-     Target("https", "127.0.0.1", 9443, "/z")),
-    (Endpoint(V4, probe="127.0.0.1:9000"), CheckSpec(type="https", path="/live"), Target("https", "127.0.0.1", 9000, "/live")),
-    (Endpoint(V6, probe="[::1]:9000"), CheckSpec(type="tcp"), Target("tcp", "::1", 9000, "/healthz")),
-    (Endpoint(V4, probe="http://127.0.0.1:7000/h"), CheckSpec(type="tcp"), Target("tcp", "127.0.0.1", 7000, "/h")),
-])
+@pytest.mark.parametrize(
+    "endpoint, spec, expected",
+    [
+        # the endpoint's address with the check's port and path
+        (Endpoint(V4), CheckSpec(), Target("http", "192.0.2.10", 80, "/healthz")),
+        (
+            Endpoint(V6),
+            CheckSpec(type="https", port=8443, path="/ready"),
+            Target("https", "2001:db8::10", 8443, "/ready"),
+        ),
+        (Endpoint(V4), CheckSpec(type="tcp", port=5432), Target("tcp", "192.0.2.10", 5432, "/healthz")),
+        # the check's url stands for every endpoint
+        (
+            Endpoint(V4),
+            CheckSpec(url="http://127.0.0.1:18081/healthz?full=1"),
+            Target("http", "127.0.0.1", 18081, "/healthz?full=1"),
+        ),
+        (Endpoint(V4), CheckSpec(type="tcp", url="tcp://127.0.0.1:6000"), Target("tcp", "127.0.0.1", 6000, "/")),
+        # the endpoint's probe wins: a URL as written, HOST:PORT with the check's scheme and path
+        (
+            Endpoint(V4, probe="https://127.0.0.1:9443/z"),
+            CheckSpec(url="http://127.0.0.1:1/"),
+            Target("https", "127.0.0.1", 9443, "/z"),
+        ),
+        (
+            Endpoint(V4, probe="127.0.0.1:9000"),
+            CheckSpec(type="https", path="/live"),
+            Target("https", "127.0.0.1", 9000, "/live"),
+        ),
+        (Endpoint(V6, probe="[::1]:9000"), CheckSpec(type="tcp"), Target("tcp", "::1", 9000, "/healthz")),
+        (Endpoint(V4, probe="http://127.0.0.1:7000/h"), CheckSpec(type="tcp"), Target("tcp", "127.0.0.1", 7000, "/h")),
+    ],
+)
 def test_resolve_target(endpoint: Endpoint, spec: CheckSpec, expected: Target) -> None:
     assert resolve_target(endpoint, spec) == expected
 
@@ -109,12 +130,15 @@ def test_target_urls() -> None:
     assert Target("tcp", "127.0.0.1", 5, "/ignored").url == "tcp://127.0.0.1:5"
 
 
-@pytest.mark.parametrize("endpoint, spec", [
-    (Endpoint(V4), CheckSpec(type="tcp")),                                # no port anywhere
-    (Endpoint(V4, probe="127.0.0.1"), CheckSpec()),                       # no port
-    (Endpoint(V4, probe="ftp://127.0.0.1:21/"), CheckSpec()),
-    (Endpoint(V4, probe="tcp://127.0.0.1:21"), CheckSpec()),              # http check, tcp URL
-])
+@pytest.mark.parametrize(
+    "endpoint, spec",
+    [
+        (Endpoint(V4), CheckSpec(type="tcp")),  # no port anywhere
+        (Endpoint(V4, probe="127.0.0.1"), CheckSpec()),  # no port
+        (Endpoint(V4, probe="ftp://127.0.0.1:21/"), CheckSpec()),
+        (Endpoint(V4, probe="tcp://127.0.0.1:21"), CheckSpec()),  # http check, tcp URL
+    ],
+)
 def test_unusable_targets(endpoint: Endpoint, spec: CheckSpec) -> None:
     with pytest.raises(TargetError):
         resolve_target(endpoint, spec)

@@ -1,4 +1,5 @@
 """The admin API over real HTTP against a running server: reads, writes that move DNS answers, errors, auth."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,15 @@ def base_url(running: RunningServer) -> str:
     return f"http://{host}:{port}"
 
 
-def http(running: RunningServer, method: str, path: str, body=None, token: str | None = None,
-         headers: dict[str, str] | None = None, raw: bytes | None = None):
+def http(
+    running: RunningServer,
+    method: str,
+    path: str,
+    body=None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+):
     """(status, JSON or text) for one real HTTP request."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     h = dict(headers or {})
@@ -59,17 +67,19 @@ def api_server(tmp_path_factory):
 def test_healthz_and_readyz(api_server):
     assert http(api_server, "GET", "/healthz") == (200, "ok\n")
     assert http(api_server, "GET", "/readyz") == (200, "ok\n")
-    assert http(api_server, "GET", "/readyz", headers={"Accept": "application/json"}) == \
-        (200, {"ready": True, "reason": "ok"})
+    assert http(api_server, "GET", "/readyz", headers={"Accept": "application/json"}) == (
+        200,
+        {"ready": True, "reason": "ok"},
+    )
 
 
 def test_store_down_means_not_ready_and_writes_get_503(tmp_path):
-    redis = RedisServer(tmp_path / "redis")                   # never started: the store is unreachable
+    redis = RedisServer(tmp_path / "redis")  # never started: the store is unreachable
     server = start_server(tmp_path, ", ready_max_staleness: 1s", store=f"redis://127.0.0.1:{redis.port}/0")
     try:
         status, reason = http(server, "GET", "/readyz")
         assert status == 503 and "state store unreachable" in reason and "snapshot version 0" in reason
-        assert addresses(ask(server, SG)) == {AP}             # fail static: still answering from the config
+        assert addresses(ask(server, SG)) == {AP}  # fail static: still answering from the config
         status, body = http(server, "POST", "/api/v1/clusters/eu-west-1/drain")
         assert status == 503 and "store unavailable" in body["error"]
         assert http(server, "GET", "/api/v1/status")[1]["store"]["connected"] is False
@@ -86,7 +96,7 @@ def test_clusters_list_endpoints_weights_and_states(api_server):
     eu = clusters["eu-west-1"]
     assert eu["region"] == "eu-west" and eu["weight"] == 100 and eu["admin"] == "active" and eu["state"] == "up"
     assert [e["address"] for e in eu["endpoints"]] == [EU, "2001:db8:1::10"]
-    assert {e["state"] for e in eu["endpoints"]} == {"unknown"}      # no checker has judged them yet
+    assert {e["state"] for e in eu["endpoints"]} == {"unknown"}  # no checker has judged them yet
     assert eu["records"] == ["app.gslb.example.com"]
     status, one = http(api_server, "GET", "/api/v1/clusters/eu-west-1")
     assert status == 200 and one["name"] == "eu-west-1" and one["version"] == body["version"]
@@ -115,13 +125,16 @@ def test_explain_traces_each_filter(api_server):
     assert status == 200 and body["answer"] == ["2001:db8::10"] and body["client"]["ecs_source"] is None
 
 
-@pytest.mark.parametrize("query, status, words", [
-    ("name=www.gslb.example.com&client=1.2.3.4", 404, "not a GSLB record"),
-    ("name=app.gslb.example.com", 400, "client"),
-    ("name=app.gslb.example.com&client=not-an-ip", 400, "IP address"),
-    ("name=app.gslb.example.com&client=1.2.3.4/33", 400, "prefix"),
-    ("name=app.gslb.example.com&client=1.2.3.4&type=MX", 400, "A or AAAA"),
-])
+@pytest.mark.parametrize(
+    "query, status, words",
+    [
+        ("name=www.gslb.example.com&client=1.2.3.4", 404, "not a GSLB record"),
+        ("name=app.gslb.example.com", 400, "client"),
+        ("name=app.gslb.example.com&client=not-an-ip", 400, "IP address"),
+        ("name=app.gslb.example.com&client=1.2.3.4/33", 400, "prefix"),
+        ("name=app.gslb.example.com&client=1.2.3.4&type=MX", 400, "A or AAAA"),
+    ],
+)
 def test_explain_errors(api_server, query, status, words):
     got, body = http(api_server, "GET", f"/api/v1/explain?{query}")
     assert got == status and words in body["error"]
@@ -157,7 +170,7 @@ def test_drain_and_undrain_move_answers_at_once(api_server):
     status, body = http(api_server, "POST", "/api/v1/clusters/eu-west-1/drain")
     assert status == 200 and body["admin"] == "drained" and body["state"] == "drained"
     try:
-        assert addresses(ask(api_server, LONDON, 32)) == {USE}      # no waiting: the write waited for the keeper
+        assert addresses(ask(api_server, LONDON, 32)) == {USE}  # no waiting: the write waited for the keeper
     finally:
         status, body = http(api_server, "POST", "/api/v1/clusters/eu-west-1/undrain")
     assert status == 200 and body["admin"] == "active"
@@ -179,21 +192,35 @@ def test_endpoint_drain_force_down_and_weight(api_server):
     assert http(api_server, "PUT", "/api/v1/clusters/us-east-1/weight", {"weight": 100})[0] == 200
 
 
-@pytest.mark.parametrize("method, path, body, status, words", [
-    ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": -1}, 400, "between 0 and 1000000"),
-    ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": "heavy"}, 400, "integer"),
-    ("PUT", "/api/v1/clusters/us-east-1/weight", {}, 400, "weight"),
-    ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": 1, "endpoint": "192.0.2.99"}, 404, "no endpoint"),
-    ("POST", "/api/v1/clusters/us-east-1/drain", {"endpoint": "nonsense"}, 400, "not an IP address"),
-    ("POST", "/api/v1/clusters/us-east-1/endpoints", {"address": "192.0.2.10"}, 409, "already has"),
-    ("POST", "/api/v1/clusters/us-east-1/endpoints", {"address": "x"}, 400, "not an IP address"),
-    ("DELETE", "/api/v1/clusters/us-east-1/endpoints/192.0.2.99", None, 404, "no endpoint"),
-    ("POST", "/api/v1/clusters", {"name": "x", "region": "mars", "endpoints": ["192.0.2.1"]}, 400, "unknown region"),
-    ("POST", "/api/v1/clusters", {"name": "us-east-1", "region": "us-east", "endpoints": ["192.0.2.1"]}, 409,
-     "already exists"),
-    ("POST", "/api/v1/clusters", {"name": "x", "region": "us-east", "endpoints": []}, 400, "endpoints"),
-    ("DELETE", "/api/v1/clusters/nope", None, 404, "unknown cluster"),
-])
+@pytest.mark.parametrize(
+    "method, path, body, status, words",
+    [
+        ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": -1}, 400, "between 0 and 1000000"),
+        ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": "heavy"}, 400, "integer"),
+        ("PUT", "/api/v1/clusters/us-east-1/weight", {}, 400, "weight"),
+        ("PUT", "/api/v1/clusters/us-east-1/weight", {"weight": 1, "endpoint": "192.0.2.99"}, 404, "no endpoint"),
+        ("POST", "/api/v1/clusters/us-east-1/drain", {"endpoint": "nonsense"}, 400, "not an IP address"),
+        ("POST", "/api/v1/clusters/us-east-1/endpoints", {"address": "192.0.2.10"}, 409, "already has"),
+        ("POST", "/api/v1/clusters/us-east-1/endpoints", {"address": "x"}, 400, "not an IP address"),
+        ("DELETE", "/api/v1/clusters/us-east-1/endpoints/192.0.2.99", None, 404, "no endpoint"),
+        (
+            "POST",
+            "/api/v1/clusters",
+            {"name": "x", "region": "mars", "endpoints": ["192.0.2.1"]},
+            400,
+            "unknown region",
+        ),
+        (
+            "POST",
+            "/api/v1/clusters",
+            {"name": "us-east-1", "region": "us-east", "endpoints": ["192.0.2.1"]},
+            409,
+            "already exists",
+        ),
+        ("POST", "/api/v1/clusters", {"name": "x", "region": "us-east", "endpoints": []}, 400, "endpoints"),
+        ("DELETE", "/api/v1/clusters/nope", None, 404, "unknown cluster"),
+    ],
+)
 def test_write_errors_are_json_with_the_right_status(api_server, method, path, body, status, words):
     got, reply = http(api_server, method, path, body)
     assert got == status, reply
@@ -208,20 +235,29 @@ def test_bad_json_body_is_400(api_server):
 
 
 def test_register_and_remove_endpoints_and_clusters(api_server):
-    status, body = http(api_server, "POST", "/api/v1/clusters/ap-southeast-1/endpoints",
-                        {"address": "203.0.113.11", "weight": 50})
+    status, body = http(
+        api_server, "POST", "/api/v1/clusters/ap-southeast-1/endpoints", {"address": "203.0.113.11", "weight": 50}
+    )
     assert status == 201 and "203.0.113.11" in [e["address"] for e in body["endpoints"]]
     seen = set()
     for _ in range(40):
         seen |= addresses(ask(api_server, SG))
-    assert seen == {AP, "203.0.113.11"}                    # endpoints are weighted too (100:50)
+    assert seen == {AP, "203.0.113.11"}  # endpoints are weighted too (100:50)
     status, body = http(api_server, "DELETE", "/api/v1/clusters/ap-southeast-1/endpoints?address=203.0.113.11")
     assert status == 200 and [e["address"] for e in body["endpoints"]] == [AP]
     assert {a for _ in range(10) for a in addresses(ask(api_server, SG))} == {AP}
 
-    status, body = http(api_server, "POST", "/api/v1/clusters",
-                        {"name": "us-east-2", "region": "us-east", "endpoints": ["192.0.2.20", {"address": "192.0.2.21"}],
-                         "weight": 10})
+    status, body = http(
+        api_server,
+        "POST",
+        "/api/v1/clusters",
+        {
+            "name": "us-east-2",
+            "region": "us-east",
+            "endpoints": ["192.0.2.20", {"address": "192.0.2.21"}],
+            "weight": 10,
+        },
+    )
     assert status == 201 and body["name"] == "us-east-2" and body["records"] == []
     assert "us-east-2" in [c["name"] for c in http(api_server, "GET", "/api/v1/clusters")[1]["clusters"]]
     status, body = http(api_server, "DELETE", "/api/v1/clusters/us-east-2")
@@ -254,7 +290,7 @@ def test_reload_rejects_a_broken_config_and_keeps_answering(tmp_path):
 def test_token_rules(tmp_path, monkeypatch):
     server = start_server(tmp_path, ', admin_token: "s3cret"')
     try:
-        assert http(server, "GET", "/api/v1/clusters")[0] == 200          # reads: open on loopback
+        assert http(server, "GET", "/api/v1/clusters")[0] == 200  # reads: open on loopback
         status, body = http(server, "POST", "/api/v1/clusters/eu-west-1/drain")
         assert status == 401 and "Bearer" in body["error"]
         status, body = http(server, "POST", "/api/v1/clusters/eu-west-1/drain", token="wrong")
@@ -263,7 +299,7 @@ def test_token_rules(tmp_path, monkeypatch):
         assert status == 200 and body["admin"] == "drained"
         assert http(server, "POST", "/api/v1/clusters/eu-west-1/undrain", token="s3cret")[0] == 200
         assert http(server, "POST", "/api/v1/reload")[0] == 401
-        assert http(server, "GET", "/metrics")[0] == 200                   # metrics stay open
+        assert http(server, "GET", "/metrics")[0] == 200  # metrics stay open
     finally:
         server.stop()
 
@@ -272,8 +308,9 @@ def test_env_token_and_loopback_only_without_one(api_server, monkeypatch):
     # No token configured: loopback writes go through, but not from a page on another site
     # (Origin) or under a name that is not this machine (Host, as in DNS rebinding).
     assert http(api_server, "POST", "/api/v1/clusters/us-east-1/undrain")[0] == 200
-    status, body = http(api_server, "POST", "/api/v1/clusters/us-east-1/drain",
-                        headers={"Origin": "http://evil.example"})
+    status, body = http(
+        api_server, "POST", "/api/v1/clusters/us-east-1/drain", headers={"Origin": "http://evil.example"}
+    )
     assert status == 403 and "loopback" in body["error"]
     status, body = http(api_server, "GET", "/api/v1/clusters", headers={"Host": "rebind.evil.example:8053"})
     assert status == 403
@@ -283,9 +320,20 @@ def test_env_token_and_loopback_only_without_one(api_server, monkeypatch):
     assert http(api_server, "POST", "/api/v1/clusters/us-east-1/undrain", token="from-env")[0] == 200
 
 
-@pytest.mark.parametrize("address, loopback", [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("::ffff:127.0.0.1", True),
-    ("10.0.0.1", False), ("192.0.2.1", False), ("2001:db8::1", False), (None, False), ("", False), ("bogus", False),
-])
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("10.0.0.1", False),
+        ("192.0.2.1", False),
+        ("2001:db8::1", False),
+        (None, False),
+        ("", False),
+        ("bogus", False),
+    ],
+)
 def test_what_counts_as_loopback(address, loopback):
     assert is_loopback(address) is loopback

@@ -1,4 +1,5 @@
 """Operator diagnostics outside the API: the opt-in TXT debug record, sampled query logs, structured log lines."""
+
 from __future__ import annotations
 
 import io
@@ -37,15 +38,18 @@ def test_debug_txt_describes_the_decision_for_the_asker(tmp_path):
         assert response.rcode() == dns.rcode.NOERROR and response.answer[0].ttl == 0
         lines = txt_lines(response)
         assert lines[0] == f"01 client ecs {LONDON}/32 located GB/EU via geoip prefix /31"
-        assert lines[1] == ("02 healthy: in us-east-1,eu-west-1,ap-southeast-1 out us-east-1,eu-west-1,ap-southeast-1 "
-                            "(all up)")
-        assert lines[2] == ("03 geo: in us-east-1,eu-west-1,ap-southeast-1 out eu-west-1 "
-                            "dropped us-east-1,ap-southeast-1 (country GB matches region eu-west)")
+        assert lines[1] == (
+            "02 healthy: in us-east-1,eu-west-1,ap-southeast-1 out us-east-1,eu-west-1,ap-southeast-1 (all up)"
+        )
+        assert lines[2] == (
+            "03 geo: in us-east-1,eu-west-1,ap-southeast-1 out eu-west-1 "
+            "dropped us-east-1,ap-southeast-1 (country GB matches region eu-west)"
+        )
         assert lines[3].startswith("04 weighted: in eu-west-1 out eu-west-1 (one candidate")
         assert lines[4] == "05 answer A 198.51.100.10 AAAA 2001:db8:1::10 clusters eu-west-1"
         version = server.server.keeper.snapshot.version
         assert lines[5] == f"06 snapshot version {version} record app.gslb.example.com. scope /31"
-        assert scope(response) == 32                         # about this very client: the whole source prefix
+        assert scope(response) == 32  # about this very client: the whole source prefix
         singapore = txt_lines(debug_query(server, "_GeoDNS.App.gslb.example.com.", subnet="214.0.0.0", prefix=24))
         assert "clusters ap-southeast-1" in singapore[4]
         nodata = debug_query(server, rdtype="A")
@@ -83,24 +87,29 @@ def test_query_log_samples_at_info_when_enabled(tmp_path, caplog):
         off.stop()
 
 
-@pytest.mark.parametrize("server, problem", [
-    ("debug_txt: 1", "server.debug_txt: must be true or false, not 1"),
-    ("query_log: {enabled: true, sample: 2}", "server.query_log.sample: must be between 0.0 and 1.0, not 2"),
-    ("query_log: {enabled: true, rate: 0.5}", "server.query_log.rate: unknown key"),
-    ("query_log: true", "server.query_log: must be a mapping"),
-    ("ready_max_staleness: soon", "server.ready_max_staleness: 'soon' is not a duration"),
-])
+@pytest.mark.parametrize(
+    "server, problem",
+    [
+        ("debug_txt: 1", "server.debug_txt: must be true or false, not 1"),
+        ("query_log: {enabled: true, sample: 2}", "server.query_log.sample: must be between 0.0 and 1.0, not 2"),
+        ("query_log: {enabled: true, rate: 0.5}", "server.query_log.rate: unknown key"),
+        ("query_log: true", "server.query_log: must be a mapping"),
+        ("ready_max_staleness: soon", "server.ready_max_staleness: 'soon' is not a duration"),
+    ],
+)
 def test_new_server_keys_are_validated_with_their_path(tmp_path, server, problem):
     text = config_text(tmp_path).replace("http_listen: null", f"http_listen: null, {server}")
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path / "geodns.yaml", text))
-    assert any(problem in str(p) and str(p).startswith(f"{tmp_path / 'geodns.yaml'}:2:") for p in info.value.problems), \
-        [str(p) for p in info.value.problems]
+    assert any(
+        problem in str(p) and str(p).startswith(f"{tmp_path / 'geodns.yaml'}:2:") for p in info.value.problems
+    ), [str(p) for p in info.value.problems]
 
 
 def test_new_server_keys_load(tmp_path):
     text = config_text(tmp_path).replace(
-        "http_listen: null", "http_listen: null, debug_txt: true, query_log: {enabled: true}, ready_max_staleness: 2m")
+        "http_listen: null", "http_listen: null, debug_txt: true, query_log: {enabled: true}, ready_max_staleness: 2m"
+    )
     server = load_config(write(tmp_path / "geodns.yaml", text)).server
     assert server.debug_txt is True and server.query_log.enabled and server.query_log.sample == 0.01
     assert server.ready_max_staleness == 120.0
@@ -126,11 +135,13 @@ def test_levels_per_component_and_key_value_lines(restore_logging):
     out = io.StringIO()
     logs.setup("warning", [logs.parse_component_level("geodns.dns=debug")], "kv", stream=out)
     logging.getLogger("geodns.dns").debug("event=udp-error client=%s", "192.0.2.1")
-    logging.getLogger("geodns.server").info("event=started zones=x")          # below warning: dropped
+    logging.getLogger("geodns.server").info("event=started zones=x")  # below warning: dropped
     logging.getLogger("geodns.server").warning("event=seed-deferred reason=%r", "store down")
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("ts=") and "level=DEBUG component=geodns.dns event=udp-error client=192.0.2.1" in lines[0]
+    assert (
+        lines[0].startswith("ts=") and "level=DEBUG component=geodns.dns event=udp-error client=192.0.2.1" in lines[0]
+    )
     assert "level=WARNING component=geodns.server event=seed-deferred reason='store down'" in lines[1]
 
 

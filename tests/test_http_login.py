@@ -5,6 +5,7 @@ browser elsewhere (or through a container's published port): without the cookie
 the page says 401, with it the page and the read API answer, and writes still
 need the bearer token.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -24,8 +25,9 @@ def server(tmp_path_factory):
     running.stop()
 
 
-def request(running, method: str, path: str, body: str | None = None,
-            headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+def request(
+    running, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
+) -> http.client.HTTPResponse:
     host, port = running.server.http.addresses[0][:2]
     conn = http.client.HTTPConnection(host, port, timeout=10)
     h = {**FOREIGN, **(headers or {})}
@@ -58,15 +60,16 @@ def test_right_token_sets_a_read_only_cookie(server):
     assert response.status == 303 and response.getheader("Location") == "/"
     set_cookie = response.getheader("Set-Cookie")
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
-    assert "s3cret-token" not in set_cookie                    # a keyed hash, never the token
+    assert "s3cret-token" not in set_cookie  # a keyed hash, never the token
     cookie = {"Cookie": cookie_of(response)}
 
     page = request(server, "GET", "/", headers=cookie)
     assert page.status == 200 and "app.gslb.example.com" in page.text
     assert request(server, "GET", "/api/v1/clusters", headers=cookie).status == 200
     # The cookie reads; it never writes, so no other site can drive a change through it.
-    write = request(server, "POST", "/api/v1/clusters/eu-west-1/drain", "{}",
-                    {**cookie, "Content-Type": "application/json"})
+    write = request(
+        server, "POST", "/api/v1/clusters/eu-west-1/drain", "{}", {**cookie, "Content-Type": "application/json"}
+    )
     assert write.status == 401
     assert request(server, "GET", "/api/v1/clusters/eu-west-1", headers=cookie).status == 200
     # Nor is the cookie's value a bearer token.

@@ -6,6 +6,7 @@ computation.  Here the computation is held at its first policy run (the real
 ``outcomes`` runs once the test lets it go) while a DNS query is asked: it must
 be answered before the computation finishes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,10 @@ from tests.test_gslb_dns import LONDON, addresses, ask
 from tests.test_http_api import EU, USE, http, start_server
 
 RECORDS = 300
-MANY = "".join(f"  r{i}.gslb.example.com: {{clusters: [us-east-1, eu-west-1, ap-southeast-1], "
-               f"policy: [healthy, geo, weighted]}}\n" for i in range(RECORDS))
+MANY = "".join(
+    f"  r{i}.gslb.example.com: {{clusters: [us-east-1, eu-west-1, ap-southeast-1], policy: [healthy, geo, weighted]}}\n"
+    for i in range(RECORDS)
+)
 
 
 @pytest.fixture
@@ -57,6 +60,7 @@ def fetch_in_thread(running, path: str) -> tuple[threading.Thread, dict]:
 
 def views(running):
     from geodns.http.app import TRAFFIC_VIEWS
+
     return running.server.http.app[TRAFFIC_VIEWS]
 
 
@@ -65,10 +69,10 @@ def test_dns_is_answered_while_traffic_is_computed(running, monkeypatch, path):
     held = Held(monkeypatch, hold=True)
     first, first_result = fetch_in_thread(running, path)
     try:
-        assert held.started.wait(30)                       # the computation is under way, held
+        assert held.started.wait(30)  # the computation is under way, held
         for _ in range(3):
             assert addresses(ask(running, LONDON, 32)) == {EU}
-        assert first.is_alive() and not first_result       # ... and still not finished
+        assert first.is_alive() and not first_result  # ... and still not finished
     finally:
         held.release.set()
         first.join(60)
@@ -94,7 +98,7 @@ def test_concurrent_requests_share_one_computation(running, monkeypatch):
     threads = [fetch_in_thread(running, "/api/v1/traffic") for _ in range(3)]
     try:
         assert held.started.wait(30)
-        running.call(_until(lambda: len(entered) == 3))     # all three requests wait on the held computation
+        running.call(_until(lambda: len(entered) == 3))  # all three requests wait on the held computation
     finally:
         held.release.set()
         for thread, _ in threads:
@@ -111,7 +115,7 @@ def test_a_generation_is_computed_once_and_a_change_recomputes(running, monkeypa
     one_computation = held.calls
     assert http(running, "GET", "/api/v1/traffic") == (200, first)
     assert http(running, "GET", "/")[0] == 200
-    assert held.calls == one_computation                    # served from the cache: no policy ran again
+    assert held.calls == one_computation  # served from the cache: no policy ran again
     assert views(running).computed == 1
     london = {p["place"]: p for p in first["records"][0]["places"]}["London"]
     assert london["shares"] == {"eu-west-1": 1.0}

@@ -10,6 +10,7 @@ socket; a cut is a blackhole route inside the checker namespace.  The record is 
 (priority 0) is answered while it is up, us-east-1 otherwise, so an answer says
 at once whether eu-west-1 was taken out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,19 +34,20 @@ APP = "app.gslb.example.com."
 EU1, EU2, US = "198.51.100.11", "198.51.100.12", "192.0.2.10"
 INTERVAL = 0.3
 CHECK = f"{{type: http, path: /healthz, interval: {INTERVAL}s, timeout: 0.25s, rise: 1, fall: 2}}"
-ANSWERS = 250               # as many as the reproduction counted
+ANSWERS = 250  # as many as the reproduction counted
 
 
 def config(tmp_path: Path, store: str, eu: list[SimIngress], us: SimIngress | None) -> Path:
     """eu-west-1 (checked, one endpoint per ingress in ``eu``) first; us-east-1 checked only when it
     has an ingress, else unchecked (answered as "unknown", up)."""
-    eu_endpoints = ", ".join(f'{{address: "{address}", probe: "{sim.probe}"}}'
-                             for address, sim in zip((EU1, EU2), eu))
+    eu_endpoints = ", ".join(f'{{address: "{address}", probe: "{sim.probe}"}}' for address, sim in zip((EU1, EU2), eu))
     us_endpoint = f'{{address: "{US}", probe: "{us.probe}"}}' if us else f'{{address: "{US}"}}'
-    return write(tmp_path / "geodns.yaml", f"""
+    return write(
+        tmp_path / "geodns.yaml",
+        f"""
 server: {{dns_listen: ["127.0.0.1:0"], http_listen: null}}
 store: "{store}"
-zones: ["{write(tmp_path / 'gslb.example.com.zone', GSLB_ZONE)}"]
+zones: ["{write(tmp_path / "gslb.example.com.zone", GSLB_ZONE)}"]
 checker: {{embedded: off}}
 regions:
   us-east: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
@@ -63,7 +65,8 @@ clusters:
 {f"    check: {CHECK}" if us else ""}
 records:
   app.gslb.example.com: {{ttl: 5, clusters: [eu-west-1, us-east-1], policy: [healthy, failover], answers: 4}}
-""")
+""",
+    )
 
 
 class Rig:
@@ -75,7 +78,7 @@ class Rig:
         self.sims: list[SimIngress] = []
         self.checkers: list[Child] = []
         self.server: RunningServer | None = None
-        self.netns: Netns | None = None     # removed once every process in it has stopped
+        self.netns: Netns | None = None  # removed once every process in it has stopped
 
     def sim(self, name: str, netns: Netns | None = None, address: int = 0) -> SimIngress:
         """On loopback, or on ``netns.addresses[address]`` inside the ingress namespace."""
@@ -91,9 +94,11 @@ class Rig:
 
     def checker(self, cfg: Path, checker_id: str, region: str, netns: Netns | None = None) -> Child:
         store = self.redis.unix_url if netns else self.redis.url
-        child = Child(["check", "--config", str(cfg), "--store", store, "--checker-id", checker_id,
-                       "--region", region], self.tmp_path / f"checker-{checker_id}.log",
-                      prefix=netns.prefix if netns else None)
+        child = Child(
+            ["check", "--config", str(cfg), "--store", store, "--checker-id", checker_id, "--region", region],
+            self.tmp_path / f"checker-{checker_id}.log",
+            prefix=netns.prefix if netns else None,
+        )
         self.checkers.append(child)
         return child
 
@@ -114,6 +119,7 @@ class Rig:
                 return await store.load()
             finally:
                 await store.close()
+
         return _votes(asyncio.run(load()))
 
     def close(self) -> None:
@@ -178,21 +184,26 @@ def test_ingress_addresses_live_in_a_namespace_of_the_tests_own(netns: Netns) ->
     not to this one; the checker namespace reaches them through the ingress namespace and nothing
     else; neither has a route to a non-loopback address of this one, bar the ingress namespace's
     way back to the pair's root-side end (the source of what this namespace sends it)."""
-    ours = [line.split()[3].split("/")[0] for line in
-            subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout.splitlines()]
+    ours = [
+        line.split()[3].split("/")[0]
+        for line in subprocess.run(
+            ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True
+        ).stdout.splitlines()
+    ]
     root = [address for address in ours if not address.startswith("127.")]
-    assert root, ours                                   # the root-side end of the pair, at least
+    assert root, ours  # the root-side end of the pair, at least
     for address in netns.addresses:
         assert address not in ours
         assert netns.route(netns.ingress_ns, address).startswith(f"local {address} "), address
         assert " via 10.214." in netns.route(netns.checker_ns, address), netns.route(netns.checker_ns, address)
     for address in root:
         assert netns.route(netns.checker_ns, address) is None, (address, netns.route(netns.checker_ns, address))
-        if address != netns.root_address:       # where the ingress namespace answers this one
+        if address != netns.root_address:  # where the ingress namespace answers this one
             assert netns.route(netns.ingress_ns, address) is None, (address, netns.route(netns.ingress_ns, address))
     for ns in (netns.ingress_ns, netns.checker_ns):
-        forward = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward"],
-                                 capture_output=True, text=True).stdout.strip()
+        forward = subprocess.run(
+            ["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward"], capture_output=True, text=True
+        ).stdout.strip()
         assert forward == "0", (ns, forward)
 
 
@@ -206,18 +217,19 @@ def test_two_checkers_one_cut_off_from_one_ingress_keeps_it_in(rig: Rig, netns: 
     wait_for(lambda: every(rig.served_votes(), "ab", (EU1, US), True), 20, "both checkers see both up", rig)
     assert rig.answer() == EU1
 
-    netns.cut(eu.host)                    # b no longer reaches eu-west-1; it still reaches us-east-1
+    netns.cut(eu.host)  # b no longer reaches eu-west-1; it still reaches us-east-1
     seen: list[str] = []
 
     def b_votes_eu_down() -> bool:
         seen.append(rig.answer())
         return rig.served_votes().get(("b", EU1)) is False
+
     took = wait_for(b_votes_eu_down, 10, "b votes eu-west-1 down", rig)
     print(f"\nb cut off from eu-west-1: votes it down after {took:.2f}s; {len(seen)} answers meanwhile")
     votes = rig.served_votes()
-    assert votes[("a", EU1)] is True and votes[("b", US)] is True, votes    # a real 1-1 split, b not suspect
+    assert votes[("a", EU1)] is True and votes[("b", US)] is True, votes  # a real 1-1 split, b not suspect
     seen += [rig.answer() for _ in range(ANSWERS)]
-    assert rig.served_votes()[("b", EU1)] is False          # the split held while we asked
+    assert rig.served_votes()[("b", EU1)] is False  # the split held while we asked
     assert seen.count(EU1) == len(seen), f"{len(seen) - seen.count(EU1)} of {len(seen)} answers left eu-west-1"
 
 
@@ -232,7 +244,7 @@ def test_the_only_checked_cluster_dies_one_checker_takes_it_out(rig: Rig) -> Non
 
     died = time.monotonic()
     for sim in eu:
-        sim.stop()                          # the cluster really dies
+        sim.stop()  # the cluster really dies
     wait_for(lambda: rig.answer() == US, 10, "answers move to us-east-1", rig)
     moved = time.monotonic() - died
     print(f"\nthe only checked cluster died: answers left it after {moved:.2f}s (fall x interval = {2 * INTERVAL}s)")
@@ -252,12 +264,13 @@ def test_one_checker_cut_off_from_everything_changes_no_answer(rig: Rig, netns: 
     wait_for(lambda: every(rig.served_votes(), "ab", (EU1,), True), 20, "both checkers see eu-west-1 up", rig)
     assert rig.answer() == EU1
 
-    netns.cut(*netns.addresses)           # b reaches no ingress at all (Redis still, over its socket)
+    netns.cut(*netns.addresses)  # b reaches no ingress at all (Redis still, over its socket)
     seen: list[str] = []
 
     def b_abstains() -> bool:
         seen.append(rig.answer())
         return ("b", EU1) in (votes := rig.served_votes()) and votes[("b", EU1)] is None
+
     took = wait_for(b_abstains, 10, "b goes suspect and withdraws its vote", rig)
     print(f"\nb cut off from everything: suspect after {took:.2f}s; {len(seen)} answers meanwhile")
     assert rig.served_votes()[("a", EU1)] is True

@@ -8,6 +8,7 @@ the lines under it, except for what changes from run to run: times, counts and
 versions.  ``GEODNS_REGENERATE_README=1 pytest tests/test_readme.py`` writes the
 real outputs back into README.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,10 +43,10 @@ VOLATILE = [
 
 @dataclass
 class Step:
-    line: int              # README line of the command (0-based)
-    command: str           # as written, without the trailing comment
-    expected: list[str]    # the lines under it, up to the next command
-    end: int               # README line after the expected output
+    line: int  # README line of the command (0-based)
+    command: str  # as written, without the trailing comment
+    expected: list[str]  # the lines under it, up to the next command
+    end: int  # README line after the expected output
 
 
 def steps(text: str) -> list[Step]:
@@ -62,7 +63,7 @@ def steps(text: str) -> list[Step]:
                 m = n + 1
                 while m < end and not lines[m].startswith("$ "):
                     m += 1
-                expected = lines[n + 1:m]
+                expected = lines[n + 1 : m]
                 while expected and not expected[-1].strip():
                     expected.pop()
                 out.append(Step(n, command, expected, n + 1 + len(expected)))
@@ -88,12 +89,13 @@ def shipped(tmp_path_factory):
         pytest.skip("dig is not installed (apt-get install bind9-dnsutils); the README's sessions use it")
     dns_port, http_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("readme") / "serve.log"
-    child = Child(["serve", "--dns-listen", f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}"],
-                  log)
+    child = Child(["serve", "--dns-listen", f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}"], log)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEODNS_")}
     env["GEODNS_API"] = f"http://127.0.0.1:{http_port}"
-    while subprocess.run([sys.executable, "-m", "geodns", "status"], env=env, cwd=REPO,
-                         capture_output=True).returncode != 0:
+    while (
+        subprocess.run([sys.executable, "-m", "geodns", "status"], env=env, cwd=REPO, capture_output=True).returncode
+        != 0
+    ):
         if child.proc.poll() is not None:
             raise RuntimeError(f"geodns serve did not start:\n{child.output()}")
     yield dns_port, http_port, env
@@ -118,15 +120,16 @@ def test_readme_sessions_are_what_the_shipped_config_prints(shipped):
     dns_port, http_port, env = shipped
     text = README.read_text()
     found = steps(text)
-    assert [s.command.split()[0] for s in found].count("geodns") >= 5       # the admin session is there
+    assert [s.command.split()[0] for s in found].count("geodns") >= 5  # the admin session is there
     actual = [run(step.command, dns_port, http_port, env) for step in found]
     if os.environ.get("GEODNS_REGENERATE_README") == "1":
         lines = text.split("\n")
         for step, output in reversed(list(zip(found, actual))):
-            lines[step.line + 1:step.end] = output
+            lines[step.line + 1 : step.end] = output
         README.write_text("\n".join(lines))
         return
     for step, output in zip(found, actual):
         assert normal(output) == normal(step.expected), (
             f"README.md:{step.line + 1}: `{step.command}` prints something else now; run "
-            f"GEODNS_REGENERATE_README=1 pytest tests/test_readme.py")
+            f"GEODNS_REGENERATE_README=1 pytest tests/test_readme.py"
+        )

@@ -4,6 +4,7 @@ The redis-failover drill kills the primary; geodns must keep answering (no
 failed query) and follow the new primary (a drain written after the failover
 reaches both DNS servers).  URL parsing is checked without any Redis.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,16 +25,21 @@ from tests.dnsserver import write
 
 
 def test_sentinel_urls_parse():
-    url = parse_sentinel_url("redis+sentinel://:s3cret@127.0.0.1:26380,[::1]:26381,sentinel-c/geodns/2"
-                             "?prefix=t:&sentinel_password=sp")
+    url = parse_sentinel_url(
+        "redis+sentinel://:s3cret@127.0.0.1:26380,[::1]:26381,sentinel-c/geodns/2?prefix=t:&sentinel_password=sp"
+    )
     assert url.hosts == (("127.0.0.1", 26380), ("::1", 26381), ("sentinel-c", 26379))
     assert (url.service, url.db, url.password, url.sentinel_password, url.tls) == ("geodns", 2, "s3cret", "sp", False)
     assert "s3cret" not in repr(url) and "sp" not in repr(url).replace("sentinel_password", "")
     tls = parse_sentinel_url("rediss+sentinel://h:5/svc?ssl_ca_certs=/etc/ca.pem")
     assert tls.tls and tls.ssl_ca_certs == "/etc/ca.pem"
     assert parse_sentinel_url("sentinel://h:1/svc").service == "svc"
-    for bad, why in [("sentinel://h:1", "service"), ("sentinel:///svc", "no sentinel"),
-                     ("sentinel://h:x/svc", "bad sentinel address"), ("sentinel://h:1/svc/x", "database")]:
+    for bad, why in [
+        ("sentinel://h:1", "service"),
+        ("sentinel:///svc", "no sentinel"),
+        ("sentinel://h:x/svc", "bad sentinel address"),
+        ("sentinel://h:1/svc/x", "database"),
+    ]:
         with pytest.raises(ValueError, match=why):
             parse_sentinel_url(bad)
 

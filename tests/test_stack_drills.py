@@ -4,6 +4,7 @@ One stack for the module (short check intervals), started with the real
 command and stopped with SIGTERM at the end, when every process it listed must
 be gone.  Each drill's report is printed, so CI logs show measured times.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,16 +29,31 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="re
 REPO = Path(__file__).resolve().parent.parent
 INTERVAL = 0.5
 FALL = 2
-PROMISE = FALL * INTERVAL + 1.0          # the issue's bound: fall x interval + 1 s
-SLACK = 0.5                              # scheduling slack on a busy CI machine
+PROMISE = FALL * INTERVAL + 1.0  # the issue's bound: fall x interval + 1 s
+SLACK = 0.5  # scheduling slack on a busy CI machine
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     directory = tmp_path_factory.mktemp("stack")
-    with open(directory / "stack.out", "wb") as log:   # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "geodns", "stack", "--dir", str(directory), "--base-port", "0",
-                                 "--interval", str(INTERVAL)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    with open(directory / "stack.out", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "geodns",
+                "stack",
+                "--dir",
+                str(directory),
+                "--base-port",
+                "0",
+                "--interval",
+                str(INTERVAL),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     try:
         deadline = time.monotonic() + 60
         while b"Ctrl-C stops everything" not in (directory / "stack.out").read_bytes():
@@ -46,8 +62,7 @@ def stack(tmp_path_factory):
             time.sleep(0.1)
         yield directory
     finally:
-        listed = StackState.load(directory / STATE_FILE).processes.values() \
-            if (directory / STATE_FILE).exists() else []
+        listed = StackState.load(directory / STATE_FILE).processes.values() if (directory / STATE_FILE).exists() else []
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (directory / "stack.out").read_text()
         left = [p for p in listed if procs.alive(p)]
@@ -76,15 +91,33 @@ def test_stack_runs_what_it_says(stack):
         with urllib.request.urlopen(f"http://{http}/readyz", timeout=5) as response:
             assert response.status == 200
         with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as response:
-            assert b'geodns_checker_probes_total{' in response.read()
+            assert b"geodns_checker_probes_total{" in response.read()
 
 
 def test_cluster_down_moves_traffic_within_the_promise_and_back(stack, tmp_path):
     """Through the real CLI, with --json: exit 0 means every check passed."""
     out, plot = tmp_path / "report.json", tmp_path / "report.svg"
-    result = subprocess.run([sys.executable, "-m", "geodns", "drill", "cluster-down", "--stack", str(stack),
-                             "--baseline", "1", "--json", str(out), "--plot", str(plot)], capture_output=True,
-                            text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geodns",
+            "drill",
+            "cluster-down",
+            "--stack",
+            str(stack),
+            "--baseline",
+            "1",
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
@@ -101,7 +134,7 @@ def test_cluster_down_moves_traffic_within_the_promise_and_back(stack, tmp_path)
     drawn = plot.read_text()
     assert drawn.startswith("<svg") and drawn.count('class="sample"') == report["samples"]
     sg_series = next(points for client, points in report["series"].items() if client == "SG")
-    assert sg_series[0][1] == "ap-southeast-1" and sg_series[-1][1] == "ap-southeast-1"   # away, then back
+    assert sg_series[0][1] == "ap-southeast-1" and sg_series[-1][1] == "ap-southeast-1"  # away, then back
 
 
 def test_flapping_ingress_holds_its_verdict(stack):
@@ -124,8 +157,8 @@ def test_redis_down_loses_no_query(stack):
     assert report["failed_queries"] == 0
     assert report["passed"], report["checks"]
     assert check(report, "seeded the empty Redis")["ok"]
-    assert check(report, "the drain of ap-southeast-1 survived")["ok"]      # restored, not re-seeded from config
-    assert check(report, "answers stayed put")["ok"]                         # SG never went back to the drained one
+    assert check(report, "the drain of ap-southeast-1 survived")["ok"]  # restored, not re-seeded from config
+    assert check(report, "answers stayed put")["ok"]  # SG never went back to the drained one
     redis = StackState.load(stack / STATE_FILE).processes["redis"]
     assert "--appendonly" in redis.argv and redis.argv[redis.argv.index("--appendonly") + 1] == "yes"
 
@@ -134,7 +167,7 @@ def test_one_dns_server_down_the_other_answers(stack):
     report = drill(stack, "dns-server-down")
     assert report["failed_queries"] == 0
     assert report["passed"], report["checks"]
-    assert sum(report["failed_attempts"].values()) > 0     # the dead one was asked, and failed
+    assert sum(report["failed_attempts"].values()) > 0  # the dead one was asked, and failed
 
 
 def test_partitioned_checker_takes_nothing_out(stack):
@@ -152,19 +185,33 @@ def test_overloaded_cluster_sheds_gradually_settles_and_gets_its_traffic_back(st
     """The ingress reports demand x the share of London's answers it still gets: shedding lowers
     the very load it reacts to, so this is the feedback loop with every real part in it."""
     report = drill(stack, "cluster-overload", period=0.05)
-    for name in ("traffic left gradually", "the load settled under the high watermark",
-                 "traffic came back when the load fell", "no failed queries"):
+    for name in (
+        "traffic left gradually",
+        "the load settled under the high watermark",
+        "traffic came back when the load fell",
+        "no failed queries",
+    ):
         assert check(report, name)["ok"], report["checks"]
     assert report["passed"]
 
 
 def test_drill_refuses_what_the_deployment_lacks(stack, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "geodns", "drill", "redis-failover", "--stack", str(stack)],
-                            capture_output=True, text=True, cwd=REPO, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "geodns", "drill", "redis-failover", "--stack", str(stack)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "--sentinel" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "geodns", "drill", "cluster-down", "--stack",
-                             str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "geodns", "drill", "cluster-down", "--stack", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert result.returncode == 2 and "geodns stack" in result.stderr
 
 
@@ -174,6 +221,7 @@ def test_partial_start_failure_stops_everything(tmp_path):
 
     from geodns.stack.runner import Stack
     from geodns.stack.topology import CheckTiming, layout
+
     ports = layout(0)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", ports.ingress[1]))

@@ -4,6 +4,7 @@ Real ``redis-server`` processes (own port, killed and restarted empty), real
 servers answering over UDP, dnspython as the client, ``/readyz`` and
 ``/metrics`` over HTTP: what an operator and a resolver would see.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,7 @@ from tests.test_http_api import http
 
 AP, EU, USE = "203.0.113.10", "198.51.100.10", "192.0.2.10"
 PREFIX = "d:"
-EXTRA = ClusterSpec("extra-1", "us-east", (EndpointSpec(ipaddress.ip_address("192.0.2.77")),))   # added at runtime
+EXTRA = ClusterSpec("extra-1", "us-east", (EndpointSpec(ipaddress.ip_address("192.0.2.77")),))  # added at runtime
 
 
 def poll(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
@@ -60,6 +61,7 @@ def store_table(url: str):
             return await store.load()
         finally:
             await store.close()
+
     return asyncio.run(load())
 
 
@@ -78,31 +80,34 @@ def redis(tmp_path):
 
 # -- item 1: a Redis restarted empty gets the operators' table back, not the config's ---------------
 
+
 def test_runtime_changes_survive_redis_restarting_empty(tmp_path, redis, caplog):
     url = f"{redis.url}?prefix={PREFIX}"
     a = start(tmp_path, url, "a")
     b = start(tmp_path, url, "b")
     try:
         admin = a.server.store
-        a.call(admin.set_admin("ap-southeast-1", AdminState.DRAINED))            # SG -> eu-west
+        a.call(admin.set_admin("ap-southeast-1", AdminState.DRAINED))  # SG -> eu-west
         a.call(admin.set_weight("eu-west-1", 0, endpoint="2001:db8:1::10"))
-        a.call(admin.remove_cluster("us-east-1"))                                 # US -> eu-west
+        a.call(admin.remove_cluster("us-east-1"))  # US -> eu-west
         a.call(admin.add_cluster(EXTRA))
         for s in (a, b):
             poll(lambda s=s: addresses(ask(s, SG)) == {EU} and addresses(ask(s, US, 29)) == {EU}, what="changes")
 
         caplog.set_level(logging.WARNING)
         redis.kill()
-        redis.start()                                   # same port, nothing persisted: empty
+        redis.start()  # same port, nothing persisted: empty
         poll(lambda: store_table(url).version > 0, what="the store seeded again")
         table = store_table(url).clusters
         assert table["ap-southeast-1"].admin is AdminState.DRAINED
         assert [e.weight for e in table["eu-west-1"].endpoints] == [100, 0]
-        assert "us-east-1" not in table and "extra-1" in table                 # removed stays removed
+        assert "us-east-1" not in table and "extra-1" in table  # removed stays removed
         for s in (a, b):
-            poll(lambda s=s: s.server.keeper.connected and s.server.keeper.snapshot.version == store_table(url).version,
-                 what="both servers on the restored table")
-        steady([a, b], SG, 24, {EU})                     # the drain holds: never back to ap-southeast
+            poll(
+                lambda s=s: s.server.keeper.connected and s.server.keeper.snapshot.version == store_table(url).version,
+                what="both servers on the restored table",
+            )
+        steady([a, b], SG, 24, {EU})  # the drain holds: never back to ap-southeast
         steady([a, b], US, 29, {EU})
         restored = [r.getMessage() for r in caplog.records if "event=store-restored" in r.getMessage()]
         assert restored and "ap-southeast-1: drained" in restored[0] and "us-east-1: removed at runtime" in restored[0]
@@ -110,7 +115,7 @@ def test_runtime_changes_survive_redis_restarting_empty(tmp_path, redis, caplog)
     finally:
         a.stop()
         b.stop()
-    reset = start(tmp_path, url, "c", reset_state=True)             # --reset-state: the config still wins
+    reset = start(tmp_path, url, "c", reset_state=True)  # --reset-state: the config still wins
     try:
         assert addresses(ask(reset, SG)) == {AP} and addresses(ask(reset, US, 29)) == {USE}
         assert set(raw(redis).smembers(PREFIX + "clusters")) == {"us-east-1", "eu-west-1", "ap-southeast-1"}
@@ -128,25 +133,26 @@ def test_maxmemory_policy_that_can_evict_the_table_is_warned_about(tmp_path, red
 
 # -- item 5: lost or bad keys ------------------------------------------------------------------------
 
+
 def test_an_evicted_cluster_key_keeps_answering_and_is_reported(tmp_path, redis):
     url = f"{redis.url}?prefix={PREFIX}"
     a = start(tmp_path, url)
     client = raw(redis)
     try:
-        a.call(a.server.store.set_weight("ap-southeast-1", 7))      # runtime state the last good value holds
+        a.call(a.server.store.set_weight("ap-southeast-1", 7))  # runtime state the last good value holds
         poll(lambda: a.server.keeper.snapshot.clusters["ap-southeast-1"].weight == 7, what="the weight loaded")
-        client.delete(PREFIX + "cluster:ap-southeast-1")            # as an allkeys-* eviction would
+        client.delete(PREFIX + "cluster:ap-southeast-1")  # as an allkeys-* eviction would
         nudge(client)
         poll(lambda: http(a, "GET", "/readyz")[0] == 503, what="/readyz 503")
         status, reason = http(a, "GET", "/readyz")
         assert reason.startswith("store data invalid: cluster:ap-southeast-1: missing")
         assert "unreachable" not in reason
-        steady([a], SG, 24, {AP})                                   # still the last good value: not NODATA
+        steady([a], SG, 24, {AP})  # still the last good value: not NODATA
         assert a.server.keeper.snapshot.clusters["ap-southeast-1"].weight == 7
         metrics = http(a, "GET", "/metrics")[1]
         assert 'geodns_store_invalid_entries{entry="cluster:ap-southeast-1"} 1.0' in metrics
 
-        assert a.reload()                                           # a reload writes the last good value back
+        assert a.reload()  # a reload writes the last good value back
         assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["weight"] == 7
         poll(lambda: http(a, "GET", "/readyz") == (200, "ok\n"), what="ready again")
     finally:
@@ -161,15 +167,21 @@ def test_a_lost_index_and_version_are_rebuilt(tmp_path, redis):
         a.call(a.server.store.add_cluster(EXTRA))
         client.delete(PREFIX + "clusters", PREFIX + "version")
         nudge(client)
-        poll(lambda: set(client.smembers(PREFIX + "clusters")) == {"us-east-1", "eu-west-1", "ap-southeast-1",
-                                                                    "extra-1"}, what="the index rebuilt")
-        poll(lambda: set(a.server.keeper.snapshot.clusters) == {"us-east-1", "eu-west-1", "ap-southeast-1",
-                                                                 "extra-1"}, what="the server on the rebuilt table")
+        poll(
+            lambda: (
+                set(client.smembers(PREFIX + "clusters")) == {"us-east-1", "eu-west-1", "ap-southeast-1", "extra-1"}
+            ),
+            what="the index rebuilt",
+        )
+        poll(
+            lambda: set(a.server.keeper.snapshot.clusters) == {"us-east-1", "eu-west-1", "ap-southeast-1", "extra-1"},
+            what="the server on the rebuilt table",
+        )
         steady([a], SG, 24, {AP})
         steady([a], LONDON, 32, {EU})
         assert http(a, "GET", "/readyz") == (200, "ok\n")
 
-        client.delete(PREFIX + "clusters")                          # the index alone, version kept
+        client.delete(PREFIX + "clusters")  # the index alone, version kept
         nudge(client)
         poll(lambda: client.scard(PREFIX + "clusters") == 4, what="the index rebuilt again")
         steady([a], SG, 24, {AP})
@@ -183,7 +195,7 @@ def test_a_lost_index_is_mended_by_a_restart_even_when_no_data_changed(tmp_path,
     a.stop()
     client = raw(redis)
     client.delete(PREFIX + "clusters", PREFIX + "version")
-    b = start(tmp_path, url, "b")                                   # no snapshot: seeds from config
+    b = start(tmp_path, url, "b")  # no snapshot: seeds from config
     try:
         assert client.scard(PREFIX + "clusters") == 3
         assert addresses(ask(b, SG)) == {AP} and addresses(ask(b, LONDON, 32)) == {EU}
@@ -194,7 +206,7 @@ def test_a_lost_index_is_mended_by_a_restart_even_when_no_data_changed(tmp_path,
 BAD = [
     # (what is written as cluster:eu-west-1, what /readyz must name)
     ({"weight": -100}, "weight: must be between 0 and 1000000, not -100"),
-    ({"weight": 10 ** 400}, "weight: must be between 0 and 1000000"),
+    ({"weight": 10**400}, "weight: must be between 0 and 1000000"),
     ({"region": "mars"}, "region: unknown region 'mars'"),
     ({"endpoints": []}, "endpoints: must be a non-empty list"),
     ({"min_healthy": -1}, "min_healthy: must be between 1 and 1000000, not -1"),
@@ -219,11 +231,11 @@ def test_invalid_values_are_rejected_by_name_and_the_last_good_value_kept(tmp_pa
             poll(lambda: http(a, "GET", "/readyz")[0] == 503, what=f"/readyz 503 for {change!r}")
             status, why = http(a, "GET", "/readyz")
             assert why.startswith("store data invalid: cluster:eu-west-1: ") and reason in why, (change, why)
-            steady([a], LONDON, 32, {EU}, count=5)                   # the last good eu-west-1 still answers
-            steady([a], US, 29, {USE}, count=5)                      # and nothing replaced us-east-1
-            if "region" not in reason:          # the store cannot know the config's regions; the rest it checks
+            steady([a], LONDON, 32, {EU}, count=5)  # the last good eu-west-1 still answers
+            steady([a], US, 29, {USE}, count=5)  # and nothing replaced us-east-1
+            if "region" not in reason:  # the store cannot know the config's regions; the rest it checks
                 status, body = http(a, "POST", "/api/v1/clusters/eu-west-1/drain")
-                assert status == 400 and "cluster:eu-west-1 is invalid" in body["error"]   # never built on bad data
+                assert status == 400 and "cluster:eu-west-1 is invalid" in body["error"]  # never built on bad data
             client.set(key, good)
             nudge(client)
             poll(lambda: http(a, "GET", "/readyz") == (200, "ok\n"), what=f"ready again after {change!r}")
@@ -240,20 +252,27 @@ def test_a_garbage_version_or_change_message_is_bad_data_not_a_broken_feed(tmp_p
     client = raw(redis)
     caplog.set_level(logging.WARNING)
     try:
-        a.call(a.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))      # runtime state to keep
+        a.call(a.server.store.set_admin("ap-southeast-1", AdminState.DRAINED))  # runtime state to keep
         poll(lambda: addresses(ask(a, SG)) == {EU}, what="the drain")
 
         client.publish(PREFIX + "changes", "not-a-number")
         client.set(PREFIX + "version", "garbage")
         poll(lambda: (client.get(PREFIX + "version") or "").isdigit(), what="the version repaired")
-        poll(lambda: a.server.keeper.connected and a.server.keeper.snapshot.version == int(client.get(PREFIX + "version")),
-             what="the server on the repaired table")
-        steady([a], SG, 24, {EU})                                   # the drain held throughout
+        poll(
+            lambda: (
+                a.server.keeper.connected and a.server.keeper.snapshot.version == int(client.get(PREFIX + "version"))
+            ),
+            what="the server on the repaired table",
+        )
+        steady([a], SG, 24, {EU})  # the drain held throughout
         status, body = http(a, "PUT", "/api/v1/clusters/eu-west-1/weight", {"weight": 7})
-        assert status == 200 and body["weight"] == 7, body          # admin writes work again
+        assert status == 200 and body["weight"] == 7, body  # admin writes work again
         assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["admin"] == "drained"
-        failures = [r.getMessage() for r in caplog.records
-                    if "state keeper failed" in r.getMessage() or "http-error" in r.getMessage()]
+        failures = [
+            r.getMessage()
+            for r in caplog.records
+            if "state keeper failed" in r.getMessage() or "http-error" in r.getMessage()
+        ]
         assert not failures, failures[:1]
     finally:
         a.stop()
@@ -277,13 +296,30 @@ def test_a_second_server_refused_its_address_leaves_the_shared_table_alone(tmp_p
         poll(lambda: addresses(ask(a, SG)) == {EU}, what="the drain")
         version = client.get(PREFIX + "version")
         second = subprocess.run(
-            [sys.executable, "-m", "geodns", "serve", "--config", str(tmp_path / "a" / "geodns.yaml"), "--reset-state",
-             "--dns-listen", f"127.0.0.1:{a.port}", "--http-listen", "127.0.0.1:0", "--workers", workers],
-            capture_output=True, text=True, cwd=REPO, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "geodns",
+                "serve",
+                "--config",
+                str(tmp_path / "a" / "geodns.yaml"),
+                "--reset-state",
+                "--dns-listen",
+                f"127.0.0.1:{a.port}",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--workers",
+                workers,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
         assert second.returncode == 2, second.stderr
         assert f"127.0.0.1:{a.port} is already in use" in second.stderr
         assert json.loads(client.get(PREFIX + "cluster:ap-southeast-1"))["admin"] == "drained"
-        assert client.get(PREFIX + "version") == version           # not a single write
+        assert client.get(PREFIX + "version") == version  # not a single write
         steady([a], SG, 24, {EU})
     finally:
         a.stop()
@@ -301,8 +337,8 @@ def test_an_admin_write_to_an_evicted_cluster_is_refused_naming_the_missing_key(
         status, body = http(a, "PUT", "/api/v1/clusters/ap-southeast-1/weight", {"weight": 5})
         assert status == 400, body
         assert "cluster:ap-southeast-1 is missing (evicted or deleted)" in body["error"], body
-        assert client.get(PREFIX + "cluster:ap-southeast-1") is None        # nothing built on the missing key
-        assert a.reload()                                                   # the way out the error names
+        assert client.get(PREFIX + "cluster:ap-southeast-1") is None  # nothing built on the missing key
+        assert a.reload()  # the way out the error names
         status, body = http(a, "PUT", "/api/v1/clusters/ap-southeast-1/weight", {"weight": 5})
         assert status == 200 and body["weight"] == 5, body
     finally:

@@ -1,4 +1,5 @@
 """SnapshotKeeper: follows the store, debounces bursts, fails static through outages and resets."""
+
 from __future__ import annotations
 
 import asyncio
@@ -79,7 +80,7 @@ async def test_resync_picks_up_what_is_not_published() -> None:
     await store.report([observation(rtt_ms=10.0)])
     keeper = SnapshotKeeper(store, SEED, resync_interval=0.2)
     await keeper.start()
-    await store.report([observation(rtt_ms=12.0)])          # noise: no version bump
+    await store.report([observation(rtt_ms=12.0)])  # noise: no version bump
     assert store.version == 2
     key = ("eu-west-1", "192.0.2.1")
     await eventually(lambda: keeper.snapshot.observations[key][0].rtt_ms == 12.0, timeout=1.0)
@@ -111,7 +112,7 @@ async def test_two_servers_see_a_drain_within_a_second(redis_server: RedisServer
     keepers = [SnapshotKeeper(s, SEED, **FAST) for s in (a, b)]
     for k in keepers:
         await k.start()
-    await asyncio.sleep(0.1)                # let both subscribe
+    await asyncio.sleep(0.1)  # let both subscribe
     await admin.set_admin("eu-west-1", AdminState.DRAINED)
     assert await eventually(lambda: all(drained(k) for k in keepers)) < 1.0
     for k in keepers:
@@ -125,8 +126,10 @@ async def test_outage_then_empty_restart_with_reseed(redis_server: RedisServer) 
     await stores[0].seed(SPECS)
     await stores[0].set_admin("eu-west-1", AdminState.DRAINED)
     recorders = [Recorder(), Recorder()]
-    keepers = [SnapshotKeeper(s, SEED, on_change=r, reseed=lambda s=s: s.seed(SPECS), **FAST)
-               for s, r in zip(stores, recorders)]
+    keepers = [
+        SnapshotKeeper(s, SEED, on_change=r, reseed=lambda s=s: s.seed(SPECS), **FAST)
+        for s, r in zip(stores, recorders)
+    ]
     for k in keepers:
         await k.start()
     assert all(drained(k) and k.connected for k in keepers)
@@ -138,16 +141,16 @@ async def test_outage_then_empty_restart_with_reseed(redis_server: RedisServer) 
     await asyncio.sleep(0.3)
     for k, before, errors in zip(keepers, staleness, errors_before):
         assert k.staleness() > before + 0.25 and k.errors > errors
-        assert drained(k) and k.snapshot.version == 2      # the last good snapshot, still served
+        assert drained(k) and k.snapshot.version == 2  # the last good snapshot, still served
 
-    redis_server.start()                                  # same port, empty: the table is gone
+    redis_server.start()  # same port, empty: the table is gone
     await eventually(lambda: all(k.connected and k.staleness() < 0.5 for k in keepers), timeout=3.0)
     await eventually(lambda: all(k.snapshot.version == 1 for k in keepers))
     for k, rec in zip(keepers, recorders):
-        assert not drained(k)                              # re-seeded from config
-        assert all(s.clusters for s in rec.snapshots)      # never swapped to an empty table
+        assert not drained(k)  # re-seeded from config
+        assert all(s.clusters for s in rec.snapshots)  # never swapped to an empty table
     await stores[0].set_admin("eu-west-1", AdminState.DRAINED)
-    await eventually(lambda: all(drained(k) for k in keepers))   # and following changes again
+    await eventually(lambda: all(drained(k) for k in keepers))  # and following changes again
     for k in keepers:
         await k.stop()
     for s in stores:
@@ -168,10 +171,10 @@ async def test_empty_restart_without_reseed_keeps_the_last_snapshot(redis_server
     await eventually(lambda: keeper.connected, timeout=3.0)
     staleness = keeper.staleness()
     await asyncio.sleep(0.2)
-    assert keeper.snapshot.version == 6 and keeper.staleness() > staleness   # serving, but stale
+    assert keeper.snapshot.version == 6 and keeper.staleness() > staleness  # serving, but stale
 
     other = RedisStore(redis_server.url)
-    await other.seed(SPECS)                                # an operator (or a peer) seeds it
+    await other.seed(SPECS)  # an operator (or a peer) seeds it
     await eventually(lambda: keeper.snapshot.version == 1)
     assert keeper.staleness() < 0.5
     await keeper.stop()
@@ -180,7 +183,7 @@ async def test_empty_restart_without_reseed_keeps_the_last_snapshot(redis_server
 
 
 async def test_server_started_while_redis_is_down(tmp_path) -> None:
-    server = RedisServer(tmp_path)                         # not started yet
+    server = RedisServer(tmp_path)  # not started yet
     store = RedisStore(server.url)
     keeper = SnapshotKeeper(store, SEED, reseed=lambda: store.seed(SPECS), **FAST)
     await keeper.start()
@@ -205,7 +208,7 @@ async def test_stop_is_clean(kind: str, tmp_path) -> None:
         await keeper.start()
         await asyncio.sleep(0.05)
         await keeper.stop()
-        await keeper.stop()                                # idempotent
+        await keeper.stop()  # idempotent
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert not others
     finally:

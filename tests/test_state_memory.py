@@ -1,4 +1,5 @@
 """What only the memory backend has; the shared contract is in test_state_store.py."""
+
 from __future__ import annotations
 
 import asyncio

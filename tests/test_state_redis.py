@@ -1,4 +1,5 @@
 """What only the Redis backend has: its key schema, prefixes, key expiry, outages, load consistency."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,13 @@ async def test_key_schema(redis_server: RedisServer, raw: aioredis.Redis) -> Non
     await store.set_admin("eu-west-1", AdminState.DRAINED, endpoint="192.0.2.1")
     await store.report([observation("chk-1")])
     assert set(await raw.keys("*")) == {
-        "gd:version", "gd:clusters", "gd:cluster:eu-west-1", "gd:cluster:us-east-1", "gd:checkers", "gd:obs:chk-1"}
+        "gd:version",
+        "gd:clusters",
+        "gd:cluster:eu-west-1",
+        "gd:cluster:us-east-1",
+        "gd:checkers",
+        "gd:obs:chk-1",
+    }
     assert await raw.get("gd:version") == "3"
     assert await raw.smembers("gd:clusters") == {"eu-west-1", "us-east-1"}
     cluster = json.loads(await raw.get("gd:cluster:eu-west-1"))
@@ -41,8 +48,9 @@ async def test_key_schema(redis_server: RedisServer, raw: aioredis.Redis) -> Non
     await store.close()
 
 
-async def test_default_prefix_and_other_url_options_pass_through(redis_server: RedisServer,
-                                                                  raw: aioredis.Redis) -> None:
+async def test_default_prefix_and_other_url_options_pass_through(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
     store = RedisStore(redis_server.url + "?socket_keepalive=true")
     assert store.prefix == "geodns:" and store.channel == "geodns:changes"
     await store.seed(SPECS)
@@ -71,7 +79,7 @@ async def test_a_silent_checker_leaves_nothing_behind(redis_server: RedisServer,
     assert 0 < await raw.pttl("geodns:obs:gone") <= 300
     await asyncio.sleep(0.4)
     assert not await raw.exists("geodns:obs:gone")
-    await store.report([observation("alive")])          # any report prunes dead checkers
+    await store.report([observation("alive")])  # any report prunes dead checkers
     assert await raw.zrange("geodns:checkers", 0, -1) == ["alive"]
     await store.close()
 
@@ -89,8 +97,13 @@ async def test_expired_fields_of_a_live_checker_are_pruned(redis_server: RedisSe
 async def test_unreachable_redis_raises_store_unavailable_quickly() -> None:
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
     started = time.monotonic()
-    for call in (store.connect(), store.load(), store.seed(SPECS), store.set_weight("x", 1),
-                 store.report([observation()])):
+    for call in (
+        store.connect(),
+        store.load(),
+        store.seed(SPECS),
+        store.set_weight("x", 1),
+        store.report([observation()]),
+    ):
         with pytest.raises(StoreUnavailable, match="unreachable"):
             await call
     with pytest.raises(StoreUnavailable):
@@ -109,7 +122,7 @@ async def test_feed_breaks_on_outage_and_the_store_recovers(redis_server: RedisS
         await next_version(feed, timeout=2.0)
     with pytest.raises(StoreUnavailable):
         await store.load()
-    redis_server.start()                                 # same port, empty
+    redis_server.start()  # same port, empty
     assert (await store.load()).version == 0
     assert await store.seed(SPECS) == 1
     await store.close()
@@ -151,8 +164,7 @@ async def test_load_is_consistent_under_concurrent_writes(redis_server: RedisSer
     await reader.close()
 
 
-async def test_an_observation_carries_its_reason_and_down_since(redis_server: RedisServer,
-                                                                 raw: aioredis.Redis) -> None:
+async def test_an_observation_carries_its_reason_and_down_since(redis_server: RedisServer, raw: aioredis.Redis) -> None:
     """Why an endpoint fails and since when travel through Redis; an older writer's JSON (without
     them) still loads, and a bad value is refused like any other field."""
     store = RedisStore(redis_server.url + "?prefix=r:")
@@ -162,7 +174,7 @@ async def test_an_observation_carries_its_reason_and_down_since(redis_server: Re
     await store.report([down, observation("chk-2")])
     stored = json.loads(await raw.hget("r:obs:chk-1", "eu-west-1|192.0.2.1"))
     assert (stored["reason"], stored["down_since"]) == ("HTTP 503", pytest.approx(now - 30))
-    assert "reason" not in json.loads(await raw.hget("r:obs:chk-2", "eu-west-1|192.0.2.1"))   # unset: not written
+    assert "reason" not in json.loads(await raw.hget("r:obs:chk-2", "eu-west-1|192.0.2.1"))  # unset: not written
     loaded = {o.checker: o for o in (await store.load()).observations[("eu-west-1", "192.0.2.1")]}
     assert (loaded["chk-1"].reason, loaded["chk-1"].down_since) == ("HTTP 503", pytest.approx(now - 30))
     assert (loaded["chk-2"].reason, loaded["chk-2"].down_since) == (None, None)

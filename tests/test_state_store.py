@@ -1,4 +1,5 @@
 """The StateStore contract, run against memory:// and redis:// alike."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,25 +18,45 @@ from geodns.state.store import StateError, StateStore, open_store
 from tests.redis_server import RedisServer
 
 
-def cluster_spec(name: str, region: str = "eu-west", addresses: tuple[str, ...] = ("192.0.2.1", "2001:db8::1"),
-                 **kw: object) -> ClusterSpec:
-    return ClusterSpec(name=name, region=region,
-                       endpoints=tuple(EndpointSpec(ipaddress.ip_address(a)) for a in addresses), **kw)
+def cluster_spec(
+    name: str, region: str = "eu-west", addresses: tuple[str, ...] = ("192.0.2.1", "2001:db8::1"), **kw: object
+) -> ClusterSpec:
+    return ClusterSpec(
+        name=name, region=region, endpoints=tuple(EndpointSpec(ipaddress.ip_address(a)) for a in addresses), **kw
+    )
 
 
 SPECS = (
-    cluster_spec("eu-west-1", "eu-west", ("192.0.2.1", "2001:db8::1"),
-                 check=CheckSpec(type="http", url="http://127.0.0.1:1/healthz", interval=2.0)),
+    cluster_spec(
+        "eu-west-1",
+        "eu-west",
+        ("192.0.2.1", "2001:db8::1"),
+        check=CheckSpec(type="http", url="http://127.0.0.1:1/healthz", interval=2.0),
+    ),
     cluster_spec("us-east-1", "us-east", ("198.51.100.1",), weight=50, priority=1),
 )
 
 
-def observation(checker: str = "chk-1", cluster: str = "eu-west-1", endpoint: str = "192.0.2.1",
-                up: bool | None = True, rtt_ms: float | None = 10.0, ttl: float = 30.0,
-                vantage: str = "eu-west") -> Observation:
+def observation(
+    checker: str = "chk-1",
+    cluster: str = "eu-west-1",
+    endpoint: str = "192.0.2.1",
+    up: bool | None = True,
+    rtt_ms: float | None = 10.0,
+    ttl: float = 30.0,
+    vantage: str = "eu-west",
+) -> Observation:
     now = time.time()
-    return Observation(checker=checker, vantage=vantage, cluster=cluster, endpoint=endpoint,
-                       up=up, rtt_ms=rtt_ms, at=now, expires=now + ttl)
+    return Observation(
+        checker=checker,
+        vantage=vantage,
+        cluster=cluster,
+        endpoint=endpoint,
+        up=up,
+        rtt_ms=rtt_ms,
+        at=now,
+        expires=now + ttl,
+    )
 
 
 async def next_version(feed: AsyncIterator[int], timeout: float = 1.0) -> int:
@@ -108,15 +129,20 @@ async def test_seed_keeps_runtime_changes_and_takes_config_fields(seeded: StateS
     await seeded.set_weight("eu-west-1", 7, endpoint="192.0.2.1")
     await seeded.add_endpoint("eu-west-1", EndpointSpec(ipaddress.ip_address("192.0.2.99")))
     new_check = CheckSpec(type="tcp", port=443)
-    respec = cluster_spec("eu-west-1", "eu-central", ("192.0.2.1", "2001:db8::1", "192.0.2.2"),
-                          check=new_check, priority=3)
+    respec = cluster_spec(
+        "eu-west-1", "eu-central", ("192.0.2.1", "2001:db8::1", "192.0.2.2"), check=new_check, priority=3
+    )
     version = await seeded.seed([respec, SPECS[1]])
     cluster = (await seeded.load()).clusters["eu-west-1"]
     assert version == 5
     assert cluster.admin is AdminState.DRAINED
     assert (cluster.region, cluster.priority, cluster.check) == ("eu-central", 3, new_check)
     assert [(str(e.address), e.weight) for e in cluster.endpoints] == [
-        ("192.0.2.1", 7), ("2001:db8::1", 100), ("192.0.2.2", 100), ("192.0.2.99", 100)]
+        ("192.0.2.1", 7),
+        ("2001:db8::1", 100),
+        ("192.0.2.2", 100),
+        ("192.0.2.99", 100),
+    ]
 
 
 async def test_seed_overwrite_makes_the_table_the_config(seeded: StateStore) -> None:
@@ -130,14 +156,23 @@ async def test_seed_overwrite_makes_the_table_the_config(seeded: StateStore) -> 
 async def test_every_admin_write_bumps_the_version_and_shows_in_load(seeded: StateStore) -> None:
     writes = [
         (seeded.set_weight("eu-west-1", 30), lambda s: s.clusters["eu-west-1"].weight == 30),
-        (seeded.set_weight("eu-west-1", 0, endpoint="2001:db8::1"),
-         lambda s: s.clusters["eu-west-1"].endpoints[1].weight == 0),
+        (
+            seeded.set_weight("eu-west-1", 0, endpoint="2001:db8::1"),
+            lambda s: s.clusters["eu-west-1"].endpoints[1].weight == 0,
+        ),
         (seeded.set_admin("us-east-1", "drained"), lambda s: s.clusters["us-east-1"].admin is AdminState.DRAINED),
-        (seeded.set_admin("us-east-1", AdminState.ACTIVE), lambda s: s.clusters["us-east-1"].admin is AdminState.ACTIVE),
-        (seeded.set_admin("eu-west-1", AdminState.FORCED_DOWN, endpoint=ipaddress.ip_address("192.0.2.1")),
-         lambda s: s.clusters["eu-west-1"].endpoints[0].admin is AdminState.FORCED_DOWN),
-        (seeded.add_endpoint("us-east-1", EndpointSpec(ipaddress.ip_address("198.51.100.2"), weight=5, probe="x:1")),
-         lambda s: s.clusters["us-east-1"].endpoints[-1].weight == 5),
+        (
+            seeded.set_admin("us-east-1", AdminState.ACTIVE),
+            lambda s: s.clusters["us-east-1"].admin is AdminState.ACTIVE,
+        ),
+        (
+            seeded.set_admin("eu-west-1", AdminState.FORCED_DOWN, endpoint=ipaddress.ip_address("192.0.2.1")),
+            lambda s: s.clusters["eu-west-1"].endpoints[0].admin is AdminState.FORCED_DOWN,
+        ),
+        (
+            seeded.add_endpoint("us-east-1", EndpointSpec(ipaddress.ip_address("198.51.100.2"), weight=5, probe="x:1")),
+            lambda s: s.clusters["us-east-1"].endpoints[-1].weight == 5,
+        ),
         (seeded.remove_endpoint("us-east-1", "198.51.100.1"), lambda s: len(s.clusters["us-east-1"].endpoints) == 1),
         (seeded.add_cluster(cluster_spec("ap-1", "ap-southeast")), lambda s: "ap-1" in s.clusters),
         (seeded.remove_cluster("ap-1"), lambda s: "ap-1" not in s.clusters),
@@ -182,7 +217,7 @@ async def test_change_feed_wakes_another_client(stores: tuple[StateStore, StateS
     await writer.seed(SPECS)
     feed = reader.changes()
     try:
-        assert await next_version(feed) == 1          # the current version, on subscription
+        assert await next_version(feed) == 1  # the current version, on subscription
         started = time.monotonic()
         await writer.set_admin("eu-west-1", AdminState.DRAINED)
         assert await next_version(feed) == 2
@@ -197,24 +232,35 @@ async def test_concurrent_writes_are_atomic(stores: tuple[StateStore, StateStore
     a, b = stores
     await a.seed(SPECS)
     n = 40
-    weights = [a.set_weight("eu-west-1", i) if i % 2 else b.set_weight("us-east-1", i, endpoint="198.51.100.1")
-               for i in range(n)]
-    adds = [(a if i % 2 else b).add_endpoint("us-east-1", EndpointSpec(ipaddress.ip_address(f"203.0.113.{i}")))
-            for i in range(n)]
+    weights = [
+        a.set_weight("eu-west-1", i) if i % 2 else b.set_weight("us-east-1", i, endpoint="198.51.100.1")
+        for i in range(n)
+    ]
+    adds = [
+        (a if i % 2 else b).add_endpoint("us-east-1", EndpointSpec(ipaddress.ip_address(f"203.0.113.{i}")))
+        for i in range(n)
+    ]
     versions = await asyncio.gather(*weights, *adds)
-    assert sorted(versions) == list(range(2, 2 * n + 2))     # each write got its own version
+    assert sorted(versions) == list(range(2, 2 * n + 2))  # each write got its own version
     snapshot = await b.load()
     assert snapshot.version == 2 * n + 1
-    assert len(snapshot.clusters["us-east-1"].endpoints) == 1 + n   # no lost update
+    assert len(snapshot.clusters["us-east-1"].endpoints) == 1 + n  # no lost update
 
 
 async def test_observations_are_loaded_by_endpoint(seeded: StateStore) -> None:
-    await seeded.report([observation("chk-1"), observation("chk-2", vantage="us-east", up=False, rtt_ms=None),
-                         observation("chk-1", endpoint="2001:db8::1", up=None)])
+    await seeded.report(
+        [
+            observation("chk-1"),
+            observation("chk-2", vantage="us-east", up=False, rtt_ms=None),
+            observation("chk-1", endpoint="2001:db8::1", up=None),
+        ]
+    )
     snapshot = await seeded.load()
     seen = snapshot.observations[("eu-west-1", "192.0.2.1")]
     assert [(o.checker, o.vantage, o.up, o.rtt_ms) for o in seen] == [
-        ("chk-1", "eu-west", True, 10.0), ("chk-2", "us-east", False, None)]
+        ("chk-1", "eu-west", True, 10.0),
+        ("chk-2", "us-east", False, None),
+    ]
     assert snapshot.observations[("eu-west-1", "2001:db8::1")][0].up is None
 
 
@@ -231,28 +277,28 @@ async def test_expired_observations_disappear(seeded: StateStore) -> None:
     await asyncio.sleep(0.4)
     (left,) = (await seeded.load()).observations[("eu-west-1", "192.0.2.1")]
     assert left.checker == "long"
-    await seeded.report([observation("dead", ttl=-1)])       # already expired when reported
+    await seeded.report([observation("dead", ttl=-1)])  # already expired when reported
     assert len((await seeded.load()).observations[("eu-west-1", "192.0.2.1")]) == 1
 
 
 async def test_reports_publish_verdicts_not_rtt_noise(seeded: StateStore) -> None:
     await seeded.report([observation(up=True, rtt_ms=10.0)])
-    assert (await seeded.load()).version == 2                         # a new verdict
+    assert (await seeded.load()).version == 2  # a new verdict
     await seeded.report([observation(up=True, rtt_ms=11.0)])
     snapshot = await seeded.load()
-    assert snapshot.version == 2                                      # noise: not published...
-    assert snapshot.observations[("eu-west-1", "192.0.2.1")][0].rtt_ms == 11.0   # ...but stored
+    assert snapshot.version == 2  # noise: not published...
+    assert snapshot.observations[("eu-west-1", "192.0.2.1")][0].rtt_ms == 11.0  # ...but stored
     await seeded.report([observation(up=True, rtt_ms=40.0)])
-    assert (await seeded.load()).version == 3                         # a real move
+    assert (await seeded.load()).version == 3  # a real move
     await seeded.report([observation(up=False, rtt_ms=40.0)])
-    assert (await seeded.load()).version == 4                         # a flip
+    assert (await seeded.load()).version == 4  # a flip
 
 
 async def test_reports_to_an_unseeded_store_do_not_seed_it(store: StateStore) -> None:
     await store.report([observation()])
     snapshot = await store.load()
     assert snapshot.version == 0 and snapshot.observations
-    await store.add_cluster(cluster_spec("x-1"))     # lands, but is not published either
+    await store.add_cluster(cluster_spec("x-1"))  # lands, but is not published either
     assert (await store.load()).version == 0
     assert await store.seed(SPECS) == 1
     assert set((await store.load()).clusters) == {"x-1", "eu-west-1", "us-east-1"}
@@ -268,7 +314,7 @@ async def test_a_bad_value_for_an_unknown_cluster_is_the_same_error_in_both_stor
 
 async def test_a_weight_the_store_could_not_load_back_is_refused_on_write(seeded):
     """The config's bound holds for writes too: 10**400 would be stored, then rejected on every load."""
-    for weight in (1_000_001, 10 ** 400):
+    for weight in (1_000_001, 10**400):
         with pytest.raises(ValueError, match="between 0 and 1000000"):
             await seeded.set_weight("eu-west-1", weight)
         with pytest.raises(ValueError, match="between 0 and 1000000"):

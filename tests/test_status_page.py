@@ -8,6 +8,7 @@ its store: one voting, one that abstains (suspect), one whose reports expired
 Debian's ``chromium`` is installed, whose screenshot must be a real picture and
 whose DOM must carry the API's numbers.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,8 +33,10 @@ from tests.test_http_api import base_url, http
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 AP = ("ap-southeast-1", "203.0.113.10")
-LATENCY_RECORD = ("  lat.gslb.example.com: {clusters: [us-east-1, eu-west-1, eu-west-2, ap-southeast-1], "
-                  "policy: [healthy, latency, weighted]}\n")
+LATENCY_RECORD = (
+    "  lat.gslb.example.com: {clusters: [us-east-1, eu-west-1, eu-west-2, ap-southeast-1], "
+    "policy: [healthy, latency, weighted]}\n"
+)
 
 
 def start_page_server(tmp_path: Path) -> RunningServer:
@@ -41,8 +44,9 @@ def start_page_server(tmp_path: Path) -> RunningServer:
     text = config_text(tmp_path, extra=LATENCY_RECORD).replace("http_listen: null", 'http_listen: "127.0.0.1:0"')
     ap = '  ap-southeast-1: {region: ap-southeast, endpoints: ["203.0.113.10"]}\n'
     assert ap in text
-    text = text.replace(ap, ap + '  eu-west-2: {region: eu-west, endpoints: ["198.51.100.20", "2001:db8:1::20"], '
-                                 'weight: 50}\n')
+    text = text.replace(
+        ap, ap + '  eu-west-2: {region: eu-west, endpoints: ["198.51.100.20", "2001:db8:1::20"], weight: 50}\n'
+    )
     return RunningServer(Settings(config_path=write(tmp_path / "geodns.yaml", text)))
 
 
@@ -57,7 +61,7 @@ def ap_seen(up: bool) -> Observation:
     return Observation("chk-eu", "eu-west", *AP, up, 170.0 if up else None, now, now + 300)
 
 
-FLAPS = [True, False, True, False]             # after "unknown" at start: ap-southeast-1 ends down
+FLAPS = [True, False, True, False]  # after "unknown" at start: ap-southeast-1 ends down
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +70,16 @@ def server(tmp_path_factory):
     now = time.time()
     # chk-gone last reported 400 s ago and its report expires now: the store drops it, the page still names it.
     report(running, Observation("chk-gone", "us-east", "us-east-1", "192.0.2.10", True, 3.0, now - 400, now + 0.3))
-    report(running,
-           Observation("chk-eu", "eu-west", "eu-west-1", "198.51.100.10", True, 6.0, now, now + 300),
-           Observation("chk-eu", "eu-west", "us-east-1", "192.0.2.10", True, 80.0, now, now + 300),
-           Observation("chk-ap", "ap-southeast", *AP, None, None, now, now + 300))          # abstains: suspect
-    for _ in range(400):                                   # until the store has dropped the expired report
-        if not any(o.checker == "chk-gone" for obs in running.server.keeper.snapshot.observations.values()
-                   for o in obs):
+    report(
+        running,
+        Observation("chk-eu", "eu-west", "eu-west-1", "198.51.100.10", True, 6.0, now, now + 300),
+        Observation("chk-eu", "eu-west", "us-east-1", "192.0.2.10", True, 80.0, now, now + 300),
+        Observation("chk-ap", "ap-southeast", *AP, None, None, now, now + 300),
+    )  # abstains: suspect
+    for _ in range(400):  # until the store has dropped the expired report
+        if not any(
+            o.checker == "chk-gone" for obs in running.server.keeper.snapshot.observations.values() for o in obs
+        ):
             break
         time.sleep(0.05)
         running.call(running.server.keeper.sync())
@@ -98,8 +105,9 @@ def place_row(root: Element, place: str, record: str = "app.gslb.example.com") -
 def assert_matches_api(root: Element, traffic: dict, clusters: dict) -> None:
     """Per record and place: the A and AAAA clusters with their shares and the why steps; per cluster its state;
     per checker its vantage."""
-    rows = {(tr.attrs["data-record"], tr.attrs["data-place"]): tr for tr in root.find_all("tr")
-            if "data-place" in tr.attrs}
+    rows = {
+        (tr.attrs["data-record"], tr.attrs["data-place"]): tr for tr in root.find_all("tr") if "data-place" in tr.attrs
+    }
     assert len(rows) == sum(len(r["places"]) for r in traffic["records"]) > 0
     for record in traffic["records"]:
         for place in record["places"]:
@@ -115,10 +123,11 @@ def assert_matches_api(root: Element, traffic: dict, clusters: dict) -> None:
     for cluster in clusters["clusters"]:
         tr = root.find("tr", where=lambda e, name=cluster["name"]: e.attrs.get("data-cluster") == name)
         assert tr.find("td", "state").text == cluster["state"]
-    checkers = {o["checker"]: o["vantage"] for c in clusters["clusters"] for e in c["endpoints"]
-                for o in e["observations"]}
+    checkers = {
+        o["checker"]: o["vantage"] for c in clusters["clusters"] for e in c["endpoints"] for o in e["observations"]
+    }
     shown = {tr.attrs["data-checker"]: tr.cells()[1].text for tr in root.find_all("tr") if "data-checker" in tr.attrs}
-    assert checkers and shown.items() >= checkers.items()          # and checkers whose reports expired, as silent
+    assert checkers and shown.items() >= checkers.items()  # and checkers whose reports expired, as silent
 
 
 def test_page_shows_what_the_api_says(server):
@@ -138,9 +147,9 @@ def test_each_place_says_why_it_goes_where_it_goes(server):
     assert "nearest region us-east at" in why("app.gslb.example.com", "São Paulo")["geo"]
     lat = why("lat.gslb.example.com", "eu-west (region)")["latency"]
     assert "vantage eu-west is the nearest checker" in lat and "eu-west-1 6.0 ms measured from eu-west" in lat
-    assert "eu-west-2 5.0 ms estimated from 0 km" in lat                    # nobody measured eu-west-2
-    assert "weighted" in why("lat.gslb.example.com", "eu-west (region)")     # eu-west-1 and -2: by weight
-    assert place_row(root, "London").find("td", "aaaa").text == "eu-west-1 100%"                   # AAAA answers too
+    assert "eu-west-2 5.0 ms estimated from 0 km" in lat  # nobody measured eu-west-2
+    assert "weighted" in why("lat.gslb.example.com", "eu-west (region)")  # eu-west-1 and -2: by weight
+    assert place_row(root, "London").find("td", "aaaa").text == "eu-west-1 100%"  # AAAA answers too
 
 
 def test_aaaa_answers_and_their_own_why_when_ipv6_is_down(tmp_path):
@@ -148,8 +157,9 @@ def test_aaaa_answers_and_their_own_why_when_ipv6_is_down(tmp_path):
     try:
         now = time.time()
         report(running, Observation("chk-eu", "eu-west", "eu-west-1", "2001:db8:1::10", False, None, now, now + 300))
-        london = next(p for p in http(running, "GET", "/api/v1/traffic")[1]["records"][0]["places"]
-                      if p["place"] == "London")
+        london = next(
+            p for p in http(running, "GET", "/api/v1/traffic")[1]["records"][0]["places"] if p["place"] == "London"
+        )
         assert london["shares"] == {"eu-west-1": 1.0} and london["aaaa"]["shares"] == {"us-east-1": 1.0}
         row = place_row(page(running), "London")
         assert shares(row.find("td", "a")) == {"eu-west-1": 100}
@@ -167,7 +177,7 @@ def test_checkers_show_liveness_and_suspect_state(server):
     liveness = {name: tr.find("td", "liveness").text for name, tr in rows.items()}
     assert liveness == {"chk-eu": "voting", "chk-ap": "suspect", "chk-gone": "silent"}
     minutes, seconds = re.fullmatch(r"(\d+)m (\d+)s ago", rows["chk-gone"].find("td", "age").text).groups()
-    assert 60 * int(minutes) + int(seconds) >= 400                          # last reported 400 s ago
+    assert 60 * int(minutes) + int(seconds) >= 400  # last reported 400 s ago
     assert rows["chk-ap"].cells()[1].text == "ap-southeast"
 
 
@@ -175,8 +185,8 @@ def test_each_endpoint_shows_its_state_changes(server):
     tr = page(server).find("tr", where=lambda e: e.attrs.get("data-endpoint") == "/".join(AP))
     segments = [title.children[0] for title in tr.find("svg", "timeline").find_all("title")]
     states = ["unknown"] + ["up" if up else "down" for up in FLAPS]
-    assert [s.split()[0] for s in segments] == states                      # one segment per state, oldest first
-    assert segments[0].startswith("unknown from at least ")                # nothing was known before the server
+    assert [s.split()[0] for s in segments] == states  # one segment per state, oldest first
+    assert segments[0].startswith("unknown from at least ")  # nothing was known before the server
     assert tr.find("td", "for").text.startswith("down for ")
     assert [c.text for c in tr.cells()][2] == "down"
 
@@ -209,11 +219,11 @@ def test_query_rate_comes_from_the_query_counter(tmp_path):
 
 def test_query_rate_is_over_about_the_last_minute():
     rate = QueryRate(window=60)
-    assert rate.sample(0, 0) is None                                   # first load: nothing to compare with
-    assert rate.sample(10, 100) == (10.0, 10)                          # since the previous load
-    assert rate.sample(70, 700) == (10.0, 60)                          # the oldest load within the minute
-    assert rate.sample(100, 1300) == (20.0, 30)                        # (70, 700): the load at 10 left the window
-    assert rate.sample(110, 5) is None                                 # the counter started again (a restart)
+    assert rate.sample(0, 0) is None  # first load: nothing to compare with
+    assert rate.sample(10, 100) == (10.0, 10)  # since the previous load
+    assert rate.sample(70, 700) == (10.0, 60)  # the oldest load within the minute
+    assert rate.sample(100, 1300) == (20.0, 30)  # (70, 700): the load at 10 left the window
+    assert rate.sample(110, 5) is None  # the counter started again (a restart)
 
 
 # -- the map -----------------------------------------------------------------------------------------------
@@ -253,7 +263,7 @@ def test_page_is_self_contained(server):
     html = http(server, "GET", "/")[1]
     assert "<script" not in html and "<link" not in html and "src=" not in html and "@import" not in html
     urls = set(re.findall(r"https?://[^\s\"'<>)]+", html))
-    assert urls <= {"http://www.w3.org/2000/svg"}                                 # an XML namespace, not a fetch
+    assert urls <= {"http://www.w3.org/2000/svg"}  # an XML namespace, not a fetch
     legend = parse(html).find("section", "legend").text
     for words in ("up: gets traffic", "down, forced-down: no traffic", "suspect", "silent", "a share of them"):
         assert words in legend
@@ -263,8 +273,10 @@ def test_page_follows_a_drain(server):
     assert http(server, "POST", "/api/v1/clusters/eu-west-1/drain")[0] == 200
     try:
         root = page(server)
-        assert root.find("tr", where=lambda e: e.attrs.get("data-cluster") == "eu-west-1").find("td", "state").text \
+        assert (
+            root.find("tr", where=lambda e: e.attrs.get("data-cluster") == "eu-west-1").find("td", "state").text
             == "drained"
+        )
         london = place_row(root, "London")
         assert "eu-west-1" not in shares(london.find("td", "a"))
         assert "dropped eu-west-1 drained" in london.find("ol", "why").text
@@ -280,10 +292,23 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -293,7 +318,7 @@ def test_headless_chromium_renders_the_page_with_the_apis_data(server, tmp_path)
     done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2400", url)
     assert shot.exists(), done.stderr[-2000:]
     assert png_size(shot) == (1280, 2400)
-    assert shot.stat().st_size > 100_000          # a blank or error page compresses to a few KB
+    assert shot.stat().st_size > 100_000  # a blank or error page compresses to a few KB
     dumped = chromium(tmp_path, "--dump-dom", "--window-size=1280,2400", url)
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     root = parse(dumped.stdout)

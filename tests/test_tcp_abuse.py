@@ -1,6 +1,7 @@
 """DNS over TCP under abuse, over real sockets: drips, pipeliners that never read, one address
 taking every slot.  The attackers are plain sockets bound to 127.0.0.2 (and .3); the user they
 must not lock out is dnspython asking from 127.0.0.1."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,13 +32,16 @@ LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 def start(zone_dir: Path, tmp_path: Path, server_keys: str, loop: str = "asyncio") -> RunningServer:
-    config = write(tmp_path / "tcp.yaml", f"""
+    config = write(
+        tmp_path / "tcp.yaml",
+        f"""
 server:
   dns_listen: ["127.0.0.1:0"]
   http_listen: null
 {server_keys}
-zones: ["{zone_dir / 'gslb.example.com.zone'}"]
-""")
+zones: ["{zone_dir / "gslb.example.com.zone"}"]
+""",
+    )
     return RunningServer(Settings(config_path=config), loop_factory=LOOPS[loop])
 
 
@@ -64,6 +68,7 @@ def read_frame(sock: socket.socket) -> bytes:
                 raise ConnectionError("closed")
             out += chunk
         return out
+
     return exactly(struct.unpack("!H", exactly(2))[0])
 
 
@@ -124,7 +129,7 @@ class Dripper(threading.Thread):
                         sent[i] = 0
                         self.connects += 1
                     try:
-                        sock.send(self.QUERY[sent[i]:sent[i] + 1])
+                        sock.send(self.QUERY[sent[i] : sent[i] + 1])
                         sent[i] += 1
                     except OSError:
                         sock.close()
@@ -142,13 +147,16 @@ def test_300_drips_from_one_address_leave_tcp_to_everyone_else(tmp_path):
     connections from 127.0.0.2 get at most their share, so 127.0.0.1 is answered all along; the
     drips themselves are cut at the message deadline however often they send."""
     zone = write(tmp_path / "gslb.example.com.zone", TEST_ZONE)
-    config = write(tmp_path / "geodns.yaml", f"""
+    config = write(
+        tmp_path / "geodns.yaml",
+        f"""
 server:
   tcp_max_connections: 100         # per worker: 200 slots, fewer than the 300 drips
   tcp_idle_timeout: 3s
   tcp_message_timeout: 1s
 zones: ["{zone}"]
-""")
+""",
+    )
     proc = Proc("--config", str(config), "--http-listen", "127.0.0.1:0", "--workers", "2")
     dripper = Dripper(proc.port, "127.0.0.2", 300, 0.25)
     try:
@@ -166,12 +174,18 @@ zones: ["{zone}"]
         def closed_by_rules() -> dict[str, float]:
             with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=3) as r:
                 text = r.read().decode()
-            return {m.group(1): float(m.group(2)) for m in re.finditer(
-                r'^geodns_tcp_connections_(refused|timed_out)_total\{listen="[^"]+"\} (\S+)$', text, re.M)}
+            return {
+                m.group(1): float(m.group(2))
+                for m in re.finditer(
+                    r'^geodns_tcp_connections_(refused|timed_out)_total\{listen="[^"]+"\} (\S+)$', text, re.M
+                )
+            }
+
         # The drips were refused over their share and cut at the message deadline (workers report
         # their counters about once a second).
-        assert wait_for(lambda: all(closed_by_rules().get(k, 0) > 0 for k in ("refused", "timed_out")), 10, 0.2), \
+        assert wait_for(lambda: all(closed_by_rules().get(k, 0) > 0 for k in ("refused", "timed_out")), 10, 0.2), (
             closed_by_rules()
+        )
     finally:
         dripper.stop.set()
         dripper.join(10)
@@ -182,7 +196,7 @@ zones: ["{zone}"]
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_a_pipeliner_that_never_reads_holds_little_server_memory(zone_dir, tmp_path, loop):
     server = start(zone_dir, tmp_path, "", loop)
-    query = frame("big." + ZONE, 7)                       # about 40 octets in, 1.7 kB out
+    query = frame("big." + ZONE, 7)  # about 40 octets in, 1.7 kB out
     total = 40_000
     stop = threading.Event()
     sock = connect(server.port, "127.0.0.2")
@@ -199,24 +213,30 @@ def test_a_pipeliner_that_never_reads_holds_little_server_memory(zone_dir, tmp_p
                 sent += sock.send(data[sent:])
             except BlockingIOError:
                 stop.wait(0.01)
+
     sender = threading.Thread(target=pipeline, daemon=True)
     sender.start()
 
     def held() -> int:
         """Octets the server holds for its TCP clients: unsent answers and unanswered queries."""
-        return sum(c.transport.get_write_buffer_size() + len(c.buffer)
-                   for c in server.server.listeners[0].connections if c.transport is not None)
+        return sum(
+            c.transport.get_write_buffer_size() + len(c.buffer)
+            for c in server.server.listeners[0].connections
+            if c.transport is not None
+        )
 
     def settled():
         """All queries answered (old code) or the server has stopped reading (flow control)."""
         stats = server.server.listeners[0].stats
-        return stats.tcp_queries >= total or any(getattr(c, "writing_paused", False) and not c.reading
-                                                 for c in server.server.listeners[0].connections)
+        return stats.tcp_queries >= total or any(
+            getattr(c, "writing_paused", False) and not c.reading for c in server.server.listeners[0].connections
+        )
+
     try:
         assert wait_for(lambda: server.run(settled), 60)
         answered = server.run(lambda: server.server.listeners[0].stats.tcp_queries)
         most = max(server.run(held) for _ in range(20))
-        assert most < 2 << 20, f"{most} octets held for one client"          # old code: about 60 MB
+        assert most < 2 << 20, f"{most} octets held for one client"  # old code: about 60 MB
         # Another client is answered meanwhile, and the pipeliner's own answers flow once it reads.
         assert ask_tcp(server.port).rcode() == dns.rcode.NOERROR
         stop.set()
@@ -224,7 +244,7 @@ def test_a_pipeliner_that_never_reads_holds_little_server_memory(zone_dir, tmp_p
         sock.setblocking(True)
         sock.settimeout(5)
         assert sent // len(query) > answered + 500
-        replies = [read_frame(sock) for _ in range(answered + 500)]   # past what was answered when it stopped
+        replies = [read_frame(sock) for _ in range(answered + 500)]  # past what was answered when it stopped
         assert {reply[:2] for reply in replies} == {b"\x00\x07"}
         assert len(dns.message.from_wire(replies[-1]).answer[0]) == 100
     finally:
@@ -252,6 +272,7 @@ def test_answered_queries_keep_a_connection_a_drip_does_not(zone_dir, tmp_path, 
                     return True
                 sock.send(bytes([next(drip)]))
                 return False
+
             assert wait_for(cut, 15, 0.05)
         assert server.run(lambda: server.server.listeners[0].stats.tcp_timed_out) == 1
     finally:
@@ -270,7 +291,7 @@ def test_a_full_table_makes_room_from_the_heaviest_source(zone_dir, tmp_path):
         for qid, sock in reversed(list(enumerate(socks))):
             sock.sendall(frame("www." + ZONE, qid))
             assert dns.message.from_wire(read_frame(sock)).id == qid
-        fifth = connect(server.port, "127.0.0.2")               # over its share of a full table
+        fifth = connect(server.port, "127.0.0.2")  # over its share of a full table
         socks.append(fifth)
         assert wait_for(lambda: closed_by_server(fifth))
         # Another address is let in, in place of 127.0.0.2's stalest connection.
@@ -291,17 +312,18 @@ def test_admission_rules():
     limits = TcpLimits(max_connections=100, source_share=0.25)
     assert limits.per_source == 25
     assert admission(10, limits, own=24, heaviest=24) == "accept"
-    assert admission(10, limits, own=25, heaviest=25) == "refuse"          # its share, table or not
-    assert admission(100, limits, own=0, heaviest=25) == "evict"           # full: a lighter source gets in
-    assert admission(100, limits, own=24, heaviest=25) == "refuse"         # ... unless it is nearly as heavy
+    assert admission(10, limits, own=25, heaviest=25) == "refuse"  # its share, table or not
+    assert admission(100, limits, own=0, heaviest=25) == "evict"  # full: a lighter source gets in
+    assert admission(100, limits, own=24, heaviest=25) == "refuse"  # ... unless it is nearly as heavy
     assert TcpLimits(max_connections=2, source_share=0.25).per_source == 1
     assert source_of("127.0.0.2") == "127.0.0.2"
     assert source_of("2001:db8:1:2:3:4:5:6") == source_of("2001:db8:1:2::99") == "2001:db8:1:2::/64"
 
 
 def test_tcp_limits_are_read_and_checked(tmp_path):
-    server = config_from_text("server: {tcp_message_timeout: 1500ms, tcp_source_share: 0.5}\n",
-                              "geodns.yaml", tmp_path).server
+    server = config_from_text(
+        "server: {tcp_message_timeout: 1500ms, tcp_source_share: 0.5}\n", "geodns.yaml", tmp_path
+    ).server
     assert (server.tcp_message_timeout, server.tcp_source_share) == (1.5, 0.5)
     assert TcpLimits.from_config(server) == TcpLimits(10.0, 1.5, 256, 0.5)
     with pytest.raises(ConfigError) as info:

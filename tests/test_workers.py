@@ -4,6 +4,7 @@ Which worker answered is told apart honestly by the per-worker query counters
 the workers send to the supervisor (``/api/v1/status`` → ``workers``), not by
 anything in the DNS answers.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,17 +62,25 @@ def gslb_answers(proc: Proc) -> dict[str, float]:
     """Cluster -> geodns_gslb_answers for app.gslb.example.com, from the supervisor's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=3) as r:
         text = r.read().decode()
-    return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'^geodns_gslb_answers_total\{cluster="([^"]+)",record="app.gslb.example.com"\} (\S+)$', text, re.M)}
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(
+            r'^geodns_gslb_answers_total\{cluster="([^"]+)",record="app.gslb.example.com"\} (\S+)$', text, re.M
+        )
+    }
 
 
 def scrape(proc: Proc) -> dict[tuple[str, tuple], float]:
     """Every sample of the supervisor's /metrics, keyed by name and sorted labels."""
     from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=3) as r:
         text = r.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def ask_sg(proc: Proc, tcp: bool = False):
@@ -106,13 +115,15 @@ def test_workers_share_queries_follow_drains_and_stop_cleanly(tmp_path):
 
         def both_counted():
             workers = status(proc)["workers"]
-            return workers if all(w["queries"] > 0 for w in workers) and \
-                sum(w["queries"] for w in workers) >= 52 else None
+            return (
+                workers if all(w["queries"] > 0 for w in workers) and sum(w["queries"] for w in workers) >= 52 else None
+            )
+
         workers = wait_for(both_counted, 5.0, 0.2)
         assert workers, status(proc)["workers"]
         assert {w["pid"] for w in workers} == set(pids.values())
-        assert status(proc)["queries"] >= 52                   # the merged count, as /metrics reports it
-        (listener,) = status(proc)["listeners"]                # one address, both workers' sockets summed
+        assert status(proc)["queries"] >= 52  # the merged count, as /metrics reports it
+        (listener,) = status(proc)["listeners"]  # one address, both workers' sockets summed
         assert listener["address"] == f"127.0.0.1:{proc.port}" and listener["udp_queries"] >= 51
         assert listener["tcp_queries"] >= 1 and listener["tcp_connections"] >= 1
         # The GSLB decision counters are every worker's too: all 52 answers went to ap-southeast-1.
@@ -120,8 +131,9 @@ def test_workers_share_queries_follow_drains_and_stop_cleanly(tmp_path):
 
         # A drain through the supervisor's admin API returns once every worker has it:
         # twenty answers right after it (from twenty sockets, so from both workers) are all moved.
-        req = urllib.request.Request(f"http://127.0.0.1:{proc.http_port}/api/v1/clusters/ap-southeast-1/drain",
-                                     method="POST")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{proc.http_port}/api/v1/clusters/ap-southeast-1/drain", method="POST"
+        )
         with urllib.request.urlopen(req, timeout=3) as r:
             assert r.status == 200
         assert [addresses(ask_sg(proc)) for _ in range(20)] == [{"198.51.100.10"}] * 20
@@ -141,8 +153,7 @@ def test_a_killed_worker_is_restarted_and_sigterm_stops_all(tmp_path):
         assert not alive(pids[0])
         assert any("event=worker-died worker=0" in line for line in proc.lines)
         # The new worker has bound the shared port; every answer comes back.
-        assert wait_for(lambda: next((w for w in status(proc)["workers"] if w["worker"] == 0), {}).get("started"),
-                        10.0)
+        assert wait_for(lambda: next((w for w in status(proc)["workers"] if w["worker"] == 0), {}).get("started"), 10.0)
         for _ in range(30):
             assert addresses(ask_sg(proc)) == {"203.0.113.10"}
         assert addresses(ask_sg(proc, tcp=True)) == {"203.0.113.10"}
@@ -152,15 +163,17 @@ def test_a_killed_worker_is_restarted_and_sigterm_stops_all(tmp_path):
         assert metrics[("geodns_workers", ())] == 2
         for worker in ("0", "1"):
             labels = (("worker", worker),)
-            assert metrics[("geodns_worker_cpu_seconds_total", labels)] >= 0      # present; ticks are 10 ms
+            assert metrics[("geodns_worker_cpu_seconds_total", labels)] >= 0  # present; ticks are 10 ms
             rss = metrics[("geodns_worker_resident_memory_bytes", labels)]
             assert 0 < metrics[("geodns_worker_proportional_memory_bytes", labels)] < rss
         # SIGHUP: the supervisor reloads, then forks a new worker per slot from itself, and only
         # then does it say "reloaded": from that line on, every answer is the new config's.
         # The replaced workers drain and exit.
         proc.proc.send_signal(signal.SIGHUP)
-        replaced = [re.search(r"worker=(\d+) pid=(\d+) old-pid=(\d+)", proc.read_until("event=worker-replaced"))
-                    for _ in range(2)]
+        replaced = [
+            re.search(r"worker=(\d+) pid=(\d+) old-pid=(\d+)", proc.read_until("event=worker-replaced"))
+            for _ in range(2)
+        ]
         assert sorted((m.group(1), int(m.group(3))) for m in replaced) == [("0", new_pid), ("1", pids[1])]
         proc.read_until("event=reloaded ")
         assert addresses(ask_sg(proc)) == {"203.0.113.10"}
@@ -175,7 +188,7 @@ def test_a_killed_worker_is_restarted_and_sigterm_stops_all(tmp_path):
 def test_workers_stop_by_themselves_when_the_supervisor_is_gone(tmp_path):
     proc = serve_workers(tmp_path)
     pids = worker_pids(proc)
-    proc.proc.kill()                       # SIGKILL: no chance to stop the workers itself
+    proc.proc.kill()  # SIGKILL: no chance to stop the workers itself
     proc.proc.wait(5)
     assert wait_for(lambda: not any(alive(pid) for pid in pids.values()), 5.0), "orphaned workers kept running"
 
@@ -187,6 +200,7 @@ CPUS = len(os.sched_getaffinity(0))
 def test_server_workers_config(tmp_path, value, expected):
     """One worker per CPU this process may use, by default and for "auto"."""
     from geodns.config.load import load_config
+
     text = f"server: {{workers: {value}}}\n" if value is not None else "server: {nsid: x}\n"
     config = load_config(write(tmp_path / "geodns.yaml", text))
     assert config.server.workers == expected
@@ -206,10 +220,13 @@ def test_serve_by_default_answers_from_one_worker_per_cpu(tmp_path):
 def test_server_workers_config_problems(tmp_path):
     from geodns.config.load import load_config
     from geodns.errors import ConfigError
+
     path = write(tmp_path / "geodns.yaml", "server:\n  workers: 0\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert [str(p) for p in info.value.problems] == [f"{path}:2: server.workers: must be between 1 and 256 or 'auto', not 0"]
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:2: server.workers: must be between 1 and 256 or 'auto', not 0"
+    ]
     path = write(tmp_path / "geodns.yaml", "server:\n  workers: many\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
@@ -222,11 +239,11 @@ def test_a_restarted_worker_serves_the_running_config_not_the_files(tmp_path):
     pids = worker_pids(proc)
     try:
         zone = tmp_path / "gslb.example.com.zone"
-        zone.write_text(zone.read_text().replace("192.0.2.53", "192.0.2.99"))     # edited, not reloaded
+        zone.write_text(zone.read_text().replace("192.0.2.53", "192.0.2.99"))  # edited, not reloaded
         config = tmp_path / "geodns.yaml"
         config.write_text(config.read_text().replace("policy: [healthy, geo, weighted]", "policy: [telepathy]"))
         proc.proc.send_signal(signal.SIGHUP)
-        proc.read_until("event=reload-failed")                                    # broken: rejected
+        proc.read_until("event=reload-failed")  # broken: rejected
         os.kill(pids[0], signal.SIGKILL)
         line = proc.read_until("event=worker-restarted", timeout=10)
         new_pid = int(re.search(r"pid=(\d+)", line).group(1))
@@ -234,8 +251,13 @@ def test_a_restarted_worker_serves_the_running_config_not_the_files(tmp_path):
         started = f"event=worker-started worker=0 pid={new_pid}"
         if not any(started in seen for seen in proc.lines):
             proc.read_until(started)
-        answers = {r.to_text() for _ in range(20) for r in dns.query.udp(
-            dns.message.make_query("ns1.gslb.example.com.", "A"), "127.0.0.1", port=proc.port, timeout=3).answer[0]}
+        answers = {
+            r.to_text()
+            for _ in range(20)
+            for r in dns.query.udp(
+                dns.message.make_query("ns1.gslb.example.com.", "A"), "127.0.0.1", port=proc.port, timeout=3
+            ).answer[0]
+        }
         assert answers == {"192.0.2.53"}
         assert addresses(ask_sg(proc)) == {"203.0.113.10"}
     finally:
@@ -247,8 +269,9 @@ def test_a_write_a_stuck_worker_has_not_confirmed_is_a_503(tmp_path):
     pids = worker_pids(proc)
     os.kill(pids[0], signal.SIGSTOP)
     try:
-        req = urllib.request.Request(f"http://127.0.0.1:{proc.http_port}/api/v1/clusters/ap-southeast-1/drain",
-                                     method="POST")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{proc.http_port}/api/v1/clusters/ap-southeast-1/drain", method="POST"
+        )
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=10)
         assert info.value.code == 503

@@ -3,6 +3,7 @@ and a reload of large data while queries keep coming.
 
 All with real ``geodns serve`` process trees on loopback, dnspython as the client.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,9 +40,25 @@ def test_a_second_server_on_a_served_address_fails_and_the_first_keeps_every_que
     try:
         # The second one, same address, its own config: refused at start, naming the address.
         config = write(tmp_path / "second" / "geodns.yaml", config_text(tmp_path / "second"))
-        second = subprocess.Popen([sys.executable, "-m", "geodns", "serve", "--config", str(config),
-                                   "--dns-listen", f"127.0.0.1:{first.port}", "--http-listen", "127.0.0.1:0",
-                                   "--workers", second_workers], stderr=subprocess.PIPE, text=True, cwd=REPO)
+        second = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "geodns",
+                "serve",
+                "--config",
+                str(config),
+                "--dns-listen",
+                f"127.0.0.1:{first.port}",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--workers",
+                second_workers,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         try:
             _, err = second.communicate(timeout=60)
         finally:
@@ -62,6 +79,7 @@ def test_a_second_server_on_a_served_address_fails_and_the_first_keeps_every_que
 def test_a_framed_message_larger_than_the_socket_buffer_arrives_whole():
     """A message that arrives in many pieces on a non-blocking socket is awaited, not taken for EOF."""
     from geodns.pipe import Channel, frame
+
     big = ("snapshot", os.urandom(8 << 20))
 
     async def main():
@@ -83,7 +101,7 @@ def test_a_framed_message_larger_than_the_socket_buffer_arrives_whole():
         await asyncio.wait_for(done.wait(), 30)
         asyncio.get_running_loop().remove_reader(receiver.fileno())
         assert got == [big] and not receiver.closed
-        assert reads > 1                                   # it did arrive in pieces
+        assert reads > 1  # it did arrive in pieces
         sender.close()
         assert receiver.receive() == [] and receiver.closed  # EOF only when the peer closes
         receiver.close()
@@ -95,17 +113,18 @@ def many_clusters_config(tmp_path: Path, count: int) -> Path:
     """The test config plus ``count`` clusters of 16 endpoints each (about 700 bytes of snapshot each)."""
     extra = "".join(
         f"  bulk-{i}: {{region: us-east, endpoints: [{', '.join(f'192.0.2.{j}' for j in range(1, 17))}]}}\n"
-        for i in range(count))
+        for i in range(count)
+    )
     text = config_text(tmp_path).replace("clusters:\n", "clusters:\n" + extra, 1)
     return write(tmp_path / "geodns.yaml", text)
 
 
 def test_a_snapshot_larger_than_the_pipe_reaches_every_worker(tmp_path):
-    config = many_clusters_config(tmp_path, 1000)      # a snapshot of about 700 kB
+    config = many_clusters_config(tmp_path, 1000)  # a snapshot of about 700 kB
     proc = Proc("--config", str(config), "--http-listen", "127.0.0.1:0", "--workers", "2")
     pids = worker_pids(proc)
     try:
-        drain(proc, "ap-southeast-1")        # 200: every worker confirmed the new snapshot
+        drain(proc, "ap-southeast-1")  # 200: every worker confirmed the new snapshot
         assert [addresses(ask_sg(proc)) for _ in range(30)] == [{"198.51.100.10"}] * 30
         drain(proc, "eu-west-1")
         assert [addresses(ask_sg(proc)) for _ in range(30)] == [{"192.0.2.10"}] * 30
@@ -149,7 +168,7 @@ def test_a_reload_of_large_data_loses_no_query(tmp_path):
         proc.proc.send_signal(signal.SIGHUP)
         proc.read_until("event=reloaded ", timeout=120)
         seen = len(answers)
-        assert wait_for(lambda: len(answers) > seen + 200, 30)   # well after the old workers left
+        assert wait_for(lambda: len(answers) > seen + 200, 30)  # well after the old workers left
         stop.set()
         thread.join(10)
         assert lost == []
@@ -165,8 +184,11 @@ def test_a_reload_of_large_data_loses_no_query(tmp_path):
 
 def private_and_rss_kb(pid: int) -> tuple[int, int]:
     """(USS, RSS) of one process in kB: its private pages, and every page it maps."""
-    fields = {line.split(":")[0]: int(line.split()[1])
-              for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:] if line.strip()}
+    fields = {
+        line.split(":")[0]: int(line.split()[1])
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+        if line.strip()
+    }
     return fields["Private_Clean"] + fields["Private_Dirty"], fields["Rss"]
 
 
@@ -176,12 +198,12 @@ def test_workers_share_the_loaded_data_instead_of_each_holding_a_copy(tmp_path):
     proc = Proc("--config", str(config), "--http-listen", "127.0.0.1:0", "--workers", "2")
     pids = worker_pids(proc)
     try:
-        for i in (0, 59999):        # the data is there, in both
+        for i in (0, 59999):  # the data is there, in both
             assert {proc.ask(f"h{i}.gslb.example.com.").answer[0][0].to_text() for _ in range(10)} == {"192.0.2.1"}
         _, supervisor_rss = private_and_rss_kb(proc.proc.pid)
         for pid in pids.values():
             private, rss = private_and_rss_kb(pid)
-            assert rss > supervisor_rss / 2                      # it maps the data ...
-            assert private < supervisor_rss / 4, (private, supervisor_rss)   # ... but does not own a copy
+            assert rss > supervisor_rss / 2  # it maps the data ...
+            assert private < supervisor_rss / 4, (private, supervisor_rss)  # ... but does not own a copy
     finally:
         assert proc.stop() == 0

@@ -3,6 +3,7 @@
 Rdata encodings are checked against dnspython as an independent encoder;
 problems are checked as the exact 'file:line: reason' lines a user sees.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -87,10 +88,10 @@ ENCODINGS = [
 
 @pytest.mark.parametrize("rtype,text", ENCODINGS)
 def test_rdata_matches_dnspython(rtype: str, text: str) -> None:
-    expected = dns.rdata.from_text("IN", rtype, text, origin=dns.name.from_text("example.com."),
-                                   relativize=False).to_wire()
-    number = dns.rdata.from_text("IN", rtype, text, origin=dns.name.from_text("example.com."),
-                                 relativize=False).rdtype
+    expected = dns.rdata.from_text(
+        "IN", rtype, text, origin=dns.name.from_text("example.com."), relativize=False
+    ).to_wire()
+    number = dns.rdata.from_text("IN", rtype, text, origin=dns.name.from_text("example.com."), relativize=False).rdtype
     if number == SOA:
         zone = parse_zone(f"$ORIGIN example.com.\n@ 300 SOA {text}\n  NS ns1\n", "t.zone")
         assert zone.soa.rdatas == (expected,)
@@ -104,9 +105,9 @@ TARGETS = [
     ("NS ns.other.org.", NS, ("ns.other.org.",)),
     ("CNAME www", CNAME, ("www.example.com.",)),
     ("MX 10 mail", MX, ("mail.example.com.",)),
-    ("MX 0 .", MX, ()),                                  # null MX (RFC 7505)
+    ("MX 0 .", MX, ()),  # null MX (RFC 7505)
     ("SRV 1 2 3 sip", SRV, ("sip.example.com.",)),
-    ("SRV 0 0 0 .", SRV, ()),                            # "no service"
+    ("SRV 0 0 0 .", SRV, ()),  # "no service"
     ("PTR www", PTR, ()),
     ("TXT hello", TXT, ()),
     ("TYPE5 \\# 17 03575757076578616d706c6503636f6d00", CNAME, ("www.example.com.",)),
@@ -129,29 +130,33 @@ def test_names_in_rdata_are_lowercased_and_uncompressed() -> None:
 
 # --- master-file syntax ------------------------------------------------------------
 
+
 def test_ttl_and_class_in_either_order() -> None:
-    zone = parse("a 60 IN A 192.0.2.1\nb IN 61 A 192.0.2.1\nc IN A 192.0.2.1\nd 1h A 192.0.2.1\n"
-                 "e CLASS1 A 192.0.2.1\n")
+    zone = parse("a 60 IN A 192.0.2.1\nb IN 61 A 192.0.2.1\nc IN A 192.0.2.1\nd 1h A 192.0.2.1\ne CLASS1 A 192.0.2.1\n")
     assert [rrset(zone, x, A).ttl for x in "abcde"] == [60, 61, 300, 3600, 300]
 
 
-@pytest.mark.parametrize("ttl,seconds", [("0", 0), ("1h", 3600), ("2d", 172800), ("1w30m", 606600),
-                                         ("1H2m3S", 3723), ("2147483647", 2147483647)])
+@pytest.mark.parametrize(
+    "ttl,seconds",
+    [("0", 0), ("1h", 3600), ("2d", 172800), ("1w30m", 606600), ("1H2m3S", 3723), ("2147483647", 2147483647)],
+)
 def test_ttl_units(ttl: str, seconds: int) -> None:
     zone = parse("www A 192.0.2.1\n", head=HEAD.replace("$TTL 300", f"$TTL {ttl}"))
     assert rrset(zone, "www", A).ttl == seconds
 
 
 def test_blank_owner_relative_absolute_at_and_origin_changes() -> None:
-    zone = parse("www A 192.0.2.1\n"
-                 "    AAAA 2001:db8::1\n"
-                 "\tTXT tab\n"
-                 "abs.example.com. A 192.0.2.2\n"
-                 "$ORIGIN sub2\n"                   # relative to the current origin
-                 "x A 192.0.2.3\n"
-                 "@ TXT at-sub2\n"
-                 "$ORIGIN example.com.\n"
-                 "@ TXT apex\n")
+    zone = parse(
+        "www A 192.0.2.1\n"
+        "    AAAA 2001:db8::1\n"
+        "\tTXT tab\n"
+        "abs.example.com. A 192.0.2.2\n"
+        "$ORIGIN sub2\n"  # relative to the current origin
+        "x A 192.0.2.3\n"
+        "@ TXT at-sub2\n"
+        "$ORIGIN example.com.\n"
+        "@ TXT apex\n"
+    )
     assert set(zone.find(n("www")).rrsets) == {A, AAAA, TXT}
     assert zone.find(n("abs")).kind is MatchKind.EXACT
     assert zone.find(n("x.sub2")).kind is MatchKind.EXACT
@@ -160,9 +165,11 @@ def test_blank_owner_relative_absolute_at_and_origin_changes() -> None:
 
 
 def test_case_crlf_comments_and_blank_lines() -> None:
-    text = ("; leading comment\r\n$origin Example.COM.\r\n$ttl 300\r\n\r\n"
-            "@ in soa NS1 HOST ( 1 2 ; comment inside\r\n  3 4 60 )\r\n"
-            "  ns ns1 ; trailing\r\n   \r\nWWW In a 192.0.2.1\r\n")
+    text = (
+        "; leading comment\r\n$origin Example.COM.\r\n$ttl 300\r\n\r\n"
+        "@ in soa NS1 HOST ( 1 2 ; comment inside\r\n  3 4 60 )\r\n"
+        "  ns ns1 ; trailing\r\n   \r\nWWW In a 192.0.2.1\r\n"
+    )
     zone = parse_zone(text, "t.zone")
     assert zone.origin == ORIGIN
     assert rrset(zone, "www", A).name == n("www")
@@ -170,11 +177,7 @@ def test_case_crlf_comments_and_blank_lines() -> None:
 
 
 def test_parentheses_and_quotes() -> None:
-    zone = parse('t TXT ( "a" ; first\n'
-                 '   "b;c" "(d)"\n'
-                 '   e )\n'
-                 'u TXT "semi;colon" ; real comment\n'
-                 'v TXT("x")y\n')
+    zone = parse('t TXT ( "a" ; first\n   "b;c" "(d)"\n   e )\nu TXT "semi;colon" ; real comment\nv TXT("x")y\n')
     assert rrset(zone, "t", TXT).rdatas == (b"\x01a\x03b;c\x03(d)\x01e",)
     assert rrset(zone, "v", TXT).rdatas == (b"\x01x\x01y",)
     assert rrset(zone, "u", TXT).rdatas == (b"\x0asemi;colon",)
@@ -190,42 +193,48 @@ def test_origin_from_absolute_soa_owner() -> None:
     zone = parse_zone("example.com. 300 IN SOA ns1 host 1 2 3 4 60\n  NS ns1\nwww A 192.0.2.1\n", "t.zone")
     assert zone.origin == ORIGIN
     assert rrset(zone, "@", NS).rdatas == (b"\x03ns1\x07example\x03com\x00",)
-    assert rrset(zone, "www", A).ttl == 300       # the last TTL stated (RFC 1035)
+    assert rrset(zone, "www", A).ttl == 300  # the last TTL stated (RFC 1035)
 
 
 def test_origin_parameter_and_default_ttl() -> None:
-    zone = parse_zone("@ SOA ns1 host 1 2 3 4 60\n  NS ns1\nwww A 192.0.2.1\n", "t.zone",
-                      origin=ORIGIN, default_ttl=42)
+    zone = parse_zone("@ SOA ns1 host 1 2 3 4 60\n  NS ns1\nwww A 192.0.2.1\n", "t.zone", origin=ORIGIN, default_ttl=42)
     assert zone.origin == ORIGIN
     assert rrset(zone, "www", A).ttl == 42
     assert zone.soa.ttl == 42
 
 
 def test_soa_minimum_is_the_default_ttl_without_ttl_directive() -> None:
-    zone = parse_zone("$ORIGIN example.com.\n@ SOA ns1 host 1 2 3 4 77\n  NS ns1\nwww A 192.0.2.1\n"
-                      "x 120 A 192.0.2.2\ny A 192.0.2.3\n", "t.zone")
+    zone = parse_zone(
+        "$ORIGIN example.com.\n@ SOA ns1 host 1 2 3 4 77\n  NS ns1\nwww A 192.0.2.1\n"
+        "x 120 A 192.0.2.2\ny A 192.0.2.3\n",
+        "t.zone",
+    )
     assert zone.soa.ttl == 77
     assert rrset(zone, "www", A).ttl == 77
-    assert rrset(zone, "y", A).ttl == 120         # the last TTL stated wins once there is one
+    assert rrset(zone, "y", A).ttl == 120  # the last TTL stated wins once there is one
 
 
 def test_rrsets_merge_with_lowest_ttl_and_no_duplicates() -> None:
-    zone = parse("www 600 A 192.0.2.1\nwww 60 A 192.0.2.2\nwww A 192.0.2.1\nwww A 192.0.2.3\n"
-                 "c CNAME www\nc CNAME WWW\n")
+    zone = parse(
+        "www 600 A 192.0.2.1\nwww 60 A 192.0.2.2\nwww A 192.0.2.1\nwww A 192.0.2.3\nc CNAME www\nc CNAME WWW\n"
+    )
     got = rrset(zone, "www", A)
     assert got.ttl == 60
     assert got.rdatas == (bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), bytes([192, 0, 2, 3]))
     assert len(rrset(zone, "c", CNAME).rdatas) == 1
 
 
-@pytest.mark.parametrize("rtype,text", [
-    ("HTTPS", '1 . alpn="h2,h3" ipv4hint=192.0.2.1'),
-    ("SVCB", "1 svc.example.net. port=8443"),
-    ("TLSA", "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
-    ("SSHFP", "4 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
-    ("NAPTR", '100 10 "S" "SIP+D2U" "" _sip._udp.example.com.'),
-    ("LOC", "51 30 12.748 N 0 7 39.611 W 0.00m"),
-])
+@pytest.mark.parametrize(
+    "rtype,text",
+    [
+        ("HTTPS", '1 . alpn="h2,h3" ipv4hint=192.0.2.1'),
+        ("SVCB", "1 svc.example.net. port=8443"),
+        ("TLSA", "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+        ("SSHFP", "4 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+        ("NAPTR", '100 10 "S" "SIP+D2U" "" _sip._udp.example.com.'),
+        ("LOC", "51 30 12.748 N 0 7 39.611 W 0.00m"),
+    ],
+)
 def test_every_type_dnspython_knows_is_read(rtype: str, text: str) -> None:
     """The zone reader is dnspython's: modern types need no generic form."""
     expected = dns.rdata.from_text("IN", rtype, text, origin=dns.name.from_text("example.com."), relativize=False)
@@ -249,92 +258,115 @@ def test_generic_unknown_type_is_served_as_is() -> None:
 
 # dnspython reads the records; the messages name the record type and quote the entry.
 ERRORS = [
-    ('www A 1.2.3\n', ["t.zone:5: bad A record: malformed data (in 'www A 1.2.3')"]),
-    ('www A 01.2.3.4\n', ["t.zone:5: bad A record: malformed data (in 'www A 01.2.3.4')"]),
-    ('www A 192.0.2.1 192.0.2.2\n',
-     ["t.zone:5: bad A record: unexpected '192.0.2.2' after the record data (in 'www A 192.0.2.1 192.0.2.2')"]),
-    ('www A\n', ["t.zone:5: bad A record: a field is missing or malformed (in 'www A')"]),
-    ('www AAAA 2001:db8::g\n', ["t.zone:5: bad AAAA record: malformed data (in 'www AAAA 2001:db8::g')"]),
-    ('www AAAA fe80::1%eth0\n', ["t.zone:5: bad AAAA record: malformed data (in 'www AAAA fe80::1%eth0')"]),
-    ('www AAAA 192.0.2.1\n', ["t.zone:5: bad AAAA record: malformed data (in 'www AAAA 192.0.2.1')"]),
-    ('www AAA 1.2.3.4\n', ["t.zone:5: unknown record type 'AAA'"]),
-    ('www\n', ["t.zone:5: missing record type (in 'www')"]),
-    ('www 300 IN\n', ["t.zone:5: missing record type (in 'www 300 IN')"]),
-    ('www MX 10\n', ["t.zone:5: bad MX record: a field is missing or malformed (in 'www MX 10')"]),
-    ('www MX 70000 mail\n',
-     ["t.zone:5: bad MX record: 70000 is not an unsigned 16-bit integer (in 'www MX 70000')"]),
-    ('www MX +1 mail\n', ["t.zone:5: bad MX record: expecting an integer (in 'www MX +1')"]),
-    ('www SRV 1 2 3\n', ["t.zone:5: bad SRV record: a field is missing or malformed (in 'www SRV 1 2 3')"]),
-    ('www SRV 1 2 65536 sip\n',
-     ["t.zone:5: bad SRV record: 65536 is not an unsigned 16-bit integer (in 'www SRV 1 2 65536')"]),
-    ('www NS\n', ["t.zone:5: bad NS record: a field is missing or malformed (in 'www NS')"]),
+    ("www A 1.2.3\n", ["t.zone:5: bad A record: malformed data (in 'www A 1.2.3')"]),
+    ("www A 01.2.3.4\n", ["t.zone:5: bad A record: malformed data (in 'www A 01.2.3.4')"]),
+    (
+        "www A 192.0.2.1 192.0.2.2\n",
+        ["t.zone:5: bad A record: unexpected '192.0.2.2' after the record data (in 'www A 192.0.2.1 192.0.2.2')"],
+    ),
+    ("www A\n", ["t.zone:5: bad A record: a field is missing or malformed (in 'www A')"]),
+    ("www AAAA 2001:db8::g\n", ["t.zone:5: bad AAAA record: malformed data (in 'www AAAA 2001:db8::g')"]),
+    ("www AAAA fe80::1%eth0\n", ["t.zone:5: bad AAAA record: malformed data (in 'www AAAA fe80::1%eth0')"]),
+    ("www AAAA 192.0.2.1\n", ["t.zone:5: bad AAAA record: malformed data (in 'www AAAA 192.0.2.1')"]),
+    ("www AAA 1.2.3.4\n", ["t.zone:5: unknown record type 'AAA'"]),
+    ("www\n", ["t.zone:5: missing record type (in 'www')"]),
+    ("www 300 IN\n", ["t.zone:5: missing record type (in 'www 300 IN')"]),
+    ("www MX 10\n", ["t.zone:5: bad MX record: a field is missing or malformed (in 'www MX 10')"]),
+    ("www MX 70000 mail\n", ["t.zone:5: bad MX record: 70000 is not an unsigned 16-bit integer (in 'www MX 70000')"]),
+    ("www MX +1 mail\n", ["t.zone:5: bad MX record: expecting an integer (in 'www MX +1')"]),
+    ("www SRV 1 2 3\n", ["t.zone:5: bad SRV record: a field is missing or malformed (in 'www SRV 1 2 3')"]),
+    (
+        "www SRV 1 2 65536 sip\n",
+        ["t.zone:5: bad SRV record: 65536 is not an unsigned 16-bit integer (in 'www SRV 1 2 65536')"],
+    ),
+    ("www NS\n", ["t.zone:5: bad NS record: a field is missing or malformed (in 'www NS')"]),
     ('www NS "ns1"\n', ["t.zone:5: bad NS record: a field is missing or malformed (in 'www NS ns1')"]),
-    ('www CNAME a..b\n', ["t.zone:5: bad CNAME record: empty label in a name (in 'www CNAME a..b')"]),
-    ('www PTR xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n',
-     ["t.zone:5: bad PTR record: label longer than 63 octets (in 'www PTR xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...')"]),
-    ('www TXT\n', ["t.zone:5: bad TXT record: a field is missing (in 'www TXT')"]),
-    ('www TXT "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"\n',
-     ["t.zone:5: bad TXT record: string too long (in 'www TXT aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...')"]),
+    ("www CNAME a..b\n", ["t.zone:5: bad CNAME record: empty label in a name (in 'www CNAME a..b')"]),
+    (
+        "www PTR xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+        [
+            "t.zone:5: bad PTR record: label longer than 63 octets (in 'www PTR xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...')"
+        ],
+    ),
+    ("www TXT\n", ["t.zone:5: bad TXT record: a field is missing (in 'www TXT')"]),
+    (
+        'www TXT "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"\n',
+        [
+            "t.zone:5: bad TXT record: string too long (in 'www TXT aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...')"
+        ],
+    ),
     ('www TXT "\\300"\n', ["t.zone:5: bad TXT record: malformed data (in 'www TXT \\300')"]),
     ('www TXT "\\12"\n', ["t.zone:5: bad TXT record: a field is missing (in 'www TXT \\12')"]),
-    ('www TXT "abc\n', ['t.zone:5: unterminated quoted string']),
+    ('www TXT "abc\n', ["t.zone:5: unterminated quoted string"]),
     ('www HINFO "x"\n', ["t.zone:5: bad HINFO record: expecting a string (in 'www HINFO x')"]),
-    ('www CAA 0 issue\n', ["t.zone:5: bad CAA record: expecting a string (in 'www CAA 0 issue')"]),
-    ('www CAA 256 issue "x"\n',
-     ["t.zone:5: bad CAA record: 256 is not an unsigned 8-bit integer (in 'www CAA 256')"]),
-    ('www CAA 0 is-sue "x"\n',
-     ["t.zone:5: bad CAA record: tag is not alphanumeric (in 'www CAA 0 is-sue x')"]),
-    ('@ SOA ns1 host 1 2 3 4\n',
-     ["t.zone:5: bad SOA record: a field is missing or malformed (in '@ SOA ns1 host 1 2 3 4')"]),
-    ('www TYPE666 1 2\n',
-     ["t.zone:5: bad TYPE666 record: generic rdata does not start with \\# (in 'www TYPE666 1')"]),
-    ('www TYPE666 \\# 4 0a0000\n',
-     ["t.zone:5: bad TYPE666 record: generic rdata hex data has wrong length (in 'www TYPE666 \\# 4 0a0000')"]),
-    ('www TYPE666 \\# 2 zz11\n',
-     ["t.zone:5: bad TYPE666 record: bad hex digit (in 'www TYPE666 \\# 2 zz11')"]),
-    ('www TYPE666 \\#\n',
-     ["t.zone:5: bad TYPE666 record: a field is missing or malformed (in 'www TYPE666 \\#')"]),
-    ('www TYPE1 \\# 3 0a0000\n',
-     ["t.zone:5: bad TYPE1 record: malformed data (in 'www TYPE1 \\# 3 0a0000')"]),
-    ('www TYPE5 \\# 2 0300\n',
-     ["t.zone:5: bad TYPE5 record: generic data does not fit the type (in 'www TYPE5 \\# 2 0300')"]),
-    ('www TYPE5 \\# 2 c00c\n',
-     ["t.zone:5: bad TYPE5 record: A DNS compression pointer points forward instead of backward (in 'www TYPE5 \\# 2 c00c')"]),
-    ('www TYPE16 \\# 2 0300\n',
-     ["t.zone:5: bad TYPE16 record: generic data does not fit the type (in 'www TYPE16 \\# 2 0300')"]),
-    ('www TYPE70000 \\# 0\n', ["t.zone:5: unknown record type 'TYPE70000'"]),
-    ('www DNAME other.org.\n', ['t.zone:5: DNAME records are not supported']),
-    ('www TYPE39 \\# 1 00\n', ['t.zone:5: DNAME records are not supported']),
-    ('www TYPE255 \\# 0\n', ['t.zone:5: record type ANY cannot appear in a zone']),
-    ('www TYPE41 \\# 0\n', ['t.zone:5: record type OPT cannot appear in a zone']),
-    ('www CH A 192.0.2.1\n', ['t.zone:5: class CH is not supported (only IN)']),
-    ('www CLASS3 A 192.0.2.1\n', ['t.zone:5: class CLASS3 is not supported (only IN)']),
-    ('www IN IN A 192.0.2.1\n', ["t.zone:5: unknown record type 'IN'"]),
-    ('www 300 300 A 192.0.2.1\n', ["t.zone:5: bad TTL or unknown record type '300'"]),
-    ('www 1x A 192.0.2.1\n', ["t.zone:5: bad TTL or unknown record type '1x'"]),
-    ('www 2147483648 A 192.0.2.1\n', ['t.zone:5: TTL 2147483648 is above 2147483647']),
-    ('$TTL 1h30\n', ["t.zone:5: bad $TTL: trailing integer (in '$TTL 1h30')"]),
-    ('$TTL\n', ['t.zone:5: bad $TTL']),
-    ('$ORIGIN\n', ["t.zone:5: bad $ORIGIN: a field is missing or malformed (in '$ORIGIN')"]),
-    ('$ORIGIN a..b.\n', ["t.zone:5: bad $ORIGIN: empty label in a name (in '$ORIGIN a..b.')"]),
-    ('$INCLUDE other.zone\n', ['t.zone:5: $INCLUDE is not supported: put the records in this file']),
-    ('www A ( 192.0.2.1\nx A 192.0.2.2\n',
-     ["t.zone:6: bad A record: unexpected 'x' after the record data (in 'www A 192.0.2.1 x')"]),
-    ('www A 192.0.2.1 )\n', ["t.zone:5: unbalanced parentheses: ')' without '('"]),
+    ("www CAA 0 issue\n", ["t.zone:5: bad CAA record: expecting a string (in 'www CAA 0 issue')"]),
+    ('www CAA 256 issue "x"\n', ["t.zone:5: bad CAA record: 256 is not an unsigned 8-bit integer (in 'www CAA 256')"]),
+    ('www CAA 0 is-sue "x"\n', ["t.zone:5: bad CAA record: tag is not alphanumeric (in 'www CAA 0 is-sue x')"]),
+    (
+        "@ SOA ns1 host 1 2 3 4\n",
+        ["t.zone:5: bad SOA record: a field is missing or malformed (in '@ SOA ns1 host 1 2 3 4')"],
+    ),
+    ("www TYPE666 1 2\n", ["t.zone:5: bad TYPE666 record: generic rdata does not start with \\# (in 'www TYPE666 1')"]),
+    (
+        "www TYPE666 \\# 4 0a0000\n",
+        ["t.zone:5: bad TYPE666 record: generic rdata hex data has wrong length (in 'www TYPE666 \\# 4 0a0000')"],
+    ),
+    ("www TYPE666 \\# 2 zz11\n", ["t.zone:5: bad TYPE666 record: bad hex digit (in 'www TYPE666 \\# 2 zz11')"]),
+    ("www TYPE666 \\#\n", ["t.zone:5: bad TYPE666 record: a field is missing or malformed (in 'www TYPE666 \\#')"]),
+    ("www TYPE1 \\# 3 0a0000\n", ["t.zone:5: bad TYPE1 record: malformed data (in 'www TYPE1 \\# 3 0a0000')"]),
+    (
+        "www TYPE5 \\# 2 0300\n",
+        ["t.zone:5: bad TYPE5 record: generic data does not fit the type (in 'www TYPE5 \\# 2 0300')"],
+    ),
+    (
+        "www TYPE5 \\# 2 c00c\n",
+        [
+            "t.zone:5: bad TYPE5 record: A DNS compression pointer points forward instead of backward (in 'www TYPE5 \\# 2 c00c')"
+        ],
+    ),
+    (
+        "www TYPE16 \\# 2 0300\n",
+        ["t.zone:5: bad TYPE16 record: generic data does not fit the type (in 'www TYPE16 \\# 2 0300')"],
+    ),
+    ("www TYPE70000 \\# 0\n", ["t.zone:5: unknown record type 'TYPE70000'"]),
+    ("www DNAME other.org.\n", ["t.zone:5: DNAME records are not supported"]),
+    ("www TYPE39 \\# 1 00\n", ["t.zone:5: DNAME records are not supported"]),
+    ("www TYPE255 \\# 0\n", ["t.zone:5: record type ANY cannot appear in a zone"]),
+    ("www TYPE41 \\# 0\n", ["t.zone:5: record type OPT cannot appear in a zone"]),
+    ("www CH A 192.0.2.1\n", ["t.zone:5: class CH is not supported (only IN)"]),
+    ("www CLASS3 A 192.0.2.1\n", ["t.zone:5: class CLASS3 is not supported (only IN)"]),
+    ("www IN IN A 192.0.2.1\n", ["t.zone:5: unknown record type 'IN'"]),
+    ("www 300 300 A 192.0.2.1\n", ["t.zone:5: bad TTL or unknown record type '300'"]),
+    ("www 1x A 192.0.2.1\n", ["t.zone:5: bad TTL or unknown record type '1x'"]),
+    ("www 2147483648 A 192.0.2.1\n", ["t.zone:5: TTL 2147483648 is above 2147483647"]),
+    ("$TTL 1h30\n", ["t.zone:5: bad $TTL: trailing integer (in '$TTL 1h30')"]),
+    ("$TTL\n", ["t.zone:5: bad $TTL"]),
+    ("$ORIGIN\n", ["t.zone:5: bad $ORIGIN: a field is missing or malformed (in '$ORIGIN')"]),
+    ("$ORIGIN a..b.\n", ["t.zone:5: bad $ORIGIN: empty label in a name (in '$ORIGIN a..b.')"]),
+    ("$INCLUDE other.zone\n", ["t.zone:5: $INCLUDE is not supported: put the records in this file"]),
+    (
+        "www A ( 192.0.2.1\nx A 192.0.2.2\n",
+        ["t.zone:6: bad A record: unexpected 'x' after the record data (in 'www A 192.0.2.1 x')"],
+    ),
+    ("www A 192.0.2.1 )\n", ["t.zone:5: unbalanced parentheses: ')' without '('"]),
     ('"www" A 192.0.2.1\n', ["t.zone:5: missing record type (in 'www')"]),
-    ('a..b A 192.0.2.1\n', ["t.zone:5: bad owner name 'a..b': empty label in a name"]),
-    ('x SRV ( 1\n 2\n 3x\n sip )\n', ["t.zone:7: bad SRV record: expecting an integer (in 'x SRV 1 2 3x')"]),
-    ('www.other.org. A 192.0.2.1\n', ['t.zone:5: www.other.org. is outside the zone example.com.']),
-    ('www A 192.0.2.1\nwww CNAME x\n',
-     ['t.zone:6: CNAME at www.example.com. beside other data (A at line 5)']),
-    ('www CNAME x\nwww A 192.0.2.1\n', ['t.zone:6: A record at www.example.com. beside a CNAME (at line 5)']),
-    ('www CNAME x\nwww CNAME y\n',
-     ['t.zone:6: more than one CNAME record at www.example.com. (the first is at line 5)']),
-    ('@ CNAME x\n', ['t.zone:5: CNAME at example.com. beside other data (SOA at line 3)']),
-    ('sub SOA ns1 host 1 2 3 4 60\n',
-     ['t.zone:5: SOA record at sub.example.com. is not at the zone apex example.com.']),
-    ('@ SOA ns1 host 2 2 3 4 60\n', ['t.zone:5: more than one SOA record (the first is at line 3)']),
+    ("a..b A 192.0.2.1\n", ["t.zone:5: bad owner name 'a..b': empty label in a name"]),
+    ("x SRV ( 1\n 2\n 3x\n sip )\n", ["t.zone:7: bad SRV record: expecting an integer (in 'x SRV 1 2 3x')"]),
+    ("www.other.org. A 192.0.2.1\n", ["t.zone:5: www.other.org. is outside the zone example.com."]),
+    ("www A 192.0.2.1\nwww CNAME x\n", ["t.zone:6: CNAME at www.example.com. beside other data (A at line 5)"]),
+    ("www CNAME x\nwww A 192.0.2.1\n", ["t.zone:6: A record at www.example.com. beside a CNAME (at line 5)"]),
+    (
+        "www CNAME x\nwww CNAME y\n",
+        ["t.zone:6: more than one CNAME record at www.example.com. (the first is at line 5)"],
+    ),
+    ("@ CNAME x\n", ["t.zone:5: CNAME at example.com. beside other data (SOA at line 3)"]),
+    (
+        "sub SOA ns1 host 1 2 3 4 60\n",
+        ["t.zone:5: SOA record at sub.example.com. is not at the zone apex example.com."],
+    ),
+    ("@ SOA ns1 host 2 2 3 4 60\n", ["t.zone:5: more than one SOA record (the first is at line 3)"]),
 ]
+
 
 @pytest.mark.parametrize("body,expected", ERRORS)
 def test_problem_lines_and_reasons(body: str, expected: list[str]) -> None:
@@ -342,31 +374,62 @@ def test_problem_lines_and_reasons(body: str, expected: list[str]) -> None:
 
 
 WHOLE_FILE_ERRORS = [
-    ('@ 300 SOA ns1.example.com. host.example.com. 1 2 3 4 60\n  NS ns1.example.com.\n',
-     ['t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name']),
-    ('www 300 A 192.0.2.1\nexample.com. 300 SOA ns1 host 1 2 3 4 60\n  NS ns1\n',
-     ['t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name']),
-    ('www.example.com. 300 A 192.0.2.1\n',
-     ['t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name']),
-    ('',
-     ['t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name']),
-    ('  A 192.0.2.1\n$ORIGIN example.com.\n@ 300 SOA ns1 host 1 2 3 4 60\n  NS ns1\n',
-     ['t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name']),
-    ('$ORIGIN example.com.\nwww A 192.0.2.1\n@ SOA ns1 host 1 2 3 4 60\n  NS ns1\n',
-     ['t.zone:2: no TTL: give this record a TTL, or put $TTL at the top of the file']),
-    ('$ORIGIN example.com.\n$TTL 300\nwww A 192.0.2.1\n',
-     ['t.zone:1: no SOA record at the zone apex example.com.', 't.zone:1: no NS records at the zone apex example.com.']),
-    ('$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n',
-     ['t.zone:1: no NS records at the zone apex example.com.']),
-    ('$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host (\n 1 2 3\n 4 six0 )\n  NS ns1\n',
-     ["t.zone:5: bad SOA record: bad TTL (in '@ SOA ns1 host 1 2 3 4 six0')"]),
-    ('$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n  NS\n',
-     ["t.zone:4: bad NS record: a field is missing or malformed (in 'NS')"]),
-    ('$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n  NS ns1\na A 1.2.3\nb AAA x\nc MX 1\n$FOO\nd TXT "x\n',
-     ["t.zone:5: bad A record: malformed data (in 'a A 1.2.3')", "t.zone:6: unknown record type 'AAA'", "t.zone:7: bad MX record: a field is missing or malformed (in 'c MX 1')", "t.zone:8: unknown directive '$FOO'", 't.zone:9: unterminated quoted string']),
-    ('$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n  NS ns1\nc CNAME www\nother TXT "abc\n  A 192.0.2.1\n',
-     ['t.zone:6: unterminated quoted string']),
+    (
+        "@ 300 SOA ns1.example.com. host.example.com. 1 2 3 4 60\n  NS ns1.example.com.\n",
+        ["t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name"],
+    ),
+    (
+        "www 300 A 192.0.2.1\nexample.com. 300 SOA ns1 host 1 2 3 4 60\n  NS ns1\n",
+        ["t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name"],
+    ),
+    (
+        "www.example.com. 300 A 192.0.2.1\n",
+        ["t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name"],
+    ),
+    ("", ["t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name"]),
+    (
+        "  A 192.0.2.1\n$ORIGIN example.com.\n@ 300 SOA ns1 host 1 2 3 4 60\n  NS ns1\n",
+        ["t.zone:1: no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name"],
+    ),
+    (
+        "$ORIGIN example.com.\nwww A 192.0.2.1\n@ SOA ns1 host 1 2 3 4 60\n  NS ns1\n",
+        ["t.zone:2: no TTL: give this record a TTL, or put $TTL at the top of the file"],
+    ),
+    (
+        "$ORIGIN example.com.\n$TTL 300\nwww A 192.0.2.1\n",
+        [
+            "t.zone:1: no SOA record at the zone apex example.com.",
+            "t.zone:1: no NS records at the zone apex example.com.",
+        ],
+    ),
+    (
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n",
+        ["t.zone:1: no NS records at the zone apex example.com."],
+    ),
+    (
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host (\n 1 2 3\n 4 six0 )\n  NS ns1\n",
+        ["t.zone:5: bad SOA record: bad TTL (in '@ SOA ns1 host 1 2 3 4 six0')"],
+    ),
+    (
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n  NS\n",
+        ["t.zone:4: bad NS record: a field is missing or malformed (in 'NS')"],
+    ),
+    (
+        '$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n  NS ns1\na A 1.2.3\nb AAA x\nc MX 1\n$FOO\nd TXT "x\n',
+        [
+            "t.zone:5: bad A record: malformed data (in 'a A 1.2.3')",
+            "t.zone:6: unknown record type 'AAA'",
+            "t.zone:7: bad MX record: a field is missing or malformed (in 'c MX 1')",
+            "t.zone:8: unknown directive '$FOO'",
+            "t.zone:9: unterminated quoted string",
+        ],
+    ),
+    (
+        '$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 60\n  NS ns1\nc CNAME www\nother TXT "abc\n  A 192.0.2.1\n',
+        ["t.zone:6: unterminated quoted string"],
+    ),
 ]
+
 
 @pytest.mark.parametrize("text,expected", WHOLE_FILE_ERRORS)
 def test_whole_file_problems(text: str, expected: list[str]) -> None:
@@ -384,7 +447,9 @@ def test_origin_parameter_rejects_out_of_zone_soa() -> None:
 
 # --- look-ups ------------------------------------------------------------------------------
 
-FIND_ZONE = HEAD + """ns1    A     192.0.2.1
+FIND_ZONE = (
+    HEAD
+    + """ns1    A     192.0.2.1
 www    A     192.0.2.2
        AAAA  2001:db8::2
 a.b.c  TXT   "deep"           ; b.c and c are empty non-terminals
@@ -399,6 +464,7 @@ ns.sub A     192.0.2.6        ; glue: occluded by the cut
 a.sub  NS    ns.a.sub         ; a cut below a cut: also occluded
 ns.a.sub A   192.0.2.7
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -409,7 +475,7 @@ def find_zone() -> Zone:
 FINDS = [
     ("@", MatchKind.EXACT, {SOA, NS}),
     ("www", MatchKind.EXACT, {A, AAAA}),
-    ("WWW", MatchKind.EXACT, {A, AAAA}),               # names are case-folded at parse
+    ("WWW", MatchKind.EXACT, {A, AAAA}),  # names are case-folded at parse
     ("a.b.c", MatchKind.EXACT, {TXT}),
     ("b.c", MatchKind.EMPTY_NONTERMINAL, set()),
     ("c", MatchKind.EMPTY_NONTERMINAL, set()),
@@ -417,13 +483,13 @@ FINDS = [
     ("nope", MatchKind.NXDOMAIN, set()),
     ("x.nope", MatchKind.NXDOMAIN, set()),
     ("q.w", MatchKind.WILDCARD, {A}),
-    ("p.q.w", MatchKind.WILDCARD, {A}),                # closest encloser is w
-    ("x.w", MatchKind.EXACT, {A}),                     # an existing name beats the wildcard
-    ("q.x.w", MatchKind.NXDOMAIN, set()),              # closest encloser x.w has no '*' child
-    ("v.w", MatchKind.EMPTY_NONTERMINAL, set()),       # so does an empty non-terminal
+    ("p.q.w", MatchKind.WILDCARD, {A}),  # closest encloser is w
+    ("x.w", MatchKind.EXACT, {A}),  # an existing name beats the wildcard
+    ("q.x.w", MatchKind.NXDOMAIN, set()),  # closest encloser x.w has no '*' child
+    ("v.w", MatchKind.EMPTY_NONTERMINAL, set()),  # so does an empty non-terminal
     ("q.v.w", MatchKind.NXDOMAIN, set()),
-    ("*.w", MatchKind.EXACT, {A}),                     # asking for the '*' name itself
-    ("q.z", MatchKind.WILDCARD, set()),                # the wildcard exists but has no data
+    ("*.w", MatchKind.EXACT, {A}),  # asking for the '*' name itself
+    ("q.z", MatchKind.WILDCARD, set()),  # the wildcard exists but has no data
     ("cname", MatchKind.EXACT, {CNAME}),
     ("q.cname", MatchKind.NXDOMAIN, set()),
     ("w", MatchKind.EMPTY_NONTERMINAL, set()),
@@ -470,10 +536,10 @@ def test_match_rrsets_are_read_only(find_zone: Zone) -> None:
 ADDRESSES = [
     ("www", [(A, (bytes([192, 0, 2, 2]),)), (AAAA, (bytes.fromhex("20010db8" + "0" * 22 + "02"),))]),
     ("ns.sub", [(A, (bytes([192, 0, 2, 6]),)), (AAAA, (bytes.fromhex("20010db8" + "0" * 22 + "06"),))]),
-    ("ns.a.sub", [(A, (bytes([192, 0, 2, 7]),))]),      # glue below a cut below a cut
+    ("ns.a.sub", [(A, (bytes([192, 0, 2, 7]),))]),  # glue below a cut below a cut
     ("a.b.c", []),
     ("nope", []),
-    ("q.w", []),                                        # no wildcard synthesis here
+    ("q.w", []),  # no wildcard synthesis here
 ]
 
 
@@ -502,6 +568,7 @@ def test_negative_ttl_is_the_lower_of_soa_ttl_and_minimum() -> None:
 
 
 # --- files and zone sets ----------------------------------------------------------------------
+
 
 def test_example_zone_file() -> None:
     zone = load_zone(EXAMPLE_ZONE)

@@ -5,6 +5,7 @@
 command takes ``--api`` (default ``$GEODNS_API`` or http://127.0.0.1:8053),
 ``--token`` (default ``$GEODNS_ADMIN_TOKEN``) and ``--json``.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,7 @@
 Each returns once the server's own snapshot has the change, so a ``dig`` run
 right after already sees it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ def add_parsers(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("weight", type=int, help="0 or more; 0 = standby (traffic only if nothing else is left)")
     p.add_argument("--endpoint", metavar="ADDRESS", help="only this endpoint of the cluster")
     p.set_defaults(func=cmd_weight)
-    p = subparsers.add_parser("load", parents=[common],
-                              help="report a cluster's (or an endpoint's) load for the shed filter")
+    p = subparsers.add_parser(
+        "load", parents=[common], help="report a cluster's (or an endpoint's) load for the shed filter"
+    )
     p.add_argument("cluster")
     p.add_argument("load", type=float, help="fraction of capacity: 0 idle, 1 full, above 1 overloaded")
     p.add_argument("--ttl", default="60s", help="how long it counts (default 60s; then the checkers' load, or unknown)")
@@ -45,6 +47,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
     def call(api: Api) -> dict[str, Any]:
         return api.request("POST", f"/clusters/{_quote(args.cluster)}/{args.action}", body=body)
+
     return run(args, call, lambda cluster: _show(cluster, f"{args.action}: {_what(args)}"))
 
 
@@ -55,6 +58,7 @@ def cmd_weight(args: argparse.Namespace) -> int:
 
     def call(api: Api) -> dict[str, Any]:
         return api.request("PUT", f"/clusters/{_quote(args.cluster)}/weight", body=body)
+
     return run(args, call, lambda cluster: _show(cluster, f"weight {args.weight}: {_what(args)}"))
 
 
@@ -65,6 +69,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     def call(api: Api) -> dict[str, Any]:
         return api.request("PUT", f"/clusters/{_quote(args.cluster)}/load", body=body)
+
     return run(args, call, lambda cluster: _show(cluster, f"load {args.load:g} for {args.ttl}: {_what(args)}"))
 
 

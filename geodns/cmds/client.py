@@ -5,6 +5,7 @@ the server does not already need.  Every failure becomes an ``ApiError``
 with a message an operator can act on; ``run`` prints it and returns the
 exit status.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,17 @@ class ApiError(Exception):
 def common_options() -> argparse.ArgumentParser:
     """The flags every admin command takes, as a parent parser."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api", default=os.environ.get("GEODNS_API", DEFAULT_API), metavar="URL",
-                        help="the geodns HTTP API, as a URL or HOST:PORT (default: $GEODNS_API or %(default)s)")
-    common.add_argument("--token", default=os.environ.get("GEODNS_ADMIN_TOKEN"),
-                        help="bearer token for changes (default: $GEODNS_ADMIN_TOKEN)")
+    common.add_argument(
+        "--api",
+        default=os.environ.get("GEODNS_API", DEFAULT_API),
+        metavar="URL",
+        help="the geodns HTTP API, as a URL or HOST:PORT (default: $GEODNS_API or %(default)s)",
+    )
+    common.add_argument(
+        "--token",
+        default=os.environ.get("GEODNS_ADMIN_TOKEN"),
+        help="bearer token for changes (default: $GEODNS_ADMIN_TOKEN)",
+    )
     common.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     return common
 
@@ -48,8 +56,9 @@ class Api:
         self.token = token
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                query: dict[str, str] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, str] | None = None
+    ) -> Any:
         url = f"{self.base}/api/v1{path}"
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -66,8 +75,10 @@ class Api:
         except urllib.error.HTTPError as exc:
             raise ApiError(_http_error(exc)) from None
         except urllib.error.URLError as exc:
-            raise ApiError(f"cannot reach the geodns API at {self.base}: {exc.reason} "
-                           "(is `geodns serve` running? set --api or GEODNS_API)") from None
+            raise ApiError(
+                f"cannot reach the geodns API at {self.base}: {exc.reason} "
+                "(is `geodns serve` running? set --api or GEODNS_API)"
+            ) from None
         except (OSError, ValueError) as exc:
             raise ApiError(f"talking to {self.base} failed: {exc}") from None
 
@@ -80,7 +91,7 @@ def _http_error(exc: urllib.error.HTTPError) -> str:
         body = None
     if isinstance(body, dict) and "error" in body:
         message = f"{body['error']} (HTTP {exc.code})"
-        problems = body.get("problems") or []      # a rejected reload: every file:line: reason
+        problems = body.get("problems") or []  # a rejected reload: every file:line: reason
         return "\n".join([message] + [f"  {p}" for p in problems])
     return f"{raw.decode('utf-8', 'replace').strip() or exc.reason} (HTTP {exc.code})"
 

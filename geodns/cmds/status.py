@@ -5,6 +5,7 @@ down or sees failing, one row per checker: its verdict, the probe's reason
 ("HTTP 503", "timeout after 2s", "connection refused") and since when the
 verdict is down.  It is left out while nothing fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,7 @@ def add_parser(subparsers, common: argparse.ArgumentParser) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     def fetch(api: Api) -> dict[str, Any]:
         return {"status": api.request("GET", "/status"), "clusters": api.request("GET", "/clusters")}
+
     return run(args, fetch, lambda result: print(render(args.api, result["status"], result["clusters"])))
 
 
@@ -48,12 +50,18 @@ def cluster_table(clusters: list[dict[str, Any]]) -> str:
     rows = []
     for c in clusters:
         endpoints = ", ".join(_endpoint(e) for e in c["endpoints"])
-        vantages = " ".join(f"{v}:{t['up']}/{t['down']}" + (f"@{t['rtt_ms']:.1f}ms" if t.get("rtt_ms") is not None else "")
-                            for v, t in c["vantages"].items()) or "-"
+        vantages = (
+            " ".join(
+                f"{v}:{t['up']}/{t['down']}" + (f"@{t['rtt_ms']:.1f}ms" if t.get("rtt_ms") is not None else "")
+                for v, t in c["vantages"].items()
+            )
+            or "-"
+        )
         load, shed = _load(c.get("load"))
         rows.append((c["name"], c["region"], c["state"], c["admin"], c["weight"], load, shed, endpoints, vantages))
-    return table(("CLUSTER", "REGION", "STATE", "ADMIN", "WEIGHT", "LOAD", "SHED", "ENDPOINTS",
-                  "UP/DOWN BY VANTAGE"), rows)
+    return table(
+        ("CLUSTER", "REGION", "STATE", "ADMIN", "WEIGHT", "LOAD", "SHED", "ENDPOINTS", "UP/DOWN BY VANTAGE"), rows
+    )
 
 
 def _load(load: dict[str, Any] | None) -> tuple[str, str]:
@@ -79,8 +87,17 @@ def failing_table(clusters: list[dict[str, Any]], now: float) -> str:
                 if not o["fresh"] or (o["up"] is not False and not o.get("reason")):
                     continue
                 verdict = {True: "up", False: "down", None: "no verdict"}[o["up"]]
-                rows.append((c["name"], e["address"], o["checker"], o["vantage"], verdict, o.get("reason") or "-",
-                             since(o.get("down_since"), now)))
+                rows.append(
+                    (
+                        c["name"],
+                        e["address"],
+                        o["checker"],
+                        o["vantage"],
+                        verdict,
+                        o.get("reason") or "-",
+                        since(o.get("down_since"), now),
+                    )
+                )
     if not rows:
         return ""
     return table(("CLUSTER", "ENDPOINT", "CHECKER", "VANTAGE", "VERDICT", "REASON", "DOWN SINCE"), rows)

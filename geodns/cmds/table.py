@@ -1,4 +1,5 @@
 """Aligned plain-text tables for the admin commands' human output."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

@@ -5,6 +5,7 @@ loader, the model and the store's own validation call them without reaching up
 into ``geodns.health``.  Each returns the clean value or raises ``ValueError``
 with the reason (the loader adds file, line and key path).
 """
+
 from __future__ import annotations
 
 import re
@@ -84,6 +85,7 @@ def hostname(value: Any) -> str:
 
 def check_url(kind: str) -> Callable[[Any], str]:
     """A check URL: ``http(s)://HOST[:PORT]/PATH`` for http and https, ``tcp://HOST:PORT`` for tcp."""
+
     def convert(value: Any) -> str:
         if not isinstance(value, str) or not value:
             raise ValueError(f"must be a non-empty string, not {value!r}")
@@ -99,6 +101,7 @@ def check_url(kind: str) -> Callable[[Any], str]:
         if kind == "tcp" and port is None:
             raise ValueError(f"{value!r}: a tcp URL needs a port")
         return value
+
     return convert
 
 

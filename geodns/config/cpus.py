@@ -9,6 +9,7 @@ cpusets) and the CFS quota of every cgroup it sits in, rounded up
 (-1: none) and ``cpu.cfs_period_us``.  A limit on any ancestor applies too,
 so the smallest along the path counts.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ import os
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CGROUP_ROOT_ENV = "GEODNS_CGROUP_ROOT"      # where cgroups are mounted, if not at CGROUP_ROOT
+CGROUP_ROOT_ENV = "GEODNS_CGROUP_ROOT"  # where cgroups are mounted, if not at CGROUP_ROOT
 _V1_CPU_DIRS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
 
 
@@ -34,13 +35,13 @@ def _read(path: Path) -> str | None:
 def quota_cpus(quota: str | None, period: str | None) -> int | None:
     """ceil(quota / period), at least 1; None when there is no limit or the values make no sense."""
     if quota is None or period is None:
-        return None               # a missing file: no limit from here
+        return None  # a missing file: no limit from here
     try:
         q, p = int(quota), int(period)
     except (TypeError, ValueError):
-        return None               # "max", a missing file, garbage: no limit from here
+        return None  # "max", a missing file, garbage: no limit from here
     if q <= 0 or p <= 0:
-        return None               # v1 writes -1 for "no limit"
+        return None  # v1 writes -1 for "no limit"
     return max(1, math.ceil(q / p))
 
 

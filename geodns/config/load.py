@@ -4,6 +4,7 @@ Every problem is collected, each naming the file, the line and the key path
 (``clusters.us-east-1.weight: must be an integer >= 0``), and raised together
 as one ``ConfigError``; a half-valid config is never returned.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,7 +43,7 @@ class _Reader:
                 if key not in known:
                     where = f"{path}.{key}" if path else str(key)
                     self.problem(_line(value, key), where, f"unknown key (expected one of: {', '.join(known)})")
-        return cast(LinedMap, value)        # parse_yaml makes every mapping a LinedMap
+        return cast(LinedMap, value)  # parse_yaml makes every mapping a LinedMap
 
     def field(self, m: LinedMap, key: str, path: str, convert: Callable[[Any], Any], default: Any) -> Any:
         if key not in m or m[key] is None:
@@ -71,7 +72,9 @@ class _Reader:
 
     # -- sections ----------------------------------------------------------
     def read(self, doc: Any) -> model.Config:
-        top = self.mapping(doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker"))
+        top = self.mapping(
+            doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker")
+        )
         if top is None:
             top = LinedMap()
         server = self.server(top)
@@ -84,16 +87,18 @@ class _Reader:
         for net in geoip.networks:
             if net.region not in regions:
                 self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
-        return model.Config(None, server, store, zones, geoip, regions, clusters, records, self.health(top),
-                            self.checker(top, regions))
+        return model.Config(
+            None, server, store, zones, geoip, regions, clusters, records, self.health(top), self.checker(top, regions)
+        )
 
     def checker(self, top: LinedMap, regions: dict[str, model.Region]) -> model.CheckerConfig:
-        m = self.mapping(top.get("checker"), _line(top, "checker"), "checker",
-                         ("embedded", "id", "region", "http_listen"))
+        m = self.mapping(
+            top.get("checker"), _line(top, "checker"), "checker", ("embedded", "id", "region", "http_listen")
+        )
         if m is None:
             return model.CheckerConfig()
         embedded = m.get("embedded", "auto")
-        embedded = {True: "on", False: "off"}.get(embedded, embedded)   # true/false mean on/off here
+        embedded = {True: "on", False: "off"}.get(embedded, embedded)  # true/false mean on/off here
         if embedded not in ("auto", "on", "off"):
             self.problem(_line(m, "embedded"), "checker.embedded", f"must be auto, on or off, not {embedded!r}")
             embedded = "auto"
@@ -103,8 +108,9 @@ class _Reader:
         http_listen = None
         if m.get("http_listen") not in (None, False, "", "off"):
             http_listen = self.field(m, "http_listen", "checker", values.parse_listen, None)
-        return model.CheckerConfig(embedded, self.field(m, "id", "checker", values.nonempty_str, None), region,
-                                   http_listen)
+        return model.CheckerConfig(
+            embedded, self.field(m, "id", "checker", values.nonempty_str, None), region, http_listen
+        )
 
     def health(self, top: LinedMap) -> model.HealthConfig:
         m = self.mapping(top.get("health"), _line(top, "health"), "health", ("quorum", "unknown"))
@@ -116,9 +122,21 @@ class _Reader:
         )
 
     def server(self, top: LinedMap) -> model.ServerConfig:
-        known = ("dns_listen", "http_listen", "nsid", "udp_payload", "tcp_idle_timeout", "tcp_message_timeout",
-                 "tcp_max_connections", "tcp_source_share", "admin_token", "debug_txt", "query_log",
-                 "ready_max_staleness", "workers")
+        known = (
+            "dns_listen",
+            "http_listen",
+            "nsid",
+            "udp_payload",
+            "tcp_idle_timeout",
+            "tcp_message_timeout",
+            "tcp_max_connections",
+            "tcp_source_share",
+            "admin_token",
+            "debug_txt",
+            "query_log",
+            "ready_max_staleness",
+            "workers",
+        )
         m = self.mapping(top.get("server"), _line(top, "server"), "server", known)
         d = model.ServerConfig()
         if m is None:
@@ -133,21 +151,32 @@ class _Reader:
                 dns_listen = self.items(items, values.parse_listen, m, "dns_listen", "server.dns_listen") or dns_listen
         http_listen = d.http_listen
         if "http_listen" in m:
-            http_listen = None if m["http_listen"] in (None, False, "", "off") else \
-                self.field(m, "http_listen", "server", values.parse_listen, d.http_listen)
+            http_listen = (
+                None
+                if m["http_listen"] in (None, False, "", "off")
+                else self.field(m, "http_listen", "server", values.parse_listen, d.http_listen)
+            )
         return model.ServerConfig(
             dns_listen=dns_listen,
             http_listen=http_listen,
             nsid=self.field(m, "nsid", "server", values.nsid, None),
             udp_payload=self.field(m, "udp_payload", "server", values.int_range(512, 4096), d.udp_payload),
             tcp_idle_timeout=self.field(m, "tcp_idle_timeout", "server", values.parse_duration, d.tcp_idle_timeout),
-            tcp_message_timeout=self.field(m, "tcp_message_timeout", "server", values.parse_duration, d.tcp_message_timeout),
-            tcp_max_connections=self.field(m, "tcp_max_connections", "server", values.int_range(1, 100000), d.tcp_max_connections),
-            tcp_source_share=self.field(m, "tcp_source_share", "server", values.float_range(0.01, 1.0), d.tcp_source_share),
+            tcp_message_timeout=self.field(
+                m, "tcp_message_timeout", "server", values.parse_duration, d.tcp_message_timeout
+            ),
+            tcp_max_connections=self.field(
+                m, "tcp_max_connections", "server", values.int_range(1, 100000), d.tcp_max_connections
+            ),
+            tcp_source_share=self.field(
+                m, "tcp_source_share", "server", values.float_range(0.01, 1.0), d.tcp_source_share
+            ),
             admin_token=self.field(m, "admin_token", "server", values.nonempty_str, None),
             debug_txt=self.field(m, "debug_txt", "server", values.boolean, False),
             query_log=self.query_log(m),
-            ready_max_staleness=self.field(m, "ready_max_staleness", "server", values.parse_duration, d.ready_max_staleness),
+            ready_max_staleness=self.field(
+                m, "ready_max_staleness", "server", values.parse_duration, d.ready_max_staleness
+            ),
             workers=self.field(m, "workers", "server", values.parse_workers, d.workers),
         )
 
@@ -190,7 +219,7 @@ class _Reader:
             cidr = self.field(entry, "cidr", path, values.network, None)
             region = self.field(entry, "region", path, values.nonempty_str, None)
             if cidr is None or region is None:
-                if entry.get("cidr") is None or entry.get("region") is None:   # absent or empty
+                if entry.get("cidr") is None or entry.get("region") is None:  # absent or empty
                     self.problem(entry.line, path, "needs both cidr and region")
                 continue
             networks.append(model.GeoNetwork(cidr, region))
@@ -234,8 +263,11 @@ class _Reader:
                 self.problem(_line(m, name), path, f"bad name: {exc}")
             region = c.get("region")
             if region not in regions:
-                self.problem(_line(c, "region") or c.line, f"{path}.region",
-                             f"unknown region {region!r}" if region is not None else "missing")
+                self.problem(
+                    _line(c, "region") or c.line,
+                    f"{path}.region",
+                    f"unknown region {region!r}" if region is not None else "missing",
+                )
             endpoints = self.endpoints(c, path)
             out[str(name)] = model.ClusterSpec(
                 name=str(name),
@@ -267,11 +299,15 @@ class _Reader:
             ttl=int(self.field(m, "ttl", p, values.parse_duration, d.ttl)),
         )
         if spec.high <= spec.low:
-            self.problem(_line(m, "high") or _line(c, "load"), f"{p}.high",
-                         f"must be above low ({spec.low:g}), not {spec.high:g}")
+            self.problem(
+                _line(m, "high") or _line(c, "load"),
+                f"{p}.high",
+                f"must be above low ({spec.low:g}), not {spec.high:g}",
+            )
         elif spec.hysteresis >= spec.high - spec.low:
-            self.problem(_line(m, "hysteresis"), f"{p}.hysteresis",
-                         f"must be less than high - low ({spec.high - spec.low:g})")
+            self.problem(
+                _line(m, "hysteresis"), f"{p}.hysteresis", f"must be less than high - low ({spec.high - spec.low:g})"
+            )
         if spec.ttl < 1:
             self.problem(_line(m, "ttl"), f"{p}.ttl", "must be at least 1s")
         return spec
@@ -296,21 +332,41 @@ class _Reader:
                 continue
             address = self.field(item_map, "address", ipath, values.address, None)
             if address is None:
-                if item_map.get("address") is None:          # absent or empty (a bad one is reported)
+                if item_map.get("address") is None:  # absent or empty (a bad one is reported)
                     self.problem(line, ipath, "missing address")
                 continue
-            out.append(model.EndpointSpec(
-                address=address,
-                weight=self.field(item_map, "weight", ipath, values.weight, 100),
-                probe=self.field(item_map, "probe", ipath, values.probe, None),
-            ))
+            out.append(
+                model.EndpointSpec(
+                    address=address,
+                    weight=self.field(item_map, "weight", ipath, values.weight, 100),
+                    probe=self.field(item_map, "probe", ipath, values.probe, None),
+                )
+            )
         return tuple(out)
 
     def check(self, c: LinedMap, path: str) -> model.CheckSpec | None:
 
-        known = ("type", "url", "port", "path", "host", "interval", "timeout", "rise", "fall", "method",
-                 "expect_status", "body", "tls_verify", "ca_file", "send", "expect", "jitter",
-                 "load_json", "load_metric")
+        known = (
+            "type",
+            "url",
+            "port",
+            "path",
+            "host",
+            "interval",
+            "timeout",
+            "rise",
+            "fall",
+            "method",
+            "expect_status",
+            "body",
+            "tls_verify",
+            "ca_file",
+            "send",
+            "expect",
+            "jitter",
+            "load_json",
+            "load_metric",
+        )
         m = self.mapping(c.get("check"), _line(c, "check"), f"{path}.check", known)
         if m is None:
             return None
@@ -385,24 +441,36 @@ class _Reader:
                 continue
             members = r.get("clusters")
             if not isinstance(members, list) or not members:
-                self.problem(_line(r, "clusters") or r.line, f"{path}.clusters", "must be a non-empty list of cluster names")
+                self.problem(
+                    _line(r, "clusters") or r.line, f"{path}.clusters", "must be a non-empty list of cluster names"
+                )
                 members = []
             for i, member in enumerate(members):
                 if member not in clusters:
-                    self.problem(_item_line(members, i, r, "clusters"), f"{path}.clusters[{i}]", f"unknown cluster {member!r}")
+                    self.problem(
+                        _item_line(members, i, r, "clusters"), f"{path}.clusters[{i}]", f"unknown cluster {member!r}"
+                    )
             policy = self.field(r, "policy", path, values.policy, ("healthy", "geo", "weighted"))
             fallback = self.field(r, "fallback", path, values.nonempty_str, "all")
             if fallback not in ("all", "none") and fallback not in clusters:
-                self.problem(_line(r, "fallback"), f"{path}.fallback", f"must be all, none or a cluster name, not {fallback!r}")
+                self.problem(
+                    _line(r, "fallback"), f"{path}.fallback", f"must be all, none or a cluster name, not {fallback!r}"
+                )
             pct, ms = self.tolerance(r, path)
             if name in out:
                 self.problem(line, path, "the same name is defined twice")
             out[name] = model.RecordSpec(
-                name=name, text=str(text), clusters=tuple(str(x) for x in members), policy=policy,
+                name=name,
+                text=str(text),
+                clusters=tuple(str(x) for x in members),
+                policy=policy,
                 ttl=self.field(r, "ttl", path, values.int_range(0, 86400), 30),
                 answers=self.field(r, "answers", path, values.int_range(1, 64), 1),
-                fallback=fallback, latency_tolerance_pct=pct, latency_tolerance_ms=ms,
-                latency_reach_km=self.field(r, "latency_reach_km", path, values.km, 2000.0), line=line,
+                fallback=fallback,
+                latency_tolerance_pct=pct,
+                latency_tolerance_ms=ms,
+                latency_reach_km=self.field(r, "latency_reach_km", path, values.km, 2000.0),
+                line=line,
             )
         return out
 
@@ -412,8 +480,10 @@ class _Reader:
         m = self.mapping(r.get("latency_tolerance"), _line(r, "latency_tolerance"), p, ("pct", "ms"))
         if m is None:
             return 20.0, 10.0
-        return (self.field(m, "pct", p, values.finite_at_least(0), 20.0),
-                self.field(m, "ms", p, values.finite_at_least(0), 10.0))
+        return (
+            self.field(m, "pct", p, values.finite_at_least(0), 20.0),
+            self.field(m, "ms", p, values.finite_at_least(0), 10.0),
+        )
 
 
 # -- where a value was written ----------------------------------------------

@@ -3,6 +3,7 @@
 Everything here has been validated by ``geodns.config.load``; code that
 receives a ``Config`` never re-checks it.  The words follow DESIGN.md.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -20,6 +21,7 @@ def usable_cpus() -> int:
     """CPUs this process may use (affinity and the cgroup CPU quota, unlike os.cpu_count), 1..MAX_WORKERS."""
     return _usable_cpus(MAX_WORKERS)
 
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -35,7 +37,7 @@ class QueryLogConfig:
     """Sampled query logging: off by default, since a busy server answers thousands a second."""
 
     enabled: bool = False
-    sample: float = 0.01                # fraction of queries logged (0..1) when enabled
+    sample: float = 0.01  # fraction of queries logged (0..1) when enabled
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,13 @@ class ServerConfig:
     dns_listen: tuple[tuple[str, int], ...] = DEFAULT_DNS_LISTEN
     http_listen: tuple[str, int] | None = DEFAULT_HTTP_LISTEN
     nsid: bytes | None = None
-    udp_payload: int = 1232            # what we advertise in our OPT (RFC 6891, DNS flag day 2020)
-    tcp_idle_timeout: float = 10.0     # seconds a TCP client may sit idle after its last answered query
-    tcp_message_timeout: float = 5.0   # seconds from a TCP message's first octet to its last
-    tcp_max_connections: int = 256     # concurrent TCP connections per listener
-    tcp_source_share: float = 0.25     # of tcp_max_connections one source (IPv4 address, IPv6 /64) may hold
+    udp_payload: int = 1232  # what we advertise in our OPT (RFC 6891, DNS flag day 2020)
+    tcp_idle_timeout: float = 10.0  # seconds a TCP client may sit idle after its last answered query
+    tcp_message_timeout: float = 5.0  # seconds from a TCP message's first octet to its last
+    tcp_max_connections: int = 256  # concurrent TCP connections per listener
+    tcp_source_share: float = 0.25  # of tcp_max_connections one source (IPv4 address, IPv6 /64) may hold
     admin_token: str | None = None
-    debug_txt: bool = False            # answer TXT _geodns.<record> with the decision for the asker
+    debug_txt: bool = False  # answer TXT _geodns.<record> with the decision for the asker
     query_log: QueryLogConfig = field(default_factory=QueryLogConfig)
     ready_max_staleness: float = 60.0  # /readyz fails when the store has been unreachable this long
     # Processes answering DNS with SO_REUSEPORT (geodns/workers.py); by default one per usable CPU.
@@ -77,8 +79,8 @@ class Region:
     name: str
     lat: float
     lon: float
-    continent: str                      # two-letter continent code: AF AN AS EU NA OC SA
-    countries: tuple[str, ...] = ()     # ISO 3166-1 alpha-2, upper case
+    continent: str  # two-letter continent code: AF AN AS EU NA OC SA
+    countries: tuple[str, ...] = ()  # ISO 3166-1 alpha-2, upper case
 
 
 @dataclass(frozen=True)
@@ -89,23 +91,23 @@ class CheckSpec:
     as JSON; ``expect_status`` is normalised so a decoded spec equals the original.
     """
 
-    type: str = "http"                  # http | https | tcp
-    url: str | None = None              # full URL (tcp://host:port for tcp); the target of every endpoint
+    type: str = "http"  # http | https | tcp
+    url: str | None = None  # full URL (tcp://host:port for tcp); the target of every endpoint
     port: int | None = None
     path: str = "/healthz"
-    host: str | None = None             # Host header and TLS SNI when they differ from the dialled address
+    host: str | None = None  # Host header and TLS SNI when they differ from the dialled address
     interval: float = 5.0
     timeout: float = 2.0
-    rise: int = 2                       # consecutive successes to become up
-    fall: int = 2                       # consecutive failures to become down
+    rise: int = 2  # consecutive successes to become up
+    fall: int = 2  # consecutive failures to become down
     method: str = "GET"
-    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)   # inclusive ranges; redirects are not followed
-    body: str | None = None             # substring expected within the first 64 KiB of the body
+    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)  # inclusive ranges; redirects are not followed
+    body: str | None = None  # substring expected within the first 64 KiB of the body
     tls_verify: bool = True
-    ca_file: str | None = None          # PEM file of the CA(s) to trust instead of the system's
-    send: str | None = None             # tcp: bytes (UTF-8) to send after connecting
-    expect: str | None = None           # tcp: substring expected in the reply (first 64 KiB)
-    jitter: float = 0.1                 # fraction of the interval a check's start is spread over
+    ca_file: str | None = None  # PEM file of the CA(s) to trust instead of the system's
+    send: str | None = None  # tcp: bytes (UTF-8) to send after connecting
+    expect: str | None = None  # tcp: substring expected in the reply (first 64 KiB)
+    jitter: float = 0.1  # fraction of the interval a check's start is spread over
     # Where the health response says how loaded the endpoint is (gslb/load.py): a dotted path
     # into a JSON body ("load" or "status.cpu"), or a metric name in a Prometheus-text body.
     load_json: str | None = None
@@ -120,7 +122,7 @@ class CheckSpec:
 class EndpointSpec:
     address: IPAddress
     weight: int = 100
-    probe: str | None = None            # "host:port" or URL probed instead of the address
+    probe: str | None = None  # "host:port" or URL probed instead of the address
 
 
 @dataclass(frozen=True)
@@ -138,11 +140,11 @@ class LoadSpec:
 
     low: float = 0.7
     high: float = 0.9
-    smoothing: float = 20.0             # seconds
-    step: float = 0.1                   # of the shed share, per interval
-    interval: float = 5.0               # seconds
-    hysteresis: float = 0.05            # of load
-    ttl: int = 10                       # seconds
+    smoothing: float = 20.0  # seconds
+    step: float = 0.1  # of the shed share, per interval
+    interval: float = 5.0  # seconds
+    hysteresis: float = 0.05  # of load
+    ttl: int = 10  # seconds
 
 
 @dataclass(frozen=True)
@@ -151,10 +153,10 @@ class ClusterSpec:
     region: str
     endpoints: tuple[EndpointSpec, ...]
     weight: int = 100
-    priority: int = 0                   # for `failover`: lower wins
-    min_healthy: int = 1                # endpoints that must be up for the cluster to be up
+    priority: int = 0  # for `failover`: lower wins
+    min_healthy: int = 1  # endpoints that must be up for the cluster to be up
     check: CheckSpec | None = None
-    load: LoadSpec | None = None        # the shed filter's watermarks; None: never shed
+    load: LoadSpec | None = None  # the shed filter's watermarks; None: never shed
 
 
 @dataclass(frozen=True)
@@ -162,25 +164,25 @@ class RecordSpec:
     """A GSLB name: which clusters may answer it and how they are chosen."""
 
     name: Name
-    text: str                           # as written in the config, for messages
+    text: str  # as written in the config, for messages
     clusters: tuple[str, ...]
     policy: tuple[str, ...] = ("healthy", "geo", "weighted")
     ttl: int = 30
-    answers: int = 1                    # addresses per response, per family
-    fallback: str = "all"               # all | none | <cluster name>
+    answers: int = 1  # addresses per response, per family
+    fallback: str = "all"  # all | none | <cluster name>
     latency_tolerance_pct: float = 20.0
     latency_tolerance_ms: float = 10.0
-    latency_reach_km: float = 2000.0    # a vantage measures for clients this close to it (filters.latency)
-    line: int | None = None             # where the record is defined in the config file
+    latency_reach_km: float = 2000.0  # a vantage measures for clients this close to it (filters.latency)
+    line: int | None = None  # where the record is defined in the config file
 
 
 @dataclass(frozen=True)
 class CheckerConfig:
     """The checker that `geodns serve` runs inside itself."""
 
-    embedded: str = "auto"              # auto (on with memory://) | on | off
-    id: str | None = None               # default: "<hostname>-serve"
-    region: str | None = None           # its vantage; default "local" (not a region: no RTT votes)
+    embedded: str = "auto"  # auto (on with memory://) | on | off
+    id: str | None = None  # default: "<hostname>-serve"
+    region: str | None = None  # its vantage; default "local" (not a region: no RTT votes)
     # Where a `geodns check` process serves /healthz, /readyz and /metrics (its --http-listen);
     # None: no HTTP port.  The embedded checker's metrics are on the server's own port.
     http_listen: tuple[str, int] | None = None
@@ -190,13 +192,13 @@ class CheckerConfig:
 class HealthConfig:
     """How the DNS side turns checkers' observations into up/down."""
 
-    quorum: str | int = "majority"      # majority | any | all | N checkers that must see it up
-    unknown: str = "up"                 # how an endpoint with no fresh verdict is answered: up | down
+    quorum: str | int = "majority"  # majority | any | all | N checkers that must see it up
+    unknown: str = "up"  # how an endpoint with no fresh verdict is answered: up | down
 
 
 @dataclass(frozen=True)
 class Config:
-    source: Path | None = None          # the YAML file, None for the embedded defaults
+    source: Path | None = None  # the YAML file, None for the embedded defaults
     server: ServerConfig = field(default_factory=ServerConfig)
     store: str = "memory://"
     zones: tuple[Path, ...] = ()

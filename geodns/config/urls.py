@@ -4,6 +4,7 @@ The config checks a ``store:`` URL when it loads (so a mistake is a ``file:line`
 error, not an outage at the first write); the Redis backend then builds its
 client from the same parsed value (``state/sentinel.py``).
 """
+
 from __future__ import annotations
 
 import urllib.parse
@@ -22,7 +23,7 @@ class SentinelURL:
     service: str
     db: int = 0
     username: str | None = None
-    password: str | None = field(default=None, repr=False)          # the data nodes' (primary, replicas)
+    password: str | None = field(default=None, repr=False)  # the data nodes' (primary, replicas)
     sentinel_password: str | None = field(default=None, repr=False)
     tls: bool = False
     ssl_ca_certs: str | None = None
@@ -56,6 +57,13 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     if len(path) == 2 and not path[1].isdigit():
         raise ValueError(f"database must be a number, not {path[1]!r}")
     query = dict(urllib.parse.parse_qsl(parts.query))
-    return SentinelURL(tuple(hosts), path[0], int(path[1]) if len(path) == 2 else 0, username, password,
-                       query.get("sentinel_password"), parts.scheme.lower().startswith("rediss"),
-                       query.get("ssl_ca_certs"))
+    return SentinelURL(
+        tuple(hosts),
+        path[0],
+        int(path[1]) if len(path) == 2 else 0,
+        username,
+        password,
+        query.get("sentinel_password"),
+        parts.scheme.lower().startswith("rediss"),
+        query.get("ssl_ca_certs"),
+    )

@@ -1,6 +1,7 @@
 """Value converters for the configuration: each returns the typed value or raises
 ValueError with the reason, which the loader prefixes with the file, line and key path.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -14,8 +15,8 @@ from . import model
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_WORKERS = model.MAX_WORKERS
-MAX_WEIGHT = 1_000_000             # also the bound of priority and min_healthy
-MAX_PROBE = 2048                   # characters: a host:port or a URL, as long as URLs usefully get
+MAX_WEIGHT = 1_000_000  # also the bound of priority and min_healthy
+MAX_PROBE = 2048  # characters: a host:port or a URL, as long as URLs usefully get
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _CONTINENTS = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 
@@ -98,6 +99,7 @@ def int_range(lo: int, hi: int) -> Callable[[Any], int]:
             shown = digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
             raise ValueError(f"must be between {lo} and {hi}, not {shown}")
         return value
+
     return convert
 
 
@@ -106,8 +108,9 @@ def cluster_name(value: Any) -> str:
     to 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         shown = value if not isinstance(value, str) or len(value) <= 80 else value[:80] + "..."
-        raise ValueError(f"must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, "
-                         f"not {shown!r}")
+        raise ValueError(
+            f"must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, not {shown!r}"
+        )
     return value
 
 
@@ -132,17 +135,20 @@ def float_range(lo: float, hi: float) -> Callable[[Any], float]:
         if not lo <= value <= hi:
             raise ValueError(f"must be between {lo} and {hi}, not {value}")
         return float(value)
+
     return convert
 
 
 def finite_at_least(lo: float) -> Callable[[Any], float]:
     """A number >= ``lo``; .inf and .nan (YAML reads them as floats) are not numbers a setting can use."""
+
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"must be a finite number >= {lo:g}, not {value!r}")
         if value < lo:
             raise ValueError(f"must be >= {lo:g}, not {value}")
         return float(value)
+
     return convert
 
 
@@ -151,6 +157,7 @@ def choice(*options: str) -> Callable[[Any], str]:
         if value not in options:
             raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
         return value
+
     return convert
 
 
@@ -178,11 +185,14 @@ def store_url(value: Any) -> str:
     text = nonempty_str(value)
     scheme = text.split("://", 1)[0] if "://" in text else ""
     if scheme not in ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "sentinel"):
-        raise ValueError(f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
-                         f"or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]")
+        raise ValueError(
+            f"{text!r}: use memory://, redis://HOST:PORT/DB, rediss:// (TLS), unix:///PATH "
+            f"or redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB]"
+        )
     if "sentinel" in scheme:
         from .urls import parse_sentinel_url  # urls imports this module
-        parse_sentinel_url(text)       # its ValueError names what is wrong
+
+        parse_sentinel_url(text)  # its ValueError names what is wrong
     return text
 
 
@@ -242,4 +252,3 @@ def km(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 20038:
         raise ValueError(f"must be a distance in km from 0 to 20038, not {value!r}")
     return float(value)
-

@@ -11,6 +11,7 @@ decimal (``0o``/``0x`` for the other bases), ``1:30`` and dates stay strings,
 and the field checks reject what does not fit, naming the key.  ``.inf`` and
 ``.nan`` are floats, as in 1.2; the field checks reject them too.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,7 +46,7 @@ class LinedList(list):
 if TYPE_CHECKING:
     _SafeLoader = yaml.SafeLoader
 else:
-    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml: ten times faster, same marks
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ten times faster, same marks
 
 
 class _Loader(_SafeLoader):
@@ -57,11 +58,15 @@ class _Loader(_SafeLoader):
 # The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), plus the merge key
 # ``<<``, which configs with anchors use.  The first matching resolver wins, so int comes before float.
 _CORE = (
-    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),     # "": an empty value
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),  # "": an empty value
     ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
     ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
-    ("tag:yaml.org,2002:float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", list("-+.0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        list("-+.0123456789"),
+    ),
     ("tag:yaml.org,2002:merge", r"<<", ["<"]),
 )
 for _tag, _pattern, _first in _CORE:
@@ -80,8 +85,8 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
     try:
         if value.startswith(("0o", "0x")):
             return int(value[2:], 8 if value[1] == "o" else 16)
-        return int(value, 10)                     # 010 is ten: no octal by leading zero
-    except ValueError as exc:                     # e.g. more digits than Python converts
+        return int(value, 10)  # 010 is ten: no octal by leading zero
+    except ValueError as exc:  # e.g. more digits than Python converts
         raise yaml.constructor.ConstructorError(None, None, f"bad integer: {exc}", node.start_mark) from None
 
 

@@ -4,6 +4,7 @@ Rdata arrives pre-encoded (see ``RRset``); only owner names are compressed,
 against the question and earlier owners.  Truncation keeps whole RRsets and
 the question, and sets TC only when something the client needs was left out.
 """
+
 from __future__ import annotations
 
 import struct
@@ -27,9 +28,9 @@ class Answer:
     answer: list[RRset] = field(default_factory=list)
     authority: list[RRset] = field(default_factory=list)
     additional: list[RRset] = field(default_factory=list)
-    glue_required: bool = False    # referral glue: set TC rather than drop it
-    ecs_scope: int = 0             # the ECS scope prefix the answer depended on
-    cacheable: bool = True         # False when the answer depends on the client (GSLB, debug TXT)
+    glue_required: bool = False  # referral glue: set TC rather than drop it
+    ecs_scope: int = 0  # the ECS scope prefix the answer depended on
+    cacheable: bool = True  # False when the answer depends on the client (GSLB, debug TXT)
 
 
 class _Writer:
@@ -130,8 +131,9 @@ def encode(query: Query, result: Answer, max_size: int, payload: int, nsid: byte
         else:
             continue
         break
-    w.buf[0:12] = _HEADER.pack(query.id, _flags(query.flags, rcode, result.aa, tc), 1,
-                               counts[0], counts[1], counts[2] + (1 if opt else 0))
+    w.buf[0:12] = _HEADER.pack(
+        query.id, _flags(query.flags, rcode, result.aa, tc), 1, counts[0], counts[1], counts[2] + (1 if opt else 0)
+    )
     w.buf += opt
     return bytes(w.buf)
 
@@ -140,7 +142,7 @@ def encode_error(query: Query, rcode: int, payload: int, nsid: bytes | None = No
     """A response with no records: FORMERR, REFUSED, NOTIMP, BADVERS."""
     opt = _opt(query, payload, rcode, 0, nsid) if query.edns is not None else b""
     if rcode >= 16 and not opt:
-        rcode = 2   # an extended rcode cannot be said without OPT: SERVFAIL
+        rcode = 2  # an extended rcode cannot be said without OPT: SERVFAIL
     header = _HEADER.pack(query.id, _flags(query.flags, rcode, False, False), 1, 0, 0, 1 if opt else 0)
     return header + query.question + opt
 

@@ -15,6 +15,7 @@ truncation, errors, malformed packets) returns None and takes the full path,
 which produced every cached response in the first place, so both give the same
 bytes; a test compares them on generated queries.
 """
+
 from __future__ import annotations
 
 import struct
@@ -31,11 +32,11 @@ if TYPE_CHECKING:
 
 MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000
-MEMO_BYTES = 64 << 20   # and at most this much response data: spoofed ECS subnets cannot grow it past
-MEMO_VARIANTS = 32      # answers one memo entry may hold; a record with more selects per query
+MEMO_BYTES = 64 << 20  # and at most this much response data: spoofed ECS subnets cannot grow it past
+MEMO_VARIANTS = 32  # answers one memo entry may hold; a record with more selects per query
 _TOO_BIG = ("too big",)  # in ``cache``: this selection's answer does not fit this client's size limit
 _OPTION = struct.Struct("!HH")
-_FLAG_BITS = 0x0100 | 0x0010          # RD and CD: echoed, so part of the key
+_FLAG_BITS = 0x0100 | 0x0010  # RD and CD: echoed, so part of the key
 
 
 class Shape:
@@ -54,7 +55,7 @@ def read(data: bytes) -> Shape | None:
     """The common query shape, or None for anything the full path must see."""
     n = len(data)
     if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00" or data[10] or data[11] > 1:
-        return None                    # QR, opcode, QDCOUNT 1, no answer/authority, at most an OPT
+        return None  # QR, opcode, QDCOUNT 1, no answer/authority, at most an OPT
     pos = 12
     while True:
         length = data[pos]
@@ -67,12 +68,12 @@ def read(data: bytes) -> Shape | None:
             return None
     qend = pos + 5
     if qend > n or pos - 12 > 254 or data[pos + 3] or data[pos + 4] != 1:
-        return None                    # class IN only
+        return None  # class IN only
     qtype = (data[pos + 1] << 8) | data[pos + 2]
     if qtype == T_OPT or qtype >= 251:
-        return None                    # ANY, AXFR, IXFR, MAILx, OPT: the full path's business
+        return None  # ANY, AXFR, IXFR, MAILx, OPT: the full path's business
     flag_bits = ((data[2] << 8) | data[3]) & _FLAG_BITS
-    qname = data[12:pos + 1].lower()
+    qname = data[12 : pos + 1].lower()
     if data[11] == 0:
         if qend != n:
             return None
@@ -81,7 +82,7 @@ def read(data: bytes) -> Shape | None:
         return None
     rtype, payload, ttl, rdlen = RR_FIXED.unpack_from(data, qend + 1)
     if rtype != T_OPT or ttl & 0xFFFF7FFF or qend + 11 + rdlen != n:
-        return None                    # version 0, no extended rcode, DO the only flag
+        return None  # version 0, no extended rcode, DO the only flag
     shape = Shape(qend, (), qname, qtype)
     pos = qend + 11
     while pos < n:
@@ -91,12 +92,12 @@ def read(data: bytes) -> Shape | None:
         end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
         if end > n:
             return None
-        if code == OPT_ECS and shape.ecs is None and _valid_ecs(data[pos + 4:end]):
-            shape.ecs = data[pos + 4:end]
+        if code == OPT_ECS and shape.ecs is None and _valid_ecs(data[pos + 4 : end]):
+            shape.ecs = data[pos + 4 : end]
         elif code == OPT_NSID and not shape.nsid and end == pos + 4:
             shape.nsid = True
         else:
-            return None                # unknown, repeated or invalid options
+            return None  # unknown, repeated or invalid options
         pos = end
     shape.edns = True
     shape.payload = max(payload, 512)
@@ -121,8 +122,7 @@ def _opt(shape: Shape, our_payload: int, scope: int, nsid: bytes | None) -> byte
     options = b""
     ecs = shape.ecs
     if ecs is not None:
-        options = _OPTION.pack(OPT_ECS, len(ecs)) + ecs[:3] + \
-            bytes((min(scope, ecs[2]) if ecs[2] else 0,)) + ecs[4:]
+        options = _OPTION.pack(OPT_ECS, len(ecs)) + ecs[:3] + bytes((min(scope, ecs[2]) if ecs[2] else 0,)) + ecs[4:]
     if shape.nsid and nsid:
         options += _OPTION.pack(OPT_NSID, len(nsid)) + nsid
     return b"\x00" + RR_FIXED.pack(T_OPT, our_payload, 0x8000 if shape.do else 0, len(options)) + options
@@ -130,7 +130,7 @@ def _opt(shape: Shape, our_payload: int, scope: int, nsid: bytes | None) -> byte
 
 def _lowered(message: bytes, shape: Shape) -> bytes:
     """``message`` (a query or its response) after the ID, with the question's name in lower case."""
-    return message[2:12] + shape.qname + message[shape.qend - 4:]
+    return message[2:12] + shape.qname + message[shape.qend - 4 :]
 
 
 class FastPath:
@@ -176,7 +176,7 @@ class FastPath:
             if entry is not None:
                 self.hits += 1
                 tail = entry[0]
-                if tail is None:            # a GSLB entry: only made while dynamic is set
+                if tail is None:  # a GSLB entry: only made while dynamic is set
                     tail = self._draw(entry, dynamic)  # type: ignore[arg-type]
                 return data[:2] + tail, entry[1], entry[2]
             hit = self._memo_mixed_case(data, client)
@@ -217,7 +217,7 @@ class FastPath:
         listed = dynamic.outcomes(name, shape.qtype, who)
         if listed is None:
             selection = dynamic.select(name, shape.qtype, who)
-            if selection is None:           # not a GSLB name in this state: the full path answers
+            if selection is None:  # not a GSLB name in this state: the full path answers
                 return None
         else:
             selection = dynamic.pick(listed)
@@ -225,7 +225,7 @@ class FastPath:
         ttl = dynamic.ttl(name)
         entry = self._gslb_entry(data, shape, size, name, selection, ttl)
         ecs = shape.ecs is not None
-        if entry is None:                   # too big for this client: the truncated answer, uncached
+        if entry is None:  # too big for this client: the truncated answer, uncached
             response = self._encode(data, size, name, selection)
             if response is None:
                 return None
@@ -243,8 +243,11 @@ class FastPath:
                 lowered = _lowered(data, shape)
                 key = (lowered, client) if shape.ecs is None or not shape.ecs[2] else lowered
                 tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
-                self._memorize(key, (None, entry[2], ecs, who.location.source == "none", listed.cumulative,
-                                     tuple(tails), tallies), sum(map(len, tails)))
+                self._memorize(
+                    key,
+                    (None, entry[2], ecs, who.location.source == "none", listed.cumulative, tuple(tails), tallies),
+                    sum(map(len, tails)),
+                )
         return response, entry[2], ecs
 
     def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection, ttl: int) -> tuple | None:
@@ -257,7 +260,7 @@ class FastPath:
             if response is None:
                 return None
             if response[2] & 0x02:
-                self.cache[key] = _TOO_BIG      # so the next query does not encode it twice
+                self.cache[key] = _TOO_BIG  # so the next query does not encode it twice
                 return None
             entry = self._store(key, shape, response, _origin(self.engine, name), 0)
         elif entry is _TOO_BIG:
@@ -306,7 +309,7 @@ class FastPath:
         name = data[12:end]
         lowered = name.lower()
         if lowered == name:
-            return None                      # already looked up as it is
+            return None  # already looked up as it is
         key = data[2:12] + lowered + data[end:]
         entry = self.memo.get(key)
         if entry is None and self.engine.dynamic is not None:
@@ -315,23 +318,29 @@ class FastPath:
             return None
         self.hits += 1
         tail = entry[0]
-        if tail is None:                    # a GSLB entry: only made while dynamic is set
+        if tail is None:  # a GSLB entry: only made while dynamic is set
             tail = self._draw(entry, self.engine.dynamic)  # type: ignore[arg-type]
-        return data[:2] + tail[:10] + name + tail[end - 2:], entry[1], entry[2]
+        return data[:2] + tail[:10] + name + tail[end - 2 :], entry[1], entry[2]
 
     def _splice(self, data: bytes, shape: Shape, entry: tuple, scope: int) -> bytes:
         body, arcount, _count = entry
         qend = shape.qend
         if shape.edns:
             engine = self.engine
-            return data[:2] + body[2:10] + (arcount + 1).to_bytes(2, "big") + data[12:qend] + body[qend:] + \
-                _opt(shape, engine.payload, scope, engine.nsid)
+            return (
+                data[:2]
+                + body[2:10]
+                + (arcount + 1).to_bytes(2, "big")
+                + data[12:qend]
+                + body[qend:]
+                + _opt(shape, engine.payload, scope, engine.nsid)
+            )
         return data[:2] + body[2:10] + arcount.to_bytes(2, "big") + data[12:qend] + body[qend:]
 
     def _memorize(self, key, entry: tuple, size: int) -> None:
         memo = self.memo
         if len(memo) >= MEMO_ENTRIES or self.memo_bytes + size > MEMO_BYTES:
-            memo.clear()               # simple and bounded, as for ``cache``
+            memo.clear()  # simple and bounded, as for ``cache``
             self.memo_bytes = 0
         memo[key] = entry
         self.memo_bytes += size
@@ -345,12 +354,15 @@ class FastPath:
 
     def _store(self, key: tuple, shape: Shape, response: bytes, origin, rcode: int) -> tuple:
         if len(self.cache) >= MAX_ENTRIES:
-            self.cache.clear()          # simple and bounded; the working set refills in milliseconds
+            self.cache.clear()  # simple and bounded; the working set refills in milliseconds
         opt_len = 0
         if shape.edns:
-            opt_len = 11 + (4 + len(shape.ecs) if shape.ecs is not None else 0) + \
-                (4 + len(self.engine.nsid) if shape.nsid and self.engine.nsid else 0)
-        body = response[:len(response) - opt_len]
+            opt_len = (
+                11
+                + (4 + len(shape.ecs) if shape.ecs is not None else 0)
+                + (4 + len(self.engine.nsid) if shape.nsid and self.engine.nsid else 0)
+            )
+        body = response[: len(response) - opt_len]
         arcount = ((response[10] << 8) | response[11]) - (1 if shape.edns else 0)
         entry = (body, arcount, (origin, shape.qtype, rcode))
         self.cache[key] = entry

@@ -6,6 +6,7 @@ whatever goes wrong inside it is contained (geodns/dns/safe.py), so one bad
 packet can never take a listener down.  TCP's budget (flow control, deadlines,
 per-source shares) is geodns/dns/tcp.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,9 +36,9 @@ class ListenerStats:
     udp_queries: int = 0
     tcp_queries: int = 0
     tcp_connections: int = 0
-    tcp_refused: int = 0               # over the table or the source's share
-    tcp_evicted: int = 0               # closed to make room for a lighter source
-    tcp_timed_out: int = 0             # a message not finished in time, or answers not read
+    tcp_refused: int = 0  # over the table or the source's share
+    tcp_evicted: int = 0  # closed to make room for a lighter source
+    tcp_timed_out: int = 0  # a message not finished in time, or answers not read
     handler_errors: int = 0
 
 
@@ -71,8 +72,8 @@ class Listener:
     stats: ListenerStats = field(default_factory=ListenerStats)
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.base_events.Server | None = None
-    reuse_port: bool = False           # SO_REUSEPORT: several worker processes share this address
-    sockets: tuple | None = None       # (TCP, UDP) already bound: a worker's, from its supervisor
+    reuse_port: bool = False  # SO_REUSEPORT: several worker processes share this address
+    sockets: tuple | None = None  # (TCP, UDP) already bound: a worker's, from its supervisor
 
     def __post_init__(self) -> None:
         self.table = TcpTable(self.limits, self.stats)
@@ -121,8 +122,9 @@ class Listener:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def _bound_socket(family: int, kind: int, host: str, port: int, reuse_port: bool = False,
-                  listen: bool = True) -> socket.socket:
+def _bound_socket(
+    family: int, kind: int, host: str, port: int, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
     """A bound, non-blocking socket; ``listen=False`` only holds a port (see geodns/workers.py)."""
     sock = socket.socket(family, kind)
     try:

@@ -1,5 +1,6 @@
 """The one place a query meets the handler: whatever goes wrong inside it is contained here,
 so one bad packet can never take a listener (UDP or TCP) down."""
+
 from __future__ import annotations
 
 import logging

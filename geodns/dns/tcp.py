@@ -21,6 +21,7 @@ TCP is where truncated answers go, so it must stay usable while someone abuses i
 
 The clock is the event loop's (monotonic); no timer is touched per octet.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,20 +34,20 @@ from .safe import answer_safely
 if TYPE_CHECKING:
     from .listener import Listener
 
-HIGH_WATER = 64 * 1024      # octets of unsent answers above which we stop reading a client
-LOW_WATER = 16 * 1024       # ... and below which we read (and answer) again
-BATCH = 64                  # queries answered per loop turn for one connection
-_SLACK = 0.005              # timers may fire a little early (uvloop counts in ms)
+HIGH_WATER = 64 * 1024  # octets of unsent answers above which we stop reading a client
+LOW_WATER = 16 * 1024  # ... and below which we read (and answer) again
+BATCH = 64  # queries answered per loop turn for one connection
+_SLACK = 0.005  # timers may fire a little early (uvloop counts in ms)
 
 
 @dataclass(frozen=True)
 class TcpLimits:
     """The ``server.tcp_*`` settings one listener applies."""
 
-    idle_timeout: float = 10.0        # nothing in flight, since the last answered query
-    message_timeout: float = 5.0      # from a message's first octet to its last
-    max_connections: int = 256        # per listener (per worker process)
-    source_share: float = 0.25        # of max_connections, per source
+    idle_timeout: float = 10.0  # nothing in flight, since the last answered query
+    message_timeout: float = 5.0  # from a message's first octet to its last
+    max_connections: int = 256  # per listener (per worker process)
+    source_share: float = 0.25  # of max_connections, per source
 
     @property
     def per_source(self) -> int:
@@ -55,8 +56,9 @@ class TcpLimits:
     @classmethod
     def from_config(cls, server) -> TcpLimits:
         """From a ``ServerConfig``."""
-        return cls(server.tcp_idle_timeout, server.tcp_message_timeout, server.tcp_max_connections,
-                   server.tcp_source_share)
+        return cls(
+            server.tcp_idle_timeout, server.tcp_message_timeout, server.tcp_max_connections, server.tcp_source_share
+        )
 
 
 def source_of(ip: str) -> str:
@@ -134,17 +136,17 @@ class TcpConnection(asyncio.Protocol):
         self.limits = listener.limits
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.loop: asyncio.AbstractEventLoop          # set by connection_made, before any use
+        self.loop: asyncio.AbstractEventLoop  # set by connection_made, before any use
         self.client = "?"
         self.source = "?"
-        self.last_answer = 0.0                 # when a query was last answered (or the connection opened)
-        self.message_start: float | None = None   # first octet of the unfinished message
+        self.last_answer = 0.0  # when a query was last answered (or the connection opened)
+        self.message_start: float | None = None  # first octet of the unfinished message
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
-        self.writing_paused = False            # the transport holds more than HIGH_WATER unsent
+        self.writing_paused = False  # the transport holds more than HIGH_WATER unsent
         self.reading = True
-        self.next_turn: asyncio.Handle | None = None   # set while complete queries wait in the buffer
+        self.next_turn: asyncio.Handle | None = None  # set while complete queries wait in the buffer
 
     # -- the transport's calls ---------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -202,11 +204,11 @@ class TcpConnection(asyncio.Protocol):
                 return
             if len(buf) < 2 + length:
                 break
-            if answered == BATCH:              # the rest on the next turn, after other clients
+            if answered == BATCH:  # the rest on the next turn, after other clients
                 self.next_turn = self.loop.call_soon(self._answer)
                 break
-            message = bytes(buf[2:2 + length])
-            del buf[:2 + length]
+            message = bytes(buf[2 : 2 + length])
+            del buf[: 2 + length]
             answered += 1
             stats.tcp_queries += 1
             response = answer_safely(listener.handler, message, self.client, True, stats)
@@ -218,7 +220,7 @@ class TcpConnection(asyncio.Protocol):
             self.message_start = None
         self._sync_reading()
         if self.writing_paused or self.next_turn is not None:
-            return                              # pause_writing set the deadline; or we go on at once
+            return  # pause_writing set the deadline; or we go on at once
         if not buf:
             self._set_deadline(self.last_answer + self.limits.idle_timeout)
         else:
@@ -251,12 +253,12 @@ class TcpConnection(asyncio.Protocol):
         self.timer = None
         if self.transport is None:
             return
-        if self.loop.time() + _SLACK < self.deadline:   # moved later since: wait for it
+        if self.loop.time() + _SLACK < self.deadline:  # moved later since: wait for it
             self.timer_at = self.deadline
             self.timer = self.loop.call_at(self.deadline, self._on_timer)
             return
         if self.message_start is not None or self.writing_paused:
-            self.listener.stats.tcp_timed_out += 1      # a drip or a client that does not read
+            self.listener.stats.tcp_timed_out += 1  # a drip or a client that does not read
         self.drop()
 
     def drop(self) -> None:

@@ -5,6 +5,7 @@ header, one question and at most an OPT record, and reading just those is both
 faster and stricter (every malformation maps to a precise outcome: drop, or
 FORMERR with whatever of the header we could read).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -30,8 +31,18 @@ OPCODE_QUERY = 0
 
 # Types and classes used by the engine.
 T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_HINFO, T_MX, T_TXT = 1, 2, 5, 6, 12, 13, 15, 16
-T_AAAA, T_SRV, T_OPT, T_DS, T_IXFR, T_AXFR, T_MAILB, T_MAILA, T_ANY, T_CAA = \
-    28, 33, 41, 43, 251, 252, 253, 254, 255, 257
+T_AAAA, T_SRV, T_OPT, T_DS, T_IXFR, T_AXFR, T_MAILB, T_MAILA, T_ANY, T_CAA = (
+    28,
+    33,
+    41,
+    43,
+    251,
+    252,
+    253,
+    254,
+    255,
+    257,
+)
 C_IN, C_CH, C_NONE, C_ANY = 1, 3, 254, 255
 
 # EDNS option codes.
@@ -41,7 +52,7 @@ OPT_ECS = 8
 DO_BIT = 0x8000
 
 _HEADER = struct.Struct("!HHHHHH")
-RR_FIXED = struct.Struct("!HHIH")     # type, class, TTL, rdlength: shared by reader and writers
+RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength: shared by reader and writers
 _QFIXED = struct.Struct("!HH")
 
 
@@ -62,7 +73,7 @@ class ClientSubnet:
     source_prefix: int
     scope_prefix: int
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
-    raw_address: bytes           # the truncated address bytes, echoed as received
+    raw_address: bytes  # the truncated address bytes, echoed as received
 
     def echo(self, scope: int) -> bytes:
         """The option payload for the response, with our scope."""
@@ -71,23 +82,23 @@ class ClientSubnet:
 
 @dataclass(frozen=True, slots=True)
 class Edns:
-    payload: int                 # the requester's UDP payload size
+    payload: int  # the requester's UDP payload size
     version: int
     do: bool
     options: tuple[tuple[int, bytes], ...]
     ecs: ClientSubnet | None
-    nsid: bool                   # the requester asked for our NSID
+    nsid: bool  # the requester asked for our NSID
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
     id: int
-    flags: int                   # the raw header flags word
+    flags: int  # the raw header flags word
     opcode: int
-    qname: Name                  # lower-cased labels
+    qname: Name  # lower-cased labels
     qtype: int
     qclass: int
-    question: bytes              # name + type + class exactly as received (case kept)
+    question: bytes  # name + type + class exactly as received (case kept)
     edns: Edns | None
 
 
@@ -114,7 +125,7 @@ def _read_name(data: bytes, offset: int) -> tuple[Name, int]:
         total += length + 1
         if total > 255:
             raise FormatError("question name longer than 255 octets")
-        labels.append(data[offset:offset + length].lower())
+        labels.append(data[offset : offset + length].lower())
         offset += length
 
 
@@ -177,7 +188,7 @@ def _parse_opt(data: bytes, offset: int, rdlength: int, rclass: int, ttl: int) -
         pos += 4
         if pos + length > end:
             raise FormatError("EDNS option runs past its record")
-        value = data[pos:pos + length]
+        value = data[pos : pos + length]
         pos += length
         options.append((code, value))
         if code == OPT_ECS and version == 0:
@@ -206,7 +217,7 @@ def parse_query(data: bytes) -> Query | None:
         return None
     qid, flags, qdcount, ancount, nscount, arcount = header
     if flags & QR:
-        return None          # a response: never answer it (reflection loops)
+        return None  # a response: never answer it (reflection loops)
     opcode = (flags >> 11) & 0xF
     if qdcount != 1:
         raise FormatError(f"QDCOUNT is {qdcount}, expected 1")
@@ -214,7 +225,7 @@ def parse_query(data: bytes) -> Query | None:
     if offset + 4 > len(data):
         raise FormatError("question type/class missing")
     qtype, qclass = _QFIXED.unpack_from(data, offset)
-    question = data[12:offset + 4]
+    question = data[12 : offset + 4]
     offset += 4
     edns = None
     try:

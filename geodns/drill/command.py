@@ -8,6 +8,7 @@
 Exit status: 0 when every check of the report passed, 1 when one failed,
 2 when the drill could not run (with the reason).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,19 +22,36 @@ from .target import Deployment, DrillError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from ..stack.command import DEFAULT_DIR
+
     parser = subparsers.add_parser(
-        "drill", help="chaos drill: inject a fault, measure how answers move, report",
+        "drill",
+        help="chaos drill: inject a fault, measure how answers move, report",
         description="Play clients in Singapore, London and the US (ECS), inject a fault, and report how "
-                    "fast answers moved away and back, and whether any query failed.")
+        "fast answers moved away and back, and whether any query failed.",
+    )
     parser.add_argument("scenario", choices=SCENARIOS)
-    parser.add_argument("--stack", type=Path, default=None, metavar="DIR",
-                        help=f"the local stack's directory or state file (default {DEFAULT_DIR} "
-                             f"unless --dns is given)")
+    parser.add_argument(
+        "--stack",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"the local stack's directory or state file (default {DEFAULT_DIR} unless --dns is given)",
+    )
     parser.add_argument("--dns", metavar="H:P[,H:P]", help="DNS servers of a real deployment")
-    parser.add_argument("--cluster", action="append", default=[], metavar="NAME=IP[,IP]",
-                        help="a real deployment's cluster and its answer addresses (repeatable)")
-    parser.add_argument("--ingress", action="append", default=[], metavar="NAME=URL",
-                        help="the /_sim control URL of a cluster's ingress (repeatable)")
+    parser.add_argument(
+        "--cluster",
+        action="append",
+        default=[],
+        metavar="NAME=IP[,IP]",
+        help="a real deployment's cluster and its answer addresses (repeatable)",
+    )
+    parser.add_argument(
+        "--ingress",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="the /_sim control URL of a cluster's ingress (repeatable)",
+    )
     parser.add_argument("--target", metavar="CLUSTER", help="the cluster to break (default per scenario)")
     parser.add_argument("--record", metavar="NAME", help="the GSLB name to ask (default per scenario)")
     parser.add_argument("--interval", type=float, help="check interval of a real deployment (seconds)")
@@ -44,14 +62,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--after", type=float, metavar="S", help="seconds recorded after recovery")
     parser.add_argument("--rate", type=float, default=10.0, help="queries per second per client (10)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
-    parser.add_argument("--plot", type=Path, metavar="FILE.svg",
-                        help="also draw the answer timeline per client and the fault window as SVG")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.svg",
+        help="also draw the answer timeline per client and the fault window as SVG",
+    )
     parser.set_defaults(func=command)
     return parser
 
 
 def deployment(args: argparse.Namespace) -> Deployment:
     from ..stack.command import DEFAULT_DIR
+
     if args.dns and args.stack is None:
         clusters: dict[str, dict] = {}
         for item in args.cluster:
@@ -75,8 +98,14 @@ def deployment(args: argparse.Namespace) -> Deployment:
 def command(args: argparse.Namespace) -> int:
     try:
         dep = deployment(args)
-        opts = Options(cluster=args.target, record=args.record, baseline=args.baseline, hold=args.hold,
-                       after=args.after, period=1.0 / max(args.rate, 0.1))
+        opts = Options(
+            cluster=args.target,
+            record=args.record,
+            baseline=args.baseline,
+            hold=args.hold,
+            after=args.after,
+            period=1.0 / max(args.rate, 0.1),
+        )
         print(f"geodns drill {args.scenario}: asking {', '.join(dep.dns)} ...", flush=True)
         report = run(args.scenario, dep, opts)
     except DrillError as exc:
@@ -87,6 +116,7 @@ def command(args: argparse.Namespace) -> int:
         args.json.write_text(report.to_json() + "\n")
     if args.plot:
         from .plot import svg
+
         args.plot.write_text(svg(report))
         print(f"plot: {args.plot}")
     return 0 if report.passed else 1

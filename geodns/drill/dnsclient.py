@@ -4,6 +4,7 @@ The drill must not share code with the server it judges, so queries are built
 here by hand (RFC 1035 header and question, RFC 6891 OPT, RFC 7871 Client
 Subnet) and answers are read with dnslib, an independent parser.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -42,7 +43,7 @@ class Reply:
     """One exchange with one server: the answer addresses, or why there are none."""
 
     server: str
-    rcode: str                  # NOERROR, NXDOMAIN, SERVFAIL, ... or TIMEOUT / REFUSED-PORT / ERROR
+    rcode: str  # NOERROR, NXDOMAIN, SERVFAIL, ... or TIMEOUT / REFUSED-PORT / ERROR
     addresses: tuple[str, ...]
     ms: float
 
@@ -86,15 +87,16 @@ def ask(server: str, name: str, qtype: str, subnet: str | None, timeout: float) 
     ms = (time.monotonic() - started) * 1000
     try:
         record = DNSRecord.parse(data)
-    except Exception:   # noqa: BLE001 - a reply we cannot parse is a failed query, whatever the reason
+    except Exception:  # noqa: BLE001 - a reply we cannot parse is a failed query, whatever the reason
         return Reply(server, "BADREPLY", (), ms)
     rcode = RCODE.get(record.header.rcode, str(record.header.rcode))
     addresses = tuple(sorted(str(rr.rdata) for rr in record.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)))
     return Reply(server, str(rcode), addresses, ms)
 
 
-def resolve(servers: list[str], name: str, qtype: str, subnet: str | None, timeout: float,
-            start: int = 0) -> tuple[Reply, list[Reply]]:
+def resolve(
+    servers: list[str], name: str, qtype: str, subnet: str | None, timeout: float, start: int = 0
+) -> tuple[Reply, list[Reply]]:
     """Ask the servers in turn from ``start`` until one answers, as a resolver with several
     NS records would; returns the final reply and every attempt."""
     attempts: list[Reply] = []

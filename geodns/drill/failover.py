@@ -6,6 +6,7 @@ cluster through the store (the same Sentinel URL the servers use) and watch
 both DNS servers stop answering it, then undrain it and watch it come back.
 Answers must not move while the primary is dead, and no query may fail.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ def primary_port(sentinel_port: int) -> int | None:
             client.close()
     except redis.RedisError:
         return None
-    return int(address[1]) if isinstance(address, (tuple, list)) else None   # (host, port), or None
+    return int(address[1]) if isinstance(address, (tuple, list)) else None  # (host, port), or None
 
 
 def role(port: int) -> str | None:
@@ -50,6 +51,7 @@ def role(port: int) -> str | None:
 
 def _write(url: str, cluster: str, state: str, timeout: float) -> tuple[bool, float, str]:
     """Set a cluster's admin state through the store, retrying while the store fails over."""
+
     async def once() -> None:
         store = open_store(url)
         try:
@@ -62,7 +64,7 @@ def _write(url: str, cluster: str, state: str, timeout: float) -> tuple[bool, fl
         try:
             asyncio.run(once())
             return True, time.monotonic() - started, ""
-        except StoreUnavailable as exc:   # mid-failover: try again
+        except StoreUnavailable as exc:  # mid-failover: try again
             error = str(exc)
             time.sleep(0.2)
     return False, time.monotonic() - started, error
@@ -76,14 +78,16 @@ def _until_every_server(dep: Deployment, rec: Recorder, subnet: str, want, timeo
 
 def redis_failover(dep: Deployment, opts) -> Report:
     from .scenarios import _timeline
+
     state = dep.state()
     if state.mode != "sentinel":
         raise DrillError("redis-failover needs a stack under Redis Sentinel: start it with `geodns stack --sentinel`")
     sentinels = [int(p.address.rsplit(":", 1)[1]) for p in state.processes.values() if p.role == "sentinel"]
     old = int(dep.process("redis").address.rsplit(":", 1)[1])
     if primary_port(sentinels[0]) != old:
-        raise DrillError(f"the sentinels do not name 127.0.0.1:{old} as primary (a previous drill's failover?); "
-                         f"restart the stack")
+        raise DrillError(
+            f"the sentinels do not name 127.0.0.1:{old} as primary (a previous drill's failover?); restart the stack"
+        )
     cluster = opts.cluster or "ap-southeast-1"
     addresses = dep.addresses(cluster)
     subnet = CLIENTS["SG"]
@@ -93,23 +97,36 @@ def redis_failover(dep: Deployment, opts) -> Report:
         started = time.monotonic()
         promoted = rec.wait_for(lambda: primary_port(sentinels[0]) not in (old, None), 30, step=0.1)
         took = time.monotonic() - started
-        ph.checks.append(("the sentinels promoted the replica", promoted,
-                          f"{took:.2f}s after the primary was killed (down-after 1 s)"))
+        ph.checks.append(
+            (
+                "the sentinels promoted the replica",
+                promoted,
+                f"{took:.2f}s after the primary was killed (down-after 1 s)",
+            )
+        )
         ph.steady_until = rec.now()
         if not promoted:
             return
         wrote, took, error = _write(dep.store, cluster, "drained", 15)  # type: ignore[arg-type]
-        ph.checks.append((f"a drain of {cluster} written after the failover", wrote,
-                          f"{took:.2f}s to write" + (f" ({error})" if error else "")))
+        ph.checks.append(
+            (
+                f"a drain of {cluster} written after the failover",
+                wrote,
+                f"{took:.2f}s to write" + (f" ({error})" if error else ""),
+            )
+        )
         if wrote:
             moved, took = _until_every_server(dep, rec, subnet, lambda a: not a & addresses, 10)
-            ph.checks.append(("the drain reached every DNS server (they follow the new primary)", moved,
-                              f"{took:.2f}s"))
+            ph.checks.append(
+                ("the drain reached every DNS server (they follow the new primary)", moved, f"{took:.2f}s")
+            )
         undone, took, error = _write(dep.store, cluster, "active", 15)  # type: ignore[arg-type]
         back, took = _until_every_server(dep, rec, subnet, lambda a: bool(a & addresses), 10) if undone else (False, 0)
         ph.checks.append(("the undrain reached every DNS server", back, f"{took:.2f}s"))
-        ph.notes.append(f"primary 127.0.0.1:{old} killed with SIGKILL; answers may move only after the "
-                        f"failover, by the deliberate drain of {cluster}")
+        ph.notes.append(
+            f"primary 127.0.0.1:{old} killed with SIGKILL; answers may move only after the "
+            f"failover, by the deliberate drain of {cluster}"
+        )
 
     def recover(rec: Recorder, ph: Phases) -> None:
         info = dep.start_process("redis")
@@ -118,8 +135,16 @@ def redis_failover(dep: Deployment, opts) -> Report:
         ph.checks.append(("the old primary came back as a replica", rejoined, f"role {role(old)}"))
 
     if opts.hold is None:
-        opts.hold = 0.0          # inject() itself waits for the failover, the write and the undrain
+        opts.hold = 0.0  # inject() itself waits for the failover, the write and the undrain
     if opts.after is None:
         opts.after = 2.0
-    return _timeline(dep, opts, scenario="redis-failover", record=opts.record or APP, cluster=None,
-                     expect="steady", inject=inject, recover=recover)
+    return _timeline(
+        dep,
+        opts,
+        scenario="redis-failover",
+        record=opts.record or APP,
+        cluster=None,
+        expect="steady",
+        inject=inject,
+        recover=recover,
+    )

@@ -5,6 +5,7 @@ attempt delays only that client's next sample).  Queries rotate the first
 server asked, as resolvers spread load over NS records, so a dead server is
 really asked; the answer a client ends up with is what it would have used.
 """
+
 from __future__ import annotations
 
 import threading
@@ -16,10 +17,10 @@ from .dnsclient import Reply, resolve
 
 @dataclass(frozen=True)
 class Sample:
-    t: float                    # seconds since the recording started
+    t: float  # seconds since the recording started
     client: str
-    answer: tuple[str, ...]     # addresses of the final reply
-    rcode: str                  # of the final reply
+    answer: tuple[str, ...]  # addresses of the final reply
+    rcode: str  # of the final reply
     attempts: tuple[Reply, ...]
 
     @property
@@ -30,8 +31,9 @@ class Sample:
 
 
 class Recorder:
-    def __init__(self, servers: list[str], name: str, clients: dict[str, str], period: float = 0.1,
-                 timeout: float = 0.5):
+    def __init__(
+        self, servers: list[str], name: str, clients: dict[str, str], period: float = 0.1, timeout: float = 0.5
+    ):
         self.servers, self.name, self.clients = servers, name, clients
         self.period, self.timeout = period, timeout
         self.samples: list[Sample] = []
@@ -53,8 +55,7 @@ class Recorder:
     def start(self) -> Recorder:
         self._t0 = time.monotonic()
         for i, (client, subnet) in enumerate(self.clients.items()):
-            thread = threading.Thread(target=self._loop, args=(client, subnet, i), daemon=True,
-                                      name=f"drill-{client}")
+            thread = threading.Thread(target=self._loop, args=(client, subnet, i), daemon=True, name=f"drill-{client}")
             thread.start()
             self._threads.append(thread)
         return self

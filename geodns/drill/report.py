@@ -14,6 +14,7 @@ Definitions, the same for every scenario:
 - *failed*: samples where no server gave a usable reply (timeout, SERVFAIL,
   refused port) or the reply held no address.  Must be 0: "nothing lost".
 """
+
 from __future__ import annotations
 
 import json
@@ -32,21 +33,21 @@ class Phases:
     t_fault: float
     t_recover: float
     t_end: float
-    failed_cluster: str | None          # None: no cluster is failed (a process fault)
+    failed_cluster: str | None  # None: no cluster is failed (a process fault)
     failed_addresses: set[str]
-    expect: str                         # "shift": away and back; "steady": nothing moves
-    window: float                       # detection window: fall x interval + 1 s
-    slack: float = 0.5                  # scheduling slack allowed on top of the window
-    steady_until: float | None = None   # "steady": answers after this may move (a deliberate write)
+    expect: str  # "shift": away and back; "steady": nothing moves
+    window: float  # detection window: fall x interval + 1 s
+    slack: float = 0.5  # scheduling slack allowed on top of the window
+    steady_until: float | None = None  # "steady": answers after this may move (a deliberate write)
     notes: list[str] = field(default_factory=list)
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)   # extra (name, ok, detail)
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # extra (name, ok, detail)
 
 
 @dataclass
 class ClientResult:
     client: str
     samples: int
-    baseline: dict[str, int]            # answer -> count before the fault
+    baseline: dict[str, int]  # answer -> count before the fault
     away_s: float | None = None
     back_s: float | None = None
     stale_after_window: int = 0
@@ -65,7 +66,7 @@ class Report:
     duration_s: float
     samples: int
     failed_queries: int
-    failed_attempts: dict[str, int]     # server -> attempts that failed (a resolver then tried another)
+    failed_attempts: dict[str, int]  # server -> attempts that failed (a resolver then tried another)
     clients: list[ClientResult]
     checks: list[dict]
     notes: list[str]
@@ -78,9 +79,11 @@ class Report:
         return json.dumps(asdict(self), indent=2)
 
     def to_text(self) -> str:
-        lines = [f"drill {self.scenario}: {'PASS' if self.passed else 'FAIL'}  (record {self.record}, "
-                 f"{self.samples} answers over {self.duration_s:.1f}s; fault at {self.fault_s:.1f}s, "
-                 f"recovery at {self.recover_s:.1f}s; detection window {self.window_s:.1f}s)"]
+        lines = [
+            f"drill {self.scenario}: {'PASS' if self.passed else 'FAIL'}  (record {self.record}, "
+            f"{self.samples} answers over {self.duration_s:.1f}s; fault at {self.fault_s:.1f}s, "
+            f"recovery at {self.recover_s:.1f}s; detection window {self.window_s:.1f}s)"
+        ]
         for c in self.clients:
             base = ", ".join(f"{a or '-'} x{n}" for a, n in c.baseline.items())
             parts = [f"baseline {base}"]
@@ -93,8 +96,10 @@ class Report:
             parts.append(f"failed {c.failed}/{c.samples}")
             lines.append(f"  {c.client:<7} " + "; ".join(parts))
         tried = ", ".join(f"{s}: {n}" for s, n in self.failed_attempts.items()) or "none"
-        lines.append(f"  failed queries (no server answered): {self.failed_queries}; "
-                     f"failed attempts per server (retried elsewhere): {tried}")
+        lines.append(
+            f"  failed queries (no server answered): {self.failed_queries}; "
+            f"failed attempts per server (retried elsewhere): {tried}"
+        )
         for check in self.checks:
             lines.append(f"  [{'ok' if check['ok'] else 'FAIL'}] {check['name']}: {check['detail']}")
         for note in self.notes:
@@ -131,30 +136,44 @@ def analyse(samples: list[Sample], phases: Phases, clusters: dict[str, dict]) ->
             first_back = next((s for s in after if names(s)), None)
             if first_back is not None:
                 r.back_s = first_back.t - phases.t_recover
-            checks.append((f"{client} moved away within {limit:.1f}s",
-                           r.away_s is not None and r.away_s <= limit,
-                           "never" if r.away_s is None else f"{r.away_s:.2f}s"))
-            checks.append((f"{client} came back after recovery", r.back_s is not None,
-                           "not within the recording" if r.back_s is None else f"{r.back_s:.2f}s"))
+            checks.append(
+                (
+                    f"{client} moved away within {limit:.1f}s",
+                    r.away_s is not None and r.away_s <= limit,
+                    "never" if r.away_s is None else f"{r.away_s:.2f}s",
+                )
+            )
+            checks.append(
+                (
+                    f"{client} came back after recovery",
+                    r.back_s is not None,
+                    "not within the recording" if r.back_s is None else f"{r.back_s:.2f}s",
+                )
+            )
         if phases.expect == "steady" and len(baseline) == 1:
             usual = next(iter(baseline))
             until = phases.steady_until if phases.steady_until is not None else float("inf")
-            r.changed = sum(1 for s in rows if phases.t_fault <= s.t < until and not s.failed
-                            and ",".join(s.answer) != usual)
+            r.changed = sum(
+                1 for s in rows if phases.t_fault <= s.t < until and not s.failed and ",".join(s.answer) != usual
+            )
         results.append(r)
 
     if phases.expect == "shift" and bad:
         # A drill whose baseline never sent anyone to the broken cluster proves nothing: every
         # "moved away" check above would be skipped and the report would pass on no evidence.
         routed = [r.client for r in results if any(bad.intersection(a.split(",")) for a in r.baseline)]
-        checks.append((f"the baseline sent some client to {phases.failed_cluster}", bool(routed),
-                       ", ".join(routed) if routed else "no client was answered with it before the fault"))
+        checks.append(
+            (
+                f"the baseline sent some client to {phases.failed_cluster}",
+                bool(routed),
+                ", ".join(routed) if routed else "no client was answered with it before the fault",
+            )
+        )
     failed_queries = sum(s.failed for s in samples)
     attempts: Counter[str] = Counter(a.server for s in samples for a in s.attempts if not a.ok)
     if bad:
         stale = sum(r.stale_after_window for r in results)
-        checks.append(("no answer named the failed cluster after the detection window", stale == 0,
-                       f"{stale} answers"))
+        checks.append(("no answer named the failed cluster after the detection window", stale == 0, f"{stale} answers"))
     if phases.expect == "steady":
         changed = sum(r.changed for r in results)
         checks.append(("answers stayed put", changed == 0, f"{changed} answers changed"))
@@ -162,12 +181,23 @@ def analyse(samples: list[Sample], phases: Phases, clusters: dict[str, dict]) ->
     checks.extend(phases.checks)
     t_last = max((s.t for s in samples), default=phases.t_end)
     return Report(
-        scenario=phases.scenario, record=phases.record, passed=all(ok for _n, ok, _d in checks),
-        window_s=phases.window, fault_s=phases.t_fault, recover_s=phases.t_recover, duration_s=t_last,
-        samples=len(samples), failed_queries=failed_queries, failed_attempts=dict(attempts),
-        clients=results, checks=[{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
-        notes=list(phases.notes), timeline=timeline(by_client, phases, clusters),
-        series=series(by_client, clusters), series_clusters=list(clusters))
+        scenario=phases.scenario,
+        record=phases.record,
+        passed=all(ok for _n, ok, _d in checks),
+        window_s=phases.window,
+        fault_s=phases.t_fault,
+        recover_s=phases.t_recover,
+        duration_s=t_last,
+        samples=len(samples),
+        failed_queries=failed_queries,
+        failed_attempts=dict(attempts),
+        clients=results,
+        checks=[{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
+        notes=list(phases.notes),
+        timeline=timeline(by_client, phases, clusters),
+        series=series(by_client, clusters),
+        series_clusters=list(clusters),
+    )
 
 
 def series(by_client: dict[str, list[Sample]], clusters: dict[str, dict]) -> dict[str, list[tuple[float, str]]]:
@@ -178,11 +208,13 @@ def series(by_client: dict[str, list[Sample]], clusters: dict[str, dict]) -> dic
         if s.failed:
             return "failed"
         return owner.get(s.answer[0], "other")
+
     return {client: [(round(s.t, 3), label(s)) for s in samples] for client, samples in by_client.items()}
 
 
-def timeline(by_client: dict[str, list[Sample]], phases: Phases, clusters: dict[str, dict],
-             step: float = 0.5) -> list[str]:
+def timeline(
+    by_client: dict[str, list[Sample]], phases: Phases, clusters: dict[str, dict], step: float = 0.5
+) -> list[str]:
     """A text plot: per client, the cluster answered most in each half second."""
     letter: dict[str, str] = {}
     for name, cluster in clusters.items():

@@ -8,6 +8,7 @@ control URL of a ``geodns sim-ingress`` (or anything speaking ``/_sim``).
 Processes are always stopped by PID, and one restarted by a drill is written
 back into the state file so that the stack still stops it at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,11 +29,11 @@ class DrillError(Exception):
 @dataclass
 class Deployment:
     dns: list[str]
-    clusters: dict[str, dict]               # name -> {addresses: [...], ingress: URL or None, region}
+    clusters: dict[str, dict]  # name -> {addresses: [...], ingress: URL or None, region}
     timing: CheckTiming = field(default_factory=CheckTiming)
-    stack_path: Path | None = None          # the state file, when this is a local stack
+    stack_path: Path | None = None  # the state file, when this is a local stack
     store: str | None = None
-    spawned: list[ProcInfo] = field(default_factory=list)   # started by the drill itself, stopped by it
+    spawned: list[ProcInfo] = field(default_factory=list)  # started by the drill itself, stopped by it
 
     @classmethod
     def from_stack(cls, path: Path) -> Deployment:
@@ -40,11 +41,18 @@ class Deployment:
         if path.is_dir():
             path = path / STATE_FILE
         if not path.exists():
-            raise DrillError(f"no stack state file at {path}: start one with `geodns stack`, "
-                             f"or name the deployment with --dns and --cluster")
+            raise DrillError(
+                f"no stack state file at {path}: start one with `geodns stack`, "
+                f"or name the deployment with --dns and --cluster"
+            )
         state = StackState.load(path)
-        return cls(dns=list(state.dns), clusters=state.clusters, timing=CheckTiming(**state.timing),
-                   stack_path=path, store=state.store)
+        return cls(
+            dns=list(state.dns),
+            clusters=state.clusters,
+            timing=CheckTiming(**state.timing),
+            stack_path=path,
+            store=state.store,
+        )
 
     # -- the stack's processes ------------------------------------------------------
 
@@ -73,7 +81,7 @@ class Deployment:
         old = state.processes[name]
         new = procs.spawn(old.name, old.role, old.argv, Path(old.log), old.address)
         state.processes[name] = new
-        state.save(self.stack_path)   # type: ignore[arg-type]
+        state.save(self.stack_path)  # type: ignore[arg-type]
         return new
 
     def spawn_extra(self, name: str, argv: list[str], log: Path) -> ProcInfo:

@@ -2,6 +2,7 @@
 
 See DESIGN.md ("geo/").  Everything here that runs per query is memory only.
 """
+
 from .distance import great_circle_km
 from .location import UNKNOWN, Location
 from .locator import Locator

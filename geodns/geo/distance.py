@@ -1,4 +1,5 @@
 """Distance on the globe, for "nearest region" decisions."""
+
 from __future__ import annotations
 
 from math import asin, cos, radians, sin, sqrt

@@ -19,13 +19,14 @@ Python objects, so it costs one pass over the file (about 0.1 s per MB):
 decoding every record instead would cost ~80 us per City record in pure
 Python, and most records are reached through several networks.
 """
+
 from __future__ import annotations
 
 import sys
 from array import array
 
 METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
-_SEPARATOR = 16                      # zero bytes between the tree and the data section
+_SEPARATOR = 16  # zero bytes between the tree and the data section
 
 # Types of the MaxMind DB data section (spec section "Output Data Section").
 _POINTER, _STRING, _DOUBLE, _BYTES, _UINT16, _UINT32, _MAP = 1, 2, 3, 4, 5, 6, 7
@@ -33,9 +34,9 @@ _INT32, _UINT64, _UINT128, _ARRAY, _BOOLEAN, _FLOAT = 8, 9, 10, 11, 14, 15
 # Payload sizes allowed for the fixed-width types.
 _MAX_SIZE: dict[int, int] = {_UINT16: 2, _UINT32: 4, _INT32: 4, _UINT64: 8, _UINT128: 16}
 _EXACT_SIZE: dict[int, int] = {_DOUBLE: 8, _FLOAT: 4}
-_MAX_DEPTH = 512                     # the same nesting limit maxminddb's decoder enforces
+_MAX_DEPTH = 512  # the same nesting limit maxminddb's decoder enforces
 _EXTENDED = frozenset((_INT32, _UINT64, _UINT128, _ARRAY, _BOOLEAN, _FLOAT))
-_SIZE_BIAS = (0, 29, 285, 65821)     # added to a size held in 1, 2 or 3 extra bytes
+_SIZE_BIAS = (0, 29, 285, 65821)  # added to a size held in 1, 2 or 3 extra bytes
 
 
 class CorruptDatabase(Exception):
@@ -55,7 +56,7 @@ def check_mmdb(buf: bytes, node_count: int, record_size: int) -> None:
     data_start = tree_size + _SEPARATOR
     if data_start > marker:
         raise CorruptDatabase("the search tree runs into the metadata")
-    data = buf[data_start:marker]      # a bytes copy: indexing bytes is the fastest access
+    data = buf[data_start:marker]  # a bytes copy: indexing bytes is the fastest access
     records = _tree_records(memoryview(buf)[:tree_size], record_size)
     if len(records) != 2 * node_count:
         raise CorruptDatabase("the search tree is truncated")
@@ -76,7 +77,7 @@ def _tree_records(tree: memoryview, record_size: int) -> array:
         count = len(tree) // 3
         out = bytearray(4 * count)
         for i in range(3):
-            out[i + 1::4] = tree[i::3]
+            out[i + 1 :: 4] = tree[i::3]
     elif record_size == 28:
         nodes = len(tree) // 7
         middle = bytes(tree[3::7])
@@ -84,12 +85,12 @@ def _tree_records(tree: memoryview, record_size: int) -> array:
         out[0::8] = middle.translate(_HIGH_NIBBLE)
         out[4::8] = middle.translate(_LOW_NIBBLE)
         for i in range(3):
-            out[i + 1::8] = tree[i::7]
-            out[i + 5::8] = tree[i + 4::7]
+            out[i + 1 :: 8] = tree[i::7]
+            out[i + 5 :: 8] = tree[i + 4 :: 7]
     else:
         raise CorruptDatabase(f"unknown record size {record_size}")
     records = array("I")
-    if records.itemsize != 4:       # pragma: no cover - every supported platform has 4-byte "I"
+    if records.itemsize != 4:  # pragma: no cover - every supported platform has 4-byte "I"
         records = array("L")
     records.frombytes(bytes(out))
     if sys.byteorder == "little":
@@ -105,7 +106,7 @@ def _data_pointers(records: array, node_count: int, data_size: int) -> set[int]:
     """The data-section offsets the tree points at; raise if one is out of range."""
     targets: set[int] = set()
     for value in set(records):
-        if value <= node_count:     # a child node, or the empty marker
+        if value <= node_count:  # a child node, or the empty marker
             continue
         offset = value - node_count - _SEPARATOR
         if not 0 <= offset < data_size:
@@ -120,8 +121,8 @@ class _Walker:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.end = len(data)
-        self.pointers: set[int] = set()       # targets of pointers met inside values
-        self.key_pointers: set[int] = set()   # targets of pointers used as map keys
+        self.pointers: set[int] = set()  # targets of pointers met inside values
+        self.key_pointers: set[int] = set()  # targets of pointers used as map keys
 
     def check_all(self, records: set[int]) -> None:
         """Walk the data section front to back, then every pointer target."""
@@ -131,7 +132,7 @@ class _Walker:
                 records.discard(offset)
                 self._expect_map(offset)
             offset = self._walk(offset)
-        for offset in records:                 # a record nested in another value: unusual, legal
+        for offset in records:  # a record nested in another value: unusual, legal
             self._expect_map(offset)
             self._walk(offset)
         checked: set[int] = set()
@@ -140,7 +141,7 @@ class _Walker:
                 checked.add(target)
                 if self._kind_at(target) == _POINTER:
                     raise CorruptDatabase(f"a pointer points at another pointer (data offset {target})")
-                self._walk(target)             # may add pointers found inside a mid-value target
+                self._walk(target)  # may add pointers found inside a mid-value target
         for target in self.key_pointers:
             if self._kind_at(target) != _STRING:
                 raise CorruptDatabase(f"a map key points at a non-string (data offset {target})")
@@ -165,14 +166,14 @@ class _Walker:
         data, end = self.data, self.end
         pointers, key_pointers = self.pointers, self.key_pointers
         stack: list[tuple[int, bool]] = []
-        left, in_map = 1, False                # values left in the current container
+        left, in_map = 1, False  # values left in the current container
         while True:
             if not left:
                 if not stack:
                     return pos
                 left, in_map = stack.pop()
                 continue
-            is_key = in_map and not left & 1   # a map holds key, value, key, value...
+            is_key = in_map and not left & 1  # a map holds key, value, key, value...
             left -= 1
             if pos >= end:
                 raise CorruptDatabase(f"a value starts past the end of the data section ({pos})")
@@ -190,10 +191,9 @@ class _Walker:
                 elif width == 2:
                     target = ((ctrl & 7) << 16 | data[pos] << 8 | data[pos + 1]) + 2048
                 elif width == 3:
-                    target = ((ctrl & 7) << 24 | data[pos] << 16 | data[pos + 1] << 8
-                              | data[pos + 2]) + 526336
+                    target = ((ctrl & 7) << 24 | data[pos] << 16 | data[pos + 1] << 8 | data[pos + 2]) + 526336
                 else:
-                    target = int.from_bytes(data[pos:pos + 4], "big")
+                    target = int.from_bytes(data[pos : pos + 4], "big")
                 if target >= end:
                     raise CorruptDatabase(f"a pointer points past the data section (data offset {start})")
                 pos += width
@@ -201,7 +201,7 @@ class _Walker:
                 if is_key:
                     key_pointers.add(target)
                 continue
-            if not kind:                       # extended type in the next byte
+            if not kind:  # extended type in the next byte
                 if pos >= end:
                     raise CorruptDatabase(f"a value is truncated (data offset {start})")
                 kind = 7 + data[pos]
@@ -215,7 +215,7 @@ class _Walker:
                 width = size - 28
                 if pos + width > end:
                     raise CorruptDatabase(f"a value's size is truncated (data offset {start})")
-                size = _SIZE_BIAS[width] + int.from_bytes(data[pos:pos + width], "big")
+                size = _SIZE_BIAS[width] + int.from_bytes(data[pos : pos + width], "big")
                 pos += width
             if kind in (_MAP, _ARRAY):
                 if len(stack) >= _MAX_DEPTH:
@@ -228,8 +228,10 @@ class _Walker:
                     raise CorruptDatabase(f"a boolean of size {size} (data offset {start})")
                 continue
             if kind in _EXACT_SIZE and size != _EXACT_SIZE[kind]:
-                raise CorruptDatabase(f"a {'double' if kind == _DOUBLE else 'float'} of {size} bytes "
-                                      f"instead of {_EXACT_SIZE[kind]} (data offset {start})")
+                raise CorruptDatabase(
+                    f"a {'double' if kind == _DOUBLE else 'float'} of {size} bytes "
+                    f"instead of {_EXACT_SIZE[kind]} (data offset {start})"
+                )
             if kind in _MAX_SIZE and size > _MAX_SIZE[kind]:
                 raise CorruptDatabase(f"an integer of {size} bytes, type {kind} (data offset {start})")
             after = pos + size

@@ -1,4 +1,5 @@
 """Where a client is, as far as the answer engine needs to know."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,13 +16,13 @@ class Location:
     whole network and no further.
     """
 
-    region: str | None      # set only when an operator CIDR (geoip.networks) matched
-    country: str | None     # ISO 3166-1 alpha-2, upper case
-    continent: str | None   # two-letter code: AF AN AS EU NA OC SA
+    region: str | None  # set only when an operator CIDR (geoip.networks) matched
+    country: str | None  # ISO 3166-1 alpha-2, upper case
+    continent: str | None  # two-letter code: AF AN AS EU NA OC SA
     lat: float | None
     lon: float | None
-    prefix: int             # see the class docstring: the ECS scope
-    source: str             # "networks" | "geoip" | "none"
+    prefix: int  # see the class docstring: the ECS scope
+    source: str  # "networks" | "geoip" | "none"
 
 
 # Nothing known, and nothing looked at: valid for every address.

@@ -12,6 +12,7 @@ more specific operator CIDR inside it: with 10.0.0.0/8 -> a and
 would otherwise reuse a for the clients in 10.20/16.  Because these networks
 never overlap, they are also the keys of the cache.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,13 +38,14 @@ log = logging.getLogger(__name__)
 
 try:
     import maxminddb.extension
+
     _HAVE_EXTENSION = hasattr(maxminddb.extension, "Reader")
 except ImportError:  # pragma: no cover - a maxminddb built without its C extension
     _HAVE_EXTENSION = False
 
-DEFAULT_CACHE_SIZE = 65536          # networks, not addresses
+DEFAULT_CACHE_SIZE = 65536  # networks, not addresses
 _BITS = {4: 32, 6: 128}
-_MAPPED_PREFIX = 0xFFFF             # ::ffff:0:0/96, IPv4-mapped IPv6, seen above the low 32 bits
+_MAPPED_PREFIX = 0xFFFF  # ::ffff:0:0/96, IPv4-mapped IPv6, seen above the low 32 bits
 
 _Model = geoip2.models.City | geoip2.models.Country
 
@@ -51,8 +53,9 @@ _Model = geoip2.models.City | geoip2.models.Country
 class Locator:
     """Answers "where is this address" from the operator's networks and a GeoIP database."""
 
-    def __init__(self, geoip: GeoIPConfig, *, cache_size: int = DEFAULT_CACHE_SIZE,
-                 native: bool = True, verify: bool = True) -> None:
+    def __init__(
+        self, geoip: GeoIPConfig, *, cache_size: int = DEFAULT_CACHE_SIZE, native: bool = True, verify: bool = True
+    ) -> None:
         """Load and check everything; raise ConfigError for an unusable database.
 
         ``native`` lets lookups use maxminddb's C extension over an in-memory
@@ -67,8 +70,8 @@ class Locator:
             version, value, length = _normalise_network(entry)
             self._networks[version].add(value, length, entry.region)
         self.database_type: str | None = None
-        self.reader_mode = "none"              # "native" | "memory" | "none": for logs and tests
-        self._ip_version = 0                   # of the database: 4 or 6, 0 without one
+        self.reader_mode = "none"  # "native" | "memory" | "none": for logs and tests
+        self._ip_version = 0  # of the database: 4 or 6, 0 without one
         self._query: Callable[[IPAddress], _Model] | None = None
         self._has_coordinates = False
         if geoip.database is not None:
@@ -77,12 +80,13 @@ class Locator:
         # Per IP version: [(shift, {address >> shift: Location})], one table per prefix length.
         self._cache: dict[int, list[tuple[int, dict[int, Location]]]] = {4: [], 6: []}
         self._cache_order: deque[tuple[dict[int, Location], int]] = deque()
-        self.errors = 0                        # records that failed to decode at query time
+        self.errors = 0  # records that failed to decode at query time
 
     # -- construction -----------------------------------------------------------------------
 
     def _open(self, path: Path, native: bool, verify: bool) -> None:
         """Read, check and open the database, or raise ConfigError naming the file."""
+
         def fail(reason: str) -> ConfigError:
             return ConfigError([Problem(str(path), None, f"geoip.database: {reason}")])
 
@@ -102,13 +106,14 @@ class Locator:
         except Exception as exc:  # noqa: BLE001 - maxminddb raises several types for a bad file
             raise fail(f"not a valid MaxMind DB file ({exc})") from None
         kind = metadata.database_type
-        if "City" in kind or "Enterprise" in kind:   # Enterprise: a City database with more fields
+        if "City" in kind or "Enterprise" in kind:  # Enterprise: a City database with more fields
             method, self._has_coordinates = ("city" if "City" in kind else "enterprise"), True
         elif "Country" in kind:
             method = "country"
         else:
-            raise fail(f"database type {kind!r} has no locations; "
-                       "use a City or Country database (GeoIP2, GeoLite2, DB-IP)")
+            raise fail(
+                f"database type {kind!r} has no locations; use a City or Country database (GeoIP2, GeoLite2, DB-IP)"
+            )
         if verify:
             try:
                 check_mmdb(buf, metadata.node_count, metadata.record_size)
@@ -187,14 +192,21 @@ class Locator:
         continent = model.continent.code
         lat = lon = None
         if self._has_coordinates:
-            lat = model.location.latitude      # type: ignore[attr-defined]  # a City model: the database has coordinates
-            lon = model.location.longitude     # type: ignore[attr-defined]
+            lat = model.location.latitude  # type: ignore[attr-defined]  # a City model: the database has coordinates
+            lon = model.location.longitude  # type: ignore[attr-defined]
             if lat is None or lon is None:
                 lat = lon = None
         if country is None and continent is None and lat is None:
-            return _nowhere(prefix)         # e.g. anycast-only
-        return Location(None, country.upper() if country else None,
-                        continent.upper() if continent else None, lat, lon, prefix, "geoip")
+            return _nowhere(prefix)  # e.g. anycast-only
+        return Location(
+            None,
+            country.upper() if country else None,
+            continent.upper() if continent else None,
+            lat,
+            lon,
+            prefix,
+            "geoip",
+        )
 
     def _remember(self, version: int, value: int, location: Location) -> None:
         """Cache ``location`` for its whole network; drop the oldest network when full."""
@@ -250,11 +262,12 @@ def _native_reader(buf: bytes) -> geoip2.database.Reader | None:
             file.write(buf)
         return geoip2.database.Reader(f"/proc/self/fd/{fd}", mode=maxminddb.MODE_MMAP_EXT)
     except Exception as exc:  # noqa: BLE001 - no /proc, or the C reader refuses the file: pure Python will do
-        log.warning("geoip: maxminddb's C extension cannot open the database (%s); "
-                    "using the slower pure-Python reader", exc)
+        log.warning(
+            "geoip: maxminddb's C extension cannot open the database (%s); using the slower pure-Python reader", exc
+        )
         return None
     finally:
-        os.close(fd)                           # the mapping outlives the descriptor
+        os.close(fd)  # the mapping outlives the descriptor
 
 
 class _PrefixTable:
@@ -275,8 +288,9 @@ class _PrefixTable:
         """Add a CIDR; when one is listed twice, the first listing wins."""
         table = self.by_length.setdefault(length, {})
         table.setdefault(value >> (self.bits - length), region)
-        self.probes = tuple((length, self.bits - length, self.by_length[length])
-                            for length in sorted(self.by_length, reverse=True))
+        self.probes = tuple(
+            (length, self.bits - length, self.by_length[length]) for length in sorted(self.by_length, reverse=True)
+        )
         for s in range(length):
             self.inside[s].add(value >> (self.bits - s))
 

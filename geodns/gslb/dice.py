@@ -10,6 +10,7 @@ through the chain is visited once with its exact probability.  Sampling would
 only estimate the shares; this gives them, and lets the fast path pre-encode
 each possible answer and choose among them with one random number.
 """
+
 from __future__ import annotations
 
 import random
@@ -74,8 +75,8 @@ class Explorer:
         # endpoint order would multiply the paths without changing any answer.
         self.family = family
         self.paths = 0
-        self._script: list[int] = []        # the branch taken at each draw of the current path
-        self._options: list[int] = []       # how many branches each of those draws had
+        self._script: list[int] = []  # the branch taken at each draw of the current path
+        self._options: list[int] = []  # how many branches each of those draws had
         self._probability = 1.0
         self._pos = 0
         self._started = False
@@ -84,7 +85,7 @@ class Explorer:
         """Move to the next path; False when every path has been visited."""
         if self._started:
             script, options = self._script, self._options
-            del script[self._pos:], options[self._pos:]   # draws the last run did not reach
+            del script[self._pos :], options[self._pos :]  # draws the last run did not reach
             while script and script[-1] + 1 >= options[-1]:
                 script.pop()
                 options.pop()
@@ -110,8 +111,9 @@ class Explorer:
             self._script.append(0)
             self._options.append(len(weights))
         elif self._options[pos] != len(weights):
-            raise RuntimeError("the chain drew differently on the same path: it must be deterministic "
-                               "apart from its draws")
+            raise RuntimeError(
+                "the chain drew differently on the same path: it must be deterministic apart from its draws"
+            )
         i = self._script[pos]
         self._pos = pos + 1
         self._probability *= weights[i] / total

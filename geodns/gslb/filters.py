@@ -7,6 +7,7 @@ are pure apart from ``weighted`` and ``shed`` drawing from ``ctx.dice`` (see
 ``dice.py``).  Each is declared once, in ``DECLARED``, with the properties the
 rest of the server reads (whether it makes the ECS scope, whether it draws).
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ def healthy(candidates: list[Candidate], client: Client, ctx: Context) -> list[C
     for cand in candidates:
         name = cand.cluster.name
         if cand.endpoints is cand.cluster.endpoints and name in precomputed:
-            kept = precomputed[name]        # the common case: worked out once per snapshot
+            kept = precomputed[name]  # the common case: worked out once per snapshot
         else:
             kept = healthy_candidate(cand, health)
         if kept is not None:
@@ -73,7 +74,7 @@ def geo(candidates: list[Candidate], client: Client, ctx: Context, notes: list[s
     if len(candidates) < 2 or location.source == "none":
         if notes is not None:
             notes.append("client not located: unchanged" if candidates[1:] else "one candidate or none: unchanged")
-        return candidates            # one candidate survives geo whatever the client
+        return candidates  # one candidate survives geo whatever the client
     continent = location.continent
     if location.region is not None:
         kept = [c for c in candidates if c.cluster.region == location.region]
@@ -98,8 +99,10 @@ def geo(candidates: list[Candidate], client: Client, ctx: Context, notes: list[s
             kept = [c for c in candidates if c.cluster.region in regions]
             if kept:
                 if notes is not None:
-                    notes.append(f"no candidate for country {location.country or '-'}; "
-                                 f"continent {continent} matches region {', '.join(sorted(regions))}")
+                    notes.append(
+                        f"no candidate for country {location.country or '-'}; "
+                        f"continent {continent} matches region {', '.join(sorted(regions))}"
+                    )
                 return kept
     place = client_place(location, ctx)
     if place is None:
@@ -120,8 +123,9 @@ def client_place(location: Location, ctx: Context) -> tuple[float, float] | None
     return None
 
 
-def nearest(candidates: list[Candidate], lat: float, lon: float, ctx: Context,
-            notes: list[str] | None = None) -> list[Candidate]:
+def nearest(
+    candidates: list[Candidate], lat: float, lon: float, ctx: Context, notes: list[str] | None = None
+) -> list[Candidate]:
     """The candidates of the region(s) nearest to (lat, lon); unchanged if no region is known."""
     distances: dict[str, float] = {}
     best = math.inf
@@ -139,13 +143,16 @@ def nearest(candidates: list[Candidate], lat: float, lon: float, ctx: Context,
         return candidates
     if notes is not None:
         ranked = sorted(distances.items(), key=lambda kv: kv[1])
-        notes.append(f"no region matches the client; nearest region {ranked[0][0]} at {best:,.0f} km"
-                     + "".join(f", {r} {km:,.0f} km" for r, km in ranked[1:] if km != math.inf))
+        notes.append(
+            f"no region matches the client; nearest region {ranked[0][0]} at {best:,.0f} km"
+            + "".join(f", {r} {km:,.0f} km" for r, km in ranked[1:] if km != math.inf)
+        )
     return [c for c in candidates if distances[c.cluster.region] == best]
 
 
-def latency(candidates: list[Candidate], client: Client, ctx: Context,
-            notes: list[str] | None = None) -> list[Candidate]:
+def latency(
+    candidates: list[Candidate], client: Client, ctx: Context, notes: list[str] | None = None
+) -> list[Candidate]:
     """Order by RTT and keep those within tolerance of the best, so close calls do not flap.
 
     The RTT is the one measured from the vantage nearest the client (placed as
@@ -181,12 +188,17 @@ def latency(candidates: list[Candidate], client: Client, ctx: Context,
                 km = great_circle_km(place[0], place[1], region.lat, region.lon)
                 ms = estimate_rtt_ms(km)
         if ms is not None:
-            scored.append((ms, i, cand))     # i breaks ties in input order; cand is never compared
-        if how is not None:                  # explaining: say where each figure came from
-            how[name] = (f"{name} no figure" if ms is None else
-                         f"{name} {ms:.1f} ms estimated from {km:,.0f} km" if km is not None else
-                         f"{name} {ms:.1f} ms measured from {vantage}" if vantage is not None else
-                         f"{name} {ms:.1f} ms best measured")
+            scored.append((ms, i, cand))  # i breaks ties in input order; cand is never compared
+        if how is not None:  # explaining: say where each figure came from
+            how[name] = (
+                f"{name} no figure"
+                if ms is None
+                else f"{name} {ms:.1f} ms estimated from {km:,.0f} km"
+                if km is not None
+                else f"{name} {ms:.1f} ms measured from {vantage}"
+                if vantage is not None
+                else f"{name} {ms:.1f} ms best measured"
+            )
     if not scored:
         if notes is not None:
             notes.append("no RTT measured or estimable: unchanged")
@@ -196,9 +208,13 @@ def latency(candidates: list[Candidate], client: Client, ctx: Context,
     record = ctx.record
     limit = best + max(best * record.latency_tolerance_pct / 100.0, record.latency_tolerance_ms)
     if notes is not None and how is not None:
-        where = (f"vantage {vantage} is the nearest checker within {record.latency_reach_km:g} km" if vantage
-                 else "no checker within reach: distance estimates" if place is not None
-                 else "client not placed: each cluster's best measurement")
+        where = (
+            f"vantage {vantage} is the nearest checker within {record.latency_reach_km:g} km"
+            if vantage
+            else "no checker within reach: distance estimates"
+            if place is not None
+            else "client not placed: each cluster's best measurement"
+        )
         notes.append(f"{where}; {', '.join(how.values())}; kept those within {limit:.1f} ms")
     return [cand for ms, _i, cand in scored if ms <= limit]
 
@@ -265,18 +281,18 @@ def _order_endpoints(cand: Candidate, dice: Draws) -> Candidate:
     if n == 2:
         first, second = endpoints
         if first.address.version != second.address.version and first.weight > 0 and second.weight > 0:
-            return cand              # one per family: the order cannot change any answer
+            return cand  # one per family: the order cannot change any answer
     only = dice.family
     ordered: list[Endpoint] = []
     for family in (4, 6):
         mine = [e for e in endpoints if e.address.version == family]
         active = [e for e in mine if e.weight > 0]
         if only is not None and family != only:
-            ordered += active or mine        # not drawn: no answer of this run reads its order
+            ordered += active or mine  # not drawn: no answer of this run reads its order
         elif active:
             ordered += weighted_order(active, [e.weight for e in active], dice)
         else:
-            dice.shuffle(mine)       # standby endpoints answer only when the family has no other
+            dice.shuffle(mine)  # standby endpoints answer only when the family has no other
             ordered += mine
     return Candidate(cand.cluster, tuple(ordered))
 
@@ -343,9 +359,9 @@ class FilterInfo:
     """One filter and what the rest of the server needs to know about it."""
 
     run: Filter
-    reads_location: bool = False    # its output depends on where the client is: it makes the ECS scope
-    draws: bool = False             # it draws from ctx.dice: ``policy.outcomes`` walks its paths
-    notes: bool = False             # it takes a fourth argument, a list its reason goes into (``why.py``)
+    reads_location: bool = False  # its output depends on where the client is: it makes the ECS scope
+    draws: bool = False  # it draws from ctx.dice: ``policy.outcomes`` walks its paths
+    notes: bool = False  # it takes a fourth argument, a list its reason goes into (``why.py``)
 
 
 DECLARED: Mapping[str, FilterInfo] = {

@@ -41,6 +41,7 @@ evidence either way, and taking capacity out on no evidence is the opposite of
 failing open, so 1-1 and 2-2 keep it in.  ``any`` is Route 53's bias for
 operators who want it.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,7 +53,7 @@ from types import MappingProxyType
 from ..config.model import IPAddress
 from ..state.model import AdminState, Cluster, Endpoint, Observation, Snapshot
 
-Quorum = str | int        # "majority" | "any" | "all" | N (at least N up votes)
+Quorum = str | int  # "majority" | "any" | "all" | N (at least N up votes)
 
 UP = "up"
 DOWN = "down"
@@ -127,24 +128,35 @@ class HealthView:
     specific thing that should exist).
     """
 
-    __slots__ = ("_states", "_up_endpoints", "_cluster_up", "_cluster_state", "_rtt", "_min_rtt",
-                 "vantages", "valid_until", "quorum", "unknown_is_up")
+    __slots__ = (
+        "_states",
+        "_up_endpoints",
+        "_cluster_up",
+        "_cluster_state",
+        "_rtt",
+        "_min_rtt",
+        "vantages",
+        "valid_until",
+        "quorum",
+        "unknown_is_up",
+    )
 
     def __init__(self) -> None:
-        self._states: dict[str, dict[str, str]] = {}            # cluster -> endpoint key -> state
+        self._states: dict[str, dict[str, str]] = {}  # cluster -> endpoint key -> state
         self._up_endpoints: dict[str, tuple[Endpoint, ...]] = {}
         self._cluster_up: dict[str, bool] = {}
         self._cluster_state: dict[str, str] = {}
-        self._rtt: dict[tuple[str, str], float] = {}            # (cluster, vantage) -> ms
-        self._min_rtt: dict[str, float] = {}                    # cluster -> best over vantages
+        self._rtt: dict[tuple[str, str], float] = {}  # (cluster, vantage) -> ms
+        self._min_rtt: dict[str, float] = {}  # cluster -> best over vantages
         self.vantages: frozenset[str] = frozenset()
         self.valid_until: float = math.inf
         self.quorum: Quorum = "majority"
         self.unknown_is_up = True
 
     @classmethod
-    def build(cls, snapshot: Snapshot, now: float, quorum: Quorum = "majority",
-              unknown_is_up: bool = True) -> HealthView:
+    def build(
+        cls, snapshot: Snapshot, now: float, quorum: Quorum = "majority", unknown_is_up: bool = True
+    ) -> HealthView:
         """Decide every endpoint and cluster of ``snapshot`` as of ``now`` (unix seconds)."""
         view = cls()
         view.quorum = check_quorum(quorum)
@@ -185,7 +197,7 @@ class HealthView:
         states = self._states[cluster]
         key = str(address)
         if key not in states and isinstance(address, str):
-            key = str(ip_address(address))     # "2001:DB8::0010" names the same endpoint
+            key = str(ip_address(address))  # "2001:DB8::0010" names the same endpoint
         return states[key]
 
     def endpoint_states(self, cluster: str) -> Mapping[str, str]:
@@ -234,7 +246,6 @@ class HealthView:
         """Every (cluster, vantage) -> RTT, for explain and metrics."""
         return MappingProxyType(self._rtt)
 
-
     def same_decisions(self, other: HealthView, with_rtt: bool) -> bool:
         """Whether the policy chain would decide the same under ``other`` over the same clusters.
 
@@ -243,8 +254,11 @@ class HealthView:
         (part of the clusters), and, where ``with_rtt`` says a record's chain
         reads them (``latency``), the RTTs, which move with every probe.
         """
-        return (self._up_endpoints == other._up_endpoints and self._cluster_up == other._cluster_up
-                and (not with_rtt or self._rtt == other._rtt))
+        return (
+            self._up_endpoints == other._up_endpoints
+            and self._cluster_up == other._cluster_up
+            and (not with_rtt or self._rtt == other._rtt)
+        )
 
 
 def _checked_state(fresh: list[Observation], quorum: Quorum) -> str:

@@ -8,6 +8,7 @@ comparison per cluster, and a walk over a cluster's endpoints only when one of
 them changed.  Bounded: ``RING`` changes per endpoint, endpoints that leave the
 table leave the history; ``CHECKERS`` checkers.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -29,14 +30,15 @@ class Live(Protocol):
     @property
     def snapshot(self) -> Snapshot: ...
 
-RING = 12                  # state changes kept per endpoint
-CHECKERS = 1000            # checkers remembered after their reports left the table (the most recent kept)
+
+RING = 12  # state changes kept per endpoint
+CHECKERS = 1000  # checkers remembered after their reports left the table (the most recent kept)
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    at: float              # unix time the server's live state first showed ``state``
-    state: str             # up, down, unknown, drained, forced-up, forced-down (HealthView.state)
+    at: float  # unix time the server's live state first showed ``state``
+    state: str  # up, down, unknown, drained, forced-up, forced-down (HealthView.state)
 
 
 class StateHistory:
@@ -44,9 +46,9 @@ class StateHistory:
 
     def __init__(self, size: int = RING) -> None:
         self.size = size
-        self.since: float | None = None                       # when the first state was noted
+        self.since: float | None = None  # when the first state was noted
         self._rings: dict[tuple[str, str], deque[Transition]] = {}
-        self._last: dict[str, Mapping[str, str]] = {}         # cluster -> endpoint states as last noted
+        self._last: dict[str, Mapping[str, str]] = {}  # cluster -> endpoint states as last noted
         self._noted: object = None
         self._clusters: object = None
         self._observations: object = None
@@ -76,7 +78,7 @@ class StateHistory:
         if state.snapshot.observations is not self._observations:
             self._observations = state.snapshot.observations
             self._note_checkers(self._observations)
-        if clusters is not self._clusters:                     # the table changed: forget what left it
+        if clusters is not self._clusters:  # the table changed: forget what left it
             self._clusters = clusters
             for key in [k for k in self._rings if k[1] not in self._last.get(k[0], {}) or k[0] not in clusters]:
                 del self._rings[key]

@@ -23,6 +23,7 @@ the same code:
    reads.  The controller is the one stateful piece; it lives beside the live
    state, off the query path.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,9 @@ def reported_load(snapshot: Snapshot, cluster: str, now: float) -> float | None:
     table = snapshot.clusters.get(cluster)
     if table is None:
         return None
-    per_endpoint = [x for x in (_combine(loads.get((cluster, e.key), ()), now) for e in table.endpoints)
-                    if x is not None]
+    per_endpoint = [
+        x for x in (_combine(loads.get((cluster, e.key), ()), now) for e in table.endpoints) if x is not None
+    ]
     return sum(per_endpoint) / len(per_endpoint) if per_endpoint else None
 
 
@@ -82,12 +84,12 @@ def reported_load(snapshot: Snapshot, cluster: str, now: float) -> float | None:
 class ShedState:
     """One cluster's controller state after a tick."""
 
-    load: float | None          # the latest reported load (None: unknown)
-    smoothed: float | None      # its EWMA (None: unknown)
-    share: float                # of new answers sent elsewhere, 0..1 (1: out unless nothing else)
-    target: float               # where the share is heading
-    moving: bool                # the share changed this tick or has not reached its target
-    applied: float = 0.0        # the share the smoothed load reflects: the share's own EWMA
+    load: float | None  # the latest reported load (None: unknown)
+    smoothed: float | None  # its EWMA (None: unknown)
+    share: float  # of new answers sent elsewhere, 0..1 (1: out unless nothing else)
+    target: float  # where the share is heading
+    moving: bool  # the share changed this tick or has not reached its target
+    applied: float = 0.0  # the share the smoothed load reflects: the share's own EWMA
 
 
 IDLE = ShedState(None, None, 0.0, 0.0, False)
@@ -148,7 +150,7 @@ def tick(state: ShedState, load: float | None, spec: LoadSpec, *, damped: bool =
     else:
         target = state.share
     if abs(target - state.share) < SETTLED:
-        target = state.share          # close enough: a move this small would only stir the caches
+        target = state.share  # close enough: a move this small would only stir the caches
     delta = max(-spec.step, min(spec.step, target - state.share))
     share = min(1.0, max(0.0, state.share + delta))
     if abs(share - target) < SHARE_EPSILON:
@@ -189,8 +191,9 @@ class LoadView:
         mine, theirs = self.states, other.states
         if mine.keys() != theirs.keys():
             return False
-        return all(abs(s.share - theirs[n].share) < SHARE_EPSILON and s.moving == theirs[n].moving
-                   for n, s in mine.items())
+        return all(
+            abs(s.share - theirs[n].share) < SHARE_EPSILON and s.moving == theirs[n].moving for n, s in mine.items()
+        )
 
 
 EMPTY = LoadView(MappingProxyType({}), MappingProxyType({}))
@@ -202,8 +205,8 @@ class ShedController:
     def __init__(self, clusters: Mapping[str, ClusterSpec], previous: ShedController | None = None):
         self.specs = {name: spec.load for name, spec in clusters.items() if spec.load is not None}
         self._states: dict[str, ShedState] = {}
-        self._ticks: dict[str, int] = {}          # cluster -> the grid index of its last tick
-        if previous is not None:                  # a reload keeps the state of clusters still configured
+        self._ticks: dict[str, int] = {}  # cluster -> the grid index of its last tick
+        if previous is not None:  # a reload keeps the state of clusters still configured
             for name in self.specs:
                 if name in previous._states:
                     self._states[name], self._ticks[name] = previous._states[name], previous._ticks[name]

@@ -6,6 +6,7 @@ everything a filter would otherwise recompute per query (the record's
 candidates, their healthy subsets, region indexes, the fallback answers)
 is worked out here, so the query path mostly reads.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,7 +42,7 @@ def healthy_candidate(cand: Candidate, health: HealthView) -> Candidate | None:
     if not health.cluster_up(name):
         return None
     up = health.up_endpoints(name)
-    if up is cand.cluster.endpoints:        # every endpoint is up, so all of cand's are
+    if up is cand.cluster.endpoints:  # every endpoint is up, so all of cand's are
         return cand
     if cand.endpoints is cand.cluster.endpoints:
         endpoints = up
@@ -57,7 +58,7 @@ class Client:
 
     address: IPAddress
     location: Location
-    ecs_source: int | None       # None when the query carried no Client Subnet option
+    ecs_source: int | None  # None when the query carried no Client Subnet option
 
 
 class Selection(NamedTuple):
@@ -163,8 +164,9 @@ class Context:
             continents.setdefault(region.continent, set()).add(region.name)
             for country in region.countries:
                 countries.setdefault(country, set()).add(region.name)
-        vantages = tuple(sorted((v, self.regions[v].lat, self.regions[v].lon)
-                                for v in health.vantages if v in self.regions))
+        vantages = tuple(
+            sorted((v, self.regions[v].lat, self.regions[v].lon) for v in health.vantages if v in self.regions)
+        )
         derived = {
             "candidates": tuple(candidates),
             "healthy": MappingProxyType(healthy),

@@ -4,6 +4,7 @@ The query path is ``select(ctx, client, family)``: build a ``Context`` per
 (snapshot, health view, record) ahead of time (``contexts`` does it for a
 whole config), make a ``Client`` per query, and read the ``Selection``.
 """
+
 from __future__ import annotations
 
 import random
@@ -20,8 +21,21 @@ from .health import HealthView
 from .load import EMPTY, LoadView
 from .model import Candidate, Client, Context, Outcomes, Selection, Step
 
-__all__ = ["Candidate", "Client", "Context", "FILTERS", "Filter", "Outcomes", "Selection", "Step",
-           "contexts", "ecs_scope", "outcomes", "run_chain", "select"]
+__all__ = [
+    "Candidate",
+    "Client",
+    "Context",
+    "FILTERS",
+    "Filter",
+    "Outcomes",
+    "Selection",
+    "Step",
+    "contexts",
+    "ecs_scope",
+    "outcomes",
+    "run_chain",
+    "select",
+]
 
 # Random paths ``outcomes`` walks before giving up: 3 weighted clusters of 2 same-family
 # endpoints each are 3! * 2^3 = 48; 5 clusters of one endpoint are 120.
@@ -43,8 +57,9 @@ def ecs_scope(location: Location, ecs_source: int | None, depended: bool) -> int
     return location.prefix
 
 
-def _run(record: RecordSpec, candidates: list[Candidate], client: Client, ctx: Context,
-         trace: list | None) -> tuple[list[Candidate], bool]:
+def _run(
+    record: RecordSpec, candidates: list[Candidate], client: Client, ctx: Context, trace: list | None
+) -> tuple[list[Candidate], bool]:
     """The chain, and whether a location-reading filter had a choice to make.
 
     A filter facing one candidate (or none) returns the same whatever the
@@ -61,8 +76,9 @@ def _run(record: RecordSpec, candidates: list[Candidate], client: Client, ctx: C
     return candidates, depended
 
 
-def run_chain(record: RecordSpec, candidates: list[Candidate], client: Client, ctx: Context,
-              trace: list | None = None) -> list[Candidate]:
+def run_chain(
+    record: RecordSpec, candidates: list[Candidate], client: Client, ctx: Context, trace: list | None = None
+) -> list[Candidate]:
     """Apply ``record.policy`` in order; with a ``trace`` list, append one ``Step`` per filter."""
     return _run(record, candidates, client, ctx, trace)[0]
 
@@ -97,8 +113,7 @@ def select(ctx: Context, client: Client, family: int, trace: list | None = None)
         if trace is not None:
             trace.append(Step("fallback", (), chosen.clusters, why.FALLBACK_WHY))
         return chosen
-    return Selection(tuple(addresses), tuple(clusters), False,
-                     ecs_scope(client.location, client.ecs_source, depended))
+    return Selection(tuple(addresses), tuple(clusters), False, ecs_scope(client.location, client.ecs_source, depended))
 
 
 def _addresses(candidates: list[Candidate], family: int, want: int) -> tuple[list[IPAddress], list[str]]:
@@ -123,9 +138,12 @@ def _addresses(candidates: list[Candidate], family: int, want: int) -> tuple[lis
 
 def _family_lost(candidates: list[Candidate], family: int) -> frozenset[str]:
     """Candidates with addresses of ``family`` in the table but none among their eligible endpoints."""
-    return frozenset(c.cluster.name for c in candidates
-                     if any(e.address.version == family for e in c.cluster.endpoints)
-                     and not any(e.address.version == family for e in c.endpoints))
+    return frozenset(
+        c.cluster.name
+        for c in candidates
+        if any(e.address.version == family for e in c.cluster.endpoints)
+        and not any(e.address.version == family for e in c.endpoints)
+    )
 
 
 def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) -> Outcomes | None:
@@ -161,8 +179,15 @@ class Contexts(Mapping[Name, Context]):
 
     __slots__ = ("_records", "_built", "_args", "_rng", "_load")
 
-    def __init__(self, records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
-                 regions: Mapping[str, Region], rng: random.Random, load: LoadView = EMPTY):
+    def __init__(
+        self,
+        records: Iterable[RecordSpec],
+        snapshot: Snapshot,
+        health: HealthView,
+        regions: Mapping[str, Region],
+        rng: random.Random,
+        load: LoadView = EMPTY,
+    ):
         self._records = {record.name: record for record in records}
         self._built: dict[Name, Context] = {}
         self._args = (snapshot, health, regions)
@@ -191,9 +216,14 @@ class Contexts(Mapping[Name, Context]):
         return len(self._records)
 
 
-def contexts(records: Iterable[RecordSpec], snapshot: Snapshot, health: HealthView,
-             regions: Mapping[str, Region], rng: random.Random | None = None,
-             load: LoadView = EMPTY) -> Contexts:
+def contexts(
+    records: Iterable[RecordSpec],
+    snapshot: Snapshot,
+    health: HealthView,
+    regions: Mapping[str, Region],
+    rng: random.Random | None = None,
+    load: LoadView = EMPTY,
+) -> Contexts:
     """One Context per record (keyed by ``record.name``), sharing one random generator.
 
     Call it again whenever the snapshot, the health view or the load view is replaced.

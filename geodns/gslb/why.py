@@ -8,6 +8,7 @@ when given a trace list.  ``geo`` and ``latency`` phrase their own decision
 (``filters.NOTED``: a branch deep inside them decides, and only they know
 which); the other filters' reasons follow from their input and the context.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,12 +21,18 @@ def traced(name: str, candidates: list[Candidate], client: Client, ctx: Context,
     """Run filter ``name`` and append its ``Step``, with the reason, to ``trace``."""
     notes: list[str] = []
     if name in NOTED:
-        out = FILTERS[name](candidates, client, ctx, notes)     # type: ignore[call-arg]
+        out = FILTERS[name](candidates, client, ctx, notes)  # type: ignore[call-arg]
     else:
         out = FILTERS[name](candidates, client, ctx)
         notes.append(_reason(name, candidates, out, ctx))
-    trace.append(Step(name, tuple(c.cluster.name for c in candidates), tuple(c.cluster.name for c in out),
-                      "; ".join(n for n in notes if n)))
+    trace.append(
+        Step(
+            name,
+            tuple(c.cluster.name for c in candidates),
+            tuple(c.cluster.name for c in out),
+            "; ".join(n for n in notes if n),
+        )
+    )
     return out
 
 
@@ -33,8 +40,11 @@ def _reason(name: str, before: list[Candidate], after: list[Candidate], ctx: Con
     if name == "healthy":
         kept = {c.cluster.name for c in after}
         dropped = [f"{c.cluster.name} {_state(ctx, c.cluster.name)}" for c in before if c.cluster.name not in kept]
-        fewer = [f"{c.cluster.name} {len(c.endpoints)}/{len(c.cluster.endpoints)} endpoints"
-                 for c in after if len(c.endpoints) < len(c.cluster.endpoints)]
+        fewer = [
+            f"{c.cluster.name} {len(c.endpoints)}/{len(c.cluster.endpoints)} endpoints"
+            for c in after
+            if len(c.endpoints) < len(c.cluster.endpoints)
+        ]
         parts = ([f"dropped {', '.join(dropped)}"] if dropped else []) + ([f"kept {', '.join(fewer)}"] if fewer else [])
         return "; ".join(parts) or "all up"
     if name == "weighted":
@@ -47,8 +57,11 @@ def _reason(name: str, before: list[Candidate], after: list[Candidate], ctx: Con
         odds = [(c.cluster.name, c.cluster.weight, (c.cluster.weight if active else 1) / total) for c in pool]
         shares = ", ".join(f"{who} w{weight} {100 * share:.0f}%" for who, weight, share in odds)
         standby = [c.cluster.name for c in before if active and c.cluster.weight == 0]
-        return (f"random order by weight, first place: {shares}" + (" (all standby: uniform)" if not active else "")
-                + (f"; standby {', '.join(standby)} last" if standby else ""))
+        return (
+            f"random order by weight, first place: {shares}"
+            + (" (all standby: uniform)" if not active else "")
+            + (f"; standby {', '.join(standby)} last" if standby else "")
+        )
     if name == "failover":
         if not after:
             return "no candidate with an endpoint left"
@@ -60,12 +73,17 @@ def _reason(name: str, before: list[Candidate], after: list[Candidate], ctx: Con
         if len(before) < 2:
             return "one candidate or none: unchanged"
         states = ctx.load.states
-        shedding = [(c.cluster.name, states[c.cluster.name].share) for c in before
-                    if c.cluster.name in states and states[c.cluster.name].share > 0]
+        shedding = [
+            (c.cluster.name, states[c.cluster.name].share)
+            for c in before
+            if c.cluster.name in states and states[c.cluster.name].share > 0
+        ]
         if not shedding:
             return "no cluster above its low watermark: unchanged"
-        return "sheds " + ", ".join(f"{who} {100 * share:.0f}% of new answers" if share < 1 else f"{who} all (over high)"
-                                    for who, share in shedding)
+        return "sheds " + ", ".join(
+            f"{who} {100 * share:.0f}% of new answers" if share < 1 else f"{who} all (over high)"
+            for who, share in shedding
+        )
     return ""
 
 
@@ -87,10 +105,19 @@ FALLBACK_WHY = "the chain left nothing: the record's fallback answers (health ig
 def steps(ctx: Context, client: Client, family: int) -> tuple[Selection, list[dict[str, Any]]]:
     """``policy.select``'s selection for ``client`` and its filter steps, each with its reason."""
     from .policy import select  # policy imports this module
+
     trace: list[Step] = []
     selection = select(ctx, client, family, trace)
-    return selection, [{"filter": s.filter, "in": list(s.before), "out": list(s.after),
-                        "dropped": [c for c in s.before if c not in s.after], "why": s.why} for s in trace]
+    return selection, [
+        {
+            "filter": s.filter,
+            "in": list(s.before),
+            "out": list(s.after),
+            "dropped": [c for c in s.before if c not in s.after],
+            "why": s.why,
+        }
+        for s in trace
+    ]
 
 
 def explain(ctx: Context, client: Client, family: int) -> dict[str, Any]:

@@ -37,6 +37,7 @@ place, until another checker stops seeing it up.  One place lost, with nobody
 else seeing it up, is an outage: its endpoints are voted down, so a lone
 checker takes a dead cluster out instead of failing open on it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,9 +62,9 @@ from .target import Target, TargetError, resolve_target
 
 log = logging.getLogger(__name__)
 
-CheckKey = tuple[str, str]          # (cluster, endpoint address as text)
+CheckKey = tuple[str, str]  # (cluster, endpoint address as text)
 
-STOP_TIMEOUT = 2.0                  # seconds stop() waits for tasks, and then for the last flush
+STOP_TIMEOUT = 2.0  # seconds stop() waits for tasks, and then for the last flush
 
 
 class TableSource(Protocol):
@@ -79,15 +80,15 @@ class EndpointStatus:
 
     cluster: str
     endpoint: str
-    target: str | None          # what is dialled; None when the probe target is invalid
-    state: str                  # unknown | up | down
-    successes: int              # consecutive
-    failures: int               # consecutive
-    rtt_ms: float | None        # smoothed
-    reason: str                 # the latest probe's reason (or why it cannot be probed)
+    target: str | None  # what is dialled; None when the probe target is invalid
+    state: str  # unknown | up | down
+    successes: int  # consecutive
+    failures: int  # consecutive
+    rtt_ms: float | None  # smoothed
+    reason: str  # the latest probe's reason (or why it cannot be probed)
     probes: int
     last_probe_at: float | None  # unix seconds
-    failure: str = ""            # why it last failed, until it is up again ("HTTP 503")
+    failure: str = ""  # why it last failed, until it is up again ("HTTP 503")
     down_since: float | None = None  # unix seconds the state became down; None unless down
 
 
@@ -99,11 +100,24 @@ def expiry(spec: CheckSpec) -> float:
 class _Check:
     """One endpoint's check: its spec and target, its health, and the task that probes it."""
 
-    __slots__ = ("key", "place", "spec", "target", "error", "health", "task", "last_at", "failing_since",
-                 "down_since", "reported", "load")
+    __slots__ = (
+        "key",
+        "place",
+        "spec",
+        "target",
+        "error",
+        "health",
+        "task",
+        "last_at",
+        "failing_since",
+        "down_since",
+        "reported",
+        "load",
+    )
 
-    def __init__(self, key: CheckKey, place: str, spec: CheckSpec, target: Target | None, error: str | None,
-                 health: Health) -> None:
+    def __init__(
+        self, key: CheckKey, place: str, spec: CheckSpec, target: Target | None, error: str | None, health: Health
+    ) -> None:
         self.key = key
         self.place = place
         self.spec = spec
@@ -112,15 +126,24 @@ class _Check:
         self.health = health
         self.task: asyncio.Task[None] | None = None
         self.last_at: float | None = None
-        self.failing_since: float | None = None     # when the current failing streak's first probe ended
-        self.down_since: float | None = None        # when the state became down (None unless down)
-        self.reported = False                       # an observation of it reached the store
-        self.load: float | None = None              # read from the latest response, if the check says where
+        self.failing_since: float | None = None  # when the current failing streak's first probe ended
+        self.down_since: float | None = None  # when the state became down (None unless down)
+        self.reported = False  # an observation of it reached the store
+        self.load: float | None = None  # read from the latest response, if the check says where
 
 
 class Checker:
-    def __init__(self, store: StateStore, checker_id: str, vantage: str, *, table_source: TableSource,
-                 max_concurrency: int = 256, flush_interval: float = 0.2, poll_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        checker_id: str,
+        vantage: str,
+        *,
+        table_source: TableSource,
+        max_concurrency: int = 256,
+        flush_interval: float = 0.2,
+        poll_interval: float = 0.2,
+    ) -> None:
         self.store = store
         self.checker_id = checker_id
         self.vantage = vantage
@@ -129,25 +152,25 @@ class Checker:
         self.flush_interval = flush_interval
         self.poll_interval = poll_interval
         self._checks: dict[CheckKey, _Check] = {}
-        self._probed = 0                 # checks with a valid target
-        self._failing = 0                # of those, how many failed their latest probe
-        self._places: dict[str, int] = {}    # place -> checks with a valid target there
-        self._last_reach = -math.inf     # when a probe last succeeded (any endpoint)
-        self._held: dict[CheckKey, _Check] = {}     # down verdicts withheld until confirmed
-        self._generation = 0             # bumped by every reconcile
-        self._lost: tuple[tuple[float, int], list[CheckKey], int] = ((math.nan, -1), [], 0)   # see _lost_at_once
-        self._cross: tuple[object, object, float, bool] = (None, None, 0.0, False)   # see _others_see_up
+        self._probed = 0  # checks with a valid target
+        self._failing = 0  # of those, how many failed their latest probe
+        self._places: dict[str, int] = {}  # place -> checks with a valid target there
+        self._last_reach = -math.inf  # when a probe last succeeded (any endpoint)
+        self._held: dict[CheckKey, _Check] = {}  # down verdicts withheld until confirmed
+        self._generation = 0  # bumped by every reconcile
+        self._lost: tuple[tuple[float, int], list[CheckKey], int] = ((math.nan, -1), [], 0)  # see _lost_at_once
+        self._cross: tuple[object, object, float, bool] = (None, None, 0.0, False)  # see _others_see_up
         self._suspect = False
         self._suspect_why = ""
         self.stats = CheckerStats()
-        self._round_reported = False     # every endpoint was probed and reported once (see readiness)
+        self._round_reported = False  # every endpoint was probed and reported once (see readiness)
         self._store_error = ""
         self._pending: dict[CheckKey, _Check] = {}
         self._urgent = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task[None]] = []
-        self._dropped: set[asyncio.Task[None]] = set()     # cancelled, not yet finished
+        self._dropped: set[asyncio.Task[None]] = set()  # cancelled, not yet finished
         self._seen: Snapshot | None = None
         self._store_down = False
         self._random = random.Random()
@@ -157,10 +180,13 @@ class Checker:
         """Open the HTTP client, start a task per endpoint of the current table, then follow it."""
         self._session = new_session(self.max_concurrency)
         self._follow(self.table_source.snapshot)
-        self._background = [asyncio.create_task(self._watch(), name=f"checker-{self.checker_id}-watch"),
-                            asyncio.create_task(self._flusher(), name=f"checker-{self.checker_id}-flush")]
-        log.info("event=checker-started checker=%s vantage=%s endpoints=%d",
-                 self.checker_id, self.vantage, len(self._checks))
+        self._background = [
+            asyncio.create_task(self._watch(), name=f"checker-{self.checker_id}-watch"),
+            asyncio.create_task(self._flusher(), name=f"checker-{self.checker_id}-flush"),
+        ]
+        log.info(
+            "event=checker-started checker=%s vantage=%s endpoints=%d", self.checker_id, self.vantage, len(self._checks)
+        )
 
     async def stop(self) -> None:
         """Cancel every task, write what is queued (briefly: the store may be the thing that is down), close."""
@@ -177,7 +203,7 @@ class Checker:
             check.task = None
         with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
             await asyncio.wait_for(self._flush(), STOP_TIMEOUT)
-        session, self._session = self._session, None     # cleared first: no probe starts on a closing session
+        session, self._session = self._session, None  # cleared first: no probe starts on a closing session
         if session is not None:
             await session.close()
         log.info("event=checker-stopped checker=%s", self.checker_id)
@@ -190,12 +216,23 @@ class Checker:
 
     def status(self) -> dict[CheckKey, EndpointStatus]:
         """Every endpoint this checker knows, keyed by (cluster, endpoint)."""
-        return {key: EndpointStatus(
-            cluster=key[0], endpoint=key[1], target=str(c.target) if c.target else None,
-            state=c.health.state, successes=c.health.successes, failures=c.health.failures,
-            rtt_ms=c.health.rtt_ms, reason=c.error or c.health.reason, probes=c.health.probes,
-            last_probe_at=c.last_at, failure=c.health.failure, down_since=c.down_since)
-            for key, c in self._checks.items()}
+        return {
+            key: EndpointStatus(
+                cluster=key[0],
+                endpoint=key[1],
+                target=str(c.target) if c.target else None,
+                state=c.health.state,
+                successes=c.health.successes,
+                failures=c.health.failures,
+                rtt_ms=c.health.rtt_ms,
+                reason=c.error or c.health.reason,
+                probes=c.health.probes,
+                last_probe_at=c.last_at,
+                failure=c.health.failure,
+                down_since=c.down_since,
+            )
+            for key, c in self._checks.items()
+        }
 
     def readiness(self) -> tuple[bool, str]:
         """Ready once every endpoint was probed and reported to the store, while the store takes
@@ -218,7 +255,7 @@ class Checker:
             await asyncio.sleep(self.poll_interval)
             try:
                 self._follow(self.table_source.snapshot)
-            except Exception:      # a bug in one reconcile must not stop the checker
+            except Exception:  # a bug in one reconcile must not stop the checker
                 log.exception("event=checker-reconcile-failed checker=%s", self.checker_id)
 
     def _follow(self, snapshot: Snapshot) -> None:
@@ -253,8 +290,7 @@ class Checker:
             if old is not None:
                 self._drop(old)
             if error is not None:
-                log.error("event=health-unprobed endpoint=%s cluster=%s reason=%s",
-                          key[1], key[0], _quote(error))
+                log.error("event=health-unprobed endpoint=%s cluster=%s reason=%s", key[1], key[0], _quote(error))
             check = _Check(key, place, spec, target, error, old.health if old is not None else Health())
             if old is not None:
                 check.failing_since, check.down_since = old.failing_since, old.down_since
@@ -297,14 +333,14 @@ class Checker:
             async with self._slots:
                 session = self._session
                 if session is None:
-                    return      # stopped: a task that outlived stop()'s wait ends here, quietly
+                    return  # stopped: a task that outlived stop()'s wait ends here, quietly
                 began = loop.time()
                 try:
                     result = await probe(target, spec, session)
                 except Exception as exc:  # a probe bug must fail this probe, not end the check
                     log.debug("probe of %s raised", check.key, exc_info=True)
                     result = ProbeResult(False, None, f"error: {type(exc).__name__}")
-                if self._checks.get(check.key) is check:      # not counted for an endpoint just removed
+                if self._checks.get(check.key) is check:  # not counted for an endpoint just removed
                     self.stats.probed(check.key, result.outcome, loop.time() - began)
             if self._session is None:
                 return
@@ -316,7 +352,7 @@ class Checker:
 
     def _record(self, check: _Check, result: ProbeResult) -> None:
         if self._checks.get(check.key) is not check:
-            return      # replaced or removed while probing
+            return  # replaced or removed while probing
         old = check.health
         new = advance(old, result.ok, result.rtt_ms, result.reason, check.spec.rise, check.spec.fall)
         now = time.time()
@@ -333,8 +369,15 @@ class Checker:
         self._failing += (new.last_ok is False) - (old.last_ok is False)
         self._pending[check.key] = check
         if new.state != old.state:
-            log.info("event=health-change endpoint=%s cluster=%s old=%s new=%s reason=%s checker=%s",
-                     check.key[1], check.key[0], old.state, new.state, _quote(result.reason), self.checker_id)
+            log.info(
+                "event=health-change endpoint=%s cluster=%s old=%s new=%s reason=%s checker=%s",
+                check.key[1],
+                check.key[0],
+                old.state,
+                new.state,
+                _quote(result.reason),
+                self.checker_id,
+            )
             self._urgent.set()
         self._judge(check)
 
@@ -344,14 +387,14 @@ class Checker:
             if self._suspect:
                 self._set_suspect(False, f"{check.key[0]}/{check.key[1]} answered")
             elif self._held and check.health.last_ok:
-                self._release("reached")      # reached something: the withheld down votes are news
+                self._release("reached")  # reached something: the withheld down votes are news
             return
         keys, places = self._lost_at_once()
         partition, why = judge_loss(places, places == 1 and self._others_see_up(keys))
         if partition != self._suspect:
             self._set_suspect(partition, why)
         elif self._held and not partition:
-            self._release(why)                # an outage: the withheld down votes stand
+            self._release(why)  # an outage: the withheld down votes stand
 
     def _lost_at_once(self) -> tuple[list[CheckKey], int]:
         """With everything failing: the endpoints of the places lost at once, and how many places.
@@ -383,17 +426,27 @@ class Checker:
         return answer
 
     def _release(self, why: str) -> None:
-        log.info("event=checker-votes-released checker=%s endpoints=%d reason=%s",
-                 self.checker_id, len(self._held), _quote(why))
+        log.info(
+            "event=checker-votes-released checker=%s endpoints=%d reason=%s",
+            self.checker_id,
+            len(self._held),
+            _quote(why),
+        )
         self._pending.update(self._held)
         self._held.clear()
         self._urgent.set()
 
     def _set_suspect(self, suspect: bool, why: str) -> None:
         self._suspect, self._suspect_why = suspect, why
-        log.warning("event=%s checker=%s vantage=%s endpoints=%d places=%d reason=%s",
-                    "checker-suspect" if suspect else "checker-trusted", self.checker_id, self.vantage,
-                    self._probed, len(self._places), _quote(why))
+        log.warning(
+            "event=%s checker=%s vantage=%s endpoints=%d places=%d reason=%s",
+            "checker-suspect" if suspect else "checker-trusted",
+            self.checker_id,
+            self.vantage,
+            self._probed,
+            len(self._places),
+            _quote(why),
+        )
         # Every verdict this checker published changes meaning: republish them all now.
         self._held.clear()
         for key, check in self._checks.items():
@@ -406,9 +459,12 @@ class Checker:
         if self._suspect:
             return None
         verdict = check.health.verdict
-        if verdict is False and not confirmed(check.failing_since, self._last_reach) \
-                and not lost_everything(self._probed, self._failing):
-            self._held[check.key] = check         # cast once the checker reaches something (or it is an outage)
+        if (
+            verdict is False
+            and not confirmed(check.failing_since, self._last_reach)
+            and not lost_everything(self._probed, self._failing)
+        ):
+            self._held[check.key] = check  # cast once the checker reaches something (or it is an outage)
             return None
         return verdict
 
@@ -423,10 +479,17 @@ class Checker:
     def _observation(self, check: _Check, now: float) -> Observation:
         up = self._vote(check)
         return Observation(
-            checker=self.checker_id, vantage=self.vantage, cluster=check.key[0], endpoint=check.key[1],
-            up=up, rtt_ms=check.health.rtt_ms if up else None,
-            at=check.last_at if check.last_at is not None else now, expires=now + expiry(check.spec),
-            reason=check.health.failure or None, down_since=check.down_since if up is False else None)
+            checker=self.checker_id,
+            vantage=self.vantage,
+            cluster=check.key[0],
+            endpoint=check.key[1],
+            up=up,
+            rtt_ms=check.health.rtt_ms if up else None,
+            at=check.last_at if check.last_at is not None else now,
+            expires=now + expiry(check.spec),
+            reason=check.health.failure or None,
+            down_since=check.down_since if up is False else None,
+        )
 
     async def _flush(self) -> None:
         if not self._pending:
@@ -434,8 +497,11 @@ class Checker:
         batch, self._pending = self._pending, {}
         now = time.time()
         observations = [self._observation(c, now) for key, c in batch.items() if self._checks.get(key) is c]
-        loads = [LoadReport(self.checker_id, c.key[0], c.key[1], c.load, c.last_at or now, now + expiry(c.spec))
-                 for key, c in batch.items() if c.load is not None and self._checks.get(key) is c]
+        loads = [
+            LoadReport(self.checker_id, c.key[0], c.key[1], c.load, c.last_at or now, now + expiry(c.spec))
+            for key, c in batch.items()
+            if c.load is not None and self._checks.get(key) is c
+        ]
         try:
             await self.store.report(observations)
             if loads:
@@ -444,16 +510,16 @@ class Checker:
             self.stats.reports["failed"] += 1
             self._store_error = str(exc)
             for key, check in batch.items():
-                self._pending.setdefault(key, check)      # retried with the next flush
+                self._pending.setdefault(key, check)  # retried with the next flush
             if not self._store_down:
-                log.warning("event=checker-store-unavailable checker=%s error=%s; retrying",
-                            self.checker_id, _quote(str(exc)))
+                log.warning(
+                    "event=checker-store-unavailable checker=%s error=%s; retrying", self.checker_id, _quote(str(exc))
+                )
             self._store_down = True
             return
         except Exception:
             self.stats.reports["failed"] += 1
-            log.exception("event=checker-report-failed checker=%s observations=%d",
-                          self.checker_id, len(observations))
+            log.exception("event=checker-report-failed checker=%s observations=%d", self.checker_id, len(observations))
             return
         self.stats.reports["ok"] += 1
         self.stats.last_report_ok = time.time()

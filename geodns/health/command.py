@@ -19,6 +19,7 @@ cannot be bound exits 2 as well.
 ``add_parser(subparsers)`` registers the command with the ``geodns`` CLI;
 ``python -m geodns.health.command`` runs it on its own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ from ..runloop import run as run_loop
 from ..state.model import Snapshot
 from ..state.store import open_store
 
-if TYPE_CHECKING:      # the checker's modules (aiohttp, redis) load only when the command runs
+if TYPE_CHECKING:  # the checker's modules (aiohttp, redis) load only when the command runs
     from ..config.model import Config
     from ..state.keeper import SnapshotKeeper
 
@@ -47,21 +48,40 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``geodns check`` (its handler is ``run``, set as ``func``)."""
     parser = subparsers.add_parser(
-        "check", help="run a health checker (one vantage point) that writes observations to the store",
+        "check",
+        help="run a health checker (one vantage point) that writes observations to the store",
         description="Probe every endpoint of the store's table and write observations under this "
-                    "checker's id and region. Does not seed the store.")
-    parser.add_argument("--config", type=Path, required=True,
-                        help="YAML config: regions, and the clusters to probe while the store holds no table")
-    parser.add_argument("--store", metavar="URL", help="shared state store, redis://HOST:PORT/DB (default: the config's)")
-    parser.add_argument("--checker-id", metavar="ID", default=socket.gethostname(),
-                        help="this checker's name in the store (default: the host name)")
-    parser.add_argument("--region", metavar="R", required=True,
-                        help="the vantage point: the region this checker probes from")
-    parser.add_argument("--max-concurrency", type=int, default=256, metavar="N",
-                        help="probes in flight at once (default 256)")
-    parser.add_argument("--http-listen", type=_http_listen, default=False, metavar="HOST:PORT",
-                        help="serve /healthz, /readyz and /metrics here (default: the config's "
-                             "checker.http_listen, else none; 'off' disables)")
+        "checker's id and region. Does not seed the store.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="YAML config: regions, and the clusters to probe while the store holds no table",
+    )
+    parser.add_argument(
+        "--store", metavar="URL", help="shared state store, redis://HOST:PORT/DB (default: the config's)"
+    )
+    parser.add_argument(
+        "--checker-id",
+        metavar="ID",
+        default=socket.gethostname(),
+        help="this checker's name in the store (default: the host name)",
+    )
+    parser.add_argument(
+        "--region", metavar="R", required=True, help="the vantage point: the region this checker probes from"
+    )
+    parser.add_argument(
+        "--max-concurrency", type=int, default=256, metavar="N", help="probes in flight at once (default 256)"
+    )
+    parser.add_argument(
+        "--http-listen",
+        type=_http_listen,
+        default=False,
+        metavar="HOST:PORT",
+        help="serve /healthz, /readyz and /metrics here (default: the config's "
+        "checker.http_listen, else none; 'off' disables)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -87,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
     url = args.store or config.store
     problems = []
     if url.startswith("memory:"):
-        problems.append("--store: a checker process needs a shared store (redis://...); "
-                        "memory:// is for the checker embedded in geodns serve")
+        problems.append(
+            "--store: a checker process needs a shared store (redis://...); "
+            "memory:// is for the checker embedded in geodns serve"
+        )
     if config.regions and args.region not in config.regions:
         problems.append(f"--region: unknown region {args.region!r} (the config has: {', '.join(config.regions)})")
     if args.max_concurrency < 1:
@@ -96,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.checker_id:
         problems.append("--checker-id: must not be empty")
     try:
-        open_store(url)     # only validates the URL's scheme; nothing connects yet
+        open_store(url)  # only validates the URL's scheme; nothing connects yet
     except InputError as exc:
         problems.extend(str(p) for p in exc.problems)
     if problems:
@@ -129,17 +151,15 @@ class _Table:
         return current if current.version > 0 else self.fallback
 
 
-async def _serve(args: argparse.Namespace, config: Config, url: str,
-                 http_listen: tuple[str, int] | None) -> None:
+async def _serve(args: argparse.Namespace, config: Config, url: str, http_listen: tuple[str, int] | None) -> None:
     from ..state.keeper import SnapshotKeeper
     from .checker import Checker
     from .http import start_http
 
     store = open_store(url)
-    keeper = SnapshotKeeper(store, Snapshot.from_specs(()))     # _Table supplies the config's until the store has one
+    keeper = SnapshotKeeper(store, Snapshot.from_specs(()))  # _Table supplies the config's until the store has one
     table = _Table(keeper, config)
-    checker = Checker(store, args.checker_id, args.region, table_source=table,
-                      max_concurrency=args.max_concurrency)
+    checker = Checker(store, args.checker_id, args.region, table_source=table, max_concurrency=args.max_concurrency)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -152,14 +172,20 @@ async def _serve(args: argparse.Namespace, config: Config, url: str,
             try:
                 http = await start_http(checker, keeper, *http_listen)
             except OSError as exc:
-                raise _CannotListen(f"cannot listen on {http_listen[0]}:{http_listen[1]}: {exc.strerror or exc}") \
-                    from None
+                raise _CannotListen(
+                    f"cannot listen on {http_listen[0]}:{http_listen[1]}: {exc.strerror or exc}"
+                ) from None
             log.info("event=http-listening address=%s:%d", *http.addresses[0][:2])
         await keeper.start()
         await checker.start()
         version = table.snapshot.version
-        log.info("event=started checker=%s vantage=%s store=%r table=%s", args.checker_id, args.region, store,
-                 f"store-version-{version}" if version else "config (the store holds no table yet)")
+        log.info(
+            "event=started checker=%s vantage=%s store=%r table=%s",
+            args.checker_id,
+            args.region,
+            store,
+            f"store-version-{version}" if version else "config (the store holds no table yet)",
+        )
         await stopping.wait()
         log.info("event=stopping checker=%s", args.checker_id)
     finally:
@@ -185,8 +211,11 @@ def _reload(path: Path, table: _Table) -> None:
     table.fallback = Snapshot.from_specs(config.clusters.values())
     tls_context.cache_clear()
     version = table.keeper.snapshot.version
-    log.info("event=reloaded clusters=%d table=%s", len(config.clusters),
-             f"store-version-{version}" if version else "config (the store holds no table)")
+    log.info(
+        "event=reloaded clusters=%d table=%s",
+        len(config.clusters),
+        f"store-version-{version}" if version else "config (the store holds no table)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,8 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="ts=%(asctime)s level=%(levelname)s component=%(name)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        stream=sys.stderr,
+        format="ts=%(asctime)s level=%(levelname)s component=%(name)s %(message)s",
+    )
     return args.func(args)
 
 

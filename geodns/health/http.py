@@ -17,6 +17,7 @@ No auth: like the server's open paths, it says nothing an operator's
 Prometheus should not read.  It imports the shared open routes only, not the
 server's application.
 """
+
 from __future__ import annotations
 
 import asyncio

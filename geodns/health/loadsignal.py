@@ -6,6 +6,7 @@ checked as every load reading is (``state.table.check_load``).  Anything that
 does not yield one (not JSON, no such field, not a number, out of range) is
 ``None``: the load is unknown, and the endpoint's health is not affected.
 """
+
 from __future__ import annotations
 
 import json

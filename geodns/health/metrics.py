@@ -21,6 +21,7 @@ families, so the series have the same names and labels wherever a checker runs:
 - ``geodns_checker_reports_total{result}`` and ``geodns_checker_last_report_success_timestamp_seconds``;
 - ``geodns_checker_info{checker,vantage}``: always 1, names this checker.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -52,17 +53,23 @@ class CheckerView:
     last_report_ok: float | None
     status: Mapping[CheckKey, EndpointStatus]
     outcomes: Mapping[CheckKey, Mapping[str, int]]
-    durations: Mapping[str, tuple[list[int], float]]      # cluster -> (per-bucket counts, sum)
+    durations: Mapping[str, tuple[list[int], float]]  # cluster -> (per-bucket counts, sum)
 
 
 def view_of(checker: Checker) -> CheckerView:
     """Copy what a scrape reads; call it on the checker's event loop (a few ms for thousands of endpoints)."""
     stats = checker.stats
     return CheckerView(
-        checker_id=checker.checker_id, vantage=checker.vantage, suspect=checker.suspect,
-        ready=checker.readiness()[0], reports=dict(stats.reports), last_report_ok=stats.last_report_ok,
-        status=checker.status(), outcomes={key: dict(counts) for key, counts in stats.outcomes.items()},
-        durations={cluster: (list(d.buckets), d.sum) for cluster, d in stats.durations.items()})
+        checker_id=checker.checker_id,
+        vantage=checker.vantage,
+        suspect=checker.suspect,
+        ready=checker.readiness()[0],
+        reports=dict(stats.reports),
+        last_report_ok=stats.last_report_ok,
+        status=checker.status(),
+        outcomes={key: dict(counts) for key, counts in stats.outcomes.items()},
+        durations={cluster: (list(d.buckets), d.sum) for cluster, d in stats.durations.items()},
+    )
 
 
 def checker_families(checker: Checker) -> Iterator[Metric]:
@@ -72,32 +79,54 @@ def checker_families(checker: Checker) -> Iterator[Metric]:
 
 def families(view: CheckerView) -> Iterator[Metric]:
     """Every ``geodns_checker_*`` family of ``view``; touches nothing else, so any thread may run it."""
-    info = GaugeMetricFamily("geodns_checker_info", "Always 1; names this process's checker and its vantage.",
-                             labels=("checker", "vantage"))
+    info = GaugeMetricFamily(
+        "geodns_checker_info", "Always 1; names this process's checker and its vantage.", labels=("checker", "vantage")
+    )
     info.add_metric((view.checker_id, view.vantage), 1)
     yield info
-    yield GaugeMetricFamily("geodns_checker_suspect", "1 while this checker believes it is cut off (a "
-                            "partition) and withholds its votes.", value=1 if view.suspect else 0)
-    yield GaugeMetricFamily("geodns_checker_ready", "1 when every endpoint was probed and reported to the store, "
-                            "the store takes reports and the checker is not suspect.", value=1 if view.ready else 0)
-    reports = CounterMetricFamily("geodns_checker_reports", "Writes of observations to the store, by result.",
-                                  labels=("result",))
+    yield GaugeMetricFamily(
+        "geodns_checker_suspect",
+        "1 while this checker believes it is cut off (a partition) and withholds its votes.",
+        value=1 if view.suspect else 0,
+    )
+    yield GaugeMetricFamily(
+        "geodns_checker_ready",
+        "1 when every endpoint was probed and reported to the store, "
+        "the store takes reports and the checker is not suspect.",
+        value=1 if view.ready else 0,
+    )
+    reports = CounterMetricFamily(
+        "geodns_checker_reports", "Writes of observations to the store, by result.", labels=("result",)
+    )
     for result in ("ok", "failed"):
         reports.add_metric((result,), view.reports.get(result, 0))
     yield reports
     if view.last_report_ok is not None:
-        yield GaugeMetricFamily("geodns_checker_last_report_success_timestamp_seconds", "When observations last "
-                                "reached the store, unix time.", value=view.last_report_ok)
+        yield GaugeMetricFamily(
+            "geodns_checker_last_report_success_timestamp_seconds",
+            "When observations last reached the store, unix time.",
+            value=view.last_report_ok,
+        )
 
-    state = GaugeMetricFamily("geodns_checker_endpoint_state", "1 for the state this checker holds for an "
-                              "endpoint after rise/fall.", labels=(*ENDPOINT, "state"))
-    probes = CounterMetricFamily("geodns_checker_probes", "Probes run by this checker, by outcome.",
-                                 labels=(*ENDPOINT, "outcome"))
+    state = GaugeMetricFamily(
+        "geodns_checker_endpoint_state",
+        "1 for the state this checker holds for an endpoint after rise/fall.",
+        labels=(*ENDPOINT, "state"),
+    )
+    probes = CounterMetricFamily(
+        "geodns_checker_probes", "Probes run by this checker, by outcome.", labels=(*ENDPOINT, "outcome")
+    )
     last_ok = GaugeMetricFamily("geodns_checker_last_probe_ok", "1 when the latest probe succeeded.", labels=ENDPOINT)
-    rtt = GaugeMetricFamily("geodns_checker_endpoint_rtt_seconds", "Smoothed RTT (connect + first byte) of the "
-                            "endpoint's successful probes.", labels=ENDPOINT)
-    down_since = GaugeMetricFamily("geodns_checker_endpoint_down_since_timestamp_seconds", "When this checker's "
-                                   "state for a down endpoint became down, unix time.", labels=ENDPOINT)
+    rtt = GaugeMetricFamily(
+        "geodns_checker_endpoint_rtt_seconds",
+        "Smoothed RTT (connect + first byte) of the endpoint's successful probes.",
+        labels=ENDPOINT,
+    )
+    down_since = GaugeMetricFamily(
+        "geodns_checker_endpoint_down_since_timestamp_seconds",
+        "When this checker's state for a down endpoint became down, unix time.",
+        labels=ENDPOINT,
+    )
     for key, item in sorted(view.status.items()):
         for name in (UP, DOWN, UNKNOWN):
             state.add_metric((*key, name), 1 if item.state == name else 0)
@@ -112,8 +141,11 @@ def families(view: CheckerView) -> Iterator[Metric]:
             down_since.add_metric(key, item.down_since)
     yield from (state, probes, last_ok, rtt, down_since)
 
-    duration = HistogramMetricFamily("geodns_checker_probe_duration_seconds", "How long probes took, whatever "
-                                     "their outcome, by cluster.", labels=("cluster",))
+    duration = HistogramMetricFamily(
+        "geodns_checker_probe_duration_seconds",
+        "How long probes took, whatever their outcome, by cluster.",
+        labels=("cluster",),
+    )
     for cluster, (per_bucket, total) in sorted(view.durations.items()):
         cumulative, buckets = 0, []
         for bound, n in zip(DURATION_BUCKETS + (float("inf"),), per_bucket):

@@ -33,13 +33,14 @@ The rules, applied by the checker after every probe result:
 
 The functions here are pure; ``Checker`` keeps the counters they read.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from ..state.model import Cluster, Snapshot
 
-CheckKey = tuple[str, str]          # (cluster, endpoint address as text)
+CheckKey = tuple[str, str]  # (cluster, endpoint address as text)
 
 
 def place_of(cluster: Cluster) -> str:
@@ -67,7 +68,7 @@ def lost_at_once(failing: Iterable[tuple[str, float | None]], last_reach: float)
 def others_see_up(snapshot: Snapshot, keys: Iterable[CheckKey], me: str, now: float) -> bool:
     """Rule 3's test: at least one other checker has a fresh observation on ``keys``, and every
     such checker's latest fresh verdicts include an "up" on at least one of them."""
-    sees: dict[str, bool] = {}                        # checker -> has an "up" on one of them
+    sees: dict[str, bool] = {}  # checker -> has an "up" on one of them
     for key in keys:
         latest: dict[str, tuple[float, bool | None]] = {}
         for obs in snapshot.observations.get(key, ()):

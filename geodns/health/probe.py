@@ -17,6 +17,7 @@ arrive (a fresh connection each time, so it includes the TCP and TLS
 handshakes); for TCP the connect, plus the first reply byte when ``expect``
 is set.  Each probe is bounded by the check's ``timeout`` as a whole.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,23 +38,28 @@ from .target import Target
 
 log = logging.getLogger(__name__)
 
-BODY_LIMIT = 64 * 1024          # bytes of a body (or tcp reply) searched for the expected text
+BODY_LIMIT = 64 * 1024  # bytes of a body (or tcp reply) searched for the expected text
 USER_AGENT = "geodns-checker"
 
 
 # The outcome label of geodns_checker_probes_total: one per reason family, "error" for the rest
 # (reset, unreachable, bad response, a probe that raised).
 OUTCOMES = ("ok", "http_status", "timeout", "refused", "tls", "body_mismatch", "error")
-_OUTCOME_PREFIXES = (("HTTP ", "http_status"), ("timeout", "timeout"),
-                     ("connection refused", "refused"), ("tls:", "tls"), ("body mismatch", "body_mismatch"))
+_OUTCOME_PREFIXES = (
+    ("HTTP ", "http_status"),
+    ("timeout", "timeout"),
+    ("connection refused", "refused"),
+    ("tls:", "tls"),
+    ("body mismatch", "body_mismatch"),
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     ok: bool
-    rtt_ms: float | None        # None when nothing answered (refused, timeout, ...)
+    rtt_ms: float | None  # None when nothing answered (refused, timeout, ...)
     reason: str
-    load: float | None = None   # read from the response when the check says where (loadsignal.py)
+    load: float | None = None  # read from the response when the check says where (loadsignal.py)
 
     @property
     def outcome(self) -> str:
@@ -84,8 +90,12 @@ def new_session(limit: int = 256) -> aiohttp.ClientSession:
     No cookies, no proxies from the environment, no redirects (see probe_http).
     """
     connector = aiohttp.TCPConnector(force_close=True, limit=limit, ttl_dns_cache=10)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                 trust_env=False, timeout=aiohttp.ClientTimeout(total=None))
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,7 +135,7 @@ async def probe_http(target: Target, spec: CheckSpec, session: aiohttp.ClientSes
         return await asyncio.wait_for(_http(target, spec, session, started), spec.timeout)
     except (asyncio.TimeoutError, TimeoutError):
         return ProbeResult(False, None, timed_out(spec.timeout))
-    except (aiohttp.ClientError, OSError, ssl.SSLError, UnicodeError) as exc:   # UnicodeError: a bad host name
+    except (aiohttp.ClientError, OSError, ssl.SSLError, UnicodeError) as exc:  # UnicodeError: a bad host name
         return ProbeResult(False, None, _reason(exc))
 
 
@@ -137,8 +147,14 @@ async def _http(target: Target, spec: CheckSpec, session: aiohttp.ClientSession,
         server_hostname = _strip_port(spec.host)
     tls = tls_context(spec.tls_verify, spec.ca_file) if target.scheme == "https" else None
     url = yarl.URL(target.url, encoded=True)
-    async with session.request(spec.method, url, headers=headers, ssl=tls if tls is not None else True,
-                               server_hostname=server_hostname, allow_redirects=False) as response:
+    async with session.request(
+        spec.method,
+        url,
+        headers=headers,
+        ssl=tls if tls is not None else True,
+        server_hostname=server_hostname,
+        allow_redirects=False,
+    ) as response:
         rtt_ms = (time.perf_counter() - started) * 1000.0
         if not status_ok(response.status, spec):
             return ProbeResult(False, rtt_ms, f"HTTP {response.status}")
@@ -184,11 +200,11 @@ async def probe_tcp(target: Target, spec: CheckSpec) -> ProbeResult:
         return await asyncio.wait_for(_tcp(target, spec, started, streams), spec.timeout)
     except (asyncio.TimeoutError, TimeoutError):
         return ProbeResult(False, None, timed_out(spec.timeout))
-    except (OSError, UnicodeError) as exc:       # UnicodeError: a host name IDNA cannot encode
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
         return ProbeResult(False, None, _reason(exc))
     finally:
         for writer in streams:
-            writer.close()      # no wait_closed(): a peer that never closes must not hold the probe
+            writer.close()  # no wait_closed(): a peer that never closes must not hold the probe
 
 
 async def _tcp(target: Target, spec: CheckSpec, started: float, streams: list[asyncio.StreamWriter]) -> ProbeResult:
@@ -206,7 +222,7 @@ async def _tcp(target: Target, spec: CheckSpec, started: float, streams: list[as
         if not chunk:
             break
         if not seen:
-            rtt_ms = (time.perf_counter() - started) * 1000.0    # connect + first byte, as for HTTP
+            rtt_ms = (time.perf_counter() - started) * 1000.0  # connect + first byte, as for HTTP
         seen += chunk
         if wanted in seen:
             return ProbeResult(True, rtt_ms, "ok")
@@ -236,8 +252,10 @@ def _reason(exc: BaseException) -> str:
 def _os_reason(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
         return "connection refused"
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) \
-            or exc.errno in (errno.ECONNRESET, errno.EPIPE):
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) or exc.errno in (
+        errno.ECONNRESET,
+        errno.EPIPE,
+    ):
         return "connection reset"
     return "unreachable"
 
@@ -257,5 +275,5 @@ def _tls_detail(exc: BaseException) -> str:
 def _strip_port(host: str) -> str:
     """The SNI name from a Host value: 'app.example.com:8443' -> 'app.example.com'."""
     if not host.startswith("[") and host.count(":") != 1:
-        return host                      # a bare name, or a bare IPv6 address
+        return host  # a bare name, or a bare IPv6 address
     return split_host_port(host, default_port=0)[0]

@@ -8,6 +8,7 @@ checker's (``health/http.py``), so an orchestrator and Prometheus see one shape:
 geodns, so the checker does not load the server's HTTP side; it sits here, below
 ``geodns/http``, so the arrows between the two parts run one way.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ Readiness = Callable[[], tuple[bool, str]]
 
 def add_health_routes(app: web.Application, readiness: Readiness) -> None:
     """``/healthz`` and ``/readyz``, the latter answering from ``readiness()`` (ready, reason)."""
+
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -28,8 +30,11 @@ def add_health_routes(app: web.Application, readiness: Readiness) -> None:
         ready, reason = readiness()
         status = 200 if ready else 503
         if "application/json" in request.headers.get("Accept", ""):
-            return web.Response(text=json.dumps({"ready": ready, "reason": reason}) + "\n",
-                                status=status, content_type="application/json")
+            return web.Response(
+                text=json.dumps({"ready": ready, "reason": reason}) + "\n",
+                status=status,
+                content_type="application/json",
+            )
         return web.Response(text=reason + "\n", status=status)
 
     app.router.add_get("/healthz", healthz)
@@ -38,6 +43,7 @@ def add_health_routes(app: web.Application, readiness: Readiness) -> None:
 
 def add_metrics_route(app: web.Application, registry: CollectorRegistry) -> None:
     """``/metrics``: ``registry`` in Prometheus' text format, collected at each scrape."""
+
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

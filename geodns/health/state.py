@@ -13,6 +13,7 @@ still shows why it went down; reaching ``up`` clears it.
 RTT is an exponentially weighted moving average (alpha 0.3) of successful
 probes only: a failed probe's time says nothing about the path's latency.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -29,12 +30,12 @@ class Health:
     """Where one endpoint stands after the results seen so far."""
 
     state: str = UNKNOWN
-    successes: int = 0              # consecutive, up to the latest result
-    failures: int = 0               # consecutive, up to the latest result
-    rtt_ms: float | None = None     # EWMA over successful probes
-    reason: str = ""                # the latest result's reason
-    probes: int = 0                 # results seen in total
-    failure: str = ""               # the latest failed result's reason, until the endpoint is up again
+    successes: int = 0  # consecutive, up to the latest result
+    failures: int = 0  # consecutive, up to the latest result
+    rtt_ms: float | None = None  # EWMA over successful probes
+    reason: str = ""  # the latest result's reason
+    probes: int = 0  # results seen in total
+    failure: str = ""  # the latest failed result's reason, until the endpoint is up again
 
     @property
     def verdict(self) -> bool | None:
@@ -65,5 +66,13 @@ def advance(health: Health, ok: bool, rtt_ms: float | None, reason: str, rise: i
         rtt = health.rtt_ms
         state = DOWN if failures >= fall else health.state
     failure = reason if not ok else "" if state == UP else health.failure
-    return replace(health, state=state, successes=successes, failures=failures, rtt_ms=rtt,
-                   reason=reason, probes=health.probes + 1, failure=failure)
+    return replace(
+        health,
+        state=state,
+        successes=successes,
+        failures=failures,
+        rtt_ms=rtt,
+        reason=reason,
+        probes=health.probes + 1,
+        failure=failure,
+    )

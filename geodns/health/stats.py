@@ -5,13 +5,14 @@ report; ``geodns/health/metrics.py`` turns them (with the checker's live
 state) into Prometheus families at scrape time.  Nothing here imports
 prometheus-client, so the checker costs no more than a few dict updates.
 """
+
 from __future__ import annotations
 
 import bisect
 
 from .probe import OUTCOMES
 
-CheckKey = tuple[str, str]          # (cluster, endpoint address as text)
+CheckKey = tuple[str, str]  # (cluster, endpoint address as text)
 
 # Seconds; a probe is bounded by its check's timeout (default 2 s, at most the interval).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -35,10 +36,10 @@ class CheckerStats:
     """Counters of one checker since it started."""
 
     def __init__(self) -> None:
-        self.outcomes: dict[CheckKey, dict[str, int]] = {}     # endpoint -> outcome -> probes
-        self.durations: dict[str, Durations] = {}              # cluster -> probe durations
-        self.reports = {"ok": 0, "failed": 0}                  # store.report() calls by result
-        self.last_report_ok: float | None = None               # unix time of the last successful report
+        self.outcomes: dict[CheckKey, dict[str, int]] = {}  # endpoint -> outcome -> probes
+        self.durations: dict[str, Durations] = {}  # cluster -> probe durations
+        self.reports = {"ok": 0, "failed": 0}  # store.report() calls by result
+        self.last_report_ok: float | None = None  # unix time of the last successful report
 
     def probed(self, key: CheckKey, outcome: str, seconds: float) -> None:
         counts = self.outcomes.get(key)

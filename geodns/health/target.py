@@ -15,6 +15,7 @@ The rule, in order (the first that applies wins):
 whatever is dialled, so an ingress can be probed by IP under the app's name.
 For tcp checks only the host and port of a URL matter.
 """
+
 from __future__ import annotations
 
 import urllib.parse
@@ -36,7 +37,7 @@ class Target:
     """One place to probe: scheme (http, https or tcp), host, port and, for HTTP, the path with query."""
 
     scheme: str
-    host: str                  # a name or an IP address, without brackets
+    host: str  # a name or an IP address, without brackets
     port: int
     path: str = "/"
 

@@ -13,6 +13,7 @@ already reflects the change.  Errors are JSON
 value, 413 body over 64 KiB, 401/403 token, 404 unknown cluster/endpoint/record, 409 already exists,
 422 a rejected config on reload, 503 store unavailable.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -41,10 +42,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("geodns.http.api")
 
 PREFIX = "/api/v1"
-MAX_BODY = 64 * 1024           # bytes of a request body (app.py gives aiohttp the same limit)
-MAX_DEPTH = 8                  # nesting of a JSON body; the deepest we take is three
-_ADMIN_ACTIONS = {"drain": AdminState.DRAINED, "undrain": AdminState.ACTIVE,
-                  "force-up": AdminState.FORCED_UP, "force-down": AdminState.FORCED_DOWN}
+MAX_BODY = 64 * 1024  # bytes of a request body (app.py gives aiohttp the same limit)
+MAX_DEPTH = 8  # nesting of a JSON body; the deepest we take is three
+_ADMIN_ACTIONS = {
+    "drain": AdminState.DRAINED,
+    "undrain": AdminState.ACTIVE,
+    "force-up": AdminState.FORCED_UP,
+    "force-down": AdminState.FORCED_DOWN,
+}
 _QTYPES = {"A": wire.T_A, "AAAA": wire.T_AAAA}
 
 
@@ -120,8 +125,7 @@ class _Api:
         result = dynamic.explain(name, _QTYPES[qtype_text], address, prefix)
         result["type"] = qtype_text
         snapshot, health, load = dynamic.state.snapshot, dynamic.state.health, dynamic.state.load
-        result["candidates"] = {
-            c: _candidate(snapshot, health, c) for c in dynamic.records[name].clusters}
+        result["candidates"] = {c: _candidate(snapshot, health, c) for c in dynamic.records[name].clusters}
         for c, candidate in result["candidates"].items():
             if c in load.states:
                 candidate["shed_share"] = round(load.share(c), 4)
@@ -137,9 +141,11 @@ class _Api:
             endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
             store = self._store()
             await self._write(lambda: store.set_admin(name, state, endpoint))
-            log.info("event=admin action=%s cluster=%s endpoint=%s remote=%s", action, name, endpoint or "-",
-                     request.remote)
+            log.info(
+                "event=admin action=%s cluster=%s endpoint=%s remote=%s", action, name, endpoint or "-", request.remote
+            )
             return reply(self._cluster_or_404(name))
+
         return handler
 
     async def set_weight(self, request: web.Request) -> web.Response:
@@ -151,8 +157,13 @@ class _Api:
         endpoint = request.query.get("endpoint") or _opt_str(body, "endpoint")
         store = self._store()
         await self._write(lambda: store.set_weight(name, weight, endpoint))
-        log.info("event=admin action=weight cluster=%s endpoint=%s weight=%s remote=%s", name, endpoint or "-",
-                 weight, request.remote)
+        log.info(
+            "event=admin action=weight cluster=%s endpoint=%s weight=%s remote=%s",
+            name,
+            endpoint or "-",
+            weight,
+            request.remote,
+        )
         return reply(self._cluster_or_404(name))
 
     async def set_load(self, request: web.Request) -> web.Response:
@@ -163,8 +174,9 @@ class _Api:
         name = request.match_info["name"]
         body = await _body(request)
         if "load" not in body:
-            raise error(400, 'the body must be {"load": N} (1 = at capacity; optionally "ttl": "60s", '
-                             '"endpoint": ADDRESS)')
+            raise error(
+                400, 'the body must be {"load": N} (1 = at capacity; optionally "ttl": "60s", "endpoint": ADDRESS)'
+            )
         unknown = set(body) - {"load", "ttl", "endpoint"}
         if unknown:
             raise error(400, f"unknown keys: {', '.join(sorted(unknown))}")
@@ -176,9 +188,16 @@ class _Api:
         async def write() -> int:
             cluster = require(snapshot.clusters.get(name), name)
             return await store.report_load([load_report(cluster, body["load"], ttl, endpoint)])
+
         await self._write(write)
-        log.info("event=admin action=load cluster=%s endpoint=%s load=%s ttl=%s remote=%s", name, endpoint or "-",
-                 body["load"], ttl, request.remote)
+        log.info(
+            "event=admin action=load cluster=%s endpoint=%s load=%s ttl=%s remote=%s",
+            name,
+            endpoint or "-",
+            body["load"],
+            ttl,
+            request.remote,
+        )
         return reply(self._cluster_or_404(name))
 
     async def add_endpoint(self, request: web.Request) -> web.Response:
@@ -195,7 +214,7 @@ class _Api:
         body = await _body(request)
         address = request.match_info.get("address") or request.query.get("address") or _opt_str(body, "address")
         if not address:
-            raise error(400, "say which endpoint: DELETE .../endpoints/ADDRESS, ?address= or {\"address\": ...}")
+            raise error(400, 'say which endpoint: DELETE .../endpoints/ADDRESS, ?address= or {"address": ...}')
         store = self._store()
         await self._write(lambda: store.remove_endpoint(name, address))
         log.info("event=admin action=remove-endpoint cluster=%s endpoint=%s remote=%s", name, address, request.remote)
@@ -220,12 +239,21 @@ class _Api:
         server = self.server
         if await server.reload():
             engine, config = server.engine, views.config_of(server)
-            assert engine is not None               # a successful reload has just set it
-            return reply({"reloaded": True, "zones": [names.to_text(z.origin) for z in engine.zones],
-                          "records": [r.text for r in config.records.values()],
-                          "reloads": dict(server.reloads)})
-        raise error(422, "the new config was rejected; the running config stays in force",
-                    problems=list(server.reload_problems), reloads=dict(server.reloads))
+            assert engine is not None  # a successful reload has just set it
+            return reply(
+                {
+                    "reloaded": True,
+                    "zones": [names.to_text(z.origin) for z in engine.zones],
+                    "records": [r.text for r in config.records.values()],
+                    "reloads": dict(server.reloads),
+                }
+            )
+        raise error(
+            422,
+            "the new config was rejected; the running config stays in force",
+            problems=list(server.reload_problems),
+            reloads=dict(server.reloads),
+        )
 
     # -- helpers ----------------------------------------------------------------------------
     async def _write(self, operation: Callable[[], Awaitable[int]]) -> int:
@@ -242,11 +270,17 @@ class _Api:
         try:
             await views.keeper_of(self.server).sync()
         except StoreUnavailable as exc:
-            raise error(503, f"the change was stored (version {version}) but could not be loaded back: {exc}; "
-                             "DNS answers pick it up when the store is reachable") from None
+            raise error(
+                503,
+                f"the change was stored (version {version}) but could not be loaded back: {exc}; "
+                "DNS answers pick it up when the store is reachable",
+            ) from None
         if not await self.server.settled():
-            raise error(503, f"the change was stored (version {version}) and this server has it, but not every "
-                             "DNS worker confirmed it in time; a stuck worker answers from the old state")
+            raise error(
+                503,
+                f"the change was stored (version {version}) and this server has it, but not every "
+                "DNS worker confirmed it in time; a stuck worker answers from the old state",
+            )
         return version
 
     def _store(self) -> StateStore:
@@ -272,11 +306,18 @@ class _Api:
         raw = body.get("endpoints")
         if not isinstance(raw, list) or not raw:
             raise error(400, '"endpoints" must be a non-empty list of addresses or {"address": ..., "weight": ...}')
-        endpoints = tuple(_endpoint_spec(item if isinstance(item, dict) else {"address": item}, f"endpoints[{i}]")
-                          for i, item in enumerate(raw))
-        numbers = {key: _field(body, key, convert, default) for key, convert, default in
-                   (("weight", values.weight, 100), ("priority", values.priority, 0),
-                    ("min_healthy", values.min_healthy, 1))}
+        endpoints = tuple(
+            _endpoint_spec(item if isinstance(item, dict) else {"address": item}, f"endpoints[{i}]")
+            for i, item in enumerate(raw)
+        )
+        numbers = {
+            key: _field(body, key, convert, default)
+            for key, convert, default in (
+                ("weight", values.weight, 100),
+                ("priority", values.priority, 0),
+                ("min_healthy", values.min_healthy, 1),
+            )
+        }
         unknown = set(body) - {"name", "region", "endpoints", "weight", "priority", "min_healthy"}
         if unknown:
             raise error(400, f"unknown keys: {', '.join(sorted(unknown))}")
@@ -287,9 +328,14 @@ def _candidate(snapshot, health, name: str) -> dict[str, Any]:
     cluster = snapshot.clusters.get(name)
     if cluster is None:
         return {"state": "absent"}
-    return {"region": cluster.region, "weight": cluster.weight, "priority": cluster.priority,
-            "admin": cluster.admin.value, "state": views.cluster_state(health, name),
-            "rtt_ms": {v: round(ms, 3) for (c, v), ms in health.rtts().items() if c == name}}
+    return {
+        "region": cluster.region,
+        "weight": cluster.weight,
+        "priority": cluster.priority,
+        "admin": cluster.admin.value,
+        "state": views.cluster_state(health, name),
+        "rtt_ms": {v: round(ms, 3) for (c, v), ms in health.rtts().items() if c == name},
+    }
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -300,12 +346,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
         data = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise error(413, f"the body is larger than {MAX_BODY} bytes") from None
-    except (ConnectionError, HttpProcessingError) as exc:        # cut off, or a broken chunked encoding
+    except (ConnectionError, HttpProcessingError) as exc:  # cut off, or a broken chunked encoding
         raise error(400, f"the body could not be read: {exc}") from None
-    except web.RequestPayloadError as exc:                       # not what its Content-Encoding says
+    except web.RequestPayloadError as exc:  # not what its Content-Encoding says
         raise error(400, f"the body could not be read: {' '.join(str(exc).split())}") from None
     try:
-        text = data.decode("utf-8")            # JSON is UTF-8 (RFC 8259), whatever the header says
+        text = data.decode("utf-8")  # JSON is UTF-8 (RFC 8259), whatever the header says
     except UnicodeDecodeError as exc:
         raise error(400, f"the body is not UTF-8 text (bad byte at offset {exc.start})") from None
     if not text.strip():
@@ -335,8 +381,7 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def _field(body: dict[str, Any], key: str, convert: Callable[[Any], Any], default: Any = None,
-           where: str = "") -> Any:
+def _field(body: dict[str, Any], key: str, convert: Callable[[Any], Any], default: Any = None, where: str = "") -> Any:
     """``body[key]`` (or ``default``) through one of the config's converters; its ValueError is a 400."""
     try:
         return convert(body.get(key, default))

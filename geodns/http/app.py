@@ -11,6 +11,7 @@ query path, which keeps answering from memory while they run.  Work that grows
 with the number of records (where traffic goes, the status page's HTML) runs
 in a thread of its own (``traffic.TrafficViews``), not on the event loop.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,12 @@ def make_app(server: Server) -> web.Application:
         try:
             return await handler(request)
         except web.HTTPException as exc:
-            if (request.path.startswith(api.PREFIX) and exc.content_type != "application/json"
-                    and exc.status >= 400 and exc.status in auth._ERRORS):
+            if (
+                request.path.startswith(api.PREFIX)
+                and exc.content_type != "application/json"
+                and exc.status >= 400
+                and exc.status in auth._ERRORS
+            ):
                 raise auth.error(exc.status, exc.reason) from exc
             raise
         except Exception:

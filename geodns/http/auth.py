@@ -24,6 +24,7 @@ token and changing the token logs every browser out.  Writes still need the
 bearer token, so no page a browser visits can make changes with the cookie
 (nothing to forge: there is no cookie-authenticated write).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -71,7 +72,7 @@ def _loopback_host(request: web.Request) -> bool:
 def _same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
-        return True                                    # not a browser, or a same-origin GET
+        return True  # not a browser, or a same-origin GET
     return urlsplit(origin).netloc == request.host
 
 
@@ -82,8 +83,9 @@ def session_value(token: str) -> str:
 
 def _session_ok(request: web.Request, token: str | None) -> bool:
     cookie = request.cookies.get(SESSION_COOKIE)
-    return token is not None and cookie is not None and hmac.compare_digest(cookie.encode(),
-                                                                            session_value(token).encode())
+    return (
+        token is not None and cookie is not None and hmac.compare_digest(cookie.encode(), session_value(token).encode())
+    )
 
 
 def token_matches(given: str, server: Server) -> bool:
@@ -113,21 +115,33 @@ def check(request: web.Request, server: Server) -> None:
             return
         raise error(403, "the bearer token does not match server.admin_token / GEODNS_ADMIN_TOKEN")
     if not write and _session_ok(request, token):
-        return                                         # a browser that logged in at /login
+        return  # a browser that logged in at /login
     local = is_loopback(request.remote) and _loopback_host(request)
     if write and token is not None:
-        raise error(401, "this change needs 'Authorization: Bearer <token>' (server.admin_token or GEODNS_ADMIN_TOKEN)",
-                    challenge=True)
+        raise error(
+            401,
+            "this change needs 'Authorization: Bearer <token>' (server.admin_token or GEODNS_ADMIN_TOKEN)",
+            challenge=True,
+        )
     if local and (not write or _same_origin(request)):
         return
     if write:
-        raise error(403, "changes without a token are accepted from loopback clients only; "
-                         "set server.admin_token or GEODNS_ADMIN_TOKEN and send it as a bearer token")
+        raise error(
+            403,
+            "changes without a token are accepted from loopback clients only; "
+            "set server.admin_token or GEODNS_ADMIN_TOKEN and send it as a bearer token",
+        )
     if token is None:
-        raise error(403, "reads are open to loopback clients only; configure a token "
-                         "(server.admin_token or GEODNS_ADMIN_TOKEN) to read from elsewhere")
-    raise error(401, "reading from a non-loopback client needs 'Authorization: Bearer <token>' "
-                     "(in a browser: log in at /login)", challenge=True)
+        raise error(
+            403,
+            "reads are open to loopback clients only; configure a token "
+            "(server.admin_token or GEODNS_ADMIN_TOKEN) to read from elsewhere",
+        )
+    raise error(
+        401,
+        "reading from a non-loopback client needs 'Authorization: Bearer <token>' (in a browser: log in at /login)",
+        challenge=True,
+    )
 
 
 def error(status: int, message: str, challenge: bool = False, **extra) -> web.HTTPException:
@@ -145,7 +159,14 @@ class _TooLarge(web.HTTPRequestEntityTooLarge):
 
 
 _ERRORS: dict[int, type[web.HTTPException]] = {
-    400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-    409: web.HTTPConflict, 413: _TooLarge, 415: web.HTTPUnsupportedMediaType, 422: web.HTTPUnprocessableEntity,
-    500: web.HTTPInternalServerError, 503: web.HTTPServiceUnavailable,
+    400: web.HTTPBadRequest,
+    401: web.HTTPUnauthorized,
+    403: web.HTTPForbidden,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+    413: _TooLarge,
+    415: web.HTTPUnsupportedMediaType,
+    422: web.HTTPUnprocessableEntity,
+    500: web.HTTPInternalServerError,
+    503: web.HTTPServiceUnavailable,
 }

@@ -5,6 +5,7 @@ published port no request is loopback, so without this the page would be
 reachable only from the server's own host.  The form posts the admin token once;
 a right token gets the read-only session cookie described in ``auth.py``.
 """
+
 from __future__ import annotations
 
 import html
@@ -42,8 +43,11 @@ def _page(message: str = "", status: int = 200) -> web.Response:
 def add_routes(app: web.Application, server: Server) -> None:
     async def form(request: web.Request) -> web.Response:
         if auth.configured_token(server) is None:
-            return _page('<p class="err">No token is configured, so there is nothing to log in with: '
-                         "the page is open to loopback clients only.</p>", status=404)
+            return _page(
+                '<p class="err">No token is configured, so there is nothing to log in with: '
+                "the page is open to loopback clients only.</p>",
+                status=404,
+            )
         return _page()
 
     async def login(request: web.Request) -> web.StreamResponse:
@@ -59,9 +63,15 @@ def add_routes(app: web.Application, server: Server) -> None:
         if not isinstance(given, str) or not auth.token_matches(given, server):
             return _page(f'<p class="err">{html.escape("That token is not right.")}</p>', status=403)
         response = web.HTTPSeeOther("/")
-        response.set_cookie(auth.SESSION_COOKIE, auth.session_value(auth.configured_token(server) or ""),
-                            max_age=auth.SESSION_DAYS * 86400, httponly=True, samesite="Strict",
-                            secure=request.secure, path="/")
+        response.set_cookie(
+            auth.SESSION_COOKIE,
+            auth.session_value(auth.configured_token(server) or ""),
+            max_age=auth.SESSION_DAYS * 86400,
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+            path="/",
+        )
         raise response
 
     async def logout(request: web.Request) -> web.StreamResponse:

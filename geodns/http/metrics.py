@@ -6,6 +6,7 @@ with the live snapshot and health view, whenever Prometheus scrapes.  Each
 Server gets its own registry, so several servers in one process (tests) never
 share metrics.
 """
+
 from __future__ import annotations
 
 import time
@@ -59,8 +60,12 @@ def _build_info() -> GaugeMetricFamily:
             return version(package)
         except PackageNotFoundError:
             return "unknown"
-    info = GaugeMetricFamily("geodns_build_info", "Always 1; the labels say which geodns runs, on which Python "
-                             "and with which dnspython.", labels=("version", "python", "dnspython"))
+
+    info = GaugeMetricFamily(
+        "geodns_build_info",
+        "Always 1; the labels say which geodns runs, on which Python and with which dnspython.",
+        labels=("version", "python", "dnspython"),
+    )
     info.add_metric((of("geodns"), platform.python_version(), of("dnspython")), 1)
     return info
 
@@ -83,7 +88,7 @@ class ServerCollector:
         yield from self._queries()
         yield from self._gslb(config)
         keeper = server.keeper
-        if keeper is None:                 # stopping: the table is gone
+        if keeper is None:  # stopping: the table is gone
             return
         yield from self._state(keeper, engine)
         yield from self._table()
@@ -95,8 +100,11 @@ class ServerCollector:
     # -- the query path -----------------------------------------------------------------------
     def _queries(self) -> Iterator[Metric]:
         stats = self.server.query_stats()
-        queries = CounterMetricFamily("geodns_queries", "DNS queries answered, by zone, query type, "
-                                      "response code and transport.", labels=("zone", "qtype", "rcode", "transport"))
+        queries = CounterMetricFamily(
+            "geodns_queries",
+            "DNS queries answered, by zone, query type, response code and transport.",
+            labels=("zone", "qtype", "rcode", "transport"),
+        )
         merged: dict[tuple[str, str, str, str], int] = {}
         for (origin, qtype, rcode, tcp), n in list(stats.queries.items()):
             key = (_zone(origin), _qtype(qtype), _RCODES.get(rcode, str(rcode)), "tcp" if tcp else "udp")
@@ -108,32 +116,46 @@ class ServerCollector:
         for bound, n in zip(DURATION_BUCKETS + (float("inf"),), stats.duration_buckets):
             cumulative += n
             buckets.append((floatToGoString(bound), cumulative))
-        yield HistogramMetricFamily("geodns_query_duration_seconds", "Time the answer engine took per query, "
-                                    "from bytes in to bytes out (socket I/O excluded).", buckets=buckets,
-                                    sum_value=stats.duration_sum)
+        yield HistogramMetricFamily(
+            "geodns_query_duration_seconds",
+            "Time the answer engine took per query, from bytes in to bytes out (socket I/O excluded).",
+            buckets=buckets,
+            sum_value=stats.duration_sum,
+        )
         yield CounterMetricFamily("geodns_truncated", "UDP responses sent truncated (TC set).", value=stats.truncated)
         total = sum(merged.values())
-        ecs = CounterMetricFamily("geodns_ecs_queries", "Queries with and without an EDNS Client Subnet option.",
-                                  labels=("present",))
+        ecs = CounterMetricFamily(
+            "geodns_ecs_queries", "Queries with and without an EDNS Client Subnet option.", labels=("present",)
+        )
         ecs.add_metric(("true",), stats.ecs_present)
         ecs.add_metric(("false",), max(0, total - stats.ecs_present))
         yield ecs
-        yield CounterMetricFamily("geodns_dropped_messages", "Messages answered with silence (responses, runts).",
-                                  value=stats.dropped)
-        yield CounterMetricFamily("geodns_malformed_queries", "Queries answered FORMERR or NOTIMP before the "
-                                  "question could be read.", value=stats.malformed)
+        yield CounterMetricFamily(
+            "geodns_dropped_messages", "Messages answered with silence (responses, runts).", value=stats.dropped
+        )
+        yield CounterMetricFamily(
+            "geodns_malformed_queries",
+            "Queries answered FORMERR or NOTIMP before the question could be read.",
+            value=stats.malformed,
+        )
 
     def _gslb(self, config: Config) -> Iterator[Metric]:
         server = self.server
         counters = server.gslb_report()
         records = config.records
-        answers = CounterMetricFamily("geodns_gslb_answers", "GSLB answers per record and cluster "
-                                      "(an answer naming two clusters counts for both).", labels=("record", "cluster"))
-        outcomes = CounterMetricFamily("geodns_gslb_responses", "GSLB responses per record by outcome: "
-                                       "answer, fallback (the chain left nothing) or nodata.",
-                                       labels=("record", "outcome"))
-        fallback = CounterMetricFamily("geodns_gslb_fallback", "GSLB responses answered by the record's fallback.",
-                                       labels=("record",))
+        answers = CounterMetricFamily(
+            "geodns_gslb_answers",
+            "GSLB answers per record and cluster (an answer naming two clusters counts for both).",
+            labels=("record", "cluster"),
+        )
+        outcomes = CounterMetricFamily(
+            "geodns_gslb_responses",
+            "GSLB responses per record by outcome: answer, fallback (the chain left nothing) or nodata.",
+            labels=("record", "outcome"),
+        )
+        fallback = CounterMetricFamily(
+            "geodns_gslb_fallback", "GSLB responses answered by the record's fallback.", labels=("record",)
+        )
         per_cluster: dict[tuple[str, str], int] = {}
         per_outcome: dict[tuple[str, str], int] = {}
         per_fallback: dict[str, int] = {}
@@ -156,33 +178,47 @@ class ServerCollector:
         yield answers
         yield outcomes
         yield fallback
-        yield CounterMetricFamily("geodns_geoip_misses", "GSLB clients whose location was unknown "
-                                  "(no operator network, not in the GeoIP database).", value=counters.geo_misses)
+        yield CounterMetricFamily(
+            "geodns_geoip_misses",
+            "GSLB clients whose location was unknown (no operator network, not in the GeoIP database).",
+            value=counters.geo_misses,
+        )
 
     # -- snapshot and store -------------------------------------------------------------------
     def _state(self, keeper: SnapshotKeeper, engine: AnswerEngine) -> Iterator[Metric]:
         server = self.server
-        yield GaugeMetricFamily("geodns_snapshot_version", "Version of the cluster table the answers come from.",
-                                value=keeper.snapshot.version)
-        yield GaugeMetricFamily("geodns_snapshot_age_seconds", "Seconds since the snapshot was last confirmed "
-                                "against the store (+Inf: never).", value=keeper.staleness())
-        yield GaugeMetricFamily("geodns_store_connected", "1 when the state store is reachable.",
-                                value=1 if keeper.connected else 0)
+        yield GaugeMetricFamily(
+            "geodns_snapshot_version",
+            "Version of the cluster table the answers come from.",
+            value=keeper.snapshot.version,
+        )
+        yield GaugeMetricFamily(
+            "geodns_snapshot_age_seconds",
+            "Seconds since the snapshot was last confirmed against the store (+Inf: never).",
+            value=keeper.staleness(),
+        )
+        yield GaugeMetricFamily(
+            "geodns_store_connected", "1 when the state store is reachable.", value=1 if keeper.connected else 0
+        )
         yield CounterMetricFamily("geodns_store_errors", "Failed loads of the state store.", value=keeper.errors)
-        invalid = GaugeMetricFamily("geodns_store_invalid_entries", "Store entries missing or failing validation "
-                                    "(1 each, by key); their last good value is served.", labels=("entry",))
+        invalid = GaugeMetricFamily(
+            "geodns_store_invalid_entries",
+            "Store entries missing or failing validation (1 each, by key); their last good value is served.",
+            labels=("entry",),
+        )
         for key in sorted(keeper.problems):
             invalid.add_metric((key,), 1)
         yield invalid
-        reloads = CounterMetricFamily("geodns_config_reloads", "Config and zone reloads by result.",
-                                      labels=("result",))
+        reloads = CounterMetricFamily("geodns_config_reloads", "Config and zone reloads by result.", labels=("result",))
         for result in ("ok", "failed"):
             reloads.add_metric((result,), server.reloads.get(result, 0))
         yield reloads
         if server.loaded_at is not None:
-            yield GaugeMetricFamily("geodns_config_last_reload_success_timestamp_seconds", "When the running config "
-                                    "and zones were loaded (start-up or the last successful reload), unix time.",
-                                    value=server.loaded_at)
+            yield GaugeMetricFamily(
+                "geodns_config_last_reload_success_timestamp_seconds",
+                "When the running config and zones were loaded (start-up or the last successful reload), unix time.",
+                value=server.loaded_at,
+            )
         ready, _ = readiness(server)
         yield GaugeMetricFamily("geodns_ready", "1 when /readyz says ready.", value=1 if ready else 0)
         zones = GaugeMetricFamily("geodns_zone_serial", "SOA serial of each served zone.", labels=("zone",))
@@ -195,20 +231,29 @@ class ServerCollector:
         snapshot, health = live_state(self.server)
         now = time.time()
         cluster_up = GaugeMetricFamily("geodns_cluster_up", "1 when the cluster may get traffic.", labels=("cluster",))
-        cluster_state = GaugeMetricFamily("geodns_cluster_state", "1 for the cluster's current state.",
-                                          labels=("cluster", "state"))
+        cluster_state = GaugeMetricFamily(
+            "geodns_cluster_state", "1 for the cluster's current state.", labels=("cluster", "state")
+        )
         cluster_weight = GaugeMetricFamily("geodns_cluster_weight", "The cluster's weight.", labels=("cluster",))
-        endpoint_up = GaugeMetricFamily("geodns_endpoint_up", "1 when the endpoint may get traffic.",
-                                        labels=("cluster", "endpoint"))
-        endpoint_state = GaugeMetricFamily("geodns_endpoint_state", "1 for the endpoint's current state.",
-                                           labels=("cluster", "endpoint", "state"))
-        endpoint_weight = GaugeMetricFamily("geodns_endpoint_weight", "The endpoint's weight.",
-                                            labels=("cluster", "endpoint"))
-        observed = GaugeMetricFamily("geodns_endpoint_observed_up", "Each checker's fresh verdict on an endpoint "
-                                     "(1 up, 0 down), by vantage.", labels=("cluster", "endpoint", "vantage", "checker"))
-        endpoint_rtt = GaugeMetricFamily("geodns_endpoint_rtt_seconds", "Each checker's average RTT to an endpoint "
-                                         "(its latest fresh observation).",
-                                         labels=("cluster", "endpoint", "vantage", "checker"))
+        endpoint_up = GaugeMetricFamily(
+            "geodns_endpoint_up", "1 when the endpoint may get traffic.", labels=("cluster", "endpoint")
+        )
+        endpoint_state = GaugeMetricFamily(
+            "geodns_endpoint_state", "1 for the endpoint's current state.", labels=("cluster", "endpoint", "state")
+        )
+        endpoint_weight = GaugeMetricFamily(
+            "geodns_endpoint_weight", "The endpoint's weight.", labels=("cluster", "endpoint")
+        )
+        observed = GaugeMetricFamily(
+            "geodns_endpoint_observed_up",
+            "Each checker's fresh verdict on an endpoint (1 up, 0 down), by vantage.",
+            labels=("cluster", "endpoint", "vantage", "checker"),
+        )
+        endpoint_rtt = GaugeMetricFamily(
+            "geodns_endpoint_rtt_seconds",
+            "Each checker's average RTT to an endpoint (its latest fresh observation).",
+            labels=("cluster", "endpoint", "vantage", "checker"),
+        )
         for name, cluster in sorted(snapshot.clusters.items()):
             current = views.cluster_state(health, name)
             cluster_up.add_metric((name,), 1 if health.cluster_up(name) else 0)
@@ -224,20 +269,35 @@ class ServerCollector:
                 endpoint_weight.add_metric((name, key), endpoint.weight)
                 latest: dict[str, Observation] = {}
                 for obs in snapshot.observations.get((name, key), ()):
-                    if obs.expires > now and obs.up is not None and (
-                            obs.checker not in latest or obs.at > latest[obs.checker].at):
+                    if (
+                        obs.expires > now
+                        and obs.up is not None
+                        and (obs.checker not in latest or obs.at > latest[obs.checker].at)
+                    ):
                         latest[obs.checker] = obs
                 for checker, obs in sorted(latest.items()):
                     observed.add_metric((name, key, obs.vantage, checker), 1 if obs.up else 0)
                     if obs.rtt_ms is not None:
                         endpoint_rtt.add_metric((name, key, obs.vantage, checker), obs.rtt_ms / 1000.0)
-        cluster_rtt = GaugeMetricFamily("geodns_cluster_rtt_seconds", "Median RTT of a cluster's healthy endpoints "
-                                        "as measured from each checker vantage: what the latency policy uses.",
-                                        labels=("cluster", "vantage"))
+        cluster_rtt = GaugeMetricFamily(
+            "geodns_cluster_rtt_seconds",
+            "Median RTT of a cluster's healthy endpoints "
+            "as measured from each checker vantage: what the latency policy uses.",
+            labels=("cluster", "vantage"),
+        )
         for (name, vantage), ms in sorted(health.rtts().items()):
             cluster_rtt.add_metric((name, vantage), ms / 1000.0)
-        yield from (cluster_up, cluster_state, cluster_weight, endpoint_up, endpoint_state, endpoint_weight,
-                    observed, endpoint_rtt, cluster_rtt)
+        yield from (
+            cluster_up,
+            cluster_state,
+            cluster_weight,
+            endpoint_up,
+            endpoint_state,
+            endpoint_weight,
+            observed,
+            endpoint_rtt,
+            cluster_rtt,
+        )
 
     def _load(self) -> Iterator[Metric]:
         """Load and shed share per cluster, as the shed filter sees them (gslb/load.py).
@@ -247,12 +307,22 @@ class ServerCollector:
         snapshot, _health = live_state(self.server)
         load = views.current_load(self.server)
         now = time.time()
-        reported = GaugeMetricFamily("geodns_cluster_load", "The cluster's reported load (1 = at capacity); "
-                                     "absent while unknown.", labels=("cluster",))
-        smoothed = GaugeMetricFamily("geodns_cluster_load_smoothed", "The load the shed filter acts on: the "
-                                     "reported load's moving average.", labels=("cluster",))
-        shed = GaugeMetricFamily("geodns_cluster_shed_share", "The share of new answers a cluster with load "
-                                 "watermarks sends elsewhere (1: out unless nothing else is left).", labels=("cluster",))
+        reported = GaugeMetricFamily(
+            "geodns_cluster_load",
+            "The cluster's reported load (1 = at capacity); absent while unknown.",
+            labels=("cluster",),
+        )
+        smoothed = GaugeMetricFamily(
+            "geodns_cluster_load_smoothed",
+            "The load the shed filter acts on: the reported load's moving average.",
+            labels=("cluster",),
+        )
+        shed = GaugeMetricFamily(
+            "geodns_cluster_shed_share",
+            "The share of new answers a cluster with load "
+            "watermarks sends elsewhere (1: out unless nothing else is left).",
+            labels=("cluster",),
+        )
         for name in sorted(snapshot.clusters):
             value = reported_load(snapshot, name, now)
             if value is not None:
@@ -267,19 +337,31 @@ class ServerCollector:
     # -- sockets and the embedded checker -------------------------------------------------------
     def _process(self) -> Iterator[Metric]:
         families = {
-            "tcp_connections": CounterMetricFamily("geodns_tcp_connections", "TCP connections accepted.",
-                                                   labels=("listen",)),
-            "tcp_refused": CounterMetricFamily("geodns_tcp_connections_refused", "TCP connections closed at once: "
-                                               "the table or the source's tcp_source_share was full.",
-                                               labels=("listen",)),
-            "tcp_evicted": CounterMetricFamily("geodns_tcp_connections_evicted", "TCP connections closed to make "
-                                               "room for a source holding fewer.", labels=("listen",)),
-            "tcp_timed_out": CounterMetricFamily("geodns_tcp_connections_timed_out", "TCP connections closed "
-                                                 "because a message was not finished within tcp_message_timeout "
-                                                 "or answers were not read within tcp_idle_timeout.",
-                                                 labels=("listen",)),
-            "handler_errors": CounterMetricFamily("geodns_handler_errors", "Queries that raised inside the "
-                                                  "server and were answered SERVFAIL.", labels=("listen",)),
+            "tcp_connections": CounterMetricFamily(
+                "geodns_tcp_connections", "TCP connections accepted.", labels=("listen",)
+            ),
+            "tcp_refused": CounterMetricFamily(
+                "geodns_tcp_connections_refused",
+                "TCP connections closed at once: the table or the source's tcp_source_share was full.",
+                labels=("listen",),
+            ),
+            "tcp_evicted": CounterMetricFamily(
+                "geodns_tcp_connections_evicted",
+                "TCP connections closed to make room for a source holding fewer.",
+                labels=("listen",),
+            ),
+            "tcp_timed_out": CounterMetricFamily(
+                "geodns_tcp_connections_timed_out",
+                "TCP connections closed "
+                "because a message was not finished within tcp_message_timeout "
+                "or answers were not read within tcp_idle_timeout.",
+                labels=("listen",),
+            ),
+            "handler_errors": CounterMetricFamily(
+                "geodns_handler_errors",
+                "Queries that raised inside the server and were answered SERVFAIL.",
+                labels=("listen",),
+            ),
         }
         open_now = GaugeMetricFamily("geodns_tcp_connections_open", "TCP connections open now.", labels=("listen",))
         for report in self.server.listener_report():
@@ -298,13 +380,19 @@ class ServerCollector:
         pool = self.server.workers
         if pool is None:
             return
-        cpu = CounterMetricFamily("geodns_worker_cpu_seconds", "CPU time (user + system) of each worker process.",
-                                  labels=("worker",))
-        rss = GaugeMetricFamily("geodns_worker_resident_memory_bytes", "Resident memory of each worker "
-                                "(pages shared with the supervisor counted in full).", labels=("worker",))
-        pss = GaugeMetricFamily("geodns_worker_proportional_memory_bytes", "Proportional set size of each "
-                                "worker: shared pages divided among the processes that share them.",
-                                labels=("worker",))
+        cpu = CounterMetricFamily(
+            "geodns_worker_cpu_seconds", "CPU time (user + system) of each worker process.", labels=("worker",)
+        )
+        rss = GaugeMetricFamily(
+            "geodns_worker_resident_memory_bytes",
+            "Resident memory of each worker (pages shared with the supervisor counted in full).",
+            labels=("worker",),
+        )
+        pss = GaugeMetricFamily(
+            "geodns_worker_proportional_memory_bytes",
+            "Proportional set size of each worker: shared pages divided among the processes that share them.",
+            labels=("worker",),
+        )
         alive = 0
         for worker in pool.describe():
             stat = procstat.read(worker["pid"]) if worker["pid"] is not None and worker["alive"] else None
@@ -318,8 +406,7 @@ class ServerCollector:
                 pss.add_metric(label, stat.pss_bytes)
         yield from (cpu, rss, pss)
         yield GaugeMetricFamily("geodns_workers", "Worker processes running.", value=alive)
-        yield CounterMetricFamily("geodns_worker_restarts", "Workers restarted after they died.",
-                                  value=pool.restarts)
+        yield CounterMetricFamily("geodns_worker_restarts", "Workers restarted after they died.", value=pool.restarts)
 
     def _checker(self) -> Iterator[Metric]:
         """The embedded checker's own view (when ``serve`` runs one): the families ``geodns check`` exports."""

@@ -12,6 +12,7 @@ The page grows with the number of records, so it is built in the views'
 thread (``TrafficViews``) from plain data gathered on the event loop; the
 traffic part is the one computed once per state generation.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,7 @@ if TYPE_CHECKING:
 
 REFRESH_SECONDS = 10
 # Cluster colours avoid red and green, which mean down and up everywhere else on the page.
-PALETTE = ("#1f77b4", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#393b79", "#7f7f7f",
-           "#637939")
+PALETTE = ("#1f77b4", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#393b79", "#7f7f7f", "#637939")
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
@@ -85,7 +85,7 @@ def _header(status: dict[str, Any], rate: tuple[float, float] | None) -> str:
         f'<span class="kv">zones: {escape(", ".join(status["zones"]) or "-")}</span>',
         f'<span class="kv">snapshot v{snap["version"]} (confirmed {age})</span>',
         f'<span class="kv">store {escape(store["url"])}: '
-        f'{badge("up" if store["connected"] else "down", "connected" if store["connected"] else "unreachable")}</span>',
+        f"{badge('up' if store['connected'] else 'down', 'connected' if store['connected'] else 'unreachable')}</span>",
         f'<span class="kv">queries: {status["queries"]:,} <span class="rate">({rate_text(rate)})</span></span>',
         f'<span class="kv">reloads: {reloads.get("ok", 0)} ok, {reloads.get("failed", 0)} failed</span>',
     ]
@@ -97,8 +97,10 @@ def _header(status: dict[str, Any], rate: tuple[float, float] | None) -> str:
 def _shares(shares: dict[str, float], colors: dict[str, str]) -> str:
     if not shares:
         return '<span class="muted">nothing (NODATA)</span>'
-    bars = "".join(f'<span class="bar" style="width:{max(2, round(60 * s))}px;background:{colors.get(c, "#555")}">'
-                   f'</span>' for c, s in shares.items())
+    bars = "".join(
+        f'<span class="bar" style="width:{max(2, round(60 * s))}px;background:{colors.get(c, "#555")}"></span>'
+        for c, s in shares.items()
+    )
     text = ", ".join(f"{escape(c)} {round(100 * s)}%" for c, s in shares.items())
     return f"{bars} {text}"
 
@@ -119,20 +121,23 @@ def _place_row(record: str, p: dict[str, Any], colors: dict[str, str]) -> str:
     why = _steps(p["why"])
     if p.get("why_aaaa"):
         why += f"<div class='muted'>AAAA differs:</div>{_steps(p['why_aaaa'])}"
-    return (f"<tr data-record='{escape(record)}' data-place='{escape(p['place'])}'><td>{escape(p['place'])}</td>"
-            f"<td>{escape(p['country'] or '-')}/{escape(p['continent'])}</td>"
-            f"<td class='a'>{_shares(p['shares'], colors)}{' <b>(fallback)</b>' if p['fallback'] else ''}</td>"
-            f"<td class='aaaa'>{_shares(aaaa['shares'], colors)}{' <b>(fallback)</b>' if aaaa['fallback'] else ''}</td>"
-            f"<td>{why}</td></tr>")
+    return (
+        f"<tr data-record='{escape(record)}' data-place='{escape(p['place'])}'><td>{escape(p['place'])}</td>"
+        f"<td>{escape(p['country'] or '-')}/{escape(p['continent'])}</td>"
+        f"<td class='a'>{_shares(p['shares'], colors)}{' <b>(fallback)</b>' if p['fallback'] else ''}</td>"
+        f"<td class='aaaa'>{_shares(aaaa['shares'], colors)}{' <b>(fallback)</b>' if aaaa['fallback'] else ''}</td>"
+        f"<td>{why}</td></tr>"
+    )
 
 
-def _traffic_section(records: list[dict[str, Any]], clusters: list[dict[str, Any]], regions: Mapping[str, Region],
-                     colors: dict[str, str]) -> str:
+def _traffic_section(
+    records: list[dict[str, Any]], clusters: list[dict[str, Any]], regions: Mapping[str, Region], colors: dict[str, str]
+) -> str:
     if not records:
         return "<section><h2>Where traffic goes</h2><p class='muted'>No GSLB records configured.</p></section>"
     out = []
     for record in records:
-        let_the_loop_run()                  # built in the views' thread: DNS answers go first
+        let_the_loop_run()  # built in the views' thread: DNS answers go first
         rows = "".join(_place_row(record["record"], p, colors) for p in record["places"])
         out.append(
             f"<section class='traffic' id='{escape(record['record'])}'><h2>Where traffic for {escape(record['record'])} goes "
@@ -141,7 +146,8 @@ def _traffic_section(records: list[dict[str, Any]], clusters: list[dict[str, Any
             f"{traffic_map.draw(record, clusters, regions, colors)}"
             f"<table class='places'><tr><th>Client in</th><th>Country</th><th class='sent'>A answers go to</th>"
             f"<th class='sent'>AAAA answers go to</th>"
-            f"<th class='why'>Why (policy steps for A, as <code>geodns explain</code>)</th></tr>{rows}</table></section>")
+            f"<th class='why'>Why (policy steps for A, as <code>geodns explain</code>)</th></tr>{rows}</table></section>"
+        )
     return "".join(out)
 
 
@@ -151,8 +157,11 @@ def _failures(endpoint: dict[str, Any]) -> list[str]:
     for o in endpoint.get("observations", ()):
         if o["fresh"] and (o["up"] is False or o.get("reason")):
             verdict = {True: "up", False: "down", None: "no verdict"}[o["up"]]
-            since = (time.strftime(" since %H:%M:%SZ", time.gmtime(o["down_since"]))
-                     if o.get("down_since") is not None else "")
+            since = (
+                time.strftime(" since %H:%M:%SZ", time.gmtime(o["down_since"]))
+                if o.get("down_since") is not None
+                else ""
+            )
             out.append(f"{o['checker']} ({o['vantage']}): {verdict}, {o.get('reason') or '?'}{since}")
     return out
 
@@ -163,9 +172,11 @@ def _endpoints(cluster: dict[str, Any]) -> str:
         detail = f" w{e['weight']}" + (f" {e['admin']}" if e["admin"] != "active" else "")
         failures = _failures(e)
         title = "\n".join([e["state"], *failures])
-        why = f" ({failures[0].split(': ', 1)[1]})" if failures else ""    # the first checker's, in short
-        chips.append(f'<span class="chip {STATE_CLASS.get(e["state"], "none")}" title="{escape(title)}">'
-                     f'{escape(e["address"])} {escape(e["state"])}{escape(detail)}{escape(why)}</span>')
+        why = f" ({failures[0].split(': ', 1)[1]})" if failures else ""  # the first checker's, in short
+        chips.append(
+            f'<span class="chip {STATE_CLASS.get(e["state"], "none")}" title="{escape(title)}">'
+            f"{escape(e['address'])} {escape(e['state'])}{escape(detail)}{escape(why)}</span>"
+        )
     return "".join(chips)
 
 
@@ -195,9 +206,12 @@ def _clusters_section(clusters: list[dict[str, Any]], colors: dict[str, str]) ->
             f"<div class='muted'>{escape(', '.join(c['records']) or 'in no record')}</div></td>"
             f"<td class='vt'>{escape(c['region'])}</td><td class='state'>{badge(c['state'])}</td>"
             f"<td>{escape(c['admin'])}</td><td>{c['weight']}</td>{_load(c.get('load'))}<td>{_endpoints(c)}</td>"
-            f"{health}</tr>")
-    return ("<section><h2>Clusters</h2><table><tr><th>Cluster</th><th>Region</th><th>State</th><th>Admin</th>"
-            f"<th>Weight</th><th>Load</th><th>Shed</th><th>Endpoints</th>{head}</tr>{''.join(rows)}</table></section>")
+            f"{health}</tr>"
+        )
+    return (
+        "<section><h2>Clusters</h2><table><tr><th>Cluster</th><th>Region</th><th>State</th><th>Admin</th>"
+        f"<th>Weight</th><th>Load</th><th>Shed</th><th>Endpoints</th>{head}</tr>{''.join(rows)}</table></section>"
+    )
 
 
 def _load(load: dict[str, Any] | None) -> str:
@@ -209,14 +223,21 @@ def _load(load: dict[str, Any] | None) -> str:
     title = escape(f"smoothed {smoothed:.2f}{marks}" if smoothed is not None else marks.strip(" ()"))
     share = load.get("shed_share") or 0.0
     moving = " ~" if load.get("shedding_moves") else ""
-    return (f"<td class='load' title='{title}'>{load['reported']:.2f}</td>"
-            f"<td class='shed'>{100 * share:.0f}%{moving}</td>")
+    return (
+        f"<td class='load' title='{title}'>{load['reported']:.2f}</td><td class='shed'>{100 * share:.0f}%{moving}</td>"
+    )
 
 
-def render(status: dict[str, Any], clusters: list[dict[str, Any]], regions: Mapping[str, Region],
-           records: list[dict[str, Any]], checkers: list[dict[str, Any]] | None = None,
-           history: dict[str, Any] | None = None, rate: tuple[float, float] | None = None,
-           now: float | None = None) -> str:
+def render(
+    status: dict[str, Any],
+    clusters: list[dict[str, Any]],
+    regions: Mapping[str, Region],
+    records: list[dict[str, Any]],
+    checkers: list[dict[str, Any]] | None = None,
+    history: dict[str, Any] | None = None,
+    rate: tuple[float, float] | None = None,
+    now: float | None = None,
+) -> str:
     """The page from plain data: ``views.status_view``, ``views.clusters_view``'s clusters, ``traffic``,
     ``views.checkers_view``, ``views.history_view`` and ``QueryRate.sample``."""
     now = time.time() if now is None else now
@@ -236,7 +257,8 @@ def render(status: dict[str, Any], clusters: list[dict[str, Any]], regions: Mapp
         f"{_traffic_section(records, clusters, regions, colors)}"
         f"<p class='muted'>Generated {escape(generated)}; refreshes every {REFRESH_SECONDS}s. "
         "JSON: <a href='/api/v1/clusters'>/api/v1/clusters</a>, <a href='/api/v1/traffic'>/api/v1/traffic</a>, "
-        "<a href='/api/v1/status'>/api/v1/status</a>, <a href='/metrics'>/metrics</a>.</p></main></body></html>")
+        "<a href='/api/v1/status'>/api/v1/status</a>, <a href='/metrics'>/metrics</a>.</p></main></body></html>"
+    )
 
 
 def _utf8(make: Any, *args: Any) -> bytes:
@@ -256,8 +278,18 @@ def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews
         dynamic = views.gslb(server)
         snapshot = dynamic.state.snapshot if dynamic is not None else views.keeper_of(server).snapshot
         checkers = views.checkers_view(snapshot, now, server.history.checkers)
-        html = await traffic_views.run(_utf8, render, status, clusters, views.config_of(server).regions, records, checkers,
-                                       history, rate.sample(now, status["queries"]), now)
+        html = await traffic_views.run(
+            _utf8,
+            render,
+            status,
+            clusters,
+            views.config_of(server).regions,
+            records,
+            checkers,
+            history,
+            rate.sample(now, status["queries"]),
+            now,
+        )
         return web.Response(body=html, content_type="text/html", charset="utf-8")
 
     app.router.add_get("/", page)

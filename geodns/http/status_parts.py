@@ -3,6 +3,7 @@
 Pure HTML from plain data (``views.checkers_view``, ``views.history_view``), so
 they can be built in the views' thread like the rest of the page.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -12,7 +13,7 @@ from typing import Any
 from . import timeline
 from .traffic_map import RING, STATE_CLASS
 
-RATE_WINDOW = 60.0                   # seconds: the query rate is over about the last minute
+RATE_WINDOW = 60.0  # seconds: the query rate is over about the last minute
 
 
 def badge(state: str, text: str | None = None) -> str:
@@ -35,7 +36,7 @@ class QueryRate:
         """(queries per second, over how many seconds), or None on the first load or after a counter reset."""
         samples = self._samples
         while len(samples) > 1 and now - samples[1][0] >= self.window:
-            samples.popleft()                      # keep one sample from before the window: the fallback
+            samples.popleft()  # keep one sample from before the window: the fallback
         base = None
         if samples:
             base = next((s for s in samples if now - s[0] <= self.window), samples[-1])
@@ -74,18 +75,23 @@ segment for its times.</div>
 
 def checkers_section(checkers: list[dict[str, Any]]) -> str:
     if not checkers:
-        return ("<section><h2>Checkers</h2><p class='muted'>No checker has reported into the table "
-                "(no observations).</p></section>")
+        return (
+            "<section><h2>Checkers</h2><p class='muted'>No checker has reported into the table "
+            "(no observations).</p></section>"
+        )
     status_badge = {"voting": "up", "suspect": "drained", "silent": "down"}
     rows = "".join(
         f"<tr data-checker='{escape(c['checker'])}'><td><b>{escape(c['checker'])}</b></td>"
         f"<td>{escape(c['vantage'])}</td><td class='liveness'>{badge(status_badge[c['status']], c['status'])}</td>"
         f"<td class='age'>{timeline.duration(c['age_s'])} ago</td>"
         f"<td>{c['fresh']} of {c['observations']}</td><td>{c['votes']} ({c['down_votes']} down)</td></tr>"
-        for c in checkers)
-    return ("<section><h2>Checkers <span class='muted'>from their observations in the table</span></h2><table>"
-            "<tr><th>Checker</th><th>Vantage</th><th>Liveness</th><th>Last report</th><th>Fresh observations</th>"
-            f"<th>Votes</th></tr>{rows}</table></section>")
+        for c in checkers
+    )
+    return (
+        "<section><h2>Checkers <span class='muted'>from their observations in the table</span></h2><table>"
+        "<tr><th>Checker</th><th>Vantage</th><th>Liveness</th><th>Last report</th><th>Fresh observations</th>"
+        f"<th>Votes</th></tr>{rows}</table></section>"
+    )
 
 
 def history_section(clusters: list[dict[str, Any]], history: dict[str, Any], now: float) -> str:
@@ -100,8 +106,11 @@ def history_section(clusters: list[dict[str, Any]], history: dict[str, Any], now
                 f"<td class='cl'>{escape(c['name'])}</td>"
                 f"<td>{escape(e['address'])}</td><td>{badge(e['state'])}</td>"
                 f"<td class='for'>{escape(timeline.current(changes, now, since))}</td>"
-                f"<td>{timeline.strip(changes, now, since)}</td><td class='muted'>{last}</td></tr>")
+                f"<td>{timeline.strip(changes, now, since)}</td><td class='muted'>{last}</td></tr>"
+            )
     noted = f"since {timeline.clock(since)}" if since is not None else "nothing noted yet"
-    return (f"<section><h2>State changes <span class='muted'>per endpoint, as this server saw them ({noted}; "
-            f"the last few kept)</span></h2><table><tr><th>Cluster</th><th>Endpoint</th><th>Now</th>"
-            f"<th>For</th><th>History</th><th>Latest changes</th></tr>{''.join(rows)}</table></section>")
+    return (
+        f"<section><h2>State changes <span class='muted'>per endpoint, as this server saw them ({noted}; "
+        f"the last few kept)</span></h2><table><tr><th>Cluster</th><th>Endpoint</th><th>Now</th>"
+        f"<th>For</th><th>History</th><th>Latest changes</th></tr>{''.join(rows)}</table></section>"
+    )

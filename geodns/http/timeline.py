@@ -6,6 +6,7 @@ left (when the server began noting, or the oldest change kept), now at the
 right edge; each segment has a ``<title>`` (hover) with its state, start and
 length.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,9 +14,15 @@ from collections.abc import Sequence
 from html import escape
 
 WIDTH, HEIGHT = 220, 14
-MIN_WINDOW = 10.0                # seconds: a strip never spans less
-COLOR = {"up": "#1e8e3e", "forced-up": "#1e8e3e", "unknown": "#e37400", "drained": "#e37400",
-         "down": "#c5221f", "forced-down": "#c5221f"}
+MIN_WINDOW = 10.0  # seconds: a strip never spans less
+COLOR = {
+    "up": "#1e8e3e",
+    "forced-up": "#1e8e3e",
+    "unknown": "#e37400",
+    "drained": "#e37400",
+    "down": "#c5221f",
+    "forced-down": "#c5221f",
+}
 
 
 def duration(seconds: float) -> str:
@@ -40,18 +47,22 @@ def strip(transitions: Sequence[tuple[float, str]], now: float, since: float | N
         return '<span class="muted">no history</span>'
     start = min(transitions[0][0], since if since is not None else now, now - MIN_WINDOW)
     span = max(now - start, 1e-9)
-    out = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-           f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="state changes">',
-           f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#e8eaed" rx="2"/>']
+    out = [
+        f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="state changes">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#e8eaed" rx="2"/>',
+    ]
     for i, (at, state) in enumerate(transitions):
         end = transitions[i + 1][0] if i + 1 < len(transitions) else now
         x0 = (at - start) / span * WIDTH
         x1 = (end - start) / span * WIDTH
-        width = max(x1 - x0, 2.0)                 # a flap shorter than a pixel still shows
+        width = max(x1 - x0, 2.0)  # a flap shorter than a pixel still shows
         first = i == 0 and since is not None and at <= since
         label = f"{state} from {'at least ' if first else ''}{clock(at)} for {duration(end - at)}"
-        out.append(f'<rect x="{x0:.1f}" y="1" width="{width:.1f}" height="{HEIGHT - 2}" '
-                   f'fill="{COLOR.get(state, "#9aa0a6")}"><title>{escape(label)}</title></rect>')
+        out.append(
+            f'<rect x="{x0:.1f}" y="1" width="{width:.1f}" height="{HEIGHT - 2}" '
+            f'fill="{COLOR.get(state, "#9aa0a6")}"><title>{escape(label)}</title></rect>'
+        )
         if i:
             out.append(f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="0" y2="{HEIGHT}" stroke="#1d2330" stroke-width="1"/>')
     out.append("</svg>")

@@ -14,6 +14,7 @@ computes it in a thread of its own from the responder's immutable live state,
 once per state generation (which moves only when some answer could), and
 hands the same result to every request until the generation moves.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,7 @@ from ..names import Name
 if TYPE_CHECKING:
     from ..dynamic import GslbResponder, LiveState
 
-RUNS = 100                     # draws per place when the shares cannot be listed exactly
+RUNS = 100  # draws per place when the shares cannot be listed exactly
 _ANON = ipaddress.ip_address("192.0.2.1")
 
 
@@ -70,8 +71,16 @@ SAMPLE_PLACES: tuple[Place, ...] = (
 
 def places(regions: Mapping[str, Region]) -> list[Place]:
     """One place per configured region (at its coordinates), then the sample places."""
-    out = [Place(f"{name} (region)", region.countries[0] if region.countries else "", region.continent,
-                 region.lat, region.lon) for name, region in sorted(regions.items())]
+    out = [
+        Place(
+            f"{name} (region)",
+            region.countries[0] if region.countries else "",
+            region.continent,
+            region.lat,
+            region.lon,
+        )
+        for name, region in sorted(regions.items())
+    ]
     return out + list(SAMPLE_PLACES)
 
 
@@ -80,8 +89,9 @@ def _client(place: Place) -> Client:
     return Client(_ANON, location, None)
 
 
-def traffic(records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region],
-            runs: int = RUNS) -> list[dict[str, Any]]:
+def traffic(
+    records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region], runs: int = RUNS
+) -> list[dict[str, Any]]:
     """Per GSLB record, per place: the share of A and of AAAA answers each cluster gets in ``state``, and why.
 
     ``why`` is the A decision's filter steps with their reasons (``gslb.why``, as
@@ -101,10 +111,18 @@ def traffic(records: Mapping[Name, RecordSpec], state: LiveState, regions: Mappi
         same: dict[str, Any] | None = None
         rows = []
         for place, client in clients:
-            if placed or same is None:                   # without geo or latency every place gets the same
+            if placed or same is None:  # without geo or latency every place gets the same
                 same = _decide(context, client, runs)
-            rows.append({"place": place.name, "country": place.country, "continent": place.continent,
-                         "lat": place.lat, "lon": place.lon, **same})
+            rows.append(
+                {
+                    "place": place.name,
+                    "country": place.country,
+                    "continent": place.continent,
+                    "lat": place.lat,
+                    "lon": place.lon,
+                    **same,
+                }
+            )
         out.append({"record": record.text, "policy": list(record.policy), "places": rows})
     return out
 
@@ -133,8 +151,9 @@ def _decide(context, client: Client, runs: int) -> dict[str, Any]:
 
 def _same_steps(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     """The same filters keeping the same clusters (a weighted step's random order aside)."""
-    return [(s["filter"], set(s["in"]), set(s["out"])) for s in a] == \
-        [(s["filter"], set(s["in"]), set(s["out"])) for s in b]
+    return [(s["filter"], set(s["in"]), set(s["out"])) for s in a] == [
+        (s["filter"], set(s["in"]), set(s["out"])) for s in b
+    ]
 
 
 def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[str, float], bool]:
@@ -154,7 +173,7 @@ def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[s
     fallback = False
     for selection, share in pairs:
         fallback = fallback or selection.fallback
-        for cluster in selection.clusters[:1]:          # the first cluster is where the client goes
+        for cluster in selection.clusters[:1]:  # the first cluster is where the client goes
             counts[cluster] = counts.get(cluster, 0.0) + share
     return {c: round(share, 4) for c, share in counts.items()}, fallback
 
@@ -185,8 +204,9 @@ class TrafficViews:
     def _for(self, dynamic: GslbResponder) -> _Computed:
         state, current = dynamic.state, self._current
         if current is None or current.responder is not dynamic or current.generation != state.generation:
-            current = self._current = _Computed(dynamic, state.generation,
-                                                self._submit(traffic, dynamic.records, state, dynamic.regions))
+            current = self._current = _Computed(
+                dynamic, state.generation, self._submit(traffic, dynamic.records, state, dynamic.regions)
+            )
             current.records.add_done_callback(functools.partial(self._forget_failure, computed=current))
             self.computed += 1
         return current

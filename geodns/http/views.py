@@ -4,6 +4,7 @@ Everything is read from what the query path reads (the GSLB responder's live
 state: one snapshot and the health view built from it), so an operator sees
 exactly the table the next DNS answer will come from.
 """
+
 from __future__ import annotations
 
 import time
@@ -79,8 +80,10 @@ def readiness(server: Server) -> tuple[bool, str]:
         stale = keeper.staleness()
         if stale > limit:
             since = "never loaded" if stale == float("inf") else f"last loaded {stale:.0f}s ago"
-            return False, (f"state store unreachable ({since}, limit {limit:g}s); "
-                           f"answering from snapshot version {keeper.snapshot.version}")
+            return False, (
+                f"state store unreachable ({since}, limit {limit:g}s); "
+                f"answering from snapshot version {keeper.snapshot.version}"
+            )
     if keeper.problems:
         listed = "; ".join(f"{key}: {why}" for key, why in sorted(keeper.problems.items()))
         return False, f"store data invalid: {listed} (answering with the last good value of each)"
@@ -95,8 +98,9 @@ def records_by_cluster(server: Server) -> dict[str, list[str]]:
     return out
 
 
-def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, records: list[str],
-                 now: float, load: LoadView = NO_LOAD) -> dict[str, Any]:
+def cluster_view(
+    cluster: Cluster, snapshot: Snapshot, health: HealthView, records: list[str], now: float, load: LoadView = NO_LOAD
+) -> dict[str, Any]:
     """One cluster with its endpoints, admin and health states, and what each checker saw."""
     name = cluster.name
     rtts = {vantage: round(ms, 3) for (c, vantage), ms in sorted(health.rtts().items()) if c == name}
@@ -106,25 +110,42 @@ def cluster_view(cluster: Cluster, snapshot: Snapshot, health: HealthView, recor
         observations = []
         for obs in sorted(snapshot.observations.get((name, endpoint.key), ()), key=lambda o: o.checker):
             fresh = obs.expires > now
-            observations.append({
-                "checker": obs.checker, "vantage": obs.vantage, "up": obs.up,
-                "rtt_ms": None if obs.rtt_ms is None else round(obs.rtt_ms, 3),
-                "age_s": round(now - obs.at, 1), "fresh": fresh,
-                "reason": obs.reason, "down_since": obs.down_since,
-            })
+            observations.append(
+                {
+                    "checker": obs.checker,
+                    "vantage": obs.vantage,
+                    "up": obs.up,
+                    "rtt_ms": None if obs.rtt_ms is None else round(obs.rtt_ms, 3),
+                    "age_s": round(now - obs.at, 1),
+                    "fresh": fresh,
+                    "reason": obs.reason,
+                    "down_since": obs.down_since,
+                }
+            )
             if fresh and obs.up is not None:
                 tally = vantages.setdefault(obs.vantage, {"up": 0, "down": 0})
                 tally["up" if obs.up else "down"] += 1
-        endpoints.append({
-            "address": endpoint.key, "weight": endpoint.weight, "admin": endpoint.admin.value,
-            "state": endpoint_state(health, name, endpoint.key), "probe": endpoint.probe,
-            "observations": observations,
-        })
+        endpoints.append(
+            {
+                "address": endpoint.key,
+                "weight": endpoint.weight,
+                "admin": endpoint.admin.value,
+                "state": endpoint_state(health, name, endpoint.key),
+                "probe": endpoint.probe,
+                "observations": observations,
+            }
+        )
     return {
-        "name": name, "region": cluster.region, "weight": cluster.weight, "priority": cluster.priority,
-        "min_healthy": cluster.min_healthy, "admin": cluster.admin.value,
-        "state": cluster_state(health, name), "up": health.cluster_up(name),
-        "records": records, "rtt_ms": rtts,
+        "name": name,
+        "region": cluster.region,
+        "weight": cluster.weight,
+        "priority": cluster.priority,
+        "min_healthy": cluster.min_healthy,
+        "admin": cluster.admin.value,
+        "state": cluster_state(health, name),
+        "up": health.cluster_up(name),
+        "records": records,
+        "rtt_ms": rtts,
         "vantages": {v: {**tally, "rtt_ms": rtts.get(v)} for v, tally in sorted(vantages.items())},
         "check": _check_view(cluster),
         "load": load_view(cluster.name, snapshot, load, now),
@@ -137,17 +158,29 @@ def load_view(name: str, snapshot: Snapshot, load: LoadView, now: float) -> dict
     share, its watermarks if it has a ``load:`` block, and every fresh reading with its source."""
     state = load.states.get(name)
     spec = load.specs.get(name)
-    readings = [{"source": r.source, "endpoint": endpoint or None, "load": r.load,
-                 "age_s": round(now - r.at, 1), "expires_in_s": round(r.expires - now, 1)}
-                for (cluster, endpoint), reports in sorted(snapshot.loads.items()) if cluster == name
-                for r in reports if r.expires > now]
+    readings = [
+        {
+            "source": r.source,
+            "endpoint": endpoint or None,
+            "load": r.load,
+            "age_s": round(now - r.at, 1),
+            "expires_in_s": round(r.expires - now, 1),
+        }
+        for (cluster, endpoint), reports in sorted(snapshot.loads.items())
+        if cluster == name
+        for r in reports
+        if r.expires > now
+    ]
     reported = reported_load(snapshot, name, now)
-    return {"reported": None if reported is None else round(reported, 4),
-            "smoothed": None if state is None or state.smoothed is None else round(state.smoothed, 4),
-            "shed_share": 0.0 if state is None else round(state.share, 4),
-            "shedding_moves": bool(state and state.moving),
-            "low": spec.low if spec else None, "high": spec.high if spec else None,
-            "readings": readings}
+    return {
+        "reported": None if reported is None else round(reported, 4),
+        "smoothed": None if state is None or state.smoothed is None else round(state.smoothed, 4),
+        "shed_share": 0.0 if state is None else round(state.share, 4),
+        "shedding_moves": bool(state and state.moving),
+        "low": spec.low if spec else None,
+        "high": spec.high if spec else None,
+        "readings": readings,
+    }
 
 
 def current_load(server: Server) -> LoadView:
@@ -162,8 +195,9 @@ def clusters_view(server: Server) -> dict[str, Any]:
     load = current_load(server)
     return {
         "version": snapshot.version,
-        "clusters": [cluster_view(c, snapshot, health, used.get(n, []), now, load)
-                     for n, c in sorted(snapshot.clusters.items())],
+        "clusters": [
+            cluster_view(c, snapshot, health, used.get(n, []), now, load) for n, c in sorted(snapshot.clusters.items())
+        ],
     }
 
 
@@ -172,14 +206,24 @@ def one_cluster_view(server: Server, name: str) -> dict[str, Any] | None:
     cluster = snapshot.clusters.get(name)
     if cluster is None:
         return None
-    view = cluster_view(cluster, snapshot, health, records_by_cluster(server).get(name, []), time.time(),
-                        current_load(server))
+    view = cluster_view(
+        cluster, snapshot, health, records_by_cluster(server).get(name, []), time.time(), current_load(server)
+    )
     return {"version": snapshot.version, **view}
 
 
 def records_view(server: Server) -> list[dict[str, Any]]:
-    return [{"name": r.text, "ttl": r.ttl, "clusters": list(r.clusters), "policy": list(r.policy),
-             "answers": r.answers, "fallback": r.fallback} for r in config_of(server).records.values()]
+    return [
+        {
+            "name": r.text,
+            "ttl": r.ttl,
+            "clusters": list(r.clusters),
+            "policy": list(r.policy),
+            "answers": r.answers,
+            "fallback": r.fallback,
+        }
+        for r in config_of(server).records.values()
+    ]
 
 
 def status_view(server: Server) -> dict[str, Any]:
@@ -191,12 +235,19 @@ def status_view(server: Server) -> dict[str, Any]:
     config = config_of(server)
     stats = server.query_stats()
     return {
-        "ready": ready, "reason": reason,
-        "snapshot": {"version": keeper.snapshot.version if keeper else 0,
-                     "age_s": None if stale == float("inf") else round(stale, 3)},
-        "store": {"url": redact_url(config.store), "connected": bool(keeper and keeper.connected),
-                  "errors": keeper.errors if keeper else 0, "last_sync": keeper.last_sync if keeper else None,
-                  "invalid": dict(sorted(keeper.problems.items())) if keeper else {}},
+        "ready": ready,
+        "reason": reason,
+        "snapshot": {
+            "version": keeper.snapshot.version if keeper else 0,
+            "age_s": None if stale == float("inf") else round(stale, 3),
+        },
+        "store": {
+            "url": redact_url(config.store),
+            "connected": bool(keeper and keeper.connected),
+            "errors": keeper.errors if keeper else 0,
+            "last_sync": keeper.last_sync if keeper else None,
+            "invalid": dict(sorted(keeper.problems.items())) if keeper else {},
+        },
         "zones": [to_text(z.origin) for z in engine.zones] if engine is not None else [],
         "records": [r.text for r in config.records.values()],
         "reloads": dict(server.reloads),
@@ -226,12 +277,21 @@ def _check_view(cluster: Cluster) -> dict[str, Any] | None:
     check = cluster.check
     if check is None:
         return None
-    return {"type": check.type, "url": check.url, "port": check.port, "path": check.path,
-            "interval_s": check.interval, "timeout_s": check.timeout, "rise": check.rise, "fall": check.fall}
+    return {
+        "type": check.type,
+        "url": check.url,
+        "port": check.port,
+        "path": check.path,
+        "interval_s": check.interval,
+        "timeout_s": check.timeout,
+        "rise": check.rise,
+        "fall": check.fall,
+    }
 
 
-def checkers_view(snapshot: Snapshot, now: float,
-                  remembered: Mapping[str, tuple[str, float]] | None = None) -> list[dict[str, Any]]:
+def checkers_view(
+    snapshot: Snapshot, now: float, remembered: Mapping[str, tuple[str, float]] | None = None
+) -> list[dict[str, Any]]:
     """Every checker the table has observations from: its vantage, how long since it last reported, whether it votes.
 
     From the snapshot's observations alone (the checkers write nothing else a
@@ -249,8 +309,15 @@ def checkers_view(snapshot: Snapshot, now: float,
         for obs in observations:
             row = seen.get(obs.checker)
             if row is None:
-                row = seen[obs.checker] = {"checker": obs.checker, "vantage": obs.vantage, "last_at": obs.at,
-                                           "observations": 0, "fresh": 0, "votes": 0, "down_votes": 0}
+                row = seen[obs.checker] = {
+                    "checker": obs.checker,
+                    "vantage": obs.vantage,
+                    "last_at": obs.at,
+                    "observations": 0,
+                    "fresh": 0,
+                    "votes": 0,
+                    "down_votes": 0,
+                }
             row["last_at"] = max(row["last_at"], obs.at)
             row["observations"] += 1
             if obs.expires > now:
@@ -260,8 +327,15 @@ def checkers_view(snapshot: Snapshot, now: float,
                     row["down_votes"] += not obs.up
     for checker, (vantage, at) in (remembered or {}).items():
         if checker not in seen:
-            seen[checker] = {"checker": checker, "vantage": vantage, "last_at": at, "observations": 0, "fresh": 0,
-                             "votes": 0, "down_votes": 0}
+            seen[checker] = {
+                "checker": checker,
+                "vantage": vantage,
+                "last_at": at,
+                "observations": 0,
+                "fresh": 0,
+                "votes": 0,
+                "down_votes": 0,
+            }
     for row in seen.values():
         row["age_s"] = round(max(0.0, now - row["last_at"]), 1)
         row["status"] = "silent" if row["fresh"] == 0 else "suspect" if row["votes"] == 0 else "voting"
@@ -273,8 +347,12 @@ def history_view(server: Server, clusters: list[dict[str, Any]]) -> dict[str, An
     history = server.history
     dynamic = gslb(server)
     if dynamic is not None:
-        history.note(dynamic.state)          # a state rebuilt because observations expired is noted here
-    return {"since": history.since,
-            "endpoints": {(c["name"], e["address"]): [(t.at, t.state) for t in history.transitions(c["name"],
-                                                                                                 e["address"])]
-                          for c in clusters for e in c["endpoints"]}}
+        history.note(dynamic.state)  # a state rebuilt because observations expired is noted here
+    return {
+        "since": history.since,
+        "endpoints": {
+            (c["name"], e["address"]): [(t.at, t.state) for t in history.transitions(c["name"], e["address"])]
+            for c in clusters
+            for e in c["endpoints"]
+        },
+    }

@@ -24,6 +24,7 @@ interval lies between ``ms`` and ``2 x ms`` never sees two failures in a row.
 
 Every path other than ``/_sim`` is "the application": it answers as the mode says.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,9 @@ class SimState:
     delay_ms: int = 0
     requests: int = 0
     failures: int = 0
-    load: float | None = None       # reported in healthy answers when set
+    load: float | None = None  # reported in healthy answers when set
     _flap: bool = False
-    _since: float = 0.0             # monotonic time of the latest mode change (time-based flapping)
+    _since: float = 0.0  # monotonic time of the latest mode change (time-based flapping)
 
 
 def make_app(state: SimState) -> web.Application:
@@ -60,7 +61,7 @@ def make_app(state: SimState) -> web.Application:
         if request.method == "PUT":
             mode = request.query.get("mode", state.mode)
             if mode == "down":
-                mode = "reset"            # "down" as people say it: nothing usable comes back
+                mode = "reset"  # "down" as people say it: nothing usable comes back
             if mode not in MODES:
                 return web.json_response({"error": f"mode must be one of {', '.join(MODES)} (or down)"}, status=400)
             try:
@@ -74,10 +75,10 @@ def make_app(state: SimState) -> web.Application:
                     load = float(request.query["load"])
                 except ValueError:
                     return web.json_response({"error": "load must be a number"}, status=400)
-                state.load = load if load >= 0 else None      # a negative load clears it
+                state.load = load if load >= 0 else None  # a negative load clears it
             state.mode, state.delay_ms = mode, delay
             state._since = time.monotonic()
-            for future in list(hung):       # whatever hung is released by any change
+            for future in list(hung):  # whatever hung is released by any change
                 future.cancel()
             log.info("event=sim-mode name=%s mode=%s ms=%d", state.name, mode, delay)
         return web.json_response({k: v for k, v in asdict(state).items() if not k.startswith("_")})
@@ -105,15 +106,16 @@ def make_app(state: SimState) -> web.Application:
             state.failures += 1
             if request.transport is not None:
                 request.transport.abort()
-            raise web.HTTPServiceUnavailable()   # never seen: the connection is gone
+            raise web.HTTPServiceUnavailable()  # never seen: the connection is gone
         if mode == "slow" and state.delay_ms:
             await asyncio.sleep(state.delay_ms / 1000)
         if mode == "503":
             state.failures += 1
             return web.Response(status=503, text=f"unavailable: {state.name}\n")
         if state.load is not None and request.path == "/metrics":
-            return web.Response(text=f"# TYPE geodns_sim_load gauge\n"
-                                     f'geodns_sim_load{{name="{state.name}"}} {state.load!r}\n')
+            return web.Response(
+                text=f'# TYPE geodns_sim_load gauge\ngeodns_sim_load{{name="{state.name}"}} {state.load!r}\n'
+            )
         if state.load is not None:
             return web.json_response({"status": "healthy", "name": state.name, "load": state.load})
         return web.Response(text=f"healthy: {state.name}\n")
@@ -141,17 +143,25 @@ async def run(host: str, port: int, state: SimState) -> None:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("sim-ingress", help="run a simulated cluster ingress (for the local stack and drills)")
+    parser = subparsers.add_parser(
+        "sim-ingress", help="run a simulated cluster ingress (for the local stack and drills)"
+    )
     parser.add_argument("--listen", default="127.0.0.1:18081", metavar="HOST:PORT")
     parser.add_argument("--name", default="sim", help="shown in responses and logs, e.g. the cluster name")
     parser.add_argument("--mode", default="up", choices=MODES + ("down",))
-    parser.add_argument("--ms", type=int, default=0, help="delay for --mode slow; failing period for --mode flap (fails ms, healthy 2 x ms)")
+    parser.add_argument(
+        "--ms",
+        type=int,
+        default=0,
+        help="delay for --mode slow; failing period for --mode flap (fails ms, healthy 2 x ms)",
+    )
     parser.set_defaults(func=command)
     return parser
 
 
 def command(args: argparse.Namespace) -> int:
     from ..config.values import parse_listen
+
     try:
         host, port = parse_listen(args.listen)
     except ValueError as exc:

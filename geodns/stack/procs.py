@@ -5,6 +5,7 @@ Children run in sessions of their own so a Ctrl-C in the terminal reaches only
 read from the state file we compare ``/proc/PID/cmdline`` with the argv we
 started, so a PID reused by something else since is never touched.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,9 @@ def geodns_argv(*args: str) -> list[str]:
 def spawn(name: str, role: str, argv: list[str], log: Path, address: str = "") -> ProcInfo:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as handle:
-        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     _children[proc.pid] = proc
     return ProcInfo(name=name, role=role, pid=proc.pid, argv=list(argv), log=str(log), address=address)
 

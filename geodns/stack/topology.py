@@ -5,6 +5,7 @@ the tests agree.  Defaults are fixed and documented (DNS 5301/5302, HTTP
 8101/8102, ingresses 18081-18083, Redis 16379); ``base_port=0`` picks free
 ports instead, which is what the tests use to run several stacks side by side.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ZONE_ORIGIN = "gslb.example.com."
-APP = "app.gslb.example.com."          # [healthy, geo, weighted]: the nearest cluster
-FAST = "fast.gslb.example.com."        # [healthy, latency, weighted]: the fastest clusters
-SHED = "shed.gslb.example.com."        # [healthy, shed, geo, weighted]: the nearest, unless it runs hot
+APP = "app.gslb.example.com."  # [healthy, geo, weighted]: the nearest cluster
+FAST = "fast.gslb.example.com."  # [healthy, latency, weighted]: the fastest clusters
+SHED = "shed.gslb.example.com."  # [healthy, shed, geo, weighted]: the nearest, unless it runs hot
 
 # cluster -> (region, IPv4 answer, IPv6 answer); documentation prefixes only.
 CLUSTERS: dict[str, tuple[str, str, str]] = {
@@ -27,8 +28,14 @@ CLUSTERS: dict[str, tuple[str, str, str]] = {
 # Two checkers, two vantage points (the partition drill cuts off the second).
 CHECKERS: tuple[tuple[str, str], ...] = (("checker-us", "us-east"), ("checker-eu", "eu-west"))
 
-DEFAULTS = {"dns": [5301, 5302], "http": [8101, 8102], "checker": [8103, 8104], "ingress": [18081, 18082, 18083],
-            "redis": [16379, 16380], "sentinel": [26380, 26381, 26382]}
+DEFAULTS = {
+    "dns": [5301, 5302],
+    "http": [8101, 8102],
+    "checker": [8103, 8104],
+    "ingress": [18081, 18082, 18083],
+    "redis": [16379, 16380],
+    "sentinel": [26380, 26381, 26382],
+}
 
 ZONE = f"""\
 $ORIGIN {ZONE_ORIGIN}
@@ -46,9 +53,9 @@ class Ports:
     dns: list[int]
     http: list[int]
     ingress: list[int]
-    redis: list[int]            # primary, replica (the replica only with sentinels)
+    redis: list[int]  # primary, replica (the replica only with sentinels)
     sentinel: list[int]
-    checker: list[int] = field(default_factory=lambda: list(DEFAULTS["checker"]))   # each checker's HTTP port
+    checker: list[int] = field(default_factory=lambda: list(DEFAULTS["checker"]))  # each checker's HTTP port
 
 
 def free_port() -> int:
@@ -62,12 +69,20 @@ def layout(base_port: int | None) -> Ports:
     if base_port is None:
         return Ports(**{k: list(v) for k, v in DEFAULTS.items()})
     if base_port == 0:
+
         def pick(n: int) -> list[int]:
             return [free_port() for _ in range(n)]
+
         return Ports(dns=pick(2), http=pick(2), ingress=pick(3), redis=pick(2), sentinel=pick(3), checker=pick(2))
     b = base_port
-    return Ports(dns=[b + 1, b + 2], http=[b + 11, b + 12], ingress=[b + 21, b + 22, b + 23],
-                 redis=[b + 31, b + 32], sentinel=[b + 33, b + 34, b + 35], checker=[b + 13, b + 14])
+    return Ports(
+        dns=[b + 1, b + 2],
+        http=[b + 11, b + 12],
+        ingress=[b + 21, b + 22, b + 23],
+        redis=[b + 31, b + 32],
+        sentinel=[b + 33, b + 34, b + 35],
+        checker=[b + 13, b + 14],
+    )
 
 
 @dataclass
@@ -83,22 +98,35 @@ class CheckTiming:
         return self.fall * self.interval + 1.0
 
 
-def render_config(*, store: str, geoip: Path, zone: Path, ingress: dict[str, int], timing: CheckTiming,
-                  nsid: str, embedded_checker: bool) -> str:
+def render_config(
+    *,
+    store: str,
+    geoip: Path,
+    zone: Path,
+    ingress: dict[str, int],
+    timing: CheckTiming,
+    nsid: str,
+    embedded_checker: bool,
+) -> str:
     """The YAML every stack process reads; the servers differ only in nsid (and CLI ports)."""
-    check = (f"{{type: http, path: /healthz, interval: {timing.interval}s, timeout: {timing.timeout}s, "
-             f"rise: {timing.rise}, fall: {timing.fall}, load_json: load}}")
+    check = (
+        f"{{type: http, path: /healthz, interval: {timing.interval}s, timeout: {timing.timeout}s, "
+        f"rise: {timing.rise}, fall: {timing.fall}, load_json: load}}"
+    )
     # Watermarks for the cluster-overload drill; a cluster nobody reports a load for sheds nothing.
-    load = (f"{{low: 0.6, high: 0.9, interval: {timing.interval}s, smoothing: {2 * timing.interval}s, "
-            f"step: 0.2, hysteresis: 0.03, ttl: 2s}}")
+    load = (
+        f"{{low: 0.6, high: 0.9, interval: {timing.interval}s, smoothing: {2 * timing.interval}s, "
+        f"step: 0.2, hysteresis: 0.03, ttl: 2s}}"
+    )
     clusters = "".join(
         f"  {name}:\n"
         f"    region: {region}\n"
-        f"    endpoints: [{{address: \"{v4}\", probe: \"127.0.0.1:{ingress[name]}\"}},"
-        f" {{address: \"{v6}\", probe: \"127.0.0.1:{ingress[name]}\"}}]\n"
+        f'    endpoints: [{{address: "{v4}", probe: "127.0.0.1:{ingress[name]}"}},'
+        f' {{address: "{v6}", probe: "127.0.0.1:{ingress[name]}"}}]\n'
         f"    check: {check}\n"
         f"    load: {load}\n"
-        for name, (region, v4, v6) in CLUSTERS.items())
+        for name, (region, v4, v6) in CLUSTERS.items()
+    )
     names = ", ".join(CLUSTERS)
     checker = "{embedded: on, region: us-east}" if embedded_checker else "{embedded: off}"
     return f"""# Generated by `geodns stack`: the local topology's config.
@@ -124,11 +152,11 @@ class ProcInfo:
     """One process of the stack: enough to stop it by PID and to start it again the same way."""
 
     name: str
-    role: str                   # redis | sentinel | ingress | server | checker
+    role: str  # redis | sentinel | ingress | server | checker
     pid: int
     argv: list[str]
     log: str
-    address: str = ""           # what it listens on, for people and drills
+    address: str = ""  # what it listens on, for people and drills
 
 
 @dataclass
@@ -142,10 +170,10 @@ class StackState:
     dns: list[str]
     http: list[str]
     timing: dict
-    clusters: dict[str, dict]   # name -> {region, addresses, ingress (control URL)}
+    clusters: dict[str, dict]  # name -> {region, addresses, ingress (control URL)}
     records: dict[str, str] = field(default_factory=lambda: {"app": APP, "fast": FAST, "shed": SHED})
-    mode: str = "redis"         # redis | sentinel | memory
-    supervisor: int = 0         # the PID of `geodns stack` itself (--down signals it first)
+    mode: str = "redis"  # redis | sentinel | memory
+    supervisor: int = 0  # the PID of `geodns stack` itself (--down signals it first)
     processes: dict[str, ProcInfo] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:

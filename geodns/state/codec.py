@@ -4,6 +4,7 @@ Plain JSON (not pickle) so operators can read the table with ``redis-cli`` and
 other tools can write it; unknown fields are ignored so a newer writer does not
 break an older reader.  Reading is validating: see ``load_cluster``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,19 +27,22 @@ MIN_HEALTHY = values.int_range(1, 1_000_000)
 
 
 def dump_cluster(cluster: Cluster) -> str:
-    return json.dumps({
-        "name": cluster.name,
-        "region": cluster.region,
-        "weight": cluster.weight,
-        "priority": cluster.priority,
-        "min_healthy": cluster.min_healthy,
-        "admin": cluster.admin.value,
-        "check": dataclasses.asdict(cluster.check) if cluster.check is not None else None,
-        "endpoints": [
-            {"address": str(e.address), "weight": e.weight, "admin": e.admin.value, "probe": e.probe}
-            for e in cluster.endpoints
-        ],
-    }, separators=(",", ":"))
+    return json.dumps(
+        {
+            "name": cluster.name,
+            "region": cluster.region,
+            "weight": cluster.weight,
+            "priority": cluster.priority,
+            "min_healthy": cluster.min_healthy,
+            "admin": cluster.admin.value,
+            "check": dataclasses.asdict(cluster.check) if cluster.check is not None else None,
+            "endpoints": [
+                {"address": str(e.address), "weight": e.weight, "admin": e.admin.value, "probe": e.probe}
+                for e in cluster.endpoints
+            ],
+        },
+        separators=(",", ":"),
+    )
 
 
 def load_cluster(text: str, key: str | None = None) -> Cluster:
@@ -58,8 +62,7 @@ def load_cluster(text: str, key: str | None = None) -> Cluster:
         raise ValueError("must be a JSON object")
     problems: list[str] = []
 
-    def field(name: str, convert: Callable[[Any], Any], default: Any, where: dict[str, Any] = d,
-              path: str = "") -> Any:
+    def field(name: str, convert: Callable[[Any], Any], default: Any, where: dict[str, Any] = d, path: str = "") -> Any:
         if name not in where:
             return default
         try:
@@ -103,7 +106,7 @@ def load_cluster(text: str, key: str | None = None) -> Cluster:
 
 def _short(text: str, limit: int = 200) -> str:
     """A reason fit for a log line and /readyz, even when the bad value is 10**400."""
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _admin(value: Any) -> AdminState:
@@ -124,8 +127,11 @@ def _load_endpoint(d: Any, path: str, problems: list[str]) -> Endpoint | None:
         except ValueError as exc:
             problems.append(f"{path}address: {exc}")
     endpoint_fields: dict[str, Any] = {}
-    for name, convert, default in (("weight", WEIGHT, 100), ("admin", _admin, AdminState.ACTIVE),
-                                   ("probe", _optional(values.nonempty_str), None)):
+    for name, convert, default in (
+        ("weight", WEIGHT, 100),
+        ("admin", _admin, AdminState.ACTIVE),
+        ("probe", _optional(values.nonempty_str), None),
+    ):
         try:
             endpoint_fields[name] = convert(d[name]) if name in d else default
         except (ValueError, TypeError) as exc:
@@ -162,7 +168,7 @@ def _load_check(value: Any, problems: list[str]) -> CheckSpec | None:
     fields = {}
     for key, raw in value.items():
         if key not in _CHECK_FIELDS:
-            continue                    # a newer writer's field: ignored
+            continue  # a newer writer's field: ignored
         convert = _CHECK_CONVERTERS.get(key)
         try:
             fields[key] = convert(raw) if convert is not None else raw
@@ -181,13 +187,18 @@ def observation_field(obs: Observation) -> str:
     return f"{obs.cluster}|{obs.endpoint}"
 
 
-REASON_LIMIT = 200          # characters of an observation's reason a reader accepts
+REASON_LIMIT = 200  # characters of an observation's reason a reader accepts
 
 
 def dump_observation(obs: Observation) -> str:
     """The stored form; ``reason`` and ``down_since`` only when set (a reader before them ignores them)."""
-    d: dict[str, Any] = {"vantage": obs.vantage, "up": obs.up, "rtt_ms": obs.rtt_ms, "at": obs.at,
-                         "expires": obs.expires}
+    d: dict[str, Any] = {
+        "vantage": obs.vantage,
+        "up": obs.up,
+        "rtt_ms": obs.rtt_ms,
+        "at": obs.at,
+        "expires": obs.expires,
+    }
     if obs.reason is not None:
         d["reason"] = obs.reason[:REASON_LIMIT]
     if obs.down_since is not None:

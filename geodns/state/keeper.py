@@ -26,6 +26,7 @@ reconnect or after the store was seen unseeded, or when two loads in a row
 agree on it (a reset the keeper did not otherwise notice, e.g. a peer re-seeded
 a wiped Redis between two of our loads).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,30 +49,38 @@ STOP_TIMEOUT = 1.0
 
 
 class SnapshotKeeper:
-    def __init__(self, store: StateStore, seed: Snapshot, resync_interval: float = 5.0,
-                 on_change: Callable[[Snapshot], None] | None = None,
-                 reseed: Callable[[], Awaitable[object]] | None = None, *,
-                 validate: Callable[[Cluster], Iterable[str]] | None = None,
-                 debounce: float = 0.05, min_backoff: float = 0.1, max_backoff: float = 5.0):
+    def __init__(
+        self,
+        store: StateStore,
+        seed: Snapshot,
+        resync_interval: float = 5.0,
+        on_change: Callable[[Snapshot], None] | None = None,
+        reseed: Callable[[], Awaitable[object]] | None = None,
+        *,
+        validate: Callable[[Cluster], Iterable[str]] | None = None,
+        debounce: float = 0.05,
+        min_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+    ):
         self.store = store
         self.snapshot = seed
         self.connected = False
-        self.last_sync: float | None = None     # wall-clock time of the last successful load
+        self.last_sync: float | None = None  # wall-clock time of the last successful load
         self.errors = 0
         self.resync_interval = resync_interval
         self.on_change = on_change
         self.reseed = reseed
         self.validate = validate
-        self.problems: dict[str, str] = {}        # store entries not taken, by key -> why (see module doc)
+        self.problems: dict[str, str] = {}  # store entries not taken, by key -> why (see module doc)
         self.debounce = debounce
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
-        self._synced_at: float | None = None     # monotonic twin of last_sync
-        self._attempted_at = 0.0                 # monotonic time of the last load attempt
-        self._trust_next = False                 # accept a lower version on the next load
+        self._synced_at: float | None = None  # monotonic twin of last_sync
+        self._attempted_at = 0.0  # monotonic time of the last load attempt
+        self._trust_next = False  # accept a lower version on the next load
         self._unseeded_warned = False
         self._disconnected_at: float | None = None
         self._dirty = asyncio.Event()
-        self._loading = asyncio.Lock()           # loads stay sequential even when callers sync too
+        self._loading = asyncio.Lock()  # loads stay sequential even when callers sync too
         self._task: asyncio.Task[None] | None = None
 
     def staleness(self) -> float:
@@ -84,7 +93,7 @@ class SnapshotKeeper:
             await self.sync()
         except StoreUnavailable as exc:
             self._lost(exc)
-        except Exception as exc:   # corrupt data in the store must not stop a server from starting
+        except Exception as exc:  # corrupt data in the store must not stop a server from starting
             log.exception("loading the state store failed; serving the seed snapshot")
             self._lost(exc)
         self._task = asyncio.create_task(self._run(), name="snapshot-keeper")
@@ -122,14 +131,20 @@ class SnapshotKeeper:
         current = self.snapshot
         snapshot = self._keep_last_good(snapshot, current)
         if snapshot.version < current.version and not self._trust_next:
-            log.warning("state store version went back from %d to %d; accepting it if the next load agrees",
-                        current.version, snapshot.version)
+            log.warning(
+                "state store version went back from %d to %d; accepting it if the next load agrees",
+                current.version,
+                snapshot.version,
+            )
             self._trust_next = True
             return False
         self._trust_next = False
         self.last_sync, self._synced_at = time.time(), time.monotonic()
-        if (snapshot.version == current.version and snapshot.clusters == current.clusters
-                and snapshot.observations == current.observations):
+        if (
+            snapshot.version == current.version
+            and snapshot.clusters == current.clusters
+            and snapshot.observations == current.observations
+        ):
             return False
         self.snapshot = snapshot
         if self.on_change is not None:
@@ -164,8 +179,12 @@ class SnapshotKeeper:
             if self.problems.get(key) != reason:
                 name = key.removeprefix("cluster:")
                 kept = name in self.snapshot.clusters if key.startswith("cluster:") else False
-                log.error("event=store-data-invalid entry=%s reason=%r keeping=%s", key, reason,
-                          f"last-good-{name}" if kept else "nothing (no good value known)")
+                log.error(
+                    "event=store-data-invalid entry=%s reason=%r keeping=%s",
+                    key,
+                    reason,
+                    f"last-good-{name}" if kept else "nothing (no good value known)",
+                )
         for key in sorted(set(self.problems) - set(problems)):
             log.warning("event=store-data-valid-again entry=%s", key)
         self.problems = problems
@@ -174,8 +193,11 @@ class SnapshotKeeper:
         """The store answers but has no table: keep serving ours and ask the caller to seed it."""
         self._trust_next = True
         if not self._unseeded_warned:
-            log.warning("state store holds no table (not seeded, wiped, or its index lost); serving snapshot "
-                        "version %d%s", self.snapshot.version, "; re-seeding it" if self.reseed else "")
+            log.warning(
+                "state store holds no table (not seeded, wiped, or its index lost); serving snapshot version %d%s",
+                self.snapshot.version,
+                "; re-seeding it" if self.reseed else "",
+            )
             self._unseeded_warned = True
         if self.reseed is not None:
             try:
@@ -188,8 +210,9 @@ class SnapshotKeeper:
     def _connected(self) -> None:
         if not self.connected:
             if self._disconnected_at is not None:
-                log.warning("state store reachable again after %.1fs; resyncing",
-                            time.monotonic() - self._disconnected_at)
+                log.warning(
+                    "state store reachable again after %.1fs; resyncing", time.monotonic() - self._disconnected_at
+                )
             self.connected = True
             self._disconnected_at = None
 
@@ -197,8 +220,9 @@ class SnapshotKeeper:
         self.errors += 1
         self._trust_next = True
         if self.connected or self._disconnected_at is None:
-            log.warning("state store unavailable (%s); serving snapshot version %d until it is back",
-                        exc, self.snapshot.version)
+            log.warning(
+                "state store unavailable (%s); serving snapshot version %d until it is back", exc, self.snapshot.version
+            )
             self._disconnected_at = time.monotonic()
         self.connected = False
 
@@ -212,11 +236,11 @@ class SnapshotKeeper:
                 raise
             except StoreUnavailable as exc:
                 self._lost(exc)
-            except Exception as exc:   # a bug or corrupt data must not stop the keeper
+            except Exception as exc:  # a bug or corrupt data must not stop the keeper
                 log.exception("state keeper failed; retrying")
                 self._lost(exc)
             if self._synced_at != synced_before:
-                backoff = self.min_backoff     # it worked in between: a new outage starts the backoff again
+                backoff = self.min_backoff  # it worked in between: a new outage starts the backoff again
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, self.max_backoff)
 
@@ -229,12 +253,11 @@ class SnapshotKeeper:
                 timeout = max(0.0, self._attempted_at + self.resync_interval - time.monotonic())
                 timeout = min(timeout, self._until_first_expiry())
                 try:
-                    await asyncio.wait({feed_task, wait_dirty}, timeout=timeout,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({feed_task, wait_dirty}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     wait_dirty.cancel()
                 if feed_task.done():
-                    feed_task.result()    # raises what broke the feed
+                    feed_task.result()  # raises what broke the feed
                     raise StoreUnavailable("state store change feed ended")
                 if self._dirty.is_set():
                     await asyncio.sleep(self.debounce)
@@ -244,7 +267,7 @@ class SnapshotKeeper:
             feed_task.cancel()
             done, _ = await asyncio.wait({feed_task}, timeout=STOP_TIMEOUT)
             if done and not feed_task.cancelled():
-                feed_task.exception()          # retrieved: a broken feed is already handled above
+                feed_task.exception()  # retrieved: a broken feed is already handled above
 
     def _until_first_expiry(self, margin: float = 0.5, floor: float = 0.1) -> float:
         """Seconds until the first observation in our snapshot lapses, less ``margin``.

@@ -3,6 +3,7 @@
 Every method runs without awaiting between its read and its write, so each is
 atomic on the event loop without a lock.  The change feed wakes on every bump.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,8 @@ class MemoryStore(StateStore):
     def __init__(self) -> None:
         self._version = 0
         self._clusters: dict[str, Cluster] = {}
-        self._observations: dict[str, dict[ObservationKey, Observation]] = {}   # by checker
-        self._loads: dict[tuple[str, str, str], LoadReport] = {}   # (source, cluster, endpoint) -> reading
+        self._observations: dict[str, dict[ObservationKey, Observation]] = {}  # by checker
+        self._loads: dict[tuple[str, str, str], LoadReport] = {}  # (source, cluster, endpoint) -> reading
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -44,10 +45,10 @@ class MemoryStore(StateStore):
             self._wake()
         return self._version
 
-    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False,
-                   base: Mapping[str, Cluster] | None = None) -> int:
-        clusters = table.seed_plan(list(specs), self._clusters, base, overwrite=overwrite,
-                                   restoring=self._version == 0)
+    async def seed(
+        self, specs: Iterable[ClusterSpec], overwrite: bool = False, base: Mapping[str, Cluster] | None = None
+    ) -> int:
+        clusters = table.seed_plan(list(specs), self._clusters, base, overwrite=overwrite, restoring=self._version == 0)
         if clusters == self._clusters and self._version:
             return self._version
         self._clusters = clusters
@@ -57,9 +58,13 @@ class MemoryStore(StateStore):
 
     async def load(self) -> Snapshot:
         mine = self._observations
-        return table.snapshot(self._version, dict(self._clusters),
-                              (obs for checker in sorted(mine) for obs in mine[checker].values()), time.time(),
-                              loads=[self._loads[key] for key in sorted(self._loads)])
+        return table.snapshot(
+            self._version,
+            dict(self._clusters),
+            (obs for checker in sorted(mine) for obs in mine[checker].values()),
+            time.time(),
+            loads=[self._loads[key] for key in sorted(self._loads)],
+        )
 
     async def changes(self) -> AsyncGenerator[int, None]:
         seen = self._version
@@ -78,11 +83,10 @@ class MemoryStore(StateStore):
         return self._bump()
 
     async def set_weight(self, cluster: str, weight: int, endpoint: str | IPAddress | None = None) -> int:
-        table.check_weight(weight)           # the value first, as the Redis store does (it saves a round trip)
+        table.check_weight(weight)  # the value first, as the Redis store does (it saves a round trip)
         return self._edit(cluster, lambda c: table.with_weight(c, weight, endpoint))
 
-    async def set_admin(self, cluster: str, state: AdminState | str,
-                        endpoint: str | IPAddress | None = None) -> int:
+    async def set_admin(self, cluster: str, state: AdminState | str, endpoint: str | IPAddress | None = None) -> int:
         table.parse_admin(state)
         return self._edit(cluster, lambda c: table.with_admin(c, state, endpoint))
 

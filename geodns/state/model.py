@@ -4,6 +4,7 @@ The store (memory or Redis) holds the table; each DNS server reads it into a
 ``Snapshot`` and the query path reads only that.  Everything here is frozen so
 a snapshot can be swapped atomically by assigning one reference.
 """
+
 from __future__ import annotations
 
 import enum
@@ -18,9 +19,9 @@ from ..config.model import CheckSpec, ClusterSpec, IPAddress
 class AdminState(str, enum.Enum):
     """What an operator said about a cluster or endpoint; wins over health checks."""
 
-    ACTIVE = "active"            # follow the health checks
-    DRAINED = "drained"          # no new traffic, whatever the checks say
-    FORCED_UP = "forced-up"      # answer it even if checks say down
+    ACTIVE = "active"  # follow the health checks
+    DRAINED = "drained"  # no new traffic, whatever the checks say
+    FORCED_UP = "forced-up"  # answer it even if checks say down
     FORCED_DOWN = "forced-down"  # never answer it
 
 
@@ -67,20 +68,20 @@ class Observation:
     """One checker's verdict on one endpoint, as of ``at`` (unix seconds)."""
 
     checker: str
-    vantage: str                 # the checker's region
+    vantage: str  # the checker's region
     cluster: str
-    endpoint: str                # str(address)
-    up: bool | None              # None: no verdict yet (unknown)
+    endpoint: str  # str(address)
+    up: bool | None  # None: no verdict yet (unknown)
     rtt_ms: float | None
     at: float
-    expires: float               # after this the observation no longer counts
+    expires: float  # after this the observation no longer counts
     # Why, when the checker's latest probes fail ("HTTP 503", "timeout after 1s"); kept until the
     # endpoint is up again.  None when they succeed.
     reason: str | None = None
-    down_since: float | None = None   # unix time this checker's verdict became down; None unless up is False
+    down_since: float | None = None  # unix time this checker's verdict became down; None unless up is False
 
 
-ObservationKey = tuple[str, str]   # (cluster, endpoint)
+ObservationKey = tuple[str, str]  # (cluster, endpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +96,13 @@ class LoadReport:
 
     source: str
     cluster: str
-    endpoint: str                # str(address), or "" for the cluster as a whole
+    endpoint: str  # str(address), or "" for the cluster as a whole
     load: float
     at: float
     expires: float
 
 
-LoadKey = tuple[str, str]        # (cluster, endpoint or "")
+LoadKey = tuple[str, str]  # (cluster, endpoint or "")
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,7 @@ class Snapshot:
 
     version: int
     clusters: Mapping[str, Cluster]
-    observations: Mapping[ObservationKey, tuple[Observation, ...]] = field(
-        default_factory=lambda: MappingProxyType({}))
+    observations: Mapping[ObservationKey, tuple[Observation, ...]] = field(default_factory=lambda: MappingProxyType({}))
     taken_at: float = field(default_factory=time.time)
     # Entries of the store this snapshot could not take, by key (``cluster:NAME``,
     # ``obs:CHECKER``) -> why: missing (evicted) or failing validation.  The keeper

@@ -49,6 +49,7 @@ Redis errors that mean "cannot reach it" become ``StoreUnavailable``.  The
 client does not retry (the keeper owns retrying, with backoff) and connects with
 a 1 s timeout, so an outage shows within about a second.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -150,11 +151,13 @@ class RedisStore(StateStore):
         self._url = urllib.parse.urlunsplit(parts._replace(query=rest))
         self._sentinel = parse_sentinel_url(url) if parts.scheme.lower() in SENTINEL_SCHEMES else None
         if self._sentinel is not None:
-            self._where = f"sentinel {','.join(f'{h}:{p}' for h, p in self._sentinel.hosts)} " \
-                          f"service {self._sentinel.service}"
+            self._where = (
+                f"sentinel {','.join(f'{h}:{p}' for h, p in self._sentinel.hosts)} service {self._sentinel.service}"
+            )
         else:
-            self._where = parts.path if parts.scheme == "unix" else \
-                f"{parts.hostname or 'localhost'}:{parts.port or 6379}"   # no credentials
+            self._where = (
+                parts.path if parts.scheme == "unix" else f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+            )  # no credentials
         self._connect_timeout = connect_timeout
         self._socket_timeout = socket_timeout
         self._client: aioredis.Redis | None = None
@@ -181,9 +184,13 @@ class RedisStore(StateStore):
         if self._client is None:
             self._closed = False
             self._client = aioredis.from_url(
-                self._url, decode_responses=True, client_name="geodns",
-                socket_connect_timeout=self._connect_timeout, socket_timeout=self._socket_timeout,
-                retry=Retry(NoBackoff(), 0))
+                self._url,
+                decode_responses=True,
+                client_name="geodns",
+                socket_connect_timeout=self._connect_timeout,
+                socket_timeout=self._socket_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
         return self._client
 
     @contextlib.contextmanager
@@ -213,12 +220,14 @@ class RedisStore(StateStore):
         try:
             with self._unavailable():
                 policy = (await self._redis().config_get("maxmemory-policy")).get("maxmemory-policy") or ""
-        except Exception:   # noqa: BLE001 - unreachable, or CONFIG renamed/forbidden: nothing to say
+        except Exception:  # noqa: BLE001 - unreachable, or CONFIG renamed/forbidden: nothing to say
             return []
         if policy.startswith("allkeys-"):
-            return [f"redis at {self._where} has maxmemory-policy {policy}: under memory pressure it can evict "
-                    f"the cluster table; use noeviction or a volatile-* policy (evicted entries are reported "
-                    f"as 'store data invalid' and served from the last good snapshot)"]
+            return [
+                f"redis at {self._where} has maxmemory-policy {policy}: under memory pressure it can evict "
+                f"the cluster table; use noeviction or a volatile-* policy (evicted entries are reported "
+                f"as 'store data invalid' and served from the last good snapshot)"
+            ]
         return []
 
     # -- reads -----------------------------------------------------------------
@@ -229,7 +238,8 @@ class RedisStore(StateStore):
         now = time.time()
         with self._unavailable():
             version, pairs, obs_flat, loads_flat = await self._redis().eval(
-                _LOAD, 0, self.prefix, repr(now), self._cluster_pattern)
+                _LOAD, 0, self.prefix, repr(now), self._cluster_pattern
+            )
         clusters: dict[str, Cluster] = {}
         problems: dict[str, str] = {}
         for name, text in zip(pairs[::2], pairs[1::2]):
@@ -270,7 +280,7 @@ class RedisStore(StateStore):
                 with self._unavailable():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and message.get("type") == "message":
-                    yield version_number(message["data"])     # any message means: load now
+                    yield version_number(message["data"])  # any message means: load now
         except StoreUnavailable:
             if not self._closed:
                 raise
@@ -297,7 +307,7 @@ class RedisStore(StateStore):
                         wanted = list(dict.fromkeys(names))
                         keys = [self._cluster_key(n) for n in wanted]
                         await pipe.watch(*keys)
-                        texts = cast("list[str | None]", await pipe.mget(keys))     # decode_responses=True: str
+                        texts = cast("list[str | None]", await pipe.mget(keys))  # decode_responses=True: str
                         missing = [n for n, t in zip(wanted, texts) if not t]
                         if missing:
                             await self._refuse_indexed(pipe, missing)
@@ -324,8 +334,10 @@ class RedisStore(StateStore):
         it back)."""
         for name, indexed in zip(names, await client.smismember(self._k_clusters, names)):
             if indexed:
-                raise ValueError(f"the store's cluster:{name} is {MISSING}; reload a server (SIGHUP) to "
-                                 f"write back the last good value it serves")
+                raise ValueError(
+                    f"the store's cluster:{name} is {MISSING}; reload a server (SIGHUP) to "
+                    f"write back the last good value it serves"
+                )
 
     def _decode(self, name: str, text: str | None) -> Cluster | None:
         if not text:
@@ -333,11 +345,14 @@ class RedisStore(StateStore):
         try:
             return codec.load_cluster(text, name)
         except ValueError as exc:
-            raise ValueError(f"the store's cluster:{name} is invalid ({exc}); fix it, or reload a "
-                             f"server (SIGHUP) to write back the last good value it serves") from None
+            raise ValueError(
+                f"the store's cluster:{name} is invalid ({exc}); fix it, or reload a "
+                f"server (SIGHUP) to write back the last good value it serves"
+            ) from None
 
-    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False,
-                   base: Mapping[str, Cluster] | None = None) -> int:
+    async def seed(
+        self, specs: Iterable[ClusterSpec], overwrite: bool = False, base: Mapping[str, Cluster] | None = None
+    ) -> int:
         """See ``StateStore.seed``; ``table.seed_plan`` decides, this writes it in one transaction.
 
         It reads every cluster the index names (and, when the store is unseeded or
@@ -350,8 +365,8 @@ class RedisStore(StateStore):
                 while True:
                     try:
                         await pipe.watch(self._k_clusters, self._k_version)
-                        index = cast("set[str]", set(await pipe.smembers(self._k_clusters)))   # decoded: str
-                        seeded = version_number(await pipe.get(self._k_version)) > 0   # garbage: unseeded
+                        index = cast("set[str]", set(await pipe.smembers(self._k_clusters)))  # decoded: str
+                        seeded = version_number(await pipe.get(self._k_version)) > 0  # garbage: unseeded
                         found: set[str] = set()
                         if not seeded or not index:
                             found = await self._scan_cluster_names(pipe)
@@ -369,7 +384,7 @@ class RedisStore(StateStore):
                                 stored[name] = codec.load_cluster(text, name) if text else None
                             except ValueError:
                                 stored[name], invalid = None, invalid | {name}
-                        for spec in specs:       # config clusters the index does not name: present or not
+                        for spec in specs:  # config clusters the index does not name: present or not
                             text = texts.get(spec.name)
                             if spec.name not in stored and text:
                                 with contextlib.suppress(ValueError):
@@ -407,8 +422,7 @@ class RedisStore(StateStore):
         table.check_weight(weight)
         return await self._edit_one(cluster, lambda c: table.with_weight(c, weight, endpoint))
 
-    async def set_admin(self, cluster: str, state: AdminState | str,
-                        endpoint: str | IPAddress | None = None) -> int:
+    async def set_admin(self, cluster: str, state: AdminState | str, endpoint: str | IPAddress | None = None) -> int:
         table.parse_admin(state)
         return await self._edit_one(cluster, lambda c: table.with_admin(c, state, endpoint))
 
@@ -425,6 +439,7 @@ class RedisStore(StateStore):
         def edit(cur: dict[str, Cluster | None]) -> dict[str, Cluster | None]:
             table.require(cur[name], name)
             return {name: None}
+
         return await self._transact([name], edit)
 
     # -- checker writes ------------------------------------------------------------
@@ -449,11 +464,10 @@ class RedisStore(StateStore):
                     try:
                         await pipe.watch(key)
                         now = time.time()
-                        fields = cast("dict[str, str]", await pipe.hgetall(key))   # decode_responses=True: str
+                        fields = cast("dict[str, str]", await pipe.hgetall(key))  # decode_responses=True: str
                         live = {f: codec.load_observation(checker, f, t) for f, t in fields.items()}
                         stale = [f for f, o in live.items() if o.expires < now]
-                        notable = any(table.notable_change(live.get(codec.observation_field(o)), o, now)
-                                      for o in batch)
+                        notable = any(table.notable_change(live.get(codec.observation_field(o)), o, now) for o in batch)
                         fresh = {codec.observation_field(o): o for o in batch}
                         latest = max(o.expires for o in [*live.values(), *fresh.values()])
                         pipe.multi()
@@ -484,7 +498,7 @@ class RedisStore(StateStore):
                         await pipe.watch(key)
                         now = time.time()
                         live: dict[str, LoadReport | None] = {}
-                        fields = cast("dict[str, str]", await pipe.hgetall(key))   # decode_responses=True: str
+                        fields = cast("dict[str, str]", await pipe.hgetall(key))  # decode_responses=True: str
                         for f, t in fields.items():
                             try:
                                 live[f] = codec.load_load(f, t)

@@ -2,6 +2,7 @@
 
 The URL itself is parsed by the config (``geodns.config.urls``), which checks it at load.
 """
+
 from __future__ import annotations
 
 import redis.asyncio as aioredis
@@ -14,6 +15,7 @@ from ..config.urls import SENTINEL_SCHEMES, SentinelURL, parse_sentinel_url  # n
 def master_client(url: SentinelURL, connect_timeout: float, socket_timeout: float) -> aioredis.Redis:
     """A client whose connections go to whichever node the sentinels call primary."""
     from redis.asyncio.sentinel import Sentinel
+
     common: dict = {"socket_connect_timeout": connect_timeout, "socket_timeout": socket_timeout}
     if url.tls:
         common["ssl"] = True
@@ -24,5 +26,12 @@ def master_client(url: SentinelURL, connect_timeout: float, socket_timeout: floa
         sentinel_kwargs["password"] = url.sentinel_password
     sentinel = Sentinel(list(url.hosts), sentinel_kwargs=sentinel_kwargs, **common)
     return sentinel.master_for(
-        url.service, db=url.db, username=url.username, password=url.password,
-        decode_responses=True, client_name="geodns", retry=Retry(NoBackoff(), 0), **common)
+        url.service,
+        db=url.db,
+        username=url.username,
+        password=url.password,
+        decode_responses=True,
+        client_name="geodns",
+        retry=Retry(NoBackoff(), 0),
+        **common,
+    )

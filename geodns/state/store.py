@@ -26,6 +26,7 @@ The contract both backends keep (tests run it against both):
   they expire, like observations; an operator's reading always bumps the version,
   a checker's only when it moves by ``table.LOAD_NOTABLE`` or more.
 """
+
 from __future__ import annotations
 
 import abc
@@ -72,8 +73,9 @@ class StateStore(abc.ABC):
         return []
 
     @abc.abstractmethod
-    async def seed(self, specs: Iterable[ClusterSpec], overwrite: bool = False,
-                   base: Mapping[str, Cluster] | None = None) -> int:
+    async def seed(
+        self, specs: Iterable[ClusterSpec], overwrite: bool = False, base: Mapping[str, Cluster] | None = None
+    ) -> int:
         """Put the config's clusters into the table; return the version after.
 
         Without ``overwrite`` the table keeps what operators changed at runtime
@@ -107,8 +109,7 @@ class StateStore(abc.ABC):
         """Set a cluster's weight, or one endpoint's when ``endpoint`` is given."""
 
     @abc.abstractmethod
-    async def set_admin(self, cluster: str, state: AdminState | str,
-                        endpoint: str | IPAddress | None = None) -> int:
+    async def set_admin(self, cluster: str, state: AdminState | str, endpoint: str | IPAddress | None = None) -> int:
         """Drain (DRAINED), undrain (ACTIVE), force up or force down a cluster or an endpoint."""
 
     @abc.abstractmethod
@@ -144,12 +145,21 @@ def open_store(url: str) -> StateStore:
     scheme = url.split("://", 1)[0].lower() if "://" in url else url
     if scheme == "memory":
         from .memory import MemoryStore
+
         return MemoryStore()
     if scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "sentinel"):
         from .redis import RedisStore
+
         return RedisStore(url)
-    raise ConfigError([Problem(
-        "store", None, f"store: unsupported URL scheme '{scheme}'; use memory:// or redis:// (or redis+sentinel://)")])
+    raise ConfigError(
+        [
+            Problem(
+                "store",
+                None,
+                f"store: unsupported URL scheme '{scheme}'; use memory:// or redis:// (or redis+sentinel://)",
+            )
+        ]
+    )
 
 
 def redact_url(url: str) -> str:

@@ -5,6 +5,7 @@ result back atomically (memory: within one event-loop step; Redis: under
 WATCH/MULTI).  Keeping the rules in one place means ``memory://`` and
 ``redis://`` cannot disagree about what a seed or a drain does.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -86,12 +87,24 @@ def seeded(spec: ClusterSpec, existing: Cluster | None, overwrite: bool) -> Clus
         old = old_by_address.pop(endpoint.address, None)
         endpoints.append(endpoint if old is None else replace(old, probe=endpoint.probe))
     endpoints.extend(old_by_address.values())
-    return replace(existing, region=fresh.region, priority=fresh.priority,
-                   min_healthy=fresh.min_healthy, check=fresh.check, endpoints=tuple(endpoints))
+    return replace(
+        existing,
+        region=fresh.region,
+        priority=fresh.priority,
+        min_healthy=fresh.min_healthy,
+        check=fresh.check,
+        endpoints=tuple(endpoints),
+    )
 
 
-def seed_plan(specs: Iterable[ClusterSpec], stored: Mapping[str, Cluster | None],
-              base: Mapping[str, Cluster] | None, *, overwrite: bool, restoring: bool) -> dict[str, Cluster]:
+def seed_plan(
+    specs: Iterable[ClusterSpec],
+    stored: Mapping[str, Cluster | None],
+    base: Mapping[str, Cluster] | None,
+    *,
+    overwrite: bool,
+    restoring: bool,
+) -> dict[str, Cluster]:
     """The whole table after a seed: what both backends write.
 
     ``stored`` is what the store holds by name (None: named by the index but
@@ -175,9 +188,11 @@ def without_endpoint(cluster: Cluster, address: str | IPAddress) -> Cluster:
     """A cluster keeps at least one endpoint, as the config requires (remove the cluster instead)."""
     i = _endpoint_index(cluster, address)
     if len(cluster.endpoints) == 1:
-        raise ValueError(f"{cluster.endpoints[i].key} is the last endpoint of cluster '{cluster.name}'; "
-                         f"remove the cluster (or drain it) instead")
-    return replace(cluster, endpoints=cluster.endpoints[:i] + cluster.endpoints[i + 1:])
+        raise ValueError(
+            f"{cluster.endpoints[i].key} is the last endpoint of cluster '{cluster.name}'; "
+            f"remove the cluster (or drain it) instead"
+        )
+    return replace(cluster, endpoints=cluster.endpoints[:i] + cluster.endpoints[i + 1 :])
 
 
 def new_cluster(spec: ClusterSpec, existing: Cluster | None) -> Cluster:
@@ -190,7 +205,7 @@ def new_cluster(spec: ClusterSpec, existing: Cluster | None) -> Cluster:
 
 
 def _with_endpoint_at(cluster: Cluster, i: int, endpoint: Endpoint) -> Cluster:
-    return replace(cluster, endpoints=cluster.endpoints[:i] + (endpoint,) + cluster.endpoints[i + 1:])
+    return replace(cluster, endpoints=cluster.endpoints[:i] + (endpoint,) + cluster.endpoints[i + 1 :])
 
 
 def notable_change(old: Observation | None, new: Observation, now: float) -> bool:
@@ -216,13 +231,19 @@ def check_load(load: object) -> float:
     if isinstance(load, bool) or not isinstance(load, (int, float)):
         raise ValueError(f"load must be a number (1 = at capacity), not {load!r}")
     value = float(load)
-    if not 0.0 <= value <= MAX_LOAD:            # also refuses NaN
+    if not 0.0 <= value <= MAX_LOAD:  # also refuses NaN
         raise ValueError(f"load must be between 0 and {MAX_LOAD:g} (1 = at capacity), not {value!r}")
     return value
 
 
-def load_report(cluster: Cluster, load: object, ttl: object, endpoint: str | IPAddress | None = None,
-                source: str = ADMIN_SOURCE, now: float | None = None) -> LoadReport:
+def load_report(
+    cluster: Cluster,
+    load: object,
+    ttl: object,
+    endpoint: str | IPAddress | None = None,
+    source: str = ADMIN_SOURCE,
+    now: float | None = None,
+) -> LoadReport:
     """An operator's load reading for ``cluster`` (or one of its endpoints), checked; ``StateError``
     for an endpoint the cluster does not have."""
     value = check_load(load)
@@ -244,9 +265,14 @@ def notable_load(old: LoadReport | None, new: LoadReport, now: float) -> bool:
     return abs(new.load - old.load) >= LOAD_NOTABLE
 
 
-def snapshot(version: int, clusters: dict[str, Cluster], observations: Iterable[Observation],
-             now: float, problems: Mapping[str, str] | None = None,
-             loads: Iterable[LoadReport] = ()) -> Snapshot:
+def snapshot(
+    version: int,
+    clusters: dict[str, Cluster],
+    observations: Iterable[Observation],
+    now: float,
+    problems: Mapping[str, str] | None = None,
+    loads: Iterable[LoadReport] = (),
+) -> Snapshot:
     """What ``load()`` returns: ``clusters`` (taken over, not copied) and the observations
     and load readings not yet expired at ``now``, grouped per endpoint in the order given;
     ``problems`` names the entries left out (see ``Snapshot.problems``)."""

@@ -1,4 +1,5 @@
 """Static zone data: RFC 1035 master files loaded into immutable look-up structures."""
+
 from .reader import load_zone, parse_zone
 from .zone import Match, MatchKind, Record, Zone
 from .zoneset import ZoneSet, load_zones

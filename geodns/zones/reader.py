@@ -18,6 +18,7 @@ adds what a server operator needs on top:
 Records leave here as wire rdata in canonical form (uncompressed, names in
 lower case), which the answer engine copies verbatim.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,7 @@ from ..names import Name
 from .zone import Record, Zone, check_records, type_name
 
 A, NS, CNAME, SOA, PTR, MX, AAAA, SRV = 1, 2, 5, 6, 12, 15, 28, 33
-_LINE_END = max(dns.tokenizer.EOF, dns.tokenizer.EOL)        # token types up to this end an entry
+_LINE_END = max(dns.tokenizer.EOF, dns.tokenizer.EOL)  # token types up to this end an entry
 _WHITESPACE, _COMMENT = dns.tokenizer.WHITESPACE, dns.tokenizer.COMMENT
 assert min(_WHITESPACE, _COMMENT, dns.tokenizer.IDENTIFIER, dns.tokenizer.QUOTED_STRING) > _LINE_END
 MAX_TTL = (1 << 31) - 1  # RFC 2181 section 8
@@ -63,8 +64,9 @@ _REASONS = {
 _TRAILING = re.compile(r'^expected EOL or EOF, got \d+ "(.*)"$')
 
 
-_NAME_REASONS = frozenset(str(e()).rstrip(".") for e in (dns.name.EmptyLabel, dns.name.LabelTooLong,
-                                                          dns.name.NameTooLong, dns.name.BadEscape))
+_NAME_REASONS = frozenset(
+    str(e()).rstrip(".") for e in (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.BadEscape)
+)
 
 
 def _name(name: dns.name.Name) -> Name:
@@ -75,12 +77,12 @@ def _targets(rdata: dns.rdata.Rdata) -> tuple[Name, ...]:
     """Names that additional-section processing follows (NS, MX and SRV targets; the CNAME target)."""
     rtype = rdata.rdtype
     if rtype in (NS, CNAME, SRV):
-        target = rdata.target                       # type: ignore[attr-defined]
+        target = rdata.target  # type: ignore[attr-defined]
     elif rtype == MX:
-        target = rdata.exchange                     # type: ignore[attr-defined]
+        target = rdata.exchange  # type: ignore[attr-defined]
     else:
         return ()
-    return (_name(target),) if len(target) > 1 else ()   # '.': null MX, "no such service"
+    return (_name(target),) if len(target) > 1 else ()  # '.': null MX, "no such service"
 
 
 class _Tokens(dns.tokenizer.Tokenizer):
@@ -102,7 +104,7 @@ class _Tokens(dns.tokenizer.Tokenizer):
         self.broken = False
 
     def get(self, want_leading: bool = False, want_comment: bool = False) -> dns.tokenizer.Token:
-        if self.ungotten_token is not None:            # put back by the reader: seen already
+        if self.ungotten_token is not None:  # put back by the reader: seen already
             token = self.last = super().get(want_leading, want_comment)
             return token
         try:
@@ -112,7 +114,7 @@ class _Tokens(dns.tokenizer.Tokenizer):
             self.token_line = self.line_number
             raise
         ttype = token.ttype
-        if ttype > _LINE_END:                               # not EOL or EOF: a word, whitespace or comment
+        if ttype > _LINE_END:  # not EOL or EOF: a word, whitespace or comment
             # The newline that ended this token was read (and counted) already.
             line = self.line_number - (self.ungotten_char == "\n")
             if self.last is None or self.last.ttype <= _LINE_END:
@@ -153,14 +155,17 @@ class _Collector:
 
     def _set_origin(self, origin: dns.name.Name) -> None:
         if self.origin is None and not self.records:
-            self.origin = origin       # the first $ORIGIN in force at the first record is the apex
+            self.origin = origin  # the first $ORIGIN in force at the first record is the apex
 
     def add(self, name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> None:
         line = self.tokens.entry_line
         rtype = int(rdata.rdtype)
         if rtype in FORBIDDEN:
-            what = "DNAME records are not supported" if rtype == 39 else \
-                f"record type {type_name(rtype)} cannot appear in a zone"
+            what = (
+                "DNAME records are not supported"
+                if rtype == 39
+                else f"record type {type_name(rtype)} cannot appear in a zone"
+            )
             self.problems.append(Problem(self.source, line, what))
             return
         if ttl > MAX_TTL:
@@ -168,10 +173,10 @@ class _Collector:
             return
         if self.origin is None:
             if rtype != SOA:
-                return                 # reported once, at the end: no origin
+                return  # reported once, at the end: no origin
             self.origin = name
         wire = rdata.to_wire(canonicalize=True)
-        assert wire is not None         # no file given: to_wire returns the octets
+        assert wire is not None  # no file given: to_wire returns the octets
         self.records.append(Record(_name(name), rtype, ttl, wire, _targets(rdata), self.tokens.entry_line))
 
 
@@ -185,7 +190,7 @@ def _leading_soa_owner(text: str, source: str) -> dns.name.Name | None:
         if token.is_eof() or token.value.startswith("$") or not token.value.endswith("."):
             return None
         owner = dns.name.from_text(token.value)
-        for _ in range(3):                  # [ttl] [class] type
+        for _ in range(3):  # [ttl] [class] type
             word = tok.get()
             if word.is_eol_or_eof():
                 return None
@@ -198,7 +203,7 @@ def _leading_soa_owner(text: str, source: str) -> dns.name.Name | None:
 
 def _entry_type(tokens: _Tokens) -> str | None:
     """The record type an entry names (the first word after the owner that is one), for messages."""
-    for word in tokens.entry[0 if tokens.blank_owner else 1:]:
+    for word in tokens.entry[0 if tokens.blank_owner else 1 :]:
         try:
             dns.rdatatype.from_text(word)
         except (dns.exception.DNSException, ValueError):
@@ -211,7 +216,7 @@ def _reason(exc: dns.exception.DNSException, tokens: _Tokens, prefix: str) -> st
     """dnspython's message for ``exc``, in geodns's words, with the entry it is about."""
     text = str(exc)
     if text.startswith(prefix):
-        text = text[len(prefix):]
+        text = text[len(prefix) :]
     text = text.rstrip(".")
     words = tokens.entry
     if isinstance(exc, dns.zonefile.UnknownOrigin) or text == "The DNS zone file's origin is unknown":
@@ -219,13 +224,16 @@ def _reason(exc: dns.exception.DNSException, tokens: _Tokens, prefix: str) -> st
     if tokens.broken:
         if text == "newline in quoted string":
             return "unterminated quoted string"
-        if text == "Text input is malformed":       # the tokenizer's only bare error: ')' without '('
+        if text == "Text input is malformed":  # the tokenizer's only bare error: ')' without '('
             return "unbalanced parentheses: ')' without '('"
         return text
     if text.startswith("zone file directive ") or text.startswith("Unknown zone file directive"):
         word = text.split("'")[1] if "'" in text else words[0]
-        return f"{word} is not supported: put the records in this file" if word == "$INCLUDE" \
+        return (
+            f"{word} is not supported: put the records in this file"
+            if word == "$INCLUDE"
             else f"unknown directive '{word}'"
+        )
     if text.startswith("unknown rdatatype"):
         word = text.split(" ", 2)[2]
         return f"{'bad TTL or ' if word[1:2].isdigit() else ''}unknown record type {word}"
@@ -241,7 +249,7 @@ def _reason(exc: dns.exception.DNSException, tokens: _Tokens, prefix: str) -> st
     extra = _TRAILING.match(text)
     if extra:
         text = f"unexpected '{extra.group(1)}' after the record data"
-    if text.startswith("caught exception "):            # dnspython wrapping a ValueError from rdata
+    if text.startswith("caught exception "):  # dnspython wrapping a ValueError from rdata
         text = text.split(": ", 1)[-1]
     entry = " ".join(words)
     if len(entry) > 60:
@@ -255,8 +263,7 @@ def _reason(exc: dns.exception.DNSException, tokens: _Tokens, prefix: str) -> st
     return f"{what}: {text} (in '{entry}')" if entry else f"{what}: {text}"
 
 
-def parse_zone(text: str, source: str, origin: Name | None = None,
-               default_ttl: int | None = None) -> Zone:
+def parse_zone(text: str, source: str, origin: Name | None = None, default_ttl: int | None = None) -> Zone:
     """Parse a master file into a Zone; raises ZoneError listing every problem.
 
     ``origin`` fixes the zone's apex; without it the apex is the first
@@ -267,8 +274,13 @@ def parse_zone(text: str, source: str, origin: Name | None = None,
     problems: list[Problem] = []
     apex = dns.name.Name([*origin, b""]) if origin is not None else _leading_soa_owner(text, source)
     collector = _Collector(tokens, source, problems, apex)
-    reader = dns.zonefile.Reader(tokens, dns.rdataclass.IN, collector,  # type: ignore[arg-type]
-                                 allow_directives=DIRECTIVES, default_ttl=default_ttl)
+    reader = dns.zonefile.Reader(
+        tokens,
+        dns.rdataclass.IN,
+        collector,  # type: ignore[arg-type]
+        allow_directives=DIRECTIVES,
+        default_ttl=default_ttl,
+    )
     reader.current_origin = reader.last_name = apex
     while True:
         try:
@@ -289,11 +301,15 @@ def parse_zone(text: str, source: str, origin: Name | None = None,
                 break
     if collector.origin is None:
         if not any("no zone origin" in p.reason for p in problems):
-            problems.append(Problem(source, 1, "no zone origin: give $ORIGIN, or an SOA record "
-                                               "whose owner is an absolute name"))
+            problems.append(
+                Problem(source, 1, "no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name")
+            )
     else:
-        problems.extend(check_records(_name(collector.origin), source, collector.records,
-                                      apex_failed=frozenset(collector.apex_failed)))
+        problems.extend(
+            check_records(
+                _name(collector.origin), source, collector.records, apex_failed=frozenset(collector.apex_failed)
+            )
+        )
     if problems:
         raise ZoneError(sorted(problems, key=lambda p: p.line or 0))
     assert collector.origin is not None
@@ -322,6 +338,6 @@ def load_zone(path: str | os.PathLike[str], origin: Name | None = None) -> Zone:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise ZoneError([Problem(source, line, "not UTF-8 text")]) from None
     return parse_zone(text, source, origin)

@@ -6,6 +6,7 @@ zone cuts, and a ready-made Match object for every outcome that has data.
 A query then costs a few dictionary look-ups on Name tuples and allocates
 nothing but the suffix tuples it probes.
 """
+
 from __future__ import annotations
 
 import enum
@@ -68,8 +69,9 @@ _NXDOMAIN = Match(MatchKind.NXDOMAIN, _NO_RRSETS)
 _WILD = b"*"
 
 
-def check_records(origin: Name, source: str, records: Iterable[Record],
-                  apex_failed: frozenset[int] = frozenset()) -> list[Problem]:
+def check_records(
+    origin: Name, source: str, records: Iterable[Record], apex_failed: frozenset[int] = frozenset()
+) -> list[Problem]:
     """Every reason these records cannot form a zone at ``origin``, with lines.
 
     ``apex_failed`` names types whose apex records were written but did not
@@ -80,7 +82,7 @@ def check_records(origin: Name, source: str, records: Iterable[Record],
     soa_line: int | None = None
     misplaced_soa = False
     has_apex_ns = False
-    lines: dict[Name, dict[int, int]] = {}   # owner -> type -> first line
+    lines: dict[Name, dict[int, int]] = {}  # owner -> type -> first line
     cnames: dict[Name, bytes] = {}
     for r in records:
         if not is_subdomain(r.owner, origin):
@@ -89,7 +91,9 @@ def check_records(origin: Name, source: str, records: Iterable[Record],
         if r.rtype == SOA:
             if r.owner != origin:
                 misplaced_soa = True
-                problems.append(Problem(source, r.line, f"SOA record at {to_text(r.owner)} is not at the zone apex {zone}"))
+                problems.append(
+                    Problem(source, r.line, f"SOA record at {to_text(r.owner)} is not at the zone apex {zone}")
+                )
             elif soa_line is not None:
                 problems.append(Problem(source, r.line, f"more than one SOA record (the first is at line {soa_line})"))
             else:
@@ -100,17 +104,32 @@ def check_records(origin: Name, source: str, records: Iterable[Record],
         if r.rtype == CNAME:
             if CNAME in seen:
                 if cnames[r.owner] != r.rdata:
-                    problems.append(Problem(source, r.line, f"more than one CNAME record at {to_text(r.owner)} "
-                                                            f"(the first is at line {seen[CNAME]})"))
+                    problems.append(
+                        Problem(
+                            source,
+                            r.line,
+                            f"more than one CNAME record at {to_text(r.owner)} (the first is at line {seen[CNAME]})",
+                        )
+                    )
             else:
                 cnames[r.owner] = r.rdata
                 other = next((t for t in seen if t != CNAME), None)
                 if other is not None:
-                    problems.append(Problem(source, r.line, f"CNAME at {to_text(r.owner)} beside other data "
-                                                            f"({type_name(other)} at line {seen[other]})"))
+                    problems.append(
+                        Problem(
+                            source,
+                            r.line,
+                            f"CNAME at {to_text(r.owner)} beside other data ({type_name(other)} at line {seen[other]})",
+                        )
+                    )
         elif CNAME in seen:
-            problems.append(Problem(source, r.line, f"{type_name(r.rtype)} record at {to_text(r.owner)} beside a CNAME "
-                                                    f"(at line {seen[CNAME]})"))
+            problems.append(
+                Problem(
+                    source,
+                    r.line,
+                    f"{type_name(r.rtype)} record at {to_text(r.owner)} beside a CNAME (at line {seen[CNAME]})",
+                )
+            )
         seen.setdefault(r.rtype, r.line)
     head: list[Problem] = []
     if soa_line is None and not misplaced_soa and SOA not in apex_failed:
@@ -140,16 +159,16 @@ class Zone:
     source: str
     soa: RRset
     apex_ns: RRset
-    negative_ttl: int                 # RFC 2308: min(SOA TTL, SOA minimum)
+    negative_ttl: int  # RFC 2308: min(SOA TTL, SOA minimum)
     serial: int
-    names: int                        # owner names with data, for logs
+    names: int  # owner names with data, for logs
     _nodes: Mapping[Name, Mapping[int, RRset]]
-    _exists: frozenset[Name]          # names with data, plus empty non-terminals
+    _exists: frozenset[Name]  # names with data, plus empty non-terminals
     _exact: Mapping[Name, Match]
-    _cuts: Mapping[Name, Match]       # names strictly below the apex that have NS
+    _cuts: Mapping[Name, Match]  # names strictly below the apex that have NS
     _wildcards: Mapping[Name, Match]  # '*' names, keyed by the full '*' name
     _addresses: Mapping[Name, tuple[RRset, ...]]
-    _cut_depths: range                # name lengths at which a cut can sit
+    _cut_depths: range  # name lengths at which a cut can sit
 
     @classmethod
     def build(cls, origin: Name, source: str, records: Iterable[Record]) -> Zone:
@@ -161,8 +180,7 @@ class Zone:
         groups: dict[Name, dict[int, list[Record]]] = {}
         for r in records:
             groups.setdefault(r.owner, {}).setdefault(r.rtype, []).append(r)
-        nodes = {owner: MappingProxyType({t: _merge(rs) for t, rs in types.items()})
-                 for owner, types in groups.items()}
+        nodes = {owner: MappingProxyType({t: _merge(rs) for t, rs in types.items()}) for owner, types in groups.items()}
 
         exists: set[Name] = set()
         for owner in nodes:
@@ -171,8 +189,7 @@ class Zone:
                 exists.add(name)
                 name = name[1:]
 
-        cuts = {o: Match(MatchKind.DELEGATION, _NO_RRSETS, n[NS])
-                for o, n in nodes.items() if NS in n and o != origin}
+        cuts = {o: Match(MatchKind.DELEGATION, _NO_RRSETS, n[NS]) for o, n in nodes.items() if NS in n and o != origin}
         depths = [len(o) for o in cuts]
         soa = nodes[origin][SOA]
         serial, minimum = struct.unpack("!I12xI", soa.rdatas[0][-20:])
@@ -188,12 +205,16 @@ class Zone:
             _exists=frozenset(exists),
             _exact=MappingProxyType({o: Match(MatchKind.EXACT, n) for o, n in nodes.items()}),
             _cuts=MappingProxyType(cuts),
-            _wildcards=MappingProxyType({
-                name: Match(MatchKind.WILDCARD, nodes.get(name, _NO_RRSETS))
-                for name in exists if name and name[0] == _WILD and name != origin}),
-            _addresses=MappingProxyType({
-                o: tuple(n[t] for t in (A, AAAA) if t in n)
-                for o, n in nodes.items() if A in n or AAAA in n}),
+            _wildcards=MappingProxyType(
+                {
+                    name: Match(MatchKind.WILDCARD, nodes.get(name, _NO_RRSETS))
+                    for name in exists
+                    if name and name[0] == _WILD and name != origin
+                }
+            ),
+            _addresses=MappingProxyType(
+                {o: tuple(n[t] for t in (A, AAAA) if t in n) for o, n in nodes.items() if A in n or AAAA in n}
+            ),
             _cut_depths=range(min(depths, default=0), max(depths, default=-1) + 1),
         )
 
@@ -207,7 +228,7 @@ class Zone:
             for depth in self._cut_depths:
                 if depth > size:
                     break
-                match = cuts.get(qname[size - depth:])
+                match = cuts.get(qname[size - depth :])
                 if match is not None:
                     return match
         match = self._exact.get(qname)

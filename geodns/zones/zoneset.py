@@ -1,4 +1,5 @@
 """All the zones one server answers for, and which one a query name falls in."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ class ZoneSet:
         for zone in zones:
             first = by_origin.get(zone.origin)
             if first is not None:
-                problems.append(Problem(zone.source, None, f"zone {to_text(zone.origin)} is already "
-                                                           f"loaded from {first.source}"))
+                problems.append(
+                    Problem(zone.source, None, f"zone {to_text(zone.origin)} is already loaded from {first.source}")
+                )
             else:
                 by_origin[zone.origin] = zone
         if problems:
@@ -42,7 +44,7 @@ class ZoneSet:
         size = len(qname)
         for length in self._lengths:
             if length <= size:
-                zone = zones.get(qname[size - length:])
+                zone = zones.get(qname[size - length :])
                 if zone is not None:
                     return zone
         return None
