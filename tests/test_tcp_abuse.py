@@ -25,6 +25,7 @@ from geodns.errors import ConfigError
 from geodns.server import Settings
 from tests.conftest import TEST_ZONE
 from tests.dnsserver import RunningServer, write
+from tests.polling import wait_for
 from tests.test_cli import Proc
 
 ZONE = "gslb.example.com."
@@ -43,15 +44,6 @@ zones: ["{zone_dir / "gslb.example.com.zone"}"]
 """,
     )
     return RunningServer(Settings(config_path=config), loop_factory=LOOPS[loop])
-
-
-def wait_for(condition, timeout: float = 10.0, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def frame(name: str, qid: int, rdtype: str = "A") -> bytes:

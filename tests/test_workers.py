@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +22,7 @@ import dns.rcode
 import pytest
 
 from tests.dnsserver import write
+from tests.polling import wait_for
 from tests.test_cli import Proc
 from tests.test_gslb_dns import APP, SG, addresses, config_text
 
@@ -88,15 +88,6 @@ def ask_sg(proc: Proc, tcp: bool = False):
     if tcp:
         return dns.query.tcp(q, "127.0.0.1", port=proc.port, timeout=3)
     return dns.query.udp(q, "127.0.0.1", port=proc.port, timeout=3)
-
-
-def wait_for(condition, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def test_workers_share_queries_follow_drains_and_stop_cleanly(tmp_path):

@@ -168,28 +168,23 @@ async def _http(target: Target, spec: CheckSpec, session: aiohttp.ClientSession,
         return ProbeResult(True, rtt_ms, "ok")
 
 
-async def _prefix(stream: aiohttp.StreamReader) -> bytes:
-    """The first ``BODY_LIMIT`` bytes of the body (all of it when shorter)."""
+async def _prefix(stream: aiohttp.StreamReader, until: bytes | None = None) -> bytes:
+    """The first ``BODY_LIMIT`` bytes of the body (all of it when shorter); with ``until``, no more
+    than it takes for ``until`` to appear."""
     seen = b""
     while len(seen) < BODY_LIMIT:
         chunk = await stream.read(BODY_LIMIT - len(seen))
         if not chunk:
             break
         seen += chunk
+        if until is not None and until in seen:
+            break
     return seen
 
 
 async def _contains(stream: aiohttp.StreamReader, wanted: bytes) -> bool:
     """Whether ``wanted`` occurs within the first ``BODY_LIMIT`` bytes; stops reading once it does."""
-    seen = b""
-    while len(seen) < BODY_LIMIT:
-        chunk = await stream.read(BODY_LIMIT - len(seen))
-        if not chunk:
-            break
-        seen += chunk
-        if wanted in seen:
-            return True
-    return wanted in seen[:BODY_LIMIT]
+    return wanted in (await _prefix(stream, until=wanted))[:BODY_LIMIT]
 
 
 async def probe_tcp(target: Target, spec: CheckSpec) -> ProbeResult:
