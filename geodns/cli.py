@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .config.values import parse_listen, parse_workers
 from .errors import InputError
-from .runloop import run as run_loop
+from .process.runloop import run as run_loop
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -47,7 +47,7 @@ def _setup_logging(level: str, per_component=(), fmt: str = "kv") -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import Server, Settings
+    from .process.server import Server, Settings
 
     settings = Settings(
         config_path=args.config,
@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .server import Settings, build_engine, default_config_path
+    from .process.server import Settings, build_engine, default_config_path
 
     problems = []
     config = None

@@ -15,7 +15,7 @@ import dns.query
 import pytest
 
 from geodns.drill.scenarios import netns_reason
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.redis import RedisStore
 from tests.dnsserver import GEOIP_TEST_DB, GSLB_ZONE, RunningServer, write
 from tests.processes import Child, SimIngress

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from ..config.load import load_config
 from ..config.values import parse_listen
 from ..errors import InputError
-from ..runloop import run as run_loop
+from ..process.runloop import run as run_loop
 from ..state.model import Snapshot
 from ..state.store import open_store
 

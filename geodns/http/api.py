@@ -37,7 +37,7 @@ from .auth import error
 from .traffic import TrafficViews
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..process.server import Server
 
 log = logging.getLogger("geodns.http.api")
 

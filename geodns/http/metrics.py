@@ -20,7 +20,6 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
-from .. import procstat
 from ..engine import _RCODES, _type_text
 from ..gslb import health as states
 from ..gslb.load import reported_load
@@ -28,13 +27,13 @@ from ..health.metrics import checker_families
 from ..health.routes import add_metrics_route
 from ..metrics import DURATION_BUCKETS
 from ..names import to_text
-from . import views
+from . import procstat, views
 from .views import live_state, readiness
 
 if TYPE_CHECKING:
     from ..config.model import Config
     from ..engine import AnswerEngine
-    from ..server import Server
+    from ..process.server import Server
     from ..state.keeper import SnapshotKeeper
     from ..state.model import Observation
 

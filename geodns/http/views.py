@@ -21,7 +21,7 @@ from ..state.store import redact_url
 if TYPE_CHECKING:
     from ..config.model import Config
     from ..dynamic import GslbResponder
-    from ..server import Server
+    from ..process.server import Server
     from ..state.keeper import SnapshotKeeper
 
 

@@ -26,7 +26,7 @@ STOP_ORDER = ("checker", "server", "ingress", "sentinel", "redis")
 
 
 def shipped_geoip() -> Path:
-    from ..server import default_config_path
+    from ..process.server import default_config_path
 
     return default_config_path().parent / "geoip" / "GeoIP2-City-Test.mmdb"
 

@@ -1,6 +1,6 @@
 """One DNS worker process of ``server.workers``: forked from the supervisor, sharing its loaded data.
 
-The supervisor's side, and why there are workers at all, is ``geodns/workers.py``.
+The supervisor's side, and why there are workers at all, is ``geodns/process/workers.py``.
 A worker is forked from the supervisor once the supervisor has loaded its
 config, zones and engine, so it starts with all of that already in memory and
 shares those pages with the supervisor (copy-on-write; the supervisor freezes
@@ -15,7 +15,7 @@ inherited descriptor (the HTTP listener, store connections, the supervisor's
 event loop) is closed at once, and the child never returns into the
 supervisor's code: it runs its own event loop and leaves with ``os._exit``.
 
-Over the pipe (``geodns/pipe.py``: framed, any size) it receives snapshots,
+Over the pipe (``geodns/process/pipe.py``: framed, any size) it receives snapshots,
 and sends back: started/failed, the snapshot version it applied, and its
 counters about once a second.  SIGTERM drains it: it stops reading its
 sockets (the supervisor and its successor still hold them, so nothing queued
@@ -36,17 +36,17 @@ import traceback
 import warnings
 from typing import TYPE_CHECKING
 
+from ..dns.listener import Listener
+from ..dns.tcp import TcpLimits
+from ..dynamic import Counters, keep_health_fresh
+from ..metrics import QueryStats
+from ..state.model import Snapshot
 from .claim import Bound
-from .dns.listener import Listener
-from .dns.tcp import TcpLimits
-from .dynamic import Counters, keep_health_fresh
-from .metrics import QueryStats
 from .pipe import Channel
-from .state.model import Snapshot
 
 if TYPE_CHECKING:
-    from .config.model import ServerConfig
-    from .engine import AnswerEngine
+    from ..config.model import ServerConfig
+    from ..engine import AnswerEngine
 
 log = logging.getLogger("geodns.workers")
 

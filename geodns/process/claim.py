@@ -18,7 +18,7 @@ import errno
 import socket
 import time
 
-from .dns.listener import _bound_socket
+from ..dns.listener import _bound_socket
 
 BIND_LOCK = b"\0geodns-dns-listen-bind"
 BIND_LOCK_WAIT = 5.0

@@ -4,18 +4,18 @@ One Python process answers on one core.  With N > 1 the main process (the
 supervisor) keeps everything that talks to the outside world except the query
 load: the store, the snapshot keeper, the embedded checker and the HTTP API.
 It loads the config, zones and engine once, then forks N worker processes
-(``geodns/worker.py``) that start with all of it in memory: the pages are
+(``geodns/process/worker.py``) that start with all of it in memory: the pages are
 shared copy-on-write, and the supervisor freezes its garbage collector's view
 of them before forking (``gc.freeze``) so that no collection writes to them.
 A worker costs a fork, not a load, and N workers do not hold N copies.
 
 One server per address: the supervisor binds every ``dns_listen`` address
 itself, once per worker slot with SO_REUSEPORT after proving with an
-exclusive bind that nothing else serves it (``geodns/claim.py``), and holds
+exclusive bind that nothing else serves it (``geodns/process/claim.py``), and holds
 those sockets for its whole life; each worker inherits its slot's.
 
 Workers never talk to the store.  The supervisor sends them every new
-``Snapshot`` over a framed pipe (``geodns/pipe.py``), which is what makes
+``Snapshot`` over a framed pipe (``geodns/process/pipe.py``), which is what makes
 ``memory://`` work with workers and keeps one store connection per server
 however many cores it uses.  A reload forks new workers from the reloaded
 supervisor; once each has started, the one it replaces is drained: it stops
@@ -40,18 +40,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..dns.listener import add_reports
+from ..dynamic import Counters
+from ..metrics import QueryStats
+from ..state.model import Snapshot
 from .claim import Bound, claim_addresses
 from .claim import address_text as _address
-from .dns.listener import add_reports
-from .dynamic import Counters
-from .metrics import QueryStats
 from .pipe import Channel, frame, pair
-from .state.model import Snapshot
 from .worker import DRAIN_GRACE, START_TIMEOUT, fork_worker
 
 if TYPE_CHECKING:
-    from .config.model import Config
-    from .engine import AnswerEngine
+    from ..config.model import Config
+    from ..engine import AnswerEngine
     from .server import Settings
 
 log = logging.getLogger("geodns.workers")

@@ -17,33 +17,33 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ..config.load import load_config
+from ..config.model import Config
+from ..dns.listener import Listener
+from ..dns.tcp import TcpLimits
+from ..dynamic import Counters, GslbResponder, check_records, keep_health_fresh
+from ..engine import AnswerEngine
+from ..errors import ConfigError, InputError
+from ..geo import Locator
+from ..gslb.history import StateHistory
+from ..metrics import QueryStats
+from ..names import to_text
+from ..state import table
+from ..state.keeper import SnapshotKeeper
+from ..state.model import Cluster, Snapshot
+from ..state.store import StateStore, StoreUnavailable, open_store, redact_url
+from ..zones.zoneset import ZoneSet, load_zones
 from .claim import Bound, claim_addresses
-from .config.load import load_config
-from .config.model import Config
-from .dns.listener import Listener
-from .dns.tcp import TcpLimits
-from .dynamic import Counters, GslbResponder, check_records, keep_health_fresh
-from .engine import AnswerEngine
-from .errors import ConfigError, InputError
-from .geo import Locator
-from .gslb.history import StateHistory
-from .metrics import QueryStats
-from .names import to_text
-from .state import table
-from .state.keeper import SnapshotKeeper
-from .state.model import Cluster, Snapshot
-from .state.store import StateStore, StoreUnavailable, open_store, redact_url
-from .zones.zoneset import ZoneSet, load_zones
 
 if TYPE_CHECKING:  # imported where used: http/ and health/ import this module, workers.py forks it
     from aiohttp import web
 
-    from .health.checker import Checker
+    from ..health.checker import Checker
     from .workers import WorkerPool
 
 log = logging.getLogger("geodns.server")
 
-DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults"
 
 
 def default_config_path() -> Path:
@@ -135,7 +135,7 @@ class Server:
         self.store: StateStore | None = None
         self.keeper: SnapshotKeeper | None = None
         self.checker: Checker | None = None  # the embedded health checker, when it runs
-        self.workers: WorkerPool | None = None  # a WorkerPool when server.workers > 1 (geodns/workers.py)
+        self.workers: WorkerPool | None = None  # a WorkerPool when server.workers > 1 (geodns/process/workers.py)
         self.reloads = {"ok": 0, "failed": 0}
         self.loaded_at: float | None = None  # unix time the running config was loaded (start or reload)
         self.reload_problems: list[str] = []  # of the latest failed reload, for the admin API
@@ -186,7 +186,7 @@ class Server:
         self.engine = self._adopt(build_engine(config, seed))
         # The DNS addresses are bound before anything touches the store: a second server started on an
         # address already served fails here, before it could seed (or --reset-state) the table the
-        # first one serves (geodns/claim.py).
+        # first one serves (geodns/process/claim.py).
         server = config.server
         try:
             listen, claimed = claim_addresses(server.dns_listen, server.workers, reuse_port=server.workers > 1)
@@ -232,7 +232,7 @@ class Server:
                 self.listeners.append(listener)
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)
             if server.http_listen is not None:
-                from .http.app import start_http
+                from ..http.app import start_http
 
                 http = self.http = await start_http(self, *server.http_listen)
                 for address in http.addresses:
@@ -250,7 +250,7 @@ class Server:
 
     async def _start_workers(self, count: int, listen: tuple[tuple[str, int], ...], claimed: list[list[Bound]]) -> None:
         """N processes forked from this one (sharing its loaded data) answer the queries; this one feeds
-        them snapshots (geodns/workers.py)."""
+        them snapshots (geodns/process/workers.py)."""
         from .workers import WorkerPool
 
         config, keeper = self.config, self.keeper
@@ -273,7 +273,7 @@ class Server:
         wanted = settings.embedded == "on" or (settings.embedded == "auto" and config.store.startswith("memory:"))
         if not wanted:
             return
-        from .health.checker import Checker
+        from ..health.checker import Checker
 
         checker_id = settings.id or f"{socket.gethostname()}-serve"
         checker = self.checker = Checker(store, checker_id, settings.region or "local", table_source=keeper)
