@@ -99,7 +99,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _text(name) -> str:
-    from .names import to_text
+    from .dns.names import to_text
 
     return to_text(name)
 

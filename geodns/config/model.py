@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..names import Name
+from ..dns.names import Name
 from .checks import status_ranges
 from .cpus import usable_cpus as _usable_cpus
 

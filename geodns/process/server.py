@@ -17,17 +17,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ..answer.counters import QueryStats
+from ..answer.engine import AnswerEngine
+from ..answer.responder import Counters, GslbResponder, check_records, keep_health_fresh
 from ..config.load import load_config
 from ..config.model import Config
 from ..dns.listener import Listener
+from ..dns.names import to_text
 from ..dns.tcp import TcpLimits
-from ..dynamic import Counters, GslbResponder, check_records, keep_health_fresh
-from ..engine import AnswerEngine
 from ..errors import ConfigError, InputError
 from ..geo import Locator
 from ..gslb.history import StateHistory
-from ..metrics import QueryStats
-from ..names import to_text
 from ..state import table
 from ..state.keeper import SnapshotKeeper
 from ..state.model import Cluster, Snapshot

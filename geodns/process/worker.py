@@ -36,17 +36,17 @@ import traceback
 import warnings
 from typing import TYPE_CHECKING
 
+from ..answer.counters import QueryStats
+from ..answer.responder import Counters, keep_health_fresh
 from ..dns.listener import Listener
 from ..dns.tcp import TcpLimits
-from ..dynamic import Counters, keep_health_fresh
-from ..metrics import QueryStats
 from ..state.model import Snapshot
 from .claim import Bound
 from .pipe import Channel
 
 if TYPE_CHECKING:
+    from ..answer.engine import AnswerEngine
     from ..config.model import ServerConfig
-    from ..engine import AnswerEngine
 
 log = logging.getLogger("geodns.workers")
 

@@ -40,9 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..answer.counters import QueryStats
+from ..answer.responder import Counters
 from ..dns.listener import add_reports
-from ..dynamic import Counters
-from ..metrics import QueryStats
 from ..state.model import Snapshot
 from .claim import Bound, claim_addresses
 from .claim import address_text as _address
@@ -50,8 +50,8 @@ from .pipe import Channel, frame, pair
 from .worker import DRAIN_GRACE, START_TIMEOUT, fork_worker
 
 if TYPE_CHECKING:
+    from ..answer.engine import AnswerEngine
     from ..config.model import Config
-    from ..engine import AnswerEngine
     from .server import Settings
 
 log = logging.getLogger("geodns.workers")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from .names import Name
+from ..dns.names import Name
 
 # Upper bounds (seconds) of the answer-time histogram; answers take tens of microseconds.
 DURATION_BUCKETS: tuple[float, ...] = (

@@ -14,19 +14,19 @@ from bisect import bisect_left
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from .dns import wire
-from .dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
-from .dns.fastpath import FastPath
-from .dns.wire import FormatError, Query
-from .metrics import DURATION_BUCKETS, QueryStats
-from .names import Name, to_text
-from .rrset import RRset
-from .zones import MatchKind, Zone
-from .zones.zoneset import ZoneSet
+from ..dns import wire
+from ..dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
+from ..dns.names import Name, to_text
+from ..dns.rrset import RRset
+from ..dns.wire import FormatError, Query
+from ..zones import MatchKind, Zone
+from ..zones.zoneset import ZoneSet
+from .counters import DURATION_BUCKETS, QueryStats
+from .fastpath import FastPath
 
 if TYPE_CHECKING:
-    from .config.model import QueryLogConfig
-    from .dynamic import GslbResponder
+    from ..config.model import QueryLogConfig
+    from .responder import GslbResponder
 
 log = logging.getLogger("geodns.engine")
 query_log = logging.getLogger("geodns.querylog")
@@ -310,7 +310,7 @@ _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP"
 
 
 def _type_text(qtype: int) -> str:
-    from .zones.zone import type_name
+    from ..zones.zone import type_name
 
     return {251: "IXFR", 252: "AXFR", 255: "ANY", 41: "OPT"}.get(qtype) or type_name(qtype)
 

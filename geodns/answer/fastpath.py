@@ -22,13 +22,13 @@ import struct
 from bisect import bisect_right
 from typing import TYPE_CHECKING
 
-from .encode import TCP_MAX, Answer, encode
-from .wire import OPT_ECS, OPT_NSID, RR_FIXED, T_A, T_AAAA, T_OPT, FormatError, parse_query
+from ..dns.encode import TCP_MAX, Answer, encode
+from ..dns.wire import OPT_ECS, OPT_NSID, RR_FIXED, T_A, T_AAAA, T_OPT, FormatError, parse_query
 
 if TYPE_CHECKING:
-    from ..dynamic import GslbResponder
-    from ..engine import AnswerEngine
-    from ..names import Name
+    from ..dns.names import Name
+    from .engine import AnswerEngine
+    from .responder import GslbResponder
 
 MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000

@@ -18,22 +18,22 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .config.model import Config, IPAddress, RecordSpec
-from .dns import wire
-from .dns.wire import Query
-from .errors import Problem
-from .geo import Locator
-from .gslb import policy, why
-from .gslb.filters import LOCATION_FILTERS
-from .gslb.health import HealthView
-from .gslb.load import EMPTY as NO_LOAD
-from .gslb.load import LoadView, ShedController
-from .gslb.policy import Client, Context, Outcomes, Selection, contexts, select
-from .names import Name, to_text, to_wire
-from .rrset import RRset
-from .state.model import Snapshot
-from .zones import MatchKind
-from .zones.zoneset import ZoneSet
+from ..config.model import Config, IPAddress, RecordSpec
+from ..dns import wire
+from ..dns.names import Name, to_text, to_wire
+from ..dns.rrset import RRset
+from ..dns.wire import Query
+from ..errors import Problem
+from ..geo import Locator
+from ..gslb import policy, why
+from ..gslb.filters import LOCATION_FILTERS
+from ..gslb.health import HealthView
+from ..gslb.load import EMPTY as NO_LOAD
+from ..gslb.load import LoadView, ShedController
+from ..gslb.policy import Client, Context, Outcomes, Selection, contexts, select
+from ..state.model import Snapshot
+from ..zones import MatchKind
+from ..zones.zoneset import ZoneSet
 
 log = logging.getLogger("geodns.gslb")
 
