@@ -155,10 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     from . import cmds
-    from .drill import command as drill_command
     from .health import command as check_command
-    from .sim import ingress as sim_ingress
-    from .stack import command as stack_command
+    from .tooling.drill import command as drill_command
+    from .tooling.sim import ingress as sim_ingress
+    from .tooling.stack import command as stack_command
 
     check_command.add_parser(sub)
     cmds.add_parsers(sub)

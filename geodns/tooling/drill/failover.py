@@ -15,11 +15,11 @@ import time
 
 import redis
 
+from ...state.store import StoreUnavailable, open_store
+from ..dnsclient import CLIENTS, ask
 from ..stack import procs
 from ..stack.runner import SENTINEL_MASTER
 from ..stack.topology import APP
-from ..state.store import StoreUnavailable, open_store
-from .dnsclient import CLIENTS, ask
 from .recorder import Recorder
 from .report import Phases, Report
 from .target import Deployment, DrillError

@@ -160,7 +160,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
-    from ..config.values import parse_listen
+    from ...config.values import parse_listen
 
     try:
         host, port = parse_listen(args.listen)

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .dnsclient import Reply, resolve
+from ..dnsclient import Reply, resolve
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A resolver-like DNS client for drills: ECS queries over UDP, several servers in turn.
+"""A resolver-like DNS client for the drills and the local stack: ECS queries over UDP, several servers in turn.
 
 The drill must not share code with the server it judges, so queries are built
 here by hand (RFC 1035 header and question, RFC 6891 OPT, RFC 7871 Client

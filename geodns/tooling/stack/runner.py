@@ -26,7 +26,7 @@ STOP_ORDER = ("checker", "server", "ingress", "sentinel", "redis")
 
 
 def shipped_geoip() -> Path:
-    from ..process.server import default_config_path
+    from ...process.server import default_config_path
 
     return default_config_path().parent / "geoip" / "GeoIP2-City-Test.mmdb"
 
@@ -216,7 +216,7 @@ class Stack:
             )
 
     def _start_servers(self, count: int) -> None:
-        from ..drill.dnsclient import ask
+        from ..dnsclient import ask
 
         assert self.state is not None
         started = []
@@ -265,7 +265,7 @@ class Stack:
 
     def _wait_checkers_reporting(self, timeout: float = 30.0) -> None:
         """Until every endpoint has a verdict from both checkers, answers are not yet the steady state."""
-        from ..state.store import open_store
+        from ...state.store import open_store
 
         state = self.state
         assert state is not None

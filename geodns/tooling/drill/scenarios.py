@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..dnsclient import CLIENTS
 from ..stack import procs
 from ..stack.topology import APP, FAST
-from .dnsclient import CLIENTS
 from .recorder import Recorder
 from .report import Phases, Report, analyse
 from .target import Deployment, DrillError, run_quiet
@@ -244,7 +244,7 @@ def checker_partition(dep: Deployment, opts: Options) -> Report:
 
 def _store_check(dep: Deployment, timeout: float, what: str, ok: Callable) -> tuple[bool, float]:
     """Poll the store until ``ok(snapshot)``; returns (ok, seconds)."""
-    from ..state.store import open_store
+    from ...state.store import open_store
 
     async def probe() -> bool:
         store = open_store(dep.store)  # type: ignore[arg-type]
@@ -350,7 +350,7 @@ def dns_server_down(dep: Deployment, opts: Options) -> Report:
         )
 
     def recover(rec: Recorder, ph: Phases) -> None:
-        from .dnsclient import ask
+        from ..dnsclient import ask
 
         dep.start_process("geodns-2")
         started = time.monotonic()
