@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -189,3 +190,4 @@ class StackState:
 
 
 STATE_FILE = "stack.json"
+DEFAULT_DIR = Path(tempfile.gettempdir()) / "geodns-stack"  # `geodns stack --dir` and `geodns drill --stack`

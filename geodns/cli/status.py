@@ -12,11 +12,12 @@ import argparse
 import time
 from typing import Any
 
-from .client import Api, run
+from .apiclient import Api, common_options, run
 from .table import table
 
 
-def add_parser(subparsers, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    common = common_options()
     p = subparsers.add_parser("status", parents=[common], help="show the server, its clusters and their health")
     p.set_defaults(func=cmd_status)
 

@@ -15,14 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..stack.topology import CheckTiming
-from .scenarios import SCENARIOS, Options, run
-from .target import Deployment, DrillError
+from ..tooling.drill.scenarios import SCENARIOS, Options, run
+from ..tooling.drill.target import Deployment, DrillError
+from ..tooling.stack.topology import DEFAULT_DIR, CheckTiming
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ..stack.command import DEFAULT_DIR
-
     parser = subparsers.add_parser(
         "drill",
         help="chaos drill: inject a fault, measure how answers move, report",
@@ -73,8 +71,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def deployment(args: argparse.Namespace) -> Deployment:
-    from ..stack.command import DEFAULT_DIR
-
     if args.dns and args.stack is None:
         clusters: dict[str, dict] = {}
         for item in args.cluster:
@@ -115,7 +111,7 @@ def command(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(report.to_json() + "\n")
     if args.plot:
-        from .plot import svg
+        from ..tooling.drill.plot import svg
 
         args.plot.write_text(svg(report))
         print(f"plot: {args.plot}")

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from .client import Api, run
+from .apiclient import Api, common_options, run
 from .status import cluster_table
 
 ACTIONS = {
@@ -21,7 +21,8 @@ ACTIONS = {
 }
 
 
-def add_parsers(subparsers, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    common = common_options()
     for action, text in ACTIONS.items():
         p = subparsers.add_parser(action, parents=[common], help=text)
         p.add_argument("cluster")

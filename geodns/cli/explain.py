@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .client import Api, run
+from .apiclient import Api, common_options, run
 from .table import table
 
 
-def add_parser(subparsers, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    common = common_options()
     p = subparsers.add_parser(
         "explain",
         parents=[common],

@@ -1,4 +1,7 @@
-"""A small blocking client of the admin API, shared by every admin subcommand.
+"""A small blocking client of the admin API, shared by the admin subcommands (``status``, ``drain``,
+``undrain``, ``force-up``, ``force-down``, ``weight``, ``load``, ``explain``, ``reload``): each takes
+``--api`` (default ``$GEODNS_API`` or http://127.0.0.1:8053), ``--token`` (default
+``$GEODNS_ADMIN_TOKEN``) and ``--json`` (``common_options``).
 
 Standard library only (``urllib``): the commands start fast and need nothing
 the server does not already need.  Every failure becomes an ``ApiError``

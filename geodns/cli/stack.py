@@ -18,16 +18,13 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from . import procs
-from .runner import Stack, stop_state
-from .topology import APP, FAST, STATE_FILE, CheckTiming, StackState, layout
-
-DEFAULT_DIR = Path(tempfile.gettempdir()) / "geodns-stack"
+from ..tooling.stack import procs
+from ..tooling.stack.runner import Stack, stop_state
+from ..tooling.stack.topology import APP, DEFAULT_DIR, FAST, STATE_FILE, CheckTiming, StackState, layout
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .client import Api, run
+from .apiclient import Api, common_options, run
 
 
-def add_parser(subparsers, common: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    common = common_options()
     p = subparsers.add_parser(
         "reload", parents=[common], help="re-read config and zones (like SIGHUP); a bad file keeps the running config"
     )
