@@ -34,6 +34,7 @@ from ..gslb.policy import Client, Context, Outcomes, Selection, contexts, select
 from ..state.model import Snapshot
 from ..zones import MatchKind
 from ..zones.zoneset import ZoneSet
+from .counters import GslbCounters
 
 log = logging.getLogger("geodns.gslb")
 
@@ -60,56 +61,6 @@ class LiveState:
     ttls: Mapping[Name, int] = field(default_factory=dict)
 
 
-class Tally:
-    """One counter the query path bumps in place: the fast path keeps a reference, so a
-    count costs no dict look-up (and no hashing of the tuple key) per answer."""
-
-    __slots__ = ("n",)
-
-    def __init__(self) -> None:
-        self.n = 0
-
-
-@dataclass
-class Counters:
-    """Plain counters the metrics layer reads; the query path only increments."""
-
-    ecs: int = 0
-    geo_misses: int = 0
-    # (record name, clusters answered, fallback?) -> answers; clusters () is NODATA.
-    # The exporter turns it into answers per cluster and fallbacks per record.
-    outcomes: dict[tuple[Name, tuple[str, ...], bool], Tally] = field(default_factory=dict)
-
-    def tally(self, name: Name, selection: Selection) -> Tally:
-        """The counter of answers like ``selection`` for record ``name``."""
-        return self._tally((name, selection.clusters, selection.fallback))
-
-    def _tally(self, key: tuple[Name, tuple[str, ...], bool]) -> Tally:
-        counter = self.outcomes.get(key)
-        if counter is None:
-            counter = self.outcomes[key] = Tally()
-        return counter
-
-    def counts(self) -> dict[tuple[Name, tuple[str, ...], bool], int]:
-        return {key: counter.n for key, counter in list(self.outcomes.items())}
-
-    def export(self) -> tuple[dict, int, int]:
-        """Plain values to send elsewhere (a worker to its supervisor); ``add`` takes them."""
-        return self.counts(), self.ecs, self.geo_misses
-
-    def add(self, exported: tuple[dict, int, int]) -> Counters:
-        counts, ecs, geo_misses = exported
-        for key, n in counts.items():
-            self._tally(key).n += n
-        self.ecs += ecs
-        self.geo_misses += geo_misses
-        return self
-
-    @property
-    def fallbacks(self) -> int:
-        return sum(n for (_name, _clusters, fell_back), n in self.counts().items() if fell_back)
-
-
 class GslbResponder:
     """Answers the config's GSLB records from the current live state."""
 
@@ -125,7 +76,7 @@ class GslbResponder:
         self.ancestors = frozenset(name[i:] for name in self.names for i in range(1, len(name)))
         # The same names in lower-cased wire form, for the fast path's byte-level look-up.
         self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
-        self.counters = Counters()
+        self.counters = GslbCounters()
         self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
         self._reads_rtt = any("latency" in record.policy for record in self.records.values())
         self._outcomes: dict[tuple, Outcomes | None] = {}

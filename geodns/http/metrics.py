@@ -1,7 +1,7 @@
 """``GET /metrics``: the server's plain counters, turned into Prometheus metric families at scrape time.
 
 The query path only adds to integers and dicts (``geodns/answer/counters.py``,
-``dynamic.Counters``, ``ListenerStats``); this collector reads them, together
+``answer.counters.GslbCounters``, ``ListenerStats``); this collector reads them, together
 with the live snapshot and health view, whenever Prometheus scrapes.  Each
 Server gets its own registry, so several servers in one process (tests) never
 share metrics.

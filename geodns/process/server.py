@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..answer.counters import QueryStats
+from ..answer.counters import GslbCounters, QueryStats
 from ..answer.engine import AnswerEngine
-from ..answer.responder import Counters, GslbResponder, check_records, keep_health_fresh
+from ..answer.responder import GslbResponder, check_records, keep_health_fresh
 from ..config.load import load_config
 from ..config.model import Config
 from ..dns.listener import Listener
@@ -140,7 +140,7 @@ class Server:
         self.loaded_at: float | None = None  # unix time the running config was loaded (start or reload)
         self.reload_problems: list[str] = []  # of the latest failed reload, for the admin API
         self.stats = QueryStats()  # shared by every engine, so reloads keep counting
-        self.gslb_counters = Counters()
+        self.gslb_counters = GslbCounters()
         self.history = StateHistory()  # endpoint state changes, for the status page
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -154,7 +154,7 @@ class Server:
             return merge_stats(self.workers.stats(), self.stats)
         return self.stats
 
-    def gslb_report(self) -> Counters:
+    def gslb_report(self) -> GslbCounters:
         """What /metrics reports of GSLB decisions: this process's, or every worker's when workers answer."""
         if self.workers is not None:
             return self.workers.gslb_counters()

@@ -36,8 +36,8 @@ import traceback
 import warnings
 from typing import TYPE_CHECKING
 
-from ..answer.counters import QueryStats
-from ..answer.responder import Counters, keep_health_fresh
+from ..answer.counters import GslbCounters, QueryStats
+from ..answer.responder import keep_health_fresh
 from ..dns.listener import Listener
 from ..dns.tcp import TcpLimits
 from ..state.model import Snapshot
@@ -135,7 +135,7 @@ class _Worker:
         self.sockets = sockets
         self.conn = conn
         self.stats = QueryStats()
-        self.gslb = Counters()
+        self.gslb = GslbCounters()
         self.snapshot = snapshot
         self.engine = engine
         self.listeners: list[Listener] = []

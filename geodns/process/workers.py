@@ -40,8 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..answer.counters import QueryStats
-from ..answer.responder import Counters
+from ..answer.counters import GslbCounters, QueryStats
 from ..dns.listener import add_reports
 from ..state.model import Snapshot
 from .claim import Bound, claim_addresses
@@ -116,7 +115,7 @@ class _Slot:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task | None = None
     stats: QueryStats | None = None  # the latest counters this process sent
-    gslb: tuple | None = None  # ... and its GSLB decision counters (Counters.export)
+    gslb: tuple | None = None  # ... and its GSLB decision counters (GslbCounters.export)
     listeners: list = field(default_factory=list)  # ... and its listeners' (Listener.report)
     applied: int = 0  # the snapshot version it answers from
     drain_until: float = 0.0  # replaced or stopping: killed if still running then
@@ -152,7 +151,7 @@ class WorkerPool:
         self.pending: list[_Slot] = []  # forked by a reload, not yet answering
         self.draining: list[_Slot] = []  # replaced, finishing
         self.retired = QueryStats()  # counters of workers that have exited
-        self.retired_gslb = Counters()
+        self.retired_gslb = GslbCounters()
         self.retired_listeners: list[dict] = []
         self.restarts = 0
         self._reload_lock = asyncio.Lock()
@@ -244,9 +243,9 @@ class WorkerPool:
                 merge_stats(total, slot.stats)
         return total
 
-    def gslb_counters(self) -> Counters:
+    def gslb_counters(self) -> GslbCounters:
         """Every worker's GSLB decision counters, summed (including exited workers')."""
-        total = Counters().add(self.retired_gslb.export())
+        total = GslbCounters().add(self.retired_gslb.export())
         for slot in self.slots + self.draining:
             if slot.gslb is not None:
                 total.add(slot.gslb)
