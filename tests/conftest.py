@@ -10,7 +10,7 @@ import hypothesis  # noqa: F401 - imported up front: hypothesis's pytest plugin 
 #                   "SystemError: AST constructor recursion depth mismatch" and lose the summary line
 import pytest
 
-from geodns.server import Settings
+from geodns.process.server import Settings
 from tests.dnsserver import RunningServer, write
 
 # The `redis_server` fixture (a private redis-server per test) is offered to every test module

@@ -11,7 +11,7 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from geodns.server import Server, Settings
+from geodns.process.server import Server, Settings
 
 DATA = Path(__file__).resolve().parent / "data"
 GEOIP_TEST_DB = DATA / "geo" / "GeoIP2-City-Test.mmdb"

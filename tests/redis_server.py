@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from geodns.stack.topology import free_port as _free_port
+from geodns.tooling.stack.topology import free_port as _free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

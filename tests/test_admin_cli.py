@@ -158,7 +158,7 @@ def test_a_closed_pipe_is_not_a_traceback(server):
             "-c",
             "import sys; from geodns.cli import main; "
             "sys.argv[1:] = ['status', '--json', '--api', sys.argv[1]]; "
-            "import geodns.cmds.client as c; real = c.json.dumps; "
+            "import geodns.cli.apiclient as c; real = c.json.dumps; "
             "c.json.dumps = lambda *a, **k: real(*a, **k) * 2000; sys.exit(main(sys.argv[1:]))",
             base_url(server),
         ],

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.redis import RedisStore
 from tests.conftest import REPO
 from tests.dnsserver import RunningServer, write

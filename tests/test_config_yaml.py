@@ -17,7 +17,7 @@ import dns.message
 import dns.query
 
 from geodns.config.load import load_config
-from geodns.server import Settings
+from geodns.process.server import Settings
 from tests.conftest import REPO
 from tests.dnsserver import RunningServer, write
 from tests.test_gslb_dns import APP, config_text

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dnslib import DNSRecord
 
-from geodns.drill.dnsclient import Reply, build_query
-from geodns.drill.recorder import Sample
-from geodns.drill.report import Phases, analyse
+from geodns.tooling.dnsclient import Reply, build_query
+from geodns.tooling.drill.recorder import Sample
+from geodns.tooling.drill.report import Phases, analyse
 
 CLUSTERS = {"a-1": {"addresses": ["203.0.113.10"]}, "e-1": {"addresses": ["198.51.100.10"]}}
 A, E = ("203.0.113.10",), ("198.51.100.10",)
@@ -58,7 +58,7 @@ def test_steady_counts_changes_and_failures():
 def test_plot_draws_every_sample_in_its_cluster_colour_and_the_fault_window():
     import xml.etree.ElementTree as ET
 
-    from geodns.drill.plot import svg
+    from geodns.tooling.drill.plot import svg
 
     rows = [sample(t / 10, A) for t in range(0, 20)]
     rows += [sample(2.0 + t / 10, (), "TIMEOUT") for t in range(0, 3)]

@@ -13,7 +13,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from geodns.server import Settings
+from geodns.process.server import Settings
 from tests.dnsserver import RunningServer, write
 
 ZONE = "gslb.example.com."

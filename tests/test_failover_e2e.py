@@ -14,9 +14,9 @@ import dns.message
 import dns.query
 import pytest
 
-from geodns.drill.scenarios import netns_reason
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.redis import RedisStore
+from geodns.tooling.drill.scenarios import netns_reason
 from tests.dnsserver import GEOIP_TEST_DB, GSLB_ZONE, RunningServer, write
 from tests.processes import Child, SimIngress
 from tests.redis_server import RedisServer

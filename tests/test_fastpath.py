@@ -15,7 +15,7 @@ import dns.message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geodns.server import Settings, build_engine
+from geodns.process.server import Settings, build_engine
 from tests.dnsserver import write
 
 DATA = Path(__file__).resolve().parent / "data"

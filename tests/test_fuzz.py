@@ -11,7 +11,7 @@ import dns.rcode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geodns.server import Settings, build_engine
+from geodns.process.server import Settings, build_engine
 
 ZONE = "gslb.example.com."
 

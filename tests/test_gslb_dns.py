@@ -13,7 +13,7 @@ import pytest
 
 from geodns.config.load import load_config
 from geodns.errors import ConfigError
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.model import AdminState, Observation
 from geodns.state.redis import RedisStore
 from tests.dnsserver import GEOIP_TEST_DB, GSLB_ZONE, RunningServer, write

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from geodns.dynamic import LiveState
+from geodns.answer.responder import LiveState
 from geodns.gslb.health import HealthView
 from geodns.gslb.history import StateHistory
 from geodns.state.model import Observation, Snapshot

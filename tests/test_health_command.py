@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from geodns.cli.check import add_parser
 from geodns.config.load import load_config
-from geodns.health.command import add_parser
 from geodns.state.redis import RedisStore
 from tests.conftest import REPO
 from tests.processes import Child
@@ -87,7 +87,7 @@ async def test_geodns_check_process(redis_server: RedisServer, tmp_path: Path) -
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "geodns.health.command",
+            "geodns",
             "check",
             "--config",
             str(config),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from geodns.http.auth import is_loopback
-from geodns.server import Settings
+from geodns.process.server import Settings
 from tests.dnsserver import RunningServer, write
 from tests.redis_server import RedisServer
 from tests.test_gslb_dns import LONDON, SG, US, addresses, ask, config_text

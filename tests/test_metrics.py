@@ -12,7 +12,7 @@ import dns.rcode
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.model import Observation
 from tests.dnsserver import RunningServer, write
 from tests.test_gslb_dns import LONDON, addresses, ask, config_text

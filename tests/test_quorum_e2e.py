@@ -23,7 +23,7 @@ import dns.message
 import dns.query
 import pytest
 
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.redis import RedisStore
 from tests.dnsserver import GSLB_ZONE, RunningServer, write
 from tests.netns import Netns, NetnsUnavailable

@@ -14,13 +14,13 @@ import subprocess
 import pytest
 
 from geodns.config.load import load_config
-from geodns.drill.scenarios import Options, run
-from geodns.drill.target import Deployment
-from geodns.stack import procs
-from geodns.stack.runner import Stack
-from geodns.stack.topology import STATE_FILE, CheckTiming, StackState, layout
 from geodns.state.redis import RedisStore, parse_sentinel_url
 from geodns.state.store import open_store
+from geodns.tooling.drill.scenarios import Options, run
+from geodns.tooling.drill.target import Deployment
+from geodns.tooling.stack import procs
+from geodns.tooling.stack.runner import Stack
+from geodns.tooling.stack.topology import STATE_FILE, CheckTiming, StackState, layout
 from tests.dnsserver import write
 
 

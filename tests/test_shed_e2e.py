@@ -38,7 +38,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shed")
     text = with_watermarks(config_text(tmp, policy="[healthy, shed, geo, weighted]"))
     text = text.replace("http_listen: null", f'http_listen: "127.0.0.1:0", admin_token: "{TOKEN}"')
-    from geodns.server import Settings
+    from geodns.process.server import Settings
     from tests.dnsserver import RunningServer
 
     running = RunningServer(Settings(config_path=write(tmp / "geodns.yaml", text)))

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from geodns.drill.scenarios import Options, netns_reason, run
-from geodns.drill.target import Deployment
-from geodns.stack import procs
-from geodns.stack.topology import STATE_FILE, StackState
+from geodns.tooling.drill.scenarios import Options, netns_reason, run
+from geodns.tooling.drill.target import Deployment
+from geodns.tooling.stack import procs
+from geodns.tooling.stack.topology import STATE_FILE, StackState
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
@@ -219,8 +219,8 @@ def test_partial_start_failure_stops_everything(tmp_path):
     """An ingress port already taken: start-up fails, and nothing it started is left running."""
     import socket
 
-    from geodns.stack.runner import Stack
-    from geodns.stack.topology import CheckTiming, layout
+    from geodns.tooling.stack.runner import Stack
+    from geodns.tooling.stack.topology import CheckTiming, layout
 
     ports = layout(0)
     with socket.socket() as busy:

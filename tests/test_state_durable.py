@@ -19,7 +19,7 @@ import pytest
 import redis as redis_sync
 
 from geodns.config.model import ClusterSpec, EndpointSpec
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.model import AdminState
 from geodns.state.redis import RedisStore
 from tests.dnsserver import RunningServer, write

@@ -24,7 +24,7 @@ import pytest
 from geodns.gslb.history import RING
 from geodns.http import worldmap
 from geodns.http.status_parts import QueryRate
-from geodns.server import Settings
+from geodns.process.server import Settings
 from geodns.state.model import Observation
 from tests.dnsserver import RunningServer, write
 from tests.htmldom import Element, parse, shares

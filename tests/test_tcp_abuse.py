@@ -22,7 +22,7 @@ import uvloop
 from geodns.config.load import config_from_text
 from geodns.dns.tcp import TcpLimits, admission, source_of
 from geodns.errors import ConfigError
-from geodns.server import Settings
+from geodns.process.server import Settings
 from tests.conftest import TEST_ZONE
 from tests.dnsserver import RunningServer, write
 from tests.polling import wait_for

@@ -78,7 +78,7 @@ def test_a_second_server_on_a_served_address_fails_and_the_first_keeps_every_que
 
 def test_a_framed_message_larger_than_the_socket_buffer_arrives_whole():
     """A message that arrives in many pieces on a non-blocking socket is awaited, not taken for EOF."""
-    from geodns.pipe import Channel, frame
+    from geodns.process.pipe import Channel, frame
 
     big = ("snapshot", os.urandom(8 << 20))
 

@@ -12,9 +12,9 @@ import dns.name
 import dns.rdata
 import pytest
 
+from geodns.dns.names import Name, from_text, to_text
+from geodns.dns.rrset import RRset
 from geodns.errors import Problem, ZoneError
-from geodns.names import Name, from_text, to_text
-from geodns.rrset import RRset
 from geodns.zones import Match, MatchKind, Zone, ZoneSet, load_zone, load_zones, parse_zone
 
 A, NS, CNAME, SOA, PTR, HINFO, MX, TXT, AAAA, SRV, CAA = 1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 257

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from .. import names
+from ..dns import names
 from ..errors import ConfigError, Problem
 from . import checks, model, values
 from .yamlsrc import LinedList, LinedMap, _YamlSyntax, parse_yaml

@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..names import Name
+from ..dns.names import Name
 from .checks import status_ranges
 from .cpus import usable_cpus as _usable_cpus
 
@@ -54,7 +54,7 @@ class ServerConfig:
     debug_txt: bool = False  # answer TXT _geodns.<record> with the decision for the asker
     query_log: QueryLogConfig = field(default_factory=QueryLogConfig)
     ready_max_staleness: float = 60.0  # /readyz fails when the store has been unreachable this long
-    # Processes answering DNS with SO_REUSEPORT (geodns/workers.py); by default one per usable CPU.
+    # Processes answering DNS with SO_REUSEPORT (geodns/process/workers.py); by default one per usable CPU.
     workers: int = field(default_factory=lambda: usable_cpus())
 
 

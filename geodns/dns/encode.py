@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ..names import Name
-from ..rrset import RRset
+from .names import Name
+from .rrset import RRset
 from .wire import AA, BADVERS, C_IN, CD, OPT_ECS, OPT_NSID, QR, RD, RR_FIXED, T_OPT, TC, Query
 
 _HEADER = struct.Struct("!HHHHHH")

@@ -125,7 +125,7 @@ class Listener:
 def _bound_socket(
     family: int, kind: int, host: str, port: int, reuse_port: bool = False, listen: bool = True
 ) -> socket.socket:
-    """A bound, non-blocking socket; ``listen=False`` only holds a port (see geodns/workers.py)."""
+    """A bound, non-blocking socket; ``listen=False`` only holds a port (see geodns/process/workers.py)."""
     sock = socket.socket(family, kind)
     try:
         if family == socket.AF_INET6:

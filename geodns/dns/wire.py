@@ -12,7 +12,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from ..names import Name
+from .names import Name
 
 # Header flag bits.
 QR = 0x8000

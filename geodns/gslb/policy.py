@@ -11,8 +11,8 @@ import random
 from collections.abc import Iterable, Mapping
 
 from ..config.model import IPAddress, RecordSpec, Region
+from ..dns.names import Name
 from ..geo.location import Location
-from ..names import Name
 from ..state.model import Snapshot
 from . import why
 from .dice import Explorer, TooManyPaths

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .. import names
 from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec
-from ..dns import wire
+from ..dns import names, wire
 from ..state.model import AdminState
 from ..state.store import StateError, StateStore, StoreUnavailable
 from ..state.table import DEFAULT_LOAD_TTL, load_report, parse_address, require
@@ -37,7 +36,7 @@ from .auth import error
 from .traffic import TrafficViews
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..process.server import Server
 
 log = logging.getLogger("geodns.http.api")
 

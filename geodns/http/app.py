@@ -26,7 +26,7 @@ from .traffic import TrafficViews
 from .views import readiness
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..process.server import Server
 
 log = logging.getLogger("geodns.http")
 

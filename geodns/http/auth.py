@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..process.server import Server
 
 TOKEN_ENV = "GEODNS_ADMIN_TOKEN"
 SESSION_COOKIE = "geodns_session"

@@ -16,7 +16,7 @@ from aiohttp import web
 from . import auth
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..process.server import Server
 
 OPEN_PATHS = frozenset(("/login", "/logout"))
 

@@ -1,7 +1,7 @@
 """``GET /metrics``: the server's plain counters, turned into Prometheus metric families at scrape time.
 
-The query path only adds to integers and dicts (``geodns/metrics.py``,
-``dynamic.Counters``, ``ListenerStats``); this collector reads them, together
+The query path only adds to integers and dicts (``geodns/answer/counters.py``,
+``answer.counters.GslbCounters``, ``ListenerStats``); this collector reads them, together
 with the live snapshot and health view, whenever Prometheus scrapes.  Each
 Server gets its own registry, so several servers in one process (tests) never
 share metrics.
@@ -20,21 +20,20 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
-from .. import procstat
-from ..engine import _RCODES, _type_text
+from ..answer.counters import DURATION_BUCKETS
+from ..answer.engine import _RCODES, _type_text
+from ..dns.names import to_text
 from ..gslb import health as states
 from ..gslb.load import reported_load
 from ..health.metrics import checker_families
 from ..health.routes import add_metrics_route
-from ..metrics import DURATION_BUCKETS
-from ..names import to_text
-from . import views
+from . import procstat, views
 from .views import live_state, readiness
 
 if TYPE_CHECKING:
+    from ..answer.engine import AnswerEngine
     from ..config.model import Config
-    from ..engine import AnswerEngine
-    from ..server import Server
+    from ..process.server import Server
     from ..state.keeper import SnapshotKeeper
     from ..state.model import Observation
 

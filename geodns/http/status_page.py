@@ -29,7 +29,7 @@ from .traffic import TrafficViews, let_the_loop_run
 from .traffic_map import STATE_CLASS
 
 if TYPE_CHECKING:
-    from ..server import Server
+    from ..process.server import Server
 
 REFRESH_SECONDS = 10
 # Cluster colours avoid red and green, which mean down and up everywhere else on the page.

@@ -29,14 +29,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..config.model import RecordSpec, Region
+from ..dns.names import Name
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
 from ..gslb.policy import Client, Selection, contexts, outcomes, select
 from ..gslb.why import steps
-from ..names import Name
 
 if TYPE_CHECKING:
-    from ..dynamic import GslbResponder, LiveState
+    from ..answer.responder import GslbResponder, LiveState
 
 RUNS = 100  # draws per place when the shares cannot be listed exactly
 _ANON = ipaddress.ip_address("192.0.2.1")

@@ -11,17 +11,17 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..dns.names import to_text
 from ..gslb.health import HealthView
 from ..gslb.load import EMPTY as NO_LOAD
 from ..gslb.load import LoadView, reported_load
-from ..names import to_text
 from ..state.model import Cluster, Snapshot
 from ..state.store import redact_url
 
 if TYPE_CHECKING:
+    from ..answer.responder import GslbResponder
     from ..config.model import Config
-    from ..dynamic import GslbResponder
-    from ..server import Server
+    from ..process.server import Server
     from ..state.keeper import SnapshotKeeper
 
 

@@ -33,8 +33,8 @@ import dns.rdatatype
 import dns.tokenizer
 import dns.zonefile
 
+from ..dns.names import Name
 from ..errors import Problem, ZoneError
-from ..names import Name
 from .zone import Record, Zone, check_records, type_name
 
 A, NS, CNAME, SOA, PTR, MX, AAAA, SRV = 1, 2, 5, 6, 12, 15, 28, 33

@@ -17,9 +17,9 @@ from types import MappingProxyType
 
 import dns.rdatatype
 
+from ..dns.names import Name, is_subdomain, to_text
+from ..dns.rrset import RRset
 from ..errors import Problem, ZoneError
-from ..names import Name, is_subdomain, to_text
-from ..rrset import RRset
 
 A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 
+from ..dns.names import Name, to_text
 from ..errors import Problem, ZoneError
-from ..names import Name, to_text
 from .reader import load_zone
 from .zone import Zone
 

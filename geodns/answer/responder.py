@@ -1,0 +1,357 @@
+"""GSLB answers: where the answer engine meets the policy chain.
+
+The engine asks two things of this module on the query path: is a name a GSLB
+record, and what are its A/AAAA records for this client.  Everything that
+depends on the live table (the snapshot, its health view, each record's
+policy context) is rebuilt off the query path by ``update`` and swapped in
+with one assignment, so a query always sees one consistent state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..config.model import Config, IPAddress, RecordSpec
+from ..dns import wire
+from ..dns.names import Name, to_text, to_wire
+from ..dns.rrset import RRset
+from ..dns.wire import Query
+from ..errors import Problem
+from ..geo import Locator
+from ..gslb import policy, why
+from ..gslb.filters import LOCATION_FILTERS
+from ..gslb.health import HealthView
+from ..gslb.load import EMPTY as NO_LOAD
+from ..gslb.load import LoadView, ShedController
+from ..gslb.policy import Client, Context, Outcomes, Selection, contexts, select
+from ..state.model import Snapshot
+from ..zones import MatchKind
+from ..zones.zoneset import ZoneSet
+from .counters import GslbCounters
+
+log = logging.getLogger("geodns.gslb")
+
+_FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
+CLIENT_CACHE = 65536  # distinct client subnets remembered by the fast path
+OUTCOME_CACHE = 65536  # (record, family, location, ECS source) outcome lists remembered ...
+OUTCOME_SELECTIONS = 262_144  # ... holding this many selections in all (a few hundred bytes each)
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """One snapshot with everything derived from it; replaced whole."""
+
+    snapshot: Snapshot
+    health: HealthView
+    contexts: Mapping[Name, Context]
+    built_at: float
+    # Changes only when some answer could: states with the same generation decide alike,
+    # so caches of decisions (``outcomes``, the fast path's) outlive a routine health report.
+    generation: int
+    # Each cluster's load and shed share (gslb/load.py), and the TTL of records whose
+    # shedding is moving (capped by their clusters' ``load.ttl``; the others use their own).
+    load: LoadView = NO_LOAD
+    ttls: Mapping[Name, int] = field(default_factory=dict)
+
+
+class GslbResponder:
+    """Answers the config's GSLB records from the current live state."""
+
+    def __init__(self, config: Config, locator: Locator, snapshot: Snapshot, rng: random.Random | None = None):
+        self.records: Mapping[Name, RecordSpec] = config.records
+        self.regions = config.regions
+        self.health_config = config.health
+        self.locator = locator
+        self.rng = rng or random.Random()
+        self.names = frozenset(self.records)
+        # Names above a GSLB record exist too (empty non-terminals), even if
+        # the zone file does not mention them.
+        self.ancestors = frozenset(name[i:] for name in self.names for i in range(1, len(name)))
+        # The same names in lower-cased wire form, for the fast path's byte-level look-up.
+        self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
+        self.counters = GslbCounters()
+        self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
+        self._reads_rtt = any("latency" in record.policy for record in self.records.values())
+        self._outcomes: dict[tuple, Outcomes | None] = {}
+        self._outcomes_held = 0  # selections in self._outcomes
+        self._outcomes_generation = -1
+        # Records whose answers depend on where the client is; the others have one outcome list.
+        self._placed = frozenset(
+            name for name, record in self.records.items() if LOCATION_FILTERS.intersection(record.policy)
+        )
+        self.shed = ShedController(config.clusters)
+        self.state: LiveState = self._build(snapshot, None)
+
+    # -- off the query path -----------------------------------------------------
+    def _build(self, snapshot: Snapshot, previous: LiveState | None) -> LiveState:
+        now = time.time()
+        quorum = self.health_config.quorum
+        health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
+        load = self.shed.view(snapshot, now)
+        if previous is None:
+            generation = 0
+        elif (
+            snapshot.clusters == previous.snapshot.clusters
+            and health.same_decisions(previous.health, self._reads_rtt)
+            and load.same_decisions(previous.load)
+        ):
+            generation = previous.generation
+        else:
+            generation = previous.generation + 1
+        ttls = (
+            {}
+            if not load.states
+            else {
+                name: ttl
+                for name, record in self.records.items()
+                if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl
+            }
+        )
+        return LiveState(
+            snapshot,
+            health,
+            contexts(self.records.values(), snapshot, health, self.regions, self.rng, load),
+            now,
+            generation,
+            load,
+            ttls,
+        )
+
+    def update(self, snapshot: Snapshot | None = None) -> None:
+        """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
+        self.state = self._build(snapshot if snapshot is not None else self.state.snapshot, self.state)
+
+    # -- on the query path -----------------------------------------------------------
+    def client(self, query: Query, source: str) -> Client:
+        """Who the answer is for: the ECS subnet when the resolver sent one, else the resolver."""
+        ecs = query.edns.ecs if query.edns is not None else None
+        if ecs is not None:
+            self.counters.ecs += 1
+            if ecs.source_prefix > 0:
+                return Client(ecs.address, self._locate(ecs.address), ecs.source_prefix)
+            address = ipaddress.ip_address(source)
+            return Client(address, self._locate(address), 0)
+        address = ipaddress.ip_address(source)
+        return Client(address, self._locate(address), None)
+
+    def client_from(self, ecs: bytes | None, source: str) -> Client:
+        """``client`` for the fast path, from the ECS option's raw bytes (already validated) or
+        the source address; remembered per subnet or source, so a repeat costs one dict look-up."""
+        key = source if ecs is None else ecs if ecs[2] else (ecs, source)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._new_client(ecs, source)
+            if len(self._clients) >= CLIENT_CACHE:
+                self._clients.clear()
+            self._clients[key] = client
+        counters = self.counters
+        if ecs is not None:
+            counters.ecs += 1
+        if client.location.source == "none":
+            counters.geo_misses += 1
+        return client
+
+    def _new_client(self, ecs: bytes | None, source: str) -> Client:
+        address: IPAddress
+        if ecs is not None and ecs[2]:
+            raw = ecs[4:]
+            if ecs[1] == 1:
+                address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
+            else:
+                address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
+            return Client(address, self.locator.locate(address), ecs[2])
+        address = ipaddress.ip_address(source)
+        return Client(address, self.locator.locate(address), None if ecs is None else 0)
+
+    def _locate(self, address):
+        location = self.locator.locate(address)
+        if location.source == "none":
+            self.counters.geo_misses += 1
+        return location
+
+    def select(self, qname: Name, qtype: int, client: Client, trace: list | None = None) -> Selection | None:
+        """The selection for an A/AAAA question about a GSLB name; None for other types."""
+        family = _FAMILY.get(qtype)
+        if family is None:
+            return None
+        context = self.state.contexts.get(qname)
+        if context is None:
+            return None
+        return select(context, client, family, trace)
+
+    def outcomes(self, qname: Name, qtype: int, client: Client) -> Outcomes | None:
+        """Every selection for an A/AAAA question about a GSLB name, with its probability.
+
+        Remembered per (record, family, location, ECS source): those are all the
+        chain reads of a client, and only for records with a location-reading
+        filter; the others have one list for everyone (scope /0).  None: too
+        many random paths to list (select per query).
+        """
+        state = self.state
+        if state.generation != self._outcomes_generation:
+            self._outcomes.clear()
+            self._outcomes_held = 0
+            self._outcomes_generation = state.generation
+        if qname in self._placed:
+            # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
+            location, source = client.location, client.ecs_source
+            key: tuple = (qname, qtype, location, source if source is not None and source < location.prefix else None)
+        else:
+            key = (qname, qtype)
+        try:
+            return self._outcomes[key]
+        except KeyError:
+            pass
+        context = state.contexts[qname]
+        listed = policy.outcomes(context, client, _FAMILY[qtype])
+        held = len(listed.selections) if listed is not None else 1
+        if len(self._outcomes) >= OUTCOME_CACHE or self._outcomes_held + held > OUTCOME_SELECTIONS:
+            self._outcomes.clear()
+            self._outcomes_held = 0
+        self._outcomes[key] = listed
+        self._outcomes_held += held
+        return listed
+
+    def pick(self, listed: Outcomes) -> Selection:
+        """One of ``listed`` at random by its share."""
+        selections = listed.selections
+        if len(selections) == 1:
+            return selections[0]
+        return selections[bisect_right(listed.cumulative, self.rng.random())]
+
+    def ttl(self, qname: Name) -> int:
+        """The record's TTL, shorter while its clusters' shedding moves (``load.ttl``)."""
+        ttls = self.state.ttls
+        return ttls.get(qname, self.records[qname].ttl) if ttls else self.records[qname].ttl
+
+    def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
+        return RRset(qname, qtype, self.ttl(qname), tuple(a.packed for a in selection.addresses))
+
+    # -- explain (for operators) --------------------------------------------------------
+    def explain(self, qname: Name, qtype: int, address: str, prefix: int | None = None) -> dict:
+        """The decision for a made-up client, with each filter's candidates in and out and its reason."""
+        ip = ipaddress.ip_address(address)
+        location = self.locator.locate(ip)
+        client = Client(ip, location, prefix)
+        family, context = _FAMILY.get(qtype), self.state.contexts.get(qname)
+        # why.explain runs policy.select, not self.select: an operator's question is not a query to count.
+        decision = (
+            why.explain(context, client, family)
+            if family and context
+            else {"steps": [], "answer": [], "clusters": [], "fallback": False, "scope": 0}
+        )
+        return {
+            "name": to_text(qname),
+            "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
+            **decision,
+            "shares": _shares(context, client, family) if family and context else {},
+            "snapshot_version": self.state.snapshot.version,
+        }
+
+    def debug_rrset(self, name: Name, record: Name, client: Client) -> RRset:
+        """The ``_geodns.<record>`` TXT answer: one self-describing string per line of the trace."""
+        context = self.state.contexts[record]
+        decision = why.explain(context, client, 4)
+        loc = client.location
+        where = "/".join(x for x in (loc.region, loc.country, loc.continent) if x) or "unknown"
+        source = f"ecs {client.address}/{client.ecs_source}" if client.ecs_source else f"resolver {client.address}"
+        lines = [f"client {source} located {where} via {loc.source} prefix /{loc.prefix}"]
+        for step in decision["steps"]:
+            lines.append(
+                f"{step['filter']}: in {','.join(step['in']) or '-'} out {','.join(step['out']) or '-'}"
+                + (f" dropped {','.join(step['dropped'])}" if step["dropped"] else "")
+                + (f" ({step['why']})" if step["why"] else "")
+            )
+        v6 = select(context, client, 6)
+        lines.append(
+            f"answer A {','.join(decision['answer']) or '-'} AAAA {','.join(map(str, v6.addresses)) or '-'}"
+            f" clusters {','.join(decision['clusters']) or '-'}{' (fallback)' if decision['fallback'] else ''}"
+        )
+        lines.append(
+            f"snapshot version {self.state.snapshot.version} record {to_text(record)} scope /{decision['scope']}"
+        )
+        rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
+        return RRset(name, wire.T_TXT, 0, rdatas)
+
+
+def _shares(context: Context, client: Client, family: int) -> dict[str, float]:
+    """How often each first cluster answers this client (exact, from ``policy.outcomes``); {} when
+    the chain has too many random paths to list."""
+    listed = policy.outcomes(context, client, family)
+    shares: dict[str, float] = {}
+    for selection, share in zip(listed.selections, listed.shares) if listed is not None else ():
+        first = selection.clusters[0] if selection.clusters else "-"
+        shares[first] = shares.get(first, 0.0) + share
+    return {name: round(share, 6) for name, share in sorted(shares.items(), key=lambda kv: -kv[1])}
+
+
+def _txt_rdata(text: str) -> bytes:
+    """One TXT rdata: the text in character-strings of at most 255 octets."""
+    data = text.encode("utf-8")
+    return b"".join(bytes((len(data[i : i + 255]),)) + data[i : i + 255] for i in range(0, len(data), 255))
+
+
+def _location_dict(location) -> dict:
+    return {
+        "region": location.region,
+        "country": location.country,
+        "continent": location.continent,
+        "lat": location.lat,
+        "lon": location.lon,
+        "prefix": location.prefix,
+        "source": location.source,
+    }
+
+
+def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
+    """Every GSLB record must sit inside a served zone, above any cut, without clashing data."""
+    problems = []
+    source = str(config.source) if config.source else "config"
+    for name, record in config.records.items():
+        where = f"records.{record.text}"
+        zone = zones.zone_for(name)
+        if zone is None:
+            problems.append(Problem(source, record.line, f"{where}: not inside any served zone"))
+            continue
+        match = zone.find(name)
+        if match.kind is MatchKind.DELEGATION and match.cut is not None:  # a delegation always has its cut
+            problems.append(
+                Problem(
+                    source,
+                    record.line,
+                    f"{where}: below the zone cut {to_text(match.cut.name)}; it would never be answered",
+                )
+            )
+        elif match.kind is MatchKind.EXACT:
+            clash = [t for t in (wire.T_A, wire.T_AAAA, wire.T_CNAME) if t in match.rrsets]
+            if clash:
+                types = ", ".join({wire.T_A: "A", wire.T_AAAA: "AAAA", wire.T_CNAME: "CNAME"}[t] for t in clash)
+                problems.append(
+                    Problem(
+                        source, record.line, f"{where}: {zone.source} also has {types} records at this name; remove one"
+                    )
+                )
+    return problems
+
+
+async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: float = 0.5) -> None:
+    """Observations expire with time, not only with changes: rebuild the live state when one has,
+    and when a cluster's shedding is due its next tick (gslb/load.py).
+
+    ``current`` returns the responder in use now (it changes on reload).
+    """
+    while True:
+        await asyncio.sleep(every)
+        dynamic = current()
+        if dynamic is None:
+            continue
+        state = dynamic.state
+        if time.time() >= min(state.health.valid_until, state.load.valid_until):
+            dynamic.update()
