@@ -12,7 +12,7 @@ which is what survives a shared host.
 - parse: CPU seconds of ``parse_zone`` on a zone of N static A records (the
   bench zone), in a process that has imported geodns already;
 - start: ``geodns serve`` with N static + M GSLB records (bench/bench.py's
-  memory part), seconds from start until it answers a query.
+  memory part), seconds from start until it answers a query, and its RSS then.
 """
 
 from __future__ import annotations
@@ -51,13 +51,15 @@ def parse_seconds(tree: Path, zone: Path) -> float:
     return float(run.stdout)
 
 
-def start_seconds(tree: Path, work: Path, static: int, gslb: int) -> float:
+def start_seconds(tree: Path, work: Path, static: int, gslb: int) -> tuple[float, float]:
+    """Seconds until the first answer, and the server's RSS in MB then."""
     port = free_port()
     cfg = geodns_config(work, port, records=gslb, static_records=static)
     argv = [sys.executable, "-c", _SERVE, str(tree), "--log-level", "warning", "serve", "--config", str(cfg)]
     server = Server("geodns", argv, port, None)
+    rss = server.rss_mb()
     server.stop()
-    return server.ready_after
+    return server.ready_after, rss
 
 
 def main() -> int:
@@ -82,16 +84,19 @@ def main() -> int:
                     seconds = parse_seconds(tree, zone)
                     results[label]["parse"] = min(seconds, results[label].get("parse", seconds))
                 if "start" in parts:
-                    seconds = start_seconds(tree, work, args.records, args.gslb)
+                    seconds, rss = start_seconds(tree, work, args.records, args.gslb)
                     results[label]["start"] = min(seconds, results[label].get("start", seconds))
+                    results[label]["rss"] = rss
         for label, tree in trees:
             shown = ", ".join(
-                f"parse {v:.2f} s CPU" if k == "parse" else f"answering after {v:.2f} s"
+                {"parse": f"parse {v:.2f} s CPU", "start": f"answering after {v:.2f} s", "rss": f"rss {v:.0f} MB"}[k]
                 for k, v in results[label].items()
             )
             print(f"{label:9} ({tree}): {args.records:,} static records: {shown}")
         if args.old:
-            ratios = ", ".join(f"{k} {results['this tree'][k] / v:.2f}x" for k, v in results["old"].items())
+            ratios = ", ".join(
+                f"{k} {results['this tree'][k] / v:.2f}x" for k, v in results["old"].items() if k != "rss"
+            )
             print(f"this tree / old: {ratios}")
     return 0
 

@@ -77,7 +77,7 @@ _NAME_REASONS = frozenset(
 
 
 def _name(name: dns.name.Name) -> Name:
-    return tuple(label.lower() for label in name.labels[:-1])
+    return tuple(map(bytes.lower, name.labels[:-1]))
 
 
 def _targets(rdata: dns.rdata.Rdata) -> tuple[Name, ...]:
@@ -189,7 +189,7 @@ class _Collector:
             self.origin = name
         wire = rdata.to_wire(canonicalize=True)
         assert wire is not None  # no file given: to_wire returns the octets
-        self.records.append(Record(_name(name), rtype, ttl, wire, _targets(rdata), self.tokens.entry_line))
+        self.records.append(Record(_name(name), rtype, ttl, wire, _targets(rdata), line))
 
 
 def _leading_soa_owner(text: str, source: str) -> dns.name.Name | None:
