@@ -6,6 +6,8 @@ problems are checked as the exact 'file:line: reason' lines a user sees.
 
 from __future__ import annotations
 
+import gc
+import sys
 from pathlib import Path
 
 import dns.name
@@ -587,6 +589,35 @@ def test_example_zone_file() -> None:
             assert rdata[:3] in (bytes([192, 0, 2]), bytes([198, 51, 100]), bytes([203, 0, 113]))
         for rdata in rr.rdatas if rr.rtype == AAAA else ():
             assert rdata[:4] == bytes.fromhex("20010db8")
+
+
+def test_no_cycle_collection_while_a_zone_is_read_and_the_collector_is_left_as_it_was() -> None:
+    """A big zone is a million objects and no cycles: the collector walking them cost a fifth of the read."""
+    text = HEAD + "".join(f"h{i} A 10.0.{i >> 8}.{i & 255}\n" for i in range(20_000))
+    collections: list[int] = []  # collections that ran inside parse_zone
+
+    def note(phase: str, info: dict) -> None:
+        frame = sys._getframe()
+        while frame is not None and phase == "start":
+            if frame.f_code is parse_zone.__code__:
+                collections.append(info["generation"])
+                break
+            frame = frame.f_back  # type: ignore[assignment]
+
+    gc.callbacks.append(note)
+    try:
+        assert parse_zone(text, "t.zone").names == 20_001  # the apex and h0..h19999
+        assert gc.isenabled()
+        with pytest.raises(ZoneError):
+            parse_zone(text + "bad A 1.2.3\n", "t.zone")
+        assert gc.isenabled()
+        gc.disable()
+        parse_zone(text, "t.zone")
+        assert not gc.isenabled()  # off before: still off
+    finally:
+        gc.enable()
+        gc.callbacks.remove(note)
+    assert collections == []
 
 
 def test_load_zone_unreadable_and_not_utf8(tmp_path: Path) -> None:

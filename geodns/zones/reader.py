@@ -21,8 +21,10 @@ lower case), which the answer engine copies verbatim.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -35,12 +37,17 @@ import dns.zonefile
 
 from ..dns.names import Name
 from ..errors import Problem, ZoneError
+from .tokens import TextTokenizer
 from .zone import Record, Zone, check_records, type_name
 
 A, NS, CNAME, SOA, PTR, MX, AAAA, SRV = 1, 2, 5, 6, 12, 15, 28, 33
 _LINE_END = max(dns.tokenizer.EOF, dns.tokenizer.EOL)  # token types up to this end an entry
-_WHITESPACE, _COMMENT = dns.tokenizer.WHITESPACE, dns.tokenizer.COMMENT
-assert min(_WHITESPACE, _COMMENT, dns.tokenizer.IDENTIFIER, dns.tokenizer.QUOTED_STRING) > _LINE_END
+_WHITESPACE, _IDENTIFIER, _QUOTED_STRING = (
+    dns.tokenizer.WHITESPACE,
+    dns.tokenizer.IDENTIFIER,
+    dns.tokenizer.QUOTED_STRING,
+)
+assert min(_WHITESPACE, dns.tokenizer.COMMENT, _IDENTIFIER, _QUOTED_STRING) > _LINE_END
 MAX_TTL = (1 << 31) - 1  # RFC 2181 section 8
 DIRECTIVES = ("$ORIGIN", "$TTL", "$GENERATE")
 
@@ -70,7 +77,7 @@ _NAME_REASONS = frozenset(
 
 
 def _name(name: dns.name.Name) -> Name:
-    return tuple(label.lower() for label in name.labels[:-1])
+    return tuple(map(bytes.lower, name.labels[:-1]))
 
 
 def _targets(rdata: dns.rdata.Rdata) -> tuple[Name, ...]:
@@ -85,45 +92,50 @@ def _targets(rdata: dns.rdata.Rdata) -> tuple[Name, ...]:
     return (_name(target),) if len(target) > 1 else ()  # '.': null MX, "no such service"
 
 
-class _Tokens(dns.tokenizer.Tokenizer):
-    """dnspython's tokenizer, remembering where each problem happened.
+class _Tokens(TextTokenizer):
+    """The zone's tokenizer, which can tell what entry a problem is in.
 
-    ``token_line`` is the line of the last token handed out (inside a record
-    split over lines with parentheses, the line of the offending part);
-    ``entry`` holds the words of the current entry for messages; ``broken``
-    says the tokenizer itself failed, after which its state cannot be trusted.
+    Nothing is noted per token: reading 100,000 records must stay cheap.  When
+    the reader fails, ``entry()`` reads the entry again from where it began
+    (``entry_pos``) up to where reading stopped.
     """
 
-    def __init__(self, text: str, source: str):
-        super().__init__(text, source)
-        self.token_line = 1
-        self.entry_line = 1
-        self.last: dns.tokenizer.Token | None = None
-        self.entry: list[str] = []
-        self.blank_owner = False
-        self.broken = False
-
-    def get(self, want_leading: bool = False, want_comment: bool = False) -> dns.tokenizer.Token:
-        if self.ungotten_token is not None:  # put back by the reader: seen already
-            token = self.last = super().get(want_leading, want_comment)
-            return token
+    def entry(self) -> _Entry:
+        again = TextTokenizer(self.text, self.filename)
+        again.pos, again.line = self.entry_pos, self.entry_line
+        entry = _Entry(self.entry_line)
         try:
-            token = super().get(want_leading, want_comment)
-        except dns.exception.SyntaxError:
-            self.broken = True
-            self.token_line = self.line_number
-            raise
-        ttype = token.ttype
-        if ttype > _LINE_END:  # not EOL or EOF: a word, whitespace or comment
-            # The newline that ended this token was read (and counted) already.
-            line = self.line_number - (self.ungotten_char == "\n")
-            if self.last is None or self.last.ttype <= _LINE_END:
-                self.entry, self.entry_line, self.blank_owner = [], line, ttype == _WHITESPACE
-            if ttype != _WHITESPACE and ttype != _COMMENT:
-                self.token_line = line
-                self.entry.append(token.value)
-        self.last = token
-        return token
+            token = again.get(True, True)
+            entry.blank_owner = token.ttype == _WHITESPACE
+            while True:
+                if token.ttype == _IDENTIFIER or token.ttype == _QUOTED_STRING:
+                    entry.words.append(token.value)
+                    entry.line = again.line
+                entry.last = token.ttype
+                if again.pos >= self.pos or token.ttype == dns.tokenizer.EOF:
+                    break
+                token = again.get()
+        except dns.exception.DNSException:
+            pass  # the tokenizer failed here the first time too
+        if self.failed:
+            entry.line = self.line_number
+        return entry
+
+
+@dataclass
+class _Entry:
+    """What messages say about the entry a problem is in.
+
+    ``line`` is the line of the last word read (inside a record split over
+    lines with parentheses, the line of the offending part); ``words`` are the
+    words read so far; ``last`` the type of the last token read, which says
+    whether the entry's line end has been read already.
+    """
+
+    line: int
+    words: list[str] = field(default_factory=list)
+    blank_owner: bool = False
+    last: int = _WHITESPACE
 
 
 class _Origin:
@@ -177,12 +189,12 @@ class _Collector:
             self.origin = name
         wire = rdata.to_wire(canonicalize=True)
         assert wire is not None  # no file given: to_wire returns the octets
-        self.records.append(Record(_name(name), rtype, ttl, wire, _targets(rdata), self.tokens.entry_line))
+        self.records.append(Record(_name(name), rtype, ttl, wire, _targets(rdata), line))
 
 
 def _leading_soa_owner(text: str, source: str) -> dns.name.Name | None:
     """The owner of the first entry, if it is an SOA with an absolute owner name."""
-    tok = dns.tokenizer.Tokenizer(text, source)
+    tok = TextTokenizer(text, source)
     try:
         token = tok.get()
         while token.is_eol() or token.is_comment():
@@ -201,9 +213,9 @@ def _leading_soa_owner(text: str, source: str) -> dns.name.Name | None:
     return None
 
 
-def _entry_type(tokens: _Tokens) -> str | None:
+def _entry_type(entry: _Entry) -> str | None:
     """The record type an entry names (the first word after the owner that is one), for messages."""
-    for word in tokens.entry[0 if tokens.blank_owner else 1 :]:
+    for word in entry.words[0 if entry.blank_owner else 1 :]:
         try:
             dns.rdatatype.from_text(word)
         except (dns.exception.DNSException, ValueError):
@@ -212,16 +224,16 @@ def _entry_type(tokens: _Tokens) -> str | None:
     return None
 
 
-def _reason(exc: dns.exception.DNSException, tokens: _Tokens, prefix: str) -> str:
+def _reason(exc: dns.exception.DNSException, entry: _Entry, broken: bool, prefix: str) -> str:
     """dnspython's message for ``exc``, in geodns's words, with the entry it is about."""
     text = str(exc)
     if text.startswith(prefix):
         text = text[len(prefix) :]
     text = text.rstrip(".")
-    words = tokens.entry
+    words = entry.words
     if isinstance(exc, dns.zonefile.UnknownOrigin) or text == "The DNS zone file's origin is unknown":
         return "no zone origin: give $ORIGIN, or an SOA record whose owner is an absolute name"
-    if tokens.broken:
+    if broken:
         if text == "newline in quoted string":
             return "unterminated quoted string"
         if text == "Text input is malformed":  # the tokenizer's only bare error: ')' without '('
@@ -237,7 +249,7 @@ def _reason(exc: dns.exception.DNSException, tokens: _Tokens, prefix: str) -> st
     if text.startswith("unknown rdatatype"):
         word = text.split(" ", 2)[2]
         return f"{'bad TTL or ' if word[1:2].isdigit() else ''}unknown record type {word}"
-    if text in _NAME_REASONS and len(words) == 1 and not tokens.blank_owner:
+    if text in _NAME_REASONS and len(words) == 1 and not entry.blank_owner:
         return f"bad owner name '{words[0]}': {_REASONS.get(text, text)}"
     if text == "RR class is not zone's class":
         return f"class {words[-1]} is not supported (only IN)"
@@ -251,16 +263,16 @@ def _reason(exc: dns.exception.DNSException, tokens: _Tokens, prefix: str) -> st
         text = f"unexpected '{extra.group(1)}' after the record data"
     if text.startswith("caught exception "):  # dnspython wrapping a ValueError from rdata
         text = text.split(": ", 1)[-1]
-    entry = " ".join(words)
-    if len(entry) > 60:
-        entry = entry[:57] + "..."
+    quoted = " ".join(words)
+    if len(quoted) > 60:
+        quoted = quoted[:57] + "..."
     if words and words[0].startswith("$"):
-        return text if text == f"bad {words[0]}" else f"bad {words[0]}: {text} (in '{entry}')"
-    rtype = _entry_type(tokens)
+        return text if text == f"bad {words[0]}" else f"bad {words[0]}: {text} (in '{quoted}')"
+    rtype = _entry_type(entry)
     if rtype is None:
-        return f"missing record type (in '{entry}')"
+        return f"missing record type (in '{quoted}')"
     what = f"bad {rtype} record"
-    return f"{what}: {text} (in '{entry}')" if entry else f"{what}: {text}"
+    return f"{what}: {text} (in '{quoted}')" if quoted else f"{what}: {text}"
 
 
 def parse_zone(text: str, source: str, origin: Name | None = None, default_ttl: int | None = None) -> Zone:
@@ -270,6 +282,43 @@ def parse_zone(text: str, source: str, origin: Name | None = None, default_ttl: 
     $ORIGIN in force at the first record, or else the owner of a leading SOA
     written as an absolute name.  ``default_ttl`` acts as a $TTL at the top.
     """
+    with _collector_paused:
+        return _parse(text, source, origin, default_ttl)
+
+
+class _CollectorPause:
+    """Python's cycle collector off while zones are read.
+
+    Reading 100,000 records makes a million objects, none of them in cycles;
+    the collector would walk them over and over as they pile up (a fifth of
+    the time to read a big zone).  Zones may be read on several threads at
+    once (a reload reads them off the event loop), so the collector comes back
+    on when the last reader is done, and only if it was on before the first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._resume = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._readers == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._readers -= 1
+            if self._readers == 0 and self._resume:
+                gc.enable()
+
+
+_collector_paused = _CollectorPause()
+
+
+def _parse(text: str, source: str, origin: Name | None, default_ttl: int | None) -> Zone:
     tokens = _Tokens(text, source)
     problems: list[Problem] = []
     apex = dns.name.Name([*origin, b""]) if origin is not None else _leading_soa_owner(text, source)
@@ -290,14 +339,15 @@ def parse_zone(text: str, source: str, origin: Name | None = None, default_ttl: 
             prefix = f"{source}:{tokens.line_number}: "
             # A newline inside a broken quoted string was read before the error.
             quote = str(exc).endswith(": newline in quoted string")
-            line = tokens.line_number - 1 if quote else tokens.token_line
-            problems.append(Problem(source, line, _reason(exc, tokens, prefix)))
-            failed_type = _entry_type(tokens)
+            entry = tokens.entry()
+            line = tokens.line_number - 1 if quote else entry.line
+            problems.append(Problem(source, line, _reason(exc, entry, tokens.failed, prefix)))
+            failed_type = _entry_type(entry)
             if failed_type in ("SOA", "NS"):
                 collector.apex_failed.add(SOA if failed_type == "SOA" else NS)
-            if isinstance(exc, dns.zonefile.UnknownOrigin) or tokens.broken:
+            if isinstance(exc, dns.zonefile.UnknownOrigin) or tokens.failed:
                 break
-            if not _skip_entry(tokens):
+            if not _skip_entry(tokens, entry):
                 break
     if collector.origin is None:
         if not any("no zone origin" in p.reason for p in problems):
@@ -313,18 +363,18 @@ def parse_zone(text: str, source: str, origin: Name | None = None, default_ttl: 
     if problems:
         raise ZoneError(sorted(problems, key=lambda p: p.line or 0))
     assert collector.origin is not None
-    return Zone.build(_name(collector.origin), source, collector.records)
+    return Zone.assemble(_name(collector.origin), source, collector.records)  # checked above
 
 
-def _skip_entry(tokens: _Tokens) -> bool:
+def _skip_entry(tokens: _Tokens, entry: _Entry) -> bool:
     """Read to the end of the entry that failed; False at the end of the input."""
-    last = tokens.last
-    while last is None or not last.is_eol_or_eof():
+    last = entry.last
+    while last > _LINE_END:
         try:
-            last = tokens.get()
+            last = tokens.get().ttype
         except dns.exception.DNSException:
             return False
-    return not last.is_eof()
+    return last != dns.tokenizer.EOF
 
 
 def load_zone(path: str | os.PathLike[str], origin: Name | None = None) -> Zone:

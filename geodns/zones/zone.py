@@ -141,6 +141,9 @@ def check_records(
 
 def _merge(records: list[Record]) -> RRset:
     """One RRset from same-name, same-type records: lowest TTL (RFC 2181 5.2), no duplicates."""
+    if len(records) == 1 and len(records[0].targets) < 2:  # most names have one record of a type
+        r = records[0]
+        return RRset(r.owner, r.rtype, r.ttl, (r.rdata,), r.targets)
     rdatas: dict[bytes, None] = {}
     targets: dict[Name, None] = {}
     for r in records:
@@ -177,9 +180,20 @@ class Zone:
         problems = check_records(origin, source, records)
         if problems:
             raise ZoneError(problems)
+        return cls.assemble(origin, source, records)
+
+    @classmethod
+    def assemble(cls, origin: Name, source: str, records: Iterable[Record]) -> Zone:
+        """The zone of records that ``check_records`` has passed already (the zone reader checks them itself)."""
         groups: dict[Name, dict[int, list[Record]]] = {}
         for r in records:
-            groups.setdefault(r.owner, {}).setdefault(r.rtype, []).append(r)
+            types = groups.get(r.owner)
+            if types is None:
+                groups[r.owner] = {r.rtype: [r]}
+            elif r.rtype in types:
+                types[r.rtype].append(r)
+            else:
+                types[r.rtype] = [r]
         nodes = {owner: MappingProxyType({t: _merge(rs) for t, rs in types.items()}) for owner, types in groups.items()}
 
         exists: set[Name] = set()
