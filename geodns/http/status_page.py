@@ -10,13 +10,15 @@ gives them.
 
 The page grows with the number of records, so it is built in the views'
 thread (``TrafficViews``) from plain data gathered on the event loop; the
-traffic part is the one computed once per state generation.
+traffic part is the one computed once per state generation, and kept as
+JSON (``traffic.Traffic``): each record's view is decoded while its part of
+the page is written, then dropped.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +133,10 @@ def _place_row(record: str, p: dict[str, Any], colors: dict[str, str]) -> str:
 
 
 def _traffic_section(
-    records: list[dict[str, Any]], clusters: list[dict[str, Any]], regions: Mapping[str, Region], colors: dict[str, str]
+    records: Collection[dict[str, Any]],
+    clusters: list[dict[str, Any]],
+    regions: Mapping[str, Region],
+    colors: dict[str, str],
 ) -> str:
     if not records:
         return "<section><h2>Where traffic goes</h2><p class='muted'>No GSLB records configured.</p></section>"
@@ -232,7 +237,7 @@ def render(
     status: dict[str, Any],
     clusters: list[dict[str, Any]],
     regions: Mapping[str, Region],
-    records: list[dict[str, Any]],
+    records: Collection[dict[str, Any]],
     checkers: list[dict[str, Any]] | None = None,
     history: dict[str, Any] | None = None,
     rate: tuple[float, float] | None = None,
