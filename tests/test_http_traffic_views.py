@@ -93,13 +93,13 @@ def test_concurrent_requests_share_one_computation(running, monkeypatch):
     held = Held(monkeypatch, hold=True)
     shared = views(running)
     entered = []
-    real_json_body = shared.json_body
+    real_json_parts = shared.json_parts
 
-    async def counting_json_body(dynamic):
+    async def counting_json_parts(dynamic):
         entered.append(dynamic)
-        return await real_json_body(dynamic)
+        return await real_json_parts(dynamic)
 
-    monkeypatch.setattr(shared, "json_body", counting_json_body)
+    monkeypatch.setattr(shared, "json_parts", counting_json_parts)
     threads = [fetch_in_thread(running, "/api/v1/traffic") for _ in range(3)]
     try:
         assert held.started.wait(30)

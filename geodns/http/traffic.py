@@ -26,16 +26,18 @@ import ipaddress
 import json
 import random
 import time
-from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from ..config.model import RecordSpec, Region
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
-from ..gslb.policy import Client, Selection, contexts, outcomes, select
+from ..gslb.model import Context
+from ..gslb.policy import Client, Selection, outcomes, select
 from ..gslb.why import steps
 from ..names import Name
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from ..dynamic import GslbResponder, LiveState
 
 RUNS = 100  # draws per place when the shares cannot be listed exactly
+CHUNK = 256 * 1024  # bytes of a large response handed to the transport at once
 _ANON = ipaddress.ip_address("192.0.2.1")
 
 
@@ -106,11 +109,13 @@ def traffic(
     thread.  Its contexts are its own, not the live state's lazily built ones,
     so it writes nothing the query path reads.
     """
-    mine = contexts(records.values(), state.snapshot, state.health, regions, random.Random(0), state.load)
+    rng = random.Random(0)  # one generator for all records, drawn from in record order
     clients = [(place, _client(place)) for place in places(regions)]
-    for name, record in records.items():
+    for record in records.values():
         let_the_loop_run()
-        context = mine[name]
+        # A context of its own per record, dropped with it: kept (as ``policy.contexts`` keeps them),
+        # thousands would pile up for every garbage collection to walk (see ``Traffic``).
+        context = Context(state.snapshot, state.health, regions, record, rng, state.load)
         placed = bool(LOCATION_FILTERS.intersection(record.policy))
         same: dict[str, Any] | None = None
         rows = []
@@ -182,36 +187,49 @@ def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[s
 
 
 class Traffic(Collection[dict[str, Any]]):
-    """A state generation's traffic as the API's JSON, each record's view decoded again only while it is used.
+    """A state generation's traffic as the API's JSON, one ``bytes`` per record, decoded again only while used.
 
     Kept as objects, 5,000 records' views are some 85,000 place dicts with
-    their nested shares, steps and lists, all tracked by the cyclic garbage
-    collector: every full collection then walks them all, for 50-250 ms, and
-    with ``workers: 1`` a collection that runs in the views' thread holds the
-    interpreter, so DNS answers wait that long.  Kept as one ``bytes`` (the
-    response body) and an ``array`` of offsets, the result is two objects the
-    collector never looks into; the page decodes one record at a time
-    (``json.loads`` of its span, in C), so at most one record's objects live.
-    JSON keeps every value the page reads as it was (floats round-trip exactly).
+    their nested shares, steps and lists (about 240 containers per record), all
+    tracked by the cyclic garbage collector: every full collection then walks
+    them, for 50-250 ms, and with ``workers: 1`` a collection that runs in the
+    views' thread holds the interpreter, so DNS answers wait that long.  Kept
+    as a tuple of ``bytes``, the result is one container the collector sees,
+    holding none it must look into; the page decodes one record at a time
+    (``json.loads``, in C), so at most one record's objects live.  JSON keeps
+    every value the page reads as it was (floats round-trip exactly).  The
+    parts are never joined: 100 MB copied at once holds the interpreter too.
     """
 
-    def __init__(self, body: bytes, spans: array[int]) -> None:
-        self.body = body  # ``json.dumps({"records": [...]}, indent=1)`` and a newline, UTF-8
-        self._spans = spans  # start and end in ``body`` of each record's object, in pairs
+    def __init__(self, records: tuple[bytes, ...]) -> None:
+        self._records = records  # each record's object, encoded as it stands in the body
+
+    def body_parts(self) -> Iterator[bytes]:
+        """``json.dumps({"records": [...]}, indent=1)`` and a newline, UTF-8, in parts."""
+        if not self._records:
+            yield b'{\n "records": []\n}\n'
+            return
+        yield b'{\n "records": [\n  '
+        for i, record in enumerate(self._records):
+            if i:
+                yield b",\n  "
+            yield record
+        yield b"\n ]\n}\n"
+
+    @property
+    def body(self) -> bytes:
+        """The whole body at once (tests; the API sends ``body_parts``)."""
+        return b"".join(self.body_parts())
 
     def __len__(self) -> int:
-        return len(self._spans) // 2
+        return len(self._records)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        spans = self._spans
-        for i in range(0, len(spans), 2):
-            yield json.loads(self.body[spans[i] : spans[i + 1]])
+        for record in self._records:
+            yield json.loads(record)
 
     def __contains__(self, item: object) -> bool:
         return any(record == item for record in self)
-
-
-_HEAD, _SEPARATOR, _TAIL = b'{\n "records": [\n  ', b",\n  ", b"\n ]\n}\n"
 
 
 def pack(records: Iterable[dict[str, Any]]) -> Traffic:
@@ -222,20 +240,41 @@ def pack(records: Iterable[dict[str, Any]]) -> Traffic:
     shallower, and a JSON text has no raw newline but those between its lines, so
     indenting every line by two spaces puts it at its place in the whole.
     """
-    parts: list[bytes] = []
-    spans = array("q")
-    at = len(_HEAD)
+    parts = []
     for record in records:
-        if parts:
-            parts.append(_SEPARATOR)
-            at += len(_SEPARATOR)
-        part = json.dumps(record, indent=1).replace("\n", "\n  ").encode()
-        parts.append(part)
-        spans.extend((at, at + len(part)))
-        at += len(part)
+        parts.append(json.dumps(record, indent=1).replace("\n", "\n  ").encode())
         let_the_loop_run()
-    body = _HEAD + b"".join(parts) + _TAIL if parts else b'{\n "records": []\n}\n'
-    return Traffic(body, spans)
+    return Traffic(tuple(parts))
+
+
+async def send_parts(
+    request: web.Request, parts: Iterable[bytes], content_type: str, charset: str | None = None
+) -> web.StreamResponse:
+    """A large body sent in pieces of about ``CHUNK`` bytes, each written once the previous ones drained.
+
+    ``web.Response(body=...)`` hands the whole body to the transport at once,
+    which copies what the socket does not take (nearly all of 100 MB) on the
+    event loop, and DNS answers wait for the copy.
+    """
+    parts = list(parts)
+    response = web.StreamResponse()
+    response.content_type = content_type
+    if charset:
+        response.charset = charset
+    response.content_length = sum(map(len, parts))
+    await response.prepare(request)
+    batch: list[bytes] = []
+    size = 0
+    for part in parts:
+        batch.append(part)
+        size += len(part)
+        if size >= CHUNK:
+            await response.write(b"".join(batch))
+            batch, size = [], 0
+    if batch:
+        await response.write(b"".join(batch))
+    await response.write_eof()
+    return response
 
 
 def computed_traffic(
@@ -286,9 +325,9 @@ class TrafficViews:
             return pack([])
         return await asyncio.shield(self._for(dynamic).traffic)
 
-    async def json_body(self, dynamic: GslbResponder | None) -> bytes:
-        """``{"records": traffic}`` as the API's JSON (UTF-8), made once per generation, off the loop."""
-        return (await self.records(dynamic)).body
+    async def json_parts(self, dynamic: GslbResponder | None) -> Iterator[bytes]:
+        """``{"records": traffic}`` as the API's JSON (UTF-8), made once per generation, off the loop; in parts."""
+        return (await self.records(dynamic)).body_parts()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Other heavy work for the same thread (the status page's HTML)."""
