@@ -17,6 +17,7 @@ import threading
 
 import pytest
 
+from geodns.gslb.model import Context
 from geodns.http import status_page
 from geodns.http import traffic as traffic_module
 from geodns.http import views as api_views
@@ -189,3 +190,23 @@ def test_packed_traffic_is_the_json_the_api_always_gave(running):
 
     assert "Where traffic for r299.gslb.example.com goes" in page(records)
     assert page(packed) == page(records)
+
+
+def test_a_computation_holds_one_records_context_at_a_time(running, monkeypatch):
+    """Every record's policy context, kept until the computation ends, made each full collection in it
+    walk thousands more objects; a record's context now goes with its record."""
+    real = traffic_module.outcomes
+    alive: list[int] = []
+
+    def contexts_alive() -> int:
+        return sum(isinstance(o, Context) for o in gc.get_objects())
+
+    def counting(context, *args, **kw):
+        if context.record.text == "r250.gslb.example.com" and not alive:
+            alive.append(contexts_alive())  # 251 records in: 251 contexts if they were all kept
+        return real(context, *args, **kw)
+
+    before = contexts_alive()
+    monkeypatch.setattr(traffic_module, "outcomes", counting)
+    assert http(running, "GET", "/api/v1/traffic")[0] == 200
+    assert alive and alive[0] - before <= 3
