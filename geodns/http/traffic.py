@@ -265,15 +265,18 @@ async def send_parts(
     await response.prepare(request)
     batch: list[bytes] = []
     size = 0
-    for part in parts:
-        batch.append(part)
-        size += len(part)
-        if size >= CHUNK:
+    try:
+        for part in parts:
+            batch.append(part)
+            size += len(part)
+            if size >= CHUNK:
+                await response.write(b"".join(batch))
+                batch, size = [], 0
+        if batch:
             await response.write(b"".join(batch))
-            batch, size = [], 0
-    if batch:
-        await response.write(b"".join(batch))
-    await response.write_eof()
+        await response.write_eof()
+    except ConnectionError:  # the client left mid-body (a browser reloading the page): nothing to answer
+        pass
     return response
 
 
