@@ -33,7 +33,7 @@ from ..state.store import StateError, StateStore, StoreUnavailable
 from ..state.table import DEFAULT_LOAD_TTL, load_report, parse_address, require
 from . import views
 from .auth import error
-from .traffic import TrafficViews
+from .traffic import TrafficViews, send_parts
 
 if TYPE_CHECKING:
     from ..process.server import Server
@@ -95,12 +95,12 @@ class _Api:
     async def cluster(self, request: web.Request) -> web.Response:
         return reply(self._cluster_or_404(request.match_info["name"]))
 
-    async def traffic(self, request: web.Request) -> web.Response:
+    async def traffic(self, request: web.Request) -> web.StreamResponse:
         """Where clients in each region and sample place are sent now (the status page's picture).
 
         Computed and serialised off the event loop, once per state generation (traffic.py)."""
-        body = await self.traffic_views.json_body(views.gslb(self.server))
-        return web.Response(body=body, content_type="application/json")
+        parts = await self.traffic_views.json_parts(views.gslb(self.server))
+        return await send_parts(request, parts, "application/json")
 
     async def explain(self, request: web.Request) -> web.Response:
         """Why a client gets its answer: ?name=app.example.com&type=A&client=ADDR[/PREFIX]."""

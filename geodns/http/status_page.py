@@ -10,13 +10,15 @@ gives them.
 
 The page grows with the number of records, so it is built in the views'
 thread (``TrafficViews``) from plain data gathered on the event loop; the
-traffic part is the one computed once per state generation.
+traffic part is the one computed once per state generation, and kept as
+JSON (``traffic.Traffic``): each record's view is decoded while its part of
+the page is written, then dropped.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,7 @@ from aiohttp import web
 from ..config.model import Region
 from . import traffic_map, views
 from .status_parts import LEGEND, QueryRate, badge, checkers_section, history_section, rate_text
-from .traffic import TrafficViews, let_the_loop_run
+from .traffic import TrafficViews, let_the_loop_run, send_parts
 from .traffic_map import STATE_CLASS
 
 if TYPE_CHECKING:
@@ -130,16 +132,19 @@ def _place_row(record: str, p: dict[str, Any], colors: dict[str, str]) -> str:
     )
 
 
-def _traffic_section(
-    records: list[dict[str, Any]], clusters: list[dict[str, Any]], regions: Mapping[str, Region], colors: dict[str, str]
-) -> str:
+def _traffic_sections(
+    records: Collection[dict[str, Any]],
+    clusters: list[dict[str, Any]],
+    regions: Mapping[str, Region],
+    colors: dict[str, str],
+) -> Iterator[str]:
+    """One section per record, one at a time: the page is sent in parts (``send_parts``), never joined."""
     if not records:
-        return "<section><h2>Where traffic goes</h2><p class='muted'>No GSLB records configured.</p></section>"
-    out = []
+        yield "<section><h2>Where traffic goes</h2><p class='muted'>No GSLB records configured.</p></section>"
     for record in records:
         let_the_loop_run()  # built in the views' thread: DNS answers go first
         rows = "".join(_place_row(record["record"], p, colors) for p in record["places"])
-        out.append(
+        yield (
             f"<section class='traffic' id='{escape(record['record'])}'><h2>Where traffic for {escape(record['record'])} goes "
             f"<span class='muted'>policy {escape(' → '.join(record['policy']))}; "
             f"for a client in each place, now; the map shows A answers</span></h2>"
@@ -148,7 +153,6 @@ def _traffic_section(
             f"<th class='sent'>AAAA answers go to</th>"
             f"<th class='why'>Why (policy steps for A, as <code>geodns explain</code>)</th></tr>{rows}</table></section>"
         )
-    return "".join(out)
 
 
 def _failures(endpoint: dict[str, Any]) -> list[str]:
@@ -228,23 +232,28 @@ def _load(load: dict[str, Any] | None) -> str:
     )
 
 
-def render(
+def render(*args: Any, **kw: Any) -> str:
+    """The page as one string (``render_parts`` joined)."""
+    return "".join(render_parts(*args, **kw))
+
+
+def render_parts(
     status: dict[str, Any],
     clusters: list[dict[str, Any]],
     regions: Mapping[str, Region],
-    records: list[dict[str, Any]],
+    records: Collection[dict[str, Any]],
     checkers: list[dict[str, Any]] | None = None,
     history: dict[str, Any] | None = None,
     rate: tuple[float, float] | None = None,
     now: float | None = None,
-) -> str:
+) -> Iterator[str]:
     """The page from plain data: ``views.status_view``, ``views.clusters_view``'s clusters, ``traffic``,
-    ``views.checkers_view``, ``views.history_view`` and ``QueryRate.sample``."""
+    ``views.checkers_view``, ``views.history_view`` and ``QueryRate.sample``; in parts, a record's at a time."""
     now = time.time() if now is None else now
     colors = _colors([c["name"] for c in clusters])
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     history = history if history is not None else {"since": None, "endpoints": {}}
-    return (
+    yield (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -254,22 +263,25 @@ def render(
         f"{_clusters_section(clusters, colors)}"
         f"{checkers_section(checkers or [])}"
         f"{history_section(clusters, history, now)}"
-        f"{_traffic_section(records, clusters, regions, colors)}"
+    )
+    yield from _traffic_sections(records, clusters, regions, colors)
+    yield (
         f"<p class='muted'>Generated {escape(generated)}; refreshes every {REFRESH_SECONDS}s. "
         "JSON: <a href='/api/v1/clusters'>/api/v1/clusters</a>, <a href='/api/v1/traffic'>/api/v1/traffic</a>, "
         "<a href='/api/v1/status'>/api/v1/status</a>, <a href='/metrics'>/metrics</a>.</p></main></body></html>"
     )
 
 
-def _utf8(make: Any, *args: Any) -> bytes:
-    """``make(*args)`` encoded, so that a page of megabytes is not encoded on the event loop either."""
-    return make(*args).encode("utf-8")
+def _utf8(*args: Any) -> list[bytes]:
+    """``render_parts(*args)``, each part encoded: a page of 100 MB is neither joined nor encoded at once,
+    which would hold the interpreter (and the DNS answers waiting for it) for a tenth of a second."""
+    return [part.encode("utf-8") for part in render_parts(*args)]
 
 
 def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews) -> None:
     rate = QueryRate()
 
-    async def page(request: web.Request) -> web.Response:
+    async def page(request: web.Request) -> web.StreamResponse:
         records = await traffic_views.records(views.gslb(server))
         now = time.time()
         status = views.status_view(server)
@@ -278,9 +290,8 @@ def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews
         dynamic = views.gslb(server)
         snapshot = dynamic.state.snapshot if dynamic is not None else views.keeper_of(server).snapshot
         checkers = views.checkers_view(snapshot, now, server.history.checkers)
-        html = await traffic_views.run(
+        parts = await traffic_views.run(
             _utf8,
-            render,
             status,
             clusters,
             views.config_of(server).regions,
@@ -290,6 +301,6 @@ def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews
             rate.sample(now, status["queries"]),
             now,
         )
-        return web.Response(body=html, content_type="text/html", charset="utf-8")
+        return await send_parts(request, parts, "text/html", "utf-8")
 
     app.router.add_get("/", page)

@@ -12,7 +12,10 @@ This is every record times every place, seconds of work with thousands of
 records, so it never runs on the event loop that answers DNS: ``TrafficViews``
 computes it in a thread of its own from the responder's immutable live state,
 once per state generation (which moves only when some answer could), and
-hands the same result to every request until the generation moves.
+hands the same result to every request until the generation moves.  That
+result is kept as the API's JSON bytes (``Traffic``), not as objects: tens of
+thousands of dicts would make every garbage collection, which holds the
+interpreter, walk them, and DNS answers wait for it.
 """
 
 from __future__ import annotations
@@ -23,22 +26,26 @@ import ipaddress
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
 
 from ..config.model import RecordSpec, Region
 from ..dns.names import Name
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
-from ..gslb.policy import Client, Selection, contexts, outcomes, select
+from ..gslb.model import Context
+from ..gslb.policy import Client, Selection, outcomes, select
 from ..gslb.why import steps
 
 if TYPE_CHECKING:
     from ..answer.responder import GslbResponder, LiveState
 
 RUNS = 100  # draws per place when the shares cannot be listed exactly
+CHUNK = 256 * 1024  # bytes of a large response handed to the transport at once
 _ANON = ipaddress.ip_address("192.0.2.1")
 
 
@@ -91,9 +98,10 @@ def _client(place: Place) -> Client:
 
 def traffic(
     records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region], runs: int = RUNS
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """Per GSLB record, per place: the share of A and of AAAA answers each cluster gets in ``state``, and why.
 
+    One record's view at a time (``pack`` keeps them as JSON, not as objects).
     ``why`` is the A decision's filter steps with their reasons (``gslb.why``, as
     ``/api/v1/explain`` gives them); ``why_aaaa`` the AAAA decision's, only when AAAA
     answers go elsewhere and its steps differ (an IPv6 endpoint down); else None.
@@ -101,12 +109,13 @@ def traffic(
     thread.  Its contexts are its own, not the live state's lazily built ones,
     so it writes nothing the query path reads.
     """
-    mine = contexts(records.values(), state.snapshot, state.health, regions, random.Random(0), state.load)
+    rng = random.Random(0)  # one generator for all records, drawn from in record order
     clients = [(place, _client(place)) for place in places(regions)]
-    out = []
-    for name, record in records.items():
+    for record in records.values():
         let_the_loop_run()
-        context = mine[name]
+        # A context of its own per record, dropped with it: kept (as ``policy.contexts`` keeps them),
+        # thousands would pile up for every garbage collection to walk (see ``Traffic``).
+        context = Context(state.snapshot, state.health, regions, record, rng, state.load)
         placed = bool(LOCATION_FILTERS.intersection(record.policy))
         same: dict[str, Any] | None = None
         rows = []
@@ -123,8 +132,7 @@ def traffic(
                     **same,
                 }
             )
-        out.append({"record": record.text, "policy": list(record.policy), "places": rows})
-    return out
+        yield {"record": record.text, "policy": list(record.policy), "places": rows}
 
 
 def _decide(context, client: Client, runs: int) -> dict[str, Any]:
@@ -178,14 +186,114 @@ def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[s
     return {c: round(share, 4) for c, share in counts.items()}, fallback
 
 
+class Traffic(Collection[dict[str, Any]]):
+    """A state generation's traffic as the API's JSON, one ``bytes`` per record, decoded again only while used.
+
+    Kept as objects, 5,000 records' views are some 85,000 place dicts with
+    their nested shares, steps and lists (about 240 containers per record), all
+    tracked by the cyclic garbage collector: every full collection then walks
+    them, for 50-250 ms, and with ``workers: 1`` a collection that runs in the
+    views' thread holds the interpreter, so DNS answers wait that long.  Kept
+    as a tuple of ``bytes``, the result is one container the collector sees,
+    holding none it must look into; the page decodes one record at a time
+    (``json.loads``, in C), so at most one record's objects live.  JSON keeps
+    every value the page reads as it was (floats round-trip exactly).  The
+    parts are never joined: 100 MB copied at once holds the interpreter too.
+    """
+
+    def __init__(self, records: tuple[bytes, ...]) -> None:
+        self._records = records  # each record's object, encoded as it stands in the body
+
+    def body_parts(self) -> Iterator[bytes]:
+        """``json.dumps({"records": [...]}, indent=1)`` and a newline, UTF-8, in parts."""
+        if not self._records:
+            yield b'{\n "records": []\n}\n'
+            return
+        yield b'{\n "records": [\n  '
+        for i, record in enumerate(self._records):
+            if i:
+                yield b",\n  "
+            yield record
+        yield b"\n ]\n}\n"
+
+    @property
+    def body(self) -> bytes:
+        """The whole body at once (tests; the API sends ``body_parts``)."""
+        return b"".join(self.body_parts())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for record in self._records:
+            yield json.loads(record)
+
+    def __contains__(self, item: object) -> bool:
+        return any(record == item for record in self)
+
+
+def pack(records: Iterable[dict[str, Any]]) -> Traffic:
+    """``Traffic`` from record views, each encoded as soon as it is made and then dropped.
+
+    The body is byte for byte ``json.dumps({"records": records}, indent=1)`` plus a
+    newline: a record encoded alone with ``indent=1`` is the same text one level
+    shallower, and a JSON text has no raw newline but those between its lines, so
+    indenting every line by two spaces puts it at its place in the whole.
+    """
+    parts = []
+    for record in records:
+        parts.append(json.dumps(record, indent=1).replace("\n", "\n  ").encode())
+        let_the_loop_run()
+    return Traffic(tuple(parts))
+
+
+async def send_parts(
+    request: web.Request, parts: Iterable[bytes], content_type: str, charset: str | None = None
+) -> web.StreamResponse:
+    """A large body sent in pieces of about ``CHUNK`` bytes, each written once the previous ones drained.
+
+    ``web.Response(body=...)`` hands the whole body to the transport at once,
+    which copies what the socket does not take (nearly all of 100 MB) on the
+    event loop, and DNS answers wait for the copy.
+    """
+    parts = list(parts)
+    response = web.StreamResponse()
+    response.content_type = content_type
+    if charset:
+        response.charset = charset
+    response.content_length = sum(map(len, parts))
+    await response.prepare(request)
+    batch: list[bytes] = []
+    size = 0
+    try:
+        for part in parts:
+            batch.append(part)
+            size += len(part)
+            if size >= CHUNK:
+                await response.write(b"".join(batch))
+                batch, size = [], 0
+        if batch:
+            await response.write(b"".join(batch))
+        await response.write_eof()
+    except ConnectionError:  # the client left mid-body (a browser reloading the page): nothing to answer
+        pass
+    return response
+
+
+def computed_traffic(
+    records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region], runs: int = RUNS
+) -> Traffic:
+    """``traffic`` packed: what ``TrafficViews`` keeps per state generation."""
+    return pack(traffic(records, state, regions, runs))
+
+
 @dataclass
 class _Computed:
-    """The traffic of one responder's state generation: the rows, and their JSON once asked for."""
+    """The traffic of one responder's state generation."""
 
     responder: object
     generation: int
-    records: asyncio.Future
-    json: asyncio.Future | None = None
+    traffic: asyncio.Future
 
 
 class TrafficViews:
@@ -194,6 +302,7 @@ class TrafficViews:
     One thread does the work (a status page render waits behind a computation
     rather than competing with it for the interpreter); concurrent requests for
     the same generation await the same computation; ``computed`` counts them.
+    The result is kept packed (``Traffic``), out of the garbage collector's way.
     """
 
     def __init__(self) -> None:
@@ -205,28 +314,23 @@ class TrafficViews:
         state, current = dynamic.state, self._current
         if current is None or current.responder is not dynamic or current.generation != state.generation:
             current = self._current = _Computed(
-                dynamic, state.generation, self._submit(traffic, dynamic.records, state, dynamic.regions)
+                dynamic,
+                state.generation,
+                self._submit(computed_traffic, dynamic.records, state, dynamic.regions),
             )
-            current.records.add_done_callback(functools.partial(self._forget_failure, computed=current))
+            current.traffic.add_done_callback(functools.partial(self._forget_failure, computed=current))
             self.computed += 1
         return current
 
-    async def records(self, dynamic: GslbResponder | None) -> list[dict[str, Any]]:
-        """``traffic`` for ``dynamic``'s live state now; [] without GSLB records."""
+    async def records(self, dynamic: GslbResponder | None) -> Traffic:
+        """``traffic`` for ``dynamic``'s live state now; none without GSLB records."""
         if dynamic is None:
-            return []
-        return await asyncio.shield(self._for(dynamic).records)
+            return pack([])
+        return await asyncio.shield(self._for(dynamic).traffic)
 
-    async def json_body(self, dynamic: GslbResponder | None) -> bytes:
-        """``{"records": traffic}`` as the API's JSON (UTF-8), serialised once per generation, off the loop."""
-        if dynamic is None:
-            return _dumps({"records": []})
-        computed = self._for(dynamic)
-        records = await asyncio.shield(computed.records)
-        if computed.json is None:
-            computed.json = self._submit(_dumps, {"records": records})
-            computed.json.add_done_callback(functools.partial(self._forget_failure, computed=computed))
-        return await asyncio.shield(computed.json)
+    async def json_parts(self, dynamic: GslbResponder | None) -> Iterator[bytes]:
+        """``{"records": traffic}`` as the API's JSON (UTF-8), made once per generation, off the loop; in parts."""
+        return (await self.records(dynamic)).body_parts()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Other heavy work for the same thread (the status page's HTML)."""
@@ -237,11 +341,7 @@ class TrafficViews:
 
     def _forget_failure(self, future: asyncio.Future, computed: _Computed) -> None:
         """A computation that failed is not kept: the next request tries again."""
-        if not future.cancelled() and future.exception() is None:
-            return
-        if future is computed.json:
-            computed.json = None
-        elif self._current is computed:
+        if (future.cancelled() or future.exception() is not None) and self._current is computed:
             self._current = None
 
     def close(self) -> None:
@@ -257,14 +357,3 @@ def let_the_loop_run() -> None:
     query is answered after one step instead.
     """
     time.sleep(0)
-
-
-def _dumps(data: Any) -> bytes:
-    """``json.dumps(data, indent=1)`` plus a newline, encoded, in steps (with indent, json encodes in Python)."""
-    parts = []
-    for part in json.JSONEncoder(indent=1).iterencode(data):
-        parts.append(part)
-        if len(parts) % 2000 == 0:
-            let_the_loop_run()
-    parts.append("\n")
-    return "".join(parts).encode()
