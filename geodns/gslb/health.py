@@ -51,7 +51,7 @@ from statistics import median
 from types import MappingProxyType
 
 from ..config.model import IPAddress
-from ..state.model import AdminState, Cluster, Endpoint, Observation, Snapshot
+from ..state.model import AdminState, Cluster, Endpoint, Observation, Snapshot, by_checker, latest_fresh
 
 Quorum = str | int  # "majority" | "any" | "all" | N (at least N up votes)
 
@@ -109,14 +109,7 @@ def _admin_state(cluster: AdminState, endpoint: AdminState) -> str | None:
 
 def _fresh_verdicts(observations: tuple[Observation, ...], now: float) -> list[Observation]:
     """The latest fresh observation of each checker; a checker's older verdicts are history."""
-    latest: dict[str, Observation] = {}
-    for obs in observations:
-        if obs.expires <= now:
-            continue
-        seen = latest.get(obs.checker)
-        if seen is None or obs.at > seen.at:
-            latest[obs.checker] = obs
-    return list(latest.values())
+    return list(latest_fresh(observations, now, by_checker).values())
 
 
 class HealthView:

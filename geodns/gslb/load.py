@@ -33,7 +33,7 @@ from statistics import median
 from types import MappingProxyType
 
 from ..config.model import ClusterSpec, LoadSpec
-from ..state.model import LoadReport, Snapshot
+from ..state.model import LoadReport, Snapshot, by_source, latest_fresh
 from ..state.table import ADMIN_SOURCE
 
 # The ticks one rebuild catches up at most (a server that slept a day does not loop a day).
@@ -44,19 +44,8 @@ SHARE_EPSILON = 1e-9
 SETTLED = 0.005
 
 
-def _latest(reports: Iterable[LoadReport], now: float) -> dict[str, LoadReport]:
-    latest: dict[str, LoadReport] = {}
-    for report in reports:
-        if report.expires <= now:
-            continue
-        seen = latest.get(report.source)
-        if seen is None or report.at > seen.at:
-            latest[report.source] = report
-    return latest
-
-
 def _combine(reports: Iterable[LoadReport], now: float) -> float | None:
-    latest = _latest(reports, now)
+    latest = latest_fresh(reports, now, by_source)
     if not latest:
         return None
     admin = latest.get(ADMIN_SOURCE)

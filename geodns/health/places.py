@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..state.model import Cluster, Snapshot
+from ..state.model import Cluster, Snapshot, by_checker, latest_fresh
 
 CheckKey = tuple[str, str]  # (cluster, endpoint address as text)
 
@@ -70,15 +70,9 @@ def others_see_up(snapshot: Snapshot, keys: Iterable[CheckKey], me: str, now: fl
     such checker's latest fresh verdicts include an "up" on at least one of them."""
     sees: dict[str, bool] = {}  # checker -> has an "up" on one of them
     for key in keys:
-        latest: dict[str, tuple[float, bool | None]] = {}
-        for obs in snapshot.observations.get(key, ()):
-            if obs.checker == me or obs.expires <= now:
-                continue
-            held = latest.get(obs.checker)
-            if held is None or obs.at > held[0]:
-                latest[obs.checker] = (obs.at, obs.up)
-        for checker, (_at, up) in latest.items():
-            sees[checker] = sees.get(checker, False) or up is True
+        others = (obs for obs in snapshot.observations.get(key, ()) if obs.checker != me)
+        for checker, obs in latest_fresh(others, now, by_checker).items():
+            sees[checker] = sees.get(checker, False) or obs.up is True
     return bool(sees) and all(sees.values())
 
 

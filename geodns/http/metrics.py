@@ -27,6 +27,7 @@ from ..gslb import health as states
 from ..gslb.load import reported_load
 from ..health.metrics import checker_families
 from ..health.routes import add_metrics_route
+from ..state.model import by_checker, latest_fresh
 from . import procstat, views
 from .views import live_state, readiness
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from ..config.model import Config
     from ..process.server import Server
     from ..state.keeper import SnapshotKeeper
-    from ..state.model import Observation
 
 CLUSTER_STATES = (states.UP, states.DOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
 ENDPOINT_STATES = (states.UP, states.DOWN, states.UNKNOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
@@ -266,15 +266,8 @@ class ServerCollector:
                 for state in ENDPOINT_STATES:
                     endpoint_state.add_metric((name, key, state), 1 if state == current else 0)
                 endpoint_weight.add_metric((name, key), endpoint.weight)
-                latest: dict[str, Observation] = {}
-                for obs in snapshot.observations.get((name, key), ()):
-                    if (
-                        obs.expires > now
-                        and obs.up is not None
-                        and (obs.checker not in latest or obs.at > latest[obs.checker].at)
-                    ):
-                        latest[obs.checker] = obs
-                for checker, obs in sorted(latest.items()):
+                verdicts = (obs for obs in snapshot.observations.get((name, key), ()) if obs.up is not None)
+                for checker, obs in sorted(latest_fresh(verdicts, now, by_checker).items()):
                     observed.add_metric((name, key, obs.vantage, checker), 1 if obs.up else 0)
                     if obs.rtt_ms is not None:
                         endpoint_rtt.add_metric((name, key, obs.vantage, checker), obs.rtt_ms / 1000.0)

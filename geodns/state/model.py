@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Protocol, TypeVar
 
 from ..config.model import CheckSpec, ClusterSpec, IPAddress
 
@@ -103,6 +104,38 @@ class LoadReport:
 
 
 LoadKey = tuple[str, str]  # (cluster, endpoint or "")
+
+
+class _Dated(Protocol):
+    @property
+    def at(self) -> float: ...
+    @property
+    def expires(self) -> float: ...
+
+
+D = TypeVar("D", bound=_Dated)
+
+
+def latest_fresh(items: Iterable[D], now: float, key: Callable[[D], str]) -> dict[str, D]:
+    """Per ``key`` (a checker, a load source), the newest item by ``at`` that has not expired at
+    ``now``: a source's older reports are history.  Keys keep the order they were first seen in."""
+    latest: dict[str, D] = {}
+    for item in items:
+        if item.expires <= now:
+            continue
+        who = key(item)
+        seen = latest.get(who)
+        if seen is None or item.at > seen.at:
+            latest[who] = item
+    return latest
+
+
+def by_checker(item: Observation) -> str:
+    return item.checker
+
+
+def by_source(item: LoadReport) -> str:
+    return item.source
 
 
 @dataclass(frozen=True)
