@@ -44,34 +44,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    body = {"endpoint": args.endpoint} if args.endpoint else {}
-
-    def call(api: Api) -> dict[str, Any]:
-        return api.request("POST", f"/clusters/{_quote(args.cluster)}/{args.action}", body=body)
-
-    return run(args, call, lambda cluster: _show(cluster, f"{args.action}: {_what(args)}"))
+    return _change(args, "POST", args.action, {}, args.action)
 
 
 def cmd_weight(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"weight": args.weight}
-    if args.endpoint:
-        body["endpoint"] = args.endpoint
-
-    def call(api: Api) -> dict[str, Any]:
-        return api.request("PUT", f"/clusters/{_quote(args.cluster)}/weight", body=body)
-
-    return run(args, call, lambda cluster: _show(cluster, f"weight {args.weight}: {_what(args)}"))
+    return _change(args, "PUT", "weight", {"weight": args.weight}, f"weight {args.weight}")
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"load": args.load, "ttl": args.ttl}
+    return _change(args, "PUT", "load", {"load": args.load, "ttl": args.ttl}, f"load {args.load:g} for {args.ttl}")
+
+
+def _change(args: argparse.Namespace, method: str, action: str, body: dict[str, Any], done: str) -> int:
+    """One change to a cluster (or, with ``--endpoint``, one of its endpoints), then its row as it is now."""
     if args.endpoint:
-        body["endpoint"] = args.endpoint
+        body = {**body, "endpoint": args.endpoint}
 
     def call(api: Api) -> dict[str, Any]:
-        return api.request("PUT", f"/clusters/{_quote(args.cluster)}/load", body=body)
+        return api.request(method, f"/clusters/{_quote(args.cluster)}/{action}", body=body)
 
-    return run(args, call, lambda cluster: _show(cluster, f"load {args.load:g} for {args.ttl}: {_what(args)}"))
+    return run(args, call, lambda cluster: _show(cluster, f"{done}: {_what(args)}"))
 
 
 def _what(args: argparse.Namespace) -> str:
