@@ -16,7 +16,6 @@ reload is handed the same object, so counters never go backwards on reload.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -59,11 +58,6 @@ class QueryStats:
         self.ecs_present = 0  # queries with an EDNS Client Subnet option (the rest: total - this)
         self.dropped = 0  # messages answered with nothing (responses, runts)
         self.malformed = 0  # answered FORMERR/NOTIMP before the question could be read
-
-    def observe(self, seconds: float) -> None:
-        """One answer time into the histogram (used by the error paths; the hot path inlines it)."""
-        self.duration_buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
-        self.duration_sum += seconds
 
     @property
     def total(self) -> int:

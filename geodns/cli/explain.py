@@ -51,7 +51,7 @@ def render(r: dict[str, Any]) -> str:
                     s["filter"],
                     ", ".join(s["in"]) or "-",
                     ", ".join(s["out"]) or "-",
-                    ", ".join(c for c in s["in"] if c not in s["out"]) or "",
+                    ", ".join(s["dropped"]),
                 )
                 for s in r["steps"]
             ],

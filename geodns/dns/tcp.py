@@ -123,10 +123,6 @@ class TcpTable:
             if not mine:
                 del self.by_source[conn.source]
 
-    def buffered(self) -> int:
-        """Octets held for all connections: unsent answers and unanswered queries."""
-        return sum(c.buffered() for c in self.open)
-
 
 class TcpConnection(asyncio.Protocol):
     """One TCP client: 2-octet length framing, pipelined queries, the rules above."""
@@ -271,8 +267,3 @@ class TcpConnection(asyncio.Protocol):
             transport.abort()
         else:
             transport.close()
-
-    def buffered(self) -> int:
-        transport = self.transport
-        unsent = transport.get_write_buffer_size() if transport is not None else 0
-        return unsent + len(self.buffer)

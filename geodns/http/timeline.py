@@ -13,16 +13,10 @@ import time
 from collections.abc import Sequence
 from html import escape
 
+from .traffic_map import RING, STATE_CLASS
+
 WIDTH, HEIGHT = 220, 14
 MIN_WINDOW = 10.0  # seconds: a strip never spans less
-COLOR = {
-    "up": "#1e8e3e",
-    "forced-up": "#1e8e3e",
-    "unknown": "#e37400",
-    "drained": "#e37400",
-    "down": "#c5221f",
-    "forced-down": "#c5221f",
-}
 
 
 def duration(seconds: float) -> str:
@@ -61,7 +55,7 @@ def strip(transitions: Sequence[tuple[float, str]], now: float, since: float | N
         label = f"{state} from {'at least ' if first else ''}{clock(at)} for {duration(end - at)}"
         out.append(
             f'<rect x="{x0:.1f}" y="1" width="{width:.1f}" height="{HEIGHT - 2}" '
-            f'fill="{COLOR.get(state, "#9aa0a6")}"><title>{escape(label)}</title></rect>'
+            f'fill="{RING.get(STATE_CLASS.get(state, ""), "#9aa0a6")}"><title>{escape(label)}</title></rect>'
         )
         if i:
             out.append(f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="0" y2="{HEIGHT}" stroke="#1d2330" stroke-width="1"/>')

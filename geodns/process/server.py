@@ -33,7 +33,7 @@ from ..state.keeper import SnapshotKeeper
 from ..state.model import Cluster, Snapshot
 from ..state.store import StateStore, StoreUnavailable, open_store, redact_url
 from ..zones.zoneset import ZoneSet, load_zones
-from .claim import Bound, claim_addresses
+from .claim import Bound, address_text, claim_addresses
 
 if TYPE_CHECKING:  # imported where used: http/ and health/ import this module, workers.py forks it
     from aiohttp import web
@@ -236,7 +236,7 @@ class Server:
 
                 http = self.http = await start_http(self, *server.http_listen)
                 for address in http.addresses:
-                    log.info("event=listening transport=http address=%s", _host_port(address))
+                    log.info("event=listening transport=http address=%s", address_text(*address[:2]))
         except OSError:
             await self.stop()
             raise
@@ -453,8 +453,3 @@ class Server:
 
 def _zone_names(engine: AnswerEngine) -> str:
     return ",".join(to_text(zone.origin) for zone in engine.zones) or "-"
-
-
-def _host_port(address) -> str:
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
