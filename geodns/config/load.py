@@ -469,7 +469,7 @@ class _Reader:
                 fallback=fallback,
                 latency_tolerance_pct=pct,
                 latency_tolerance_ms=ms,
-                latency_reach_km=self.field(r, "latency_reach_km", path, values.km, 2000.0),
+                latency_reach_km=self.field(r, "latency_reach_km", path, values.km, model.RecordSpec.latency_reach_km),
                 line=line,
             )
         return out

@@ -172,7 +172,11 @@ class RecordSpec:
     fallback: str = "all"  # all | none | <cluster name>
     latency_tolerance_pct: float = 20.0
     latency_tolerance_ms: float = 10.0
-    latency_reach_km: float = 2000.0  # a vantage measures for clients this close to it (filters.latency)
+    # A vantage farther than this from the client says little about the client's own paths: its
+    # measurements would steer everyone towards the checker's home (with one embedded checker, every
+    # client to the cluster next to the server), so beyond it filters.latency estimates from distance.
+    # 2000 km is about 20 ms of round trip.
+    latency_reach_km: float = 2000.0
     line: int | None = None  # where the record is defined in the config file
 
 

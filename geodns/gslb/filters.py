@@ -30,13 +30,6 @@ T = TypeVar("T")
 RTT_MS_PER_KM = 0.01
 RTT_BASE_MS = 5.0
 
-# The default of a record's ``latency_reach_km``.  A vantage farther than this from
-# the client says little about the client's own paths: its measurements would steer
-# everyone towards the checker's home (with one embedded checker, every client to the
-# cluster next to the server), so beyond it the distance estimate is the better
-# guess.  2000 km is about 20 ms of round trip.
-VANTAGE_REACH_KM = 2000.0
-
 
 def estimate_rtt_ms(km: float) -> float:
     """A round-trip time guessed from distance, for clusters nobody has measured."""

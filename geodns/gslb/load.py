@@ -164,9 +164,6 @@ class LoadView:
         state = self.states.get(cluster)
         return 0.0 if state is None else state.share
 
-    def shedding(self) -> bool:
-        return any(state.share > 0.0 for state in self.states.values())
-
     def ttl(self, clusters: Iterable[str], ttl: int) -> int:
         """``ttl`` capped by the ``load.ttl`` of those of ``clusters`` whose share is moving."""
         for name in clusters:
@@ -208,8 +205,8 @@ class ShedController:
             index = math.floor(now / spec.interval)
             last = self._ticks.get(name)
             state = self._states.get(name, IDLE)
+            load = reported_load(snapshot, name, now)
             if last is None or index > last:
-                load = reported_load(snapshot, name, now)
                 # Ticks this server slept through are caught up, with the reading it has now; an
                 # idle cluster (nothing known, nothing shed) slept through nothing worth replaying.
                 idle = state.load is None and state.share == 0.0
@@ -218,7 +215,7 @@ class ShedController:
                 self._states[name], self._ticks[name] = state, index
             # A reading that arrived after this slot's tick (the tick saw none) is taken at the next one:
             # without this an idle cluster would wait for some other change of the table.
-            fresh = state.load is None and reported_load(snapshot, name, now) is not None
+            fresh = state.load is None and load is not None
             if state.moving or state.load is not None or state.share > 0.0 or fresh:
                 until = min(until, (index + 1) * spec.interval)
         return LoadView(MappingProxyType(dict(self._states)), MappingProxyType(dict(self.specs)), until)

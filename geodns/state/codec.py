@@ -21,9 +21,6 @@ from .model import AdminState, Cluster, Endpoint, LoadReport, Observation
 _CHECK_FIELDS = {f.name for f in dataclasses.fields(CheckSpec)}
 
 # The config's bounds (geodns/config/load.py), so the store accepts exactly what the config does.
-WEIGHT = values.int_range(0, 1_000_000)
-PRIORITY = values.int_range(0, 1_000_000)
-MIN_HEALTHY = values.int_range(1, 1_000_000)
 
 
 def dump_cluster(cluster: Cluster) -> str:
@@ -93,9 +90,9 @@ def load_cluster(text: str, key: str | None = None) -> Cluster:
         name=name or "",
         region=region or "",
         endpoints=tuple(endpoints),
-        weight=field("weight", WEIGHT, 100),
-        priority=field("priority", PRIORITY, 0),
-        min_healthy=field("min_healthy", MIN_HEALTHY, 1),
+        weight=field("weight", values.weight, 100),
+        priority=field("priority", values.priority, 0),
+        min_healthy=field("min_healthy", values.min_healthy, 1),
         admin=field("admin", _admin, AdminState.ACTIVE),
         check=field("check", lambda v: _load_check(v, problems), None),
     )
@@ -128,7 +125,7 @@ def _load_endpoint(d: Any, path: str, problems: list[str]) -> Endpoint | None:
             problems.append(f"{path}address: {exc}")
     endpoint_fields: dict[str, Any] = {}
     for name, convert, default in (
-        ("weight", WEIGHT, 100),
+        ("weight", values.weight, 100),
         ("admin", _admin, AdminState.ACTIVE),
         ("probe", _optional(values.nonempty_str), None),
     ):

@@ -71,7 +71,7 @@ def _endpoint_index(cluster: Cluster, address: str | IPAddress) -> int:
     raise StateError(f"cluster '{cluster.name}' has no endpoint {wanted}")
 
 
-def seeded(spec: ClusterSpec, existing: Cluster | None, overwrite: bool) -> Cluster:
+def seeded(spec: ClusterSpec, existing: Cluster | None) -> Cluster:
     """The cluster after seeding from ``spec``.
 
     Config owns region, priority, min_healthy, check and endpoint probes; the
@@ -79,7 +79,7 @@ def seeded(spec: ClusterSpec, existing: Cluster | None, overwrite: bool) -> Clus
     restart with the same config does not undo an operator's drain.
     """
     fresh = Cluster.from_spec(spec)
-    if existing is None or overwrite:
+    if existing is None:
         return fresh
     old_by_address = {e.address: e for e in existing.endpoints}
     endpoints = []
@@ -129,7 +129,7 @@ def seed_plan(
         for name, cluster in base.items():
             out.setdefault(name, cluster)
     for spec in specs:
-        out[spec.name] = seeded(spec, out.get(spec.name), False)
+        out[spec.name] = seeded(spec, out.get(spec.name))
     return out
 
 

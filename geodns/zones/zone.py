@@ -19,7 +19,7 @@ import dns.rdatatype
 
 from ..dns.names import Name, is_subdomain, to_text
 from ..dns.rrset import RRset
-from ..errors import Problem, ZoneError
+from ..errors import Problem
 
 A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
 
@@ -156,7 +156,7 @@ def _merge(records: list[Record]) -> RRset:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Zone:
-    """An immutable, validated zone.  Build it with Zone.build (or the parser)."""
+    """An immutable, validated zone.  The zone reader builds it (``Zone.assemble``)."""
 
     origin: Name
     source: str
@@ -172,15 +172,6 @@ class Zone:
     _wildcards: Mapping[Name, Match]  # '*' names, keyed by the full '*' name
     _addresses: Mapping[Name, tuple[RRset, ...]]
     _cut_depths: range  # name lengths at which a cut can sit
-
-    @classmethod
-    def build(cls, origin: Name, source: str, records: Iterable[Record]) -> Zone:
-        """Check ``records`` and assemble the zone; raises ZoneError with every problem."""
-        records = list(records)
-        problems = check_records(origin, source, records)
-        if problems:
-            raise ZoneError(problems)
-        return cls.assemble(origin, source, records)
 
     @classmethod
     def assemble(cls, origin: Name, source: str, records: Iterable[Record]) -> Zone:
