@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from geodns.config.load import load_config
+from tests.polling import wait_for
 from tests.processes import Child
 from tests.redis_server import RedisServer, free_port
 from tests.test_checker_http import checker as checker_process
@@ -154,12 +154,12 @@ def _status(url: str) -> int | None:
         return None
 
 
-def until(condition, child: Child) -> None:
-    """Poll until ``condition`` holds; fail with the child's log if it died first."""
-    while not condition():
-        if child.proc.poll() is not None:
-            raise AssertionError(f"geodns exited early:\n{child.output()}")
-        time.sleep(0.05)
+def until(condition, child: Child, timeout: float = 60.0) -> None:
+    """Poll until ``condition`` holds; fail with the child's log if it died first or never got there."""
+    wait_for(lambda: condition() or child.proc.poll() is not None, timeout)
+    if not condition():
+        what = "exited early" if child.proc.poll() is not None else f"was not ready within {timeout:.0f}s"
+        raise AssertionError(f"geodns {what}:\n{child.output()}")
 
 
 def test_compose_wires_the_admin_token_from_an_env_file():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.polling import wait_for
 from tests.processes import Child
 from tests.redis_server import free_port
 
@@ -92,12 +93,14 @@ def shipped(tmp_path_factory):
     child = Child(["serve", "--dns-listen", f"127.0.0.1:{dns_port}", "--http-listen", f"127.0.0.1:{http_port}"], log)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEODNS_")}
     env["GEODNS_API"] = f"http://127.0.0.1:{http_port}"
-    while (
-        subprocess.run([sys.executable, "-m", "geodns", "status"], env=env, cwd=REPO, capture_output=True).returncode
-        != 0
-    ):
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"geodns serve did not start:\n{child.output()}")
+
+    def answering() -> bool:
+        status = [sys.executable, "-m", "geodns", "status"]
+        return subprocess.run(status, env=env, cwd=REPO, capture_output=True).returncode == 0
+
+    if not wait_for(lambda: child.proc.poll() is not None or answering(), 60.0, 0.1) or child.proc.poll() is not None:
+        child.stop()
+        raise RuntimeError(f"geodns serve did not answer `geodns status`:\n{child.output()}")
     yield dns_port, http_port, env
     child.stop()
 

@@ -215,3 +215,23 @@ async def test_stop_is_clean(kind: str, tmp_path) -> None:
         await store.close()
         if server:
             server.stop()
+
+
+async def test_a_load_drift_too_small_to_publish_reaches_the_snapshot_at_the_next_sync() -> None:
+    """Small load moves are not published (table.LOAD_NOTABLE); the next load of the table must take
+    them even though the version, the clusters and the observations are the same."""
+    from geodns.state.model import LoadReport
+
+    store = MemoryStore()
+    await store.seed(SPECS)
+    keeper = SnapshotKeeper(store, SEED, **FAST)
+    await keeper.start()
+    now = time.time()
+    await store.report_load([LoadReport("chk-1", "eu-west-1", "", 0.50, now, now + 60)])
+    await keeper.sync()
+    version = keeper.snapshot.version
+    await store.report_load([LoadReport("chk-1", "eu-west-1", "", 0.51, now + 1, now + 61)])  # under 0.02
+    assert (await store.load()).version == version  # not published
+    await keeper.sync()
+    assert [r.load for r in keeper.snapshot.loads[("eu-west-1", "")]] == [0.51]
+    await keeper.stop()

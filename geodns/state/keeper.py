@@ -144,6 +144,7 @@ class SnapshotKeeper:
             snapshot.version == current.version
             and snapshot.clusters == current.clusters
             and snapshot.observations == current.observations
+            and snapshot.loads == current.loads
         ):
             return False
         self.snapshot = snapshot
