@@ -34,8 +34,10 @@ from .views import live_state, readiness
 if TYPE_CHECKING:
     from ..answer.engine import AnswerEngine
     from ..config.model import Config
+    from ..gslb.health import HealthView
     from ..process.server import Server
     from ..state.keeper import SnapshotKeeper
+    from ..state.model import Snapshot
 
 CLUSTER_STATES = (states.UP, states.DOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
 ENDPOINT_STATES = (states.UP, states.DOWN, states.UNKNOWN, states.DRAINED, states.FORCED_UP, states.FORCED_DOWN)
@@ -90,8 +92,9 @@ class ServerCollector:
         if keeper is None:  # stopping: the table is gone
             return
         yield from self._state(keeper, engine)
-        yield from self._table()
-        yield from self._load()
+        snapshot, health = live_state(server)  # once per scrape: without a responder it builds a view
+        yield from self._table(snapshot, health)
+        yield from self._load(snapshot)
         yield from self._process()
         yield from self._workers()
         yield from self._checker()
@@ -225,9 +228,8 @@ class ServerCollector:
             zones.add_metric((_zone(zone.origin),), zone.serial)
         yield zones
 
-    def _table(self) -> Iterator[Metric]:
+    def _table(self, snapshot: Snapshot, health: HealthView) -> Iterator[Metric]:
         """Clusters and endpoints as the query path sees them: state, weight, RTT per vantage."""
-        snapshot, health = live_state(self.server)
         now = time.time()
         cluster_up = GaugeMetricFamily("geodns_cluster_up", "1 when the cluster may get traffic.", labels=("cluster",))
         cluster_state = GaugeMetricFamily(
@@ -291,12 +293,11 @@ class ServerCollector:
             cluster_rtt,
         )
 
-    def _load(self) -> Iterator[Metric]:
+    def _load(self, snapshot: Snapshot) -> Iterator[Metric]:
         """Load and shed share per cluster, as the shed filter sees them (gslb/load.py).
 
         A cluster whose load is unknown (no fresh reading) has no load sample:
         unknown is not zero."""
-        snapshot, _health = live_state(self.server)
         load = views.current_load(self.server)
         now = time.time()
         reported = GaugeMetricFamily(

@@ -103,7 +103,9 @@ def cluster_view(
 ) -> dict[str, Any]:
     """One cluster with its endpoints, admin and health states, and what each checker saw."""
     name = cluster.name
-    rtts = {vantage: round(ms, 3) for (c, vantage), ms in sorted(health.rtts().items()) if c == name}
+    rtts = {
+        vantage: round(ms, 3) for (c, vantage), ms in sorted(kv for kv in health.rtts().items() if kv[0][0] == name)
+    }
     vantages: dict[str, dict[str, int]] = {}
     endpoints = []
     for endpoint in cluster.endpoints:
@@ -166,8 +168,7 @@ def load_view(name: str, snapshot: Snapshot, load: LoadView, now: float) -> dict
             "age_s": round(now - r.at, 1),
             "expires_in_s": round(r.expires - now, 1),
         }
-        for (cluster, endpoint), reports in sorted(snapshot.loads.items())
-        if cluster == name
+        for (_cluster, endpoint), reports in sorted(kv for kv in snapshot.loads.items() if kv[0][0] == name)
         for r in reports
         if r.expires > now
     ]
