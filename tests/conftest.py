@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+#                   terminal summary otherwise, and on CPython 3.11.7 that late import can hit
+#                   "SystemError: AST constructor recursion depth mismatch" and lose the summary line
+import os
 from pathlib import Path
 
 import hypothesis  # noqa: F401 - imported up front: hypothesis's pytest plugin imports it lazily in the
-
-#                   terminal summary otherwise, and on CPython 3.11.7 that late import can hit
-#                   "SystemError: AST constructor recursion depth mismatch" and lose the summary line
 import pytest
 
 from geodns.process.server import Settings
@@ -16,6 +16,10 @@ from tests.dnsserver import RunningServer, write
 # The `redis_server` fixture (a private redis-server per test) is offered to every test module
 # from here, so modules ask for it by parameter name instead of importing it (F811 otherwise).
 pytest_plugins = ["tests.redis_server"]
+
+# Tests talk to loopback and their own namespaces only: no HTTP proxy from the environment may stand
+# in between (urllib would send 127.0.0.1 requests to it), for this process and every child it starts.
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = "*"
 
 REPO = Path(__file__).resolve().parent.parent
 
