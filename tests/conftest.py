@@ -4,7 +4,10 @@ from __future__ import annotations
 
 #                   terminal summary otherwise, and on CPython 3.11.7 that late import can hit
 #                   "SystemError: AST constructor recursion depth mismatch" and lose the summary line
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import hypothesis  # noqa: F401 - imported up front: hypothesis's pytest plugin imports it lazily in the
@@ -20,6 +23,10 @@ pytest_plugins = ["tests.redis_server"]
 # Tests talk to loopback and their own namespaces only: no HTTP proxy from the environment may stand
 # in between (urllib would send 127.0.0.1 requests to it), for this process and every child it starts.
 os.environ["no_proxy"] = os.environ["NO_PROXY"] = "*"
+# Compiled GeoIP areas (geo/compile.py) go to a directory of the test run's own, not the user's cache.
+_AREAS = tempfile.mkdtemp(prefix="geodns-test-cache-")
+os.environ["GEODNS_CACHE_DIR"] = _AREAS
+atexit.register(shutil.rmtree, _AREAS, True)
 
 REPO = Path(__file__).resolve().parent.parent
 

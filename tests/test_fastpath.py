@@ -65,6 +65,8 @@ records:
     )
     cfg = Settings(config_path=config).load()
     fast, slow = build_engine(cfg), build_engine(cfg)
+    for engine in (fast, slow):  # both answer from compiled areas, not one from areas and one without
+        assert engine.dynamic.locator.areas_ready.wait(120) and engine.dynamic.locator.areas is not None
     slow.fast = None
     assert fast.fast is not None
     return fast, slow
@@ -264,6 +266,8 @@ records: {{app.gslb.example.com: {{clusters: [big-1], policy: [healthy], answers
     )
     cfg = Settings(config_path=config).load()
     fast, slow = build_engine(cfg), build_engine(cfg)
+    for engine in (fast, slow):  # both answer from compiled areas, not one from areas and one without
+        assert engine.dynamic.locator.areas_ready.wait(120) and engine.dynamic.locator.areas is not None
     slow.fast = None
     wire = dns.message.make_query("app.gslb.example.com.", "AAAA").to_wire()  # no EDNS: 512 octets
     for _ in range(3):

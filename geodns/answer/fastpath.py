@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..dns.encode import TCP_MAX, Answer, encode
 from ..dns.wire import OPT_ECS, OPT_NSID, RR_FIXED, T_A, T_AAAA, T_OPT, FormatError, parse_query
+from ..segmented import Segmented
 
 if TYPE_CHECKING:
     from ..dns.names import Name
@@ -152,8 +153,9 @@ class FastPath:
     def __init__(self, engine: AnswerEngine):
         self.engine = engine
         self.cache: dict[tuple, tuple] = {}
-        self.memo: dict[object, tuple] = {}
-        self.memo_bytes = 0
+        # Segmented (geodns/segmented.py): a flood of queries for one-time ECS subnets passes
+        # through its probation segment and leaves the entries steady traffic hits alone.
+        self.memo = Segmented(MEMO_ENTRIES, weigh=_memo_size, max_weight=MEMO_BYTES)
         self.hits = 0
         self._state = engine.dynamic.state if engine.dynamic is not None else None
 
@@ -194,7 +196,7 @@ class FastPath:
             response = self._splice(data, shape, entry, 0)
             if not tcp:
                 tail = _lowered(response, shape)
-                self._memorize(_lowered(data, shape), (tail, entry[2], shape.ecs is not None), len(tail))
+                self.memo.put(_lowered(data, shape), (tail, entry[2], shape.ecs is not None))
             return response, entry[2], shape.ecs is not None
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
@@ -206,8 +208,7 @@ class FastPath:
         Static entries (a tail of their own) and ``cache`` stay: neither depends on the state.
         """
         if self._state is None or state.generation != self._state.generation:
-            self.memo = {key: entry for key, entry in self.memo.items() if entry[0] is not None}
-            self.memo_bytes = sum(len(entry[0]) for entry in self.memo.values())
+            self.memo.keep(lambda entry: entry[0] is not None)
         self._state = state
 
     def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool, dynamic: GslbResponder):
@@ -243,10 +244,8 @@ class FastPath:
                 lowered = _lowered(data, shape)
                 key = (lowered, client) if shape.ecs is None or not shape.ecs[2] else lowered
                 tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
-                self._memorize(
-                    key,
-                    (None, entry[2], ecs, who.location.source == "none", listed.cumulative, tuple(tails), tallies),
-                    sum(map(len, tails)),
+                self.memo.put(
+                    key, (None, entry[2], ecs, who.location.source == "none", listed.cumulative, tuple(tails), tallies)
                 )
         return response, entry[2], ecs
 
@@ -337,14 +336,6 @@ class FastPath:
             )
         return data[:2] + body[2:10] + arcount.to_bytes(2, "big") + data[12:qend] + body[qend:]
 
-    def _memorize(self, key, entry: tuple, size: int) -> None:
-        memo = self.memo
-        if len(memo) >= MEMO_ENTRIES or self.memo_bytes + size > MEMO_BYTES:
-            memo.clear()  # simple and bounded, as for ``cache``
-            self.memo_bytes = 0
-        memo[key] = entry
-        self.memo_bytes += size
-
     def remember(self, data: bytes, tcp: bool, response: bytes, origin, rcode: int) -> None:
         """Keep a full-path response for a static name, for the next query of the same key."""
         shape = read(data)
@@ -367,6 +358,12 @@ class FastPath:
         entry = (body, arcount, (origin, shape.qtype, rcode))
         self.cache[key] = entry
         return entry
+
+
+def _memo_size(entry: tuple) -> int:
+    """The response bytes a memo entry holds: its tail, or a GSLB entry's tails."""
+    tail = entry[0]
+    return len(tail) if tail is not None else sum(map(len, entry[5]))
 
 
 def _origin(engine: AnswerEngine, name: Name) -> Name:

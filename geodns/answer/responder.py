@@ -31,6 +31,7 @@ from ..gslb.health import HealthView
 from ..gslb.load import EMPTY as NO_LOAD
 from ..gslb.load import LoadView, ShedController
 from ..gslb.policy import Client, Context, Outcomes, Selection, contexts, select
+from ..segmented import Segmented
 from ..state.model import Snapshot
 from ..zones import MatchKind
 from ..zones.zoneset import ZoneSet
@@ -77,14 +78,20 @@ class GslbResponder:
         # The same names in lower-cased wire form, for the fast path's byte-level look-up.
         self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
         self.counters = GslbCounters()
-        self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
+        # Fast path: subnet or source -> Client.  Segmented: a flood of one-time subnets cannot
+        # push out the ones steady traffic comes from (nor can it in the next two caches).
+        self._clients = Segmented(CLIENT_CACHE)
         self._reads_rtt = any("latency" in record.policy for record in self.records.values())
-        self._outcomes: dict[tuple, Outcomes | None] = {}
-        self._outcomes_held = 0  # selections in self._outcomes
+        self._outcomes = Segmented(OUTCOME_CACHE, weigh=_held, max_weight=OUTCOME_SELECTIONS)
         self._outcomes_generation = -1
         # Records whose answers depend on where the client is; the others have one outcome list.
         self._placed = frozenset(
             name for name, record in self.records.items() if LOCATION_FILTERS.intersection(record.policy)
+        )
+        # Of those, the ones that read more of the location than its area (geo/areas.py): a
+        # fast-path client's area Location is swapped for the exact one before their chain runs.
+        self._exact = frozenset(
+            name for name, record in self.records.items() if (LOCATION_FILTERS - {"geo"}).intersection(record.policy)
         )
         self.shed = ShedController(config.clusters)
         self.state: LiveState = self._build(snapshot, None)
@@ -148,9 +155,7 @@ class GslbResponder:
         client = self._clients.get(key)
         if client is None:
             client = self._new_client(ecs, source)
-            if len(self._clients) >= CLIENT_CACHE:
-                self._clients.clear()
-            self._clients[key] = client
+            self._clients.put(key, client)
         counters = self.counters
         if ecs is not None:
             counters.ecs += 1
@@ -159,6 +164,7 @@ class GslbResponder:
         return client
 
     def _new_client(self, ecs: bytes | None, source: str) -> Client:
+        """The client with its area (``Locator.area``): a first-seen network costs one binary search."""
         address: IPAddress
         if ecs is not None and ecs[2]:
             raw = ecs[4:]
@@ -166,12 +172,18 @@ class GslbResponder:
                 address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
             else:
                 address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
-            return Client(address, self.locator.locate(address), ecs[2])
+            return Client(address, self.locator.area(address), ecs[2])
         address = ipaddress.ip_address(source)
-        return Client(address, self.locator.locate(address), None if ecs is None else 0)
+        return Client(address, self.locator.area(address), None if ecs is None else 0)
+
+    def _exactly(self, qname: Name, client: Client) -> Client:
+        """``client`` with its exact location when ``qname``'s chain reads more than the area."""
+        if client.location.source == "area" and qname in self._exact:
+            return Client(client.address, self.locator.locate(client.address), client.ecs_source)
+        return client
 
     def _locate(self, address):
-        location = self.locator.locate(address)
+        location = self.locator.area(address)  # as ``_new_client``: both paths answer alike
         if location.source == "none":
             self.counters.geo_misses += 1
         return location
@@ -184,7 +196,7 @@ class GslbResponder:
         context = self.state.contexts.get(qname)
         if context is None:
             return None
-        return select(context, client, family, trace)
+        return select(context, self._exactly(qname, client), family, trace)
 
     def outcomes(self, qname: Name, qtype: int, client: Client) -> Outcomes | None:
         """Every selection for an A/AAAA question about a GSLB name, with its probability.
@@ -197,26 +209,20 @@ class GslbResponder:
         state = self.state
         if state.generation != self._outcomes_generation:
             self._outcomes.clear()
-            self._outcomes_held = 0
             self._outcomes_generation = state.generation
+        client = self._exactly(qname, client)
         if qname in self._placed:
             # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
             location, source = client.location, client.ecs_source
             key: tuple = (qname, qtype, location, source if source is not None and source < location.prefix else None)
         else:
             key = (qname, qtype)
-        try:
-            return self._outcomes[key]
-        except KeyError:
-            pass
+        listed = self._outcomes.get(key, _UNLISTED)
+        if listed is not _UNLISTED:
+            return listed
         context = state.contexts[qname]
         listed = policy.outcomes(context, client, _FAMILY[qtype])
-        held = len(listed.selections) if listed is not None else 1
-        if len(self._outcomes) >= OUTCOME_CACHE or self._outcomes_held + held > OUTCOME_SELECTIONS:
-            self._outcomes.clear()
-            self._outcomes_held = 0
-        self._outcomes[key] = listed
-        self._outcomes_held += held
+        self._outcomes.put(key, listed)
         return listed
 
     def pick(self, listed: Outcomes) -> Selection:
@@ -258,6 +264,8 @@ class GslbResponder:
     def debug_rrset(self, name: Name, record: Name, client: Client) -> RRset:
         """The ``_geodns.<record>`` TXT answer: one self-describing string per line of the trace."""
         context = self.state.contexts[record]
+        # The exact location (not the area's stand-in), so the lines name the client's own place.
+        client = Client(client.address, self.locator.locate(client.address), client.ecs_source)
         decision = why.explain(context, client, 4)
         loc = client.location
         where = "/".join(x for x in (loc.region, loc.country, loc.continent) if x) or "unknown"
@@ -279,6 +287,14 @@ class GslbResponder:
         )
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
+
+
+_UNLISTED = object()
+
+
+def _held(listed: Outcomes | None) -> int:
+    """What one outcome list weighs in the decision cache: its selections (a few hundred bytes each)."""
+    return len(listed.selections) if listed is not None else 1
 
 
 def _shares(context: Context, client: Client, family: int) -> dict[str, float]:

@@ -57,14 +57,14 @@ def check_mmdb(buf: bytes, node_count: int, record_size: int) -> None:
     if data_start > marker:
         raise CorruptDatabase("the search tree runs into the metadata")
     data = buf[data_start:marker]  # a bytes copy: indexing bytes is the fastest access
-    records = _tree_records(memoryview(buf)[:tree_size], record_size)
+    records = tree_records(memoryview(buf)[:tree_size], record_size)
     if len(records) != 2 * node_count:
         raise CorruptDatabase("the search tree is truncated")
     targets = _data_pointers(records, node_count, len(data))
     _Walker(data).check_all(targets)
 
 
-def _tree_records(tree: memoryview, record_size: int) -> array:
+def tree_records(tree: memoryview, record_size: int) -> array:
     """All records of all nodes, left then right, as one array of unsigned ints.
 
     Done with slice copies (C speed) rather than a Python loop per node: a

@@ -15,11 +15,15 @@ never overlap, they are also the keys of the cache.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import multiprocessing
 import os
+import tempfile
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
@@ -29,10 +33,12 @@ import geoip2.errors
 import geoip2.models
 import maxminddb
 
-from ..config.model import GeoIPConfig, GeoNetwork, IPAddress
+from ..config.model import GeoIPConfig, GeoNetwork, IPAddress, Region
 from ..errors import ConfigError, Problem
+from . import compile as areas_compile
 from .integrity import CorruptDatabase, check_mmdb
 from .location import UNKNOWN, Location
+from .netmap import AreaMap
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +60,13 @@ class Locator:
     """Answers "where is this address" from the operator's networks and a GeoIP database."""
 
     def __init__(
-        self, geoip: GeoIPConfig, *, cache_size: int = DEFAULT_CACHE_SIZE, native: bool = True, verify: bool = True
+        self,
+        geoip: GeoIPConfig,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        native: bool = True,
+        verify: bool = True,
+        regions: Mapping[str, Region] | None = None,
     ) -> None:
         """Load and check everything; raise ConfigError for an unusable database.
 
@@ -64,6 +76,8 @@ class Locator:
         ``verify`` runs ``check_mmdb`` over the whole file (about 0.1 s per MB);
         without it a damaged record is only found by the query that reaches it,
         which then gets a "none" Location and counts in ``errors``.
+        ``regions``: compile the database into an ``AreaMap`` for ``area`` (off
+        this thread and process; ``areas`` is None until it is ready).
         """
         self._networks = {4: _PrefixTable(32), 6: _PrefixTable(128)}
         for entry in geoip.networks:
@@ -81,6 +95,18 @@ class Locator:
         self._cache: dict[int, list[tuple[int, dict[int, Location]]]] = {4: [], 6: []}
         self._cache_order: deque[tuple[dict[int, Location], int]] = deque()
         self.errors = 0  # records that failed to decode at query time
+        self.areas: AreaMap | None = None  # set once, by the compiling thread
+        self.areas_ready = threading.Event()
+        if regions is not None and geoip.database is not None:
+            normalised = [(*_normalise_network(e), e.region) for e in geoip.networks]
+            threading.Thread(
+                target=self._compile_areas,
+                args=(Path(geoip.database), normalised, dict(regions)),
+                name="geoip-areas",
+                daemon=True,
+            ).start()
+        else:
+            self.areas_ready.set()
 
     # -- construction -----------------------------------------------------------------------
 
@@ -128,7 +154,53 @@ class Locator:
         self.database_type = kind
         self._ip_version = metadata.ip_version
 
+    def _compile_areas(self, database: Path, networks: list, regions: dict[str, Region]) -> None:
+        """Compile (or load the compiled) areas in a child process; the answer loop keeps its core.
+
+        The file lives in the cache directory (``GEODNS_CACHE_DIR``, else the user's cache
+        directory), named by the digest of what it depends on, so a restart or a second
+        worker loads it in a fraction of a second.
+        """
+        try:
+            with open(database, "rb") as file:
+                data_digest = hashlib.file_digest(file, "sha256").digest() if hasattr(hashlib, "file_digest") else None
+            # ``digest`` hashes the bytes it is given: the file's own digest keeps the 50 MB out of memory twice.
+            name = areas_compile.digest(data_digest or database.read_bytes(), networks, regions)
+            out = cache_dir() / f"areas-{name}.npz"
+            if not out.exists():
+                child = multiprocessing.get_context("spawn").Process(
+                    target=areas_compile.build_file, args=(database, networks, regions, out), daemon=True
+                )
+                child.start()
+                child.join()
+                if child.exitcode != 0:
+                    log.warning("geoip: compiling the database into areas failed (exit %s)", child.exitcode)
+                    return
+            areas = AreaMap(areas_compile.load(out))
+            self.areas = areas
+            log.info("event=geo-areas-ready runs=%d areas=%d file=%s", areas.runs, len(areas.areas), out)
+        except Exception as exc:  # noqa: BLE001 - without areas every query uses locate(), as before
+            log.warning("geoip: no compiled areas (%s); locating each network as before", exc)
+        finally:
+            self.areas_ready.set()
+
     # -- the query path ---------------------------------------------------------------------
+
+    def area(self, address: IPAddress) -> Location:
+        """Where ``address`` is as far as the ``geo`` filter can tell: the Location standing for
+        its area (source "area", or "none"), with ``prefix`` the widest network of that area.
+        Until the areas are compiled, and for the few ranges they leave out, ``locate``.
+        """
+        areas = self.areas
+        if areas is not None:
+            value = int(address)
+            if address.version == 6 and value >> 32 == _MAPPED_PREFIX:
+                found = areas.locate(4, value & 0xFFFFFFFF)
+            else:
+                found = areas.locate(address.version, value)
+            if found is not None:
+                return found
+        return self.locate(address)
 
     def locate(self, address: IPAddress) -> Location:
         """Where ``address`` is.  Memory only, never raises for an address."""
@@ -234,6 +306,23 @@ class Locator:
         while len(self._cache_order) > self._cache_size:
             old_table, old_key = self._cache_order.popleft()
             old_table.pop(old_key, None)
+
+
+def cache_dir() -> Path:
+    """Where compiled areas are kept: ``GEODNS_CACHE_DIR``, else $XDG_CACHE_HOME/geodns or ~/.cache/geodns,
+    else (none writable) a directory of our own under the system's temporary directory."""
+    explicit = os.environ.get("GEODNS_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = Path(base) / "geodns"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="geodns-cache-"))
 
 
 def _nowhere(prefix: int) -> Location:

@@ -101,7 +101,7 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
     if config.records:
         if snapshot is None:
             snapshot = Snapshot.from_specs(config.clusters.values())
-        responder = GslbResponder(config, Locator(config.geoip), snapshot)
+        responder = GslbResponder(config, Locator(config.geoip, regions=config.regions), snapshot)
     return AnswerEngine(
         zones,
         payload=config.server.udp_payload,
