@@ -196,6 +196,8 @@ class Locator:
             value = int(address)
             if address.version == 6 and value >> 32 == _MAPPED_PREFIX:
                 found = areas.locate(4, value & 0xFFFFFFFF)
+                if found is not None:  # the scope counts the 96 bits of ::ffff:0:0/96 too
+                    found = replace(found, prefix=found.prefix + 96)
             else:
                 found = areas.locate(address.version, value)
             if found is not None:

@@ -1,0 +1,150 @@
+"""Compiled areas (geo/areas.py, compile.py, netmap.py): first sight is one look-up, and the ECS
+scope it gives is one the answer really holds for."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
+
+from geodns.config.model import GeoIPConfig, GeoNetwork, Region
+from geodns.geo import Locator
+from geodns.geo.netmap import widest
+from geodns.gslb.policy import Client
+from geodns.process.server import Settings, build_engine
+from tests.dnsserver import write
+
+DATA = Path(__file__).resolve().parent / "data"
+DB = DATA / "geo" / "GeoIP2-City-Test.mmdb"
+REGIONS = {
+    "us": Region("us", 39.0, -77.5, "NA", ("US",)),
+    "eu": Region("eu", 53.3, -6.3, "EU", ("GB",)),
+    "ap": Region("ap", 1.35, 103.8, "AS", ("SG",)),
+}
+
+
+@given(bits=st.sampled_from([32, 128]), data=st.data())
+@settings(max_examples=500)
+@seed(15)
+def test_widest_is_the_shortest_prefix_inside_the_run(bits, data):
+    lo = data.draw(st.integers(0, (1 << bits) - 1))
+    hi = data.draw(st.integers(lo, (1 << bits) - 1))
+    value = data.draw(st.integers(lo, hi))
+    expected = bits
+    for length in range(bits, -1, -1):  # the plain loop: widen while the network stays inside
+        m = bits - length
+        if value >> m << m >= lo and value | ((1 << m) - 1) <= hi:
+            expected = length
+        else:
+            break
+    assert widest(value, lo, hi, bits) == expected
+
+
+_ENGINE: dict = {}
+
+
+def _engine(tmp_path_factory):
+    """A GSLB record whose answer depends on geo only, over the test database plus operator networks
+    that cut its networks into pieces (so scopes have edges to get wrong)."""
+    if "e" not in _ENGINE:
+        tmp = tmp_path_factory.mktemp("areas")
+        zone = write(
+            tmp / "z.zone", "$ORIGIN gslb.example.com.\n@ 60 IN SOA ns h 1 2 3 4 60\n@ IN NS ns\nns IN A 192.0.2.53\n"
+        )
+        config = write(
+            tmp / "c.yaml",
+            f"""
+zones: ["{zone}"]
+geoip:
+  database: "{DB}"
+  networks:
+    - {{cidr: "81.2.69.160/28", region: ap}}
+    - {{cidr: "81.2.69.168/30", region: us}}
+    - {{cidr: "2.125.160.0/20", region: us}}
+    - {{cidr: "2001:218:8000::/33", region: eu}}
+    - {{cidr: "10.0.0.0/9", region: us}}
+    - {{cidr: "10.128.0.0/9", region: us}}
+regions:
+  us: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
+  eu: {{lat: 53.3, lon: -6.3,  continent: EU, countries: [GB]}}
+  ap: {{lat: 1.35, lon: 103.8, continent: AS, countries: [SG]}}
+clusters:
+  us-1: {{region: us, endpoints: ["192.0.2.10", "2001:db8::10"]}}
+  eu-1: {{region: eu, endpoints: ["198.51.100.10", "2001:db8:1::10"]}}
+  ap-1: {{region: ap, endpoints: ["203.0.113.10", "2001:db8:2::10"]}}
+records:
+  app.gslb.example.com: {{clusters: [us-1, eu-1, ap-1], policy: [healthy, geo], answers: 3}}
+""",
+        )
+        engine = build_engine(Settings(config_path=config).load())
+        locator = engine.dynamic.locator
+        assert locator.areas_ready.wait(120) and locator.areas is not None
+        _ENGINE["e"] = engine
+    return _ENGINE["e"]
+
+
+# Addresses near the test database's networks and the operator networks above, and anywhere at all.
+_V4 = st.one_of(
+    st.sampled_from(
+        [
+            "10.127.255.255",
+            "81.2.69.142",
+            "81.2.69.165",
+            "81.2.69.170",
+            "2.125.160.216",
+            "216.160.83.56",
+            "89.160.20.112",
+        ]
+    ),
+    st.integers(0, (1 << 32) - 1).map(lambda v: str(ipaddress.IPv4Address(v))),
+)
+_V6 = st.one_of(
+    st.sampled_from(["2001:218::", "2001:218:8000::1", "2001:480::", "2a02:cf40::", "::ffff:81.2.69.142"]),
+    st.integers(0, (1 << 128) - 1).map(lambda v: str(ipaddress.IPv6Address(v))),
+)
+
+
+@given(address=st.one_of(_V4, _V6), data=st.data())
+@settings(max_examples=400, deadline=None)
+@seed(15)
+def test_every_address_in_the_scope_gets_the_same_answer(tmp_path_factory, address, data):
+    """The property of issue 15 item 2: the answer for any address inside the returned scope, located
+    exactly (the database record and operator network of that address itself), is the same set."""
+    from geodns.dns.names import from_text
+
+    dynamic = _engine(tmp_path_factory).dynamic
+    locator = dynamic.locator
+    name = from_text("app.gslb.example.com.")
+    ip = ipaddress.ip_address(address)
+    bits = 32 if ip.version == 4 else 128
+    area = locator.area(ip)
+    for qtype, family in ((1, 4), (28, 6)):
+        answer = dynamic.select(name, qtype, Client(ip, area, bits))
+        exact = dynamic.select(name, qtype, Client(ip, locator.locate(ip), bits))
+        assert set(answer.addresses) == set(exact.addresses)
+        assert answer.scope <= bits
+        m = bits - answer.scope
+        base = int(ip) >> m << m
+        for _ in range(6):
+            other = ipaddress.ip_address(base + data.draw(st.integers(0, (1 << m) - 1)))
+            if other.version != ip.version:  # ip_address turns a small v6 number into v4
+                other = ipaddress.IPv6Address(int(other))
+            theirs = dynamic.select(name, qtype, Client(other, locator.locate(other), bits))
+            assert set(theirs.addresses) == set(answer.addresses), (address, answer.scope, str(other), family)
+
+
+def test_areas_wait_for_nothing_without_regions() -> None:
+    """A Locator without regions (explain, tools) compiles nothing and answers area() exactly."""
+    locator = Locator(GeoIPConfig(DB, (GeoNetwork(ipaddress.ip_network("10.0.0.0/8"), "us"),)))
+    assert locator.areas_ready.is_set() and locator.areas is None
+    ip = ipaddress.ip_address("81.2.69.142")
+    assert locator.area(ip) == locator.locate(ip)
+
+
+def test_scope_is_wider_than_the_database_network(tmp_path_factory) -> None:
+    """Adjacent networks that get one answer share it: the scope spans them, as gdnsd's merge does."""
+    locator = _engine(tmp_path_factory).dynamic.locator
+    ip = ipaddress.ip_address("10.1.2.3")  # in 10.0.0.0/9, beside 10.128.0.0/9 of the same region
+    assert (locator.locate(ip).prefix, locator.area(ip).prefix) == (9, 8)
