@@ -156,7 +156,7 @@ def write_queries(work: Path, kind: str, count: int = 10_000, names: int = 1) ->
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, core: str | None):
+    def __init__(self, name: str, argv: list[str], port: int, core: str | None, env: dict | None = None):
         self.name, self.port = name, port
         prefix = ["taskset", "-c", core] if core is not None else []
         self.started = time.monotonic()
@@ -166,6 +166,7 @@ class Server:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
         self.ready_after = self._wait()
 
@@ -214,8 +215,15 @@ class Server:
 
 
 def dnsperf(
-    port: int, queries: Path, binary: bool, seconds: float, core: str | None, max_qps: float | None = None
+    port: int,
+    queries: Path,
+    binary: bool,
+    seconds: float,
+    core: str | None,
+    max_qps: float | None = None,
+    once: bool = False,
 ) -> tuple[float, float, float, float | None]:
+    """(q/s, average ms, loss %, p99 ms with ``max_qps``); ``once``: through the file once instead of for ``seconds``."""
     argv = [
         "dnsperf",
         "-s",
@@ -224,8 +232,7 @@ def dnsperf(
         str(port),
         "-d",
         str(queries),
-        "-l",
-        str(seconds),
+        *(["-n", "1"] if once else ["-l", str(seconds)]),
         "-c",
         "8",
         "-q",
@@ -239,7 +246,7 @@ def dnsperf(
         argv += ["-Q", str(int(max_qps)), "-v"]
     if core is not None:
         argv = ["taskset", "-c", core] + argv
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 600).stdout
     qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
     avg = float(re.search(r"Average Latency \(s\):\s+([\d.]+)", out).group(1)) * 1000
     lost = float(re.search(r"Queries lost:\s+\d+ \(([\d.]+)%\)", out).group(1))
@@ -254,7 +261,9 @@ def dnsperf(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each dnsperf run (default 8)")
-    ap.add_argument("--only", default="static,weighted,gslb-ecs,scaling,memory", help="comma-separated parts to run")
+    ap.add_argument(
+        "--only", default="static,weighted,gslb-ecs,geo,scaling,memory", help="comma-separated parts to run"
+    )
     args = ap.parse_args()
     missing = [t for t in ("dnsperf", "gdnsd", "taskset") if shutil.which(t) is None]
     if missing:
@@ -310,7 +319,7 @@ def main() -> int:
             ge = Server("geodns", geodns + ["--log-level", "warning", "serve", "--config", str(cfg)], port, server_core)
             try:
                 results.append(
-                    measure(ge, kind if kind != "gslb-ecs" else "geo+weighted, 10k ECS /24s", queries, binary)
+                    measure(ge, kind if kind != "gslb-ecs" else "geo+weighted, MaxMind test DB", queries, binary)
                 )
             finally:
                 ge.stop()
@@ -319,6 +328,11 @@ def main() -> int:
                 f"  ratio geodns/gdnsd ({kind}): {ge_r.qps / gd_r.qps:.2f}; per CPU second: "
                 f"{_per_cpu(ge_r) / _per_cpu(gd_r):.2f}"
             )
+
+        if "geo" in parts:
+            import geo_city  # bench/geo_city.py: the City database workloads of issue 15
+
+            geo_city.run(work, args.seconds, server_core, client_core, geodns)
 
         if "scaling" in parts:
             print(

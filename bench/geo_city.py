@@ -1,0 +1,288 @@
+"""The geo workloads of issue 15 on a real City database (GeoLite2 City 2018, the `maxminddb-geolite2`
+package of the `test` extra): geodns `[healthy, geo, weighted]` against gdnsd's geoip plugin with the
+same three datacenters and `auto_dc_coords`, each pinned to one core, dnsperf on the other.
+
+(a) 10k located /24s (IPv4) or /56s (IPv6), cycled: a warm server;
+(b) 1M distinct located networks, each asked about once (dnsperf -n 1): first sight;
+scope: for 2,000 sampled networks, whether geodns's ECS scope is at least as wide as gdnsd's;
+flood: the steady set's answer rate with and without a random-ECS flood at half geodns's (b) rate;
+workers: (a) with `workers: auto` on both cores against gdnsd with two UDP threads (dnsperf shares).
+
+"Located" networks are picked from geodns's own compiled areas (geo/compile.py), so both servers
+get the same inputs; a network is located when the database gives it a country or coordinates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import dns.edns
+import dns.exception
+import dns.message
+import dns.query
+
+from bench import (
+    CLUSTERS,
+    REGIONS,
+    ZONE,
+    Result,
+    Server,
+    _per_cpu,
+    dnsperf,
+    free_port,
+    zone_text,
+)
+
+SAMPLE = 2000
+
+
+def city_db() -> Path | None:
+    try:
+        import _maxminddb_geolite2  # the maxminddb-geolite2 package: bench/test only
+    except ImportError:
+        return None
+    return Path(_maxminddb_geolite2.__file__).parent / "GeoLite2-City.mmdb"
+
+
+def _regions():
+    from geodns.config.model import Region
+
+    return {
+        name: Region(name, float(lat), float(lon), cont, tuple(c.strip() for c in countries.strip("[]").split(",")))
+        for name, (lat, lon, cont, countries) in REGIONS.items()
+    }
+
+
+def located_networks(db: Path, cache: Path, version: int, count: int, seed: int) -> list[int]:
+    """``count`` distinct located networks (/24 for IPv4, /56 for IPv6) as integers, in random order."""
+    from geodns.geo import compile as compiled
+
+    regions = _regions()
+    name = compiled.digest(db.read_bytes(), [], regions)
+    out = cache / f"areas-{name}.npz"
+    compiled.build_file(db, [], regions, out)
+    table = compiled.load(out)
+    starts, ids = (table.v4_starts, table.v4_ids) if version == 4 else (table.v6_starts, table.v6_ids)
+    bits, keep = (32, 24) if version == 4 else (128, 56)
+    shift = bits - keep
+    top = 1 << bits
+    located = {i for i, area in enumerate(table.areas) if area.source == "area"}
+    runs = [
+        (starts[i] >> shift, ((starts[i + 1] if i + 1 < len(starts) else top) - 1) >> shift)
+        for i in range(len(starts))
+        if ids[i] in located
+    ]
+    weights = [hi - lo + 1 for lo, hi in runs]
+    rng = random.Random(seed)
+    chosen: set[int] = set()
+    while len(chosen) < count:
+        for lo, hi in rng.choices(runs, weights, k=count):
+            chosen.add(rng.randint(lo, hi))
+    picked = list(chosen)[:count]
+    rng.shuffle(picked)
+    return picked
+
+
+def ecs_message(qid: int, network: int, version: int) -> bytes:
+    qname = b"".join(bytes((len(p),)) + p.encode() for p in f"app.{ZONE}".split(".")) + b"\0"
+    if version == 4:
+        family, source, address = 1, 24, network.to_bytes(3, "big")
+    else:
+        family, source, address = 2, 56, network.to_bytes(7, "big")
+    option = struct.pack("!HHHBB", 8, 4 + len(address), family, source, 0) + address
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(option)) + option
+    return struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1) + qname + struct.pack("!HH", 1, 1) + opt
+
+
+def write_file(path: Path, networks: list[int], version: int) -> Path:
+    data = bytearray()
+    for i, network in enumerate(networks):
+        message = ecs_message(i & 0xFFFF, network, version)
+        data += struct.pack("!H", len(message)) + message
+    path.write_bytes(bytes(data))
+    return path
+
+
+def geodns_config(work: Path, port: int, db: Path, workers: str = "1") -> Path:
+    zone = work / f"{ZONE}.zone"
+    zone.write_text(f"$ORIGIN {ZONE}.\n" + zone_text())
+    regions = "".join(
+        f"  {r}: {{lat: {a}, lon: {b}, continent: {c}, countries: {d}}}\n" for r, (a, b, c, d) in REGIONS.items()
+    )
+    clusters = "".join(f'  {r}-1: {{region: {r}, endpoints: ["{ip}"], weight: 100}}\n' for r, ip in CLUSTERS.items())
+    cfg = work / f"geodns-city-{workers}.yaml"
+    cfg.write_text(f"""server: {{dns_listen: ["127.0.0.1:{port}"], http_listen: null, workers: {workers}}}
+store: "memory://"
+checker: {{embedded: off}}
+zones: ["{zone}"]
+geoip: {{database: "{db}"}}
+regions:
+{regions}clusters:
+{clusters}records:
+  app.{ZONE}: {{ttl: 30, clusters: [us-1, eu-1, ap-1], policy: [healthy, geo, weighted]}}
+""")
+    return cfg
+
+
+def gdnsd_dir(work: Path, port: int, db: Path, threads: int = 1) -> Path:
+    d = work / f"gdnsd-geoip-{threads}"
+    (d / "zones").mkdir(parents=True, exist_ok=True)
+    (d / "zones" / ZONE).write_text(zone_text() + "app 30 DYNA geoip!app\n")
+    coords = ", ".join(f"{r} => [{a}, {b}]" for r, (a, b, _c, _d) in REGIONS.items())
+    dcmap = ", ".join(f"{r} => {ip}" for r, ip in CLUSTERS.items())
+    (
+        d / "config"
+    ).write_text(f"""options => {{ listen => [ 127.0.0.1:{port} ], udp_threads => {threads}, tcp_threads => 1 }}
+plugins => {{ geoip => {{
+  maps => {{ prod => {{
+    geoip2_db => {db}
+    datacenters => [{", ".join(REGIONS)}]
+    auto_dc_coords => {{ {coords} }}
+  }} }}
+  resources => {{ app => {{ map => prod, dcmap => {{ {dcmap} }} }} }}
+}} }}
+""")
+    return d
+
+
+def scope_of(port: int, network: int, version: int) -> int | None:
+    if version == 4:
+        address, source = str(ipaddress.IPv4Address(network << 8)), 24
+    else:
+        address, source = str(ipaddress.IPv6Address(network << 72)), 56
+    q = dns.message.make_query(f"app.{ZONE}.", "A", use_edns=0, options=[dns.edns.ECSOption(address, source)])
+    try:
+        r = dns.query.udp(q, "127.0.0.1", port=port, timeout=2)
+    except (dns.exception.Timeout, OSError):
+        return None
+    for option in r.options:
+        if isinstance(option, dns.edns.ECSOption):
+            return option.scopelen
+    return None
+
+
+def wait_for_areas(cache: Path, server: Server, timeout: float = 180) -> float:
+    """Until geodns has compiled (or found) its areas file; the bench measures the server it will be."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list(cache.glob("areas-*.npz")):
+            time.sleep(1.0)  # the server loads it (well under a second)
+            return time.monotonic() - server.started
+        time.sleep(0.2)
+    raise RuntimeError("geodns did not compile its areas")
+
+
+def run(work: Path, seconds: float, server_core: str | None, client_core: str | None, geodns: list[str]) -> None:
+    db = city_db()
+    if db is None:
+        print("geo (City): skipped: pip install maxminddb-geolite2 (the test extra) for GeoLite2 City")
+        return
+    cache = work / "cache"
+    cache.mkdir(exist_ok=True)
+    env = {**os.environ, "GEODNS_CACHE_DIR": str(cache)}
+    print(f"geo on GeoLite2 City 2018 ({db.stat().st_size >> 20} MB): [healthy, geo, weighted] vs gdnsd geoip")
+    files = {}
+    for version in (4, 6):
+        warm = located_networks(db, cache, version, 10_000, seed=version)
+        first = located_networks(db, cache, version, 1_000_000, seed=10 + version)
+        files[version] = (
+            write_file(work / f"city-a-v{version}.bin", warm, version),
+            write_file(work / f"city-b-v{version}.bin", first, version),
+            first[:SAMPLE],
+        )
+    for old in cache.glob("areas-*.npz"):
+        old.unlink()  # geodns compiles its own, timed below
+    rows: list[tuple[str, Result, Result]] = []
+    scopes: dict[int, tuple[int, int]] = {}
+
+    def measure(server: Server, name: str, path: Path, once: bool) -> Result:
+        cpu = server.cpu_seconds()
+        started = time.monotonic()
+        qps, avg, lost, _ = dnsperf(server.port, path, True, seconds, client_core, once=once)
+        spent = time.monotonic() - started
+        r = Result(server.name, name, qps, avg, lost, None, 100 * (server.cpu_seconds() - cpu) / spent)
+        print(f"  {r.server:7} {name:34} {qps:>10,.0f} q/s  server cpu {r.cpu_pct:3.0f}%  loss {lost:.2f}%")
+        return r
+
+    results: dict[tuple[str, str], Result] = {}
+    port = free_port()
+    gd = Server("gdnsd", ["gdnsd", "-c", str(gdnsd_dir(work, port, db)), "-f", "start"], port, server_core)
+    try:
+        for version in (4, 6):
+            a, b, sample = files[version]
+            results["gdnsd", f"a{version}"] = measure(gd, f"(a) 10k located, cycled, IPv{version}", a, False)
+            results["gdnsd", f"b{version}"] = measure(gd, f"(b) 1M distinct once, IPv{version}", b, True)
+        gd_scopes = {v: [scope_of(port, n, v) for n in files[v][2]] for v in (4, 6)}
+    finally:
+        gd.stop()
+    port = free_port()
+    ge = Server(
+        "geodns",
+        geodns + ["--log-level", "warning", "serve", "--config", str(geodns_config(work, port, db))],
+        port,
+        server_core,
+        env=env,
+    )
+    try:
+        ready = wait_for_areas(cache, ge)
+        print(
+            f"  geodns answering after {ge.ready_after:.1f} s; areas compiled after {ready:.1f} s, rss {ge.rss_mb():.0f} MB"
+        )
+        for version in (4, 6):
+            a, b, sample = files[version]
+            results["geodns", f"a{version}"] = measure(ge, f"(a) 10k located, cycled, IPv{version}", a, False)
+            results["geodns", f"b{version}"] = measure(ge, f"(b) 1M distinct once, IPv{version}", b, True)
+            ours = [scope_of(port, n, version) for n in sample]
+            pairs = [(g, o) for g, o in zip(gd_scopes[version], ours) if g is not None and o is not None]
+            scopes[version] = (sum(o <= g for g, o in pairs), len(pairs))
+        flood(ge, files[4][1], results["geodns", "b4"].qps / 2, files[4][0], seconds, client_core)
+    finally:
+        ge.stop()
+    print("  workload                               gdnsd q/s  geodns q/s  ratio  per-CPU ratio  target")
+    for key, label, target in (
+        ("a4", "(a) 10k /24s cycled, IPv4", 0.8),
+        ("a6", "(a) 10k /56s cycled, IPv6", 0.8),
+        ("b4", "(b) 1M /24s once, IPv4", 0.5),
+        ("b6", "(b) 1M /56s once, IPv6", 0.5),
+    ):
+        g, o = results["gdnsd", key], results["geodns", key]
+        rows.append((label, g, o))
+        print(
+            f"  {label:36} {g.qps:>10,.0f} {o.qps:>11,.0f}  {o.qps / g.qps:5.2f}  {_per_cpu(o) / _per_cpu(g):13.2f}  >= {target}"
+        )
+    for version, (wide, total) in scopes.items():
+        print(
+            f"  scope at least as wide as gdnsd's, IPv{version}: {wide}/{total} = {100 * wide / max(total, 1):.1f} % (target >= 90 %)"
+        )
+
+
+def flood(server: Server, flood_file: Path, rate: float, steady_file: Path, seconds: float, core: str | None) -> None:
+    """The steady set (100 fixed networks at 2,000 q/s) alone, then under a random-ECS flood at ``rate``."""
+    steady = steady_file.with_name("steady.bin")
+    data = steady_file.read_bytes()
+    # The first 100 messages of the (a) file: 100 fixed networks.
+    pos, out = 0, bytearray()
+    for _ in range(100):
+        (length,) = struct.unpack_from("!H", data, pos)
+        out += data[pos : pos + 2 + length]
+        pos += 2 + length
+    steady.write_bytes(bytes(out))
+    alone = dnsperf(server.port, steady, True, seconds, core, max_qps=2000)[0]
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(server.port), "-d", str(flood_file), "-B"]
+    argv += ["-l", str(seconds + 2), "-c", "8", "-q", "256", "-Q", str(int(rate))]
+    flooding = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        under = dnsperf(server.port, steady, True, seconds, core, max_qps=2000)[0]
+    finally:
+        flooding.wait(seconds + 30)
+    print(
+        f"  flood at {rate:,.0f} q/s (half of (b)): steady set {alone:,.0f} q/s alone, {under:,.0f} q/s under the flood"
+        f" ({under / max(alone, 1):.2f}; target >= 0.5); its memo hits are checked by tests/test_flood.py"
+    )
