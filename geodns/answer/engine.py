@@ -50,7 +50,7 @@ class AnswerEngine:
         *,
         payload: int = 1232,
         nsid: bytes | None = None,
-        dynamic: GslbResponder | None = None,
+        responder: GslbResponder | None = None,
         debug_txt: bool = False,
         query_log: QueryLogConfig | None = None,
         stats: QueryStats | None = None,
@@ -59,13 +59,13 @@ class AnswerEngine:
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
-        self.dynamic = dynamic
+        self.responder = responder
         # The Server hands every engine it builds the same QueryStats, so reloads keep counting.
         self.stats = stats if stats is not None else QueryStats()
         # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
         self.debug_names: frozenset[Name] = (
-            frozenset((DEBUG_LABEL,) + name for name in dynamic.names)
-            if debug_txt and dynamic is not None
+            frozenset((DEBUG_LABEL,) + name for name in responder.names)
+            if debug_txt and responder is not None
             else frozenset()
         )
         self.query_log_rate = query_log.sample if query_log is not None and query_log.enabled else 0.0
@@ -86,7 +86,7 @@ class AnswerEngine:
             hit = fast.answer(data, client, tcp)
             if hit is not None:
                 response, (origin, qtype, rcode), ecs = hit
-                _tally(self.stats, (origin, qtype, rcode, tcp), ecs, start)
+                _count_query(self.stats, (origin, qtype, rcode, tcp), ecs, start)
                 return response
         try:
             query = wire.parse_query(data)
@@ -121,7 +121,7 @@ class AnswerEngine:
             self.stats.truncated += 1
         elif fast is not None and result.cacheable and result.rcode <= wire.NXDOMAIN and zone is not None:
             fast.remember(data, tcp, response, zone.origin, result.rcode)
-        elapsed = _tally(
+        elapsed = _count_query(
             self.stats,
             (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp),
             query.edns is not None and query.edns.ecs is not None,
@@ -134,7 +134,7 @@ class AnswerEngine:
     def _rcode_only(self, query: Query, rcode: int, tcp: bool, start: float) -> bytes:
         """Encode and count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""
         response = encode_error(query, rcode, self.payload, self.nsid)
-        _tally(
+        _count_query(
             self.stats, (None, query.qtype, rcode, tcp), query.edns is not None and query.edns.ecs is not None, start
         )
         return response
@@ -189,19 +189,19 @@ class AnswerEngine:
             self._nodata(zone, result)
             return
         result.cacheable = False
-        dynamic = self.dynamic
-        assert dynamic is not None  # debug names exist only with GSLB records
-        who = dynamic.client(query, client)
-        result.answer.append(dynamic.debug_rrset(query.qname, query.qname[1:], who))
+        responder = self.responder
+        assert responder is not None  # debug names exist only with GSLB records
+        who = responder.client(query, client)
+        result.answer.append(responder.debug_rrset(query.qname, query.qname[1:], who))
         result.ecs_scope = who.ecs_source or 0
 
     def _lookup(
         self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name], query: Query, client: str
     ) -> None:
         """Fill ``result`` for (name, qtype) in zone, following CNAMEs within our zones."""
-        dynamic = self.dynamic
+        responder = self.responder
         while True:
-            if dynamic is not None and name in dynamic.names and self._gslb(name, qtype, result, query, client):
+            if responder is not None and name in responder.names and self._gslb(name, qtype, result, query, client):
                 return
             match = zone.find(name)
             kind = match.kind
@@ -214,7 +214,7 @@ class AnswerEngine:
                     self._referral(zone, cut, result)
                 return
             if kind is MatchKind.NXDOMAIN:
-                if dynamic is None or (name not in dynamic.names and name not in dynamic.ancestors):
+                if responder is None or (name not in responder.names and name not in responder.ancestors):
                     result.rcode = wire.NXDOMAIN  # RFC 6604: the last name in a chain decides
                 self._nodata(zone, result)
                 return
@@ -253,10 +253,10 @@ class AnswerEngine:
         """Answer A/AAAA (and ANY, as A) for a GSLB name; False leaves other types to the zone."""
         if qtype not in (wire.T_A, wire.T_AAAA, wire.T_ANY):
             return False
-        dynamic = self.dynamic
-        assert dynamic is not None  # GSLB names exist only with a responder
+        responder = self.responder
+        assert responder is not None  # GSLB names exist only with a responder
         asked = wire.T_A if qtype == wire.T_ANY else qtype
-        selection = dynamic.select(name, asked, dynamic.client(query, client))
+        selection = responder.select(name, asked, responder.client(query, client))
         if selection is None:
             return False
         result.ecs_scope = max(result.ecs_scope, selection.scope)
@@ -267,10 +267,10 @@ class AnswerEngine:
     def gslb_result(self, name: Name, qtype: int, selection, result: Answer) -> None:
         """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither counts here)."""
         result.cacheable = False
-        dynamic = self.dynamic
-        assert dynamic is not None  # only GSLB names get here
+        responder = self.responder
+        assert responder is not None  # only GSLB names get here
         if selection.addresses:
-            result.answer.append(dynamic.rrset(name, qtype, selection))
+            result.answer.append(responder.rrset(name, qtype, selection))
         else:
             zone = self.zones.zone_for(name)
             assert zone is not None  # the config checks put each GSLB name inside a served zone
@@ -278,9 +278,9 @@ class AnswerEngine:
 
     def count_gslb(self, name: Name, selection) -> None:
         self._selected = selection.clusters
-        dynamic = self.dynamic
-        assert dynamic is not None  # only GSLB selections are counted
-        dynamic.counters.tally(name, selection).n += 1
+        responder = self.responder
+        assert responder is not None  # only GSLB selections are counted
+        responder.counters.tally(name, selection).n += 1
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))
@@ -315,7 +315,7 @@ def _type_text(qtype: int) -> str:
     return {251: "IXFR", 252: "AXFR", 255: "ANY", 41: "OPT"}.get(qtype) or type_name(qtype)
 
 
-def _tally(stats: QueryStats, key: tuple, ecs: bool, start: float) -> float:
+def _count_query(stats: QueryStats, key: tuple, ecs: bool, start: float) -> float:
     """Count one answer under ``key`` (origin, qtype, rcode, tcp); return its time.
 
     Every answer, fast path or full, is counted here.  A rare query type is

@@ -145,8 +145,8 @@ class FastPath:
     its lower-cased key, with its own question spliced back in.  What the memo
     has not seen takes ``cache``, keyed by the shape ``read`` parses, which
     holds one encoding per GSLB selection.  A GSLB memo entry holds every
-    answer the record can give that client (``GslbResponder.outcomes``), so it
-    stays valid while the live state's generation does.
+    answer the record can give that client (its decision, ``GslbResponder.decision``), so it
+    stays valid while the live view's generation does.
     """
 
     def __init__(self, engine: AnswerEngine):
@@ -155,7 +155,7 @@ class FastPath:
         self.memo: dict[object, tuple] = {}
         self.memo_bytes = 0
         self.hits = 0
-        self._state = engine.dynamic.state if engine.dynamic is not None else None
+        self._live = engine.responder.live if engine.responder is not None else None
 
     def _size(self, shape: Shape, tcp: bool) -> int:
         if tcp:
@@ -164,20 +164,20 @@ class FastPath:
 
     def answer(self, data: bytes, client: str, tcp: bool) -> tuple[bytes, tuple, bool] | None:
         """(response, counting key, ECS present) from the caches or a GSLB selection; None: full path."""
-        dynamic = self.engine.dynamic
-        if dynamic is not None and dynamic.state is not self._state:
-            self._follow(dynamic.state)
+        responder = self.engine.responder
+        if responder is not None and responder.live is not self._live:
+            self._follow(responder.live)
         if not tcp:
             rest = data[2:]
             memo = self.memo
             entry = memo.get(rest)
-            if entry is None and dynamic is not None:
+            if entry is None and responder is not None:
                 entry = memo.get((rest, client))
             if entry is not None:
                 self.hits += 1
                 tail = entry[0]
-                if tail is None:  # a GSLB entry: only made while dynamic is set
-                    tail = self._draw(entry, dynamic)  # type: ignore[arg-type]
+                if tail is None:  # a GSLB entry: only made while responder is set
+                    tail = self._draw(entry, responder)  # type: ignore[arg-type]
                 return data[:2] + tail, entry[1], entry[2]
             hit = self._memo_mixed_case(data, client)
             if hit is not None:
@@ -186,7 +186,7 @@ class FastPath:
         if shape is None:
             return None
         size = self._size(shape, tcp)
-        if dynamic is None or shape.qname not in dynamic.wire_names:
+        if responder is None or shape.qname not in responder.wire_names:
             entry = self.cache.get(shape.base + (size,))
             if entry is None:
                 return None
@@ -198,31 +198,31 @@ class FastPath:
             return response, entry[2], shape.ecs is not None
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
-        return self._gslb(data, shape, size, client, tcp, dynamic)
+        return self._gslb(data, shape, size, client, tcp, responder)
 
-    def _follow(self, state) -> None:
-        """A new live state: the memo's GSLB answer lists are stale if its generation moved.
+    def _follow(self, live) -> None:
+        """A new live view: the memo's GSLB answer lists are stale if its generation moved.
 
-        Static entries (a tail of their own) and ``cache`` stay: neither depends on the state.
+        Static entries (a tail of their own) and ``cache`` stay: neither depends on the live view.
         """
-        if self._state is None or state.generation != self._state.generation:
+        if self._live is None or live.generation != self._live.generation:
             self.memo = {key: entry for key, entry in self.memo.items() if entry[0] is not None}
             self.memo_bytes = sum(len(entry[0]) for entry in self.memo.values())
-        self._state = state
+        self._live = live
 
-    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool, dynamic: GslbResponder):
+    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool, responder: GslbResponder):
         engine = self.engine
-        name = dynamic.wire_names[shape.qname]
-        who = dynamic.client_from(shape.ecs, client)
-        listed = dynamic.outcomes(name, shape.qtype, who)
-        if listed is None:
-            selection = dynamic.select(name, shape.qtype, who)
-            if selection is None:  # not a GSLB name in this state: the full path answers
+        name = responder.wire_names[shape.qname]
+        who = responder.client_from(shape.ecs, client)
+        decision = responder.decision(name, shape.qtype, who)
+        if decision is None:
+            selection = responder.select(name, shape.qtype, who)
+            if selection is None:  # not a GSLB name in this live view: the full path answers
                 return None
         else:
-            selection = dynamic.pick(listed)
+            selection = responder.pick(decision)
         engine.count_gslb(name, selection)
-        ttl = dynamic.ttl(name)
+        ttl = responder.ttl(name)
         entry = self._gslb_entry(data, shape, size, name, selection, ttl)
         ecs = shape.ecs is not None
         if entry is None:  # too big for this client: the truncated answer, uncached
@@ -232,9 +232,9 @@ class FastPath:
             engine.stats.truncated += 1
             return response, (_origin(engine, name), shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
-        if listed is not None and not tcp and len(listed.selections) <= MEMO_VARIANTS:
+        if decision is not None and not tcp and len(decision.selections) <= MEMO_VARIANTS:
             tails = []
-            for option in listed.selections:
+            for option in decision.selections:
                 got = entry if option is selection else self._gslb_entry(data, shape, size, name, option, ttl)
                 if got is None:
                     break
@@ -242,10 +242,10 @@ class FastPath:
             else:
                 lowered = _lowered(data, shape)
                 key = (lowered, client) if shape.ecs is None or not shape.ecs[2] else lowered
-                tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
+                tallies = tuple(responder.counters.tally(name, option) for option in decision.selections)
                 self._memorize(
                     key,
-                    (None, entry[2], ecs, who.location.source == "none", listed.cumulative, tuple(tails), tallies),
+                    (None, entry[2], ecs, who.location.source == "none", decision.cumulative, tuple(tails), tallies),
                     sum(map(len, tails)),
                 )
         return response, entry[2], ecs
@@ -279,7 +279,7 @@ class FastPath:
         engine.gslb_result(name, query.qtype, selection, result)
         return encode(query, result, size, engine.payload, engine.nsid)
 
-    def _draw(self, entry: tuple, dynamic: GslbResponder) -> bytes:
+    def _draw(self, entry: tuple, responder: GslbResponder) -> bytes:
         """A memo hit for a GSLB name: one draw among the pre-encoded answers, counted in place.
 
         The entry is flat (no objects to chase beyond the two tuples it indexes)
@@ -287,10 +287,10 @@ class FastPath:
         """
         _tail, _key, ecs, geo_miss, cumulative, tails, tallies = entry
         if ecs:
-            dynamic.counters.ecs += 1
+            responder.counters.ecs += 1
         if geo_miss:
-            dynamic.counters.geo_misses += 1
-        i = 0 if len(tails) == 1 else bisect_right(cumulative, dynamic.rng.random())
+            responder.counters.geo_misses += 1
+        i = 0 if len(tails) == 1 else bisect_right(cumulative, responder.rng.random())
         tallies[i].n += 1
         return tails[i]
 
@@ -312,14 +312,14 @@ class FastPath:
             return None  # already looked up as it is
         key = data[2:12] + lowered + data[end:]
         entry = self.memo.get(key)
-        if entry is None and self.engine.dynamic is not None:
+        if entry is None and self.engine.responder is not None:
             entry = self.memo.get((key, client))
         if entry is None:
             return None
         self.hits += 1
         tail = entry[0]
-        if tail is None:  # a GSLB entry: only made while dynamic is set
-            tail = self._draw(entry, self.engine.dynamic)  # type: ignore[arg-type]
+        if tail is None:  # a GSLB entry: only made while responder is set
+            tail = self._draw(entry, self.engine.responder)  # type: ignore[arg-type]
         return data[:2] + tail[:10] + name + tail[end - 2 :], entry[1], entry[2]
 
     def _splice(self, data: bytes, shape: Shape, entry: tuple, scope: int) -> bytes:
@@ -348,7 +348,7 @@ class FastPath:
     def remember(self, data: bytes, tcp: bool, response: bytes, origin, rcode: int) -> None:
         """Keep a full-path response for a static name, for the next query of the same key."""
         shape = read(data)
-        if shape is None or (self.engine.dynamic is not None and shape.qname in self.engine.dynamic.wire_names):
+        if shape is None or (self.engine.responder is not None and shape.qname in self.engine.responder.wire_names):
             return
         self._store(shape.base + (self._size(shape, tcp),), shape, response, origin, rcode)
 

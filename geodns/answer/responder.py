@@ -30,7 +30,7 @@ from ..gslb.filters import LOCATION_FILTERS
 from ..gslb.health import HealthView
 from ..gslb.load import EMPTY as NO_LOAD
 from ..gslb.load import LoadView, ShedController
-from ..gslb.policy import Client, Context, Outcomes, Selection, contexts, select
+from ..gslb.policy import Client, Context, Decision, Selection, contexts, select
 from ..state.model import Snapshot
 from ..zones import MatchKind
 from ..zones.zoneset import ZoneSet
@@ -40,12 +40,12 @@ log = logging.getLogger("geodns.gslb")
 
 _FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
 CLIENT_CACHE = 65536  # distinct client subnets remembered by the fast path
-OUTCOME_CACHE = 65536  # (record, family, location, ECS source) outcome lists remembered ...
-OUTCOME_SELECTIONS = 262_144  # ... holding this many selections in all (a few hundred bytes each)
+DECISION_CACHE = 65536  # (record, family, location, ECS source) decisions remembered ...
+DECISION_SELECTIONS = 262_144  # ... holding this many selections in all (a few hundred bytes each)
 
 
 @dataclass(frozen=True)
-class LiveState:
+class LiveView:
     """One snapshot with everything derived from it; replaced whole."""
 
     snapshot: Snapshot
@@ -53,7 +53,7 @@ class LiveState:
     contexts: Mapping[Name, Context]
     built_at: float
     # Changes only when some answer could: states with the same generation decide alike,
-    # so caches of decisions (``outcomes``, the fast path's) outlive a routine health report.
+    # so caches of decisions (``decision``, the fast path's) outlive a routine health report.
     generation: int
     # Each cluster's load and shed share (gslb/load.py), and the TTL of records whose
     # shedding is moving (capped by their clusters' ``load.ttl``; the others use their own).
@@ -62,7 +62,7 @@ class LiveState:
 
 
 class GslbResponder:
-    """Answers the config's GSLB records from the current live state."""
+    """Answers the config's GSLB records from the current live view."""
 
     def __init__(self, config: Config, locator: Locator, snapshot: Snapshot, rng: random.Random | None = None):
         self.records: Mapping[Name, RecordSpec] = config.records
@@ -79,18 +79,18 @@ class GslbResponder:
         self.counters = GslbCounters()
         self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
         self._reads_rtt = any("latency" in record.policy for record in self.records.values())
-        self._outcomes: dict[tuple, Outcomes | None] = {}
-        self._outcomes_held = 0  # selections in self._outcomes
-        self._outcomes_generation = -1
-        # Records whose answers depend on where the client is; the others have one outcome list.
+        self._decisions: dict[tuple, Decision | None] = {}
+        self._decisions_held = 0  # selections in self._decisions
+        self._decisions_generation = -1
+        # Records whose answers depend on where the client is; the others have one decision for everyone.
         self._placed = frozenset(
             name for name, record in self.records.items() if LOCATION_FILTERS.intersection(record.policy)
         )
         self.shed = ShedController(config.clusters)
-        self.state: LiveState = self._build(snapshot, None)
+        self.live: LiveView = self._build(snapshot, None)
 
     # -- off the query path -----------------------------------------------------
-    def _build(self, snapshot: Snapshot, previous: LiveState | None) -> LiveState:
+    def _build(self, snapshot: Snapshot, previous: LiveView | None) -> LiveView:
         now = time.time()
         quorum = self.health_config.quorum
         health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
@@ -114,7 +114,7 @@ class GslbResponder:
                 if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl
             }
         )
-        return LiveState(
+        return LiveView(
             snapshot,
             health,
             contexts(self.records.values(), snapshot, health, self.regions, self.rng, load),
@@ -126,7 +126,7 @@ class GslbResponder:
 
     def update(self, snapshot: Snapshot | None = None) -> None:
         """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
-        self.state = self._build(snapshot if snapshot is not None else self.state.snapshot, self.state)
+        self.live = self._build(snapshot if snapshot is not None else self.live.snapshot, self.live)
 
     # -- on the query path -----------------------------------------------------------
     def client(self, query: Query, source: str) -> Client:
@@ -181,12 +181,12 @@ class GslbResponder:
         family = _FAMILY.get(qtype)
         if family is None:
             return None
-        context = self.state.contexts.get(qname)
+        context = self.live.contexts.get(qname)
         if context is None:
             return None
         return select(context, client, family, trace)
 
-    def outcomes(self, qname: Name, qtype: int, client: Client) -> Outcomes | None:
+    def decision(self, qname: Name, qtype: int, client: Client) -> Decision | None:
         """Every selection for an A/AAAA question about a GSLB name, with its probability.
 
         Remembered per (record, family, location, ECS source): those are all the
@@ -194,11 +194,11 @@ class GslbResponder:
         filter; the others have one list for everyone (scope /0).  None: too
         many random paths to list (select per query).
         """
-        state = self.state
-        if state.generation != self._outcomes_generation:
-            self._outcomes.clear()
-            self._outcomes_held = 0
-            self._outcomes_generation = state.generation
+        live = self.live
+        if live.generation != self._decisions_generation:
+            self._decisions.clear()
+            self._decisions_held = 0
+            self._decisions_generation = live.generation
         if qname in self._placed:
             # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
             location, source = client.location, client.ecs_source
@@ -206,29 +206,29 @@ class GslbResponder:
         else:
             key = (qname, qtype)
         try:
-            return self._outcomes[key]
+            return self._decisions[key]
         except KeyError:
             pass
-        context = state.contexts[qname]
-        listed = policy.outcomes(context, client, _FAMILY[qtype])
-        held = len(listed.selections) if listed is not None else 1
-        if len(self._outcomes) >= OUTCOME_CACHE or self._outcomes_held + held > OUTCOME_SELECTIONS:
-            self._outcomes.clear()
-            self._outcomes_held = 0
-        self._outcomes[key] = listed
-        self._outcomes_held += held
-        return listed
+        context = live.contexts[qname]
+        found = policy.decision(context, client, _FAMILY[qtype])
+        held = len(found.selections) if found is not None else 1
+        if len(self._decisions) >= DECISION_CACHE or self._decisions_held + held > DECISION_SELECTIONS:
+            self._decisions.clear()
+            self._decisions_held = 0
+        self._decisions[key] = found
+        self._decisions_held += held
+        return found
 
-    def pick(self, listed: Outcomes) -> Selection:
-        """One of ``listed`` at random by its share."""
-        selections = listed.selections
+    def pick(self, decision: Decision) -> Selection:
+        """One of ``decision``'s selections at random by its share."""
+        selections = decision.selections
         if len(selections) == 1:
             return selections[0]
-        return selections[bisect_right(listed.cumulative, self.rng.random())]
+        return selections[bisect_right(decision.cumulative, self.rng.random())]
 
     def ttl(self, qname: Name) -> int:
         """The record's TTL, shorter while its clusters' shedding moves (``load.ttl``)."""
-        ttls = self.state.ttls
+        ttls = self.live.ttls
         return ttls.get(qname, self.records[qname].ttl) if ttls else self.records[qname].ttl
 
     def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
@@ -240,7 +240,7 @@ class GslbResponder:
         ip = ipaddress.ip_address(address)
         location = self.locator.locate(ip)
         client = Client(ip, location, prefix)
-        family, context = _FAMILY.get(qtype), self.state.contexts.get(qname)
+        family, context = _FAMILY.get(qtype), self.live.contexts.get(qname)
         # why.explain runs policy.select, not self.select: an operator's question is not a query to count.
         decision = (
             why.explain(context, client, family)
@@ -252,12 +252,12 @@ class GslbResponder:
             "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
             **decision,
             "shares": _shares(context, client, family) if family and context else {},
-            "snapshot_version": self.state.snapshot.version,
+            "snapshot_version": self.live.snapshot.version,
         }
 
     def debug_rrset(self, name: Name, record: Name, client: Client) -> RRset:
         """The ``_geodns.<record>`` TXT answer: one self-describing string per line of the trace."""
-        context = self.state.contexts[record]
+        context = self.live.contexts[record]
         decision = why.explain(context, client, 4)
         loc = client.location
         where = "/".join(x for x in (loc.region, loc.country, loc.continent) if x) or "unknown"
@@ -275,18 +275,18 @@ class GslbResponder:
             f" clusters {','.join(decision['clusters']) or '-'}{' (fallback)' if decision['fallback'] else ''}"
         )
         lines.append(
-            f"snapshot version {self.state.snapshot.version} record {to_text(record)} scope /{decision['scope']}"
+            f"snapshot version {self.live.snapshot.version} record {to_text(record)} scope /{decision['scope']}"
         )
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
 
 
 def _shares(context: Context, client: Client, family: int) -> dict[str, float]:
-    """How often each first cluster answers this client (exact, from ``policy.outcomes``); {} when
+    """How often each first cluster answers this client (exact, from ``policy.decision``); {} when
     the chain has too many random paths to list."""
-    listed = policy.outcomes(context, client, family)
+    exact = policy.decision(context, client, family)
     shares: dict[str, float] = {}
-    for selection, share in zip(listed.selections, listed.shares) if listed is not None else ():
+    for selection, share in zip(exact.selections, exact.shares) if exact is not None else ():
         first = selection.clusters[0] if selection.clusters else "-"
         shares[first] = shares.get(first, 0.0) + share
     return {name: round(share, 6) for name, share in sorted(shares.items(), key=lambda kv: -kv[1])}
@@ -342,16 +342,16 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
 
 
 async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: float = 0.5) -> None:
-    """Observations expire with time, not only with changes: rebuild the live state when one has,
+    """Observations expire with time, not only with changes: rebuild the live view when one has,
     and when a cluster's shedding is due its next tick (gslb/load.py).
 
     ``current`` returns the responder in use now (it changes on reload).
     """
     while True:
         await asyncio.sleep(every)
-        dynamic = current()
-        if dynamic is None:
+        responder = current()
+        if responder is None:
             continue
-        state = dynamic.state
-        if time.time() >= min(state.health.valid_until, state.load.valid_until):
-            dynamic.update()
+        live = responder.live
+        if time.time() >= min(live.health.valid_until, live.load.valid_until):
+            responder.update()

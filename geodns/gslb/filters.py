@@ -263,7 +263,7 @@ def _order_endpoints(cand: Candidate, dice: Draws) -> Candidate:
 
     An answer only ever holds one family, and the order successive draws give
     a subset is the order they give the subset alone, so ordering per family
-    changes no answer's odds.  It lets ``policy.outcomes`` walk the draws of
+    changes no answer's odds.  It lets ``policy.decision`` walk the draws of
     the one family it asks about (``dice.family``) and leave the other's
     order alone, instead of multiplying its paths by every order of the other.
     """
@@ -319,7 +319,7 @@ def shed(candidates: list[Candidate], client: Client, ctx: Context) -> list[Cand
     """Send a cluster's shed share of new answers to the other candidates (see gslb/load.py).
 
     Each candidate whose cluster sheds part of its answers stays with
-    probability 1 - share, drawn through ``ctx.dice`` so the outcome lists
+    probability 1 - share, drawn through ``ctx.dice`` so the decisions
     (and ``explain``, the status page, /api/v1/traffic) hold the exact shares;
     one whose share is 1 (load at or above its high watermark) is out.  With
     nothing left, the partly shed ones stay, else all: shedding never empties
@@ -353,7 +353,7 @@ class FilterInfo:
 
     run: Filter
     reads_location: bool = False  # its output depends on where the client is: it makes the ECS scope
-    draws: bool = False  # it draws from ctx.dice: ``policy.outcomes`` walks its paths
+    draws: bool = False  # it draws from ctx.dice: ``policy.decision`` walks its paths
     notes: bool = False  # it takes a fourth argument, a list its reason goes into (``why.py``)
 
 
@@ -372,5 +372,5 @@ FILTERS: dict[str, Filter] = {name: info.run for name, info in DECLARED.items()}
 
 # Filters whose output depends on where the client is: they make the ECS scope.
 LOCATION_FILTERS = frozenset(name for name, info in DECLARED.items() if info.reads_location)
-# Filters that draw at random: a chain with one has more than one outcome to list.
+# Filters that draw at random: a chain with one has more than one answer in its decision.
 RANDOM_FILTERS = frozenset(name for name, info in DECLARED.items() if info.draws)

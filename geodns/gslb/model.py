@@ -75,7 +75,7 @@ class Selection(NamedTuple):
     scope: int
 
 
-class Outcomes(NamedTuple):
+class Decision(NamedTuple):
     """Every answer a record can give one client and the probability of each (they sum to 1).
 
     ``cumulative`` holds the running sums, the last exactly 1.0, so a uniform
@@ -87,7 +87,7 @@ class Outcomes(NamedTuple):
     cumulative: tuple[float, ...]
 
     @classmethod
-    def of(cls, shares: Mapping[Selection, float]) -> Outcomes:
+    def of(cls, shares: Mapping[Selection, float]) -> Decision:
         running, total = [], 0.0
         for share in shares.values():
             total += share
@@ -181,7 +181,7 @@ class Context:
             object.__setattr__(self, key, value)
 
     def exploring(self, explorer: Explorer) -> Context:
-        """This context with ``explorer`` as its dice (sharing everything else), for ``policy.outcomes``."""
+        """This context with ``explorer`` as its dice (sharing everything else), for ``policy.decision``."""
         twin = copy.copy(self)
         object.__setattr__(twin, "dice", explorer)
         return twin

@@ -106,7 +106,7 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
         zones,
         payload=config.server.udp_payload,
         nsid=config.server.nsid,
-        dynamic=responder,
+        responder=responder,
         debug_txt=config.server.debug_txt,
         query_log=config.server.query_log,
     )
@@ -327,20 +327,20 @@ class Server:
     def _adopt(self, engine: AnswerEngine) -> AnswerEngine:
         """Give a new engine the server's counters, so metrics survive reloads."""
         engine.stats = self.stats
-        if engine.dynamic is not None:
-            engine.dynamic.counters = self.gslb_counters
+        if engine.responder is not None:
+            engine.responder.counters = self.gslb_counters
         return engine
 
     def _current_gslb(self) -> GslbResponder | None:
-        return self.engine.dynamic if self.engine is not None else None
+        return self.engine.responder if self.engine is not None else None
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         if self.workers is not None:
             self.workers.publish(snapshot)
-        dynamic = self.engine.dynamic if self.engine is not None else None
-        if dynamic is not None:
-            dynamic.update(snapshot)
-            self.history.note(dynamic.state)
+        responder = self.engine.responder if self.engine is not None else None
+        if responder is not None:
+            responder.update(snapshot)
+            self.history.note(responder.live)
 
     async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""
