@@ -26,6 +26,8 @@ from .fastpath import FastPath
 
 if TYPE_CHECKING:
     from ..config.model import QueryLogConfig
+    from ..gslb.policy import Selection
+    from .gslb_api import GslbAPI
     from .responder import GslbResponder
 
 log = logging.getLogger("geodns.engine")
@@ -59,6 +61,8 @@ class AnswerEngine:
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
+        # The whole responder, for the process that updates it and the views that read it; this
+        # module and the fast path use it only through ``GslbAPI`` (tests/test_layers.py checks).
         self.responder = responder
         # The Server hands every engine it builds the same QueryStats, so reloads keep counting.
         self.stats = stats if stats is not None else QueryStats()
@@ -189,9 +193,9 @@ class AnswerEngine:
             self._nodata(zone, result)
             return
         result.cacheable = False
-        responder = self.responder
+        responder: GslbAPI | None = self.responder
         assert responder is not None  # debug names exist only with GSLB records
-        who = responder.client(query, client)
+        who = responder.client(_ecs_value(query), client)
         result.answer.append(responder.debug_rrset(query.qname, query.qname[1:], who))
         result.ecs_scope = who.ecs_source or 0
 
@@ -199,7 +203,7 @@ class AnswerEngine:
         self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name], query: Query, client: str
     ) -> None:
         """Fill ``result`` for (name, qtype) in zone, following CNAMEs within our zones."""
-        responder = self.responder
+        responder: GslbAPI | None = self.responder
         while True:
             if responder is not None and name in responder.names and self._gslb(name, qtype, result, query, client):
                 return
@@ -253,21 +257,22 @@ class AnswerEngine:
         """Answer A/AAAA (and ANY, as A) for a GSLB name; False leaves other types to the zone."""
         if qtype not in (wire.T_A, wire.T_AAAA, wire.T_ANY):
             return False
-        responder = self.responder
+        responder: GslbAPI | None = self.responder
         assert responder is not None  # GSLB names exist only with a responder
         asked = wire.T_A if qtype == wire.T_ANY else qtype
-        selection = responder.select(name, asked, responder.client(query, client))
-        if selection is None:
+        dispatched = responder.dispatch(name, asked, _ecs_value(query), client)
+        if dispatched is None:
             return False
+        selection = dispatched.selection
         result.ecs_scope = max(result.ecs_scope, selection.scope)
-        self.count_gslb(name, selection)
+        self._selected = selection.clusters
         self.gslb_result(name, asked, selection, result)
         return True
 
-    def gslb_result(self, name: Name, qtype: int, selection, result: Answer) -> None:
+    def gslb_result(self, name: Name, qtype: int, selection: Selection, result: Answer) -> None:
         """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither counts here)."""
         result.cacheable = False
-        responder = self.responder
+        responder: GslbAPI | None = self.responder
         assert responder is not None  # only GSLB names get here
         if selection.addresses:
             result.answer.append(responder.rrset(name, qtype, selection))
@@ -275,12 +280,6 @@ class AnswerEngine:
             zone = self.zones.zone_for(name)
             assert zone is not None  # the config checks put each GSLB name inside a served zone
             self._nodata(zone, result)
-
-    def count_gslb(self, name: Name, selection) -> None:
-        self._selected = selection.clusters
-        responder = self.responder
-        assert responder is not None  # only GSLB selections are counted
-        responder.counters.tally(name, selection).n += 1
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))
@@ -307,6 +306,12 @@ class AnswerEngine:
 
 
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
+
+
+def _ecs_value(query: Query) -> bytes | None:
+    """The query's Client Subnet option value as received (its scope octet was 0), for ``GslbAPI.client``."""
+    edns = query.edns
+    return edns.ecs.echo(0) if edns is not None and edns.ecs is not None else None
 
 
 def _type_text(qtype: int) -> str:

@@ -1,10 +1,12 @@
 """GSLB answers: where the answer engine meets the policy chain.
 
-The engine asks two things of this module on the query path: is a name a GSLB
-record, and what are its A/AAAA records for this client.  Everything that
+``GslbResponder`` is the one implementation of ``gslb_api.GslbAPI``, all the
+engine and the fast path ask of it on the query path: is a name a GSLB record,
+and what are its A/AAAA records for this client (``dispatch``).  Everything that
 depends on the live table (the snapshot, its health view, each record's
 policy context) is rebuilt off the query path by ``update`` and swapped in
-with one assignment, so a query always sees one consistent state.
+with one assignment (``live``, a ``LiveView``), so a query always sees one
+consistent view.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from ..config.model import Config, IPAddress, RecordSpec
 from ..dns import wire
 from ..dns.names import Name, to_text, to_wire
 from ..dns.rrset import RRset
-from ..dns.wire import Query
 from ..errors import Problem
 from ..geo import Locator
 from ..gslb import policy, why
@@ -35,6 +36,7 @@ from ..state.model import Snapshot
 from ..zones import MatchKind
 from ..zones.zoneset import ZoneSet
 from .counters import GslbCounters
+from .gslb_api import Dispatched
 
 log = logging.getLogger("geodns.gslb")
 
@@ -88,6 +90,7 @@ class GslbResponder:
         )
         self.shed = ShedController(config.clusters)
         self.live: LiveView = self._build(snapshot, None)
+        self.generation = self.live.generation  # GslbAPI: a plain attribute, read per query by the fast path
 
     # -- off the query path -----------------------------------------------------
     def _build(self, snapshot: Snapshot, previous: LiveView | None) -> LiveView:
@@ -127,23 +130,16 @@ class GslbResponder:
     def update(self, snapshot: Snapshot | None = None) -> None:
         """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
         self.live = self._build(snapshot if snapshot is not None else self.live.snapshot, self.live)
+        self.generation = self.live.generation
 
     # -- on the query path -----------------------------------------------------------
-    def client(self, query: Query, source: str) -> Client:
-        """Who the answer is for: the ECS subnet when the resolver sent one, else the resolver."""
-        ecs = query.edns.ecs if query.edns is not None else None
-        if ecs is not None:
-            self.counters.ecs += 1
-            if ecs.source_prefix > 0:
-                return Client(ecs.address, self._locate(ecs.address), ecs.source_prefix)
-            address = ipaddress.ip_address(source)
-            return Client(address, self._locate(address), 0)
-        address = ipaddress.ip_address(source)
-        return Client(address, self._locate(address), None)
+    def client(self, ecs: bytes | None, source: str) -> Client:
+        """Who the answer is for: the ECS subnet when the resolver sent one (``ecs``: the option's
+        value as received, already checked), else the resolver at ``source``.
 
-    def client_from(self, ecs: bytes | None, source: str) -> Client:
-        """``client`` for the fast path, from the ECS option's raw bytes (already validated) or
-        the source address; remembered per subnet or source, so a repeat costs one dict look-up."""
+        The one client constructor, for both paths: remembered per subnet or source, so a
+        repeat costs one dict look-up.  Counts the ECS option and a client nobody could place.
+        """
         key = source if ecs is None else ecs if ecs[2] else (ecs, source)
         client = self._clients.get(key)
         if client is None:
@@ -170,21 +166,61 @@ class GslbResponder:
         address = ipaddress.ip_address(source)
         return Client(address, self.locator.locate(address), None if ecs is None else 0)
 
-    def _locate(self, address):
-        location = self.locator.locate(address)
-        if location.source == "none":
-            self.counters.geo_misses += 1
-        return location
+    def dispatch(
+        self, name: Name, qtype: int, ecs: bytes | None, source: str, listing: bool = False
+    ) -> Dispatched | None:
+        """The one GSLB dispatch: the counted selection for an A/AAAA question about record ``name``.
 
-    def select(self, qname: Name, qtype: int, client: Client, trace: list | None = None) -> Selection | None:
-        """The selection for an A/AAAA question about a GSLB name; None for other types."""
+        None for other types (the zone answers them) or a name without a context.
+        With ``listing`` (the fast path) the selection is drawn from the record's
+        decision for this client, which comes back too when it can be listed;
+        without (the full path) the chain runs once for this query.
+        """
         family = _FAMILY.get(qtype)
         if family is None:
             return None
-        context = self.live.contexts.get(qname)
+        context = self.live.contexts.get(name)
         if context is None:
             return None
-        return select(context, client, family, trace)
+        client = self.client(ecs, source)
+        decision = self.decision(name, qtype, client) if listing else None
+        if decision is None:
+            selection = select(context, client, family)
+        else:
+            selections = decision.selections
+            if len(selections) == 1:
+                selection = selections[0]
+            else:
+                selection = selections[bisect_right(decision.cumulative, self.rng.random())]
+        self.counters.tally(name, selection).n += 1
+        return Dispatched(selection, decision, client)
+
+    def repeater(self, name: Name, dispatched: Dispatched) -> Callable[[], int]:
+        """For the fast path's memo of ``dispatched.decision`` (pre-encoded, one answer per selection):
+        a function that counts one more answer to the same client, as ``dispatch`` would have, and
+        returns the index of the selection to send.
+
+        What it needs is bound here once, so a repeat chases no objects: with thousands of
+        records each hit touches memory no other has.
+        """
+        decision = dispatched.decision
+        assert decision is not None  # only a listed decision is pre-encoded
+        client = dispatched.client
+        ecs, geo_miss = client.ecs_source is not None, client.location.source == "none"
+        tallies = tuple(self.counters.tally(name, selection) for selection in decision.selections)
+        cumulative, random_ = decision.cumulative, self.rng.random
+
+        def again() -> int:
+            counters = self.counters
+            if ecs:
+                counters.ecs += 1
+            if geo_miss:
+                counters.geo_misses += 1
+            i = 0 if len(tallies) == 1 else bisect_right(cumulative, random_())
+            tallies[i].n += 1
+            return i
+
+        return again
 
     def decision(self, qname: Name, qtype: int, client: Client) -> Decision | None:
         """Every selection for an A/AAAA question about a GSLB name, with its probability.
@@ -218,13 +254,6 @@ class GslbResponder:
         self._decisions[key] = found
         self._decisions_held += held
         return found
-
-    def pick(self, decision: Decision) -> Selection:
-        """One of ``decision``'s selections at random by its share."""
-        selections = decision.selections
-        if len(selections) == 1:
-            return selections[0]
-        return selections[bisect_right(decision.cumulative, self.rng.random())]
 
     def ttl(self, qname: Name) -> int:
         """The record's TTL, shorter while its clusters' shedding moves (``load.ttl``)."""
