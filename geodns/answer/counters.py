@@ -63,6 +63,20 @@ class QueryStats:
     def total(self) -> int:
         return sum(self.queries.values())
 
+    def add(self, other: QueryStats) -> QueryStats:
+        """Add ``other``'s counts to these (a worker's to the supervisor's total); returns self."""
+        queries = self.queries
+        for key, n in other.queries.items():
+            queries[key] = queries.get(key, 0) + n
+        for i, n in enumerate(other.duration_buckets):
+            self.duration_buckets[i] += n
+        self.duration_sum += other.duration_sum
+        self.truncated += other.truncated
+        self.ecs_present += other.ecs_present
+        self.dropped += other.dropped
+        self.malformed += other.malformed
+        return self
+
 
 class Tally:
     """One counter the query path bumps in place: the fast path keeps a reference, so a

@@ -27,6 +27,7 @@ from .fastpath import FastPath
 if TYPE_CHECKING:
     from ..config.model import QueryLogConfig
     from ..gslb.policy import Selection
+    from .counters import GslbCounters
     from .gslb_api import GslbAPI
     from .responder import GslbResponder
 
@@ -55,7 +56,6 @@ class AnswerEngine:
         responder: GslbResponder | None = None,
         debug_txt: bool = False,
         query_log: QueryLogConfig | None = None,
-        stats: QueryStats | None = None,
         fast_path: bool = True,
     ):
         self.zones = zones
@@ -64,8 +64,8 @@ class AnswerEngine:
         # The whole responder, for the process that updates it and the views that read it; this
         # module and the fast path use it only through ``GslbAPI`` (tests/test_layers.py checks).
         self.responder = responder
-        # The Server hands every engine it builds the same QueryStats, so reloads keep counting.
-        self.stats = stats if stats is not None else QueryStats()
+        # Its own until ``count_into`` hands it the process's (so reloads keep counting).
+        self.stats = QueryStats()
         # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
         self.debug_names: frozenset[Name] = (
             frozenset((DEBUG_LABEL,) + name for name in responder.names)
@@ -76,6 +76,14 @@ class AnswerEngine:
         self._selected: tuple[str, ...] = ()  # clusters of the latest GSLB answer, for the query log
         # Pre-encoded answers for the common query shapes; off while sampling queries into the log.
         self.fast = FastPath(self) if fast_path and not self.query_log_rate else None
+
+    def count_into(self, stats: QueryStats, gslb: GslbCounters) -> AnswerEngine:
+        """Count into ``stats`` and ``gslb`` from now on: the process's counters, which outlive this
+        engine (a reload builds a new one) and, in a worker, are that worker's own.  Returns self."""
+        self.stats = stats
+        if self.responder is not None:
+            self.responder.count_into(gslb)
+        return self
 
     # -- bytes in, bytes out ----------------------------------------------------
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:

@@ -19,7 +19,8 @@ The questions, in the order a query asks them:
 - ``generation``: moves when some answer could change (a memo of decisions is
   valid while it stays);
 - ``ttl`` and ``rrset``: the answer records for a selection;
-- ``client`` and ``debug_rrset``: the ``_geodns.<record>`` TXT trace.
+- ``client`` and ``debug_rrset``: the ``_geodns.<record>`` TXT trace;
+- ``count_into``: the counters to count in (the process's, which outlive an engine).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import NamedTuple, Protocol
 from ..dns.names import Name
 from ..dns.rrset import RRset
 from ..gslb.policy import Client, Decision, Selection
+from .counters import GslbCounters
 
 
 class Dispatched(NamedTuple):
@@ -59,6 +61,8 @@ class GslbAPI(Protocol):
     ) -> Dispatched | None: ...
 
     def repeater(self, name: Name, dispatched: Dispatched) -> Callable[[], int]: ...
+
+    def count_into(self, counters: GslbCounters) -> None: ...
 
     def ttl(self, qname: Name) -> int: ...
 

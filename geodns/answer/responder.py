@@ -166,6 +166,10 @@ class GslbResponder:
         address = ipaddress.ip_address(source)
         return Client(address, self.locator.locate(address), None if ecs is None else 0)
 
+    def count_into(self, counters: GslbCounters) -> None:
+        """Count into ``counters`` from now on (the process's, which outlive a reload)."""
+        self.counters = counters
+
     def dispatch(
         self, name: Name, qtype: int, ecs: bytes | None, source: str, listing: bool = False
     ) -> Dispatched | None:

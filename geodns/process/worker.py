@@ -148,7 +148,7 @@ class _Worker:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
-        self._adopt(self.engine)
+        self.engine.count_into(self.stats, self.gslb)  # this process's own (the supervisor's stay its own)
         server = self.server
         try:
             for host, tcp, udp in self.sockets:
@@ -173,12 +173,6 @@ class _Worker:
         loop.remove_reader(self.conn.fileno())
         await self._close()
         return 0
-
-    def _adopt(self, engine) -> None:
-        """This process's own counters (the supervisor's stay the supervisor's)."""
-        engine.stats = self.stats
-        if engine.responder is not None:
-            engine.responder.counters = self.gslb
 
     def _on_message(self) -> None:
         for message in self.conn.receive():
