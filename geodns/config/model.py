@@ -35,7 +35,6 @@ DEFAULT_DNS_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
 DEFAULT_HTTP_LISTEN: tuple[str, int] = ("127.0.0.1", 8053)
 
 # The filters a record's policy chain may name, in DESIGN.md's words.
-POLICY_FILTERS = ("healthy", "geo", "latency", "shed", "weighted", "failover", "first_n")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
-from ..config.model import POLICY_FILTERS, IPAddress, RecordSpec, Region
+from ..config.filters import DECLARED
+from ..config.model import IPAddress, RecordSpec, Region
 from ..geo.location import Location
 from ..state.model import Cluster, Endpoint, Snapshot
 from .dice import Dice, Draws, Explorer
@@ -144,7 +145,7 @@ class Context:
     dice: Draws = field(init=False)
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.record.policy if name not in POLICY_FILTERS]
+        unknown = [name for name in self.record.policy if name not in DECLARED]
         if unknown:
             raise ValueError(f"record {self.record.text}: unknown filter(s) {', '.join(unknown)}")
         clusters = self.snapshot.clusters
