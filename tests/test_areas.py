@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from geodns.config.model import GeoIPConfig, GeoNetwork, Region
 from geodns.geo import Locator
 from geodns.geo.netmap import widest
-from geodns.gslb.policy import Client
+from geodns.gslb.policy import Client, select
 from geodns.process.server import Settings, build_engine
 from tests.dnsserver import write
 
@@ -79,7 +79,7 @@ records:
 """,
         )
         engine = build_engine(Settings(config_path=config).load())
-        locator = engine.dynamic.locator
+        locator = engine.responder.locator
         assert locator.areas_ready.wait(120) and locator.areas is not None
         _ENGINE["e"] = engine
     return _ENGINE["e"]
@@ -114,15 +114,15 @@ def test_every_address_in_the_scope_gets_the_same_answer(tmp_path_factory, addre
     exactly (the database record and operator network of that address itself), is the same set."""
     from geodns.dns.names import from_text
 
-    dynamic = _engine(tmp_path_factory).dynamic
-    locator = dynamic.locator
-    name = from_text("app.gslb.example.com.")
+    responder = _engine(tmp_path_factory).responder
+    locator = responder.locator
+    context = responder.live.contexts[from_text("app.gslb.example.com.")]
     ip = ipaddress.ip_address(address)
     bits = 32 if ip.version == 4 else 128
     area = locator.area(ip)
-    for qtype, family in ((1, 4), (28, 6)):
-        answer = dynamic.select(name, qtype, Client(ip, area, bits))
-        exact = dynamic.select(name, qtype, Client(ip, locator.locate(ip), bits))
+    for family in (4, 6):
+        answer = select(context, Client(ip, area, bits), family)
+        exact = select(context, Client(ip, locator.locate(ip), bits), family)
         assert set(answer.addresses) == set(exact.addresses)
         assert answer.scope <= bits
         m = bits - answer.scope
@@ -131,7 +131,7 @@ def test_every_address_in_the_scope_gets_the_same_answer(tmp_path_factory, addre
             other = ipaddress.ip_address(base + data.draw(st.integers(0, (1 << m) - 1)))
             if other.version != ip.version:  # ip_address turns a small v6 number into v4
                 other = ipaddress.IPv6Address(int(other))
-            theirs = dynamic.select(name, qtype, Client(other, locator.locate(other), bits))
+            theirs = select(context, Client(other, locator.locate(other), bits), family)
             assert set(theirs.addresses) == set(answer.addresses), (address, answer.scope, str(other), family)
 
 
@@ -145,6 +145,6 @@ def test_areas_wait_for_nothing_without_regions() -> None:
 
 def test_scope_is_wider_than_the_database_network(tmp_path_factory) -> None:
     """Adjacent networks that get one answer share it: the scope spans them, as gdnsd's merge does."""
-    locator = _engine(tmp_path_factory).dynamic.locator
+    locator = _engine(tmp_path_factory).responder.locator
     ip = ipaddress.ip_address("10.1.2.3")  # in 10.0.0.0/9, beside 10.128.0.0/9 of the same region
     assert (locator.locate(ip).prefix, locator.area(ip).prefix) == (9, 8)
