@@ -34,6 +34,7 @@ MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000
 MEMO_BYTES = 64 << 20  # and at most this much response data: spoofed ECS subnets cannot grow it past
 MEMO_VARIANTS = 32  # answers one memo entry may hold; a record with more selects per query
+SEEN = 65_536  # ECS queries remembered (by hash) as seen once; two generations of this many
 _TOO_BIG = ("too big",)  # in ``cache``: this selection's answer does not fit this client's size limit
 
 
@@ -65,6 +66,12 @@ class FastPath:
         # Segmented (geodns/segmented.py): a flood of queries for one-time ECS subnets passes
         # through its probation segment and leaves the entries steady traffic hits alone.
         self.memo = Segmented(MEMO_ENTRIES, weigh=_memo_size, max_weight=MEMO_BYTES)
+        # The doorkeeper of the memo for queries carrying a client subnet: hashes of those seen
+        # once (this generation and the one before).  At resolver scale most subnets come back
+        # about once per TTL if at all, so the memo takes one on its second sighting; the first
+        # costs the encoding cache's splice alone, not every variant's plus the entry.
+        self._seen: set[int] = set()
+        self._seen_before: set[int] = set()
         self.hits = 0
         self._generation = engine.responder.generation if engine.responder is not None else None
 
@@ -137,6 +144,10 @@ class FastPath:
             return response, (_origin(engine, name), shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
         if decision is not None and not tcp and len(decision.selections) <= MEMO_VARIANTS:
+            lowered = _lowered(data, shape)
+            subnet = shape.ecs is not None and shape.ecs[2]
+            if subnet and not self._seen_again(hash(lowered)):
+                return response, entry[2], ecs
             tails = []
             for option in decision.selections:
                 got = entry if option is selection else self._gslb_entry(data, shape, size, name, option, ttl)
@@ -144,11 +155,21 @@ class FastPath:
                     break
                 tails.append(_lowered(self._splice(data, shape, got, option.scope), shape))
             else:
-                lowered = _lowered(data, shape)
-                key = (lowered, client) if shape.ecs is None or not shape.ecs[2] else lowered
+                key = lowered if subnet else (lowered, client)
                 again = responder.repeater(name, dispatched)
                 self.memo.put(key, (None, entry[2], ecs, tuple(tails), again))
         return response, entry[2], ecs
+
+    def _seen_again(self, key: int) -> bool:
+        """Whether ``key`` was seen before (recently); remember it if not."""
+        seen = self._seen
+        if key in seen or key in self._seen_before:
+            return True
+        if len(seen) >= SEEN:
+            self._seen_before, seen = seen, set()
+            self._seen = seen
+        seen.add(key)
+        return False
 
     def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection, ttl: int) -> tuple | None:
         """The cached encoding of one selection for this query shape (``ttl``: the record's now, shorter

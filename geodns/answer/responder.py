@@ -19,6 +19,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 
 from ..config.model import Config, IPAddress, RecordSpec
 from ..dns import wire
@@ -144,23 +145,33 @@ class GslbResponder:
         """Who the answer is for: the ECS subnet when the resolver sent one (``ecs``: the option's
         value as received, already checked), else the resolver at ``source``.
 
-        The one client constructor, for both paths: remembered per subnet or source, so a
-        repeat costs one dict look-up.  Counts the ECS option and a client nobody could place.
+        The one client constructor, for both paths.  A subnet inside the compiled areas is
+        placed by one binary search (``Locator.area_of``), as cheap as remembering it, so a
+        flood of one-time subnets has no cache to churn; the rest are remembered per subnet
+        or source.  Counts the ECS option and a client nobody could place.
         """
+        counters = self.counters
+        if ecs is not None:
+            counters.ecs += 1
+            if ecs[2]:
+                v4 = ecs[1] == 1
+                value = int.from_bytes(ecs[4:], "big") << 8 * ((4 if v4 else 16) - len(ecs) + 4)
+                location = self.locator.area_of(4 if v4 else 6, value)
+                if location is not None:
+                    if location.source == "none":
+                        counters.geo_misses += 1
+                    address = IPv4Address(value) if v4 else IPv6Address(value)
+                    return Client(address, location, ecs[2])
         key = source if ecs is None else ecs if ecs[2] else (ecs, source)
         client = self._clients.get(key)
         if client is None:
             client = self._new_client(ecs, source)
             self._clients.put(key, client)
-        counters = self.counters
-        if ecs is not None:
-            counters.ecs += 1
         if client.location.source == "none":
             counters.geo_misses += 1
         return client
 
     def _new_client(self, ecs: bytes | None, source: str) -> Client:
-        """The client with its area (``Locator.area``): a first-seen network costs one binary search."""
         address: IPAddress
         if ecs is not None and ecs[2]:
             raw = ecs[4:]

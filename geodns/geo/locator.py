@@ -191,18 +191,20 @@ class Locator:
         its area (source "area", or "none"), with ``prefix`` the widest network of that area.
         Until the areas are compiled, and for the few ranges they leave out, ``locate``.
         """
+        found = self.area_of(address.version, int(address))
+        return found if found is not None else self.locate(address)
+
+    def area_of(self, version: int, value: int) -> Location | None:
+        """``area`` for an address given as its IP version and integer; None until the areas are
+        compiled and for the few ranges they leave out (ask ``locate`` then)."""
         areas = self.areas
-        if areas is not None:
-            value = int(address)
-            if address.version == 6 and value >> 32 == _MAPPED_PREFIX:
-                found = areas.locate(4, value & 0xFFFFFFFF)
-                if found is not None:  # the scope counts the 96 bits of ::ffff:0:0/96 too
-                    found = replace(found, prefix=found.prefix + 96)
-            else:
-                found = areas.locate(address.version, value)
-            if found is not None:
-                return found
-        return self.locate(address)
+        if areas is None:
+            return None
+        if version == 6 and value >> 32 == _MAPPED_PREFIX:
+            found = areas.locate(4, value & 0xFFFFFFFF)
+            # The scope counts the 96 bits of ::ffff:0:0/96 too.
+            return None if found is None else areas.widened(found, 96)
+        return areas.locate(version, value)
 
     def locate(self, address: IPAddress) -> Location:
         """Where ``address`` is.  Memory only, never raises for an address."""

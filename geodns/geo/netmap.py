@@ -64,6 +64,14 @@ class AreaMap:
             return None
         top = starts[i + 1] - 1 if i + 1 < len(starts) else (1 << bits) - 1
         prefix = widest(value, starts[i], top, bits)
+        return self._interned.get(area << 8 | prefix) or self._intern(area, prefix)
+
+    def widened(self, found: Location, bits: int) -> Location:
+        """``found`` (from ``locate``) with ``bits`` more of prefix: an IPv4 area seen through ::ffff:0:0/96."""
+        return self._intern(self.areas.index(replace(found, prefix=0)), found.prefix + bits)
+
+    def _intern(self, area: int, prefix: int) -> Location:
+        """One Location per (area, prefix), so a decision cache keyed by it has few keys."""
         key = area << 8 | prefix
         found = self._interned.get(key)
         if found is None:
