@@ -66,7 +66,8 @@ def located_networks(db: Path, cache: Path, version: int, count: int, seed: int)
     regions = _regions()
     name = compiled.digest(db.read_bytes(), [], regions)
     out = cache / f"areas-{name}.npz"
-    compiled.build_file(db, [], regions, out)
+    if not out.exists():
+        compiled.build_file(db, [], regions, out)
     table = compiled.load(out)
     starts, ids = (table.v4_starts, table.v4_ids) if version == 4 else (table.v6_starts, table.v6_ids)
     bits, keep = (32, 24) if version == 4 else (128, 56)

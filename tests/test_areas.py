@@ -4,12 +4,15 @@ scope it gives is one the answer really holds for."""
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from geodns.config.model import GeoIPConfig, GeoNetwork, Region
+from geodns.errors import ConfigError
 from geodns.geo import Locator
 from geodns.geo.netmap import widest
 from geodns.gslb.policy import Client, select
@@ -148,3 +151,51 @@ def test_scope_is_wider_than_the_database_network(tmp_path_factory) -> None:
     locator = _engine(tmp_path_factory).responder.locator
     ip = ipaddress.ip_address("10.1.2.3")  # in 10.0.0.0/9, beside 10.128.0.0/9 of the same region
     assert (locator.locate(ip).prefix, locator.area(ip).prefix) == (9, 8)
+
+
+def test_a_damaged_database_is_answered_from_and_never_compiled(tmp_path, caplog) -> None:
+    """Starting (defer_verify), the whole-file check runs in the compile, off the start-up path:
+    the damage is logged as an error naming the file, no areas are made, and every client is
+    located per query as without them (the damaged record answers as unknown)."""
+    from tests.test_geo import build_mmdb, place
+
+    path = tmp_path / "bad.mmdb"
+    path.write_bytes(
+        build_mmdb(
+            [
+                ("198.51.100.0/24", {"location": {"latitude": bytes([0x64]) + bytes(4)}}),
+                ("203.0.113.0/24", place("AU", "OC", -33.9, 151.2)),
+            ]
+        )
+    )
+    with caplog.at_level("ERROR", logger="geodns.geo.locator"):
+        locator = Locator(GeoIPConfig(path), regions=REGIONS, defer_verify=True)
+        assert locator.area(ipaddress.ip_address("203.0.113.1")).country == "AU"  # answering meanwhile
+        assert locator.areas_ready.wait(120)
+    assert locator.areas is None
+    (record,) = [r for r in caplog.records if "corrupt MaxMind DB file" in r.getMessage()]
+    assert str(path) in record.getMessage() and "double of 4 bytes" in record.getMessage()
+    assert locator.area(ipaddress.ip_address("198.51.100.1")).source == "none" and locator.errors == 1
+    assert not list(Path(os.environ["GEODNS_CACHE_DIR"]).glob("*.damaged"))
+    # Not starting (a reload, tools): checked first, so the file is rejected with its reason.
+    with pytest.raises(ConfigError, match="double of 4 bytes"):
+        Locator(GeoIPConfig(path), regions=REGIONS)
+
+
+def test_a_process_forked_before_the_areas_are_ready_gets_them_too() -> None:
+    """Workers are forked from the supervisor, maybe while it compiles; fork copies only the forking
+    thread, so the worker waits for the same file itself and loads it."""
+    networks = (GeoNetwork(ipaddress.ip_network("10.77.0.0/16"), "eu"),)  # a digest no other test has
+    locator = Locator(GeoIPConfig(DB, networks), regions=REGIONS)
+    pid = os.fork()
+    if pid == 0:  # the "worker": exit 0 only if it ends up with areas of its own
+        try:
+            if not (locator.areas_ready.wait(120) and locator.areas is not None):
+                os._exit(1)
+            found = locator.area(ipaddress.ip_address("10.77.1.1"))
+            os._exit(0 if (found.source, found.prefix) == ("area", 16) else 3)
+        except BaseException:  # noqa: BLE001 - whatever happens, the child must not return into pytest
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # 1: no areas in the child, 3: not the network's area
+    assert locator.areas_ready.wait(120) and locator.areas is not None

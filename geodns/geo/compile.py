@@ -17,12 +17,12 @@ Off the query path, in a process of its own (``build_file``, started by the
 
 The result (``Compiled``) is saved as a .npz file named by a digest of the
 database bytes, the networks and the regions, so workers and restarts load
-it instead of compiling it again (``build_file`` holds a lock while it writes).
+it instead of compiling it again (the ``Locator`` holds a lock around ``build_file``).
 """
 
 from __future__ import annotations
 
-import fcntl
+import ctypes
 import hashlib
 import json
 import os
@@ -37,7 +37,7 @@ import numpy as np
 
 from ..config.model import Region
 from .areas import RegionIndex, area_key
-from .integrity import tree_records
+from .integrity import CorruptDatabase, check_mmdb, tree_records
 from .location import Location
 
 FORMAT = 1  # bump when the file layout or the area rules change
@@ -67,16 +67,30 @@ def digest(database: bytes, networks: Sequence[Network], regions: Mapping[str, R
     return h.hexdigest()[:32]
 
 
-def build_file(database: Path, networks: Sequence[Network], regions: Mapping[str, Region], out: Path) -> None:
-    """Compile into ``out`` (a .npz) unless another process already has; the lock makes workers wait
-    for the first one instead of each compiling the same file."""
+def build_file(
+    database: Path,
+    networks: Sequence[Network],
+    regions: Mapping[str, Region],
+    out: Path,
+    verify: bool = False,
+    damage: Path | None = None,
+) -> None:
+    """Compile into ``out`` (a .npz); with ``verify``, check the whole file first (``check_mmdb``)
+    and, if it is damaged, write the reason to ``damage`` instead.  The caller holds the lock."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if out.exists():
+    buf = database.read_bytes()
+    if verify:
+        meta = maxminddb.open_database(str(database), maxminddb.MODE_AUTO).metadata()
+        try:
+            check_mmdb(buf, meta.node_count, meta.record_size)
+        except CorruptDatabase as exc:
+            if damage is not None:
+                damage.write_text(str(exc))
             return
-        compiled = compile_database(database.read_bytes(), database, networks, regions)
-        save(compiled, out)
+        _give_back()  # the check's copies, before the compile's own peak
+    held = [buf]
+    del buf  # compile_database drops the bytes once the tree is read; no reference here keeps them
+    save(compile_database(held.pop(), database, networks, regions), out)
 
 
 def save(compiled: Compiled, out: Path) -> None:
@@ -126,7 +140,10 @@ def compile_database(buf: bytes, path: Path, networks: Sequence[Network], region
                 v4_root = int(records[v4_root, 0])
         del buf
         builder = _Builder(reader, n, has_coordinates, RegionIndex.of(regions))
-        v4 = builder.runs(*_walk(records, n, v4_root, 32, -1), 4)
+        leaves = _walk(records, n, v4_root, 32, -1)
+        _give_back()
+        v4 = builder.runs(*leaves, 4)
+        del leaves
         v6 = builder.runs(*_walk(records, n, 0, 128, v4_root), 6) if meta.ip_version == 6 else ([], [])
     finally:
         reader.close()
@@ -152,38 +169,65 @@ def _walk(records: np.ndarray, n: int, root: int, bits: int, alias: int) -> tupl
     (start's high 64 bits, its low 64 bits, record value).
 
     A value of ``n`` is "no data"; above ``n`` a data pointer; ``alias`` (the IPv4 root met
-    again inside the IPv6 tree) becomes -1.
+    again inside the IPv6 tree) becomes -1.  Node ids stay uint32 and the high half of a
+    start exists only past 64 bits: a City database's IPv4 tree has over two million leaves,
+    and the arrays of one level are the compile's peak memory.
     """
-    hi = np.zeros(1, np.uint64)
+    wide = bits > 64
     lo = np.zeros(1, np.uint64)
+    hi = np.zeros(1, np.uint64)
     if root >= n:  # the whole tree is one leaf
         return hi, lo, np.array([root], np.int64)
-    node = np.array([root], np.int64)
+    node = np.array([root], np.uint32)
     out_hi, out_lo, out_val = [], [], []
     for depth in range(bits):
-        kids = records[node]
-        child = np.concatenate([kids[:, 0], kids[:, 1]]).astype(np.int64)
+        child = records[node].ravel()  # left, right, left, right, ...: address order within the level
         bit = bits - 1 - depth
-        one = np.uint64(1) << np.uint64(bit % 64)
-        c_hi = np.concatenate([hi, hi | one if bit >= 64 else hi])
-        c_lo = np.concatenate([lo, lo if bit >= 64 else lo | one])
+        c_lo = np.repeat(lo, 2)
+        c_hi = np.repeat(hi, 2) if wide else hi
+        if bit >= 64:
+            c_hi[1::2] |= np.uint64(1 << (bit - 64))
+        else:
+            c_lo[1::2] |= np.uint64(1 << bit)
         leaf = child >= n
         if alias >= 0:
             leaf |= child == alias
         if leaf.any():
-            out_hi.append(c_hi[leaf])
+            values = child[leaf].astype(np.int64)
+            if alias >= 0:
+                values[values == alias] = -1
+            out_val.append(values)
             out_lo.append(c_lo[leaf])
-            out_val.append(np.where(child[leaf] == alias, -1, child[leaf]) if alias >= 0 else child[leaf])
+            if wide:
+                out_hi.append(c_hi[leaf])
         inner = ~leaf
-        node, hi, lo = child[inner], c_hi[inner], c_lo[inner]
+        node, lo = child[inner], c_lo[inner]
+        if wide:
+            hi = c_hi[inner]
+        del child, c_lo, leaf, inner
         if node.size == 0:
             break
-    all_hi, all_lo = np.concatenate(out_hi), np.concatenate(out_lo)
-    order = np.lexsort((all_lo, all_hi))
+    all_lo = np.concatenate(out_lo)
+    del out_lo
+    if wide:
+        all_hi = np.concatenate(out_hi)
+        order = np.lexsort((all_lo, all_hi))
+    else:
+        all_hi = np.zeros(len(all_lo), np.uint64)
+        order = np.argsort(all_lo, kind="stable")
     values = np.concatenate(out_val)[order]
     keep = np.ones(len(values), bool)
     keep[1:] = values[1:] != values[:-1]
-    return all_hi[order][keep], all_lo[order][keep], values[keep]
+    return all_hi[order[keep]], all_lo[order[keep]], values[keep]
+
+
+def _give_back() -> None:
+    """Return the heap the walk freed to the system (glibc keeps it otherwise): the compile's peak
+    is the server's too, under one memory budget.  Best effort; elsewhere a no-op."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _Builder:
@@ -194,8 +238,16 @@ class _Builder:
         self.representatives: list[Location] = []
         self._ids: dict[tuple, int] = {}  # area key -> id
         self._by_value: dict[int, int] = {}  # record value -> area id
+        self._by_place: dict[tuple, int] = {}  # (region, country, continent, lat, lon) -> area id
 
     def area(self, location: Location) -> int:
+        place = location.region, location.country, location.continent, location.lat, location.lon
+        found = self._by_place.get(place)
+        if found is None:
+            found = self._by_place[place] = self._area(location)
+        return found
+
+    def _area(self, location: Location) -> int:
         key = area_key(location, self.index)
         found = self._ids.get(key)
         if found is None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import sys
 from array import array
 
+import numpy as np
+
 METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
 _SEPARATOR = 16  # zero bytes between the tree and the data section
 
@@ -92,7 +94,8 @@ def tree_records(tree: memoryview, record_size: int) -> array:
     records = array("I")
     if records.itemsize != 4:  # pragma: no cover - every supported platform has 4-byte "I"
         records = array("L")
-    records.frombytes(bytes(out))
+    records.frombytes(out)
+    del out
     if sys.byteorder == "little":
         records.byteswap()
     return records
@@ -103,16 +106,19 @@ _LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
 
 
 def _data_pointers(records: array, node_count: int, data_size: int) -> set[int]:
-    """The data-section offsets the tree points at; raise if one is out of range."""
-    targets: set[int] = set()
-    for value in set(records):
-        if value <= node_count:  # a child node, or the empty marker
-            continue
-        offset = value - node_count - _SEPARATOR
-        if not 0 <= offset < data_size:
-            raise CorruptDatabase(f"a search tree record points outside the data section ({value})")
-        targets.add(offset)
-    return targets
+    """The data-section offsets the tree points at; raise if one is out of range.
+
+    The distinct values are found with numpy: a City database's tree holds millions of
+    records, and a Python set of them alone was the largest part of the check's memory.
+    """
+    values = np.unique(np.frombuffer(records, dtype=np.uint32 if records.itemsize == 4 else np.uint64))
+    values = values[values > node_count].astype(np.int64)
+    if values.size and not (
+        values[0] - node_count - _SEPARATOR >= 0 and values[-1] - node_count - _SEPARATOR < data_size
+    ):
+        bad = values[(values - node_count - _SEPARATOR < 0) | (values - node_count - _SEPARATOR >= data_size)][0]
+        raise CorruptDatabase(f"a search tree record points outside the data section ({int(bad)})")
+    return set((values - (node_count + _SEPARATOR)).tolist())
 
 
 class _Walker:

@@ -15,6 +15,7 @@ never overlap, they are also the keys of the cache.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import logging
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import tempfile
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -67,6 +69,7 @@ class Locator:
         native: bool = True,
         verify: bool = True,
         regions: Mapping[str, Region] | None = None,
+        defer_verify: bool = False,
     ) -> None:
         """Load and check everything; raise ConfigError for an unusable database.
 
@@ -78,6 +81,11 @@ class Locator:
         which then gets a "none" Location and counts in ``errors``.
         ``regions``: compile the database into an ``AreaMap`` for ``area`` (off
         this thread and process; ``areas`` is None until it is ready).
+        ``defer_verify`` (with ``regions``: the server starting) moves the
+        whole-file check into the compile, which reads every record anyway: a
+        City database takes ~8 s to check, and the server answers meanwhile.  A
+        damaged file is then logged as an error and never compiled (a compiled
+        file on disk is one that passed), and clients are located per query.
         """
         self._networks = {4: _PrefixTable(32), 6: _PrefixTable(128)}
         for entry in geoip.networks:
@@ -88,8 +96,9 @@ class Locator:
         self._ip_version = 0  # of the database: 4 or 6, 0 without one
         self._query: Callable[[IPAddress], _Model] | None = None
         self._has_coordinates = False
+        compiling = regions is not None and geoip.database is not None
         if geoip.database is not None:
-            self._open(Path(geoip.database), native, verify)
+            self._open(Path(geoip.database), native, verify and not (compiling and defer_verify))
         self._cache_size = cache_size
         # Per IP version: [(shift, {address >> shift: Location})], one table per prefix length.
         self._cache: dict[int, list[tuple[int, dict[int, Location]]]] = {4: [], 6: []}
@@ -97,16 +106,23 @@ class Locator:
         self.errors = 0  # records that failed to decode at query time
         self.areas: AreaMap | None = None  # set once, by the compiling thread
         self.areas_ready = threading.Event()
-        if regions is not None and geoip.database is not None:
+        self._compiling: tuple | None = None
+        if compiling:
+            assert geoip.database is not None and regions is not None
             normalised = [(*_normalise_network(e), e.region) for e in geoip.networks]
-            threading.Thread(
-                target=self._compile_areas,
-                args=(Path(geoip.database), normalised, dict(regions)),
-                name="geoip-areas",
-                daemon=True,
-            ).start()
+            self._compiling = (Path(geoip.database), normalised, dict(regions), verify and defer_verify)
+            self._start_compiling()
+            # A worker forked before the areas are ready has no compiling thread (fork copies only
+            # the forking one): it starts its own, which waits for the same file and loads it.
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _resume(ref))
         else:
             self.areas_ready.set()
+
+    def _start_compiling(self) -> None:
+        threading.Thread(
+            target=self._compile_areas, args=self._compiling or (), name="geoip-areas", daemon=True
+        ).start()
 
     # -- construction -----------------------------------------------------------------------
 
@@ -154,28 +170,25 @@ class Locator:
         self.database_type = kind
         self._ip_version = metadata.ip_version
 
-    def _compile_areas(self, database: Path, networks: list, regions: dict[str, Region]) -> None:
+    def _compile_areas(self, database: Path, networks: list, regions: dict[str, Region], verify: bool) -> None:
         """Compile (or load the compiled) areas in a child process; the answer loop keeps its core.
 
         The file lives in the cache directory (``GEODNS_CACHE_DIR``, else the user's cache
         directory), named by the digest of what it depends on, so a restart or a second
-        worker loads it in a fraction of a second.
+        worker loads it in a fraction of a second.  A lock next to it makes every other
+        process that wants the same file (workers, a second server) wait for the one
+        compiling it, then load it.
         """
         try:
             with open(database, "rb") as file:
                 data_digest = hashlib.file_digest(file, "sha256").digest() if hasattr(hashlib, "file_digest") else None
             # ``digest`` hashes the bytes it is given: the file's own digest keeps the 50 MB out of memory twice.
             name = areas_compile.digest(data_digest or database.read_bytes(), networks, regions)
-            out = cache_dir() / f"areas-{name}.npz"
-            if not out.exists():
-                child = multiprocessing.get_context("spawn").Process(
-                    target=areas_compile.build_file, args=(database, networks, regions, out), daemon=True
-                )
-                child.start()
-                child.join()
-                if child.exitcode != 0:
-                    log.warning("geoip: compiling the database into areas failed (exit %s)", child.exitcode)
-                    return
+            directory = cache_dir()
+            directory.mkdir(parents=True, exist_ok=True)
+            out = directory / f"areas-{name}.npz"
+            if not _compile_once(out, database, networks, regions, verify):
+                return
             areas = AreaMap(areas_compile.load(out))
             self.areas = areas
             log.info("event=geo-areas-ready runs=%d areas=%d file=%s", areas.runs, len(areas.areas), out)
@@ -310,6 +323,56 @@ class Locator:
         while len(self._cache_order) > self._cache_size:
             old_table, old_key = self._cache_order.popleft()
             old_table.pop(old_key, None)
+
+
+# One compile per file: across processes by a POSIX lock on a file beside it (a forked child does
+# not inherit it, so a worker forked mid-compile waits for its parent's and then loads the file),
+# within a process by a thread lock per file (new ones in a forked child: a copied lock could be
+# held by a thread that does not exist there).
+_COMPILING: dict[Path, threading.Lock] = {}
+
+
+def _forget_thread_locks() -> None:
+    _COMPILING.clear()
+
+
+os.register_at_fork(after_in_child=_forget_thread_locks)
+
+
+def _compile_once(out: Path, database: Path, networks: list, regions: dict[str, Region], verify: bool) -> bool:
+    """Make ``out`` in a child process unless it exists; False when it could not be made."""
+    with _COMPILING.setdefault(out, threading.Lock()), open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        if out.exists():
+            return True
+        damage = out.with_suffix(".damaged")
+        child = multiprocessing.get_context("spawn").Process(
+            target=areas_compile.build_file, args=(database, networks, regions, out, verify, damage), daemon=True
+        )
+        child.start()
+        child.join()
+        if damage.exists():
+            reason = damage.read_text()
+            damage.unlink()
+            log.error(
+                "geoip.database %s: corrupt MaxMind DB file: %s; not compiled: each client is located "
+                "per query, and one whose record is damaged counts as unknown",
+                database,
+                reason,
+            )
+            return False
+        if child.exitcode != 0:
+            log.warning("geoip: compiling the database into areas failed (exit %s)", child.exitcode)
+            return False
+        return True
+
+
+def _resume(ref: weakref.ref[Locator]) -> None:
+    """In a forked child: compile (wait for, load) the areas if the parent had not got them yet."""
+    locator = ref()
+    if locator is not None and locator.areas is None and locator._compiling is not None:
+        locator.areas_ready = threading.Event()
+        locator._start_compiling()
 
 
 def cache_dir() -> Path:

@@ -85,7 +85,14 @@ class Settings:
         )
 
 
-def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSet | None = None) -> AnswerEngine:
+def build_engine(
+    config: Config,
+    snapshot: Snapshot | None = None,
+    zones: ZoneSet | None = None,
+    *,
+    starting: bool = False,
+    areas: bool = True,
+) -> AnswerEngine:
     """Everything the query path needs, loaded and checked; raises InputError.
 
     ``zones`` already loaded (a worker gets the supervisor's) are used as they
@@ -101,7 +108,11 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
     if config.records:
         if snapshot is None:
             snapshot = Snapshot.from_specs(config.clusters.values())
-        responder = GslbResponder(config, Locator(config.geoip, regions=config.regions), snapshot)
+        # ``areas``: compile the GeoIP database for cheap first sight (geo/compile.py; not for
+        # ``geodns validate``).  ``starting``: answer before the database's whole-file check is
+        # done (it runs in the compile); a reload checks first, so a damaged file is rejected.
+        locator = Locator(config.geoip, regions=config.regions if areas else None, defer_verify=starting)
+        responder = GslbResponder(config, locator, snapshot)
     return AnswerEngine(
         zones,
         payload=config.server.udp_payload,
@@ -181,7 +192,7 @@ class Server:
         config = self.config = self.settings.load()
         self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
-        self.engine = build_engine(config, seed).count_into(self.stats, self.gslb_counters)
+        self.engine = build_engine(config, seed, starting=True).count_into(self.stats, self.gslb_counters)
         # The DNS addresses are bound before anything touches the store: a second server started on an
         # address already served fails here, before it could seed (or --reset-state) the table the
         # first one serves (geodns/process/claim.py).
