@@ -268,14 +268,14 @@ def test_top_level_modules_and_relative_names_resolve(tmp_path):
 
 
 def test_answering_uses_the_responder_only_through_gslb_api():
-    """answer/engine.py and answer/fastpath.py ask the GSLB responder only what ``GslbAPI`` names
+    """answer/engine.py, fastpath.py and subnets.py ask the GSLB responder only what ``GslbAPI`` names
     (issue 11: the fast path reached into the responder's counters, random generator, clients and
     live view).  Every ``<something>.responder.x`` and ``responder.x`` in them is read from the source."""
     from geodns.answer.gslb_api import GslbAPI
 
     allowed = {name for name in vars(GslbAPI) if not name.startswith("_")}
     used: dict[str, list[str]] = defaultdict(list)
-    for module in ("engine.py", "fastpath.py"):
+    for module in ("engine.py", "fastpath.py", "subnets.py"):
         path = PACKAGE / "answer" / module
         for node in ast.walk(_parse(path)):
             if not isinstance(node, ast.Attribute):

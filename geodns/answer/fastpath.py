@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 from ..dns.encode import TCP_MAX, Answer, encode, opt_record
 from ..dns.wire import T_A, T_AAAA, Shape, parse_query, read_shape
 from ..segmented import Segmented
+from .subnets import SubnetTemplates
 
 if TYPE_CHECKING:
     from ..dns.names import Name
     from .engine import AnswerEngine
-    from .gslb_api import GslbAPI
+    from .gslb_api import Dispatched, GslbAPI
 
 MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000
@@ -72,6 +73,8 @@ class FastPath:
         # costs the encoding cache's splice alone, not every variant's plus the entry.
         self._seen: set[int] = set()
         self._seen_before: set[int] = set()
+        # A query shape's answers without the subnet (subnets.py): first sight without the reader.
+        self.templates = SubnetTemplates()
         self.hits = 0
         self._generation = engine.responder.generation if engine.responder is not None else None
 
@@ -97,6 +100,14 @@ class FastPath:
                 if tail is None:  # a GSLB entry: (None, key, ecs, tails, again)
                     tail = entry[3][entry[4]()]
                 return data[:2] + tail, entry[1], entry[2]
+            if responder is not None:
+                found = self.templates.answer(data, client, responder, self._seen_again)
+                if found is not None:
+                    response, counted = found
+                    if response is not None:
+                        self.hits += 1
+                        return response, counted, True  # type: ignore[return-value]
+                    return self._gslb_shaped(data, client, responder, counted)
             hit = self._memo_mixed_case(data, client)
             if hit is not None:
                 return hit
@@ -124,12 +135,29 @@ class FastPath:
         Static entries (a tail of their own) and ``cache`` stay: neither depends on the live view.
         """
         self.memo.keep(lambda entry: entry[0] is not None)
+        self.templates.clear()
         self._generation = generation
 
-    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool, responder: GslbAPI):
+    def _gslb_shaped(self, data: bytes, client: str, responder: GslbAPI, dispatched):
+        """``_gslb`` for a query the templates dispatched but held no answer for (a new selection)."""
+        shape = read_shape(data)
+        assert shape is not None  # its shape is a template's, which this reader accepted
+        return self._gslb(data, shape, self._size(shape, False), client, False, responder, dispatched)
+
+    def _gslb(
+        self,
+        data: bytes,
+        shape: Shape,
+        size: int,
+        client: str,
+        tcp: bool,
+        responder: GslbAPI,
+        dispatched: Dispatched | None = None,
+    ):
         engine = self.engine
         name = responder.wire_names[shape.qname]
-        dispatched = responder.dispatch(name, shape.qtype, shape.ecs, client, listing=True)
+        if dispatched is None:
+            dispatched = responder.dispatch(name, shape.qtype, shape.ecs, client, listing=True)
         if dispatched is None:  # not a GSLB name in this live view: the full path answers
             return None
         selection, decision = dispatched.selection, dispatched.decision
@@ -143,9 +171,12 @@ class FastPath:
             engine.stats.truncated += 1
             return response, (_origin(engine, name), shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
+        subnet = shape.ecs is not None and shape.ecs[2]
+        if subnet and not tcp and not shape.nsid:
+            assert shape.ecs is not None
+            self.templates.learn(data, response, shape.ecs, shape.qend, name, shape.qtype, entry[2], selection, ttl)
         if decision is not None and not tcp and len(decision.selections) <= MEMO_VARIANTS:
             lowered = _lowered(data, shape)
-            subnet = shape.ecs is not None and shape.ecs[2]
             if subnet and not self._seen_again(hash(lowered)):
                 return response, entry[2], ecs
             tails = []
