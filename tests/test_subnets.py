@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
+from collections import Counter
 
 import dns.edns
 import dns.message
@@ -77,3 +78,44 @@ def test_bits_past_the_source_prefix_are_refused_as_by_the_full_path(tmp_path):
     response = fast.handle(bad, "127.0.0.1", False)
     assert response == slow.handle(bad, "127.0.0.1", False)
     assert dns.message.from_wire(response).rcode() == dns.rcode.FORMERR
+
+
+def test_first_sights_follow_the_weights_and_are_counted(tmp_path):
+    """Through the templates a place's repeater draws each answer (weighted) and counts it as dispatch would."""
+    from geodns.process.server import Settings, build_engine
+    from tests.conftest import TEST_ZONE
+    from tests.dnsserver import write
+    from tests.test_fastpath import DATA
+    from tests.test_gslb_policy import CHI2_999, chi_square
+
+    zone = write(tmp_path / "z.zone", TEST_ZONE)
+    config = write(
+        tmp_path / "w.yaml",
+        f"""
+zones: ["{zone}"]
+geoip: {{database: "{DATA / "geo" / "GeoIP2-City-Test.mmdb"}", networks: [{{cidr: 10.0.0.0/8, region: us}}]}}
+regions:
+  us: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
+  eu: {{lat: 53.3, lon: -6.3,  continent: EU, countries: [GB]}}
+clusters:
+  us-1: {{region: us, endpoints: ["192.0.2.10"], weight: 100}}
+  us-2: {{region: us, endpoints: ["192.0.2.20"], weight: 300}}
+  eu-1: {{region: eu, endpoints: ["198.51.100.10"], weight: 400}}
+records:
+  app.gslb.example.com: {{clusters: [us-1, us-2, eu-1], policy: [healthy, geo, weighted]}}
+""",
+    )
+    engine = build_engine(Settings(config_path=config).load())
+    assert engine.responder.locator.areas_ready.wait(120) and engine.responder.locator.areas is not None
+    rng = random.Random(15)
+    subnets = rng.sample(range(1 << 16), 4000)  # distinct /24s inside 10.0.0.0/8: one place
+    hits = engine.fast.hits
+    seen: Counter = Counter()
+    for i, subnet in enumerate(subnets):
+        wire = _raw_ecs_query(i, bytes((10, subnet >> 8, subnet & 255)), 24)
+        seen[dns.message.from_wire(engine.handle(wire, "127.0.0.1", False)).answer[0][0].address] += 1
+    assert engine.fast.hits - hits >= len(subnets) - 2  # all but the first two from the templates
+    assert chi_square(seen, {"192.0.2.10": 1000, "192.0.2.20": 3000}) < CHI2_999[1]
+    counted = {clusters[0]: n for (_name, clusters, _fb), n in engine.responder.counters.counts().items()}
+    assert counted == {"us-1": seen["192.0.2.10"], "us-2": seen["192.0.2.20"]}
+    assert engine.responder.counters.ecs == len(subnets)

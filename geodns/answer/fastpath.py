@@ -172,23 +172,33 @@ class FastPath:
             return response, (_origin(engine, name), shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
         subnet = shape.ecs is not None and shape.ecs[2]
+        template = None
         if subnet and not tcp and not shape.nsid:
             assert shape.ecs is not None
-            self.templates.learn(data, response, shape.ecs, shape.qend, name, shape.qtype, entry[2], selection, ttl)
+            template = self.templates.shape(data, shape.ecs, shape.qend, name, shape.qtype, entry[2])
+            if template is not None:
+                template.learn(selection, ttl, response)
         if decision is not None and not tcp and len(decision.selections) <= MEMO_VARIANTS:
             lowered = _lowered(data, shape)
-            if subnet and not self._seen_again(hash(lowered)):
+            memorize = not subnet or self._seen_again(hash(lowered))
+            place = responder.place(name, shape.ecs) if template is not None and shape.ecs is not None else None
+            if not memorize and (place is None or id(place) in template.places):  # type: ignore[union-attr]
                 return response, entry[2], ecs
-            tails = []
+            responses = []
             for option in decision.selections:
                 got = entry if option is selection else self._gslb_entry(data, shape, size, name, option, ttl)
                 if got is None:
                     break
-                tails.append(_lowered(self._splice(data, shape, got, option.scope), shape))
+                responses.append(response if option is selection else self._splice(data, shape, got, option.scope))
             else:
-                key = lowered if subnet else (lowered, client)
                 again = responder.repeater(name, dispatched)
-                self.memo.put(key, (None, entry[2], ecs, tuple(tails), again))
+                if memorize:
+                    key = lowered if subnet else (lowered, client)
+                    tails = tuple(_lowered(r, shape) for r in responses)
+                    self.memo.put(key, (None, entry[2], ecs, tails, again))
+                if place is not None:
+                    assert template is not None
+                    template.learn_place(place, ttl, again, responses)
         return response, entry[2], ecs
 
     def _seen_again(self, key: int) -> bool:

@@ -16,6 +16,9 @@ The questions, in the order a query asks them:
   the fast path pre-encodes;
 - ``repeater``: for a decision the fast path has pre-encoded, a function that
   counts one more answer to the same client and says which selection to send;
+- ``place``: for a client subnet, a token (the area's location) such that subnets
+  with one token get one decision and one count from a record for one query shape,
+  so the fast path keeps a repeater per place (answer/subnets.py);
 - ``generation``: moves when some answer could change (a memo of decisions is
   valid while it stays);
 - ``ttl`` and ``rrset``: the answer records for a selection;
@@ -30,6 +33,7 @@ from typing import NamedTuple, Protocol
 
 from ..dns.names import Name
 from ..dns.rrset import RRset
+from ..geo.location import Location
 from ..gslb.policy import Client, Decision, Selection
 from .counters import GslbCounters
 
@@ -61,6 +65,8 @@ class GslbAPI(Protocol):
     ) -> Dispatched | None: ...
 
     def repeater(self, name: Name, dispatched: Dispatched) -> Callable[[], int]: ...
+
+    def place(self, name: Name, ecs: bytes) -> Location | None: ...
 
     def count_into(self, counters: GslbCounters) -> None: ...
 

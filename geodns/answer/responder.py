@@ -26,7 +26,7 @@ from ..dns import wire
 from ..dns.names import Name, to_text, to_wire
 from ..dns.rrset import RRset
 from ..errors import Problem
-from ..geo import Locator
+from ..geo import Location, Locator
 from ..gslb import policy, why
 from ..gslb.filters import LOCATION_FILTERS
 from ..gslb.health import HealthView
@@ -170,6 +170,19 @@ class GslbResponder:
         if client.location.source == "none":
             counters.geo_misses += 1
         return client
+
+    def place(self, name: Name, ecs: bytes) -> Location | None:
+        """The area standing for the client subnet ``ecs`` (the option's value, checked, source
+        above 0) when record ``name`` decides by no more than the area: then two subnets with
+        one place get one decision from ``name`` for one query shape (type and source prefix),
+        counted alike (``repeater``).  None when it reads more, or the subnet is outside the
+        compiled areas: ``dispatch`` then.  Counts nothing.
+        """
+        if name in self._exact:
+            return None
+        v4 = ecs[1] == 1
+        value = int.from_bytes(ecs[4:], "big") << 8 * ((4 if v4 else 16) - len(ecs) + 4)
+        return self.locator.area_of(4 if v4 else 6, value)
 
     def _new_client(self, ecs: bytes | None, source: str) -> Client:
         address: IPAddress

@@ -36,17 +36,17 @@ if TYPE_CHECKING:
     from .gslb_api import GslbAPI
 
 MAX_TEMPLATES = 4096  # query shapes (name, type, flags, EDNS, family, source); cleared when full
+MAX_PLACES = 1024  # places per shape with their templates; cleared when full
 _FIXED = 24  # octets from the root label on, before the address: root, type, class (5), OPT (11), ECS head (8)
 
 
 class SubnetTemplates:
-    """Query without its address -> (address octets, bit mask past the source, record, type,
-    counting key, {id(selection): (selection, ttl, response header, response tail)})."""
+    """Query without its address -> ``_Shape``."""
 
     __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self.entries: dict[bytes, tuple] = {}
+        self.entries: dict[bytes, _Shape] = {}
 
     def answer(
         self, data: bytes, source: str, responder: GslbAPI, seen_again: Callable[[int], bool]
@@ -64,40 +64,70 @@ class SubnetTemplates:
         if k <= 0:
             return None
         cut = len(data) - k
-        key = data[2:12] + data[12:end].lower() + data[end:cut]
-        entry = self.entries.get(key)
-        if entry is None or entry[0] != k:
+        shape = self.entries.get(data[2:12] + data[12:end].lower() + data[end:cut])
+        if shape is None or shape.k != k:
             return None
-        _k, mask, name, qtype, counted, variants = entry
-        if data[-1] & mask or seen_again(hash(key + data[cut:])):
+        if data[-1] & shape.mask or seen_again(hash(shape.key + data[cut:])):
             return None  # bits past the source prefix (the full path refuses it), or a repeat
-        dispatched = responder.dispatch(name, qtype, data[cut - 4 :], source, listing=True)
+        name = shape.name
+        ecs = data[cut - 4 :]
+        place = responder.place(name, ecs)
+        if place is not None:
+            kept = shape.places.get(id(place))
+            if kept is not None and kept[0] is place and kept[1] == responder.ttl(name):
+                header, tail = kept[3][kept[2]()]  # counted as dispatch would
+                return data[:2] + header + data[12:end] + tail + data[cut:], shape.counted
+        dispatched = responder.dispatch(name, shape.qtype, ecs, source, listing=True)
         if dispatched is None:
             return None
         selection = dispatched.selection
-        variant = variants.get(id(selection))
+        variant = shape.variants.get(id(selection))
         if variant is None or variant[0] is not selection or variant[1] != responder.ttl(name):
             return None, dispatched
-        return data[:2] + variant[2] + data[12:end] + variant[3] + data[cut:], counted
+        return data[:2] + variant[2] + data[12:end] + variant[3] + data[cut:], shape.counted
 
-    def learn(
-        self, data: bytes, response: bytes, ecs: bytes, qend: int, name, qtype: int, counted: tuple, selection, ttl: int
-    ) -> None:
-        """Remember ``response`` (to the UDP query ``data``, whose only option is ``ecs``, source above 0)
-        as the template of its shape for ``selection``."""
+    def shape(self, data: bytes, ecs: bytes, qend: int, name, qtype: int, counted: tuple) -> _Shape | None:
+        """The shape of the UDP query ``data`` (its only option ``ecs``, source above 0), known from now on;
+        None when its key could not be found again (a zero octet inside a label)."""
         end = qend - 5  # the root label
         if data.find(0, 12) != end or not data.endswith(ecs):
-            return  # a zero octet inside a label, or ECS not last: the key could not be found again
+            return None
         k = len(ecs) - 4
-        cut = len(data) - k
-        key = data[2:12] + data[12:end].lower() + data[end:cut]
-        entry = self.entries.get(key)
-        if entry is None:
+        key = data[2:12] + data[12:end].lower() + data[end : len(data) - k]
+        shape = self.entries.get(key)
+        if shape is None:
             if len(self.entries) >= MAX_TEMPLATES:
                 self.entries.clear()  # bounded; the shapes in use come back at once
             spare = 8 * k - ecs[2]  # address bits past the source prefix, all in the last octet
-            entry = self.entries[key] = (k, (1 << spare) - 1, name, qtype, counted, {})
-        entry[5][id(selection)] = (selection, ttl, response[2:12], response[end : len(response) - k])
+            shape = self.entries[key] = _Shape(key, k, (1 << spare) - 1, end, name, qtype, counted)
+        return shape
 
     def clear(self) -> None:
         self.entries.clear()
+
+
+class _Shape:
+    """One query shape: where the address starts (``k`` octets from the end, ``mask`` the bits past
+    the source prefix in the last), the record and type, the counting key, and the templates: per
+    selection (for a dispatched client) and per place (``GslbAPI.place``: a repeater and every
+    selection's template), each (response header, response from the root label through the
+    echoed ECS scope octet)."""
+
+    __slots__ = ("key", "k", "mask", "end", "name", "qtype", "counted", "variants", "places")
+
+    def __init__(self, key: bytes, k: int, mask: int, end: int, name, qtype: int, counted: tuple):
+        self.key, self.k, self.mask, self.end = key, k, mask, end
+        self.name, self.qtype, self.counted = name, qtype, counted
+        self.variants: dict[int, tuple] = {}  # id(selection) -> (selection, ttl, header, tail)
+        self.places: dict[int, tuple] = {}  # id(place) -> (place, ttl, repeater, ((header, tail), ...))
+
+    def template(self, response: bytes) -> tuple[bytes, bytes]:
+        return response[2:12], response[self.end : len(response) - self.k]
+
+    def learn(self, selection, ttl: int, response: bytes) -> None:
+        self.variants[id(selection)] = (selection, ttl, *self.template(response))
+
+    def learn_place(self, place, ttl: int, again: Callable[[], int], responses: list[bytes]) -> None:
+        if len(self.places) >= MAX_PLACES:
+            self.places.clear()  # bounded (areas times scopes are a few hundred)
+        self.places[id(place)] = (place, ttl, again, tuple(self.template(r) for r in responses))
