@@ -156,6 +156,7 @@ class FastPath:
         self.memo_bytes = 0
         self.hits = 0
         self._state = engine.dynamic.state if engine.dynamic is not None else None
+        self._names = engine.dynamic.names if engine.dynamic is not None else frozenset()
 
     def _size(self, shape: Shape, tcp: bool) -> int:
         if tcp:
@@ -166,7 +167,7 @@ class FastPath:
         """(response, counting key, ECS present) from the caches or a GSLB selection; None: full path."""
         dynamic = self.engine.dynamic
         if dynamic is not None and dynamic.state is not self._state:
-            self._follow(dynamic.state)
+            self._follow(dynamic.state, dynamic.names)
         if not tcp:
             rest = data[2:]
             memo = self.memo
@@ -200,12 +201,19 @@ class FastPath:
             return None
         return self._gslb(data, shape, size, client, tcp, dynamic)
 
-    def _follow(self, state) -> None:
+    def _follow(self, state, names: frozenset) -> None:
         """A new live state: the memo's GSLB answer lists are stale if its generation moved.
 
-        Static entries (a tail of their own) and ``cache`` stay: neither depends on the state.
+        Static entries (a tail of their own) and ``cache`` stay: neither depends on the state,
+        unless the GSLB names changed (records from discovery came or went), when a static
+        NXDOMAIN may now be a record's name, or a record's name fall back to the zone.
         """
-        if self._state is None or state.generation != self._state.generation:
+        if names is not self._names:
+            self._names = names
+            self.cache.clear()
+            self.memo.clear()
+            self.memo_bytes = 0
+        elif self._state is None or state.generation != self._state.generation:
             self.memo = {key: entry for key, entry in self.memo.items() if entry[0] is not None}
             self.memo_bytes = sum(len(entry[0]) for entry in self.memo.values())
         self._state = state

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..config.model import Config, IPAddress, RecordSpec
+from ..discovery.records import NOTHING as NO_DISCOVERY
+from ..discovery.records import Discovered, derive, with_discovered
 from ..dns import wire
 from ..dns.names import Name, to_text, to_wire
 from ..dns.rrset import RRset
@@ -59,46 +61,62 @@ class LiveState:
     # shedding is moving (capped by their clusters' ``load.ttl``; the others use their own).
     load: LoadView = NO_LOAD
     ttls: Mapping[Name, int] = field(default_factory=dict)
+    # The records and clusters from discovery in this snapshot (already merged into the above).
+    discovered: Discovered = NO_DISCOVERY
 
 
 class GslbResponder:
     """Answers the config's GSLB records from the current live state."""
 
     def __init__(self, config: Config, locator: Locator, snapshot: Snapshot, rng: random.Random | None = None):
-        self.records: Mapping[Name, RecordSpec] = config.records
+        self.config = config
         self.regions = config.regions
         self.health_config = config.health
         self.locator = locator
         self.rng = rng or random.Random()
-        self.names = frozenset(self.records)
+        self.counters = GslbCounters()
+        self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
+        self._outcomes: dict[tuple, Outcomes | None] = {}
+        self._outcomes_held = 0  # selections in self._outcomes
+        self._outcomes_generation = -1
+        self._use_records(config.records)
+        self.shed = ShedController(config.clusters)
+        self._source = snapshot  # as the store gave it, without the discovered clusters
+        self.state: LiveState = self._build(snapshot, None)
+
+    def _use_records(self, records: Mapping[Name, RecordSpec]) -> None:
+        """The records answered: the config's, and those discovered (discovery/records.py) in the
+        current snapshot; the name sets the query path looks up follow them."""
+        self.records: Mapping[Name, RecordSpec] = records
+        self.names = frozenset(records)
         # Names above a GSLB record exist too (empty non-terminals), even if
         # the zone file does not mention them.
         self.ancestors = frozenset(name[i:] for name in self.names for i in range(1, len(name)))
         # The same names in lower-cased wire form, for the fast path's byte-level look-up.
         self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
-        self.counters = GslbCounters()
-        self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
-        self._reads_rtt = any("latency" in record.policy for record in self.records.values())
-        self._outcomes: dict[tuple, Outcomes | None] = {}
-        self._outcomes_held = 0  # selections in self._outcomes
-        self._outcomes_generation = -1
+        self._reads_rtt = any("latency" in record.policy for record in records.values())
         # Records whose answers depend on where the client is; the others have one outcome list.
         self._placed = frozenset(
-            name for name, record in self.records.items() if LOCATION_FILTERS.intersection(record.policy)
+            name for name, record in records.items() if LOCATION_FILTERS.intersection(record.policy)
         )
-        self.shed = ShedController(config.clusters)
-        self.state: LiveState = self._build(snapshot, None)
 
     # -- off the query path -----------------------------------------------------
     def _build(self, snapshot: Snapshot, previous: LiveState | None) -> LiveState:
         now = time.time()
+        discovered = derive(snapshot, self.config, now)
+        snapshot = with_discovered(snapshot, discovered)
+        records = {**discovered.records, **self.config.records} if discovered.records else self.config.records
+        same_records = records == self.records
+        if not same_records:
+            self._use_records(records)
         quorum = self.health_config.quorum
         health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
         load = self.shed.view(snapshot, now)
         if previous is None:
             generation = 0
         elif (
-            snapshot.clusters == previous.snapshot.clusters
+            same_records
+            and snapshot.clusters == previous.snapshot.clusters
             and health.same_decisions(previous.health, self._reads_rtt)
             and load.same_decisions(previous.load)
         ):
@@ -122,11 +140,13 @@ class GslbResponder:
             generation,
             load,
             ttls,
+            discovered,
         )
 
     def update(self, snapshot: Snapshot | None = None) -> None:
-        """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
-        self.state = self._build(snapshot if snapshot is not None else self.state.snapshot, self.state)
+        """Rebuild for a new snapshot, or for the passage of time (observations expire, leases lapse)."""
+        self._source = snapshot if snapshot is not None else self._source
+        self.state = self._build(self._source, self.state)
 
     # -- on the query path -----------------------------------------------------------
     def client(self, query: Query, source: str) -> Client:
@@ -353,5 +373,5 @@ async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: 
         if dynamic is None:
             continue
         state = dynamic.state
-        if time.time() >= min(state.health.valid_until, state.load.valid_until):
+        if time.time() >= min(state.health.valid_until, state.load.valid_until, state.discovered.valid_until):
             dynamic.update()

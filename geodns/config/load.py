@@ -73,7 +73,10 @@ class _Reader:
     # -- sections ----------------------------------------------------------
     def read(self, doc: Any) -> model.Config:
         top = self.mapping(
-            doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker")
+            doc,
+            1,
+            "",
+            ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker", "discovery"),
         )
         if top is None:
             top = LinedMap()
@@ -88,7 +91,71 @@ class _Reader:
             if net.region not in regions:
                 self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
         return model.Config(
-            None, server, store, zones, geoip, regions, clusters, records, self.health(top), self.checker(top, regions)
+            None,
+            server,
+            store,
+            zones,
+            geoip,
+            regions,
+            clusters,
+            records,
+            self.health(top),
+            self.checker(top, regions),
+            self.discovery(top),
+        )
+
+    def discovery(self, top: LinedMap) -> model.DiscoveryConfig | None:
+        """``discovery:``: the zone discovered names live in, what may be claimed, the defaults of a
+        discovered record, the check template and how long a lapsed lease keeps its registrations."""
+        known = ("zone", "suffixes", "export_zone", "defaults", "check", "grace", "hostnames")
+        m = self.mapping(top.get("discovery"), _line(top, "discovery"), "discovery", known)
+        if m is None:
+            return None
+        p = "discovery"
+        zone = self.field(m, "zone", p, _absolute_name, None)
+        if zone is None:
+            if m.get("zone") is None:
+                self.problem(
+                    _line(m, "zone") or m.line, f"{p}.zone", "missing (the served zone discovered names live in)"
+                )
+            return None
+        suffixes = (zone,)
+        if m.get("suffixes") is not None:
+            raw = m["suffixes"]
+            if not isinstance(raw, list) or not raw:
+                self.problem(_line(m, "suffixes"), f"{p}.suffixes", "must be a non-empty list of names")
+            else:
+                suffixes = self.items(raw, _absolute_name, m, "suffixes", f"{p}.suffixes")
+                for i, suffix in enumerate(suffixes):
+                    if not names.is_subdomain(suffix, zone):
+                        self.problem(
+                            _item_line(raw, i, m, "suffixes"),
+                            f"{p}.suffixes[{i}]",
+                            f"{names.to_text(suffix)} is outside the discovery zone {names.to_text(zone)}",
+                        )
+        d = model.DiscoveryConfig(zone=zone, suffixes=suffixes)
+        defaults = self.mapping(
+            m.get("defaults"), _line(m, "defaults"), f"{p}.defaults", ("policy", "ttl", "answers", "fallback")
+        )
+        dp = f"{p}.defaults"
+        policy, ttl, answers, fallback = d.policy, d.ttl, d.answers, d.fallback
+        if defaults is not None:
+            policy = self.field(defaults, "policy", dp, values.policy, d.policy)
+            ttl = self.field(defaults, "ttl", dp, values.int_range(0, 86400), d.ttl)
+            answers = self.field(defaults, "answers", dp, values.int_range(1, 64), d.answers)
+            fallback = self.field(defaults, "fallback", dp, values.choice("all", "none"), d.fallback)
+        return model.DiscoveryConfig(
+            zone=zone,
+            suffixes=suffixes,
+            export_zone=self.field(m, "export_zone", p, _absolute_name, None),
+            policy=policy,
+            ttl=ttl,
+            answers=answers,
+            fallback=fallback,
+            check=self.check(m, p),
+            grace=self.field(m, "grace", p, _grace, d.grace),
+            hostnames=self.field(m, "hostnames", p, values.choice("cname", "flatten"), d.hostnames),
+            line=m.line,
         )
 
     def checker(self, top: LinedMap, regions: dict[str, model.Region]) -> model.CheckerConfig:
@@ -484,6 +551,21 @@ class _Reader:
             self.field(m, "pct", p, values.finite_at_least(0), 20.0),
             self.field(m, "ms", p, values.finite_at_least(0), 10.0),
         )
+
+
+def _grace(value: Any) -> float:
+    """How long a lapsed lease's registrations stay: at most an hour (the store forgets a lease then)."""
+    seconds = values.parse_duration(value)
+    if seconds > 3600:
+        raise ValueError(f"must be at most 1h (the store keeps a lapsed lease that long), not {seconds:g}s")
+    return seconds
+
+
+def _absolute_name(value: Any) -> names.Name:
+    """A DNS name written with or without its final dot."""
+    if not isinstance(value, str) or not value.strip(". "):
+        raise ValueError("must be a DNS name")
+    return names.from_text(value.strip().rstrip(".") + ".")
 
 
 # -- where a value was written ----------------------------------------------

@@ -201,6 +201,29 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    """Records that clusters register themselves (``geodns agent``, geodns/discovery/).
+
+    A registration names a DNS name and this cluster's endpoints for it; the DNS side turns every
+    name registered by one or more clusters into a GSLB record with these defaults.  A name the
+    config also defines stays the config's (logged as a conflict); a name outside ``suffixes`` is
+    refused (logged), so a cluster cannot claim a name it was not given.
+    """
+
+    zone: Name  # the served zone discovered names live in
+    suffixes: tuple[Name, ...]  # names may be claimed at or below these (default: the zone)
+    export_zone: Name | None = None  # east-west: `geodns.io/export` Services as <svc>.<ns>.<export_zone>
+    policy: tuple[str, ...] = ("healthy", "geo", "weighted")
+    ttl: int = 30
+    answers: int = 1
+    fallback: str = "all"  # all | none (a discovered record has no fixed cluster to fall back to)
+    check: CheckSpec | None = None  # the template for discovered endpoints' checks; None: not probed
+    grace: float = 300.0  # seconds a registration whose lease lapsed stays (stale) before it is removed
+    hostnames: str = "cname"  # how a hostname endpoint is answered: cname | flatten
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None = None  # the YAML file, None for the embedded defaults
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -212,3 +235,4 @@ class Config:
     records: dict[Name, RecordSpec] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
     checker: CheckerConfig = field(default_factory=CheckerConfig)
+    discovery: DiscoveryConfig | None = None  # None: no discovered records

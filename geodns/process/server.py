@@ -22,6 +22,9 @@ from ..answer.engine import AnswerEngine
 from ..answer.responder import GslbResponder, check_records, keep_health_fresh
 from ..config.load import load_config
 from ..config.model import Config
+from ..discovery.records import NOTHING as NO_DISCOVERY
+from ..discovery.records import check_zones
+from ..discovery.records import news as discovery_news
 from ..dns.listener import Listener
 from ..dns.names import to_text
 from ..dns.tcp import TcpLimits
@@ -94,11 +97,11 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
     """
     if zones is None:
         zones = load_zones(config.zones)
-    problems = check_records(config, zones)
+    problems = check_records(config, zones) + check_zones(config, (zone.origin for zone in zones))
     if problems:
         raise ConfigError(problems)
     responder = None
-    if config.records:
+    if config.records or config.discovery is not None:
         if snapshot is None:
             snapshot = Snapshot.from_specs(config.clusters.values())
         responder = GslbResponder(config, Locator(config.geoip), snapshot)
@@ -145,6 +148,7 @@ class Server:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._seeded_names: set[str] = set()  # config clusters this server has put into the store
+        self._discovered = NO_DISCOVERY  # the records from discovery last logged
 
     def query_stats(self) -> QueryStats:
         """What /metrics reports: this process's counters, or every worker's when workers answer."""
@@ -276,7 +280,7 @@ class Server:
         from ..health.checker import Checker
 
         checker_id = settings.id or f"{socket.gethostname()}-serve"
-        checker = self.checker = Checker(store, checker_id, settings.region or "local", table_source=keeper)
+        checker = self.checker = Checker(store, checker_id, settings.region or "local", table_source=_Table(self))
         await checker.start()
         log.info("event=checker-started id=%s vantage=%s", checker_id, settings.region or "local")
 
@@ -341,6 +345,13 @@ class Server:
         if dynamic is not None:
             dynamic.update(snapshot)
             self.history.note(dynamic.state)
+            discovered = dynamic.state.discovered
+            for line in discovery_news(self._discovered, discovered):
+                if "refused" in line or "conflict" in line:
+                    log.warning(line)
+                else:
+                    log.info(line)
+            self._discovered = discovered
 
     async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""
@@ -449,6 +460,22 @@ class Server:
         if not self.listeners:
             return False, "no DNS listener"
         return True, "ok"
+
+
+class _Table:
+    """What the embedded checker probes: the table the answers come from, discovered clusters included."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    @property
+    def snapshot(self) -> Snapshot:
+        dynamic = self.server._current_gslb()
+        if dynamic is not None:
+            return dynamic.state.snapshot
+        keeper = self.server.keeper
+        assert keeper is not None, "the checker runs only while the keeper does"
+        return keeper.snapshot
 
 
 def _zone_names(engine: AnswerEngine) -> str:

@@ -138,6 +138,46 @@ def by_source(item: LoadReport) -> str:
     return item.source
 
 
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One agent's claim of endpoints for one DNS name, from one Kubernetes object.
+
+    ``name`` is absolute text (``app.gslb.example.com.``), or for an east-west export
+    ``<service>.<namespace>`` with ``export`` set: the DNS side appends its ``export_zone``.
+    ``endpoints`` are IP addresses or hostnames (a cloud load balancer's), as text.  Optional
+    fields left None take the ``discovery`` defaults of the config.
+    """
+
+    name: str
+    endpoints: tuple[str, ...]
+    source: str = ""  # what published it, for operators: "Service shop/web"
+    export: bool = False
+    weight: int | None = None
+    policy: tuple[str, ...] | None = None
+    ttl: int | None = None
+    probe: str | None = None  # "PATH" or "PORT" or "PORT/PATH" from geodns.io/probe
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One cluster's agent and everything it registered, held while the agent renews the lease.
+
+    A lease whose ``expires`` has passed makes its registrations *stale*: still answered (health
+    checks decide) until ``expires + grace`` (the config's ``discovery.grace``), then gone.  One
+    lease per cluster, not per name: a renewal is one small write whatever the cluster publishes.
+    """
+
+    cluster: str
+    region: str
+    agent: str  # the agent's id (host/pod name), for operators
+    registrations: tuple[Registration, ...]
+    renewed: float  # unix seconds of the latest renewal
+    expires: float  # unix seconds; renewals push it forward
+
+    def stale(self, now: float) -> bool:
+        return now >= self.expires
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The table as one DNS server sees it at one version."""
@@ -152,6 +192,8 @@ class Snapshot:
     problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Fresh load readings per (cluster, endpoint or ""), one per source (gslb/load.py combines them).
     loads: Mapping[LoadKey, tuple[LoadReport, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # Discovery agents' leases and registrations, by cluster (discovery/records.py makes records of them).
+    leases: Mapping[str, Lease] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> Snapshot:

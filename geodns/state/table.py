@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from ..config import values
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
-from .model import AdminState, Cluster, Endpoint, LoadKey, LoadReport, Observation, ObservationKey, Snapshot
+from .model import AdminState, Cluster, Endpoint, Lease, LoadKey, LoadReport, Observation, ObservationKey, Snapshot
 from .store import StateError
 
 # An RTT change smaller than both of these is noise and is not published;
@@ -31,6 +31,8 @@ MAX_LOAD = 1000.0
 MAX_LOAD_TTL = 86400.0
 DEFAULT_LOAD_TTL = 60.0
 ADMIN_SOURCE = "admin"
+# How long the store keeps a lease past its expiry: the longest ``discovery.grace`` the config takes.
+LEASE_KEEP = 3600.0
 
 
 def check_weight(weight: object) -> int:
@@ -265,6 +267,18 @@ def notable_load(old: LoadReport | None, new: LoadReport, now: float) -> bool:
     return abs(new.load - old.load) >= LOAD_NOTABLE
 
 
+def notable_lease(old: Lease | None, new: Lease, now: float) -> bool:
+    """Whether readers must hear of ``new`` now: new, revived after lapsing, or registering something else."""
+    if old is None or old.expires <= now:
+        return True
+    return (old.region, old.registrations) != (new.region, new.registrations)
+
+
+def live_leases(leases: Iterable[Lease], now: float) -> dict[str, Lease]:
+    """The leases a snapshot holds, by cluster: those not yet past ``LEASE_KEEP`` after expiring."""
+    return {lease.cluster: lease for lease in leases if lease.expires + LEASE_KEEP > now}
+
+
 def snapshot(
     version: int,
     clusters: dict[str, Cluster],
@@ -272,6 +286,7 @@ def snapshot(
     now: float,
     problems: Mapping[str, str] | None = None,
     loads: Iterable[LoadReport] = (),
+    leases: Iterable[Lease] = (),
 ) -> Snapshot:
     """What ``load()`` returns: ``clusters`` (taken over, not copied) and the observations
     and load readings not yet expired at ``now``, grouped per endpoint in the order given;
@@ -290,4 +305,5 @@ def snapshot(
         observations=MappingProxyType({k: tuple(v) for k, v in grouped.items()}),
         problems=MappingProxyType(dict(problems or {})),
         loads=MappingProxyType({k: tuple(v) for k, v in readings.items()}),
+        leases=MappingProxyType(dict(sorted(live_leases(leases, now).items()))),
     )
