@@ -250,11 +250,11 @@ def test_agents_register_services_that_every_dns_server_answers(tmp_path, caplog
         # The ap-southeast agent is killed: its registration turns stale, still answered...
         agents[1].proc.send_signal(signal.SIGKILL)
         agents[1].proc.wait(10)
-        responder = server.server.engine.dynamic
-        name = next(n for n in responder.state.discovered.origins)
+        responder = server.server.engine.responder
+        name = next(n for n in responder.live.discovered.origins)
 
         def stale() -> bool:
-            return all(o.stale(time.time()) for o in responder.state.discovered.origins.get(name, ()))
+            return all(o.stale(time.time()) for o in responder.live.discovered.origins.get(name, ()))
 
         assert wait_for(stale)
         assert addresses(ask(server, subnet=SG)) == {"203.0.113.20"}

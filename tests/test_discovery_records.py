@@ -281,10 +281,10 @@ def test_a_dead_agent_leaves_its_names_stale_until_the_grace_ends(tmp_path, redi
         server.call(agent.publish_lease(lease("eu-west-1", "eu-west", [reg], ttl=1.0)))
         assert wait_for(lambda: addresses(ask(server)) == {"198.51.100.20"})
         # The agent is gone: nothing renews.  The lease lapses; the name is still answered, stale.
-        responder = server.server.engine.dynamic
+        responder = server.server.engine.responder
 
         def stale() -> bool:
-            origins = responder.state.discovered.origins.get(next(iter(responder.state.discovered.origins), ()), ())
+            origins = responder.live.discovered.origins.get(next(iter(responder.live.discovered.origins), ()), ())
             return bool(origins) and origins[0].stale(time.time())
 
         assert wait_for(stale)

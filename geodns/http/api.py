@@ -118,15 +118,16 @@ class _Api:
         except ValueError as exc:
             raise error(400, f"bad name {text!r}: {exc}") from None
         address, prefix = _client(client)
-        dynamic = views.gslb(self.server)
-        if dynamic is None or name not in dynamic.records:
+        responder = views.gslb(self.server)
+        if responder is None or name not in responder.records:
             known = ", ".join(r.text for r in views.current_records(self.server).values()) or "none"
             raise error(404, f"{text} is not a GSLB record (records: {known})")
-        result = dynamic.explain(name, _QTYPES[qtype_text], address, prefix)
+        result = responder.explain(name, _QTYPES[qtype_text], address, prefix)
         result["type"] = qtype_text
-        snapshot, health, load = dynamic.state.snapshot, dynamic.state.health, dynamic.state.load
-        result["candidates"] = {c: _candidate(snapshot, health, c) for c in dynamic.records[name].clusters}
-        origins = dynamic.state.discovered.origins.get(name)
+        live = responder.live
+        snapshot, health, load = live.snapshot, live.health, live.load
+        result["candidates"] = {c: _candidate(snapshot, health, c) for c in responder.records[name].clusters}
+        origins = live.discovered.origins.get(name)
         result["origin"] = "discovery" if origins else "config"
         if origins:
             now = time.time()
