@@ -20,11 +20,11 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..config.model import Config, IPAddress, RecordSpec
+from ..config.model import Config, HostName, IPAddress, RecordSpec
 from ..discovery.records import NOTHING as NO_DISCOVERY
 from ..discovery.records import Discovered, derive, with_discovered
 from ..dns import wire
-from ..dns.names import Name, to_text, to_wire
+from ..dns.names import Name, from_text, to_text, to_wire
 from ..dns.rrset import RRset
 from ..errors import Problem
 from ..geo import Locator
@@ -121,6 +121,7 @@ class GslbResponder:
         elif (
             same_records
             and snapshot.clusters == previous.snapshot.clusters
+            and snapshot.resolved == previous.snapshot.resolved
             and health.same_decisions(previous.health, self._reads_rtt)
             and load.same_decisions(previous.load)
         ):
@@ -136,6 +137,8 @@ class GslbResponder:
                 if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl
             }
         )
+        if snapshot.resolved:
+            ttls = _flattened_ttls(self.records, snapshot, ttls)
         return LiveView(
             snapshot,
             health,
@@ -286,7 +289,13 @@ class GslbResponder:
         return ttls.get(qname, self.records[qname].ttl) if ttls else self.records[qname].ttl
 
     def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
-        return RRset(qname, qtype, self.ttl(qname), tuple(a.packed for a in selection.addresses))
+        """The answer for a selection: its addresses, or the CNAME to its one host name."""
+        first = selection.addresses[0]
+        if isinstance(first, HostName):
+            target = from_text(first.text + ".")
+            return RRset(qname, wire.T_CNAME, self.ttl(qname), (to_wire(target),), (target,))
+        packed = tuple(a.packed for a in selection.addresses if not isinstance(a, HostName))
+        return RRset(qname, qtype, self.ttl(qname), packed)
 
     # -- explain (for operators) --------------------------------------------------------
     def explain(self, qname: Name, qtype: int, address: str, prefix: int | None = None) -> dict:
@@ -333,6 +342,28 @@ class GslbResponder:
         )
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
+
+
+def _flattened_ttls(records: Mapping[Name, RecordSpec], snapshot: Snapshot, ttls: dict[Name, int]) -> dict[Name, int]:
+    """``ttls`` with each flattening record capped at the TTL of its host names' addresses (as an
+    alias record answers with its target's TTL): a resolver keeps them no longer than they hold."""
+    out = dict(ttls)
+    resolved, clusters = snapshot.resolved, snapshot.clusters
+    for name, record in records.items():
+        if record.hostnames != "flatten":
+            continue
+        held = [
+            found.ttl
+            for c in record.clusters
+            if (cluster := clusters.get(c)) is not None
+            for e in cluster.endpoints
+            if isinstance(e.address, HostName) and (found := resolved.get(e.address.text)) is not None
+        ]
+        if held:
+            ttl = min(out.get(name, record.ttl), *held)
+            if ttl != record.ttl:
+                out[name] = ttl
+    return out
 
 
 def _shares(context: Context, client: Client, family: int) -> dict[str, float]:

@@ -76,7 +76,19 @@ class _Reader:
             doc,
             1,
             "",
-            ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker", "discovery"),
+            (
+                "server",
+                "store",
+                "zones",
+                "geoip",
+                "regions",
+                "clusters",
+                "records",
+                "health",
+                "checker",
+                "discovery",
+                "resolver",
+            ),
         )
         if top is None:
             top = LinedMap()
@@ -102,6 +114,7 @@ class _Reader:
             self.health(top),
             self.checker(top, regions),
             self.discovery(top),
+            self.field(top, "resolver", "", values.resolver, None),
         )
 
     def discovery(self, top: LinedMap) -> model.DiscoveryConfig | None:
@@ -382,7 +395,11 @@ class _Reader:
     def endpoints(self, c: LinedMap, path: str) -> tuple[model.EndpointSpec, ...]:
         raw = c.get("endpoints")
         if not isinstance(raw, list) or not raw:
-            self.problem(_line(c, "endpoints") or c.line, f"{path}.endpoints", "must be a non-empty list of addresses")
+            self.problem(
+                _line(c, "endpoints") or c.line,
+                f"{path}.endpoints",
+                "must be a non-empty list of addresses or host names",
+            )
             return ()
         out = []
         for i, item in enumerate(raw):
@@ -390,14 +407,14 @@ class _Reader:
             line = _item_line(raw, i, c, "endpoints")
             if isinstance(item, str):
                 try:
-                    out.append(model.EndpointSpec(address=values.address(item)))
+                    out.append(model.EndpointSpec(address=values.endpoint(item)))
                 except ValueError as exc:
                     self.problem(line, ipath, str(exc))
                 continue
             item_map = self.mapping(item, line, ipath, ("address", "weight", "probe"))
             if item_map is None:
                 continue
-            address = self.field(item_map, "address", ipath, values.address, None)
+            address = self.field(item_map, "address", ipath, values.endpoint, None)
             if address is None:
                 if item_map.get("address") is None:  # absent or empty (a bad one is reported)
                     self.problem(line, ipath, "missing address")
@@ -493,7 +510,16 @@ class _Reader:
     def records(self, top: LinedMap, clusters: dict[str, model.ClusterSpec]) -> dict[names.Name, model.RecordSpec]:
         m = self.mapping(top.get("records"), _line(top, "records"), "records", None)
         out: dict[names.Name, model.RecordSpec] = {}
-        known = ("ttl", "clusters", "policy", "answers", "fallback", "latency_tolerance", "latency_reach_km")
+        known = (
+            "ttl",
+            "clusters",
+            "policy",
+            "answers",
+            "fallback",
+            "latency_tolerance",
+            "latency_reach_km",
+            "hostnames",
+        )
         for text, raw in (m or {}).items():
             path = f"records.{text}"
             line = _line(m, text)
@@ -537,6 +563,7 @@ class _Reader:
                 latency_tolerance_pct=pct,
                 latency_tolerance_ms=ms,
                 latency_reach_km=self.field(r, "latency_reach_km", path, values.km, model.RecordSpec.latency_reach_km),
+                hostnames=self.field(r, "hostnames", path, values.choice("cname", "flatten"), "cname"),
                 line=line,
             )
         return out

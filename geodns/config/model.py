@@ -10,6 +10,7 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..dns.names import Name
 from .checks import status_ranges
@@ -30,6 +31,26 @@ def usable_cpus() -> int:
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class HostName:
+    """An endpoint that is a DNS name, not an address (a cloud load balancer's: an AWS ELB's status
+    has a host name).  A record answers it as a CNAME, or "flattened" to the addresses the name
+    resolves to (``RecordSpec.hostnames``; state/hostnames.py resolves them off the query path).
+
+    ``version`` is 0, neither 4 nor 6, so code that picks addresses of one family passes it by;
+    the policy's address step (gslb/policy.py) is where a host name is answered.
+    """
+
+    text: str  # lower case, without the final dot
+    version: ClassVar[int] = 0
+
+    def __str__(self) -> str:
+        return self.text
+
+
+EndpointAddress = IPAddress | HostName
 
 DEFAULT_DNS_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
 DEFAULT_HTTP_LISTEN: tuple[str, int] = ("127.0.0.1", 8053)
@@ -125,7 +146,7 @@ class CheckSpec:
 
 @dataclass(frozen=True)
 class EndpointSpec:
-    address: IPAddress
+    address: EndpointAddress
     weight: int = 100
     probe: str | None = None  # "host:port" or URL probed instead of the address
 
@@ -182,6 +203,9 @@ class RecordSpec:
     # client to the cluster next to the server), so beyond it filters.latency estimates from distance.
     # 2000 km is about 20 ms of round trip.
     latency_reach_km: float = 2000.0
+    # How a host-name endpoint is answered: "cname" (one target per answer) or "flatten" (its
+    # A/AAAA addresses, as resolved off the query path).
+    hostnames: str = "cname"
     line: int | None = None  # where the record is defined in the config file
 
 
@@ -241,3 +265,6 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     checker: CheckerConfig = field(default_factory=CheckerConfig)
     discovery: DiscoveryConfig | None = None  # None: no discovered records
+    # The DNS server host-name endpoints are resolved through (flattening, probes): (host, port);
+    # None: the system's (/etc/resolv.conf).
+    resolver: tuple[str, int] | None = None

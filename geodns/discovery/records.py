@@ -182,6 +182,7 @@ def derive(snapshot: Snapshot, config: Config, now: float) -> Discovered:
             ttl=min((r.ttl for r in registrations if r.ttl is not None), default=discovery.ttl),
             answers=discovery.answers,
             fallback=discovery.fallback,
+            hostnames=discovery.hostnames,
         )
         origins[name] = tuple(
             Origin(
@@ -211,9 +212,9 @@ def _cluster(
     endpoints = []
     for text in registration.endpoints:
         try:
-            endpoints.append(Endpoint(values.address(text)))
+            endpoints.append(Endpoint(values.endpoint(text)))  # an address or a host name (a cloud LB's)
         except ValueError:
-            continue  # a host name: answered once hostname endpoints are supported here
+            continue  # the codec let it in, so this is older data of another shape: not answered
     if not endpoints:
         return None
     check = probe_check(discovery.check, registration, name) if discovery.check is not None else None

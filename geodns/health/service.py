@@ -74,7 +74,9 @@ async def serve(
     store = open_store(url)
     keeper = SnapshotKeeper(store, Snapshot.from_specs(()))  # TableSource supplies the config's until the store has one
     table = TableSource(keeper, config)
-    checker = Checker(store, checker_id, region, table_source=table, max_concurrency=max_concurrency)
+    checker = Checker(
+        store, checker_id, region, table_source=table, max_concurrency=max_concurrency, resolver=config.resolver
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

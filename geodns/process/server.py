@@ -32,6 +32,7 @@ from ..errors import ConfigError, InputError
 from ..geo import Locator
 from ..gslb.history import StateHistory
 from ..state import table
+from ..state.hostnames import HostWatch, host_names
 from ..state.keeper import SnapshotKeeper
 from ..state.model import Cluster, Snapshot
 from ..state.store import StateStore, StoreUnavailable, open_store, redact_url
@@ -149,6 +150,11 @@ class Server:
         self._tasks: list[asyncio.Task] = []
         self._seeded_names: set[str] = set()  # config clusters this server has put into the store
         self._discovered = NO_DISCOVERY  # the records from discovery last logged
+        # Host-name endpoints resolved off the query path (state/hostnames.py), added to every
+        # snapshot before the responder and the workers see it; ``_stored`` is the keeper's latest.
+        self.hosts: HostWatch | None = None
+        self._stored: Snapshot | None = None
+        self.published: Snapshot | None = None  # what the responder and the workers were last given
 
     def query_stats(self) -> QueryStats:
         """What /metrics reports: this process's counters, or every worker's when workers answer."""
@@ -221,6 +227,8 @@ class Server:
             validate=self._validate_cluster,
         )
         await self.keeper.start()
+        self.hosts = HostWatch(config.resolver, lambda _: self._publish())
+        self._tasks.append(asyncio.create_task(self.hosts.run(), name="geodns-hostnames"))
         self._on_snapshot(self.keeper.snapshot)
         self._tasks.append(asyncio.create_task(keep_health_fresh(self._current_gslb), name="geodns-health-refresh"))
         await self._start_checker()
@@ -262,7 +270,10 @@ class Server:
             assert self.config is not None and self.engine is not None  # never unset once started
             return self.config, self.engine
 
-        workers = self.workers = WorkerPool(count, self.settings, listen, lambda: keeper.snapshot, current, claimed)
+        def snapshot() -> Snapshot:
+            return self.published if self.published is not None else keeper.snapshot
+
+        workers = self.workers = WorkerPool(count, self.settings, listen, snapshot, current, claimed)
         await workers.start()
         for address in workers.addresses:
             log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)
@@ -278,7 +289,9 @@ class Server:
         from ..health.checker import Checker
 
         checker_id = settings.id or f"{socket.gethostname()}-serve"
-        checker = self.checker = Checker(store, checker_id, settings.region or "local", table_source=_Table(self))
+        checker = self.checker = Checker(
+            store, checker_id, settings.region or "local", table_source=_Table(self), resolver=config.resolver
+        )
         await checker.start()
         log.info("event=checker-started id=%s vantage=%s", checker_id, settings.region or "local")
 
@@ -330,6 +343,20 @@ class Server:
         return self.engine.responder if self.engine is not None else None
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
+        """The keeper's news: the store's table changed."""
+        self._stored = snapshot
+        self._publish()
+
+    def _publish(self) -> None:
+        """Hand the latest table, with its host names resolved, to the workers and the responder; then
+        tell the host watch which host names the table (discovered clusters included) now has."""
+        snapshot = self._stored
+        if snapshot is None:
+            return
+        hosts = self.hosts
+        if hosts is not None and hosts.current:
+            snapshot = replace(snapshot, resolved=hosts.current)
+        self.published = snapshot
         if self.workers is not None:
             self.workers.publish(snapshot)
         responder = self.engine.responder if self.engine is not None else None
@@ -343,6 +370,8 @@ class Server:
                 else:
                     log.info(line)
             self._discovered = discovered
+        if hosts is not None:
+            hosts.want(host_names(responder.live.snapshot if responder is not None else snapshot))
 
     async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""
@@ -366,6 +395,8 @@ class Server:
             log.warning("event=reload store URL changed; restart to apply it")
             config = replace(config, store=old.store)
         self.config, self.engine = config, engine.count_into(self.stats, self.gslb_counters)
+        if self.hosts is not None:
+            self.hosts.use(config.resolver)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
         confirmed = self.workers is None or await self.workers.reload()

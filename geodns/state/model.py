@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
-from ..config.model import CheckSpec, ClusterSpec, IPAddress
+from ..config.model import CheckSpec, ClusterSpec, EndpointAddress, IPAddress
 
 
 class AdminState(str, enum.Enum):
@@ -28,7 +28,7 @@ class AdminState(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    address: IPAddress
+    address: EndpointAddress  # an IP address, or a host name (config.model.HostName)
     weight: int = 100
     admin: AdminState = AdminState.ACTIVE
     probe: str | None = None
@@ -178,6 +178,22 @@ class Lease:
         return now >= self.expires
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What one host-name endpoint resolves to (state/hostnames.py), for flattening.
+
+    ``ttl`` (the smallest of the answers', seconds) caps a flattened record's TTL; it takes no part
+    in equality, so a refresh that finds the same addresses changes no answer.
+    """
+
+    v4: tuple[IPAddress, ...]
+    v6: tuple[IPAddress, ...]
+    ttl: int = field(default=0, compare=False)
+
+    def family(self, family: int) -> tuple[IPAddress, ...]:
+        return self.v4 if family == 4 else self.v6
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The table as one DNS server sees it at one version."""
@@ -194,6 +210,10 @@ class Snapshot:
     loads: Mapping[LoadKey, tuple[LoadReport, ...]] = field(default_factory=lambda: MappingProxyType({}))
     # Discovery agents' leases and registrations, by cluster (discovery/records.py makes records of them).
     leases: Mapping[str, Lease] = field(default_factory=lambda: MappingProxyType({}))
+    # The table's host-name endpoints resolved (host name text -> addresses): not from the store but
+    # from the process that keeps the snapshot (state/hostnames.py), which adds them before any
+    # responder or worker sees it.
+    resolved: Mapping[str, Resolved] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> Snapshot:

@@ -8,14 +8,13 @@ WATCH/MULTI).  Keeping the rules in one place means ``memory://`` and
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
 from ..config import values
-from ..config.model import ClusterSpec, EndpointSpec, IPAddress
+from ..config.model import ClusterSpec, EndpointAddress, EndpointSpec
 from .model import AdminState, Cluster, Endpoint, Lease, LoadKey, LoadReport, Observation, ObservationKey, Snapshot
 from .store import StateError
 
@@ -44,11 +43,12 @@ def check_weight(weight: object) -> int:
         raise ValueError(f"weight {exc}") from None
 
 
-def parse_address(address: str | IPAddress) -> IPAddress:
+def parse_address(address: str | EndpointAddress) -> EndpointAddress:
+    """An endpoint as the admin API names it: an IP address or a host name."""
     try:
-        return ipaddress.ip_address(str(address).strip())
+        return values.endpoint(str(address).strip())
     except ValueError:
-        raise ValueError(f"not an IP address: {address!r}") from None
+        raise ValueError(f"not an IP address or a host name: {address!r}") from None
 
 
 def parse_admin(state: AdminState | str) -> AdminState:
@@ -65,7 +65,7 @@ def require(cluster: Cluster | None, name: str) -> Cluster:
     return cluster
 
 
-def _endpoint_index(cluster: Cluster, address: str | IPAddress) -> int:
+def _endpoint_index(cluster: Cluster, address: str | EndpointAddress) -> int:
     wanted = parse_address(address)
     for i, endpoint in enumerate(cluster.endpoints):
         if endpoint.address == wanted:
@@ -161,7 +161,7 @@ def runtime_changes(clusters: Mapping[str, Cluster], specs: Mapping[str, Cluster
     return out
 
 
-def with_weight(cluster: Cluster, weight: int, endpoint: str | IPAddress | None = None) -> Cluster:
+def with_weight(cluster: Cluster, weight: int, endpoint: str | EndpointAddress | None = None) -> Cluster:
     weight = check_weight(weight)
     if endpoint is None:
         return replace(cluster, weight=weight)
@@ -169,7 +169,7 @@ def with_weight(cluster: Cluster, weight: int, endpoint: str | IPAddress | None 
     return _with_endpoint_at(cluster, i, replace(cluster.endpoints[i], weight=weight))
 
 
-def with_admin(cluster: Cluster, state: AdminState | str, endpoint: str | IPAddress | None = None) -> Cluster:
+def with_admin(cluster: Cluster, state: AdminState | str, endpoint: str | EndpointAddress | None = None) -> Cluster:
     state = parse_admin(state)
     if endpoint is None:
         return replace(cluster, admin=state)
@@ -186,7 +186,7 @@ def with_endpoint(cluster: Cluster, spec: EndpointSpec) -> Cluster:
     return replace(cluster, endpoints=cluster.endpoints + (added,))
 
 
-def without_endpoint(cluster: Cluster, address: str | IPAddress) -> Cluster:
+def without_endpoint(cluster: Cluster, address: str | EndpointAddress) -> Cluster:
     """A cluster keeps at least one endpoint, as the config requires (remove the cluster instead)."""
     i = _endpoint_index(cluster, address)
     if len(cluster.endpoints) == 1:
@@ -242,7 +242,7 @@ def load_report(
     cluster: Cluster,
     load: object,
     ttl: object,
-    endpoint: str | IPAddress | None = None,
+    endpoint: str | EndpointAddress | None = None,
     source: str = ADMIN_SOURCE,
     now: float | None = None,
 ) -> LoadReport:
