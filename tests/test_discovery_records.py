@@ -265,6 +265,30 @@ def test_two_clusters_register_one_name_and_each_place_gets_its_own(tmp_path):
         server.stop()
 
 
+def test_a_discovered_name_has_its_debug_txt_while_it_is_answered(tmp_path):
+    """``_geodns.<record>`` (server.debug_txt) for a name that was not there when the server started."""
+    path = discovery_config(tmp_path, "memory://")
+    path.write_text(path.read_text().replace("http_listen: null}", "http_listen: null, debug_txt: true}"))
+    server = RunningServer(Settings(config_path=path))
+    store = server.server.store
+    assert store is not None
+    debug = "_geodns." + APP
+    try:
+        assert ask(server, debug, LONDON, "TXT").rcode() == dns.rcode.NXDOMAIN
+        server.call(store.publish_lease(lease("eu-west-1", "eu-west", [Registration(APP, ("198.51.100.20",))])))
+        assert wait_for(lambda: ask(server, debug, LONDON, "TXT").answer)
+        lines = sorted(
+            b"".join(r.strings).decode() for rrset in ask(server, debug, LONDON, "TXT").answer for r in rrset
+        )
+        assert lines[0].startswith(f"01 client ecs {LONDON}/32 located GB/EU")
+        assert any("answer A 198.51.100.20 AAAA - clusters eu-west-1:shop.apps.gslb.example.com" in x for x in lines)
+        # Gone with the registration.
+        server.call(store.publish_lease(lease("eu-west-1", "eu-west", [])))
+        assert wait_for(lambda: ask(server, debug, LONDON, "TXT").rcode() == dns.rcode.NXDOMAIN)
+    finally:
+        server.stop()
+
+
 def _spec(name: str, region: str, address: str):
     import ipaddress
 

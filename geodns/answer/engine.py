@@ -66,12 +66,9 @@ class AnswerEngine:
         self.responder = responder
         # Its own until ``count_into`` hands it the process's (so reloads keep counting).
         self.stats = QueryStats()
-        # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
-        self.debug_names: frozenset[Name] = (
-            frozenset((DEBUG_LABEL,) + name for name in responder.names)
-            if debug_txt and responder is not None
-            else frozenset()
-        )
+        # `_geodns.<record>` answered with a TXT trace of the decision (opt-in), for the records
+        # answered now: looked up per query in the responder's names, which follow discovery.
+        self.debug_txt = debug_txt and responder is not None
         self.query_log_rate = query_log.sample if query_log is not None and query_log.enabled else 0.0
         self._selected: tuple[str, ...] = ()  # clusters of the latest GSLB answer, for the query log
         # Pre-encoded answers for the common query shapes; off while sampling queries into the log.
@@ -185,11 +182,16 @@ class AnswerEngine:
         if zone is None:
             return Answer(rcode=wire.REFUSED, aa=False)
         result = Answer()
-        if self.debug_names and query.qname in self.debug_names:
+        qname = query.qname
+        if self.debug_txt and qname[:1] == (DEBUG_LABEL,) and self._is_record(qname[1:]):
             self._debug_txt(zone, query, client, result)
         else:
             self._lookup(zone, query.qname, query.qtype, result, set(), query, client)
         return result
+
+    def _is_record(self, name: Name) -> bool:
+        responder: GslbAPI | None = self.responder
+        return responder is not None and name in responder.names
 
     def _debug_txt(self, zone: Zone, query: Query, client: str, result: Answer) -> None:
         """TXT at ``_geodns.<record>``: why this client gets what it gets (``server.debug_txt``).
