@@ -118,3 +118,30 @@ def test_the_shipped_config_loads_and_serves_its_discovery_zones(tmp_path):
     assert config.discovery is not None and config.discovery.export_zone is not None
     engine = build_engine(config)  # raises when a discovery zone is not served
     assert {b".".join(z.origin).decode() for z in engine.zones} == {"gslb.example.com", "clusterset.example.internal"}
+
+
+def test_the_probes_ask_the_port_each_geodns_container_serves_them_on():
+    """A probe on a port nothing listens on would restart the pod for ever: where a container says
+    ``--http-listen``, its probes' named port is that port."""
+    checked = 0
+    for _, doc in documents():
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            args = [str(a) for a in container.get("args", [])]
+            listen = next(
+                (
+                    a.split("=", 1)[1] if "=" in a else args[i + 1]
+                    for i, a in enumerate(args)
+                    if a.startswith("--http-listen")
+                ),
+                None,
+            )
+            if listen is None:
+                continue
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            for kind in ("readinessProbe", "livenessProbe"):
+                port = container[kind]["httpGet"]["port"]
+                assert ports.get(port, port) == int(listen.rsplit(":", 1)[1]), (container["name"], kind)
+                checked += 1
+    assert checked >= 4  # the checker's two and the agent's two

@@ -21,7 +21,7 @@ from tests.dnsserver import RunningServer
 from tests.kubeapi import FakeKubeApi, service
 from tests.polling import wait_for
 from tests.processes import Child
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.test_discovery_records import LONDON, SG, addresses, ask, discovery_config
 
 
@@ -269,3 +269,68 @@ def test_agents_register_services_that_every_dns_server_answers(tmp_path, caplog
         eu_api.stop()
         ap_api.stop()
         redis.stop()
+
+
+def _get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET, 5xx included; (0, error) when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def test_the_agents_probes_say_ready_once_it_holds_its_lease_and_alive_through_a_store_outage(tmp_path):
+    redis = RedisServer(tmp_path).start()
+    api = FakeKubeApi().start()
+    agent = None
+    try:
+        api.apply("services", service("web", hostname="shop.apps.gslb.example.com", ips=("198.51.100.20",)))
+        port = free_port()
+        args = ["agent", "--cluster", "eu-west-1", "--region", "eu-west", "--store", redis.url]
+        args += ["--kubeconfig", str(api.kubeconfig(tmp_path / "kubeconfig")), "--renew", "0.3s", "--lease", "1s"]
+        agent = Child(args + ["--http-listen", f"127.0.0.1:{port}"], tmp_path / "agent.log")
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _get(f"{base}/readyz")[0] == 200, timeout=20), agent.output()
+        assert _get(f"{base}/readyz")[1].startswith("ok: 1 registrations, lease held for")
+        assert _get(f"{base}/healthz") == (200, "ok\n")
+        # The store goes away: not ready once the lease it wrote has lapsed, but alive (a restart
+        # would not bring the store back).
+        redis.stop()
+        assert wait_for(lambda: _get(f"{base}/readyz")[0] == 503)
+        assert _get(f"{base}/readyz")[1].startswith("lease not held (store unavailable: ")
+        assert _get(f"{base}/healthz") == (200, "ok\n")
+    finally:
+        if agent is not None:
+            agent.stop()
+        api.stop()
+        redis.stop()
+
+
+async def test_the_agent_is_not_alive_once_a_watch_has_ended():
+    """A watch never ends by itself (errors are retried); one that did (a bug) leaves the agent blind,
+    and only a restart helps: /healthz says so."""
+
+    class EndedWatch:
+        kind = "Service"
+        objects: dict[str, dict] = {}
+        synced = asyncio.Event()
+
+        async def run(self) -> None:
+            raise RuntimeError("the watch gave up")
+
+    agent = Agent(MemoryStore(), "eu-west-1", "eu-west")
+    assert agent.readiness() == (False, "listing nothing yet (nothing is published before)")
+    await agent.start([EndedWatch()])
+    try:
+        while agent.liveness()[0]:
+            await asyncio.sleep(0.01)
+        assert agent.liveness() == (False, "agent-Service ended: RuntimeError('the watch gave up')")
+        assert agent.readiness() == (False, "listing Service (nothing is published before)")
+    finally:
+        await agent.stop()

@@ -12,6 +12,10 @@ keeps them in the store under this cluster's lease (``StateStore.publish_lease``
 - Stopping the agent publishes nothing: its registrations stay until the lease lapses and then
   the DNS side's grace ends, so a rolling update of the agent changes no answer.
 - A store that cannot be reached is retried at the next renewal; the watches go on meanwhile.
+
+For the orchestrator (``geodns agent --http-listen``): ``liveness`` fails only when a watch or the
+lease keeper has ended (a restart is the remedy; a store outage is not one), ``readiness`` until
+every kind is listed and the lease is held (a rolling update then waits for the new agent).
 """
 
 from __future__ import annotations
@@ -65,6 +69,28 @@ class Agent:
         self._dirty = asyncio.Event()
         self._problems: dict[str, tuple[str, ...]] = {}  # object -> what was wrong with its annotations
         self._tasks: list[asyncio.Task] = []
+        self.lease_expires = 0.0  # unix time the lease we last wrote lapses (0: none written yet)
+        self._store_error = ""  # the latest store failure, for readiness
+
+    def liveness(self) -> tuple[bool, str]:
+        """False once a task that should run for ever has ended (a bug, or an error it gave up on)."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                return False, f"{task.get_name()} ended: {error!r}" if error else f"{task.get_name()} ended"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once every kind is listed and the store holds our lease, renewed in time."""
+        waiting = [s.kind for s in self.sources if not s.synced.is_set()]
+        if waiting or not self.sources:
+            return False, f"listing {', '.join(waiting) or 'nothing yet'} (nothing is published before)"
+        now = time.time()
+        if self.lease_expires <= now:
+            why = f"store unavailable: {self._store_error}" if self._store_error else "not published yet"
+            return False, f"lease not held ({why})"
+        registrations = len(self.published or ())
+        return True, f"ok: {registrations} registrations, lease held for {self.lease_expires - now:.0f}s more"
 
     def changed(self) -> None:
         """A source's objects changed: publish soon."""
@@ -121,6 +147,7 @@ class Agent:
                     await self._renew()
                     renew_at = time.monotonic() + self.renew
             except StoreUnavailable as exc:
+                self._store_error = str(exc)
                 log.warning("event=agent-store-unavailable error=%r retry_in=%.1fs", str(exc), self.renew)
                 renew_at = time.monotonic() + self.renew
                 self._dirty.set()
@@ -134,7 +161,9 @@ class Agent:
         return Lease(self.cluster, self.region, self.agent_id, registrations, now, now + self.ttl)
 
     async def _publish(self, registrations: tuple[Registration, ...]) -> None:
-        await self.store.publish_lease(self._lease(registrations))
+        lease = self._lease(registrations)
+        await self.store.publish_lease(lease)
+        self.lease_expires, self._store_error = lease.expires, ""
         before = self.published or ()
         self.published = registrations
         self.publishes += 1
@@ -148,7 +177,9 @@ class Agent:
 
     async def _renew(self) -> None:
         now = time.time()
-        if not await self.store.renew_lease(self.cluster, self.agent_id, now, now + self.ttl):
+        if await self.store.renew_lease(self.cluster, self.agent_id, now, now + self.ttl):
+            self.lease_expires, self._store_error = now + self.ttl, ""
+        else:
             log.warning(
                 "event=agent-lease-lost cluster=%s (the store has no lease of ours): publishing again", self.cluster
             )
