@@ -73,7 +73,10 @@ class _Reader:
     # -- sections ----------------------------------------------------------
     def read(self, doc: Any) -> model.Config:
         top = self.mapping(
-            doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker")
+            doc,
+            1,
+            "",
+            ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker", "dnssec"),
         )
         if top is None:
             top = LinedMap()
@@ -88,8 +91,74 @@ class _Reader:
             if net.region not in regions:
                 self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
         return model.Config(
-            None, server, store, zones, geoip, regions, clusters, records, self.health(top), self.checker(top, regions)
+            None,
+            server,
+            store,
+            zones,
+            geoip,
+            regions,
+            clusters,
+            records,
+            self.health(top),
+            self.checker(top, regions),
+            self.dnssec(top),
         )
+
+    def dnssec(self, top: LinedMap) -> model.DnssecConfig:
+        """``dnssec:``: signed zones with their key files (read here, so a bad one is a config error at
+        its line) and the signature timing."""
+        known = ("zones", "validity", "refresh", "inception_backdate")
+        m = self.mapping(top.get("dnssec"), _line(top, "dnssec"), "dnssec", known)
+        d = model.DnssecConfig()
+        if m is None:
+            return d
+        validity = self.field(m, "validity", "dnssec", values.parse_duration, d.validity)
+        refresh = self.field(m, "refresh", "dnssec", values.parse_duration, d.refresh)
+        backdate = self.field(m, "inception_backdate", "dnssec", values.duration_or_zero, d.inception_backdate)
+        if refresh >= validity:
+            self.problem(
+                _line(m, "refresh") or _line(m, "validity"),
+                "dnssec.refresh",
+                f"must be shorter than validity ({validity:g}s): a signature is replaced when less than this is left",
+            )
+        zones: dict[names.Name, model.DnssecZone] = {}
+        z = self.mapping(m.get("zones"), _line(m, "zones"), "dnssec.zones", None)
+        for text, raw in (z or {}).items():
+            path = f"dnssec.zones.{text}"
+            line = _line(z, text)
+            entry = self.mapping(raw, line, path, ("keys",))
+            try:
+                name = names.from_text(str(text).rstrip(".") + ".")
+            except ValueError as exc:
+                self.problem(line, path, f"bad name: {exc}")
+                continue
+            raw_keys = entry.get("keys") if entry is not None else None
+            if isinstance(raw_keys, str):
+                raw_keys = [raw_keys]
+            if not isinstance(raw_keys, list) or not raw_keys:
+                self.problem(
+                    line, f"{path}.keys", "must be a non-empty list of key files (K<zone>+<alg>+<tag>.private)"
+                )
+                continue
+            assert entry is not None  # raw_keys came from it
+            keys = self.items(raw_keys, self._key_for(name), entry, "keys", f"{path}.keys")
+            zones[name] = model.DnssecZone(name, str(text), keys, line)
+        return model.DnssecConfig(zones, validity, refresh, backdate)
+
+    def _key_for(self, zone: names.Name) -> Callable[[Any], Any]:
+        def read(value: Any):
+            from ..dnssec.keys import KeyFileError
+            from ..dnssec.keys import read as read_key
+
+            try:
+                key = read_key(self.path_of(value))
+            except KeyFileError as exc:
+                raise ValueError(str(exc)) from None
+            if key.zone.to_text().lower() != names.to_text(zone):
+                raise ValueError(f"{key.path}: a key for {key.zone.to_text()}, not {names.to_text(zone)}")
+            return key
+
+        return read
 
     def checker(self, top: LinedMap, regions: dict[str, model.Region]) -> model.CheckerConfig:
         m = self.mapping(
