@@ -26,6 +26,7 @@ from .fastpath import FastPath
 
 if TYPE_CHECKING:
     from ..config.model import QueryLogConfig
+    from ..dnssec.secure import Signing
     from .responder import GslbResponder
 
 log = logging.getLogger("geodns.engine")
@@ -55,11 +56,13 @@ class AnswerEngine:
         query_log: QueryLogConfig | None = None,
         stats: QueryStats | None = None,
         fast_path: bool = True,
+        signing: Signing | None = None,
     ):
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
         self.dynamic = dynamic
+        self.signing = signing  # DNSSEC: signs answers from signed zones for queries with DO (geodns/dnssec/)
         # The Server hands every engine it builds the same QueryStats, so reloads keep counting.
         self.stats = stats if stats is not None else QueryStats()
         # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
@@ -115,6 +118,8 @@ class AnswerEngine:
             self._selected = ()
         zone = self.zones.zone_for(query.qname)
         result = self._resolve(zone, query, client)
+        if zone is not None:
+            self.secure(zone, query, result)
         max_size = TCP_MAX if tcp else max_udp_size(query, self.payload)
         response = encode(query, result, max_size, self.payload, self.nsid)
         if response[2] & 0x02:
@@ -130,6 +135,12 @@ class AnswerEngine:
         if logging_this:
             self._log_query(query, client, tcp, result.rcode, elapsed)
         return response
+
+    def secure(self, zone: Zone, query: Query, result: Answer) -> None:
+        """RRSIGs and denial NSECs for a query with DO in a signed zone (the fast path's GSLB encodings too)."""
+        signing = self.signing
+        if signing is not None and query.edns is not None and query.edns.do:
+            signing.secure(zone, query.qname, query.qtype, result, self.stats.dnssec)
 
     def _rcode_only(self, query: Query, rcode: int, tcp: bool, start: float) -> bytes:
         """Encode and count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""

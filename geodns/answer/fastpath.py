@@ -156,6 +156,7 @@ class FastPath:
         self.memo_bytes = 0
         self.hits = 0
         self._state = engine.dynamic.state if engine.dynamic is not None else None
+        self._signed = engine.signing.generation if engine.signing is not None else 0
 
     def _size(self, shape: Shape, tcp: bool) -> int:
         if tcp:
@@ -167,6 +168,13 @@ class FastPath:
         dynamic = self.engine.dynamic
         if dynamic is not None and dynamic.state is not self._state:
             self._follow(dynamic.state)
+        signing = self.engine.signing
+        if signing is not None and signing.generation != self._signed:
+            # Signatures were replaced (geodns/dnssec/refresh.py): what is encoded here carries the old ones.
+            self.cache.clear()
+            self.memo.clear()
+            self.memo_bytes = 0
+            self._signed = signing.generation
         if not tcp:
             rest = data[2:]
             memo = self.memo
@@ -277,6 +285,9 @@ class FastPath:
             return None
         result = Answer(ecs_scope=selection.scope)
         engine.gslb_result(name, query.qtype, selection, result)
+        zone = engine.zones.zone_for(name)
+        if zone is not None:
+            engine.secure(zone, query, result)
         return encode(query, result, size, engine.payload, engine.nsid)
 
     def _draw(self, entry: tuple, dynamic: GslbResponder) -> bytes:

@@ -11,8 +11,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from .counters import SigningCounters
 from .secure import Signing
-from .signer import SigningCounters
 
 log = logging.getLogger("geodns.dnssec")
 

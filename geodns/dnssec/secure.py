@@ -38,7 +38,8 @@ from ..dns.names import MAX_WIRE, Name, wire_length
 from ..dns.rrset import RRset
 from ..zones import MatchKind, Zone
 from ..zones.zoneset import ZoneSet
-from .signer import T_RRSIG, SigningCounters, ZoneSigner, dns_name, rdata_wire
+from .counters import SigningCounters
+from .signer import T_RRSIG, ZoneSigner, dns_name, rdata_wire
 
 T_A, T_NS, T_SOA, T_AAAA, T_NSEC, T_NXNAME = 1, 2, 6, 28, 47, 128
 NXDOMAIN, NOERROR = 3, 0
@@ -72,6 +73,7 @@ class Signing:
         self.zones = zones
         self.gslb_names = gslb_names
         self.generation = 0
+        self.loaded = SigningCounters()  # what signing the zones at load made (the server adds it to its counters)
 
     def secure(self, zone: Zone, qname: Name, qtype: int, result: Answer, counters: SigningCounters) -> None:
         """Add the denial NSEC (if any) and the RRSIGs to ``result``, in place."""

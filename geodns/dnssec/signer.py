@@ -27,6 +27,7 @@ import dns.rrset
 
 from ..dns.names import Name
 from ..dns.rrset import RRset
+from .counters import SigningCounters
 from .keys import SigningKey
 
 T_DNSKEY, T_RRSIG = 48, 46
@@ -45,24 +46,6 @@ class Timing:
     validity: float = 7 * 86400.0
     refresh: float = 2 * 86400.0
     backdate: float = 3600.0
-
-
-class SigningCounters:
-    """Signatures made, found in the cache, and the earliest expiry held (unix time; 0: none)."""
-
-    __slots__ = ("made", "hits", "expiry")
-
-    def __init__(self) -> None:
-        self.made = 0
-        self.hits = 0
-        self.expiry = 0.0
-
-    def add(self, other: SigningCounters) -> SigningCounters:
-        self.made += other.made
-        self.hits += other.hits
-        if other.expiry and (not self.expiry or other.expiry < self.expiry):
-            self.expiry = other.expiry
-        return self
 
 
 def dns_name(name: Name) -> dns.name.Name:

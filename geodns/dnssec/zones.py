@@ -12,11 +12,13 @@ from collections.abc import Iterator, Mapping
 
 from ..dns.names import Name
 from ..dns.rrset import RRset
+from ..errors import Problem
 from ..zones import MatchKind, Zone
 from ..zones.zoneset import ZoneSet
+from .counters import SigningCounters
 from .keys import SigningKey
 from .secure import Signing
-from .signer import SigningCounters, Timing, ZoneSigner
+from .signer import Timing, ZoneSigner
 
 _WILD = b"*"
 
@@ -40,11 +42,11 @@ def sign_zones(
     keys: Mapping[Name, tuple[SigningKey, ...]],
     timing: Timing,
     gslb_names: frozenset[Name],
-    counters: SigningCounters,
 ) -> tuple[ZoneSet, Signing]:
     """The zones as served signed (the DNSKEY RRset added at each apex with keys) and their signers,
     every static RRset signed already."""
     now = time.time()
+    counters = SigningCounters()
     served: list[Zone] = []
     signers: dict[Name, ZoneSigner] = {}
     for zone in zones:
@@ -57,5 +59,14 @@ def sign_zones(
         served.append(zone)
     signed = ZoneSet(served)
     signing = Signing(signers, signed, gslb_names)
-    counters.expiry = signing.earliest_expiry()
+    signing.loaded = counters
     return signed, signing
+
+
+def check_signed(source: str, signed: Mapping[Name, tuple[str, int | None]], zones: ZoneSet) -> list[Problem]:
+    """Every zone ``dnssec.zones`` names (origin -> its text and line there) must be one the server serves."""
+    return [
+        Problem(source, line, f"dnssec.zones.{text}: not a served zone (zones: lists the zone files)")
+        for origin, (text, line) in signed.items()
+        if zones.get(origin) is None
+    ]

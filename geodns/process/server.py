@@ -25,6 +25,9 @@ from ..config.model import Config
 from ..dns.listener import Listener
 from ..dns.names import to_text
 from ..dns.tcp import TcpLimits
+from ..dnssec.refresh import keep_signatures_fresh
+from ..dnssec.signer import Timing
+from ..dnssec.zones import check_signed, sign_zones
 from ..errors import ConfigError, InputError
 from ..geo import Locator
 from ..gslb.history import StateHistory
@@ -94,9 +97,18 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
     """
     if zones is None:
         zones = load_zones(config.zones)
-    problems = check_records(config, zones)
+    signed = {origin: (zone.text, zone.line) for origin, zone in config.dnssec.zones.items()}
+    problems = check_records(config, zones) + check_signed(str(config.source or "config"), signed, zones)
     if problems:
         raise ConfigError(problems)
+    signing = None
+    if config.dnssec.zones:
+        zones, signing = sign_zones(
+            zones,
+            {origin: signed.keys for origin, signed in config.dnssec.zones.items()},
+            Timing(config.dnssec.validity, config.dnssec.refresh, config.dnssec.inception_backdate),
+            frozenset(config.records),
+        )
     responder = None
     if config.records:
         if snapshot is None:
@@ -109,6 +121,7 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
         dynamic=responder,
         debug_txt=config.server.debug_txt,
         query_log=config.server.query_log,
+        signing=signing,
     )
 
 
@@ -221,6 +234,7 @@ class Server:
         await self.keeper.start()
         self._on_snapshot(self.keeper.snapshot)
         self._tasks.append(asyncio.create_task(keep_health_fresh(self._current_gslb), name="geodns-health-refresh"))
+        self._tasks.append(asyncio.create_task(keep_signatures_fresh(self._current_signing), name="geodns-resign"))
         await self._start_checker()
         server = config.server
         try:
@@ -329,7 +343,13 @@ class Server:
         engine.stats = self.stats
         if engine.dynamic is not None:
             engine.dynamic.counters = self.gslb_counters
+        if engine.signing is not None:
+            self.stats.dnssec.add(engine.signing.loaded)  # the signatures made at load
+            self.stats.dnssec.expiry = engine.signing.earliest_expiry()
         return engine
+
+    def _current_signing(self):
+        return (self.engine.signing if self.engine is not None else None), self.stats.dnssec
 
     def _current_gslb(self) -> GslbResponder | None:
         return self.engine.dynamic if self.engine is not None else None

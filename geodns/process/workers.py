@@ -69,6 +69,7 @@ def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
     into.duration_sum += other.duration_sum
     for name in ("truncated", "ecs_present", "dropped", "malformed"):
         setattr(into, name, getattr(into, name) + getattr(other, name))
+    into.dnssec.add(other.dnssec)
     return into
 
 
