@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import threading
 from pathlib import Path
 
@@ -77,3 +78,18 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    """One DNS message off a TCP stream (RFC 1035 4.2.2: a two-octet length, then the message)."""
+
+    def exactly(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    return exactly(int.from_bytes(exactly(2), "big"))

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.redis_server import free_port
@@ -81,3 +83,16 @@ class SimIngress(Child):
         req = urllib.request.Request(f"http://{self.host}:{self.port}/_sim?mode={mode}&ms={ms}", method="PUT")
         with _DIRECT.open(req, timeout=2) as r:
             return json.loads(r.read())
+
+
+@contextmanager
+def sim_ingresses(names: Iterable[str], log_dir: Path) -> Iterator[dict[str, SimIngress]]:
+    """One simulated ingress per name, all stopped on the way out (those started, should one fail)."""
+    started: dict[str, SimIngress] = {}
+    try:
+        for name in names:
+            started[name] = SimIngress(name, log_dir)
+        yield started
+    finally:
+        for sim in started.values():
+            sim.stop()

@@ -13,19 +13,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from geodns.process.server import Settings
 from geodns.state.redis import RedisStore
 from tests.conftest import REPO
 from tests.dnsserver import RunningServer, write
-from tests.processes import Child, SimIngress
+from tests.processes import Child, SimIngress, sim_ingresses
 from tests.redis_server import RedisServer, free_port
+from tests.scrape import Samples, scrape
 from tests.test_http_api import http
 
 EU, US = "198.51.100.10", "192.0.2.10"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def config(tmp_path: Path, store: str, sims: dict[str, SimIngress]) -> Path:
@@ -77,13 +76,7 @@ def poll(what, condition, child: Child, timeout: float = 15.0):
 
 
 def metrics(port: int) -> Samples:
-    status, text = get(port, "/metrics")
-    assert status == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return scrape(f"http://127.0.0.1:{port}/metrics")
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
@@ -111,14 +104,8 @@ def checker(tmp_path: Path, cfg: Path, store: str, port: int) -> Child:
 
 @pytest.fixture
 def sims(tmp_path):
-    started = {}
-    try:
-        for name in ("eu", "us"):
-            started[name] = SimIngress(name, tmp_path)
+    with sim_ingresses(("eu", "us"), tmp_path) as started:
         yield started
-    finally:
-        for sim in started.values():
-            sim.stop()
 
 
 def test_checker_http_port_metrics_and_the_reason_down_to_the_api(tmp_path, sims):

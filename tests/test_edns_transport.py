@@ -14,7 +14,7 @@ import dns.rcode
 import pytest
 
 from geodns.process.server import Settings
-from tests.dnsserver import RunningServer, write
+from tests.dnsserver import RunningServer, read_frame, write
 
 ZONE = "gslb.example.com."
 
@@ -164,27 +164,10 @@ def _tcp_frame(name: str, qid: int) -> bytes:
     return struct.pack("!H", len(wire)) + wire
 
 
-def _read_frame(sock) -> bytes:
-    head = b""
-    while len(head) < 2:
-        chunk = sock.recv(2 - len(head))
-        if not chunk:
-            raise ConnectionError("closed")
-        head += chunk
-    length = struct.unpack("!H", head)[0]
-    body = b""
-    while len(body) < length:
-        chunk = sock.recv(length - len(body))
-        if not chunk:
-            raise ConnectionError("closed")
-        body += chunk
-    return body
-
-
 def test_tcp_pipelined_queries(dns_server):
     with socket.create_connection((dns_server.host, dns_server.port), timeout=3) as s:
         s.sendall(_tcp_frame("www." + ZONE, 1) + _tcp_frame("mail." + ZONE, 2) + _tcp_frame("nope." + ZONE, 3))
-        answers = [dns.message.from_wire(_read_frame(s)) for _ in range(3)]
+        answers = [dns.message.from_wire(read_frame(s)) for _ in range(3)]
     assert [a.id for a in answers] == [1, 2, 3]
     assert answers[2].rcode() == dns.rcode.NXDOMAIN
 
@@ -197,7 +180,7 @@ def test_tcp_split_frames(dns_server):
         s.sendall(frame[1:9])
         time.sleep(0.05)
         s.sendall(frame[9:])
-        assert dns.message.from_wire(_read_frame(s)).id == 5
+        assert dns.message.from_wire(read_frame(s)).id == 5
 
 
 @pytest.fixture
@@ -229,7 +212,7 @@ def _closed(sock) -> bool:
 def test_tcp_idle_timeout(tight_server):
     with socket.create_connection((tight_server.host, tight_server.port), timeout=3) as s:
         s.sendall(_tcp_frame("www." + ZONE, 1))
-        _read_frame(s)
+        read_frame(s)
         started = time.monotonic()
         assert _closed(s)
         assert time.monotonic() - started < 2.5
@@ -243,7 +226,7 @@ def test_tcp_connection_cap(tight_server):
     try:
         assert _closed(c)
         a.sendall(_tcp_frame("www." + ZONE, 11))
-        assert dns.message.from_wire(_read_frame(a)).id == 11
+        assert dns.message.from_wire(read_frame(a)).id == 11
     finally:
         for s in (a, b, c):
             s.close()

@@ -18,7 +18,7 @@ from geodns.process.server import Settings
 from geodns.state.redis import RedisStore
 from geodns.tooling.drill.scenarios import netns_reason
 from tests.dnsserver import GEOIP_TEST_DB, GSLB_ZONE, RunningServer, write
-from tests.processes import Child, SimIngress
+from tests.processes import Child, SimIngress, sim_ingresses
 from tests.redis_server import RedisServer
 
 APP = "app.gslb.example.com."
@@ -73,14 +73,8 @@ def wait_answer(server, expected: str, timeout: float) -> float:
 
 @pytest.fixture
 def sims(tmp_path):
-    started = {}
-    try:
-        for name in ADDRESS:
-            started[name] = SimIngress(name, tmp_path)
+    with sim_ingresses(ADDRESS, tmp_path) as started:
         yield started
-    finally:
-        for sim in started.values():
-            sim.stop()
 
 
 def test_embedded_checker_moves_traffic_away_and_back(tmp_path, sims):

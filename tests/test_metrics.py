@@ -10,26 +10,21 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from geodns.process.server import Settings
 from geodns.state.model import Observation
 from tests.dnsserver import RunningServer, write
+from tests.scrape import Samples, parse
 from tests.test_gslb_dns import LONDON, addresses, ask, config_text
 from tests.test_http_api import http, start_server
 
 ZONE = "gslb.example.com"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(server: RunningServer) -> Samples:
     status, text = http(server, "GET", "/metrics")
     assert status == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return parse(text)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

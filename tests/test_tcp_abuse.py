@@ -24,7 +24,7 @@ from geodns.dns.tcp import TcpLimits, admission, source_of
 from geodns.errors import ConfigError
 from geodns.process.server import Settings
 from tests.conftest import TEST_ZONE
-from tests.dnsserver import RunningServer, write
+from tests.dnsserver import RunningServer, read_frame, write
 from tests.polling import wait_for
 from tests.test_cli import Proc
 
@@ -49,19 +49,6 @@ zones: ["{zone_dir / "gslb.example.com.zone"}"]
 def frame(name: str, qid: int, rdtype: str = "A") -> bytes:
     wire = dns.message.make_query(name, rdtype, id=qid).to_wire()
     return struct.pack("!H", len(wire)) + wire
-
-
-def read_frame(sock: socket.socket) -> bytes:
-    def exactly(n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = sock.recv(n - len(out))
-            if not chunk:
-                raise ConnectionError("closed")
-            out += chunk
-        return out
-
-    return exactly(struct.unpack("!H", exactly(2))[0])
 
 
 def connect(port: int, source: str) -> socket.socket:

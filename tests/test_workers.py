@@ -23,6 +23,8 @@ import pytest
 
 from tests.dnsserver import write
 from tests.polling import wait_for
+from tests.scrape import Samples
+from tests.scrape import scrape as scrape_url
 from tests.test_cli import Proc
 from tests.test_gslb_dns import APP, SG, addresses, config_text
 
@@ -70,17 +72,9 @@ def gslb_answers(proc: Proc) -> dict[str, float]:
     }
 
 
-def scrape(proc: Proc) -> dict[tuple[str, tuple], float]:
+def scrape(proc: Proc) -> Samples:
     """Every sample of the supervisor's /metrics, keyed by name and sorted labels."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=3) as r:
-        text = r.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return scrape_url(f"http://127.0.0.1:{proc.http_port}/metrics")
 
 
 def ask_sg(proc: Proc, tcp: bool = False):
