@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import urllib.request
 
 import dns.dnssec
 import dns.name
@@ -15,6 +14,7 @@ import pytest
 from tests.dnssec_setup import ORIGIN, config_text, make_key, start
 from tests.dnsserver import write
 from tests.polling import wait_for
+from tests.scrape import scrape
 from tests.test_cli import Proc
 from tests.test_dnssec_validation import direct, dnskeys, validate_all
 
@@ -80,13 +80,8 @@ def test_a_key_change_on_reload_re_signs_everything(tmp_path):
 
 
 def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
-        text = r.read().decode()
-    return {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith("geodns_dnssec_") and not line.startswith("#")
-    }
+    """The DNSSEC samples of /metrics, by name (they carry no labels)."""
+    return {name: value for (name, _), value in scrape(f"http://127.0.0.1:{port}/metrics").items() if "dnssec" in name}
 
 
 def test_workers_answer_signed_and_the_supervisor_counts_their_signatures(tmp_path):
