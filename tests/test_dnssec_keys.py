@@ -132,3 +132,20 @@ def test_a_wrong_or_missing_key_file_is_a_config_error_at_its_line(tmp_path):
 def test_generate_refuses_an_unknown_algorithm():
     with pytest.raises(keys.KeyFileError, match="unknown algorithm 'rsasha1'"):
         keys.generate(ZONE_TEXT, "rsasha1")
+
+
+def test_a_signed_zone_that_is_not_served_is_named_with_its_line(tmp_path):
+    from geodns.process.server import Settings, build_engine
+    from tests.conftest import OTHER_ZONE
+
+    base = geodns("keygen", "gslb.example.com", "--directory", str(tmp_path)).stdout.strip()
+    zone = write(tmp_path / "other.test.zone", OTHER_ZONE)
+    path = write(
+        tmp_path / "c.yaml",
+        f'zones: ["{zone}"]\ndnssec:\n  zones:\n    gslb.example.com:\n      keys: [{base}.key]\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_engine(Settings(config_path=path).load())
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:4: dnssec.zones.gslb.example.com: not a served zone (zones: lists the zone files)"
+    ]

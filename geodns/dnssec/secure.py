@@ -29,17 +29,18 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.NSEC
 
 from ..dns.encode import Answer
-from ..dns.names import MAX_WIRE, Name, wire_length
+from ..dns.names import MAX_WIRE, Name, to_wire, wire_length
 from ..dns.rrset import RRset
 from ..zones import MatchKind, Zone
 from ..zones.zoneset import ZoneSet
 from .counters import SigningCounters
-from .signer import T_RRSIG, ZoneSigner, dns_name, rdata_wire
+from .signer import T_RRSIG, ZoneSigner, rdata_wire
 
 T_A, T_NS, T_SOA, T_AAAA, T_NSEC, T_NXNAME = 1, 2, 6, 28, 47, 128
 NXDOMAIN, NOERROR = 3, 0
@@ -47,18 +48,24 @@ _EXISTS_NOT = frozenset((T_RRSIG, T_NSEC, T_NXNAME))
 _CUT = frozenset((T_NS, T_RRSIG, T_NSEC))
 
 
-def nsec(name: Name, types, ttl: int) -> RRset:
+_BITMAPS: dict[frozenset[int], bytes] = {}  # type set -> NSEC type bitmap (a handful of distinct sets)
+
+
+def _bitmap(types: frozenset[int]) -> bytes:
+    bitmap = _BITMAPS.get(types)
+    if bitmap is None:
+        windows = dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes([dns.rdatatype.RdataType.make(t) for t in sorted(types)])
+        rdata = dns.rdtypes.ANY.NSEC.NSEC(dns.rdataclass.IN, dns.rdatatype.NSEC, dns.name.root, windows)
+        bitmap = _BITMAPS[types] = rdata_wire(rdata)[1:]  # after the root name
+    return bitmap
+
+
+def nsec(name: Name, types: frozenset[int], ttl: int) -> RRset:
     """The compact-denial NSEC at ``name``: next name ``\\000.<name>``, the given type bitmap."""
     following = (b"\x00",) + name
     if wire_length(following) > MAX_WIRE:
         following = name  # no room for a successor label: the NSEC then covers nothing but its owner
-    rdata = dns.rdtypes.ANY.NSEC.NSEC(
-        dns.rdataclass.IN,
-        dns.rdatatype.NSEC,
-        dns_name(following),
-        dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes([dns.rdatatype.RdataType.make(t) for t in sorted(types)]),
-    )
-    return RRset(name, T_NSEC, ttl, (rdata_wire(rdata),))
+    return RRset(name, T_NSEC, ttl, (to_wire(following) + _bitmap(types),))
 
 
 class Signing:

@@ -16,21 +16,23 @@ wildcard expansions, denial NSECs), bounded like the fast path's caches.
 from __future__ import annotations
 
 import asyncio
+import struct
 from dataclasses import dataclass
 
 import dns.dnssec
 import dns.name
 import dns.rdata
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
-import dns.rrset
 
-from ..dns.names import Name
+from ..dns.names import Name, to_wire
 from ..dns.rrset import RRset
 from .counters import SigningCounters
 from .keys import SigningKey
 
 T_DNSKEY, T_RRSIG = 48, 46
+_RRSIG = struct.Struct("!HBBIIIH")  # RRSIG rdata before the signer's name (RFC 4034 3.1)
 MAX_ANSWERS = 100_000  # signatures held for answers beyond the zone's own RRsets
 REFRESH_CHUNK = 32  # signatures made between yields to the event loop while refreshing
 
@@ -67,6 +69,7 @@ class ZoneSigner:
         self.keys = keys
         self.timing = timing
         self.signer = dns_name(origin)
+        self.signer_wire = to_wire(origin)
         # With both kinds configured, the SEP keys (KSKs) sign the DNSKEY RRset and the others the
         # rest; with one kind, every key signs everything (a combined signing key).
         key_keys = tuple(k for k in keys if k.sep)
@@ -128,19 +131,34 @@ class ZoneSigner:
         return min(expiries, default=0.0)
 
     def _sign(self, rrset: RRset, now: float, counters: SigningCounters) -> tuple[RRset, float, float]:
-        owner = dns_name(rrset.name)
+        # The rdatas go in as they are served: their names are stored in lower case already (the zone
+        # reader's and the responder's), which is RFC 4034's canonical form, so there is nothing to parse.
         rtype = dns.rdatatype.RdataType.make(rrset.rtype)
-        data = dns.rrset.RRset(owner, dns.rdataclass.IN, rtype)
+        data = dns.rdataset.Rdataset(dns.rdataclass.IN, rtype)
+        data.update_ttl(rrset.ttl)
         for rdata in rrset.rdatas:
-            data.add(dns.rdata.from_wire(dns.rdataclass.IN, rtype, rdata, 0, len(rdata)), rrset.ttl)
+            data.add(dns.rdata.GenericRdata(dns.rdataclass.IN, rtype, rdata))
+        owner = dns_name(rrset.name)
         timing = self.timing
         inception = int(now - timing.backdate)
         expiration = int(now + timing.validity)
         signatures = []
         for key in self.key_keys if rrset.rtype == T_DNSKEY else self.zone_keys:
             signature = dns.dnssec.sign(
-                data, key.private, self.signer, key.dnskey, inception=inception, expiration=expiration
+                (owner, data), key.private, self.signer, key.dnskey, inception=inception, expiration=expiration
             )
-            signatures.append(rdata_wire(signature))
+            signatures.append(
+                _RRSIG.pack(
+                    rrset.rtype,
+                    signature.algorithm,
+                    signature.labels,
+                    signature.original_ttl,
+                    signature.expiration,
+                    signature.inception,
+                    signature.key_tag,
+                )
+                + self.signer_wire
+                + signature.signature
+            )
         counters.made += len(signatures)
         return RRset(rrset.name, T_RRSIG, rrset.ttl, tuple(signatures)), expiration - timing.refresh, float(expiration)
