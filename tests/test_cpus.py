@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from geodns.config import model
 from geodns.config.cpus import CGROUP_ROOT_ENV, cgroup_cpu_limit, usable_cpus
 from geodns.config.load import load_config
 from tests.dnsserver import write
@@ -71,6 +72,12 @@ def test_workers_auto_in_a_config_honours_the_quota(tmp_path, monkeypatch):
     v2(root, "100000 100000")
     monkeypatch.setenv(CGROUP_ROOT_ENV, str(root))
     config = write(tmp_path / "geodns.yaml", "server:\n  workers: auto\n")
-    assert load_config(config).server.workers == 1
-    v2(root, "max 100000")
-    assert load_config(config).server.workers == AFFINITY
+    model.usable_cpus.cache_clear()  # the process reads the cgroup once; this test is a new process
+    try:
+        assert load_config(config).server.workers == 1
+        v2(root, "max 100000")
+        assert load_config(config).server.workers == 1  # read once: a reload does not read the cgroup again
+        model.usable_cpus.cache_clear()  # a process started now
+        assert load_config(config).server.workers == AFFINITY
+    finally:
+        model.usable_cpus.cache_clear()

@@ -186,7 +186,7 @@ def test_memo_answers_follow_the_weights_and_are_counted(tmp_path):
     assert engine.fast.hits - before >= draws - 1 and len(engine.fast.memo) == 1  # one entry serves them all
     expected = {"192.0.2.10": draws / 8, "192.0.2.20": draws * 3 / 8, "198.51.100.10": draws / 2}
     assert chi_square(seen, expected) < CHI2_999[2]
-    counted = {clusters[0]: n for (_name, clusters, _fb), n in engine.dynamic.counters.counts().items()}
+    counted = {clusters[0]: n for (_name, clusters, _fb), n in engine.responder.counters.counts().items()}
     assert counted == {"us-1": seen["192.0.2.10"], "us-2": seen["192.0.2.20"], "eu-1": seen["198.51.100.10"]}
 
 
@@ -202,31 +202,31 @@ def test_memo_follows_a_change_of_state_but_not_a_routine_report(tmp_path):
     from geodns.state.model import Observation
 
     engine = _weighted_engine(tmp_path, policy="[healthy, geo]")
-    dynamic = engine.dynamic
+    responder = engine.responder
     wire = dns.message.make_query(
         "app.gslb.example.com.", "A", use_edns=0, options=[dns.edns.ECSOption("81.2.69.142", 32)]
     ).to_wire()
     assert _answer(engine.handle(wire, "127.0.0.1", False)) == "198.51.100.10"
-    snapshot = dynamic.state.snapshot
-    generation = dynamic.state.generation
+    snapshot = responder.live.snapshot
+    generation = responder.live.generation
 
     def report(up: bool, at: float):
         obs = Observation("chk", "eu", "eu-1", "198.51.100.10", up, 5.0, at, at + 60)
         observations = dict(snapshot.observations)
         observations[("eu-1", "198.51.100.10")] = (obs,)
-        dynamic.update(
+        responder.update(
             dataclasses.replace(snapshot, version=snapshot.version + 1, observations=MappingProxyType(observations))
         )
 
     report(True, time.time())  # up, as it was: nothing to forget
-    assert dynamic.state.generation == generation and len(engine.fast.memo) == 1
+    assert responder.live.generation == generation and len(engine.fast.memo) == 1
     assert _answer(engine.handle(wire, "127.0.0.1", False)) == "198.51.100.10"
     static = dns.message.make_query("gslb.example.com.", "SOA").to_wire()
     engine.handle(static, "127.0.0.1", False)
     engine.handle(static, "127.0.0.1", False)  # now in the memo too
     assert len(engine.fast.memo) == 2
     report(False, time.time())  # down: the GB client moves at once
-    assert dynamic.state.generation == generation + 1
+    assert responder.live.generation == generation + 1
     before = engine.fast.hits
     engine.handle(static, "127.0.0.1", False)
     assert engine.fast.hits == before + 1 and len(engine.fast.memo) == 1  # static kept, GSLB list dropped

@@ -156,13 +156,13 @@ def test_fallback_when_nothing_is_healthy(tmp_path, fallback, expected):
         ]
         server.call(server.server.store.report(down))
         deadline = time.monotonic() + 1.0
-        while server.server.engine.dynamic.counters.fallbacks == 0 and time.monotonic() < deadline:
+        while server.server.engine.responder.counters.fallbacks == 0 and time.monotonic() < deadline:
             ask(server, SG)
             time.sleep(0.02)
         resp = ask(server, SG)
         assert resp.rcode() == dns.rcode.NOERROR
         assert addresses(resp) == expected
-        assert server.server.engine.dynamic.counters.fallbacks > 0
+        assert server.server.engine.responder.counters.fallbacks > 0
     finally:
         server.stop()
 

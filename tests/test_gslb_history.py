@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from geodns.answer.responder import LiveState
+from geodns.answer.responder import LiveView
 from geodns.gslb.health import HealthView
 from geodns.gslb.history import StateHistory
 from geodns.state.model import Observation, Snapshot
 from tests.test_gslb_policy import AP1, EU1, US1, obs
 
 
-def live(at: float, clusters, observations=()) -> LiveState:
+def live(at: float, clusters, observations=()) -> LiveView:
     table: dict = {}
     for o in observations:
         table[(o.cluster, o.endpoint)] = table.get((o.cluster, o.endpoint), ()) + (o,)
     snapshot = Snapshot(1, MappingProxyType({c.name: c for c in clusters}), MappingProxyType(table), at)
-    return LiveState(snapshot, HealthView.build(snapshot, at), {}, at, 0)
+    return LiveView(snapshot, HealthView.build(snapshot, at), {}, at, 0)
 
 
 def states(history: StateHistory, cluster: str, endpoint: str) -> list[tuple[float, str]]:

@@ -10,9 +10,9 @@ import pytest
 from geodns.config.model import ClusterSpec, EndpointSpec, LoadSpec
 from geodns.gslb.load import IDLE, LoadView, ShedController, ShedState, reported_load, settle_share, target_share, tick
 from geodns.gslb.model import Context
-from geodns.gslb.policy import outcomes, select
+from geodns.gslb.policy import decision, select
 from geodns.state.model import LoadReport, Snapshot
-from tests.test_gslb_outcomes import shares_by_clusters
+from tests.test_gslb_decision import shares_by_clusters
 from tests.test_gslb_policy import EU1, LONDON, NOW, THREE, US1, client, cluster, context, ep
 
 SPEC = LoadSpec(low=0.7, high=0.9)
@@ -29,17 +29,17 @@ def with_load(ctx: Context, load: LoadView) -> Context:
 
 def test_a_shed_share_moves_exactly_that_share_of_new_answers_to_the_next_region():
     ctx = with_load(context(THREE, policy=("healthy", "shed", "geo", "weighted")), view(eu_west_1=0.3))
-    result = outcomes(ctx, client(LONDON, 24), 4)
+    result = decision(ctx, client(LONDON, 24), 4)
     assert shares_by_clusters(result) == pytest.approx({("eu-west-1",): 0.7, ("us-east-1",): 0.3})
     # Without shedding the same chain keeps London at home.
     plain = context(THREE, policy=("healthy", "shed", "geo", "weighted"))
-    assert shares_by_clusters(outcomes(plain, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
+    assert shares_by_clusters(decision(plain, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
 
 
 def test_inside_a_region_shed_answers_go_to_the_other_clusters_by_weight():
     eu2 = cluster("eu-west-2", "eu-west", ep("198.51.100.20"))
     ctx = with_load(context(THREE + [eu2], policy=("healthy", "geo", "shed", "weighted")), view(eu_west_1=0.4))
-    result = outcomes(ctx, client(LONDON, 24), 4)
+    result = decision(ctx, client(LONDON, 24), 4)
     # eu-west-1 is kept with 0.6 and then wins half the weighted draws.
     assert shares_by_clusters(result) == pytest.approx({("eu-west-1",): 0.3, ("eu-west-2",): 0.7})
 
@@ -47,21 +47,21 @@ def test_inside_a_region_shed_answers_go_to_the_other_clusters_by_weight():
 def test_above_high_the_cluster_is_out_unless_nothing_else_is_left():
     chain = ("healthy", "shed", "geo", "weighted")
     ctx = with_load(context(THREE, policy=chain), view(eu_west_1=1.0))
-    assert shares_by_clusters(outcomes(ctx, client(LONDON, 24), 4)) == {("us-east-1",): 1.0}
+    assert shares_by_clusters(decision(ctx, client(LONDON, 24), 4)) == {("us-east-1",): 1.0}
     alone = with_load(context([EU1], policy=chain), view(eu_west_1=1.0))
-    assert shares_by_clusters(outcomes(alone, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
+    assert shares_by_clusters(decision(alone, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
     # Everyone over: nothing would be left, so all stay; partly shed ones before those that are out.
     both = with_load(
         context([EU1, US1], policy=("healthy", "shed", "first_n"), answers=1), view(eu_west_1=1.0, us_east_1=0.5)
     )
-    assert shares_by_clusters(outcomes(both, client(LONDON, 24), 4)) == {("us-east-1",): 1.0}
+    assert shares_by_clusters(decision(both, client(LONDON, 24), 4)) == {("us-east-1",): 1.0}
     every = with_load(
         context([EU1, US1], policy=("healthy", "shed", "first_n"), answers=1), view(eu_west_1=1.0, us_east_1=1.0)
     )
-    assert shares_by_clusters(outcomes(every, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
+    assert shares_by_clusters(decision(every, client(LONDON, 24), 4)) == {("eu-west-1",): 1.0}
 
 
-def test_select_draws_the_same_shares_as_the_outcome_list():
+def test_select_draws_the_same_shares_as_the_decision():
     ctx = with_load(context(THREE, policy=("healthy", "shed", "geo", "weighted"), seed=17), view(eu_west_1=0.25))
     n = 20_000
     moved = sum(select(ctx, client(LONDON, 24), 4).clusters == ("us-east-1",) for _ in range(n))

@@ -1,7 +1,7 @@
 """Shedding under feedback (issue 17): moving traffic changes the load it reacts to.
 
 A pure simulation with the real controller (``gslb.load.tick``), the real
-``shed`` filter and exact outcome lists (``policy.outcomes``): N clusters with
+``shed`` filter and exact decisions (``policy.decision``): N clusters with
 capacities, a seeded population of resolvers that each cache their answer for
 its TTL and then ask again, one cluster's home demand over its capacity.  The
 damped controller settles, with every cluster under its high watermark; the
@@ -22,7 +22,7 @@ from geodns.geo.location import UNKNOWN
 from geodns.gslb.health import HealthView
 from geodns.gslb.load import IDLE, LoadView, target_share, tick
 from geodns.gslb.model import Client, Context
-from geodns.gslb.policy import outcomes
+from geodns.gslb.policy import decision
 from geodns.state.model import Snapshot
 from tests.test_gslb_policy import cluster, ep, record
 
@@ -84,7 +84,7 @@ def simulate(damped: bool, seed: int = 1) -> Run:
             run.shares.append({n: s.share for n, s in states.items()})
             shares_by_home = {}
             for home, rec in records.items():
-                listed = outcomes(Context(snapshot, health, {}, rec, random.Random(0), view), client, 4)
+                listed = decision(Context(snapshot, health, {}, rec, random.Random(0), view), client, 4)
                 shares_by_home[home] = ([s.clusters[0] for s in listed.selections], list(listed.shares))
         for r in due.pop(second, ()):
             options, weights = shares_by_home[r.home]

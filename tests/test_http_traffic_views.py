@@ -3,7 +3,7 @@
 Before, ``/api/v1/traffic`` and the status page ran every record x place on the
 loop that answers DNS: with ``workers: 1`` a query waited for the whole
 computation.  Here the computation is held at its first policy run (the real
-``outcomes`` runs once the test lets it go) while a DNS query is asked: it must
+``decision`` runs once the test lets it go) while a DNS query is asked: it must
 be answered before the computation finishes.
 """
 
@@ -39,16 +39,16 @@ def running(tmp_path):
 
 
 class Held:
-    """``traffic.outcomes`` that counts its calls and, while ``hold`` is set, waits at the first one."""
+    """``traffic.decision`` that counts its calls and, while ``hold`` is set, waits at the first one."""
 
     def __init__(self, monkeypatch, hold: bool):
-        self.real = traffic_module.outcomes
+        self.real = traffic_module.decision
         self.calls = 0
         self.started = threading.Event()
         self.release = threading.Event()
         if not hold:
             self.release.set()
-        monkeypatch.setattr(traffic_module, "outcomes", self)
+        monkeypatch.setattr(traffic_module, "decision", self)
 
     def __call__(self, *args, **kw):
         self.calls += 1
@@ -96,9 +96,9 @@ def test_concurrent_requests_share_one_computation(running, monkeypatch):
     entered = []
     real_json_parts = shared.json_parts
 
-    async def counting_json_parts(dynamic):
-        entered.append(dynamic)
-        return await real_json_parts(dynamic)
+    async def counting_json_parts(responder):
+        entered.append(responder)
+        return await real_json_parts(responder)
 
     monkeypatch.setattr(shared, "json_parts", counting_json_parts)
     threads = [fetch_in_thread(running, "/api/v1/traffic") for _ in range(3)]
@@ -176,8 +176,8 @@ def test_the_kept_result_is_out_of_the_collectors_way(running):
 def test_packed_traffic_is_the_json_the_api_always_gave(running):
     """Byte for byte what ``json.dumps({"records": ...}, indent=1)`` gives, and the page built from the
     packed records is the page built from the records themselves."""
-    dynamic = api_views.gslb(running.server)
-    records = list(traffic_module.traffic(dynamic.records, dynamic.state, dynamic.regions))
+    responder = api_views.gslb(running.server)
+    records = list(traffic_module.traffic(responder.records, responder.live, responder.regions))
     packed = traffic_module.pack(records)
     assert packed.body == (json.dumps({"records": records}, indent=1) + "\n").encode()
     assert traffic_module.pack([]).body == (json.dumps({"records": []}, indent=1) + "\n").encode()
@@ -185,7 +185,7 @@ def test_packed_traffic_is_the_json_the_api_always_gave(running):
     clusters = running.run(lambda: api_views.clusters_view(running.server)["clusters"])
 
     def page(records) -> str:
-        html = status_page.render(status, clusters, dynamic.regions, records, now=1_700_000_000.0)
+        html = status_page.render(status, clusters, responder.regions, records, now=1_700_000_000.0)
         return re.sub(r"Generated [^;]*;", "", html)  # the clock's time
 
     assert "Where traffic for r299.gslb.example.com goes" in page(records)
@@ -195,7 +195,7 @@ def test_packed_traffic_is_the_json_the_api_always_gave(running):
 def test_a_computation_holds_one_records_context_at_a_time(running, monkeypatch):
     """Every record's policy context, kept until the computation ends, made each full collection in it
     walk thousands more objects; a record's context now goes with its record."""
-    real = traffic_module.outcomes
+    real = traffic_module.decision
     alive: list[int] = []
 
     def contexts_alive() -> int:
@@ -207,6 +207,6 @@ def test_a_computation_holds_one_records_context_at_a_time(running, monkeypatch)
         return real(context, *args, **kw)
 
     before = contexts_alive()
-    monkeypatch.setattr(traffic_module, "outcomes", counting)
+    monkeypatch.setattr(traffic_module, "decision", counting)
     assert http(running, "GET", "/api/v1/traffic")[0] == 200
     assert alive and alive[0] - before <= 3

@@ -265,3 +265,26 @@ def test_top_level_modules_and_relative_names_resolve(tmp_path):
         "geodns/answer/engine.py:1",
         "geodns/answer/engine.py:2",
     ]
+
+
+def test_answering_uses_the_responder_only_through_gslb_api():
+    """answer/engine.py and answer/fastpath.py ask the GSLB responder only what ``GslbAPI`` names
+    (issue 11: the fast path reached into the responder's counters, random generator, clients and
+    live view).  Every ``<something>.responder.x`` and ``responder.x`` in them is read from the source."""
+    from geodns.answer.gslb_api import GslbAPI
+
+    allowed = {name for name in vars(GslbAPI) if not name.startswith("_")}
+    used: dict[str, list[str]] = defaultdict(list)
+    for module in ("engine.py", "fastpath.py"):
+        path = PACKAGE / "answer" / module
+        for node in ast.walk(_parse(path)):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value
+            if (isinstance(owner, ast.Name) and owner.id == "responder") or (
+                isinstance(owner, ast.Attribute) and owner.attr == "responder"
+            ):
+                used[node.attr].append(f"answer/{module}:{node.lineno}")
+    assert used, "the reader found no use of the responder: the test would pass whatever the code did"
+    outside = {attr: where for attr, where in used.items() if attr not in allowed}
+    assert outside == {}, f"responder attributes outside GslbAPI: {outside}"

@@ -74,6 +74,21 @@ class QueryStats:
     def total(self) -> int:
         return sum(self.queries.values())
 
+    def add(self, other: QueryStats) -> QueryStats:
+        """Add ``other``'s counts to these (a worker's to the supervisor's total); returns self."""
+        queries = self.queries
+        for key, n in other.queries.items():
+            queries[key] = queries.get(key, 0) + n
+        for i, n in enumerate(other.duration_buckets):
+            self.duration_buckets[i] += n
+        self.duration_sum += other.duration_sum
+        self.truncated += other.truncated
+        self.ecs_present += other.ecs_present
+        self.dropped += other.dropped
+        self.malformed += other.malformed
+        self.dnssec.add(other.dnssec)
+        return self
+
 
 class Tally:
     """One counter the query path bumps in place: the fast path keeps a reference, so a
@@ -94,20 +109,20 @@ class GslbCounters:
     geo_misses: int = 0
     # (record name, clusters answered, fallback?) -> answers; clusters () is NODATA.
     # The exporter turns it into answers per cluster and fallbacks per record.
-    outcomes: dict[tuple[Name, tuple[str, ...], bool], Tally] = field(default_factory=dict)
+    answers: dict[tuple[Name, tuple[str, ...], bool], Tally] = field(default_factory=dict)
 
     def tally(self, name: Name, selection: Selection) -> Tally:
         """The counter of answers like ``selection`` for record ``name``."""
-        return self._tally((name, selection.clusters, selection.fallback))
+        return self._counter((name, selection.clusters, selection.fallback))
 
-    def _tally(self, key: tuple[Name, tuple[str, ...], bool]) -> Tally:
-        counter = self.outcomes.get(key)
+    def _counter(self, key: tuple[Name, tuple[str, ...], bool]) -> Tally:
+        counter = self.answers.get(key)
         if counter is None:
-            counter = self.outcomes[key] = Tally()
+            counter = self.answers[key] = Tally()
         return counter
 
     def counts(self) -> dict[tuple[Name, tuple[str, ...], bool], int]:
-        return {key: counter.n for key, counter in list(self.outcomes.items())}
+        return {key: counter.n for key, counter in list(self.answers.items())}
 
     def export(self) -> tuple[dict, int, int]:
         """Plain values to send elsewhere (a worker to its supervisor); ``add`` takes them."""
@@ -116,7 +131,7 @@ class GslbCounters:
     def add(self, exported: tuple[dict, int, int]) -> GslbCounters:
         counts, ecs, geo_misses = exported
         for key, n in counts.items():
-            self._tally(key).n += n
+            self._counter(key).n += n
         self.ecs += ecs
         self.geo_misses += geo_misses
         return self

@@ -27,6 +27,9 @@ from .fastpath import FastPath
 if TYPE_CHECKING:
     from ..config.model import QueryLogConfig
     from ..dnssec.secure import Signing
+    from ..gslb.policy import Selection
+    from .counters import GslbCounters
+    from .gslb_api import GslbAPI
     from .responder import GslbResponder
 
 log = logging.getLogger("geodns.engine")
@@ -51,30 +54,42 @@ class AnswerEngine:
         *,
         payload: int = 1232,
         nsid: bytes | None = None,
-        dynamic: GslbResponder | None = None,
+        responder: GslbResponder | None = None,
         debug_txt: bool = False,
         query_log: QueryLogConfig | None = None,
-        stats: QueryStats | None = None,
         fast_path: bool = True,
         signing: Signing | None = None,
     ):
         self.zones = zones
         self.payload = payload
         self.nsid = nsid
-        self.dynamic = dynamic
+        # The whole responder, for the process that updates it and the views that read it; this
+        # module and the fast path use it only through ``GslbAPI`` (tests/test_layers.py checks).
+        self.responder = responder
         self.signing = signing  # DNSSEC: signs answers from signed zones for queries with DO (geodns/dnssec/)
-        # The Server hands every engine it builds the same QueryStats, so reloads keep counting.
-        self.stats = stats if stats is not None else QueryStats()
+        # Its own until ``count_into`` hands it the process's (so reloads keep counting).
+        self.stats = QueryStats()
         # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
         self.debug_names: frozenset[Name] = (
-            frozenset((DEBUG_LABEL,) + name for name in dynamic.names)
-            if debug_txt and dynamic is not None
+            frozenset((DEBUG_LABEL,) + name for name in responder.names)
+            if debug_txt and responder is not None
             else frozenset()
         )
         self.query_log_rate = query_log.sample if query_log is not None and query_log.enabled else 0.0
         self._selected: tuple[str, ...] = ()  # clusters of the latest GSLB answer, for the query log
         # Pre-encoded answers for the common query shapes; off while sampling queries into the log.
         self.fast = FastPath(self) if fast_path and not self.query_log_rate else None
+
+    def count_into(self, stats: QueryStats, gslb: GslbCounters) -> AnswerEngine:
+        """Count into ``stats`` and ``gslb`` from now on: the process's counters, which outlive this
+        engine (a reload builds a new one) and, in a worker, are that worker's own.  Returns self."""
+        self.stats = stats
+        if self.responder is not None:
+            self.responder.count_into(gslb)
+        if self.signing is not None:
+            stats.dnssec.add(self.signing.take_loaded())  # what signing the zones at load made, counted once
+            stats.dnssec.expiry = self.signing.earliest_expiry()
+        return self
 
     # -- bytes in, bytes out ----------------------------------------------------
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -89,7 +104,7 @@ class AnswerEngine:
             hit = fast.answer(data, client, tcp)
             if hit is not None:
                 response, (origin, qtype, rcode), ecs = hit
-                _tally(self.stats, (origin, qtype, rcode, tcp), ecs, start)
+                _count_query(self.stats, (origin, qtype, rcode, tcp), ecs, start)
                 return response
         try:
             query = wire.parse_query(data)
@@ -126,7 +141,7 @@ class AnswerEngine:
             self.stats.truncated += 1
         elif fast is not None and result.cacheable and result.rcode <= wire.NXDOMAIN and zone is not None:
             fast.remember(data, tcp, response, zone.origin, result.rcode)
-        elapsed = _tally(
+        elapsed = _count_query(
             self.stats,
             (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp),
             query.edns is not None and query.edns.ecs is not None,
@@ -145,7 +160,7 @@ class AnswerEngine:
     def _rcode_only(self, query: Query, rcode: int, tcp: bool, start: float) -> bytes:
         """Encode and count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""
         response = encode_error(query, rcode, self.payload, self.nsid)
-        _tally(
+        _count_query(
             self.stats, (None, query.qtype, rcode, tcp), query.edns is not None and query.edns.ecs is not None, start
         )
         return response
@@ -200,19 +215,19 @@ class AnswerEngine:
             self._nodata(zone, result)
             return
         result.cacheable = False
-        dynamic = self.dynamic
-        assert dynamic is not None  # debug names exist only with GSLB records
-        who = dynamic.client(query, client)
-        result.answer.append(dynamic.debug_rrset(query.qname, query.qname[1:], who))
+        responder: GslbAPI | None = self.responder
+        assert responder is not None  # debug names exist only with GSLB records
+        who = responder.client(_ecs_value(query), client)
+        result.answer.append(responder.debug_rrset(query.qname, query.qname[1:], who))
         result.ecs_scope = who.ecs_source or 0
 
     def _lookup(
         self, zone: Zone, name: Name, qtype: int, result: Answer, seen: set[Name], query: Query, client: str
     ) -> None:
         """Fill ``result`` for (name, qtype) in zone, following CNAMEs within our zones."""
-        dynamic = self.dynamic
+        responder: GslbAPI | None = self.responder
         while True:
-            if dynamic is not None and name in dynamic.names and self._gslb(name, qtype, result, query, client):
+            if responder is not None and name in responder.names and self._gslb(name, qtype, result, query, client):
                 return
             match = zone.find(name)
             kind = match.kind
@@ -225,7 +240,7 @@ class AnswerEngine:
                     self._referral(zone, cut, result)
                 return
             if kind is MatchKind.NXDOMAIN:
-                if dynamic is None or (name not in dynamic.names and name not in dynamic.ancestors):
+                if responder is None or (name not in responder.names and name not in responder.ancestors):
                     result.rcode = wire.NXDOMAIN  # RFC 6604: the last name in a chain decides
                 self._nodata(zone, result)
                 return
@@ -264,34 +279,29 @@ class AnswerEngine:
         """Answer A/AAAA (and ANY, as A) for a GSLB name; False leaves other types to the zone."""
         if qtype not in (wire.T_A, wire.T_AAAA, wire.T_ANY):
             return False
-        dynamic = self.dynamic
-        assert dynamic is not None  # GSLB names exist only with a responder
+        responder: GslbAPI | None = self.responder
+        assert responder is not None  # GSLB names exist only with a responder
         asked = wire.T_A if qtype == wire.T_ANY else qtype
-        selection = dynamic.select(name, asked, dynamic.client(query, client))
-        if selection is None:
+        dispatched = responder.dispatch(name, asked, _ecs_value(query), client)
+        if dispatched is None:
             return False
+        selection = dispatched.selection
         result.ecs_scope = max(result.ecs_scope, selection.scope)
-        self.count_gslb(name, selection)
+        self._selected = selection.clusters
         self.gslb_result(name, asked, selection, result)
         return True
 
-    def gslb_result(self, name: Name, qtype: int, selection, result: Answer) -> None:
+    def gslb_result(self, name: Name, qtype: int, selection: Selection, result: Answer) -> None:
         """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither counts here)."""
         result.cacheable = False
-        dynamic = self.dynamic
-        assert dynamic is not None  # only GSLB names get here
+        responder: GslbAPI | None = self.responder
+        assert responder is not None  # only GSLB names get here
         if selection.addresses:
-            result.answer.append(dynamic.rrset(name, qtype, selection))
+            result.answer.append(responder.rrset(name, qtype, selection))
         else:
             zone = self.zones.zone_for(name)
             assert zone is not None  # the config checks put each GSLB name inside a served zone
             self._nodata(zone, result)
-
-    def count_gslb(self, name: Name, selection) -> None:
-        self._selected = selection.clusters
-        dynamic = self.dynamic
-        assert dynamic is not None  # only GSLB selections are counted
-        dynamic.counters.tally(name, selection).n += 1
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))
@@ -320,13 +330,19 @@ class AnswerEngine:
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
 
 
+def _ecs_value(query: Query) -> bytes | None:
+    """The query's Client Subnet option value as received (its scope octet was 0), for ``GslbAPI.client``."""
+    edns = query.edns
+    return edns.ecs.echo(0) if edns is not None and edns.ecs is not None else None
+
+
 def _type_text(qtype: int) -> str:
     from ..zones.zone import type_name
 
     return {251: "IXFR", 252: "AXFR", 255: "ANY", 41: "OPT"}.get(qtype) or type_name(qtype)
 
 
-def _tally(stats: QueryStats, key: tuple, ecs: bool, start: float) -> float:
+def _count_query(stats: QueryStats, key: tuple, ecs: bool, start: float) -> float:
     """Count one answer under ``key`` (origin, qtype, rcode, tcp); return its time.
 
     Every answer, fast path or full, is counted here.  A rare query type is

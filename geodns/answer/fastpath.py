@@ -2,11 +2,12 @@
 
 Almost every query a GSLB server sees has the same shape: one question, class
 IN, maybe an OPT with the DO bit, a Client Subnet option and an NSID request.
-For those, this module reads only the header, the question and the OPT by
-hand, and answers from a cache of encoded responses: the bytes the full path
+For those, ``dns.wire.read_shape`` (the first stage of the one query reader)
+reads only the header, the question and the OPT, and this module answers from
+a cache of encoded responses: the bytes the full path
 produced the first time, with the ID patched, the question copied as received
 (case kept, for 0x20 clients) and a fresh OPT appended (it echoes the client's
-own subnet).
+own subnet; ``dns.encode.opt_record``, the one OPT writer).
 
 The key is everything the answer depends on: the question (lower-cased), the
 RD/CD bits, EDNS/DO/NSID, the size limit, and for GSLB names the addresses the
@@ -18,114 +19,21 @@ bytes; a test compares them on generated queries.
 
 from __future__ import annotations
 
-import struct
-from bisect import bisect_right
 from typing import TYPE_CHECKING
 
-from ..dns.encode import TCP_MAX, Answer, encode
-from ..dns.wire import OPT_ECS, OPT_NSID, RR_FIXED, T_A, T_AAAA, T_OPT, FormatError, parse_query
+from ..dns.encode import TCP_MAX, Answer, encode, opt_record
+from ..dns.wire import T_A, T_AAAA, Shape, parse_query, read_shape
 
 if TYPE_CHECKING:
     from ..dns.names import Name
     from .engine import AnswerEngine
-    from .responder import GslbResponder
+    from .gslb_api import GslbAPI
 
 MAX_ENTRIES = 100_000
 MEMO_ENTRIES = 50_000
 MEMO_BYTES = 64 << 20  # and at most this much response data: spoofed ECS subnets cannot grow it past
 MEMO_VARIANTS = 32  # answers one memo entry may hold; a record with more selects per query
 _TOO_BIG = ("too big",)  # in ``cache``: this selection's answer does not fit this client's size limit
-_OPTION = struct.Struct("!HH")
-_FLAG_BITS = 0x0100 | 0x0010  # RD and CD: echoed, so part of the key
-
-
-class Shape:
-    """What the fast reader learned about one query."""
-
-    __slots__ = ("qend", "base", "qname", "qtype", "edns", "payload", "do", "ecs", "nsid")
-
-    def __init__(self, qend: int, base: tuple, qname: bytes, qtype: int):
-        self.qend, self.base, self.qname, self.qtype = qend, base, qname, qtype
-        self.edns = self.do = self.nsid = False
-        self.payload = 512
-        self.ecs: bytes | None = None
-
-
-def read(data: bytes) -> Shape | None:
-    """The common query shape, or None for anything the full path must see."""
-    n = len(data)
-    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00" or data[10] or data[11] > 1:
-        return None  # QR, opcode, QDCOUNT 1, no answer/authority, at most an OPT
-    pos = 12
-    while True:
-        length = data[pos]
-        if length == 0:
-            break
-        if length > 63:
-            return None
-        pos += length + 1
-        if pos >= n:
-            return None
-    qend = pos + 5
-    if qend > n or pos - 12 > 254 or data[pos + 3] or data[pos + 4] != 1:
-        return None  # class IN only
-    qtype = (data[pos + 1] << 8) | data[pos + 2]
-    if qtype == T_OPT or qtype >= 251:
-        return None  # ANY, AXFR, IXFR, MAILx, OPT: the full path's business
-    flag_bits = ((data[2] << 8) | data[3]) & _FLAG_BITS
-    qname = data[12 : pos + 1].lower()
-    if data[11] == 0:
-        if qend != n:
-            return None
-        return Shape(qend, (qname, qtype, flag_bits, 0), qname, qtype)
-    if n < qend + 11 or data[qend]:
-        return None
-    rtype, payload, ttl, rdlen = RR_FIXED.unpack_from(data, qend + 1)
-    if rtype != T_OPT or ttl & 0xFFFF7FFF or qend + 11 + rdlen != n:
-        return None  # version 0, no extended rcode, DO the only flag
-    shape = Shape(qend, (), qname, qtype)
-    pos = qend + 11
-    while pos < n:
-        if pos + 4 > n:
-            return None
-        code = (data[pos] << 8) | data[pos + 1]
-        end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
-        if end > n:
-            return None
-        if code == OPT_ECS and shape.ecs is None and _valid_ecs(data[pos + 4 : end]):
-            shape.ecs = data[pos + 4 : end]
-        elif code == OPT_NSID and not shape.nsid and end == pos + 4:
-            shape.nsid = True
-        else:
-            return None  # unknown, repeated or invalid options
-        pos = end
-    shape.edns = True
-    shape.payload = max(payload, 512)
-    shape.do = bool(ttl & 0x8000)
-    shape.base = (qname, qtype, flag_bits, 1 | shape.do << 1 | shape.nsid << 2)
-    return shape
-
-
-def _valid_ecs(value: bytes) -> bool:
-    """RFC 7871 section 7.1.1, checked as the full path does (which answers FORMERR)."""
-    if len(value) < 4:
-        return False
-    family, source, scope = (value[0] << 8) | value[1], value[2], value[3]
-    width = 32 if family == 1 else 128 if family == 2 else 0
-    if not width or source > width or scope or len(value) - 4 != (source + 7) // 8:
-        return False
-    return not (source % 8 and value[-1] & (0xFF >> (source % 8)))
-
-
-def _opt(shape: Shape, our_payload: int, scope: int, nsid: bytes | None) -> bytes:
-    """Our OPT for this client, byte for byte what ``encode._opt`` writes (inlined: this runs per query)."""
-    options = b""
-    ecs = shape.ecs
-    if ecs is not None:
-        options = _OPTION.pack(OPT_ECS, len(ecs)) + ecs[:3] + bytes((min(scope, ecs[2]) if ecs[2] else 0,)) + ecs[4:]
-    if shape.nsid and nsid:
-        options += _OPTION.pack(OPT_NSID, len(nsid)) + nsid
-    return b"\x00" + RR_FIXED.pack(T_OPT, our_payload, 0x8000 if shape.do else 0, len(options)) + options
 
 
 def _lowered(message: bytes, shape: Shape) -> bytes:
@@ -143,10 +51,11 @@ class FastPath:
     one random number for a weighted record, and a splice of the ID.  A 0x20
     resolver's query (random case per query) misses that look-up, and hits on
     its lower-cased key, with its own question spliced back in.  What the memo
-    has not seen takes ``cache``, keyed by the shape ``read`` parses, which
+    has not seen takes ``cache``, keyed by the shape ``read_shape`` reads, which
     holds one encoding per GSLB selection.  A GSLB memo entry holds every
-    answer the record can give that client (``GslbResponder.outcomes``), so it
-    stays valid while the live state's generation does.
+    answer the record can give that client (its decision, from ``GslbAPI.dispatch``), so it
+    stays valid while the responder's ``generation`` does.  The responder is
+    used only through ``gslb_api.GslbAPI``.
     """
 
     def __init__(self, engine: AnswerEngine):
@@ -155,7 +64,7 @@ class FastPath:
         self.memo: dict[object, tuple] = {}
         self.memo_bytes = 0
         self.hits = 0
-        self._state = engine.dynamic.state if engine.dynamic is not None else None
+        self._generation = engine.responder.generation if engine.responder is not None else None
         self._signed = engine.signing.generation if engine.signing is not None else 0
 
     def _size(self, shape: Shape, tcp: bool) -> int:
@@ -165,9 +74,9 @@ class FastPath:
 
     def answer(self, data: bytes, client: str, tcp: bool) -> tuple[bytes, tuple, bool] | None:
         """(response, counting key, ECS present) from the caches or a GSLB selection; None: full path."""
-        dynamic = self.engine.dynamic
-        if dynamic is not None and dynamic.state is not self._state:
-            self._follow(dynamic.state)
+        responder: GslbAPI | None = self.engine.responder
+        if responder is not None and responder.generation != self._generation:
+            self._follow(responder.generation)
         signing = self.engine.signing
         if signing is not None and signing.generation != self._signed:
             # Signatures were replaced (geodns/dnssec/refresh.py): what is encoded here carries the old ones.
@@ -179,22 +88,22 @@ class FastPath:
             rest = data[2:]
             memo = self.memo
             entry = memo.get(rest)
-            if entry is None and dynamic is not None:
+            if entry is None and responder is not None:
                 entry = memo.get((rest, client))
             if entry is not None:
                 self.hits += 1
                 tail = entry[0]
-                if tail is None:  # a GSLB entry: only made while dynamic is set
-                    tail = self._draw(entry, dynamic)  # type: ignore[arg-type]
+                if tail is None:  # a GSLB entry: (None, key, ecs, tails, again)
+                    tail = entry[3][entry[4]()]
                 return data[:2] + tail, entry[1], entry[2]
             hit = self._memo_mixed_case(data, client)
             if hit is not None:
                 return hit
-        shape = read(data)
+        shape = read_shape(data)
         if shape is None:
             return None
         size = self._size(shape, tcp)
-        if dynamic is None or shape.qname not in dynamic.wire_names:
+        if responder is None or shape.qname not in responder.wire_names:
             entry = self.cache.get(shape.base + (size,))
             if entry is None:
                 return None
@@ -206,43 +115,37 @@ class FastPath:
             return response, entry[2], shape.ecs is not None
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
-        return self._gslb(data, shape, size, client, tcp, dynamic)
+        return self._gslb(data, shape, size, client, tcp, responder)
 
-    def _follow(self, state) -> None:
-        """A new live state: the memo's GSLB answer lists are stale if its generation moved.
+    def _follow(self, generation: int) -> None:
+        """The responder's generation moved: the memo's GSLB answer lists are stale.
 
-        Static entries (a tail of their own) and ``cache`` stay: neither depends on the state.
+        Static entries (a tail of their own) and ``cache`` stay: neither depends on the live view.
         """
-        if self._state is None or state.generation != self._state.generation:
-            self.memo = {key: entry for key, entry in self.memo.items() if entry[0] is not None}
-            self.memo_bytes = sum(len(entry[0]) for entry in self.memo.values())
-        self._state = state
+        self.memo = {key: entry for key, entry in self.memo.items() if entry[0] is not None}
+        self.memo_bytes = sum(len(entry[0]) for entry in self.memo.values())
+        self._generation = generation
 
-    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool, dynamic: GslbResponder):
+    def _gslb(self, data: bytes, shape: Shape, size: int, client: str, tcp: bool, responder: GslbAPI):
         engine = self.engine
-        name = dynamic.wire_names[shape.qname]
-        who = dynamic.client_from(shape.ecs, client)
-        listed = dynamic.outcomes(name, shape.qtype, who)
-        if listed is None:
-            selection = dynamic.select(name, shape.qtype, who)
-            if selection is None:  # not a GSLB name in this state: the full path answers
-                return None
-        else:
-            selection = dynamic.pick(listed)
-        engine.count_gslb(name, selection)
-        ttl = dynamic.ttl(name)
+        name = responder.wire_names[shape.qname]
+        dispatched = responder.dispatch(name, shape.qtype, shape.ecs, client, listing=True)
+        if dispatched is None:  # not a GSLB name in this live view: the full path answers
+            return None
+        selection, decision = dispatched.selection, dispatched.decision
+        ttl = responder.ttl(name)
         entry = self._gslb_entry(data, shape, size, name, selection, ttl)
         ecs = shape.ecs is not None
         if entry is None:  # too big for this client: the truncated answer, uncached
-            response = self._encode(data, size, name, selection)
+            response = self._encode(data, shape, size, name, selection)
             if response is None:
                 return None
             engine.stats.truncated += 1
             return response, (_origin(engine, name), shape.qtype, 0), ecs
         response = self._splice(data, shape, entry, selection.scope)
-        if listed is not None and not tcp and len(listed.selections) <= MEMO_VARIANTS:
+        if decision is not None and not tcp and len(decision.selections) <= MEMO_VARIANTS:
             tails = []
-            for option in listed.selections:
+            for option in decision.selections:
                 got = entry if option is selection else self._gslb_entry(data, shape, size, name, option, ttl)
                 if got is None:
                     break
@@ -250,12 +153,8 @@ class FastPath:
             else:
                 lowered = _lowered(data, shape)
                 key = (lowered, client) if shape.ecs is None or not shape.ecs[2] else lowered
-                tallies = tuple(dynamic.counters.tally(name, option) for option in listed.selections)
-                self._memorize(
-                    key,
-                    (None, entry[2], ecs, who.location.source == "none", listed.cumulative, tuple(tails), tallies),
-                    sum(map(len, tails)),
-                )
+                again = responder.repeater(name, dispatched)
+                self._memorize(key, (None, entry[2], ecs, tuple(tails), again), sum(map(len, tails)))
         return response, entry[2], ecs
 
     def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection, ttl: int) -> tuple | None:
@@ -264,7 +163,7 @@ class FastPath:
         key = shape.base + (size, selection.addresses, selection.scope, ttl)
         entry = self.cache.get(key)
         if entry is None:
-            response = self._encode(data, size, name, selection)
+            response = self._encode(data, shape, size, name, selection)
             if response is None:
                 return None
             if response[2] & 0x02:
@@ -275,12 +174,9 @@ class FastPath:
             return None
         return entry
 
-    def _encode(self, data: bytes, size: int, name, selection) -> bytes | None:
+    def _encode(self, data: bytes, shape: Shape, size: int, name, selection) -> bytes | None:
         engine = self.engine
-        try:
-            query = parse_query(data)
-        except FormatError:
-            return None
+        query = parse_query(data, shape)  # the reader's second half: the Query of this very shape
         if query is None:
             return None
         result = Answer(ecs_scope=selection.scope)
@@ -289,21 +185,6 @@ class FastPath:
         if zone is not None:
             engine.secure(zone, query, result)
         return encode(query, result, size, engine.payload, engine.nsid)
-
-    def _draw(self, entry: tuple, dynamic: GslbResponder) -> bytes:
-        """A memo hit for a GSLB name: one draw among the pre-encoded answers, counted in place.
-
-        The entry is flat (no objects to chase beyond the two tuples it indexes)
-        because with thousands of records each hit touches memory no other has.
-        """
-        _tail, _key, ecs, geo_miss, cumulative, tails, tallies = entry
-        if ecs:
-            dynamic.counters.ecs += 1
-        if geo_miss:
-            dynamic.counters.geo_misses += 1
-        i = 0 if len(tails) == 1 else bisect_right(cumulative, dynamic.rng.random())
-        tallies[i].n += 1
-        return tails[i]
 
     def _memo_mixed_case(self, data: bytes, client: str) -> tuple[bytes, tuple, bool] | None:
         """The memo for a query whose name has upper case in it: look it up lower-cased.
@@ -323,14 +204,14 @@ class FastPath:
             return None  # already looked up as it is
         key = data[2:12] + lowered + data[end:]
         entry = self.memo.get(key)
-        if entry is None and self.engine.dynamic is not None:
+        if entry is None and self.engine.responder is not None:
             entry = self.memo.get((key, client))
         if entry is None:
             return None
         self.hits += 1
         tail = entry[0]
-        if tail is None:  # a GSLB entry: only made while dynamic is set
-            tail = self._draw(entry, self.engine.dynamic)  # type: ignore[arg-type]
+        if tail is None:  # a GSLB entry: (None, key, ecs, tails, again)
+            tail = entry[3][entry[4]()]
         return data[:2] + tail[:10] + name + tail[end - 2 :], entry[1], entry[2]
 
     def _splice(self, data: bytes, shape: Shape, entry: tuple, scope: int) -> bytes:
@@ -344,7 +225,7 @@ class FastPath:
                 + (arcount + 1).to_bytes(2, "big")
                 + data[12:qend]
                 + body[qend:]
-                + _opt(shape, engine.payload, scope, engine.nsid)
+                + opt_record(engine.payload, 0, shape.do, shape.ecs, scope, engine.nsid if shape.nsid else None)
             )
         return data[:2] + body[2:10] + arcount.to_bytes(2, "big") + data[12:qend] + body[qend:]
 
@@ -358,8 +239,8 @@ class FastPath:
 
     def remember(self, data: bytes, tcp: bool, response: bytes, origin, rcode: int) -> None:
         """Keep a full-path response for a static name, for the next query of the same key."""
-        shape = read(data)
-        if shape is None or (self.engine.dynamic is not None and shape.qname in self.engine.dynamic.wire_names):
+        shape = read_shape(data)
+        if shape is None or (self.engine.responder is not None and shape.qname in self.engine.responder.wire_names):
             return
         self._store(shape.base + (self._size(shape, tcp),), shape, response, origin, rcode)
 

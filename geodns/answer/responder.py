@@ -1,10 +1,12 @@
 """GSLB answers: where the answer engine meets the policy chain.
 
-The engine asks two things of this module on the query path: is a name a GSLB
-record, and what are its A/AAAA records for this client.  Everything that
+``GslbResponder`` is the one implementation of ``gslb_api.GslbAPI``, all the
+engine and the fast path ask of it on the query path: is a name a GSLB record,
+and what are its A/AAAA records for this client (``dispatch``).  Everything that
 depends on the live table (the snapshot, its health view, each record's
 policy context) is rebuilt off the query path by ``update`` and swapped in
-with one assignment, so a query always sees one consistent state.
+with one assignment (``live``, a ``LiveView``), so a query always sees one
+consistent view.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from ..config.model import Config, IPAddress, RecordSpec
 from ..dns import wire
 from ..dns.names import Name, to_text, to_wire
 from ..dns.rrset import RRset
-from ..dns.wire import Query
 from ..errors import Problem
 from ..geo import Locator
 from ..gslb import policy, why
@@ -30,22 +31,23 @@ from ..gslb.filters import LOCATION_FILTERS
 from ..gslb.health import HealthView
 from ..gslb.load import EMPTY as NO_LOAD
 from ..gslb.load import LoadView, ShedController
-from ..gslb.policy import Client, Context, Outcomes, Selection, contexts, select
+from ..gslb.policy import Client, Context, Decision, Selection, contexts, select
 from ..state.model import Snapshot
 from ..zones import MatchKind
 from ..zones.zoneset import ZoneSet
 from .counters import GslbCounters
+from .gslb_api import Dispatched
 
 log = logging.getLogger("geodns.gslb")
 
 _FAMILY = {wire.T_A: 4, wire.T_AAAA: 6}
 CLIENT_CACHE = 65536  # distinct client subnets remembered by the fast path
-OUTCOME_CACHE = 65536  # (record, family, location, ECS source) outcome lists remembered ...
-OUTCOME_SELECTIONS = 262_144  # ... holding this many selections in all (a few hundred bytes each)
+DECISION_CACHE = 65536  # (record, family, location, ECS source) decisions remembered ...
+DECISION_SELECTIONS = 262_144  # ... holding this many selections in all (a few hundred bytes each)
 
 
 @dataclass(frozen=True)
-class LiveState:
+class LiveView:
     """One snapshot with everything derived from it; replaced whole."""
 
     snapshot: Snapshot
@@ -53,7 +55,7 @@ class LiveState:
     contexts: Mapping[Name, Context]
     built_at: float
     # Changes only when some answer could: states with the same generation decide alike,
-    # so caches of decisions (``outcomes``, the fast path's) outlive a routine health report.
+    # so caches of decisions (``decision``, the fast path's) outlive a routine health report.
     generation: int
     # Each cluster's load and shed share (gslb/load.py), and the TTL of records whose
     # shedding is moving (capped by their clusters' ``load.ttl``; the others use their own).
@@ -62,7 +64,7 @@ class LiveState:
 
 
 class GslbResponder:
-    """Answers the config's GSLB records from the current live state."""
+    """Answers the config's GSLB records from the current live view."""
 
     def __init__(self, config: Config, locator: Locator, snapshot: Snapshot, rng: random.Random | None = None):
         self.records: Mapping[Name, RecordSpec] = config.records
@@ -79,18 +81,19 @@ class GslbResponder:
         self.counters = GslbCounters()
         self._clients: dict[object, Client] = {}  # fast path: subnet or source -> Client
         self._reads_rtt = any("latency" in record.policy for record in self.records.values())
-        self._outcomes: dict[tuple, Outcomes | None] = {}
-        self._outcomes_held = 0  # selections in self._outcomes
-        self._outcomes_generation = -1
-        # Records whose answers depend on where the client is; the others have one outcome list.
+        self._decisions: dict[tuple, Decision | None] = {}
+        self._decisions_held = 0  # selections in self._decisions
+        self._decisions_generation = -1
+        # Records whose answers depend on where the client is; the others have one decision for everyone.
         self._placed = frozenset(
             name for name, record in self.records.items() if LOCATION_FILTERS.intersection(record.policy)
         )
         self.shed = ShedController(config.clusters)
-        self.state: LiveState = self._build(snapshot, None)
+        self.live: LiveView = self._build(snapshot, None)
+        self.generation = self.live.generation  # GslbAPI: a plain attribute, read per query by the fast path
 
     # -- off the query path -----------------------------------------------------
-    def _build(self, snapshot: Snapshot, previous: LiveState | None) -> LiveState:
+    def _build(self, snapshot: Snapshot, previous: LiveView | None) -> LiveView:
         now = time.time()
         quorum = self.health_config.quorum
         health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
@@ -114,7 +117,7 @@ class GslbResponder:
                 if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl
             }
         )
-        return LiveState(
+        return LiveView(
             snapshot,
             health,
             contexts(self.records.values(), snapshot, health, self.regions, self.rng, load),
@@ -126,24 +129,17 @@ class GslbResponder:
 
     def update(self, snapshot: Snapshot | None = None) -> None:
         """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
-        self.state = self._build(snapshot if snapshot is not None else self.state.snapshot, self.state)
+        self.live = self._build(snapshot if snapshot is not None else self.live.snapshot, self.live)
+        self.generation = self.live.generation
 
     # -- on the query path -----------------------------------------------------------
-    def client(self, query: Query, source: str) -> Client:
-        """Who the answer is for: the ECS subnet when the resolver sent one, else the resolver."""
-        ecs = query.edns.ecs if query.edns is not None else None
-        if ecs is not None:
-            self.counters.ecs += 1
-            if ecs.source_prefix > 0:
-                return Client(ecs.address, self._locate(ecs.address), ecs.source_prefix)
-            address = ipaddress.ip_address(source)
-            return Client(address, self._locate(address), 0)
-        address = ipaddress.ip_address(source)
-        return Client(address, self._locate(address), None)
+    def client(self, ecs: bytes | None, source: str) -> Client:
+        """Who the answer is for: the ECS subnet when the resolver sent one (``ecs``: the option's
+        value as received, already checked), else the resolver at ``source``.
 
-    def client_from(self, ecs: bytes | None, source: str) -> Client:
-        """``client`` for the fast path, from the ECS option's raw bytes (already validated) or
-        the source address; remembered per subnet or source, so a repeat costs one dict look-up."""
+        The one client constructor, for both paths: remembered per subnet or source, so a
+        repeat costs one dict look-up.  Counts the ECS option and a client nobody could place.
+        """
         key = source if ecs is None else ecs if ecs[2] else (ecs, source)
         client = self._clients.get(key)
         if client is None:
@@ -170,23 +166,67 @@ class GslbResponder:
         address = ipaddress.ip_address(source)
         return Client(address, self.locator.locate(address), None if ecs is None else 0)
 
-    def _locate(self, address):
-        location = self.locator.locate(address)
-        if location.source == "none":
-            self.counters.geo_misses += 1
-        return location
+    def count_into(self, counters: GslbCounters) -> None:
+        """Count into ``counters`` from now on (the process's, which outlive a reload)."""
+        self.counters = counters
 
-    def select(self, qname: Name, qtype: int, client: Client, trace: list | None = None) -> Selection | None:
-        """The selection for an A/AAAA question about a GSLB name; None for other types."""
+    def dispatch(
+        self, name: Name, qtype: int, ecs: bytes | None, source: str, listing: bool = False
+    ) -> Dispatched | None:
+        """The one GSLB dispatch: the counted selection for an A/AAAA question about record ``name``.
+
+        None for other types (the zone answers them) or a name without a context.
+        With ``listing`` (the fast path) the selection is drawn from the record's
+        decision for this client, which comes back too when it can be listed;
+        without (the full path) the chain runs once for this query.
+        """
         family = _FAMILY.get(qtype)
         if family is None:
             return None
-        context = self.state.contexts.get(qname)
+        context = self.live.contexts.get(name)
         if context is None:
             return None
-        return select(context, client, family, trace)
+        client = self.client(ecs, source)
+        decision = self.decision(name, qtype, client) if listing else None
+        if decision is None:
+            selection = select(context, client, family)
+        else:
+            selections = decision.selections
+            if len(selections) == 1:
+                selection = selections[0]
+            else:
+                selection = selections[bisect_right(decision.cumulative, self.rng.random())]
+        self.counters.tally(name, selection).n += 1
+        return Dispatched(selection, decision, client)
 
-    def outcomes(self, qname: Name, qtype: int, client: Client) -> Outcomes | None:
+    def repeater(self, name: Name, dispatched: Dispatched) -> Callable[[], int]:
+        """For the fast path's memo of ``dispatched.decision`` (pre-encoded, one answer per selection):
+        a function that counts one more answer to the same client, as ``dispatch`` would have, and
+        returns the index of the selection to send.
+
+        What it needs is bound here once, so a repeat chases no objects: with thousands of
+        records each hit touches memory no other has.
+        """
+        decision = dispatched.decision
+        assert decision is not None  # only a listed decision is pre-encoded
+        client = dispatched.client
+        ecs, geo_miss = client.ecs_source is not None, client.location.source == "none"
+        tallies = tuple(self.counters.tally(name, selection) for selection in decision.selections)
+        cumulative, random_ = decision.cumulative, self.rng.random
+
+        def again() -> int:
+            counters = self.counters
+            if ecs:
+                counters.ecs += 1
+            if geo_miss:
+                counters.geo_misses += 1
+            i = 0 if len(tallies) == 1 else bisect_right(cumulative, random_())
+            tallies[i].n += 1
+            return i
+
+        return again
+
+    def decision(self, qname: Name, qtype: int, client: Client) -> Decision | None:
         """Every selection for an A/AAAA question about a GSLB name, with its probability.
 
         Remembered per (record, family, location, ECS source): those are all the
@@ -194,11 +234,11 @@ class GslbResponder:
         filter; the others have one list for everyone (scope /0).  None: too
         many random paths to list (select per query).
         """
-        state = self.state
-        if state.generation != self._outcomes_generation:
-            self._outcomes.clear()
-            self._outcomes_held = 0
-            self._outcomes_generation = state.generation
+        live = self.live
+        if live.generation != self._decisions_generation:
+            self._decisions.clear()
+            self._decisions_held = 0
+            self._decisions_generation = live.generation
         if qname in self._placed:
             # A source prefix at or past the location's own gives the same scope as none (ecs_scope).
             location, source = client.location, client.ecs_source
@@ -206,29 +246,22 @@ class GslbResponder:
         else:
             key = (qname, qtype)
         try:
-            return self._outcomes[key]
+            return self._decisions[key]
         except KeyError:
             pass
-        context = state.contexts[qname]
-        listed = policy.outcomes(context, client, _FAMILY[qtype])
-        held = len(listed.selections) if listed is not None else 1
-        if len(self._outcomes) >= OUTCOME_CACHE or self._outcomes_held + held > OUTCOME_SELECTIONS:
-            self._outcomes.clear()
-            self._outcomes_held = 0
-        self._outcomes[key] = listed
-        self._outcomes_held += held
-        return listed
-
-    def pick(self, listed: Outcomes) -> Selection:
-        """One of ``listed`` at random by its share."""
-        selections = listed.selections
-        if len(selections) == 1:
-            return selections[0]
-        return selections[bisect_right(listed.cumulative, self.rng.random())]
+        context = live.contexts[qname]
+        found = policy.decision(context, client, _FAMILY[qtype])
+        held = len(found.selections) if found is not None else 1
+        if len(self._decisions) >= DECISION_CACHE or self._decisions_held + held > DECISION_SELECTIONS:
+            self._decisions.clear()
+            self._decisions_held = 0
+        self._decisions[key] = found
+        self._decisions_held += held
+        return found
 
     def ttl(self, qname: Name) -> int:
         """The record's TTL, shorter while its clusters' shedding moves (``load.ttl``)."""
-        ttls = self.state.ttls
+        ttls = self.live.ttls
         return ttls.get(qname, self.records[qname].ttl) if ttls else self.records[qname].ttl
 
     def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
@@ -240,7 +273,7 @@ class GslbResponder:
         ip = ipaddress.ip_address(address)
         location = self.locator.locate(ip)
         client = Client(ip, location, prefix)
-        family, context = _FAMILY.get(qtype), self.state.contexts.get(qname)
+        family, context = _FAMILY.get(qtype), self.live.contexts.get(qname)
         # why.explain runs policy.select, not self.select: an operator's question is not a query to count.
         decision = (
             why.explain(context, client, family)
@@ -252,12 +285,12 @@ class GslbResponder:
             "client": {"address": str(ip), "ecs_source": prefix, "location": _location_dict(location)},
             **decision,
             "shares": _shares(context, client, family) if family and context else {},
-            "snapshot_version": self.state.snapshot.version,
+            "snapshot_version": self.live.snapshot.version,
         }
 
     def debug_rrset(self, name: Name, record: Name, client: Client) -> RRset:
         """The ``_geodns.<record>`` TXT answer: one self-describing string per line of the trace."""
-        context = self.state.contexts[record]
+        context = self.live.contexts[record]
         decision = why.explain(context, client, 4)
         loc = client.location
         where = "/".join(x for x in (loc.region, loc.country, loc.continent) if x) or "unknown"
@@ -275,18 +308,18 @@ class GslbResponder:
             f" clusters {','.join(decision['clusters']) or '-'}{' (fallback)' if decision['fallback'] else ''}"
         )
         lines.append(
-            f"snapshot version {self.state.snapshot.version} record {to_text(record)} scope /{decision['scope']}"
+            f"snapshot version {self.live.snapshot.version} record {to_text(record)} scope /{decision['scope']}"
         )
         rdatas = tuple(_txt_rdata(f"{i:02d} {line}") for i, line in enumerate(lines, 1))
         return RRset(name, wire.T_TXT, 0, rdatas)
 
 
 def _shares(context: Context, client: Client, family: int) -> dict[str, float]:
-    """How often each first cluster answers this client (exact, from ``policy.outcomes``); {} when
+    """How often each first cluster answers this client (exact, from ``policy.decision``); {} when
     the chain has too many random paths to list."""
-    listed = policy.outcomes(context, client, family)
+    exact = policy.decision(context, client, family)
     shares: dict[str, float] = {}
-    for selection, share in zip(listed.selections, listed.shares) if listed is not None else ():
+    for selection, share in zip(exact.selections, exact.shares) if exact is not None else ():
         first = selection.clusters[0] if selection.clusters else "-"
         shares[first] = shares.get(first, 0.0) + share
     return {name: round(share, 6) for name, share in sorted(shares.items(), key=lambda kv: -kv[1])}
@@ -342,16 +375,16 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
 
 
 async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: float = 0.5) -> None:
-    """Observations expire with time, not only with changes: rebuild the live state when one has,
+    """Observations expire with time, not only with changes: rebuild the live view when one has,
     and when a cluster's shedding is due its next tick (gslb/load.py).
 
     ``current`` returns the responder in use now (it changes on reload).
     """
     while True:
         await asyncio.sleep(every)
-        dynamic = current()
-        if dynamic is None:
+        responder = current()
+        if responder is None:
             continue
-        state = dynamic.state
-        if time.time() >= min(state.health.valid_until, state.load.valid_until):
-            dynamic.update()
+        live = responder.live
+        if time.time() >= min(live.health.valid_until, live.load.valid_until):
+            responder.update()

@@ -6,6 +6,7 @@ receives a ``Config`` never re-checks it.  The words follow DESIGN.md.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,13 @@ if TYPE_CHECKING:  # the loader reads key files with dnssec.keys; the model only
 MAX_WORKERS = 256
 
 
+@functools.cache
 def usable_cpus() -> int:
-    """CPUs this process may use (affinity and the cgroup CPU quota, unlike os.cpu_count), 1..MAX_WORKERS."""
+    """CPUs this process may use (affinity and the cgroup CPU quota, unlike os.cpu_count), 1..MAX_WORKERS.
+
+    Read once, the first time a config needs the default (``ServerConfig.workers``, ``workers: auto``):
+    a reload re-reads the config, not the cgroup, so the figure is the one the process started with.
+    """
     return _usable_cpus(MAX_WORKERS)
 
 
@@ -33,7 +39,6 @@ DEFAULT_DNS_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
 DEFAULT_HTTP_LISTEN: tuple[str, int] = ("127.0.0.1", 8053)
 
 # The filters a record's policy chain may name, in DESIGN.md's words.
-POLICY_FILTERS = ("healthy", "geo", "latency", "shed", "weighted", "failover", "first_n")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import model
+from .filters import DECLARED
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -247,10 +248,10 @@ def countries(value: Any) -> tuple[str, ...]:
 
 def policy(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of filters ({', '.join(model.POLICY_FILTERS)})")
+        raise ValueError(f"must be a non-empty list of filters ({', '.join(DECLARED)})")
     for item in value:
-        if item not in model.POLICY_FILTERS:
-            raise ValueError(f"unknown filter {item!r} (known: {', '.join(model.POLICY_FILTERS)})")
+        if item not in DECLARED:
+            raise ValueError(f"unknown filter {item!r} (known: {', '.join(DECLARED)})")
     return tuple(value)
 
 

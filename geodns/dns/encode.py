@@ -15,6 +15,7 @@ from .rrset import RRset
 from .wire import AA, BADVERS, C_IN, CD, OPT_ECS, OPT_NSID, QR, RD, RR_FIXED, T_OPT, TC, Query
 
 _HEADER = struct.Struct("!HHHHHH")
+_OPTION = struct.Struct("!HH")
 MAX_POINTER = 0x3FFF
 TCP_MAX = 65535
 
@@ -74,22 +75,30 @@ class _Writer:
             del self.names[n]
 
 
-def _opt(query: Query, payload: int, rcode: int, ecs_scope: int, nsid: bytes | None) -> bytes:
+def opt_record(payload: int, rcode: int, do: bool, ecs: bytes | None, scope: int, nsid: bytes | None) -> bytes:
     """Our OPT record: our payload size, the extended rcode, DO echoed, known options only.
 
-    ``fastpath._opt`` writes the same bytes from its own parse (kept separate: a shared
-    builder cost the fast path about 1 µs a query); tests/test_fastpath.py holds them equal.
+    ``ecs`` is the client's Client Subnet option value as it came (the scope
+    octet 0), echoed with ``scope`` capped at its source prefix (0 when that is 0,
+    RFC 7871 7.2.1); ``nsid`` is ours when the client asked for it, else None.
+    The one OPT writer: ``encode`` appends it, and the fast path appends it to
+    a cached response's records.  It runs per query, hence octets and one struct.
     """
+    options = b""
+    if ecs is not None:
+        source = ecs[2]
+        options = _OPTION.pack(OPT_ECS, len(ecs)) + ecs[:3] + bytes((min(scope, source) if source else 0,)) + ecs[4:]
+    if nsid:
+        options += _OPTION.pack(OPT_NSID, len(nsid)) + nsid
+    return b"\x00" + RR_FIXED.pack(T_OPT, payload, ((rcode >> 4) << 24) | (0x8000 if do else 0), len(options)) + options
+
+
+def _opt(query: Query, payload: int, rcode: int, ecs_scope: int, nsid: bytes | None) -> bytes:
+    """``opt_record`` for a parsed query (its ECS value rebuilt as received: the scope was 0)."""
     edns = query.edns
     assert edns is not None
-    options = bytearray()
-    if edns.ecs is not None and edns.version == 0:
-        data = edns.ecs.echo(min(ecs_scope, edns.ecs.source_prefix) if edns.ecs.source_prefix else 0)
-        options += struct.pack("!HH", OPT_ECS, len(data)) + data
-    if edns.nsid and nsid:
-        options += struct.pack("!HH", OPT_NSID, len(nsid)) + nsid
-    ttl = ((rcode >> 4) << 24) | (0x8000 if edns.do else 0)
-    return b"\x00" + RR_FIXED.pack(T_OPT, payload, ttl, len(options)) + bytes(options)
+    ecs = edns.ecs.echo(0) if edns.ecs is not None else None
+    return opt_record(payload, rcode, edns.do, ecs, ecs_scope, nsid if edns.nsid else None)
 
 
 def _flags(query_flags: int, rcode: int, aa: bool, tc: bool) -> int:
@@ -152,4 +161,4 @@ def encode_header_only(qid: int, query_flags: int, rcode: int) -> bytes:
     return _HEADER.pack(qid, _flags(query_flags, rcode, False, False), 0, 0, 0, 0)
 
 
-__all__ = ["Answer", "encode", "encode_error", "encode_header_only", "max_udp_size", "TCP_MAX", "BADVERS"]
+__all__ = ["Answer", "encode", "encode_error", "encode_header_only", "max_udp_size", "opt_record", "TCP_MAX", "BADVERS"]

@@ -1,9 +1,17 @@
-"""Reading queries off the wire.
+"""Reading queries off the wire: one reader in two stages.
 
 Queries are parsed by hand, not with a general message parser: a query is a
 header, one question and at most an OPT record, and reading just those is both
 faster and stricter (every malformation maps to a precise outcome: drop, or
 FORMERR with whatever of the header we could read).
+
+``read_shape`` is the first stage and the one the answer path's fast path uses
+on its own: the common shape (one question of class IN, no records but at most
+an OPT of version 0 carrying only ECS and an empty NSID request) read into a
+``Shape``.  ``parse_query`` starts there and builds the ``Query`` from the
+shape; only what ``read_shape`` refuses (several records, unknown or repeated
+options, other classes, meta types, odd flags, malformations) is read by the
+general record walk that follows.  ECS is checked in one place (``ecs_problem``).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ OPT_ECS = 8
 DO_BIT = 0x8000
 
 _HEADER = struct.Struct("!HHHHHH")
+_ID_FLAGS = struct.Struct("!HH")
 RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength: shared by reader and writers
 _QFIXED = struct.Struct("!HH")
 
@@ -147,31 +156,41 @@ def _skip_name(data: bytes, offset: int) -> int:
         offset += 1 + length
 
 
+def ecs_problem(value: bytes) -> str | None:
+    """What is wrong with an ECS option's value in a query (RFC 7871 section 7.1.1), or None.
+
+    The one check: ``read_shape`` takes an option it passes, ``parse_ecs`` answers
+    FORMERR with the reason.  It runs per query the memo has not seen, so it reads
+    octets rather than building an address.
+    """
+    if len(value) < 4:
+        return "ECS option shorter than 4 octets"
+    family, source = (value[0] << 8) | value[1], value[2]
+    width = 32 if family == 1 else 128 if family == 2 else 0
+    if not width:
+        return f"ECS family {family} is neither IPv4 (1) nor IPv6 (2)"
+    if source > width:
+        return f"ECS source prefix {source} too long for the family"
+    if value[3]:
+        return "ECS scope prefix must be 0 in queries"
+    if len(value) - 4 != (source + 7) // 8:
+        return "ECS address length does not match its source prefix"
+    if source % 8 and value[-1] & (0xFF >> (source % 8)):
+        return "ECS address has bits set beyond its source prefix"
+    return None
+
+
 def parse_ecs(payload: bytes) -> ClientSubnet:
-    """Validate an ECS option as RFC 7871 section 7.1.1 requires."""
-    if len(payload) < 4:
-        raise FormatError("ECS option shorter than 4 octets")
-    family, source, scope = struct.unpack_from("!HBB", payload)
+    """An ECS option's value as a ``ClientSubnet``; FormatError when ``ecs_problem`` finds one."""
+    problem = ecs_problem(payload)
+    if problem is not None:
+        raise FormatError(problem)
     raw = payload[4:]
-    cls: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]
-    if family == 1:
-        width, cls = 4, ipaddress.IPv4Address
-    elif family == 2:
-        width, cls = 16, ipaddress.IPv6Address
+    if payload[1] == 1:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
     else:
-        raise FormatError(f"ECS family {family} is neither IPv4 (1) nor IPv6 (2)")
-    if source > width * 8:
-        raise FormatError(f"ECS source prefix {source} too long for the family")
-    if scope != 0:
-        raise FormatError("ECS scope prefix must be 0 in queries")
-    if len(raw) != (source + 7) // 8:
-        raise FormatError("ECS address length does not match its source prefix")
-    padded = raw + b"\x00" * (width - len(raw))
-    value = int.from_bytes(padded, "big")
-    host_bits = width * 8 - source
-    if host_bits and value & ((1 << host_bits) - 1):
-        raise FormatError("ECS address has bits set beyond its source prefix")
-    return ClientSubnet(family, source, scope, cls(value), raw)
+        address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
+    return ClientSubnet(payload[1], payload[2], 0, address, raw)
 
 
 def _parse_opt(data: bytes, offset: int, rdlength: int, rclass: int, ttl: int) -> Edns:
@@ -206,12 +225,44 @@ def parse_header(data: bytes) -> tuple[int, int, int, int, int, int] | None:
     return _HEADER.unpack_from(data)
 
 
-def parse_query(data: bytes) -> Query | None:
+def parse_query(data: bytes, shape: Shape | None = None) -> Query | None:
     """Parse a query; None means drop silently (too short, or not a query at all).
 
     Raises FormatError (carrying the Query when the question was readable) for
-    anything malformed that still has a readable header.
+    anything malformed that still has a readable header.  The first stage is
+    ``read_shape`` (pass its ``shape`` when the caller already has it); the
+    record walk reads only what that stage refuses.
     """
+    if shape is None:
+        shape = read_shape(data)
+    if shape is not None:
+        return _query_of(data, shape)
+    return _parse_records(data)
+
+
+def _query_of(data: bytes, shape: Shape) -> Query:
+    """The ``Query`` of a message ``read_shape`` read: nothing left to check, only to build."""
+    qid, flags = _ID_FLAGS.unpack_from(data)
+    wire_name = shape.qname
+    labels = []
+    pos = 0
+    while wire_name[pos]:
+        end = pos + 1 + wire_name[pos]
+        labels.append(wire_name[pos + 1 : end])
+        pos = end
+    edns = None
+    if shape.edns:
+        value = shape.ecs
+        ecs = parse_ecs(value) if value is not None else None
+        options: tuple[tuple[int, bytes], ...] = ((OPT_ECS, value),) if value is not None else ()
+        if shape.nsid:
+            options += ((OPT_NSID, b""),)
+        edns = Edns(shape.payload, 0, shape.do, options, ecs, shape.nsid)
+    return Query(qid, flags, 0, tuple(labels), shape.qtype, C_IN, data[12 : shape.qend], edns)
+
+
+def _parse_records(data: bytes) -> Query | None:
+    """The general reader: any number of records, any options, whatever class and type."""
     header = parse_header(data)
     if header is None:
         return None
@@ -250,3 +301,81 @@ def parse_query(data: bytes) -> Query | None:
     except FormatError as exc:
         raise FormatError(exc.reason, Query(qid, flags, opcode, qname, qtype, qclass, question, None)) from None
     return Query(qid, flags, opcode, qname, qtype, qclass, question, edns)
+
+
+# -- the first stage ----------------------------------------------------------------------------------
+_FLAG_BITS = RD | CD  # echoed in the response, so part of a shape's key
+
+
+class Shape:
+    """What ``read_shape`` learned about one query in the common shape.
+
+    ``qname`` is the question's name in wire form, lower-cased; ``qend`` the
+    offset just past the question; ``ecs`` the Client Subnet option's value as
+    received (checked); ``base`` the key of everything the answer depends on
+    that the message says (name, type, RD/CD, EDNS, DO, NSID asked), which the
+    fast path extends with the size limit and the selection.
+    """
+
+    __slots__ = ("qend", "base", "qname", "qtype", "edns", "payload", "do", "ecs", "nsid")
+
+    def __init__(self, qend: int, base: tuple, qname: bytes, qtype: int):
+        self.qend, self.base, self.qname, self.qtype = qend, base, qname, qtype
+        self.edns = self.do = self.nsid = False
+        self.payload = 512
+        self.ecs: bytes | None = None
+
+
+def read_shape(data: bytes) -> Shape | None:
+    """The common query shape, or None for anything ``parse_query``'s record walk must read."""
+    n = len(data)
+    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00" or data[10] or data[11] > 1:
+        return None  # QR, opcode, QDCOUNT 1, no answer/authority, at most an OPT
+    pos = 12
+    while True:
+        length = data[pos]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        pos += length + 1
+        if pos >= n:
+            return None
+    qend = pos + 5
+    if qend > n or pos - 12 > 254 or data[pos + 3] or data[pos + 4] != 1:
+        return None  # class IN only
+    qtype = (data[pos + 1] << 8) | data[pos + 2]
+    if qtype == T_OPT or qtype >= 251:
+        return None  # ANY, AXFR, IXFR, MAILx, OPT: answered after the record walk
+    flag_bits = ((data[2] << 8) | data[3]) & _FLAG_BITS
+    qname = data[12 : pos + 1].lower()
+    if data[11] == 0:
+        if qend != n:
+            return None
+        return Shape(qend, (qname, qtype, flag_bits, 0), qname, qtype)
+    if n < qend + 11 or data[qend]:
+        return None
+    rtype, payload, ttl, rdlen = RR_FIXED.unpack_from(data, qend + 1)
+    if rtype != T_OPT or ttl & 0xFFFF7FFF or qend + 11 + rdlen != n:
+        return None  # version 0, no extended rcode, DO the only flag
+    shape = Shape(qend, (), qname, qtype)
+    pos = qend + 11
+    while pos < n:
+        if pos + 4 > n:
+            return None
+        code = (data[pos] << 8) | data[pos + 1]
+        end = pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
+        if end > n:
+            return None
+        if code == OPT_ECS and shape.ecs is None and ecs_problem(data[pos + 4 : end]) is None:
+            shape.ecs = data[pos + 4 : end]
+        elif code == OPT_NSID and not shape.nsid and end == pos + 4:
+            shape.nsid = True
+        else:
+            return None  # unknown, repeated or invalid options
+        pos = end
+    shape.edns = True
+    shape.payload = max(payload, 512)
+    shape.do = bool(ttl & 0x8000)
+    shape.base = (qname, qtype, flag_bits, 1 | shape.do << 1 | shape.nsid << 2)
+    return shape

@@ -140,6 +140,12 @@ class Signing:
             out.append(signer.rrsig(rrset, now, counters))
         return out
 
+    def take_loaded(self) -> SigningCounters:
+        """The signatures made at load, handed over once: the process that counts them first (the
+        supervisor, before it forks workers from this very object) keeps them."""
+        loaded, self.loaded = self.loaded, SigningCounters()
+        return loaded
+
     def earliest_expiry(self) -> float:
         """When the first signature held runs out (unix time; 0: none held), for /metrics."""
         expiries = [e for e in (s.earliest_expiry() for s in self.signers.values()) if e]

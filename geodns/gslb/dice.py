@@ -3,7 +3,7 @@
 ``weighted`` is the one filter that draws at random.  It draws through a
 ``Dice``: ``pick`` (one index, with probability weight / total) and
 ``shuffle``.  On the query path the dice are a random generator.  To know
-every answer a record can give a client, and how often (``policy.outcomes``),
+every answer a record can give a client, and how often (``policy.decision``),
 the chain is run with an ``Explorer`` instead: it answers each draw from a
 script and, run after run, walks every branch of every draw, so each path
 through the chain is visited once with its exact probability.  Sampling would
@@ -19,7 +19,7 @@ from typing import Protocol
 
 
 class Draws(Protocol):
-    """What ``weighted`` draws with: ``Dice`` on the query path, an ``Explorer`` to list every outcome."""
+    """What ``weighted`` draws with: ``Dice`` on the query path, an ``Explorer`` to list every answer a record can give (``policy.decision``)."""
 
     family: int | None
 

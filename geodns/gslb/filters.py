@@ -4,17 +4,19 @@ Contract shared by all of them: never mutate the input list (return it as is
 when nothing changes, to save an allocation), keep the input order unless the
 filter's job is ordering, and pass an empty list through harmlessly.  They
 are pure apart from ``weighted`` and ``shed`` drawing from ``ctx.dice`` (see
-``dice.py``).  Each is declared once, in ``DECLARED``, with the properties the
-rest of the server reads (whether it makes the ECS scope, whether it draws).
+``dice.py``).  Each is declared once, in config/filters.py's ``DECLARED`` (its
+config word and the properties the rest of the server reads: whether it makes
+the ECS scope, whether it draws); ``FILTERS`` maps each word to the function of
+that name here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from ..config.filters import DECLARED
 from ..geo.distance import great_circle_km
 from ..geo.location import Location
 from ..state.model import Endpoint
@@ -263,7 +265,7 @@ def _order_endpoints(cand: Candidate, dice: Draws) -> Candidate:
 
     An answer only ever holds one family, and the order successive draws give
     a subset is the order they give the subset alone, so ordering per family
-    changes no answer's odds.  It lets ``policy.outcomes`` walk the draws of
+    changes no answer's odds.  It lets ``policy.decision`` walk the draws of
     the one family it asks about (``dice.family``) and leave the other's
     order alone, instead of multiplying its paths by every order of the other.
     """
@@ -319,7 +321,7 @@ def shed(candidates: list[Candidate], client: Client, ctx: Context) -> list[Cand
     """Send a cluster's shed share of new answers to the other candidates (see gslb/load.py).
 
     Each candidate whose cluster sheds part of its answers stays with
-    probability 1 - share, drawn through ``ctx.dice`` so the outcome lists
+    probability 1 - share, drawn through ``ctx.dice`` so the decisions
     (and ``explain``, the status page, /api/v1/traffic) hold the exact shares;
     one whose share is 1 (load at or above its high watermark) is out.  With
     nothing left, the partly shed ones stay, else all: shedding never empties
@@ -347,30 +349,20 @@ def shed(candidates: list[Candidate], client: Client, ctx: Context) -> list[Cand
     return kept or partly or candidates
 
 
-@dataclass(frozen=True)
-class FilterInfo:
-    """One filter and what the rest of the server needs to know about it."""
+def _run_of(word: str) -> Filter:
+    """The function this module runs for a declared filter word: the one named like it."""
+    run = globals().get(word)
+    if not callable(run):
+        raise ImportError(
+            f"filter {word!r} is declared in config/filters.py but gslb/filters.py has no function for it"
+        )
+    return run
 
-    run: Filter
-    reads_location: bool = False  # its output depends on where the client is: it makes the ECS scope
-    draws: bool = False  # it draws from ctx.dice: ``policy.outcomes`` walks its paths
-    notes: bool = False  # it takes a fourth argument, a list its reason goes into (``why.py``)
 
-
-DECLARED: Mapping[str, FilterInfo] = {
-    "healthy": FilterInfo(healthy),
-    "geo": FilterInfo(geo, reads_location=True, notes=True),
-    "latency": FilterInfo(latency, reads_location=True, notes=True),
-    "shed": FilterInfo(shed, draws=True),
-    "weighted": FilterInfo(weighted, draws=True),
-    "failover": FilterInfo(failover),
-    "first_n": FilterInfo(first_n),
-}
-
+FILTERS: dict[str, Filter] = {word: _run_of(word) for word in DECLARED}
 NOTED = frozenset(name for name, info in DECLARED.items() if info.notes)
-FILTERS: dict[str, Filter] = {name: info.run for name, info in DECLARED.items()}
 
 # Filters whose output depends on where the client is: they make the ECS scope.
 LOCATION_FILTERS = frozenset(name for name, info in DECLARED.items() if info.reads_location)
-# Filters that draw at random: a chain with one has more than one outcome to list.
+# Filters that draw at random: a chain with one has more than one answer in its decision.
 RANDOM_FILTERS = frozenset(name for name, info in DECLARED.items() if info.draws)

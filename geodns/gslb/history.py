@@ -2,7 +2,7 @@
 
 The store keeps only the present (the latest observation per checker), so a
 flapping endpoint looks steady between two page loads.  The server notes each
-new live state here (``Server._on_snapshot``, and the status page for states
+new live view here (``Server._on_snapshot``, and the status page for states
 rebuilt because observations expired), never on the query path: a dict
 comparison per cluster, and a walk over a cluster's endpoints only when one of
 them changed.  Bounded: ``RING`` changes per endpoint, endpoints that leave the
@@ -21,7 +21,7 @@ from .health import HealthView
 
 
 class Live(Protocol):
-    """What the history reads of the GSLB responder's live state (``dynamic.LiveState``)."""
+    """What the history reads of the GSLB responder's live view (``responder.LiveView``)."""
 
     @property
     def built_at(self) -> float: ...
@@ -37,7 +37,7 @@ CHECKERS = 1000  # checkers remembered after their reports left the table (the m
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    at: float  # unix time the server's live state first showed ``state``
+    at: float  # unix time the server's live view first showed ``state``
     state: str  # up, down, unknown, drained, forced-up, forced-down (HealthView.state)
 
 

@@ -153,7 +153,7 @@ class LoadView:
     """What the policy chain and the views read: per cluster its load and shed share, as of one tick.
 
     ``valid_until``: the next tick of a cluster whose share is moving or that
-    has a load (rebuild the live state then); ``inf`` when nothing is loaded.
+    has a load (rebuild the live view then); ``inf`` when nothing is loaded.
     """
 
     states: Mapping[str, ShedState]

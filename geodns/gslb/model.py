@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
-from ..config.model import POLICY_FILTERS, IPAddress, RecordSpec, Region
+from ..config.filters import DECLARED
+from ..config.model import IPAddress, RecordSpec, Region
 from ..geo.location import Location
 from ..state.model import Cluster, Endpoint, Snapshot
 from .dice import Dice, Draws, Explorer
@@ -75,7 +76,7 @@ class Selection(NamedTuple):
     scope: int
 
 
-class Outcomes(NamedTuple):
+class Decision(NamedTuple):
     """Every answer a record can give one client and the probability of each (they sum to 1).
 
     ``cumulative`` holds the running sums, the last exactly 1.0, so a uniform
@@ -87,7 +88,7 @@ class Outcomes(NamedTuple):
     cumulative: tuple[float, ...]
 
     @classmethod
-    def of(cls, shares: Mapping[Selection, float]) -> Outcomes:
+    def of(cls, shares: Mapping[Selection, float]) -> Decision:
         running, total = [], 0.0
         for share in shares.values():
             total += share
@@ -144,7 +145,7 @@ class Context:
     dice: Draws = field(init=False)
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.record.policy if name not in POLICY_FILTERS]
+        unknown = [name for name in self.record.policy if name not in DECLARED]
         if unknown:
             raise ValueError(f"record {self.record.text}: unknown filter(s) {', '.join(unknown)}")
         clusters = self.snapshot.clusters
@@ -181,7 +182,7 @@ class Context:
             object.__setattr__(self, key, value)
 
     def exploring(self, explorer: Explorer) -> Context:
-        """This context with ``explorer`` as its dice (sharing everything else), for ``policy.outcomes``."""
+        """This context with ``explorer`` as its dice (sharing everything else), for ``policy.decision``."""
         twin = copy.copy(self)
         object.__setattr__(twin, "dice", explorer)
         return twin

@@ -19,7 +19,7 @@ from .dice import Explorer, TooManyPaths
 from .filters import FILTERS, LOCATION_FILTERS, RANDOM_FILTERS, Filter
 from .health import HealthView
 from .load import EMPTY, LoadView
-from .model import Candidate, Client, Context, Outcomes, Selection, Step
+from .model import Candidate, Client, Context, Decision, Selection, Step
 
 __all__ = [
     "Candidate",
@@ -27,17 +27,17 @@ __all__ = [
     "Context",
     "FILTERS",
     "Filter",
-    "Outcomes",
+    "Decision",
     "Selection",
     "Step",
     "contexts",
     "ecs_scope",
-    "outcomes",
+    "decision",
     "run_chain",
     "select",
 ]
 
-# Random paths ``outcomes`` walks before giving up: 3 weighted clusters of 2 same-family
+# Random paths ``decision`` walks before giving up: 3 weighted clusters of 2 same-family
 # endpoints each are 3! * 2^3 = 48; 5 clusters of one endpoint are 120.
 MAX_PATHS = 256
 
@@ -146,7 +146,7 @@ def _family_lost(candidates: list[Candidate], family: int) -> frozenset[str]:
     )
 
 
-def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) -> Outcomes | None:
+def decision(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) -> Decision | None:
     """Every Selection ``select`` can give ``client``, with its exact probability.
 
     Deterministic chains have one.  With ``weighted`` or ``shed`` in the chain, every path
@@ -155,7 +155,7 @@ def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) 
     paths; the caller then selects per query.
     """
     if not RANDOM_FILTERS.intersection(ctx.record.policy):
-        return Outcomes.of({select(ctx, client, family): 1.0})
+        return Decision.of({select(ctx, client, family): 1.0})
     explorer = Explorer(limit, family)
     twin = ctx.exploring(explorer)
     shares: dict[Selection, float] = {}
@@ -165,7 +165,7 @@ def outcomes(ctx: Context, client: Client, family: int, limit: int = MAX_PATHS) 
             shares[selection] = shares.get(selection, 0.0) + explorer.probability
     except TooManyPaths:
         return None
-    return Outcomes.of(shares)
+    return Decision.of(shares)
 
 
 class Contexts(Mapping[Name, Context]):

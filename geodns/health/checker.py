@@ -54,9 +54,9 @@ import aiohttp
 from ..config.model import CheckSpec
 from ..state.model import LoadReport, Observation, Snapshot
 from ..state.store import StateStore, StoreUnavailable
+from .hysteresis import DOWN, Health, advance
 from .places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
 from .probe import ProbeResult, new_session, probe
-from .state import DOWN, Health, advance
 from .stats import CheckerStats
 from .target import Target, TargetError, resolve_target
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from .hysteresis import DOWN, UNKNOWN, UP
 from .probe import OUTCOMES
-from .state import DOWN, UNKNOWN, UP
 from .stats import DURATION_BUCKETS
 
 if TYPE_CHECKING:

@@ -117,14 +117,14 @@ class _Api:
         except ValueError as exc:
             raise error(400, f"bad name {text!r}: {exc}") from None
         address, prefix = _client(client)
-        dynamic = views.gslb(self.server)
-        if dynamic is None or name not in dynamic.records:
+        responder = views.gslb(self.server)
+        if responder is None or name not in responder.records:
             known = ", ".join(r.text for r in views.config_of(self.server).records.values()) or "none"
             raise error(404, f"{text} is not a GSLB record (records: {known})")
-        result = dynamic.explain(name, _QTYPES[qtype_text], address, prefix)
+        result = responder.explain(name, _QTYPES[qtype_text], address, prefix)
         result["type"] = qtype_text
-        snapshot, health, load = dynamic.state.snapshot, dynamic.state.health, dynamic.state.load
-        result["candidates"] = {c: _candidate(snapshot, health, c) for c in dynamic.records[name].clusters}
+        snapshot, health, load = responder.live.snapshot, responder.live.health, responder.live.load
+        result["candidates"] = {c: _candidate(snapshot, health, c) for c in responder.records[name].clusters}
         for c, candidate in result["candidates"].items():
             if c in load.states:
                 candidate["shed_share"] = round(load.share(c), 4)

@@ -29,7 +29,7 @@ from ..health.metrics import checker_families
 from ..health.routes import add_metrics_route
 from ..state.model import by_checker, latest_fresh
 from . import procstat, views
-from .views import live_state, readiness
+from .views import live_health, readiness
 
 if TYPE_CHECKING:
     from ..answer.engine import AnswerEngine
@@ -92,7 +92,7 @@ class ServerCollector:
         if keeper is None:  # stopping: the table is gone
             return
         yield from self._state(keeper, engine)
-        snapshot, health = live_state(server)  # once per scrape: without a responder it builds a view
+        snapshot, health = live_health(server)  # once per scrape: without a responder it builds a view
         yield from self._table(snapshot, health)
         yield from self._load(snapshot)
         yield from self._process()
@@ -167,7 +167,7 @@ class ServerCollector:
             "GSLB answers per record and cluster (an answer naming two clusters counts for both).",
             labels=("record", "cluster"),
         )
-        outcomes = CounterMetricFamily(
+        responses = CounterMetricFamily(
             "geodns_gslb_responses",
             "GSLB responses per record by outcome: answer, fallback (the chain left nothing) or nodata.",
             labels=("record", "outcome"),
@@ -191,11 +191,11 @@ class ServerCollector:
         for labels, n in sorted(per_cluster.items()):
             answers.add_metric(labels, n)
         for labels, n in sorted(per_outcome.items()):
-            outcomes.add_metric(labels, n)
+            responses.add_metric(labels, n)
         for record, n in sorted(per_fallback.items()):
             fallback.add_metric((record,), n)
         yield answers
-        yield outcomes
+        yield responses
         yield fallback
         yield CounterMetricFamily(
             "geodns_geoip_misses",

@@ -287,8 +287,8 @@ def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews
         status = views.status_view(server)
         clusters = views.clusters_view(server)["clusters"]
         history = views.history_view(server, clusters)
-        dynamic = views.gslb(server)
-        snapshot = dynamic.state.snapshot if dynamic is not None else views.keeper_of(server).snapshot
+        responder = views.gslb(server)
+        snapshot = responder.live.snapshot if responder is not None else views.keeper_of(server).snapshot
         checkers = views.checkers_view(snapshot, now, server.history.checkers)
         parts = await traffic_views.run(
             _utf8,

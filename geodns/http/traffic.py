@@ -4,14 +4,14 @@ Each place becomes a made-up client located there (country, continent,
 coordinates; no operator network), and the record's real policy chain runs
 over the live snapshot, exactly as for a DNS query.  Weighted choices are
 random per query, so the answer is a share per cluster: exact, from every
-path of the random draws (``policy.outcomes``), or for records with too many
+path of the random draws (``policy.decision``), or for records with too many
 paths to list, from ``RUNS`` draws with a private random generator, so
 drawing the status page never disturbs the query path's.
 
 This is every record times every place, seconds of work with thousands of
 records, so it never runs on the event loop that answers DNS: ``TrafficViews``
-computes it in a thread of its own from the responder's immutable live state,
-once per state generation (which moves only when some answer could), and
+computes it in a thread of its own from the responder's immutable live view,
+once per live-view generation (which moves only when some answer could), and
 hands the same result to every request until the generation moves.  That
 result is kept as the API's JSON bytes (``Traffic``), not as objects: tens of
 thousands of dicts would make every garbage collection, which holds the
@@ -38,11 +38,11 @@ from ..dns.names import Name
 from ..geo.location import Location
 from ..gslb.filters import LOCATION_FILTERS
 from ..gslb.model import Context
-from ..gslb.policy import Client, Selection, outcomes, select
+from ..gslb.policy import Client, Selection, decision, select
 from ..gslb.why import steps
 
 if TYPE_CHECKING:
-    from ..answer.responder import GslbResponder, LiveState
+    from ..answer.responder import GslbResponder, LiveView
 
 RUNS = 100  # draws per place when the shares cannot be listed exactly
 CHUNK = 256 * 1024  # bytes of a large response handed to the transport at once
@@ -97,16 +97,16 @@ def _client(place: Place) -> Client:
 
 
 def traffic(
-    records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region], runs: int = RUNS
+    records: Mapping[Name, RecordSpec], live: LiveView, regions: Mapping[str, Region], runs: int = RUNS
 ) -> Iterator[dict[str, Any]]:
-    """Per GSLB record, per place: the share of A and of AAAA answers each cluster gets in ``state``, and why.
+    """Per GSLB record, per place: the share of A and of AAAA answers each cluster gets in ``live``, and why.
 
     One record's view at a time (``pack`` keeps them as JSON, not as objects).
     ``why`` is the A decision's filter steps with their reasons (``gslb.why``, as
     ``/api/v1/explain`` gives them); ``why_aaaa`` the AAAA decision's, only when AAAA
     answers go elsewhere and its steps differ (an IPv6 endpoint down); else None.
-    Pure over its arguments (the live state is immutable), so it may run in any
-    thread.  Its contexts are its own, not the live state's lazily built ones,
+    Pure over its arguments (the live view is immutable), so it may run in any
+    thread.  Its contexts are its own, not the live view's lazily built ones,
     so it writes nothing the query path reads.
     """
     rng = random.Random(0)  # one generator for all records, drawn from in record order
@@ -115,7 +115,7 @@ def traffic(
         let_the_loop_run()
         # A context of its own per record, dropped with it: kept (as ``policy.contexts`` keeps them),
         # thousands would pile up for every garbage collection to walk (see ``Traffic``).
-        context = Context(state.snapshot, state.health, regions, record, rng, state.load)
+        context = Context(live.snapshot, live.health, regions, record, rng, live.load)
         placed = bool(LOCATION_FILTERS.intersection(record.policy))
         same: dict[str, Any] | None = None
         rows = []
@@ -167,14 +167,14 @@ def _same_steps(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[str, float], bool]:
     """Cluster -> share of first places, and whether the fallback answered, for one client and address family.
 
-    Exact (``outcomes``) when the record's random paths are few enough to list;
+    Exact (``decision``) when the record's random paths are few enough to list;
     else ``runs`` draws with a private generator, so the query path's is left alone.
     """
     counts: dict[str, float] = {}
-    listed = outcomes(context, client, family)
+    exact = decision(context, client, family)
     pairs: Iterable[tuple[Selection, float]]
-    if listed is not None:
-        pairs = zip(listed.selections, listed.shares)
+    if exact is not None:
+        pairs = zip(exact.selections, exact.shares)
     else:
         context = replace(context, rng=random.Random(0))
         pairs = ((select(context, client, family), 1 / runs) for _ in range(runs))
@@ -187,7 +187,7 @@ def _shares(context, client: Client, runs: int, family: int = 4) -> tuple[dict[s
 
 
 class Traffic(Collection[dict[str, Any]]):
-    """A state generation's traffic as the API's JSON, one ``bytes`` per record, decoded again only while used.
+    """A live-view generation's traffic as the API's JSON, one ``bytes`` per record, decoded again only while used.
 
     Kept as objects, 5,000 records' views are some 85,000 place dicts with
     their nested shares, steps and lists (about 240 containers per record), all
@@ -281,15 +281,15 @@ async def send_parts(
 
 
 def computed_traffic(
-    records: Mapping[Name, RecordSpec], state: LiveState, regions: Mapping[str, Region], runs: int = RUNS
+    records: Mapping[Name, RecordSpec], live: LiveView, regions: Mapping[str, Region], runs: int = RUNS
 ) -> Traffic:
-    """``traffic`` packed: what ``TrafficViews`` keeps per state generation."""
-    return pack(traffic(records, state, regions, runs))
+    """``traffic`` packed: what ``TrafficViews`` keeps per live-view generation."""
+    return pack(traffic(records, live, regions, runs))
 
 
 @dataclass
 class _Computed:
-    """The traffic of one responder's state generation."""
+    """The traffic of one responder's live-view generation."""
 
     responder: object
     generation: int
@@ -297,7 +297,7 @@ class _Computed:
 
 
 class TrafficViews:
-    """``traffic`` for the running responder, computed off the event loop and kept per state generation.
+    """``traffic`` for the running responder, computed off the event loop and kept per live-view generation.
 
     One thread does the work (a status page render waits behind a computation
     rather than competing with it for the interpreter); concurrent requests for
@@ -310,27 +310,27 @@ class TrafficViews:
         self._current: _Computed | None = None
         self.computed = 0
 
-    def _for(self, dynamic: GslbResponder) -> _Computed:
-        state, current = dynamic.state, self._current
-        if current is None or current.responder is not dynamic or current.generation != state.generation:
+    def _for(self, responder: GslbResponder) -> _Computed:
+        live, current = responder.live, self._current
+        if current is None or current.responder is not responder or current.generation != live.generation:
             current = self._current = _Computed(
-                dynamic,
-                state.generation,
-                self._submit(computed_traffic, dynamic.records, state, dynamic.regions),
+                responder,
+                live.generation,
+                self._submit(computed_traffic, responder.records, live, responder.regions),
             )
             current.traffic.add_done_callback(functools.partial(self._forget_failure, computed=current))
             self.computed += 1
         return current
 
-    async def records(self, dynamic: GslbResponder | None) -> Traffic:
-        """``traffic`` for ``dynamic``'s live state now; none without GSLB records."""
-        if dynamic is None:
+    async def records(self, responder: GslbResponder | None) -> Traffic:
+        """``traffic`` for ``responder``'s live view now; none without GSLB records."""
+        if responder is None:
             return pack([])
-        return await asyncio.shield(self._for(dynamic).traffic)
+        return await asyncio.shield(self._for(responder).traffic)
 
-    async def json_parts(self, dynamic: GslbResponder | None) -> Iterator[bytes]:
+    async def json_parts(self, responder: GslbResponder | None) -> Iterator[bytes]:
         """``{"records": traffic}`` as the API's JSON (UTF-8), made once per generation, off the loop; in parts."""
-        return (await self.records(dynamic)).body_parts()
+        return (await self.records(responder)).body_parts()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Other heavy work for the same thread (the status page's HTML)."""

@@ -42,19 +42,19 @@ def keeper_of(server: Server) -> SnapshotKeeper:
 def gslb(server: Server) -> GslbResponder | None:
     """The running engine's GSLB responder, or None (no engine yet, or no GSLB records)."""
     engine = server.engine
-    return engine.dynamic if engine is not None else None
+    return engine.responder if engine is not None else None
 
 
-def live_state(server: Server) -> tuple[Snapshot, HealthView]:
+def live_health(server: Server) -> tuple[Snapshot, HealthView]:
     """The snapshot and health view DNS answers come from right now.
 
     Without GSLB records there is no responder; the view is then built from
     the keeper's snapshot with the config's health rules, as the responder would.
     """
-    dynamic = gslb(server)
-    if dynamic is not None:
-        state = dynamic.state
-        return state.snapshot, state.health
+    responder = gslb(server)
+    if responder is not None:
+        live = responder.live
+        return live.snapshot, live.health
     snapshot = keeper_of(server).snapshot
     rules = config_of(server).health
     return snapshot, HealthView.build(snapshot, time.time(), rules.quorum, unknown_is_up=rules.unknown == "up")
@@ -185,12 +185,12 @@ def load_view(name: str, snapshot: Snapshot, load: LoadView, now: float) -> dict
 
 
 def current_load(server: Server) -> LoadView:
-    dynamic = gslb(server)
-    return dynamic.state.load if dynamic is not None else NO_LOAD
+    responder = gslb(server)
+    return responder.live.load if responder is not None else NO_LOAD
 
 
 def clusters_view(server: Server) -> dict[str, Any]:
-    snapshot, health = live_state(server)
+    snapshot, health = live_health(server)
     now = time.time()
     used = records_by_cluster(server)
     load = current_load(server)
@@ -203,7 +203,7 @@ def clusters_view(server: Server) -> dict[str, Any]:
 
 
 def one_cluster_view(server: Server, name: str) -> dict[str, Any] | None:
-    snapshot, health = live_state(server)
+    snapshot, health = live_health(server)
     cluster = snapshot.clusters.get(name)
     if cluster is None:
         return None
@@ -346,9 +346,9 @@ def checkers_view(
 def history_view(server: Server, clusters: list[dict[str, Any]]) -> dict[str, Any]:
     """The endpoints' last state changes (``gslb.history``), as plain data for the page's timelines."""
     history = server.history
-    dynamic = gslb(server)
-    if dynamic is not None:
-        history.note(dynamic.state)  # a state rebuilt because observations expired is noted here
+    responder = gslb(server)
+    if responder is not None:
+        history.note(responder.live)  # a live view rebuilt because observations expired is noted here
     return {
         "since": history.since,
         "endpoints": {

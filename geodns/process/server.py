@@ -118,7 +118,7 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
         zones,
         payload=config.server.udp_payload,
         nsid=config.server.nsid,
-        dynamic=responder,
+        responder=responder,
         debug_txt=config.server.debug_txt,
         query_log=config.server.query_log,
         signing=signing,
@@ -162,9 +162,7 @@ class Server:
     def query_stats(self) -> QueryStats:
         """What /metrics reports: this process's counters, or every worker's when workers answer."""
         if self.workers is not None:
-            from .workers import merge_stats
-
-            return merge_stats(self.workers.stats(), self.stats)
+            return self.workers.stats().add(self.stats)
         return self.stats
 
     def gslb_report(self) -> GslbCounters:
@@ -196,7 +194,7 @@ class Server:
         config = self.config = self.settings.load()
         self.store = open_store(config.store)
         seed = Snapshot.from_specs(config.clusters.values())
-        self.engine = self._adopt(build_engine(config, seed))
+        self.engine = build_engine(config, seed).count_into(self.stats, self.gslb_counters)
         # The DNS addresses are bound before anything touches the store: a second server started on an
         # address already served fails here, before it could seed (or --reset-state) the table the
         # first one serves (geodns/process/claim.py).
@@ -338,29 +336,19 @@ class Server:
             return [f"region: unknown region {cluster.region!r}"]
         return []
 
-    def _adopt(self, engine: AnswerEngine) -> AnswerEngine:
-        """Give a new engine the server's counters, so metrics survive reloads."""
-        engine.stats = self.stats
-        if engine.dynamic is not None:
-            engine.dynamic.counters = self.gslb_counters
-        if engine.signing is not None:
-            self.stats.dnssec.add(engine.signing.loaded)  # the signatures made at load
-            self.stats.dnssec.expiry = engine.signing.earliest_expiry()
-        return engine
-
     def _current_signing(self):
         return (self.engine.signing if self.engine is not None else None), self.stats.dnssec
 
     def _current_gslb(self) -> GslbResponder | None:
-        return self.engine.dynamic if self.engine is not None else None
+        return self.engine.responder if self.engine is not None else None
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         if self.workers is not None:
             self.workers.publish(snapshot)
-        dynamic = self.engine.dynamic if self.engine is not None else None
-        if dynamic is not None:
-            dynamic.update(snapshot)
-            self.history.note(dynamic.state)
+        responder = self.engine.responder if self.engine is not None else None
+        if responder is not None:
+            responder.update(snapshot)
+            self.history.note(responder.live)
 
     async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""
@@ -383,7 +371,7 @@ class Server:
         if old is not None and config.store != old.store:
             log.warning("event=reload store URL changed; restart to apply it")
             config = replace(config, store=old.store)
-        self.config, self.engine = config, self._adopt(engine)
+        self.config, self.engine = config, engine.count_into(self.stats, self.gslb_counters)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
         confirmed = self.workers is None or await self.workers.reload()

@@ -149,7 +149,7 @@ class _Worker:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
-        self._adopt(self.engine)
+        self.engine.count_into(self.stats, self.gslb)  # this process's own (the supervisor's stay its own)
         server = self.server
         try:
             for host, tcp, udp in self.sockets:
@@ -176,18 +176,12 @@ class _Worker:
         await self._close()
         return 0
 
-    def _adopt(self, engine) -> None:
-        """This process's own counters (the supervisor's stay the supervisor's)."""
-        engine.stats = self.stats
-        if engine.dynamic is not None:
-            engine.dynamic.counters = self.gslb
-
     def _on_message(self) -> None:
         for message in self.conn.receive():
             if message[0] == "snapshot":
                 self.snapshot = message[1]
-                if self.engine.dynamic is not None:
-                    self.engine.dynamic.update(self.snapshot)
+                if self.engine.responder is not None:
+                    self.engine.responder.update(self.snapshot)
                 self.conn.post("applied", self.snapshot.version)
         if self.conn.closed:
             log.warning("event=worker-orphaned worker=%d pid=%d (supervisor gone; stopping)", self.index, os.getpid())
@@ -203,7 +197,7 @@ class _Worker:
         return [listener.report() for listener in self.listeners]
 
     def _current_gslb(self):
-        return self.engine.dynamic
+        return self.engine.responder
 
     async def _close(self) -> None:
         """Stop reading the shared sockets, let open TCP connections finish briefly, report, close."""

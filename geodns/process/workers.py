@@ -60,19 +60,6 @@ RESTART_MIN_INTERVAL = 1.0  # a worker slot is not started again sooner than thi
 STOP_WAIT = 2.0  # seconds a worker gets after SIGTERM before SIGKILL (within server.STOP_PART_TIMEOUT)
 
 
-def merge_stats(into: QueryStats, other: QueryStats) -> QueryStats:
-    """Add ``other``'s counters to ``into`` (both the same shape: the engine's QueryStats)."""
-    for key, n in other.queries.items():
-        into.queries[key] = into.queries.get(key, 0) + n
-    for i, n in enumerate(other.duration_buckets):
-        into.duration_buckets[i] += n
-    into.duration_sum += other.duration_sum
-    for name in ("truncated", "ecs_present", "dropped", "malformed"):
-        setattr(into, name, getattr(into, name) + getattr(other, name))
-    into.dnssec.add(other.dnssec)
-    return into
-
-
 # -- the supervisor's side -------------------------------------------------------------------------
 class _Child:
     """A forked worker process, by PID: alive, signals, exit code (what multiprocessing's Process offers)."""
@@ -238,10 +225,10 @@ class WorkerPool:
 
     def stats(self) -> QueryStats:
         """Every worker's counters, including those of workers that have exited since."""
-        total = merge_stats(QueryStats(), self.retired)
+        total = QueryStats().add(self.retired)
         for slot in self.slots + self.draining:
             if slot.stats is not None:
-                merge_stats(total, slot.stats)
+                total.add(slot.stats)
         return total
 
     def gslb_counters(self) -> GslbCounters:
@@ -400,7 +387,7 @@ class WorkerPool:
         if slot.conn is not None:
             slot.conn.close()
         if slot.stats is not None:
-            merge_stats(self.retired, slot.stats)
+            self.retired.add(slot.stats)
         if slot.gslb is not None:
             self.retired_gslb.add(slot.gslb)
         self.retired_listeners = add_reports(

@@ -18,12 +18,13 @@ import urllib.request
 from statistics import mean
 
 from ..stack.topology import SHED
+from ..stack.topology import SHED_HIGH as HIGH
+from ..stack.topology import SHED_LOW as LOW
 from .recorder import Recorder
 from .report import Phases, Report
 from .target import Deployment, DrillError
 
 START, PEAK, COOL = 0.5, 1.3, 0.3  # demand, as a fraction of the cluster's capacity
-LOW, HIGH = 0.6, 0.9  # the stack's watermarks (stack/topology.py)
 WINDOW = 2.0  # seconds of answers one load figure stands for
 
 

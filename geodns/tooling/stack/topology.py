@@ -19,6 +19,7 @@ ZONE_ORIGIN = "gslb.example.com."
 APP = "app.gslb.example.com."  # [healthy, geo, weighted]: the nearest cluster
 FAST = "fast.gslb.example.com."  # [healthy, latency, weighted]: the fastest clusters
 SHED = "shed.gslb.example.com."  # [healthy, shed, geo, weighted]: the nearest, unless it runs hot
+SHED_LOW, SHED_HIGH = 0.6, 0.9  # every cluster's ``load:`` watermarks here (the cluster-overload drill reads them)
 
 # cluster -> (region, IPv4 answer, IPv6 answer); documentation prefixes only.
 CLUSTERS: dict[str, tuple[str, str, str]] = {
@@ -116,7 +117,7 @@ def render_config(
     )
     # Watermarks for the cluster-overload drill; a cluster nobody reports a load for sheds nothing.
     load = (
-        f"{{low: 0.6, high: 0.9, interval: {timing.interval}s, smoothing: {2 * timing.interval}s, "
+        f"{{low: {SHED_LOW}, high: {SHED_HIGH}, interval: {timing.interval}s, smoothing: {2 * timing.interval}s, "
         f"step: 0.2, hysteresis: 0.03, ttl: 2s}}"
     )
     clusters = "".join(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from geodns.config.model import CheckSpec
 from geodns.health.checker import expiry
-from geodns.health.state import DOWN, UNKNOWN, UP, Health, advance, smooth
+from geodns.health.hysteresis import DOWN, UNKNOWN, UP, Health, advance, smooth
 from geodns.health.target import Target, TargetError, resolve_target
 from geodns.state.model import Endpoint
 

@@ -1,4 +1,4 @@
-"""policy.outcomes: every answer a record can give, with exact probabilities, agreeing with select."""
+"""policy.decision: every answer a record can give, with exact probabilities, agreeing with select."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geodns.gslb.dice import Explorer, TooManyPaths
-from geodns.gslb.policy import outcomes, select
+from geodns.gslb.policy import decision, select
 from tests.test_gslb_policy import CHI2_999, EU1, LONDON, SG, THREE, US1, chi_square, client, cluster, context, down, ep
 
 
@@ -27,7 +27,7 @@ def test_weighted_first_place_shares_are_the_weights():
         cluster(n, "us-east", ep(f"192.0.2.{i + 1}"), weight=w)
         for i, (n, w) in enumerate((("a", 1), ("b", 2), ("c", 5)))
     ]
-    result = outcomes(context(clusters, policy=("weighted",)), client(), 4)
+    result = decision(context(clusters, policy=("weighted",)), client(), 4)
     assert shares_by_clusters(result) == pytest.approx({("a",): 1 / 8, ("b",): 2 / 8, ("c",): 5 / 8})
     assert math.fsum(result.shares) == pytest.approx(1.0)
 
@@ -43,40 +43,40 @@ def test_whole_orders_with_two_answers_are_sampling_without_replacement():
             p *= weights[n] / left
             left -= weights[n]
         expected[perm[:2]] = expected.get(perm[:2], 0.0) + p
-    assert shares_by_clusters(outcomes(ctx, client(), 4)) == pytest.approx(expected)
+    assert shares_by_clusters(decision(ctx, client(), 4)) == pytest.approx(expected)
 
 
-def test_deterministic_chains_have_one_outcome():
+def test_deterministic_chains_decide_one_answer():
     ctx = context(THREE, policy=("healthy", "geo"))
-    result = outcomes(ctx, client(SG, 24), 4)
+    result = decision(ctx, client(SG, 24), 4)
     assert result.shares == (1.0,)
     assert result.selections == (select(ctx, client(SG, 24), 4),)
 
 
 def test_geo_then_weighted_keeps_the_client_in_its_region_with_its_scope():
     ctx = context(THREE + [cluster("eu-west-2", "eu-west", ep("198.51.100.20"))])
-    result = outcomes(ctx, client(LONDON, 24), 4)
+    result = decision(ctx, client(LONDON, 24), 4)
     assert shares_by_clusters(result) == pytest.approx({("eu-west-1",): 0.5, ("eu-west-2",): 0.5})
     assert {s.scope for s in result.selections} == {22}
 
 
-def test_fallback_is_one_outcome_and_says_so():
+def test_fallback_is_one_answer_and_says_so():
     ctx = context([US1, EU1], observations=down(US1) + down(EU1))
-    result = outcomes(ctx, client(), 4)
+    result = decision(ctx, client(), 4)
     assert len(result.selections) == 1 and result.selections[0].fallback
 
 
 def test_standby_endpoints_shuffle_uniformly():
     c = cluster("c", "us-east", ep("192.0.2.1", 0), ep("192.0.2.2", 0), ep("192.0.2.3", 0))
-    result = outcomes(context([c], policy=("weighted",), answers=3), client(), 4)
+    result = decision(context([c], policy=("weighted",), answers=3), client(), 4)
     assert len(result.selections) == 6  # every order of three standbys
     assert result.shares == pytest.approx((1 / 6,) * 6)
 
 
 def test_too_many_paths_is_none():
     clusters = [cluster(f"c{i}", "us-east", ep(f"192.0.2.{i + 1}")) for i in range(6)]  # 720 orders
-    assert outcomes(context(clusters, policy=("weighted",)), client(), 4, limit=100) is None
-    assert len(outcomes(context(clusters, policy=("weighted",)), client(), 4, limit=720).selections) == 6
+    assert decision(context(clusters, policy=("weighted",)), client(), 4, limit=100) is None
+    assert len(decision(context(clusters, policy=("weighted",)), client(), 4, limit=720).selections) == 6
 
 
 def test_explorer_visits_each_path_once():
@@ -98,9 +98,9 @@ def test_explorer_visits_each_path_once():
 
 @settings(max_examples=25, derandomize=True, deadline=None)
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=3), st.integers(1, 3), st.sampled_from([4, 6]))
-def test_outcomes_match_what_select_draws(weights, answers, family):
+def test_decision_matches_what_select_draws(weights, answers, family):
     """The exact shares and 3,000 real draws agree (chi-square at alpha 0.001), and select never
-    gives an answer outcomes did not list."""
+    gives an answer the decision did not list."""
     clusters = [
         cluster(
             f"c{i}",
@@ -113,7 +113,7 @@ def test_outcomes_match_what_select_draws(weights, answers, family):
         for i, w in enumerate(weights)
     ]
     ctx = context(clusters, policy=("healthy", "weighted", "first_n"), answers=answers, seed=len(weights))
-    result = outcomes(ctx, client(), family)
+    result = decision(ctx, client(), family)
     expected = dict(zip(result.selections, result.shares))
     draws = 3000
     counts = Counter(select(ctx, client(), family) for _ in range(draws))
@@ -137,7 +137,7 @@ def test_dual_stack_clusters_walk_only_the_asked_family():
     ]
     ctx = context(clusters, policy=("healthy", "weighted"), answers=1)
     for family, heavy in ((4, 0.75), (6, 0.5)):
-        result = outcomes(ctx, client(), family, limit=48)
+        result = decision(ctx, client(), family, limit=48)
         assert result is not None and len(result.selections) == 6
         first = {str(s.addresses[0]): p for s, p in zip(result.selections, result.shares)}
         assert sum(p for a, p in first.items() if a.endswith("2")) == pytest.approx(heavy)
