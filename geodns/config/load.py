@@ -112,8 +112,8 @@ class _Reader:
         d = model.DnssecConfig()
         if m is None:
             return d
-        validity = self.field(m, "validity", "dnssec", values.parse_duration, d.validity)
-        refresh = self.field(m, "refresh", "dnssec", values.parse_duration, d.refresh)
+        validity = self.field(m, "validity", "dnssec", values.long_duration, d.validity)
+        refresh = self.field(m, "refresh", "dnssec", values.long_duration, d.refresh)
         backdate = self.field(m, "inception_backdate", "dnssec", values.duration_or_zero, d.inception_backdate)
         if refresh >= validity:
             self.problem(

@@ -13,8 +13,8 @@ from typing import Any
 from . import model
 from .filters import DECLARED
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_WORKERS = model.MAX_WORKERS
 MAX_WEIGHT = 1_000_000  # also the bound of priority and min_healthy
 MAX_PROBE = 2048  # characters: a host:port or a URL, as long as URLs usefully get
@@ -78,11 +78,25 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+_DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*d\s*$")
+
+
+def long_duration(value: Any) -> float:
+    """``parse_duration``, plus days ('7d'): signature lifetimes (``dnssec.validity``) are written in days."""
+    match = _DAYS.match(value) if isinstance(value, str) else None
+    if match:
+        seconds = float(match.group(1)) * 86400.0
+        if seconds <= 0:
+            raise ValueError("must be greater than zero")
+        return seconds
+    return parse_duration(value)
+
+
 def duration_or_zero(value: Any) -> float:
-    """``parse_duration``, where 0 (none) is allowed too."""
+    """``long_duration``, where 0 (none) is allowed too."""
     if value == 0 and not isinstance(value, bool):
         return 0.0
-    return parse_duration(value)
+    return long_duration(value)
 
 
 def parse_workers(value: Any) -> int:
