@@ -211,7 +211,7 @@ def test_dns_knows_bytes_and_nothing_above_it():
 
 def test_the_answer_path_does_not_reach_the_process_or_the_commands():
     edges = part_graph(PACKAGE)
-    for below in ("answer", "gslb", "zones", "geo", "state", "dns", "discovery"):
+    for below in ("answer", "dnssec", "gslb", "zones", "geo", "state", "dns", "discovery"):
         for above in ("process", "cli", "http", "tooling"):
             assert (below, above) not in edges, f"{below} imports {above}: {edges[(below, above)]}"
 

@@ -26,6 +26,7 @@ from .fastpath import FastPath
 
 if TYPE_CHECKING:
     from ..config.model import QueryLogConfig
+    from ..dnssec.secure import Signing
     from ..gslb.policy import Selection
     from .counters import GslbCounters
     from .gslb_api import GslbAPI
@@ -57,6 +58,7 @@ class AnswerEngine:
         debug_txt: bool = False,
         query_log: QueryLogConfig | None = None,
         fast_path: bool = True,
+        signing: Signing | None = None,
     ):
         self.zones = zones
         self.payload = payload
@@ -64,6 +66,7 @@ class AnswerEngine:
         # The whole responder, for the process that updates it and the views that read it; this
         # module and the fast path use it only through ``GslbAPI`` (tests/test_layers.py checks).
         self.responder = responder
+        self.signing = signing  # DNSSEC: signs answers from signed zones for queries with DO (geodns/dnssec/)
         # Its own until ``count_into`` hands it the process's (so reloads keep counting).
         self.stats = QueryStats()
         # `_geodns.<record>` answered with a TXT trace of the decision (opt-in), for the records
@@ -80,6 +83,9 @@ class AnswerEngine:
         self.stats = stats
         if self.responder is not None:
             self.responder.count_into(gslb)
+        if self.signing is not None:
+            stats.dnssec.add(self.signing.take_loaded())  # what signing the zones at load made, counted once
+            stats.dnssec.expiry = self.signing.earliest_expiry()
         return self
 
     # -- bytes in, bytes out ----------------------------------------------------
@@ -124,6 +130,8 @@ class AnswerEngine:
             self._selected = ()
         zone = self.zones.zone_for(query.qname)
         result = self._resolve(zone, query, client)
+        if zone is not None:
+            self.secure(zone, query, result)
         max_size = TCP_MAX if tcp else max_udp_size(query, self.payload)
         response = encode(query, result, max_size, self.payload, self.nsid)
         if response[2] & 0x02:
@@ -139,6 +147,12 @@ class AnswerEngine:
         if logging_this:
             self._log_query(query, client, tcp, result.rcode, elapsed)
         return response
+
+    def secure(self, zone: Zone, query: Query, result: Answer) -> None:
+        """RRSIGs and denial NSECs for a query with DO in a signed zone (the fast path's GSLB encodings too)."""
+        signing = self.signing
+        if signing is not None and query.edns is not None and query.edns.do:
+            signing.secure(zone, query.qname, query.qtype, result, self.stats.dnssec)
 
     def _rcode_only(self, query: Query, rcode: int, tcp: bool, start: float) -> bytes:
         """Encode and count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""

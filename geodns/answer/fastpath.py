@@ -66,6 +66,7 @@ class FastPath:
         self.hits = 0
         self._generation = engine.responder.generation if engine.responder is not None else None
         self._names = engine.responder.names if engine.responder is not None else frozenset()
+        self._signed = engine.signing.generation if engine.signing is not None else 0
 
     def _size(self, shape: Shape, tcp: bool) -> int:
         if tcp:
@@ -77,6 +78,13 @@ class FastPath:
         responder: GslbAPI | None = self.engine.responder
         if responder is not None and responder.generation != self._generation:
             self._follow(responder.generation, responder.names)
+        signing = self.engine.signing
+        if signing is not None and signing.generation != self._signed:
+            # Signatures were replaced (geodns/dnssec/refresh.py): what is encoded here carries the old ones.
+            self.cache.clear()
+            self.memo.clear()
+            self.memo_bytes = 0
+            self._signed = signing.generation
         if not tcp:
             rest = data[2:]
             memo = self.memo
@@ -183,6 +191,9 @@ class FastPath:
             return None
         result = Answer(ecs_scope=selection.scope)
         engine.gslb_result(name, query.qtype, selection, result)
+        zone = engine.zones.zone_for(name)
+        if zone is not None:
+            engine.secure(zone, query, result)
         return encode(query, result, size, engine.payload, engine.nsid)
 
     def _memo_mixed_case(self, data: bytes, client: str) -> tuple[bytes, tuple, bool] | None:

@@ -88,6 +88,7 @@ class _Reader:
                 "checker",
                 "discovery",
                 "resolver",
+                "dnssec",
             ),
         )
         if top is None:
@@ -115,6 +116,7 @@ class _Reader:
             self.checker(top, regions),
             self.discovery(top),
             self.field(top, "resolver", "", values.resolver, None),
+            self.dnssec(top),
         )
 
     def discovery(self, top: LinedMap) -> model.DiscoveryConfig | None:
@@ -170,6 +172,62 @@ class _Reader:
             hostnames=self.field(m, "hostnames", p, values.choice("cname", "flatten"), d.hostnames),
             line=m.line,
         )
+
+    def dnssec(self, top: LinedMap) -> model.DnssecConfig:
+        """``dnssec:``: signed zones with their key files (read here, so a bad one is a config error at
+        its line) and the signature timing."""
+        known = ("zones", "validity", "refresh", "inception_backdate")
+        m = self.mapping(top.get("dnssec"), _line(top, "dnssec"), "dnssec", known)
+        d = model.DnssecConfig()
+        if m is None:
+            return d
+        validity = self.field(m, "validity", "dnssec", values.long_duration, d.validity)
+        refresh = self.field(m, "refresh", "dnssec", values.long_duration, d.refresh)
+        backdate = self.field(m, "inception_backdate", "dnssec", values.duration_or_zero, d.inception_backdate)
+        if refresh >= validity:
+            self.problem(
+                _line(m, "refresh") or _line(m, "validity"),
+                "dnssec.refresh",
+                f"must be shorter than validity ({validity:g}s): a signature is replaced when less than this is left",
+            )
+        zones: dict[names.Name, model.DnssecZone] = {}
+        z = self.mapping(m.get("zones"), _line(m, "zones"), "dnssec.zones", None)
+        for text, raw in (z or {}).items():
+            path = f"dnssec.zones.{text}"
+            line = _line(z, text)
+            entry = self.mapping(raw, line, path, ("keys",))
+            try:
+                name = names.from_text(str(text).rstrip(".") + ".")
+            except ValueError as exc:
+                self.problem(line, path, f"bad name: {exc}")
+                continue
+            raw_keys = entry.get("keys") if entry is not None else None
+            if isinstance(raw_keys, str):
+                raw_keys = [raw_keys]
+            if not isinstance(raw_keys, list) or not raw_keys:
+                self.problem(
+                    line, f"{path}.keys", "must be a non-empty list of key files (K<zone>+<alg>+<tag>.private)"
+                )
+                continue
+            assert entry is not None  # raw_keys came from it
+            keys = self.items(raw_keys, self._key_for(name), entry, "keys", f"{path}.keys")
+            zones[name] = model.DnssecZone(name, str(text), keys, line)
+        return model.DnssecConfig(zones, validity, refresh, backdate)
+
+    def _key_for(self, zone: names.Name) -> Callable[[Any], Any]:
+        def read(value: Any):
+            from ..dnssec.keys import KeyFileError
+            from ..dnssec.keys import read as read_key
+
+            try:
+                key = read_key(self.path_of(value))
+            except KeyFileError as exc:
+                raise ValueError(str(exc)) from None
+            if key.zone.to_text().lower() != names.to_text(zone):
+                raise ValueError(f"{key.path}: a key for {key.zone.to_text()}, not {names.to_text(zone)}")
+            return key
+
+        return read
 
     def checker(self, top: LinedMap, regions: dict[str, model.Region]) -> model.CheckerConfig:
         m = self.mapping(

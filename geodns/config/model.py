@@ -10,11 +10,14 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..dns.names import Name
 from .checks import status_ranges
 from .cpus import usable_cpus as _usable_cpus
+
+if TYPE_CHECKING:  # the loader reads key files with dnssec.keys; the model only names the type
+    from ..dnssec.keys import SigningKey
 
 MAX_WORKERS = 256
 
@@ -253,6 +256,26 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class DnssecZone:
+    """A signed zone: its keys, read and checked at load (geodns/dnssec/keys.py)."""
+
+    name: Name
+    text: str  # as written in the config, for messages
+    keys: tuple[SigningKey, ...]
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class DnssecConfig:
+    """``dnssec:``: which zones are signed, and how long signatures live (geodns/dnssec/signer.py)."""
+
+    zones: dict[Name, DnssecZone] = field(default_factory=dict)
+    validity: float = 7 * 86400.0  # a signature is valid this long from when it is made
+    refresh: float = 2 * 86400.0  # and replaced when less than this is left
+    inception_backdate: float = 3600.0  # its inception this far in the past (validators' clock skew)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None = None  # the YAML file, None for the embedded defaults
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -268,3 +291,4 @@ class Config:
     # The DNS server host-name endpoints are resolved through (flattening, probes): (host, port);
     # None: the system's (/etc/resolv.conf).
     resolver: tuple[str, int] | None = None
+    dnssec: DnssecConfig = field(default_factory=DnssecConfig)

@@ -78,6 +78,27 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+_DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*d\s*$")
+
+
+def long_duration(value: Any) -> float:
+    """``parse_duration``, plus days ('7d'): signature lifetimes (``dnssec.validity``) are written in days."""
+    match = _DAYS.match(value) if isinstance(value, str) else None
+    if match:
+        seconds = float(match.group(1)) * 86400.0
+        if seconds <= 0:
+            raise ValueError("must be greater than zero")
+        return seconds
+    return parse_duration(value)
+
+
+def duration_or_zero(value: Any) -> float:
+    """``long_duration``, where 0 (none) is allowed too."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return long_duration(value)
+
+
 def parse_workers(value: Any) -> int:
     """``server.workers`` / ``serve --workers``: an integer 1..256, or "auto" for one per usable CPU."""
     if isinstance(value, str) and value.strip().lower() == "auto":

@@ -28,6 +28,9 @@ from ..discovery.records import news as discovery_news
 from ..dns.listener import Listener
 from ..dns.names import to_text
 from ..dns.tcp import TcpLimits
+from ..dnssec.refresh import keep_signatures_fresh
+from ..dnssec.signer import Timing
+from ..dnssec.zones import check_signed, sign_zones
 from ..errors import ConfigError, InputError
 from ..geo import Locator
 from ..gslb.history import StateHistory
@@ -98,7 +101,12 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
     """
     if zones is None:
         zones = load_zones(config.zones)
-    problems = check_records(config, zones) + check_zones(config, (zone.origin for zone in zones))
+    signed = {origin: (zone.text, zone.line) for origin, zone in config.dnssec.zones.items()}
+    problems = (
+        check_records(config, zones)
+        + check_zones(config, (zone.origin for zone in zones))
+        + check_signed(str(config.source or "config"), signed, zones)
+    )
     if problems:
         raise ConfigError(problems)
     responder = None
@@ -106,6 +114,14 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
         if snapshot is None:
             snapshot = Snapshot.from_specs(config.clusters.values())
         responder = GslbResponder(config, Locator(config.geoip), snapshot)
+    signing = None
+    if config.dnssec.zones:
+        zones, signing = sign_zones(
+            zones,
+            {origin: signed.keys for origin, signed in config.dnssec.zones.items()},
+            Timing(config.dnssec.validity, config.dnssec.refresh, config.dnssec.inception_backdate),
+            _GslbNames(responder),
+        )
     return AnswerEngine(
         zones,
         payload=config.server.udp_payload,
@@ -113,7 +129,19 @@ def build_engine(config: Config, snapshot: Snapshot | None = None, zones: ZoneSe
         responder=responder,
         debug_txt=config.server.debug_txt,
         query_log=config.server.query_log,
+        signing=signing,
     )
+
+
+class _GslbNames:
+    """The GSLB names answered now, for DNSSEC's denial bitmaps (a name there has A and AAAA): the
+    responder's, which records from discovery add to and take from while the engine runs."""
+
+    def __init__(self, responder: GslbResponder | None):
+        self.responder = responder
+
+    def __contains__(self, name: object) -> bool:
+        return self.responder is not None and name in self.responder.names
 
 
 STOP_PART_TIMEOUT = 3.0
@@ -231,6 +259,7 @@ class Server:
         self._tasks.append(asyncio.create_task(self.hosts.run(), name="geodns-hostnames"))
         self._on_snapshot(self.keeper.snapshot)
         self._tasks.append(asyncio.create_task(keep_health_fresh(self._current_gslb), name="geodns-health-refresh"))
+        self._tasks.append(asyncio.create_task(keep_signatures_fresh(self._current_signing), name="geodns-resign"))
         await self._start_checker()
         server = config.server
         try:
@@ -338,6 +367,9 @@ class Server:
         if self.config is not None and cluster.region not in self.config.regions:
             return [f"region: unknown region {cluster.region!r}"]
         return []
+
+    def _current_signing(self):
+        return (self.engine.signing if self.engine is not None else None), self.stats.dnssec
 
     def _current_gslb(self) -> GslbResponder | None:
         return self.engine.responder if self.engine is not None else None
