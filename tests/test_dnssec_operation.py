@@ -136,3 +136,35 @@ def test_delv_fully_validates_static_gslb_and_denial_answers(tmp_path):
             assert done.stdout.startswith(verdict), done.stdout + done.stderr
     finally:
         server.stop()
+
+
+def test_records_from_discovery_are_signed_and_their_denials_list_what_they_answer(tmp_path):
+    """A name registered after the zone was signed: its answers (addresses, or the CNAME to a host
+    name) carry valid RRSIGs, and a NODATA at it says in its NSEC that A and AAAA exist there."""
+    from geodns.state.model import Registration
+    from tests.test_discovery_records import lease
+
+    key = make_key(tmp_path)
+    server = start(tmp_path, key, dnssec_extra="discovery: {zone: gslb.example.com}\n")
+    try:
+        store = server.server.store
+        assert store is not None
+        shop = Registration("shop.gslb.example.com", ("198.51.100.20",), "Service shop/web")
+        lb = Registration("lb.gslb.example.com", ("elb-1.lb.example.net",), "Service shop/lb")
+        server.call(store.publish_lease(lease("eu-west-1", "eu-west", [shop, lb])))
+        keys = dnskeys(server)
+        answered = wait_for(lambda: direct(server, "shop", "A").answer)
+        assert [r.to_text() for rrset in answered if rrset.rdtype == dns.rdatatype.A for r in rrset] == [
+            "198.51.100.20"
+        ]
+        assert validate_all(direct(server, "shop", "A"), keys) == 1
+        cname = direct(server, "lb", "A")
+        assert [rrset.rdtype for rrset in cname.answer if rrset.rdtype != dns.rdatatype.RRSIG] == [dns.rdatatype.CNAME]
+        assert validate_all(cname, keys) == 1
+        nodata = direct(server, "shop", "TXT")
+        (nsec,) = [rrset for rrset in nodata.authority if rrset.rdtype == dns.rdatatype.NSEC]
+        types = set(nsec[0].to_text().split()[1:])  # "<next name> <types...>"
+        assert {"A", "AAAA"} <= types and "TXT" not in types
+        assert validate_all(nodata, keys) >= 2  # the NSEC and the SOA
+    finally:
+        server.stop()
