@@ -164,7 +164,8 @@ def main() -> None:
                 per[name] = (two - one) / (len(mix(kinds, 2 * args.queries)) - args.queries)
             print(
                 f"{label:28s} instructions/query old {per['old']:8.0f}  new {per['new']:8.0f}"
-                f"  new/old {per['new'] / per['old']:.3f}"
+                f"  new/old {per['new'] / per['old']:.3f}",
+                flush=True,
             )
         if args.rounds:
             times: dict[str, list[float]] = {"old": [], "new": []}
@@ -172,7 +173,9 @@ def main() -> None:
                 for name, tree in (("old", args.old), ("new", args.new)):
                     times[name].append(_wall(tree, kinds, 10 * args.queries))
             old, new = statistics.median(times["old"]), statistics.median(times["new"])
-            print(f"{label:28s} wall ns/query median old {old:6.0f}  new {new:6.0f}  new/old {new / old:.3f}")
+            print(
+                f"{label:28s} wall ns/query median old {old:6.0f}  new {new:6.0f}  new/old {new / old:.3f}", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -386,7 +386,7 @@ async def test_a_probe_that_outlives_stop_ends_quietly(monkeypatch: pytest.Monke
     started, release = asyncio.Event(), asyncio.Event()
     sessions: list[object] = []
 
-    async def stubborn(target: object, spec: CheckSpec, session: object) -> ProbeResult:
+    async def stubborn(target: object, spec: CheckSpec, session: object, resolver: object = None) -> ProbeResult:
         sessions.append(session)
         assert session is not None and not session.closed  # type: ignore[attr-defined]
         started.set()
@@ -421,7 +421,7 @@ async def test_a_probe_that_raises_counts_as_a_failure_and_the_check_goes_on(mon
 
     calls = 0
 
-    async def broken(target: object, spec: CheckSpec, session: object):
+    async def broken(target: object, spec: CheckSpec, session: object, resolver: object = None):
         nonlocal calls
         calls += 1
         raise LookupError("a library bug")

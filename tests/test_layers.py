@@ -211,7 +211,7 @@ def test_dns_knows_bytes_and_nothing_above_it():
 
 def test_the_answer_path_does_not_reach_the_process_or_the_commands():
     edges = part_graph(PACKAGE)
-    for below in ("answer", "gslb", "zones", "geo", "state", "dns"):
+    for below in ("answer", "dnssec", "gslb", "zones", "geo", "state", "dns", "discovery"):
         for above in ("process", "cli", "http", "tooling"):
             assert (below, above) not in edges, f"{below} imports {above}: {edges[(below, above)]}"
 
@@ -265,6 +265,21 @@ def test_top_level_modules_and_relative_names_resolve(tmp_path):
         "geodns/answer/engine.py:1",
         "geodns/answer/engine.py:2",
     ]
+
+
+def test_the_dns_side_does_not_load_the_kubernetes_client():
+    """discovery/records.py is read by every DNS process; only discovery/agent and its helpers (run by
+    `geodns agent`) may import kubernetes_asyncio."""
+    loaders = sorted(
+        where
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(_parse(path))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])
+        if name.startswith("kubernetes_asyncio")
+        for where in [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"]
+    )
+    assert all(where.startswith("geodns/discovery/kube") for where in loaders), loaders
 
 
 def test_answering_uses_the_responder_only_through_gslb_api():

@@ -211,7 +211,10 @@ BAD = [
     ({"endpoints": []}, "endpoints: must be a non-empty list"),
     ({"min_healthy": -1}, "min_healthy: must be between 1 and 1000000, not -1"),
     ({"name": "us-east-1"}, "name: 'us-east-1' does not match its key 'eu-west-1'"),
-    ({"endpoints": [{"address": "not-an-ip"}]}, "endpoints[0].address: 'not-an-ip' is not an IPv4 or IPv6"),
+    (
+        {"endpoints": [{"address": "not-an-ip"}]},
+        "endpoints[0].address: 'not-an-ip' is not an IP address or a host name",
+    ),
     ({"admin": "sideways"}, "admin: must be one of active, drained"),
     ("{not json", "not valid JSON"),
 ]

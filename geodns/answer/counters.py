@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..dns.names import Name
+from ..dnssec.counters import SigningCounters
 
 if TYPE_CHECKING:
     from ..gslb.policy import Selection
@@ -47,7 +48,16 @@ QueryKey = tuple[Name | None, int, int, bool]
 class QueryStats:
     """Counters of everything the engine answered; mutated only on the event loop's thread."""
 
-    __slots__ = ("queries", "duration_buckets", "duration_sum", "truncated", "ecs_present", "dropped", "malformed")
+    __slots__ = (
+        "queries",
+        "duration_buckets",
+        "duration_sum",
+        "truncated",
+        "ecs_present",
+        "dropped",
+        "malformed",
+        "dnssec",
+    )
 
     def __init__(self) -> None:
         self.queries: dict[QueryKey, int] = {}
@@ -58,6 +68,7 @@ class QueryStats:
         self.ecs_present = 0  # queries with an EDNS Client Subnet option (the rest: total - this)
         self.dropped = 0  # messages answered with nothing (responses, runts)
         self.malformed = 0  # answered FORMERR/NOTIMP before the question could be read
+        self.dnssec = SigningCounters()  # signatures made and reused, the earliest expiry held
 
     @property
     def total(self) -> int:
@@ -75,6 +86,7 @@ class QueryStats:
         self.ecs_present += other.ecs_present
         self.dropped += other.dropped
         self.malformed += other.malformed
+        self.dnssec.add(other.dnssec)
         return self
 
 

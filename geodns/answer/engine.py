@@ -26,6 +26,7 @@ from .fastpath import FastPath
 
 if TYPE_CHECKING:
     from ..config.model import QueryLogConfig
+    from ..dnssec.secure import Signing
     from ..gslb.policy import Selection
     from .counters import GslbCounters
     from .gslb_api import GslbAPI
@@ -57,6 +58,7 @@ class AnswerEngine:
         debug_txt: bool = False,
         query_log: QueryLogConfig | None = None,
         fast_path: bool = True,
+        signing: Signing | None = None,
     ):
         self.zones = zones
         self.payload = payload
@@ -64,14 +66,12 @@ class AnswerEngine:
         # The whole responder, for the process that updates it and the views that read it; this
         # module and the fast path use it only through ``GslbAPI`` (tests/test_layers.py checks).
         self.responder = responder
+        self.signing = signing  # DNSSEC: signs answers from signed zones for queries with DO (geodns/dnssec/)
         # Its own until ``count_into`` hands it the process's (so reloads keep counting).
         self.stats = QueryStats()
-        # `_geodns.<record>` names answered with a TXT trace of the decision (opt-in).
-        self.debug_names: frozenset[Name] = (
-            frozenset((DEBUG_LABEL,) + name for name in responder.names)
-            if debug_txt and responder is not None
-            else frozenset()
-        )
+        # `_geodns.<record>` answered with a TXT trace of the decision (opt-in), for the records
+        # answered now: looked up per query in the responder's names, which follow discovery.
+        self.debug_txt = debug_txt and responder is not None
         self.query_log_rate = query_log.sample if query_log is not None and query_log.enabled else 0.0
         self._selected: tuple[str, ...] = ()  # clusters of the latest GSLB answer, for the query log
         # Pre-encoded answers for the common query shapes; off while sampling queries into the log.
@@ -83,6 +83,9 @@ class AnswerEngine:
         self.stats = stats
         if self.responder is not None:
             self.responder.count_into(gslb)
+        if self.signing is not None:
+            stats.dnssec.add(self.signing.take_loaded())  # what signing the zones at load made, counted once
+            stats.dnssec.expiry = self.signing.earliest_expiry()
         return self
 
     # -- bytes in, bytes out ----------------------------------------------------
@@ -127,6 +130,8 @@ class AnswerEngine:
             self._selected = ()
         zone = self.zones.zone_for(query.qname)
         result = self._resolve(zone, query, client)
+        if zone is not None:
+            self.secure(zone, query, result)
         max_size = TCP_MAX if tcp else max_udp_size(query, self.payload)
         response = encode(query, result, max_size, self.payload, self.nsid)
         if response[2] & 0x02:
@@ -142,6 +147,12 @@ class AnswerEngine:
         if logging_this:
             self._log_query(query, client, tcp, result.rcode, elapsed)
         return response
+
+    def secure(self, zone: Zone, query: Query, result: Answer) -> None:
+        """RRSIGs and denial NSECs for a query with DO in a signed zone (the fast path's GSLB encodings too)."""
+        signing = self.signing
+        if signing is not None and query.edns is not None and query.edns.do:
+            signing.secure(zone, query.qname, query.qtype, result, self.stats.dnssec)
 
     def _rcode_only(self, query: Query, rcode: int, tcp: bool, start: float) -> bytes:
         """Encode and count an answer given before any look-up (NOTIMP, BADVERS, REFUSED for a class or type)."""
@@ -185,11 +196,16 @@ class AnswerEngine:
         if zone is None:
             return Answer(rcode=wire.REFUSED, aa=False)
         result = Answer()
-        if self.debug_names and query.qname in self.debug_names:
+        qname = query.qname
+        if self.debug_txt and qname[:1] == (DEBUG_LABEL,) and self._is_record(qname[1:]):
             self._debug_txt(zone, query, client, result)
         else:
             self._lookup(zone, query.qname, query.qtype, result, set(), query, client)
         return result
+
+    def _is_record(self, name: Name) -> bool:
+        responder: GslbAPI | None = self.responder
+        return responder is not None and name in responder.names
 
     def _debug_txt(self, zone: Zone, query: Query, client: str, result: Answer) -> None:
         """TXT at ``_geodns.<record>``: why this client gets what it gets (``server.debug_txt``).

@@ -77,6 +77,8 @@ class FastPath:
         self.templates = SubnetTemplates()
         self.hits = 0
         self._generation = engine.responder.generation if engine.responder is not None else None
+        self._names = engine.responder.names if engine.responder is not None else frozenset()
+        self._signed = engine.signing.generation if engine.signing is not None else 0
 
     def _size(self, shape: Shape, tcp: bool) -> int:
         if tcp:
@@ -87,7 +89,14 @@ class FastPath:
         """(response, counting key, ECS present) from the caches or a GSLB selection; None: full path."""
         responder: GslbAPI | None = self.engine.responder
         if responder is not None and responder.generation != self._generation:
-            self._follow(responder.generation)
+            self._follow(responder.generation, responder.names)
+        signing = self.engine.signing
+        if signing is not None and signing.generation != self._signed:
+            # Signatures were replaced (geodns/dnssec/refresh.py): what is encoded here carries the old ones.
+            self.cache.clear()
+            self.memo.clear()
+            self.memo_bytes = 0
+            self._signed = signing.generation
         if not tcp:
             rest = data[2:]
             memo = self.memo
@@ -129,12 +138,20 @@ class FastPath:
             return None
         return self._gslb(data, shape, size, client, tcp, responder)
 
-    def _follow(self, generation: int) -> None:
+    def _follow(self, generation: int, names: frozenset[Name]) -> None:
         """The responder's generation moved: the memo's GSLB answer lists are stale.
 
-        Static entries (a tail of their own) and ``cache`` stay: neither depends on the live view.
+        Static entries (a tail of their own) and ``cache`` stay: neither depends on the live view,
+        unless the GSLB names changed (records from discovery came or went; a new set, never one
+        changed in place, and always with a new generation), when a static NXDOMAIN may now be a
+        record's name, or a record's name fall back to the zone.
         """
-        self.memo.keep(lambda entry: entry[0] is not None)
+        if names is not self._names:
+            self._names = names
+            self.cache.clear()
+            self.memo.clear()
+        else:
+            self.memo.keep(lambda entry: entry[0] is not None)
         self.templates.clear()
         self._generation = generation
 
@@ -236,6 +253,9 @@ class FastPath:
             return None
         result = Answer(ecs_scope=selection.scope)
         engine.gslb_result(name, query.qtype, selection, result)
+        zone = engine.zones.zone_for(name)
+        if zone is not None:
+            engine.secure(zone, query, result)
         return encode(query, result, size, engine.payload, engine.nsid)
 
     def _memo_mixed_case(self, data: bytes, client: str) -> tuple[bytes, tuple, bool] | None:

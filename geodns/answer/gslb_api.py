@@ -20,7 +20,9 @@ The questions, in the order a query asks them:
   with one token get one decision and one count from a record for one query shape,
   so the fast path keeps a repeater per place (answer/subnets.py);
 - ``generation``: moves when some answer could change (a memo of decisions is
-  valid while it stays);
+  valid while it stays).  Records from discovery come and go with the snapshot:
+  ``names``, ``ancestors`` and ``wire_names`` are then replaced (new objects, never
+  changed in place) together with a new generation;
 - ``ttl`` and ``rrset``: the answer records for a selection;
 - ``client`` and ``debug_rrset``: the ``_geodns.<record>`` TXT trace;
 - ``count_into``: the counters to count in (the process's, which outlive an engine).

@@ -21,9 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from ..config.model import Config, IPAddress, RecordSpec
+from ..config.model import Config, HostName, IPAddress, RecordSpec
+from ..discovery.records import NOTHING as NO_DISCOVERY
+from ..discovery.records import Discovered, derive, with_discovered
 from ..dns import wire
-from ..dns.names import Name, to_text, to_wire
+from ..dns.names import Name, from_text, to_text, to_wire
 from ..dns.rrset import RRset
 from ..errors import Problem
 from ..geo import Location, Locator
@@ -63,53 +65,71 @@ class LiveView:
     # shedding is moving (capped by their clusters' ``load.ttl``; the others use their own).
     load: LoadView = NO_LOAD
     ttls: Mapping[Name, int] = field(default_factory=dict)
+    # The records and clusters from discovery in this snapshot (already merged into the above).
+    discovered: Discovered = NO_DISCOVERY
 
 
 class GslbResponder:
-    """Answers the config's GSLB records from the current live view."""
+    """Answers the GSLB records (the config's and those discovered) from the current live view."""
 
     def __init__(self, config: Config, locator: Locator, snapshot: Snapshot, rng: random.Random | None = None):
-        self.records: Mapping[Name, RecordSpec] = config.records
+        self.config = config
         self.regions = config.regions
         self.health_config = config.health
         self.locator = locator
         self.rng = rng or random.Random()
-        self.names = frozenset(self.records)
+        self.counters = GslbCounters()
+        # Subnet or source -> Client.  Segmented: a flood of one-time subnets cannot push out
+        # the ones steady traffic comes from (nor can it in the decision cache).
+        self._clients = Segmented(CLIENT_CACHE)
+        self._decisions = Segmented(DECISION_CACHE, weigh=_held, max_weight=DECISION_SELECTIONS)
+        self._decisions_generation = -1
+        self._use_records(config.records)
+        self.shed = ShedController(config.clusters)
+        self._source = snapshot  # as the store gave it, without the discovered clusters
+        self.live: LiveView = self._build(snapshot, None)
+        self.generation = self.live.generation  # GslbAPI: a plain attribute, read per query by the fast path
+
+    def _use_records(self, records: Mapping[Name, RecordSpec]) -> None:
+        """The records answered: the config's, and those discovered (discovery/records.py) in the
+        current snapshot; the name sets the query path looks up follow them (new sets, never
+        changed in place, so the fast path can tell by identity that they moved)."""
+        self.records: Mapping[Name, RecordSpec] = records
+        self.names = frozenset(records)
         # Names above a GSLB record exist too (empty non-terminals), even if
         # the zone file does not mention them.
         self.ancestors = frozenset(name[i:] for name in self.names for i in range(1, len(name)))
         # The same names in lower-cased wire form, for the fast path's byte-level look-up.
         self.wire_names: dict[bytes, Name] = {to_wire(name): name for name in self.names}
-        self.counters = GslbCounters()
-        # Subnet or source -> Client.  Segmented: a flood of one-time subnets cannot push out
-        # the ones steady traffic comes from (nor can it in the decision cache).
-        self._clients = Segmented(CLIENT_CACHE)
-        self._reads_rtt = any("latency" in record.policy for record in self.records.values())
-        self._decisions = Segmented(DECISION_CACHE, weigh=_held, max_weight=DECISION_SELECTIONS)
-        self._decisions_generation = -1
+        self._reads_rtt = any("latency" in record.policy for record in records.values())
         # Records whose answers depend on where the client is; the others have one decision for everyone.
         self._placed = frozenset(
-            name for name, record in self.records.items() if LOCATION_FILTERS.intersection(record.policy)
+            name for name, record in records.items() if LOCATION_FILTERS.intersection(record.policy)
         )
         # Of those, the ones that read more of the location than its area (geo/areas.py): a
         # client's area Location is swapped for the exact one before their chain runs.
         self._exact = frozenset(
-            name for name, record in self.records.items() if (LOCATION_FILTERS - {"geo"}).intersection(record.policy)
+            name for name, record in records.items() if (LOCATION_FILTERS - {"geo"}).intersection(record.policy)
         )
-        self.shed = ShedController(config.clusters)
-        self.live: LiveView = self._build(snapshot, None)
-        self.generation = self.live.generation  # GslbAPI: a plain attribute, read per query by the fast path
 
     # -- off the query path -----------------------------------------------------
     def _build(self, snapshot: Snapshot, previous: LiveView | None) -> LiveView:
         now = time.time()
+        discovered = derive(snapshot, self.config, now)
+        snapshot = with_discovered(snapshot, discovered)
+        records = {**discovered.records, **self.config.records} if discovered.records else self.config.records
+        same_records = records == self.records
+        if not same_records:
+            self._use_records(records)
         quorum = self.health_config.quorum
         health = HealthView.build(snapshot, now, quorum, unknown_is_up=self.health_config.unknown == "up")
         load = self.shed.view(snapshot, now)
         if previous is None:
             generation = 0
         elif (
-            snapshot.clusters == previous.snapshot.clusters
+            same_records
+            and snapshot.clusters == previous.snapshot.clusters
+            and snapshot.resolved == previous.snapshot.resolved
             and health.same_decisions(previous.health, self._reads_rtt)
             and load.same_decisions(previous.load)
         ):
@@ -125,6 +145,8 @@ class GslbResponder:
                 if (ttl := load.ttl(record.clusters, record.ttl)) != record.ttl
             }
         )
+        if snapshot.resolved:
+            ttls = _flattened_ttls(self.records, snapshot, ttls)
         return LiveView(
             snapshot,
             health,
@@ -133,11 +155,13 @@ class GslbResponder:
             generation,
             load,
             ttls,
+            discovered,
         )
 
     def update(self, snapshot: Snapshot | None = None) -> None:
-        """Rebuild for a new snapshot, or for the passage of time (observations expire)."""
-        self.live = self._build(snapshot if snapshot is not None else self.live.snapshot, self.live)
+        """Rebuild for a new snapshot, or for the passage of time (observations expire, leases lapse)."""
+        self._source = snapshot if snapshot is not None else self._source
+        self.live = self._build(self._source, self.live)
         self.generation = self.live.generation
 
     # -- on the query path -----------------------------------------------------------
@@ -295,7 +319,13 @@ class GslbResponder:
         return ttls.get(qname, self.records[qname].ttl) if ttls else self.records[qname].ttl
 
     def rrset(self, qname: Name, qtype: int, selection: Selection) -> RRset:
-        return RRset(qname, qtype, self.ttl(qname), tuple(a.packed for a in selection.addresses))
+        """The answer for a selection: its addresses, or the CNAME to its one host name."""
+        first = selection.addresses[0]
+        if isinstance(first, HostName):
+            target = from_text(first.text + ".")
+            return RRset(qname, wire.T_CNAME, self.ttl(qname), (to_wire(target),), (target,))
+        packed = tuple(a.packed for a in selection.addresses if not isinstance(a, HostName))
+        return RRset(qname, qtype, self.ttl(qname), packed)
 
     # -- explain (for operators) --------------------------------------------------------
     def explain(self, qname: Name, qtype: int, address: str, prefix: int | None = None) -> dict:
@@ -352,6 +382,28 @@ _UNLISTED = object()
 def _held(found: Decision | None) -> int:
     """What one decision weighs in the decision cache: its selections (a few hundred bytes each)."""
     return len(found.selections) if found is not None else 1
+
+
+def _flattened_ttls(records: Mapping[Name, RecordSpec], snapshot: Snapshot, ttls: dict[Name, int]) -> dict[Name, int]:
+    """``ttls`` with each flattening record capped at the TTL of its host names' addresses (as an
+    alias record answers with its target's TTL): a resolver keeps them no longer than they hold."""
+    out = dict(ttls)
+    resolved, clusters = snapshot.resolved, snapshot.clusters
+    for name, record in records.items():
+        if record.hostnames != "flatten":
+            continue
+        held = [
+            found.ttl
+            for c in record.clusters
+            if (cluster := clusters.get(c)) is not None
+            for e in cluster.endpoints
+            if isinstance(e.address, HostName) and (found := resolved.get(e.address.text)) is not None
+        ]
+        if held:
+            ttl = min(out.get(name, record.ttl), *held)
+            if ttl != record.ttl:
+                out[name] = ttl
+    return out
 
 
 def _shares(context: Context, client: Client, family: int) -> dict[str, float]:
@@ -416,7 +468,7 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
 
 async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: float = 0.5) -> None:
     """Observations expire with time, not only with changes: rebuild the live view when one has,
-    and when a cluster's shedding is due its next tick (gslb/load.py).
+    when a lease lapses or its grace ends (discovery/records.py), and when a cluster's shedding is due its next tick (gslb/load.py).
 
     ``current`` returns the responder in use now (it changes on reload).
     """
@@ -426,5 +478,5 @@ async def keep_health_fresh(current: Callable[[], GslbResponder | None], every: 
         if responder is None:
             continue
         live = responder.live
-        if time.time() >= min(live.health.valid_until, live.load.valid_until):
+        if time.time() >= min(live.health.valid_until, live.load.valid_until, live.discovered.valid_until):
             responder.update()

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import admin, check, drill, explain, reload, serve, sim_ingress, stack, status, validate
+from . import admin, agent, check, drill, ds, explain, keygen, reload, serve, sim_ingress, stack, status, validate
 from .options import component_level
 
 # Registration order is the order ``geodns --help`` lists them.
-COMMANDS = (serve, validate, check, status, admin, explain, reload, sim_ingress, stack, drill)
+COMMANDS = (serve, validate, check, agent, status, admin, explain, reload, keygen, ds, sim_ingress, stack, drill)
 
 
 def _setup_logging(level: str, per_component=(), fmt: str = "kv") -> None:

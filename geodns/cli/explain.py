@@ -86,4 +86,24 @@ def render(r: dict[str, Any]) -> str:
         f"{' (fallback: the policy left nothing)' if r['fallback'] else ''}; "
         f"ECS scope /{r['scope']}; snapshot v{r['snapshot_version']}",
     ]
+    if r.get("registrations"):
+        lines += ["", "origin: discovery", registrations_table(r["registrations"])]
     return "\n".join(lines)
+
+
+def registrations_table(registrations: list[dict[str, Any]]) -> str:
+    """Who registered a discovered record: the cluster, its agent, the Kubernetes object and the lease."""
+    return table(
+        ("CLUSTER", "REGION", "AGENT", "SOURCE", "LEASE"),
+        [
+            (
+                o["cluster"],
+                o["region"],
+                o["agent"],
+                o["source"] or "-",
+                f"renewed {o['lease_age_s']:.0f}s ago"
+                + (f", STALE (removed in {o['removed_in_s']:.0f}s)" if o["stale"] else ""),
+            )
+            for o in registrations
+        ],
+    )

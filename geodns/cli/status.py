@@ -24,12 +24,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     def fetch(api: Api) -> dict[str, Any]:
-        return {"status": api.request("GET", "/status"), "clusters": api.request("GET", "/clusters")}
+        result = {"status": api.request("GET", "/status"), "clusters": api.request("GET", "/clusters")}
+        if result["status"].get("discovery") is not None:
+            result["records"] = api.request("GET", "/records")["records"]
+        return result
 
-    return run(args, fetch, lambda result: print(render(args.api, result["status"], result["clusters"])))
+    return run(
+        args,
+        fetch,
+        lambda result: print(render(args.api, result["status"], result["clusters"], result.get("records"))),
+    )
 
 
-def render(api: str, status: dict[str, Any], clusters: dict[str, Any]) -> str:
+def render(api: str, status: dict[str, Any], clusters: dict[str, Any], records: list | None = None) -> str:
     snap, store = status["snapshot"], status["store"]
     age = "never loaded" if snap["age_s"] is None else f"confirmed {snap['age_s']:.1f}s ago"
     lines = [
@@ -44,7 +51,25 @@ def render(api: str, status: dict[str, Any], clusters: dict[str, Any]) -> str:
     failing = failing_table(clusters["clusters"], time.time())
     if failing:
         lines += ["", failing]
+    discovery = status.get("discovery")
+    if discovery is not None:
+        lines += ["", discovery_table(records or [], discovery)]
     return "\n".join(lines)
+
+
+def discovery_table(records: list[dict[str, Any]], discovery: dict[str, Any]) -> str:
+    """Records from discovery, one row per registering cluster, then the claims not served."""
+    rows = []
+    for r in records:
+        for o in r.get("registrations", ()):
+            lease = f"{o['lease_age_s']:.0f}s" + (f" STALE, removed in {o['removed_in_s']:.0f}s" if o["stale"] else "")
+            rows.append((r["name"], o["cluster"], o["region"], o["source"] or "-", lease, "served"))
+    for kind, claims in (("REFUSED", discovery.get("refused", ())), ("CONFLICT", discovery.get("conflicts", ()))):
+        for c in claims:
+            rows.append((c["name"], c["cluster"], "-", c["source"] or "-", "-", f"{kind}: {c['reason']}"))
+    if not rows:
+        return "discovery: no registrations"
+    return table(("DISCOVERED", "CLUSTER", "REGION", "SOURCE", "LEASE AGE", "STATUS"), rows)
 
 
 def cluster_table(clusters: list[dict[str, Any]]) -> str:

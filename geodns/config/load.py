@@ -73,7 +73,23 @@ class _Reader:
     # -- sections ----------------------------------------------------------
     def read(self, doc: Any) -> model.Config:
         top = self.mapping(
-            doc, 1, "", ("server", "store", "zones", "geoip", "regions", "clusters", "records", "health", "checker")
+            doc,
+            1,
+            "",
+            (
+                "server",
+                "store",
+                "zones",
+                "geoip",
+                "regions",
+                "clusters",
+                "records",
+                "health",
+                "checker",
+                "discovery",
+                "resolver",
+                "dnssec",
+            ),
         )
         if top is None:
             top = LinedMap()
@@ -88,8 +104,130 @@ class _Reader:
             if net.region not in regions:
                 self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
         return model.Config(
-            None, server, store, zones, geoip, regions, clusters, records, self.health(top), self.checker(top, regions)
+            None,
+            server,
+            store,
+            zones,
+            geoip,
+            regions,
+            clusters,
+            records,
+            self.health(top),
+            self.checker(top, regions),
+            self.discovery(top),
+            self.field(top, "resolver", "", values.resolver, None),
+            self.dnssec(top),
         )
+
+    def discovery(self, top: LinedMap) -> model.DiscoveryConfig | None:
+        """``discovery:``: the zone discovered names live in, what may be claimed, the defaults of a
+        discovered record, the check template and how long a lapsed lease keeps its registrations."""
+        known = ("zone", "suffixes", "export_zone", "defaults", "check", "grace", "hostnames")
+        m = self.mapping(top.get("discovery"), _line(top, "discovery"), "discovery", known)
+        if m is None:
+            return None
+        p = "discovery"
+        zone = self.field(m, "zone", p, _absolute_name, None)
+        if zone is None:
+            if m.get("zone") is None:
+                self.problem(
+                    _line(m, "zone") or m.line, f"{p}.zone", "missing (the served zone discovered names live in)"
+                )
+            return None
+        suffixes = (zone,)
+        if m.get("suffixes") is not None:
+            raw = m["suffixes"]
+            if not isinstance(raw, list) or not raw:
+                self.problem(_line(m, "suffixes"), f"{p}.suffixes", "must be a non-empty list of names")
+            else:
+                suffixes = self.items(raw, _absolute_name, m, "suffixes", f"{p}.suffixes")
+                for i, suffix in enumerate(suffixes):
+                    if not names.is_subdomain(suffix, zone):
+                        self.problem(
+                            _item_line(raw, i, m, "suffixes"),
+                            f"{p}.suffixes[{i}]",
+                            f"{names.to_text(suffix)} is outside the discovery zone {names.to_text(zone)}",
+                        )
+        d = model.DiscoveryConfig(zone=zone, suffixes=suffixes)
+        defaults = self.mapping(
+            m.get("defaults"), _line(m, "defaults"), f"{p}.defaults", ("policy", "ttl", "answers", "fallback")
+        )
+        dp = f"{p}.defaults"
+        policy, ttl, answers, fallback = d.policy, d.ttl, d.answers, d.fallback
+        if defaults is not None:
+            policy = self.field(defaults, "policy", dp, values.policy, d.policy)
+            ttl = self.field(defaults, "ttl", dp, values.int_range(0, 86400), d.ttl)
+            answers = self.field(defaults, "answers", dp, values.int_range(1, 64), d.answers)
+            fallback = self.field(defaults, "fallback", dp, values.choice("all", "none"), d.fallback)
+        return model.DiscoveryConfig(
+            zone=zone,
+            suffixes=suffixes,
+            export_zone=self.field(m, "export_zone", p, _absolute_name, None),
+            policy=policy,
+            ttl=ttl,
+            answers=answers,
+            fallback=fallback,
+            check=self.check(m, p),
+            grace=self.field(m, "grace", p, _grace, d.grace),
+            hostnames=self.field(m, "hostnames", p, values.choice("cname", "flatten"), d.hostnames),
+            line=m.line,
+        )
+
+    def dnssec(self, top: LinedMap) -> model.DnssecConfig:
+        """``dnssec:``: signed zones with their key files (read here, so a bad one is a config error at
+        its line) and the signature timing."""
+        known = ("zones", "validity", "refresh", "inception_backdate")
+        m = self.mapping(top.get("dnssec"), _line(top, "dnssec"), "dnssec", known)
+        d = model.DnssecConfig()
+        if m is None:
+            return d
+        validity = self.field(m, "validity", "dnssec", values.long_duration, d.validity)
+        refresh = self.field(m, "refresh", "dnssec", values.long_duration, d.refresh)
+        backdate = self.field(m, "inception_backdate", "dnssec", values.duration_or_zero, d.inception_backdate)
+        if refresh >= validity:
+            self.problem(
+                _line(m, "refresh") or _line(m, "validity"),
+                "dnssec.refresh",
+                f"must be shorter than validity ({validity:g}s): a signature is replaced when less than this is left",
+            )
+        zones: dict[names.Name, model.DnssecZone] = {}
+        z = self.mapping(m.get("zones"), _line(m, "zones"), "dnssec.zones", None)
+        for text, raw in (z or {}).items():
+            path = f"dnssec.zones.{text}"
+            line = _line(z, text)
+            entry = self.mapping(raw, line, path, ("keys",))
+            try:
+                name = names.from_text(str(text).rstrip(".") + ".")
+            except ValueError as exc:
+                self.problem(line, path, f"bad name: {exc}")
+                continue
+            raw_keys = entry.get("keys") if entry is not None else None
+            if isinstance(raw_keys, str):
+                raw_keys = [raw_keys]
+            if not isinstance(raw_keys, list) or not raw_keys:
+                self.problem(
+                    line, f"{path}.keys", "must be a non-empty list of key files (K<zone>+<alg>+<tag>.private)"
+                )
+                continue
+            assert entry is not None  # raw_keys came from it
+            keys = self.items(raw_keys, self._key_for(name), entry, "keys", f"{path}.keys")
+            zones[name] = model.DnssecZone(name, str(text), keys, line)
+        return model.DnssecConfig(zones, validity, refresh, backdate)
+
+    def _key_for(self, zone: names.Name) -> Callable[[Any], Any]:
+        def read(value: Any):
+            from ..dnssec.keys import KeyFileError
+            from ..dnssec.keys import read as read_key
+
+            try:
+                key = read_key(self.path_of(value))
+            except KeyFileError as exc:
+                raise ValueError(str(exc)) from None
+            if key.zone.to_text().lower() != names.to_text(zone):
+                raise ValueError(f"{key.path}: a key for {key.zone.to_text()}, not {names.to_text(zone)}")
+            return key
+
+        return read
 
     def checker(self, top: LinedMap, regions: dict[str, model.Region]) -> model.CheckerConfig:
         m = self.mapping(
@@ -315,7 +453,11 @@ class _Reader:
     def endpoints(self, c: LinedMap, path: str) -> tuple[model.EndpointSpec, ...]:
         raw = c.get("endpoints")
         if not isinstance(raw, list) or not raw:
-            self.problem(_line(c, "endpoints") or c.line, f"{path}.endpoints", "must be a non-empty list of addresses")
+            self.problem(
+                _line(c, "endpoints") or c.line,
+                f"{path}.endpoints",
+                "must be a non-empty list of addresses or host names",
+            )
             return ()
         out = []
         for i, item in enumerate(raw):
@@ -323,14 +465,14 @@ class _Reader:
             line = _item_line(raw, i, c, "endpoints")
             if isinstance(item, str):
                 try:
-                    out.append(model.EndpointSpec(address=values.address(item)))
+                    out.append(model.EndpointSpec(address=values.endpoint(item)))
                 except ValueError as exc:
                     self.problem(line, ipath, str(exc))
                 continue
             item_map = self.mapping(item, line, ipath, ("address", "weight", "probe"))
             if item_map is None:
                 continue
-            address = self.field(item_map, "address", ipath, values.address, None)
+            address = self.field(item_map, "address", ipath, values.endpoint, None)
             if address is None:
                 if item_map.get("address") is None:  # absent or empty (a bad one is reported)
                     self.problem(line, ipath, "missing address")
@@ -426,7 +568,16 @@ class _Reader:
     def records(self, top: LinedMap, clusters: dict[str, model.ClusterSpec]) -> dict[names.Name, model.RecordSpec]:
         m = self.mapping(top.get("records"), _line(top, "records"), "records", None)
         out: dict[names.Name, model.RecordSpec] = {}
-        known = ("ttl", "clusters", "policy", "answers", "fallback", "latency_tolerance", "latency_reach_km")
+        known = (
+            "ttl",
+            "clusters",
+            "policy",
+            "answers",
+            "fallback",
+            "latency_tolerance",
+            "latency_reach_km",
+            "hostnames",
+        )
         for text, raw in (m or {}).items():
             path = f"records.{text}"
             line = _line(m, text)
@@ -470,6 +621,7 @@ class _Reader:
                 latency_tolerance_pct=pct,
                 latency_tolerance_ms=ms,
                 latency_reach_km=self.field(r, "latency_reach_km", path, values.km, model.RecordSpec.latency_reach_km),
+                hostnames=self.field(r, "hostnames", path, values.choice("cname", "flatten"), "cname"),
                 line=line,
             )
         return out
@@ -484,6 +636,21 @@ class _Reader:
             self.field(m, "pct", p, values.finite_at_least(0), 20.0),
             self.field(m, "ms", p, values.finite_at_least(0), 10.0),
         )
+
+
+def _grace(value: Any) -> float:
+    """How long a lapsed lease's registrations stay: at most an hour (the store forgets a lease then)."""
+    seconds = values.parse_duration(value)
+    if seconds > 3600:
+        raise ValueError(f"must be at most 1h (the store keeps a lapsed lease that long), not {seconds:g}s")
+    return seconds
+
+
+def _absolute_name(value: Any) -> names.Name:
+    """A DNS name written with or without its final dot."""
+    if not isinstance(value, str) or not value.strip(". "):
+        raise ValueError("must be a DNS name")
+    return names.from_text(value.strip().rstrip(".") + ".")
 
 
 # -- where a value was written ----------------------------------------------

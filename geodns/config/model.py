@@ -10,10 +10,14 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from ..dns.names import Name
 from .checks import status_ranges
 from .cpus import usable_cpus as _usable_cpus
+
+if TYPE_CHECKING:  # the loader reads key files with dnssec.keys; the model only names the type
+    from ..dnssec.keys import SigningKey
 
 MAX_WORKERS = 256
 
@@ -30,6 +34,26 @@ def usable_cpus() -> int:
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class HostName:
+    """An endpoint that is a DNS name, not an address (a cloud load balancer's: an AWS ELB's status
+    has a host name).  A record answers it as a CNAME, or "flattened" to the addresses the name
+    resolves to (``RecordSpec.hostnames``; state/hostnames.py resolves them off the query path).
+
+    ``version`` is 0, neither 4 nor 6, so code that picks addresses of one family passes it by;
+    the policy's address step (gslb/policy.py) is where a host name is answered.
+    """
+
+    text: str  # lower case, without the final dot
+    version: ClassVar[int] = 0
+
+    def __str__(self) -> str:
+        return self.text
+
+
+EndpointAddress = IPAddress | HostName
 
 DEFAULT_DNS_LISTEN: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
 DEFAULT_HTTP_LISTEN: tuple[str, int] = ("127.0.0.1", 8053)
@@ -125,7 +149,7 @@ class CheckSpec:
 
 @dataclass(frozen=True)
 class EndpointSpec:
-    address: IPAddress
+    address: EndpointAddress
     weight: int = 100
     probe: str | None = None  # "host:port" or URL probed instead of the address
 
@@ -182,6 +206,9 @@ class RecordSpec:
     # client to the cluster next to the server), so beyond it filters.latency estimates from distance.
     # 2000 km is about 20 ms of round trip.
     latency_reach_km: float = 2000.0
+    # How a host-name endpoint is answered: "cname" (one target per answer) or "flatten" (its
+    # A/AAAA addresses, as resolved off the query path).
+    hostnames: str = "cname"
     line: int | None = None  # where the record is defined in the config file
 
 
@@ -206,6 +233,49 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    """Records that clusters register themselves (``geodns agent``, geodns/discovery/).
+
+    A registration names a DNS name and this cluster's endpoints for it; the DNS side turns every
+    name registered by one or more clusters into a GSLB record with these defaults.  A name the
+    config also defines stays the config's (logged as a conflict); a name outside ``suffixes`` is
+    refused (logged), so a cluster cannot claim a name it was not given.
+    """
+
+    zone: Name  # the served zone discovered names live in
+    suffixes: tuple[Name, ...]  # names may be claimed at or below these (default: the zone)
+    export_zone: Name | None = None  # east-west: `geodns.io/export` Services as <svc>.<ns>.<export_zone>
+    policy: tuple[str, ...] = ("healthy", "geo", "weighted")
+    ttl: int = 30
+    answers: int = 1
+    fallback: str = "all"  # all | none (a discovered record has no fixed cluster to fall back to)
+    check: CheckSpec | None = None  # the template for discovered endpoints' checks; None: not probed
+    grace: float = 300.0  # seconds a registration whose lease lapsed stays (stale) before it is removed
+    hostnames: str = "cname"  # how a hostname endpoint is answered: cname | flatten
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class DnssecZone:
+    """A signed zone: its keys, read and checked at load (geodns/dnssec/keys.py)."""
+
+    name: Name
+    text: str  # as written in the config, for messages
+    keys: tuple[SigningKey, ...]
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class DnssecConfig:
+    """``dnssec:``: which zones are signed, and how long signatures live (geodns/dnssec/signer.py)."""
+
+    zones: dict[Name, DnssecZone] = field(default_factory=dict)
+    validity: float = 7 * 86400.0  # a signature is valid this long from when it is made
+    refresh: float = 2 * 86400.0  # and replaced when less than this is left
+    inception_backdate: float = 3600.0  # its inception this far in the past (validators' clock skew)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None = None  # the YAML file, None for the embedded defaults
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -217,3 +287,8 @@ class Config:
     records: dict[Name, RecordSpec] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
     checker: CheckerConfig = field(default_factory=CheckerConfig)
+    discovery: DiscoveryConfig | None = None  # None: no discovered records
+    # The DNS server host-name endpoints are resolved through (flattening, probes): (host, port);
+    # None: the system's (/etc/resolv.conf).
+    resolver: tuple[str, int] | None = None
+    dnssec: DnssecConfig = field(default_factory=DnssecConfig)

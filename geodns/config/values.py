@@ -78,6 +78,27 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+_DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*d\s*$")
+
+
+def long_duration(value: Any) -> float:
+    """``parse_duration``, plus days ('7d'): signature lifetimes (``dnssec.validity``) are written in days."""
+    match = _DAYS.match(value) if isinstance(value, str) else None
+    if match:
+        seconds = float(match.group(1)) * 86400.0
+        if seconds <= 0:
+            raise ValueError("must be greater than zero")
+        return seconds
+    return parse_duration(value)
+
+
+def duration_or_zero(value: Any) -> float:
+    """``long_duration``, where 0 (none) is allowed too."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return long_duration(value)
+
+
 def parse_workers(value: Any) -> int:
     """``server.workers`` / ``serve --workers``: an integer 1..256, or "auto" for one per usable CPU."""
     if isinstance(value, str) and value.strip().lower() == "auto":
@@ -219,6 +240,43 @@ def address(value: Any) -> model.IPAddress:
         return ipaddress.ip_address(str(value))
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+HOSTNAME = re.compile(
+    r"(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?"
+)
+
+
+def endpoint(value: Any) -> model.EndpointAddress:
+    """An endpoint: an IP address, or a host name with at least two labels (``lb-1.elb.example.net``)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP address or a host name")
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    text = value.rstrip(".").lower()
+    if ":" in value or "." not in text or not HOSTNAME.fullmatch(value) or text.replace(".", "").isdigit():
+        raise ValueError(f"{value!r} is not an IP address or a host name (such as lb-1.elb.example.net)")
+    return model.HostName(text)
+
+
+def resolver(value: Any) -> tuple[str, int]:
+    """``resolver:``: 'HOST:PORT' (IPv6 as '[::1]:PORT') or a bare IP address (port 53)."""
+    if not isinstance(value, str):
+        raise ValueError("must be 'IP:PORT' or an IP address (the DNS server host names are resolved through)")
+    try:
+        return str(ipaddress.ip_address(value)), 53
+    except ValueError:
+        pass
+    host, port = split_host_port(value, 53)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{value!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"{value!r}: port must be 1-65535")
+    return host, int(port)
 
 
 def continent(value: Any) -> str:

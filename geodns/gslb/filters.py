@@ -261,7 +261,7 @@ def weighted_order(items: Sequence[T], weights: Sequence[float], dice: Draws) ->
 
 
 def _order_endpoints(cand: Candidate, dice: Draws) -> Candidate:
-    """Each address family in its own weighted order (IPv4 first, then IPv6).
+    """Each address family in its own weighted order (IPv4 first, then IPv6, then host names).
 
     An answer only ever holds one family, and the order successive draws give
     a subset is the order they give the subset alone, so ordering per family
@@ -275,14 +275,17 @@ def _order_endpoints(cand: Candidate, dice: Draws) -> Candidate:
         return cand
     if n == 2:
         first, second = endpoints
-        if first.address.version != second.address.version and first.weight > 0 and second.weight > 0:
+        versions = (first.address.version, second.address.version)
+        if versions in ((4, 6), (6, 4)) and first.weight > 0 and second.weight > 0:
             return cand  # one per family: the order cannot change any answer
     only = dice.family
     ordered: list[Endpoint] = []
-    for family in (4, 6):
+    for family in (4, 6, 0):  # 0: host names, answered for either family
         mine = [e for e in endpoints if e.address.version == family]
+        if not mine and not family:
+            continue
         active = [e for e in mine if e.weight > 0]
-        if only is not None and family != only:
+        if only is not None and family != only and family:
             ordered += active or mine  # not drawn: no answer of this run reads its order
         elif active:
             ordered += weighted_order(active, [e.weight for e in active], dice)

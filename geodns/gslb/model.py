@@ -17,9 +17,9 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from ..config.filters import DECLARED
-from ..config.model import IPAddress, RecordSpec, Region
+from ..config.model import EndpointAddress, HostName, IPAddress, RecordSpec, Region
 from ..geo.location import Location
-from ..state.model import Cluster, Endpoint, Snapshot
+from ..state.model import Cluster, Endpoint, Resolved, Snapshot
 from .dice import Dice, Draws, Explorer
 from .health import DRAINED, FORCED_DOWN, HealthView
 from .load import EMPTY, LoadView
@@ -53,6 +53,23 @@ def healthy_candidate(cand: Candidate, health: HealthView) -> Candidate | None:
     return Candidate(cand.cluster, endpoints) if endpoints else None
 
 
+def answers_of(
+    endpoint: Endpoint, family: int, flatten: bool, resolved: Mapping[str, Resolved]
+) -> tuple[EndpointAddress, ...]:
+    """What ``endpoint`` can answer a question of ``family`` (4 or 6) with: its address when it is
+    of that family; for a host name, the name itself (answered as a CNAME, for either family) or,
+    when its record flattens, the addresses of that family it resolves to (none until resolved)."""
+    address = endpoint.address
+    if address.version == family:
+        return (address,)
+    if address.version:
+        return ()
+    if flatten:
+        found = resolved.get(str(address))
+        return found.family(family) if found is not None else ()
+    return (address,)
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """Who asks: the address the decision is about, where it is, and the ECS source prefix if any."""
@@ -65,12 +82,14 @@ class Client:
 class Selection(NamedTuple):
     """What to answer.  A NamedTuple because one is made per query and it is the cheapest record.
 
+    ``addresses`` are IP addresses of the question's family, or a single host name (a record
+    that answers host-name endpoints as a CNAME: one target per answer).
     ``clusters`` names the clusters whose endpoints are in ``addresses``.
     ``fallback`` says the chain left nothing and ``record.fallback`` answered.
     ``scope`` is the ECS scope prefix length (see ``policy.ecs_scope``).
     """
 
-    addresses: tuple[IPAddress, ...]
+    addresses: tuple[EndpointAddress, ...]
     clusters: tuple[str, ...]
     fallback: bool
     scope: int
@@ -199,20 +218,26 @@ class Context:
         if how == "none":
             return Selection((), (), True, 0)
         names = self.record.clusters if how == "all" else (how,)
-        addresses: list[IPAddress] = []
+        flatten, resolved = self.record.hostnames == "flatten", self.snapshot.resolved
+        addresses: list[EndpointAddress] = []
         used: list[str] = []
+        first_host: tuple[HostName, str] | None = None  # a CNAME answer when no cluster has addresses
         for name in dict.fromkeys(names):
             cluster = self.snapshot.clusters.get(name)
             if cluster is None:
                 continue
             took = False
             for endpoint in cluster.endpoints:
-                if endpoint.address.version != family:
+                found = answers_of(endpoint, family, flatten, resolved)
+                if not found or self.health.state(name, endpoint.key) in (FORCED_DOWN, DRAINED):
                     continue
-                if self.health.state(name, endpoint.key) in (FORCED_DOWN, DRAINED):
+                if isinstance(found[0], HostName):
+                    first_host = first_host or (found[0], name)
                     continue
-                addresses.append(endpoint.address)
+                addresses.extend(a for a in found if a not in addresses)
                 took = True
             if took:
                 used.append(name)
+        if not addresses and first_host is not None:
+            return Selection((first_host[0],), (first_host[1],), True, 0)
         return Selection(tuple(addresses), tuple(used), True, 0)

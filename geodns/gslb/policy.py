@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 
-from ..config.model import IPAddress, RecordSpec, Region
+from ..config.model import EndpointAddress, HostName, RecordSpec, Region
 from ..dns.names import Name
 from ..geo.location import Location
 from ..state.model import Snapshot
@@ -19,7 +19,7 @@ from .dice import Explorer, TooManyPaths
 from .filters import FILTERS, LOCATION_FILTERS, RANDOM_FILTERS, Filter
 from .health import HealthView
 from .load import EMPTY, LoadView
-from .model import Candidate, Client, Context, Decision, Selection, Step
+from .model import Candidate, Client, Context, Decision, Selection, Step, answers_of
 
 __all__ = [
     "Candidate",
@@ -99,8 +99,8 @@ def select(ctx: Context, client: Client, family: int, trace: list | None = None)
     start = list(ctx.candidates)
     while True:
         candidates, depended = _run(record, start, client, ctx, trace)
-        addresses, clusters = _addresses(candidates, family, record.answers)
-        lost = () if addresses else _family_lost(candidates, family)
+        addresses, clusters = _addresses(candidates, family, record.answers, ctx)
+        lost = () if addresses else _family_lost(candidates, family, ctx)
         if not lost:
             break
         rest = [c for c in start if c.cluster.name not in lost]
@@ -116,10 +116,18 @@ def select(ctx: Context, client: Client, family: int, trace: list | None = None)
     return Selection(tuple(addresses), tuple(clusters), False, ecs_scope(client.location, client.ecs_source, depended))
 
 
-def _addresses(candidates: list[Candidate], family: int, want: int) -> tuple[list[IPAddress], list[str]]:
-    """Up to ``want`` addresses of ``family`` in candidate order, and the clusters they came from."""
-    addresses: list[IPAddress] = []
+def _addresses(
+    candidates: list[Candidate], family: int, want: int, ctx: Context
+) -> tuple[list[EndpointAddress], list[str]]:
+    """Up to ``want`` addresses of ``family`` in candidate order, and the clusters they came from.
+
+    A host-name endpoint gives the addresses it resolves to when the record flattens; otherwise it
+    is a CNAME target, answered alone: a host name after an address is passed by, one before any
+    address is the whole answer (within a cluster addresses come first: ``filters`` order them so).
+    """
+    addresses: list[EndpointAddress] = []
     clusters: list[str] = []
+    flatten, resolved = ctx.record.hostnames == "flatten", ctx.snapshot.resolved
     for cand in candidates:
         took = False
         for endpoint in cand.endpoints:
@@ -129,6 +137,22 @@ def _addresses(candidates: list[Candidate], family: int, want: int) -> tuple[lis
                 took = True
                 if len(addresses) >= want:
                     break
+            elif not address.version:
+                found = answers_of(endpoint, family, flatten, resolved)
+                if not found:
+                    continue
+                if isinstance(found[0], HostName):
+                    if addresses:
+                        continue
+                    return [found[0]], [cand.cluster.name]
+                for one in found:
+                    if one not in addresses:
+                        addresses.append(one)
+                        took = True
+                        if len(addresses) >= want:
+                            break
+                if len(addresses) >= want:
+                    break
         if took:
             clusters.append(cand.cluster.name)
             if len(addresses) >= want:
@@ -136,13 +160,14 @@ def _addresses(candidates: list[Candidate], family: int, want: int) -> tuple[lis
     return addresses, clusters
 
 
-def _family_lost(candidates: list[Candidate], family: int) -> frozenset[str]:
-    """Candidates with addresses of ``family`` in the table but none among their eligible endpoints."""
+def _family_lost(candidates: list[Candidate], family: int, ctx: Context) -> frozenset[str]:
+    """Candidates with answers for ``family`` in the table but none among their eligible endpoints."""
+    flatten, resolved = ctx.record.hostnames == "flatten", ctx.snapshot.resolved
     return frozenset(
         c.cluster.name
         for c in candidates
-        if any(e.address.version == family for e in c.cluster.endpoints)
-        and not any(e.address.version == family for e in c.endpoints)
+        if any(answers_of(e, family, flatten, resolved) for e in c.cluster.endpoints)
+        and not any(answers_of(e, family, flatten, resolved) for e in c.endpoints)
     )
 
 

@@ -56,9 +56,9 @@ from ..state.model import LoadReport, Observation, Snapshot
 from ..state.store import StateStore, StoreUnavailable
 from .hysteresis import DOWN, Health, advance
 from .places import confirmed, judge_loss, lost_at_once, lost_everything, others_see_up, place_of
-from .probe import ProbeResult, new_session, probe
+from .probe import HostResolver, ProbeResult, new_session, probe
 from .stats import CheckerStats
-from .target import Target, TargetError, resolve_target
+from .target import Target, TargetError, check_for, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class Checker:
         max_concurrency: int = 256,
         flush_interval: float = 0.2,
         poll_interval: float = 0.2,
+        resolver: tuple[str, int] | None = None,
     ) -> None:
         self.store = store
         self.checker_id = checker_id
@@ -151,6 +152,9 @@ class Checker:
         self.max_concurrency = max_concurrency
         self.flush_interval = flush_interval
         self.poll_interval = poll_interval
+        # Host-name endpoints are dialled at the addresses this DNS server gives (the config's
+        # ``resolver:``), the ones flattening answers; None: the system's resolver.
+        self._resolver = HostResolver(resolver) if resolver is not None else None
         self._checks: dict[CheckKey, _Check] = {}
         self._probed = 0  # checks with a valid target
         self._failing = 0  # of those, how many failed their latest probe
@@ -178,7 +182,7 @@ class Checker:
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Open the HTTP client, start a task per endpoint of the current table, then follow it."""
-        self._session = new_session(self.max_concurrency)
+        self._session = new_session(self.max_concurrency, self._resolver)
         self._follow(self.table_source.snapshot)
         self._background = [
             asyncio.create_task(self._watch(), name=f"checker-{self.checker_id}-watch"),
@@ -275,10 +279,11 @@ class Checker:
             place = place_of(cluster)
             for endpoint in cluster.endpoints:
                 key = (cluster.name, endpoint.key)
+                spec = check_for(endpoint, cluster.check)
                 try:
-                    wanted[key] = (place, cluster.check, resolve_target(endpoint, cluster.check), None)
+                    wanted[key] = (place, spec, resolve_target(endpoint, spec), None)
                 except TargetError as exc:
-                    wanted[key] = (place, cluster.check, None, f"bad probe target: {exc}")
+                    wanted[key] = (place, spec, None, f"bad probe target: {exc}")
         self._generation += 1
         for key in [k for k in self._checks if k not in wanted]:
             self._drop(self._checks.pop(key))
@@ -336,7 +341,7 @@ class Checker:
                     return  # stopped: a task that outlived stop()'s wait ends here, quietly
                 began = loop.time()
                 try:
-                    result = await probe(target, spec, session)
+                    result = await probe(target, spec, session, self._resolver)
                 except Exception as exc:  # a probe bug must fail this probe, not end the check
                     log.debug("probe of %s raised", check.key, exc_info=True)
                     result = ProbeResult(False, None, f"error: {type(exc).__name__}")

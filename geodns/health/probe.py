@@ -23,16 +23,21 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import ipaddress
 import logging
+import socket
 import ssl
 import time
 from dataclasses import dataclass
 
 import aiohttp
+import aiohttp.abc
+import dns.exception
 import yarl
 
 from ..config.model import CheckSpec
 from ..config.values import split_host_port
+from ..state.hostnames import look_up, make_resolver
 from .loadsignal import read_load
 from .target import Target
 
@@ -82,14 +87,56 @@ def timed_out(timeout: float) -> str:
     return f"timeout after {timeout:g}s"
 
 
-def new_session(limit: int = 256) -> aiohttp.ClientSession:
+class HostResolver(aiohttp.abc.AbstractResolver):
+    """Host names probed through the config's ``resolver:`` (the DNS server flattening resolves
+    through too, state/hostnames.py), for aiohttp and for tcp probes alike."""
+
+    def __init__(self, server: tuple[str, int]):
+        self._resolver = make_resolver(server)
+
+    async def addresses(self, host: str) -> list[str]:
+        """``host``'s addresses, IPv4 first; an address is its own answer."""
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        try:
+            found = await look_up(self._resolver, host.rstrip("."))
+        except dns.exception.DNSException as exc:
+            raise OSError(errno.EHOSTUNREACH, f"cannot resolve {host}: {type(exc).__name__}") from None
+        if not found.v4 and not found.v6:
+            raise OSError(errno.EHOSTUNREACH, f"{host} has no addresses")
+        return [str(a) for a in found.v4 + found.v6]
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in await self.addresses(host)
+            if family in (socket.AF_UNSPEC, socket.AF_INET6 if ":" in address else socket.AF_INET)
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+def new_session(limit: int = 256, resolver: HostResolver | None = None) -> aiohttp.ClientSession:
     """The one HTTP client a checker shares across probes.
 
     ``force_close``: every probe dials afresh, so a dead ingress cannot hide
     behind a pooled keep-alive connection, and RTT always includes the connect.
     No cookies, no proxies from the environment, no redirects (see probe_http).
+    Host names are resolved through ``resolver`` when given, else the system's.
     """
-    connector = aiohttp.TCPConnector(force_close=True, limit=limit, ttl_dns_cache=10)
+    connector = aiohttp.TCPConnector(force_close=True, limit=limit, ttl_dns_cache=10, resolver=resolver)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -117,10 +164,13 @@ def status_ok(status: int, spec: CheckSpec) -> bool:
     return any(lo <= status <= hi for lo, hi in spec.expect_status)
 
 
-async def probe(target: Target, spec: CheckSpec, session: aiohttp.ClientSession) -> ProbeResult:
-    """Probe ``target`` the way its scheme says."""
+async def probe(
+    target: Target, spec: CheckSpec, session: aiohttp.ClientSession, resolver: HostResolver | None = None
+) -> ProbeResult:
+    """Probe ``target`` the way its scheme says (``resolver``: where a tcp target's host name is
+    resolved; an HTTP one's goes through the session's)."""
     if target.scheme == "tcp":
-        return await probe_tcp(target, spec)
+        return await probe_tcp(target, spec, resolver)
     return await probe_http(target, spec, session)
 
 
@@ -187,12 +237,12 @@ async def _contains(stream: aiohttp.StreamReader, wanted: bytes) -> bool:
     return wanted in (await _prefix(stream, until=wanted))[:BODY_LIMIT]
 
 
-async def probe_tcp(target: Target, spec: CheckSpec) -> ProbeResult:
+async def probe_tcp(target: Target, spec: CheckSpec, resolver: HostResolver | None = None) -> ProbeResult:
     """Connect; then send ``spec.send`` and wait for ``spec.expect`` in the reply, when given."""
     started = time.perf_counter()
     streams: list[asyncio.StreamWriter] = []
     try:
-        return await asyncio.wait_for(_tcp(target, spec, started, streams), spec.timeout)
+        return await asyncio.wait_for(_tcp(target, spec, started, streams, resolver), spec.timeout)
     except (asyncio.TimeoutError, TimeoutError):
         return ProbeResult(False, None, timed_out(spec.timeout))
     except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
@@ -202,8 +252,10 @@ async def probe_tcp(target: Target, spec: CheckSpec) -> ProbeResult:
             writer.close()  # no wait_closed(): a peer that never closes must not hold the probe
 
 
-async def _tcp(target: Target, spec: CheckSpec, started: float, streams: list[asyncio.StreamWriter]) -> ProbeResult:
-    reader, writer = await asyncio.open_connection(target.host, target.port)
+async def _tcp(
+    target: Target, spec: CheckSpec, started: float, streams: list[asyncio.StreamWriter], resolver: HostResolver | None
+) -> ProbeResult:
+    reader, writer = await _connect(target, resolver)
     streams.append(writer)
     rtt_ms = (time.perf_counter() - started) * 1000.0
     if spec.send:
@@ -222,6 +274,21 @@ async def _tcp(target: Target, spec: CheckSpec, started: float, streams: list[as
         if wanted in seen:
             return ProbeResult(True, rtt_ms, "ok")
     return ProbeResult(False, rtt_ms, "body mismatch")
+
+
+async def _connect(target: Target, resolver: HostResolver | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the target's host (each of its addresses in turn, the way the system's
+    resolver would be tried when ``resolver`` is None)."""
+    if resolver is None:
+        return await asyncio.open_connection(target.host, target.port)
+    failure: OSError | None = None
+    for address in await resolver.addresses(target.host):
+        try:
+            return await asyncio.open_connection(address, target.port)
+        except OSError as exc:
+            failure = exc
+    assert failure is not None  # addresses() returns at least one or raises
+    raise failure
 
 
 def _reason(exc: BaseException) -> str:

@@ -20,10 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 Readiness = Callable[[], tuple[bool, str]]
 
 
-def add_health_routes(app: web.Application, readiness: Readiness) -> None:
-    """``/healthz`` and ``/readyz``, the latter answering from ``readiness()`` (ready, reason)."""
+def add_health_routes(app: web.Application, readiness: Readiness, liveness: Readiness | None = None) -> None:
+    """``/healthz`` and ``/readyz``, the latter answering from ``readiness()`` (ready, reason); the
+    former "ok" while the process runs or, with ``liveness``, from it (503: restart me)."""
 
     async def healthz(request: web.Request) -> web.Response:
+        if liveness is not None:
+            alive, reason = liveness()
+            if not alive:
+                return web.Response(text=reason + "\n", status=503)
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:

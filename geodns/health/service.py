@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config.load import load_config
+from ..discovery.records import derive, with_discovered
 from ..errors import InputError
 from ..state.model import Snapshot
 from ..state.store import open_store
@@ -36,12 +38,23 @@ class TableSource:
 
     def __init__(self, keeper: SnapshotKeeper, config: Config) -> None:
         self.keeper = keeper
+        self.config = config
         self.fallback = Snapshot.from_specs(config.clusters.values())
+        self._derived: tuple[Snapshot | None, float, Snapshot] = (None, 0.0, self.fallback)
 
     @property
     def snapshot(self) -> Snapshot:
+        """With the discovered clusters (discovery/records.py), worked out again only when the table
+        changes or a lapsed lease's grace ends."""
         current = self.keeper.snapshot
-        return current if current.version > 0 else self.fallback
+        current = current if current.version > 0 else self.fallback
+        seen, until, derived = self._derived
+        now = time.time()
+        if seen is not current or now >= until:
+            found = derive(current, self.config, now)
+            derived = with_discovered(current, found)
+            self._derived = (current, found.valid_until, derived)
+        return derived
 
 
 async def serve(
@@ -61,7 +74,9 @@ async def serve(
     store = open_store(url)
     keeper = SnapshotKeeper(store, Snapshot.from_specs(()))  # TableSource supplies the config's until the store has one
     table = TableSource(keeper, config)
-    checker = Checker(store, checker_id, region, table_source=table, max_concurrency=max_concurrency)
+    checker = Checker(
+        store, checker_id, region, table_source=table, max_concurrency=max_concurrency, resolver=config.resolver
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -111,6 +126,8 @@ def reload(path: Path, table: TableSource) -> None:
     from .probe import tls_context
 
     table.fallback = Snapshot.from_specs(config.clusters.values())
+    table.config = config
+    table._derived = (None, 0.0, table.fallback)
     tls_context.cache_clear()
     version = table.keeper.snapshot.version
     log.info(

@@ -9,7 +9,9 @@ The rule, in order (the first that applies wins):
 2. The check has a ``url``: it is the target of *every* endpoint of the cluster
    (one health URL standing for the whole cluster, as in DESIGN.md's example).
 3. Otherwise the endpoint's own address, on the check's ``port`` (default 80
-   for http, 443 for https; tcp checks must name one) and ``path``.
+   for http, 443 for https; tcp checks must name one) and ``path``.  A host-name
+   endpoint (a cloud load balancer's) is dialled by its name: each address it
+   resolves to in turn, with the name as Host and TLS SNI (``check_for``).
 
 ``host`` in the check sets the Host header and the TLS SNI/verification name
 whatever is dialled, so an ingress can be probed by IP under the app's name.
@@ -19,9 +21,9 @@ For tcp checks only the host and port of a URL matter.
 from __future__ import annotations
 
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..config.model import CheckSpec
+from ..config.model import CheckSpec, HostName
 from ..config.values import split_host_port
 from ..state.model import Endpoint
 
@@ -51,6 +53,15 @@ class Target:
 
     def __str__(self) -> str:
         return self.url
+
+
+def check_for(endpoint: Endpoint, spec: CheckSpec) -> CheckSpec:
+    """The check of one endpoint: the cluster's, except that a host-name endpoint probed at its own
+    name is probed *as* that name (Host and SNI), whatever name the cluster's check gives: the
+    load balancer's name is the one its certificate and routing answer to."""
+    if isinstance(endpoint.address, HostName) and not endpoint.probe and not spec.url and spec.host is not None:
+        return replace(spec, host=None)
+    return spec
 
 
 def resolve_target(endpoint: Endpoint, spec: CheckSpec) -> Target:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -119,12 +120,18 @@ class _Api:
         address, prefix = _client(client)
         responder = views.gslb(self.server)
         if responder is None or name not in responder.records:
-            known = ", ".join(r.text for r in views.config_of(self.server).records.values()) or "none"
+            known = ", ".join(r.text for r in views.current_records(self.server).values()) or "none"
             raise error(404, f"{text} is not a GSLB record (records: {known})")
         result = responder.explain(name, _QTYPES[qtype_text], address, prefix)
         result["type"] = qtype_text
-        snapshot, health, load = responder.live.snapshot, responder.live.health, responder.live.load
+        live = responder.live
+        snapshot, health, load = live.snapshot, live.health, live.load
         result["candidates"] = {c: _candidate(snapshot, health, c) for c in responder.records[name].clusters}
+        origins = live.discovered.origins.get(name)
+        result["origin"] = "discovery" if origins else "config"
+        if origins:
+            now = time.time()
+            result["registrations"] = [o.view(now) for o in origins]
         for c, candidate in result["candidates"].items():
             if c in load.states:
                 candidate["shed_share"] = round(load.share(c), 4)

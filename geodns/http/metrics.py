@@ -140,6 +140,23 @@ class ServerCollector:
             "Queries answered FORMERR or NOTIMP before the question could be read.",
             value=stats.malformed,
         )
+        signing = stats.dnssec
+        yield CounterMetricFamily(
+            "geodns_dnssec_signatures",
+            "RRSIGs made (at load, on first sight of an answer set, and when re-signing before expiry).",
+            value=signing.made,
+        )
+        yield CounterMetricFamily(
+            "geodns_dnssec_signature_cache_hits",
+            "RRSIGs taken from the signature cache instead of being made (answers the fast path serves "
+            "already encoded, signatures and all, are not counted here).",
+            value=signing.hits,
+        )
+        yield GaugeMetricFamily(
+            "geodns_dnssec_next_expiry_timestamp_seconds",
+            "When the first signature held expires (unix time; 0 when nothing is signed).",
+            value=signing.expiry,
+        )
 
     def _gslb(self, config: Config) -> Iterator[Metric]:
         server = self.server

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from ..config.model import Region
 from . import traffic_map, views
-from .status_parts import LEGEND, QueryRate, badge, checkers_section, history_section, rate_text
+from .status_parts import LEGEND, QueryRate, badge, checkers_section, discovery_section, history_section, rate_text
 from .traffic import TrafficViews, let_the_loop_run, send_parts
 from .traffic_map import STATE_CLASS
 
@@ -246,6 +246,7 @@ def render_parts(
     history: dict[str, Any] | None = None,
     rate: tuple[float, float] | None = None,
     now: float | None = None,
+    origins: list[dict[str, Any]] | None = None,
 ) -> Iterator[str]:
     """The page from plain data: ``views.status_view``, ``views.clusters_view``'s clusters, ``traffic``,
     ``views.checkers_view``, ``views.history_view`` and ``QueryRate.sample``; in parts, a record's at a time."""
@@ -262,6 +263,7 @@ def render_parts(
         f"{LEGEND}"
         f"{_clusters_section(clusters, colors)}"
         f"{checkers_section(checkers or [])}"
+        f"{discovery_section(origins or [], status.get('discovery'))}"
         f"{history_section(clusters, history, now)}"
     )
     yield from _traffic_sections(records, clusters, regions, colors)
@@ -300,6 +302,7 @@ def add_routes(app: web.Application, server: Server, traffic_views: TrafficViews
             history,
             rate.sample(now, status["queries"]),
             now,
+            [r for r in views.records_view(server) if r["origin"] == "discovery"],
         )
         return await send_parts(request, parts, "text/html", "utf-8")
 

@@ -94,6 +94,41 @@ def checkers_section(checkers: list[dict[str, Any]]) -> str:
     )
 
 
+def discovery_section(records: list[dict[str, Any]], discovery: dict[str, Any] | None) -> str:
+    """Records from discovery: who registered each (cluster, agent, Kubernetes object), the lease's
+    age and whether it is stale; then the claims refused or in conflict with the config."""
+    if discovery is None:
+        return ""
+    rows = []
+    for r in records:
+        for o in r.get("registrations", ()):
+            lease = f"{timeline.duration(o['lease_age_s'])} ago"
+            state = (
+                badge("drained", f"stale, removed in {timeline.duration(o['removed_in_s'])}")
+                if o["stale"]
+                else badge("up", "served")
+            )
+            rows.append(
+                f"<tr class='discovered' data-record='{escape(r['name'])}'><td><b>{escape(r['name'])}</b></td>"
+                f"<td>{escape(o['cluster'])}</td><td>{escape(o['region'])}</td><td>{escape(o['agent'])}</td>"
+                f"<td>{escape(o['source'] or '-')}</td><td>{lease}</td><td>{state}</td></tr>"
+            )
+    for kind, claims in (("refused", discovery.get("refused", ())), ("conflict", discovery.get("conflicts", ()))):
+        for c in claims:
+            rows.append(
+                f"<tr class='{kind}' data-record='{escape(c['name'])}'><td>{escape(c['name'])}</td>"
+                f"<td>{escape(c['cluster'])}</td><td>-</td><td>-</td><td>{escape(c['source'] or '-')}</td><td>-</td>"
+                f"<td>{badge('down', kind)} {escape(c['reason'])}</td></tr>"
+            )
+    if not rows:
+        return "<section><h2>Discovery</h2><p class='muted'>No cluster has registered anything.</p></section>"
+    return (
+        "<section><h2>Discovery <span class='muted'>records clusters registered themselves</span></h2><table>"
+        "<tr><th>Name</th><th>Cluster</th><th>Region</th><th>Agent</th><th>Source</th><th>Lease renewed</th>"
+        f"<th>Status</th></tr>{''.join(rows)}</table></section>"
+    )
+
+
 def history_section(clusters: list[dict[str, Any]], history: dict[str, Any], now: float) -> str:
     since = history["since"]
     rows = []

@@ -11,7 +11,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..dns.names import to_text
+from ..discovery.records import claims_view
+from ..dns.names import Name, to_text
 from ..gslb.health import HealthView
 from ..gslb.load import EMPTY as NO_LOAD
 from ..gslb.load import LoadView, reported_load
@@ -20,7 +21,7 @@ from ..state.store import redact_url
 
 if TYPE_CHECKING:
     from ..answer.responder import GslbResponder
-    from ..config.model import Config
+    from ..config.model import Config, RecordSpec
     from ..process.server import Server
     from ..state.keeper import SnapshotKeeper
 
@@ -90,9 +91,15 @@ def readiness(server: Server) -> tuple[bool, str]:
     return True, "ok"
 
 
+def current_records(server: Server) -> Mapping[Name, RecordSpec]:
+    """The records answered now: the config's and those from discovery (in the responder's live view)."""
+    responder = gslb(server)
+    return responder.records if responder is not None else config_of(server).records
+
+
 def records_by_cluster(server: Server) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for record in config_of(server).records.values():
+    for record in current_records(server).values():
         for name in record.clusters:
             out.setdefault(name, []).append(record.text)
     return out
@@ -214,17 +221,39 @@ def one_cluster_view(server: Server, name: str) -> dict[str, Any] | None:
 
 
 def records_view(server: Server) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": r.text,
-            "ttl": r.ttl,
-            "clusters": list(r.clusters),
-            "policy": list(r.policy),
-            "answers": r.answers,
-            "fallback": r.fallback,
-        }
-        for r in config_of(server).records.values()
-    ]
+    """Every record answered, with its origin: ``config``, or ``discovery`` with the clusters that
+    registered it (their agent, the Kubernetes object, the lease's age and whether it is stale)."""
+    responder = gslb(server)
+    discovered = responder.live.discovered if responder is not None else None
+    now = time.time()
+    out = []
+    for name, r in current_records(server).items():
+        origins = discovered.origins.get(name) if discovered is not None else None
+        out.append(
+            {
+                "name": r.text,
+                "ttl": r.ttl,
+                "clusters": list(r.clusters),
+                "policy": list(r.policy),
+                "answers": r.answers,
+                "fallback": r.fallback,
+                "origin": "discovery" if origins else "config",
+                "registrations": [o.view(now) for o in origins] if origins else [],
+            }
+        )
+    return out
+
+
+def discovery_view(server: Server) -> dict[str, Any] | None:
+    """Registrations not served and why: refused (outside the allowed suffixes) or in conflict with
+    the config; None without a ``discovery`` block."""
+    if config_of(server).discovery is None:
+        return None
+    responder = gslb(server)
+    if responder is None:
+        return {"refused": [], "conflicts": []}
+    discovered = responder.live.discovered
+    return {"refused": claims_view(discovered.refused), "conflicts": claims_view(discovered.conflicts)}
 
 
 def status_view(server: Server) -> dict[str, Any]:
@@ -250,7 +279,8 @@ def status_view(server: Server) -> dict[str, Any]:
             "invalid": dict(sorted(keeper.problems.items())) if keeper else {},
         },
         "zones": [to_text(z.origin) for z in engine.zones] if engine is not None else [],
-        "records": [r.text for r in config.records.values()],
+        "records": [r.text for r in current_records(server).values()],
+        "discovery": discovery_view(server),
         "reloads": dict(server.reloads),
         "listeners": server.listener_report(),
         "queries": stats.total,

@@ -22,13 +22,20 @@ from ..answer.engine import AnswerEngine
 from ..answer.responder import GslbResponder, check_records, keep_health_fresh
 from ..config.load import load_config
 from ..config.model import Config
+from ..discovery.records import NOTHING as NO_DISCOVERY
+from ..discovery.records import check_zones
+from ..discovery.records import news as discovery_news
 from ..dns.listener import Listener
 from ..dns.names import to_text
 from ..dns.tcp import TcpLimits
+from ..dnssec.refresh import keep_signatures_fresh
+from ..dnssec.signer import Timing
+from ..dnssec.zones import check_signed, sign_zones
 from ..errors import ConfigError, InputError
 from ..geo import Locator
 from ..gslb.history import StateHistory
 from ..state import table
+from ..state.hostnames import HostWatch, host_names
 from ..state.keeper import SnapshotKeeper
 from ..state.model import Cluster, Snapshot
 from ..state.store import StateStore, StoreUnavailable, open_store, redact_url
@@ -101,11 +108,16 @@ def build_engine(
     """
     if zones is None:
         zones = load_zones(config.zones)
-    problems = check_records(config, zones)
+    signed = {origin: (zone.text, zone.line) for origin, zone in config.dnssec.zones.items()}
+    problems = (
+        check_records(config, zones)
+        + check_zones(config, (zone.origin for zone in zones))
+        + check_signed(str(config.source or "config"), signed, zones)
+    )
     if problems:
         raise ConfigError(problems)
     responder = None
-    if config.records:
+    if config.records or config.discovery is not None:
         if snapshot is None:
             snapshot = Snapshot.from_specs(config.clusters.values())
         # ``areas``: compile the GeoIP database for cheap first sight (geo/compile.py; not for
@@ -113,6 +125,14 @@ def build_engine(
         # done (it runs in the compile); a reload checks first, so a damaged file is rejected.
         locator = Locator(config.geoip, regions=config.regions if areas else None, defer_verify=starting)
         responder = GslbResponder(config, locator, snapshot)
+    signing = None
+    if config.dnssec.zones:
+        zones, signing = sign_zones(
+            zones,
+            {origin: signed.keys for origin, signed in config.dnssec.zones.items()},
+            Timing(config.dnssec.validity, config.dnssec.refresh, config.dnssec.inception_backdate),
+            _GslbNames(responder),
+        )
     return AnswerEngine(
         zones,
         payload=config.server.udp_payload,
@@ -120,7 +140,19 @@ def build_engine(
         responder=responder,
         debug_txt=config.server.debug_txt,
         query_log=config.server.query_log,
+        signing=signing,
     )
+
+
+class _GslbNames:
+    """The GSLB names answered now, for DNSSEC's denial bitmaps (a name there has A and AAAA): the
+    responder's, which records from discovery add to and take from while the engine runs."""
+
+    def __init__(self, responder: GslbResponder | None):
+        self.responder = responder
+
+    def __contains__(self, name: object) -> bool:
+        return self.responder is not None and name in self.responder.names
 
 
 STOP_PART_TIMEOUT = 3.0
@@ -156,6 +188,12 @@ class Server:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._seeded_names: set[str] = set()  # config clusters this server has put into the store
+        self._discovered = NO_DISCOVERY  # the records from discovery last logged
+        # Host-name endpoints resolved off the query path (state/hostnames.py), added to every
+        # snapshot before the responder and the workers see it; ``_stored`` is the keeper's latest.
+        self.hosts: HostWatch | None = None
+        self._stored: Snapshot | None = None
+        self.published: Snapshot | None = None  # what the responder and the workers were last given
 
     def query_stats(self) -> QueryStats:
         """What /metrics reports: this process's counters, or every worker's when workers answer."""
@@ -228,8 +266,11 @@ class Server:
             validate=self._validate_cluster,
         )
         await self.keeper.start()
+        self.hosts = HostWatch(config.resolver, lambda _: self._publish())
+        self._tasks.append(asyncio.create_task(self.hosts.run(), name="geodns-hostnames"))
         self._on_snapshot(self.keeper.snapshot)
         self._tasks.append(asyncio.create_task(keep_health_fresh(self._current_gslb), name="geodns-health-refresh"))
+        self._tasks.append(asyncio.create_task(keep_signatures_fresh(self._current_signing), name="geodns-resign"))
         await self._start_checker()
         server = config.server
         try:
@@ -269,7 +310,10 @@ class Server:
             assert self.config is not None and self.engine is not None  # never unset once started
             return self.config, self.engine
 
-        workers = self.workers = WorkerPool(count, self.settings, listen, lambda: keeper.snapshot, current, claimed)
+        def snapshot() -> Snapshot:
+            return self.published if self.published is not None else keeper.snapshot
+
+        workers = self.workers = WorkerPool(count, self.settings, listen, snapshot, current, claimed)
         await workers.start()
         for address in workers.addresses:
             log.info("event=listening transport=udp+tcp address=%s workers=%d", address, count)
@@ -285,7 +329,9 @@ class Server:
         from ..health.checker import Checker
 
         checker_id = settings.id or f"{socket.gethostname()}-serve"
-        checker = self.checker = Checker(store, checker_id, settings.region or "local", table_source=keeper)
+        checker = self.checker = Checker(
+            store, checker_id, settings.region or "local", table_source=_Table(self), resolver=config.resolver
+        )
         await checker.start()
         log.info("event=checker-started id=%s vantage=%s", checker_id, settings.region or "local")
 
@@ -333,16 +379,42 @@ class Server:
             return [f"region: unknown region {cluster.region!r}"]
         return []
 
+    def _current_signing(self):
+        return (self.engine.signing if self.engine is not None else None), self.stats.dnssec
+
     def _current_gslb(self) -> GslbResponder | None:
         return self.engine.responder if self.engine is not None else None
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
+        """The keeper's news: the store's table changed."""
+        self._stored = snapshot
+        self._publish()
+
+    def _publish(self) -> None:
+        """Hand the latest table, with its host names resolved, to the workers and the responder; then
+        tell the host watch which host names the table (discovered clusters included) now has."""
+        snapshot = self._stored
+        if snapshot is None:
+            return
+        hosts = self.hosts
+        if hosts is not None and hosts.current:
+            snapshot = replace(snapshot, resolved=hosts.current)
+        self.published = snapshot
         if self.workers is not None:
             self.workers.publish(snapshot)
         responder = self.engine.responder if self.engine is not None else None
         if responder is not None:
             responder.update(snapshot)
             self.history.note(responder.live)
+            discovered = responder.live.discovered
+            for line in discovery_news(self._discovered, discovered):
+                if "refused" in line or "conflict" in line:
+                    log.warning(line)
+                else:
+                    log.info(line)
+            self._discovered = discovered
+        if hosts is not None:
+            hosts.want(host_names(responder.live.snapshot if responder is not None else snapshot))
 
     async def reload(self) -> bool:
         """Re-read config and zones; on any problem keep what is running."""
@@ -366,6 +438,8 @@ class Server:
             log.warning("event=reload store URL changed; restart to apply it")
             config = replace(config, store=old.store)
         self.config, self.engine = config, engine.count_into(self.stats, self.gslb_counters)
+        if self.hosts is not None:
+            self.hosts.use(config.resolver)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
         confirmed = self.workers is None or await self.workers.reload()
@@ -451,6 +525,22 @@ class Server:
         if not self.listeners:
             return False, "no DNS listener"
         return True, "ok"
+
+
+class _Table:
+    """What the embedded checker probes: the table the answers come from, discovered clusters included."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    @property
+    def snapshot(self) -> Snapshot:
+        responder = self.server._current_gslb()
+        if responder is not None:
+            return responder.live.snapshot
+        keeper = self.server.keeper
+        assert keeper is not None, "the checker runs only while the keeper does"
+        return keeper.snapshot
 
 
 def _zone_names(engine: AnswerEngine) -> str:

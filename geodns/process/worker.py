@@ -40,6 +40,7 @@ from ..answer.counters import GslbCounters, QueryStats
 from ..answer.responder import keep_health_fresh
 from ..dns.listener import Listener
 from ..dns.tcp import TcpLimits
+from ..dnssec.refresh import keep_signatures_fresh
 from ..state.model import Snapshot
 from .claim import Bound
 from .pipe import Channel
@@ -168,6 +169,7 @@ class _Worker:
         self.tasks = [
             asyncio.create_task(self._send_stats()),
             asyncio.create_task(keep_health_fresh(self._current_gslb)),
+            asyncio.create_task(keep_signatures_fresh(lambda: (self.engine.signing, self.stats.dnssec))),
         ]
         await self.stop.wait()
         loop.remove_reader(self.conn.fileno())

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import checks, values
 from ..config.model import CheckSpec
 from . import table
-from .model import AdminState, Cluster, Endpoint, LoadReport, Observation
+from .model import AdminState, Cluster, Endpoint, Lease, LoadReport, Observation, Registration
 
 _CHECK_FIELDS = {f.name for f in dataclasses.fields(CheckSpec)}
 
@@ -120,7 +120,7 @@ def _load_endpoint(d: Any, path: str, problems: list[str]) -> Endpoint | None:
         problems.append(f"{path}address: missing")
     else:
         try:
-            address = values.address(d["address"])
+            address = values.endpoint(d["address"])
         except ValueError as exc:
             problems.append(f"{path}address: {exc}")
     endpoint_fields: dict[str, Any] = {}
@@ -268,7 +268,7 @@ def load_load(field: str, text: str) -> LoadReport:
         problems.append(f"cluster: {exc}")
     if endpoint:
         try:
-            endpoint = str(values.address(endpoint))
+            endpoint = str(values.endpoint(endpoint))
         except ValueError as exc:
             problems.append(f"endpoint: {exc}")
     try:
@@ -294,3 +294,142 @@ def load_load(field: str, text: str) -> LoadReport:
     if problems:
         raise ValueError("; ".join(_short(p) for p in problems))
     return LoadReport(source, cluster, endpoint, load, times[0], times[1])
+
+
+# -- leases (discovery agents) ------------------------------------------------------------
+MAX_REGISTRATIONS = 10_000  # per cluster; a lease holding more is refused as bad data
+_TEXT_LIMIT = 255
+
+
+def dump_lease(lease: Lease) -> str:
+    return json.dumps(
+        {
+            "cluster": lease.cluster,
+            "region": lease.region,
+            "agent": lease.agent,
+            "renewed": lease.renewed,
+            "expires": lease.expires,
+            "registrations": [
+                {
+                    k: v
+                    for k, v in (
+                        ("name", r.name),
+                        ("endpoints", list(r.endpoints)),
+                        ("source", r.source),
+                        ("export", r.export),
+                        ("weight", r.weight),
+                        ("policy", list(r.policy) if r.policy is not None else None),
+                        ("ttl", r.ttl),
+                        ("probe", r.probe),
+                    )
+                    if v is not None
+                }
+                for r in lease.registrations
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > _TEXT_LIMIT:
+        raise ValueError(f"must be a string of 1-{_TEXT_LIMIT} characters")
+    return value
+
+
+def _source(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > _TEXT_LIMIT:
+        raise ValueError(f"must be a string of at most {_TEXT_LIMIT} characters")
+    return value
+
+
+def _time(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"must be a finite number of unix seconds, not {_short(repr(value), 40)}")
+    return float(value)
+
+
+def endpoint_text(value: Any) -> str:
+    """A registered endpoint: an IP address (kept in its canonical text) or a host name (lower case,
+    without the final dot)."""
+    try:
+        return str(values.endpoint(value))
+    except ValueError:
+        raise ValueError(f"must be an address or a host name, not {_short(repr(value), 40)}") from None
+
+
+def _registration(d: Any, path: str, problems: list[str]) -> Registration | None:
+    if not isinstance(d, dict):
+        problems.append(f"{path}: must be an object with name and endpoints")
+        return None
+    before = len(problems)
+    got: dict[str, Any] = {}
+    for key, convert, default in (
+        ("name", _text, None),
+        ("source", _source, ""),
+        ("export", checks.boolean, False),
+        ("weight", _optional(values.weight), None),
+        ("policy", _optional(values.policy), None),
+        ("ttl", _optional(values.int_range(0, 86400)), None),
+        ("probe", _optional(_text), None),
+    ):
+        try:
+            got[key] = convert(d[key]) if key in d else default
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{path}.{key}: {exc}")
+    if got.get("name") is None and "name" not in d:
+        problems.append(f"{path}.name: missing")
+    raw = d.get("endpoints")
+    endpoints: list[str] = []
+    if not isinstance(raw, list) or not raw:
+        problems.append(f"{path}.endpoints: must be a non-empty list of addresses or host names")
+    else:
+        for i, item in enumerate(raw):
+            try:
+                endpoints.append(endpoint_text(item))
+            except ValueError as exc:
+                problems.append(f"{path}.endpoints[{i}]: {exc}")
+    if len(problems) > before:
+        return None
+    return Registration(endpoints=tuple(dict.fromkeys(endpoints)), **got)
+
+
+def load_lease(text: str, key: str | None = None) -> Lease:
+    """Decode one cluster's lease, checked as input (another agent, or anyone, may have written it);
+    ``ValueError`` naming every problem."""
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError("must be a JSON object")
+    problems: list[str] = []
+    got: dict[str, Any] = {}
+    for name, convert in (
+        ("cluster", values.cluster_name),
+        ("region", values.nonempty_str),
+        ("agent", _text),
+        ("renewed", _time),
+        ("expires", _time),
+    ):
+        if name not in d:
+            problems.append(f"{name}: missing")
+            continue
+        try:
+            got[name] = convert(d[name])
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{name}: {exc}")
+    if key is not None and "cluster" in got and got["cluster"] != key:
+        problems.append(f"cluster: {got['cluster']!r} does not match its key {key!r}")
+    raw = d.get("registrations", [])
+    registrations: list[Registration] = []
+    if not isinstance(raw, list) or len(raw) > MAX_REGISTRATIONS:
+        problems.append(f"registrations: must be a list of at most {MAX_REGISTRATIONS}")
+    else:
+        for i, item in enumerate(raw):
+            registration = _registration(item, f"registrations[{i}]", problems)
+            if registration is not None:
+                registrations.append(registration)
+    if problems:
+        raise ValueError("; ".join(_short(p) for p in problems[:5]))
+    return Lease(registrations=tuple(registrations), **got)

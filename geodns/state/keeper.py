@@ -145,6 +145,7 @@ class SnapshotKeeper:
             and snapshot.clusters == current.clusters
             and snapshot.observations == current.observations
             and snapshot.loads == current.loads
+            and snapshot.leases == current.leases
         ):
             return False
         self.snapshot = snapshot
@@ -165,14 +166,23 @@ class SnapshotKeeper:
                 if reasons:
                     problems[f"cluster:{name}"] = "; ".join(reasons)
                     del clusters[name]
+        leases = dict(loaded.leases)
         for key in problems:
             name = key.removeprefix("cluster:")
             if key.startswith("cluster:") and name in current.clusters:
                 clusters[name] = current.clusters[name]
+            held = key.removeprefix("lease:")
+            if key.startswith("lease:") and held in current.leases:
+                leases[held] = current.leases[held]
         self._report(problems)
         if not problems and not loaded.problems:
             return loaded
-        return replace(loaded, clusters=MappingProxyType(clusters), problems=MappingProxyType(problems))
+        return replace(
+            loaded,
+            clusters=MappingProxyType(clusters),
+            problems=MappingProxyType(problems),
+            leases=MappingProxyType(leases),
+        )
 
     def _report(self, problems: dict[str, str]) -> None:
         """Log each bad entry once (and when it is fixed); ``self.problems`` feeds /readyz and metrics."""
@@ -279,10 +289,14 @@ class SnapshotKeeper:
         our copy, the endpoint would read "unknown" (answered as up) and traffic
         would go back to a dead cluster until the next resync.
         """
+        now = time.time()
         expiries = [o.expires for obs in self.snapshot.observations.values() for o in obs]
+        # Leases renew without publishing too: re-read before one we hold lapses, so a live agent's
+        # registrations never look stale here (nor get removed after a short grace).
+        expiries += [lease.expires for lease in self.snapshot.leases.values() if lease.expires > now]
         if not expiries:
             return math.inf
-        return max(floor, min(expiries) - time.time() - margin)
+        return max(floor, min(expiries) - now - margin)
 
     async def _consume_feed(self) -> None:
         feed = self.store.changes()

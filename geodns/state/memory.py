@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import table
-from .model import AdminState, Cluster, LoadReport, Observation, ObservationKey, Snapshot
+from .model import AdminState, Cluster, Lease, LoadReport, Observation, ObservationKey, Snapshot
 from .store import StateStore
 
 
@@ -22,6 +23,7 @@ class MemoryStore(StateStore):
         self._clusters: dict[str, Cluster] = {}
         self._observations: dict[str, dict[ObservationKey, Observation]] = {}  # by checker
         self._loads: dict[tuple[str, str, str], LoadReport] = {}  # (source, cluster, endpoint) -> reading
+        self._leases: dict[str, Lease] = {}  # by cluster
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -64,6 +66,7 @@ class MemoryStore(StateStore):
             (obs for checker in sorted(mine) for obs in mine[checker].values()),
             time.time(),
             loads=[self._loads[key] for key in sorted(self._loads)],
+            leases=list(self._leases.values()),
         )
 
     async def changes(self) -> AsyncGenerator[int, None]:
@@ -126,6 +129,27 @@ class MemoryStore(StateStore):
             self._loads[key] = report
         self._loads = {k: r for k, r in self._loads.items() if r.expires >= now}
         return self._bump() if changed else self._version
+
+    async def publish_lease(self, lease: Lease) -> int:
+        now = time.time()
+        notable = table.notable_lease(self._leases.get(lease.cluster), lease, now)
+        self._leases[lease.cluster] = lease
+        self._leases = table.live_leases(self._leases.values(), now)
+        return self._bump() if notable else self._version
+
+    async def renew_lease(self, cluster: str, agent: str, renewed: float, expires: float) -> bool:
+        old = self._leases.get(cluster)
+        if old is None:
+            return False
+        self._leases[cluster] = replace(old, agent=agent, renewed=renewed, expires=expires)
+        if old.expires <= time.time():
+            self._bump()
+        return True
+
+    async def drop_lease(self, cluster: str) -> int:
+        if self._leases.pop(cluster, None) is None:
+            return self._version
+        return self._bump()
 
     def _prune(self, now: float) -> None:
         """Forget expired observations, and checkers with none left, so nothing accumulates."""

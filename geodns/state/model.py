@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
-from ..config.model import CheckSpec, ClusterSpec, IPAddress
+from ..config.model import CheckSpec, ClusterSpec, EndpointAddress, IPAddress
 
 
 class AdminState(str, enum.Enum):
@@ -28,7 +28,7 @@ class AdminState(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    address: IPAddress
+    address: EndpointAddress  # an IP address, or a host name (config.model.HostName)
     weight: int = 100
     admin: AdminState = AdminState.ACTIVE
     probe: str | None = None
@@ -138,6 +138,62 @@ def by_source(item: LoadReport) -> str:
     return item.source
 
 
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One agent's claim of endpoints for one DNS name, from one Kubernetes object.
+
+    ``name`` is absolute text (``app.gslb.example.com.``), or for an east-west export
+    ``<service>.<namespace>`` with ``export`` set: the DNS side appends its ``export_zone``.
+    ``endpoints`` are IP addresses or hostnames (a cloud load balancer's), as text.  Optional
+    fields left None take the ``discovery`` defaults of the config.
+    """
+
+    name: str
+    endpoints: tuple[str, ...]
+    source: str = ""  # what published it, for operators: "Service shop/web"
+    export: bool = False
+    weight: int | None = None
+    policy: tuple[str, ...] | None = None
+    ttl: int | None = None
+    probe: str | None = None  # "PATH" or "PORT" or "PORT/PATH" from geodns.io/probe
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One cluster's agent and everything it registered, held while the agent renews the lease.
+
+    A lease whose ``expires`` has passed makes its registrations *stale*: still answered (health
+    checks decide) until ``expires + grace`` (the config's ``discovery.grace``), then gone.  One
+    lease per cluster, not per name: a renewal is one small write whatever the cluster publishes.
+    """
+
+    cluster: str
+    region: str
+    agent: str  # the agent's id (host/pod name), for operators
+    registrations: tuple[Registration, ...]
+    renewed: float  # unix seconds of the latest renewal
+    expires: float  # unix seconds; renewals push it forward
+
+    def stale(self, now: float) -> bool:
+        return now >= self.expires
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What one host-name endpoint resolves to (state/hostnames.py), for flattening.
+
+    ``ttl`` (the smallest of the answers', seconds) caps a flattened record's TTL; it takes no part
+    in equality, so a refresh that finds the same addresses changes no answer.
+    """
+
+    v4: tuple[IPAddress, ...]
+    v6: tuple[IPAddress, ...]
+    ttl: int = field(default=0, compare=False)
+
+    def family(self, family: int) -> tuple[IPAddress, ...]:
+        return self.v4 if family == 4 else self.v6
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The table as one DNS server sees it at one version."""
@@ -152,6 +208,12 @@ class Snapshot:
     problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Fresh load readings per (cluster, endpoint or ""), one per source (gslb/load.py combines them).
     loads: Mapping[LoadKey, tuple[LoadReport, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # Discovery agents' leases and registrations, by cluster (discovery/records.py makes records of them).
+    leases: Mapping[str, Lease] = field(default_factory=lambda: MappingProxyType({}))
+    # The table's host-name endpoints resolved (host name text -> addresses): not from the store but
+    # from the process that keeps the snapshot (state/hostnames.py), which adds them before any
+    # responder or worker sees it.
+    resolved: Mapping[str, Resolved] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_specs(cls, specs: Iterable[ClusterSpec], version: int = 0) -> Snapshot:

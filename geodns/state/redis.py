@@ -28,6 +28,11 @@ key                        type    contents
                                    write, the key PEXPIREATs at the latest expiry;
                                    read through ``codec.load_load`` (bad fields are
                                    skipped and named in the snapshot's problems)
+``<p>leases``              zset    cluster -> unix time its discovery lease expires
+                                   (entries ``table.LEASE_KEEP`` past it are pruned)
+``<p>lease:<cluster>``      string  the cluster's lease and registrations as JSON
+                                   (``codec.dump_lease``); PEXPIREAT ``LEASE_KEEP``
+                                   past its expiry, so a dead agent leaves nothing
 ``<p>changes``             pubsub  channel carrying the new version after each
                                    change
 =========================  ======  ==============================================
@@ -59,6 +64,7 @@ import time
 import urllib.parse
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -70,7 +76,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from . import codec, table
-from .model import AdminState, Cluster, LoadReport, Observation, Snapshot
+from .model import AdminState, Cluster, Lease, LoadReport, Observation, Snapshot
 from .sentinel import SENTINEL_SCHEMES, SentinelURL, master_client, parse_sentinel_url  # noqa: F401  (re-exported)
 from .store import StateStore, StoreUnavailable
 
@@ -94,8 +100,9 @@ end
 return 0
 """
 
-# ARGV[1] = prefix; ARGV[2] = now; ARGV[3] = the cluster keys' SCAN pattern.
-# Returns {version, {name, json or '', ...}, {checker, {field, json, ...}, ...}, {field, json, ...}}.  An index that
+# ARGV[1] = prefix; ARGV[2] = now; ARGV[3] = the cluster keys' SCAN pattern; ARGV[4] = now - LEASE_KEEP.
+# Returns {version, {name, json or '', ...}, {checker, {field, json, ...}, ...}, {field, json, ...},
+# {cluster, lease json or '', ...}}.  An index that
 # is gone while cluster keys remain (evicted, deleted) reads as version 0: unseeded, so a server
 # rebuilds it (``seed``) instead of every reader swapping to an empty table.
 _LOAD = """
@@ -120,7 +127,12 @@ for _, checker in ipairs(redis.call('ZRANGEBYSCORE', p .. 'checkers', ARGV[2], '
   table.insert(obs, checker)
   table.insert(obs, redis.call('HGETALL', p .. 'obs:' .. checker))
 end
-return {version or '0', clusters, obs, redis.call('HGETALL', p .. 'loads')}
+local leases = {}
+for _, cluster in ipairs(redis.call('ZRANGEBYSCORE', p .. 'leases', ARGV[4], '+inf')) do
+  table.insert(leases, cluster)
+  table.insert(leases, redis.call('GET', p .. 'lease:' .. cluster) or '')
+end
+return {version or '0', clusters, obs, redis.call('HGETALL', p .. 'loads'), leases}
 """
 
 MISSING = "missing (evicted or deleted) though the index names it"
@@ -165,6 +177,7 @@ class RedisStore(StateStore):
         p = self.prefix
         self._k_version, self._k_clusters, self._k_checkers = p + "version", p + "clusters", p + "checkers"
         self._k_loads = p + "loads"
+        self._k_leases = p + "leases"
         self._cluster_pattern = glob_escape(p) + "cluster:*"
         self.channel = p + "changes"
 
@@ -173,6 +186,9 @@ class RedisStore(StateStore):
 
     def _cluster_key(self, name: str) -> str:
         return f"{self.prefix}cluster:{name}"
+
+    def _lease_key(self, cluster: str) -> str:
+        return f"{self.prefix}lease:{cluster}"
 
     def _obs_key(self, checker: str) -> str:
         return f"{self.prefix}obs:{checker}"
@@ -237,8 +253,8 @@ class RedisStore(StateStore):
         ``problems`` (the keeper keeps its last good value), never raised as an outage."""
         now = time.time()
         with self._unavailable():
-            version, pairs, obs_flat, loads_flat = await self._redis().eval(
-                _LOAD, 0, self.prefix, repr(now), self._cluster_pattern
+            version, pairs, obs_flat, loads_flat, lease_flat = await self._redis().eval(
+                _LOAD, 0, self.prefix, repr(now), self._cluster_pattern, repr(now - table.LEASE_KEEP)
             )
         clusters: dict[str, Cluster] = {}
         problems: dict[str, str] = {}
@@ -263,10 +279,18 @@ class RedisStore(StateStore):
                 loads.append(codec.load_load(key, text))
             except ValueError as exc:
                 problems[f"loads:{key}"] = str(exc)
+        leases = []
+        for cluster, text in zip(lease_flat[::2], lease_flat[1::2]):
+            if not text:
+                continue  # expired between the index and the key: gone, not bad
+            try:
+                leases.append(codec.load_lease(text, cluster))
+            except ValueError as exc:
+                problems[f"lease:{cluster}"] = str(exc)
         number = version_number(version)
         if not number and version != "0":
             problems["version"] = f"not an integer: {version[:40]!r}"
-        return table.snapshot(number, clusters, observations, now, problems, loads)
+        return table.snapshot(number, clusters, observations, now, problems, loads, leases)
 
     async def changes(self) -> AsyncGenerator[int, None]:
         client = self._redis()
@@ -482,6 +506,82 @@ class RedisStore(StateStore):
                             pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
                         await pipe.execute()
                         return
+                    except WatchError:
+                        continue
+
+    # -- discovery agents' writes ----------------------------------------------------
+
+    async def _stored_lease(self, pipe, cluster: str) -> Lease | None:
+        text = await pipe.get(self._lease_key(cluster))
+        if not text:
+            return None
+        try:
+            return codec.load_lease(text, cluster)
+        except ValueError:
+            return None  # bad data: overwritten by this write
+
+    async def publish_lease(self, lease: Lease) -> int:
+        """Replace the cluster's lease under WATCH; publish only a notable change (``table.notable_lease``)."""
+        key = self._lease_key(lease.cluster)
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        now = time.time()
+                        notable = table.notable_lease(await self._stored_lease(pipe, lease.cluster), lease, now)
+                        pipe.multi()
+                        self._write_lease(pipe, lease, now)
+                        if notable:
+                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+                        pipe.get(self._k_version)
+                        return int((await pipe.execute())[-1] or 0)
+                    except WatchError:
+                        continue
+
+    def _write_lease(self, pipe, lease: Lease, now: float) -> None:
+        key = self._lease_key(lease.cluster)
+        pipe.set(key, codec.dump_lease(lease))
+        pipe.pexpireat(key, math.ceil((lease.expires + table.LEASE_KEEP) * 1000))
+        pipe.zadd(self._k_leases, {lease.cluster: lease.expires})
+        pipe.zremrangebyscore(self._k_leases, "-inf", f"({now - table.LEASE_KEEP!r}")
+
+    async def renew_lease(self, cluster: str, agent: str, renewed: float, expires: float) -> bool:
+        key = self._lease_key(cluster)
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        old = await self._stored_lease(pipe, cluster)
+                        if old is None:
+                            await pipe.unwatch()
+                            return False
+                        now = time.time()
+                        pipe.multi()
+                        self._write_lease(pipe, replace(old, agent=agent, renewed=renewed, expires=expires), now)
+                        if old.expires <= now:
+                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+                        await pipe.execute()
+                        return True
+                    except WatchError:
+                        continue
+
+    async def drop_lease(self, cluster: str) -> int:
+        key = self._lease_key(cluster)
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        present = bool(await pipe.exists(key))
+                        pipe.multi()
+                        pipe.delete(key)
+                        pipe.zrem(self._k_leases, cluster)
+                        if present:
+                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+                        pipe.get(self._k_version)
+                        return int((await pipe.execute())[-1] or 0)
                     except WatchError:
                         continue
 

@@ -22,6 +22,12 @@ The contract both backends keep (tests run it against both):
   ``table.notable_change``); RTT drift is picked up by the keeper's periodic
   resync.  Snapshots never hold an observation that had expired when loaded,
   but a snapshot ages, so the policy layer still compares ``expires`` with now.
+- Leases (``publish_lease``, ``renew_lease``): one per cluster, holding everything its
+  discovery agent registered.  Publishing replaces the cluster's registrations and bumps
+  the version when they changed (or the lease had lapsed); a renewal only pushes ``expires``
+  and bumps only a lapsed lease.  So the keeper must re-read before a lease it holds
+  lapses (it does: ``SnapshotKeeper._until_first_expiry``).  A lease is kept
+  ``table.LEASE_KEEP`` seconds past its expiry, then forgotten.
 - Load readings (``report_load``) are kept per (source, cluster, endpoint) until
   they expire, like observations; an operator's reading always bumps the version,
   a checker's only when it moves by ``table.LOAD_NOTABLE`` or more.
@@ -34,7 +40,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from ..config.model import ClusterSpec, EndpointSpec, IPAddress
 from ..errors import ConfigError, Problem
-from .model import AdminState, Cluster, LoadReport, Observation, Snapshot
+from .model import AdminState, Cluster, Lease, LoadReport, Observation, Snapshot
 
 
 class StateError(KeyError):
@@ -137,6 +143,21 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     async def report_load(self, reports: Sequence[LoadReport]) -> int:
         """Record load readings, replacing each source's previous one per cluster/endpoint; the version after."""
+
+    # Discovery agents' writes.
+
+    @abc.abstractmethod
+    async def publish_lease(self, lease: Lease) -> int:
+        """Replace ``lease.cluster``'s lease and registrations; the version after."""
+
+    @abc.abstractmethod
+    async def renew_lease(self, cluster: str, agent: str, renewed: float, expires: float) -> bool:
+        """Push the cluster's lease to ``expires``; False when the store holds none (publish it again:
+        the store was wiped or the lease forgotten)."""
+
+    @abc.abstractmethod
+    async def drop_lease(self, cluster: str) -> int:
+        """Forget the cluster's lease and registrations at once (an operator retiring a cluster)."""
 
 
 def open_store(url: str) -> StateStore:

@@ -8,15 +8,14 @@ WATCH/MULTI).  Keeping the rules in one place means ``memory://`` and
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
 from ..config import values
-from ..config.model import ClusterSpec, EndpointSpec, IPAddress
-from .model import AdminState, Cluster, Endpoint, LoadKey, LoadReport, Observation, ObservationKey, Snapshot
+from ..config.model import ClusterSpec, EndpointAddress, EndpointSpec
+from .model import AdminState, Cluster, Endpoint, Lease, LoadKey, LoadReport, Observation, ObservationKey, Snapshot
 from .store import StateError
 
 # An RTT change smaller than both of these is noise and is not published;
@@ -31,6 +30,8 @@ MAX_LOAD = 1000.0
 MAX_LOAD_TTL = 86400.0
 DEFAULT_LOAD_TTL = 60.0
 ADMIN_SOURCE = "admin"
+# How long the store keeps a lease past its expiry: the longest ``discovery.grace`` the config takes.
+LEASE_KEEP = 3600.0
 
 
 def check_weight(weight: object) -> int:
@@ -42,11 +43,12 @@ def check_weight(weight: object) -> int:
         raise ValueError(f"weight {exc}") from None
 
 
-def parse_address(address: str | IPAddress) -> IPAddress:
+def parse_address(address: str | EndpointAddress) -> EndpointAddress:
+    """An endpoint as the admin API names it: an IP address or a host name."""
     try:
-        return ipaddress.ip_address(str(address).strip())
+        return values.endpoint(str(address).strip())
     except ValueError:
-        raise ValueError(f"not an IP address: {address!r}") from None
+        raise ValueError(f"not an IP address or a host name: {address!r}") from None
 
 
 def parse_admin(state: AdminState | str) -> AdminState:
@@ -63,7 +65,7 @@ def require(cluster: Cluster | None, name: str) -> Cluster:
     return cluster
 
 
-def _endpoint_index(cluster: Cluster, address: str | IPAddress) -> int:
+def _endpoint_index(cluster: Cluster, address: str | EndpointAddress) -> int:
     wanted = parse_address(address)
     for i, endpoint in enumerate(cluster.endpoints):
         if endpoint.address == wanted:
@@ -159,7 +161,7 @@ def runtime_changes(clusters: Mapping[str, Cluster], specs: Mapping[str, Cluster
     return out
 
 
-def with_weight(cluster: Cluster, weight: int, endpoint: str | IPAddress | None = None) -> Cluster:
+def with_weight(cluster: Cluster, weight: int, endpoint: str | EndpointAddress | None = None) -> Cluster:
     weight = check_weight(weight)
     if endpoint is None:
         return replace(cluster, weight=weight)
@@ -167,7 +169,7 @@ def with_weight(cluster: Cluster, weight: int, endpoint: str | IPAddress | None 
     return _with_endpoint_at(cluster, i, replace(cluster.endpoints[i], weight=weight))
 
 
-def with_admin(cluster: Cluster, state: AdminState | str, endpoint: str | IPAddress | None = None) -> Cluster:
+def with_admin(cluster: Cluster, state: AdminState | str, endpoint: str | EndpointAddress | None = None) -> Cluster:
     state = parse_admin(state)
     if endpoint is None:
         return replace(cluster, admin=state)
@@ -184,7 +186,7 @@ def with_endpoint(cluster: Cluster, spec: EndpointSpec) -> Cluster:
     return replace(cluster, endpoints=cluster.endpoints + (added,))
 
 
-def without_endpoint(cluster: Cluster, address: str | IPAddress) -> Cluster:
+def without_endpoint(cluster: Cluster, address: str | EndpointAddress) -> Cluster:
     """A cluster keeps at least one endpoint, as the config requires (remove the cluster instead)."""
     i = _endpoint_index(cluster, address)
     if len(cluster.endpoints) == 1:
@@ -240,7 +242,7 @@ def load_report(
     cluster: Cluster,
     load: object,
     ttl: object,
-    endpoint: str | IPAddress | None = None,
+    endpoint: str | EndpointAddress | None = None,
     source: str = ADMIN_SOURCE,
     now: float | None = None,
 ) -> LoadReport:
@@ -265,6 +267,18 @@ def notable_load(old: LoadReport | None, new: LoadReport, now: float) -> bool:
     return abs(new.load - old.load) >= LOAD_NOTABLE
 
 
+def notable_lease(old: Lease | None, new: Lease, now: float) -> bool:
+    """Whether readers must hear of ``new`` now: new, revived after lapsing, or registering something else."""
+    if old is None or old.expires <= now:
+        return True
+    return (old.region, old.registrations) != (new.region, new.registrations)
+
+
+def live_leases(leases: Iterable[Lease], now: float) -> dict[str, Lease]:
+    """The leases a snapshot holds, by cluster: those not yet past ``LEASE_KEEP`` after expiring."""
+    return {lease.cluster: lease for lease in leases if lease.expires + LEASE_KEEP > now}
+
+
 def snapshot(
     version: int,
     clusters: dict[str, Cluster],
@@ -272,6 +286,7 @@ def snapshot(
     now: float,
     problems: Mapping[str, str] | None = None,
     loads: Iterable[LoadReport] = (),
+    leases: Iterable[Lease] = (),
 ) -> Snapshot:
     """What ``load()`` returns: ``clusters`` (taken over, not copied) and the observations
     and load readings not yet expired at ``now``, grouped per endpoint in the order given;
@@ -290,4 +305,5 @@ def snapshot(
         observations=MappingProxyType({k: tuple(v) for k, v in grouped.items()}),
         problems=MappingProxyType(dict(problems or {})),
         loads=MappingProxyType({k: tuple(v) for k, v in readings.items()}),
+        leases=MappingProxyType(dict(sorted(live_leases(leases, now).items()))),
     )

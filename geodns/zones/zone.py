@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 import dns.rdatatype
@@ -250,6 +250,14 @@ class Zone:
                 if encloser in exists:
                     return self._wildcards.get((_WILD,) + encloser, _NXDOMAIN)
         return _NXDOMAIN
+
+    def with_apex(self, rrset: RRset) -> Zone:
+        """This zone with ``rrset`` added at (or replacing its type at) the apex: the DNSKEY RRset of a
+        signed zone (geodns/dnssec/), which comes from the key files, not the zone file."""
+        apex = MappingProxyType({**self._nodes[self.origin], rrset.rtype: rrset})
+        nodes = MappingProxyType({**self._nodes, self.origin: apex})
+        exact = MappingProxyType({**self._exact, self.origin: Match(MatchKind.EXACT, apex)})
+        return replace(self, _nodes=nodes, _exact=exact)
 
     def addresses(self, name: Name) -> tuple[RRset, ...]:
         """A and AAAA RRsets at ``name``, glue below cuts included; () if none."""
