@@ -95,7 +95,7 @@ class FastPath:
             # Signatures were replaced (geodns/dnssec/refresh.py): what is encoded here carries the old ones.
             self.cache.clear()
             self.memo.clear()
-            self.memo_bytes = 0
+            self.templates.clear()
             self._signed = signing.generation
         if not tcp:
             rest = data[2:]
