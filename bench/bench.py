@@ -187,22 +187,42 @@ class Server:
         self.stop()
         raise RuntimeError(f"{self.name} did not answer within {timeout}s")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (taskset execs, so the pid is the server's)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def pids(self) -> list[int]:
+        """The server's process tree: taskset execs, so the root is the server; with ``workers`` its
+        worker processes, and a compile child while one runs."""
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    todo += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+            except OSError:
+                pass
+        return out
 
-    def rss_mb(self) -> float:
-        pid = self.proc.pid
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            pid = int(children[0]) if children else pid  # taskset execs, but be safe
-        except OSError:
-            pass
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server's process tree so far (workers, not only the supervisor)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended in between
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self, field: str = "Rss") -> float:
+        """Resident memory of the whole process tree, in MB.  ``Rss`` counts a page shared by
+        forked workers once per process; ``Pss`` splits it among them."""
+        total = 0
+        for pid in self.pids():
+            try:
+                text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            total += next((int(line.split()[1]) for line in text.splitlines() if line.startswith(field + ":")), 0)
+        return total / 1024
 
     def stop(self) -> None:
         if self.proc.poll() is None:
