@@ -198,8 +198,12 @@ class FastPath:
         if decision is not None and not tcp and len(decision.selections) <= MEMO_VARIANTS:
             lowered = _lowered(data, shape)
             memorize = not subnet or self._seen_again(hash(lowered))
-            place = responder.place(name, shape.ecs) if template is not None and shape.ecs is not None else None
-            if not memorize and (place is None or id(place) in template.places):  # type: ignore[union-attr]
+            place = None  # a place the template does not know yet: learn its answers below
+            if template is not None and shape.ecs is not None:
+                place = responder.place(name, shape.ecs)
+                if place is not None and id(place) in template.places:
+                    place = None
+            if not memorize and place is None:
                 return response, entry[2], ecs
             responses = []
             for option in decision.selections:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .gslb_api import GslbAPI
 
 MAX_TEMPLATES = 4096  # query shapes (name, type, flags, EDNS, family, source); cleared when full
-MAX_PLACES = 1024  # places per shape with their templates; cleared when full
+MAX_PLACES = 1024  # places (and selections) per shape with their templates; cleared when full
 _FIXED = 24  # octets from the root label on, before the address: root, type, class (5), OPT (11), ECS head (8)
 
 
@@ -125,6 +125,8 @@ class _Shape:
         return response[2:12], response[self.end : len(response) - self.k]
 
     def learn(self, selection, ttl: int, response: bytes) -> None:
+        if len(self.variants) >= MAX_PLACES:
+            self.variants.clear()  # bounded: the decisions in use refill it
         self.variants[id(selection)] = (selection, ttl, *self.template(response))
 
     def learn_place(self, place, ttl: int, again: Callable[[], int], responses: list[bytes]) -> None:
