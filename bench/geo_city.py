@@ -4,9 +4,14 @@ same three datacenters and `auto_dc_coords`, each pinned to one core, dnsperf on
 
 (a) 10k located /24s (IPv4) or /56s (IPv6), cycled: a warm server;
 (b) 1M distinct located networks, each asked about once (dnsperf -n 1): first sight;
-scope: for 2,000 sampled networks, whether geodns's ECS scope is at least as wide as gdnsd's;
+scope: for 2,000 sampled networks, whether geodns's ECS scope is at least as wide as gdnsd's, and of
+    the narrower ones, how many stop where gdnsd's network holds addresses the database does not locate;
 flood: the steady set's answer rate with and without a random-ECS flood at half geodns's (b) rate;
-workers: (a) with `workers: auto` on both cores against gdnsd with two UDP threads (dnsperf shares).
+workers: (a) and (b) with `workers: auto` on both cores against gdnsd with two UDP threads (dnsperf shares);
+start-up: the City database and 10,000 GSLB records, from an empty cache: answering, areas compiled,
+    and the peak RSS of the whole process tree meanwhile.
+
+CPU and RSS are the server's whole process tree (``Server.cpu_seconds``, ``rss_mb``).
 
 "Located" networks are picked from geodns's own compiled areas (geo/compile.py), so both servers
 get the same inputs; a network is located when the database gives it a country or coordinates.
