@@ -213,6 +213,14 @@ def _bits(window: int, bitmap: bytes):
 
 
 # -- teeth: the same questions fail when the signatures should not validate ---------------------------
+def test_a_query_for_the_nxname_meta_type_is_formerr(signed):
+    """RFC 9824 3.5: NXNAME only ever appears in an NSEC bitmap; a query for it is a format error."""
+    server, _, _ = signed
+    for do in (True, False):
+        assert direct(server, "www", "NXNAME", do=do).rcode() == dns.rcode.FORMERR
+        assert direct(server, "nothing", "NXNAME", do=do).rcode() == dns.rcode.FORMERR
+
+
 def test_a_key_the_anchor_does_not_know_fails_validation(tmp_path):
     anchored = make_key(tmp_path)
     served = make_key(tmp_path)
