@@ -213,6 +213,29 @@ def _bits(window: int, bitmap: bytes):
 
 
 # -- teeth: the same questions fail when the signatures should not validate ---------------------------
+@pytest.mark.parametrize("name", ["www", "app", "docs", "nothing", "b.ent", "shop.apps"])
+def test_a_query_for_nsec_gets_the_names_own_nsec_as_the_answer(signed, name):
+    """A NODATA for type NSEC whose proof is an NSEC listing NSEC contradicts itself (unbound: "nodata
+    proof failed", SERVFAIL); RFC 9824 answers an NSEC query with the name's compact NSEC."""
+    server, resolver, key = signed
+    response = resolver.ask(dns.name.from_text(name, ZONE_NAME).to_text(), "NSEC")
+    assert authenticated(response), (response.to_text(), resolver.output()[-2000:])
+    direct_answer = direct(server, name, "NSEC")
+    owner = dns.name.from_text(name, ZONE_NAME)
+    nsec = direct_answer.find_rrset(direct_answer.answer, owner, dns.rdataclass.IN, dns.rdatatype.NSEC)
+    assert nsec[0].next == dns.name.Name((b"\x00",) + owner.labels)
+    assert validate_all(direct_answer, {ZONE_NAME: dnskeys(server)[ZONE_NAME]}) == 1
+    assert (dns.rdatatype.NXNAME in _types(nsec[0])) == (name == "nothing")
+
+
+def test_a_query_for_the_nxname_meta_type_is_formerr(signed):
+    """RFC 9824 3.5: NXNAME only ever appears in an NSEC bitmap; a query for it is a format error."""
+    server, _, _ = signed
+    for do in (True, False):
+        assert direct(server, "www", "NXNAME", do=do).rcode() == dns.rcode.FORMERR
+        assert direct(server, "nothing", "NXNAME", do=do).rcode() == dns.rcode.FORMERR
+
+
 def test_a_key_the_anchor_does_not_know_fails_validation(tmp_path):
     anchored = make_key(tmp_path)
     served = make_key(tmp_path)

@@ -183,8 +183,8 @@ class AnswerEngine:
         if query.qclass not in (wire.C_IN, wire.C_ANY):
             return wire.REFUSED
         qtype = query.qtype
-        if qtype == wire.T_OPT:
-            return wire.FORMERR
+        if qtype in (wire.T_OPT, wire.T_NXNAME):
+            return wire.FORMERR  # OPT is not a question; NXNAME neither (RFC 9824 3.5)
         if qtype in (wire.T_AXFR, wire.T_IXFR):
             return wire.REFUSED  # no zone transfers from a GSLB server
         if qtype in (wire.T_MAILA, wire.T_MAILB):
