@@ -7,7 +7,8 @@ and would let anyone walk the zone).  Instead:
 
 - NODATA: one NSEC owned by the name itself, next name ``\\000.<name>`` (the
   name's immediate successor, so it covers nothing else), whose type bitmap lists
-  the types that exist there (RRSIG and NSEC always; A and AAAA at a GSLB name)
+  the types that exist there (RRSIG and NSEC always; A and AAAA at a GSLB name, CNAME at one
+  answering a host name: then DS, NSEC and RRSIG are the only types asked there that are not the CNAME)
   and not the one asked.
 - NXDOMAIN: answered as NODATA (rcode NOERROR) with the same kind of NSEC, whose
   bitmap holds only RRSIG, NSEC and NXNAME: the NXNAME pseudo-type tells a
@@ -109,6 +110,8 @@ class Signing:
         if result.rcode == NXDOMAIN:
             result.rcode = NOERROR  # RFC 9824: the NXNAME bit says it; the rcode stays NOERROR under DO
             types = _EXISTS_NOT
+        elif result.owner_types is not None and denied == qname:
+            types = (result.owner_types - {qtype}) | {T_RRSIG, T_NSEC}
         else:
             types = self._types_at(home, denied, qtype)
         result.authority.append(nsec(denied, types, home.negative_ttl))
