@@ -29,10 +29,13 @@ a.b.ent  IN A   192.0.2.7
 sub      IN NS  ns.sub
 ns.sub   IN A   192.0.2.99
 big      IN TXT "{big}" "{big}"
+edge-lb  IN A   192.0.2.81
+edge-lb  IN TXT "behind the balancer"
 """
 
 # Every record kind the policy chain has: by place, by weight (two answer sets), failover, two
-# answers at once, a record with no IPv6 endpoint (AAAA is NODATA).
+# answers at once, a record with no IPv6 endpoint (AAAA is NODATA), one answering a host name in the
+# zone as a CNAME (followed to the target's data).
 RECORDS = """\
 records:
   app.gslb.example.com:      {ttl: 30, clusters: [us-east-1, eu-west-1, ap-southeast-1], policy: [healthy, geo, weighted]}
@@ -42,6 +45,7 @@ records:
   v4only.gslb.example.com:   {ttl: 30, clusters: [ap-southeast-1], policy: [healthy]}
   deep.gslb.example.com:     {ttl: 30, clusters: [us-east-1], policy: [healthy]}
   x.y.gslb.example.com:      {ttl: 30, clusters: [us-east-1], policy: [healthy]}
+  edge.gslb.example.com:     {ttl: 30, clusters: [edge-1], policy: [healthy]}
 """
 
 
@@ -67,6 +71,7 @@ clusters:
   us-east-1:      {{region: us-east, endpoints: ["192.0.2.10", "2001:db8::10"], priority: 1}}
   eu-west-1:      {{region: eu-west, endpoints: ["198.51.100.10", "2001:db8:1::10"]}}
   ap-southeast-1: {{region: ap-southeast, endpoints: ["203.0.113.10"]}}
+  edge-1:         {{region: eu-west, endpoints: ["edge-lb.gslb.example.com"]}}
 {RECORDS}
 dnssec:
   zones:

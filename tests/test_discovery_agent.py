@@ -1,4 +1,4 @@
-"""The agent against an API server that speaks the real list/watch protocol (tests/kubeapi.py),
+"""The agent against an API server that speaks the real list/watch protocol (geodns/tooling/kubeapi.py),
 through the real client library (kubernetes_asyncio, reading a kubeconfig the test writes)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from geodns.discovery.kube import Backoff, Follower, api_client
 from geodns.discovery.objects import KINDS, registrations
 from geodns.process.server import Settings
 from geodns.state.memory import MemoryStore
+from geodns.tooling.kubeapi import FakeKubeApi, service
 from tests.dnsserver import RunningServer
-from tests.kubeapi import FakeKubeApi, service
 from tests.polling import wait_for
 from tests.processes import Child
 from tests.redis_server import RedisServer, free_port

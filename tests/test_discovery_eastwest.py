@@ -11,8 +11,8 @@ import dns.query
 from geodns.discovery.objects import registrations
 from geodns.process.server import Settings
 from geodns.state.model import Registration
+from geodns.tooling.kubeapi import service
 from tests.dnsserver import GSLB_ZONE, RunningServer, write
-from tests.kubeapi import service
 from tests.polling import wait_for
 from tests.processes import SimIngress
 from tests.test_discovery_records import addresses, lease

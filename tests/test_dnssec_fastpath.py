@@ -11,41 +11,18 @@ import dns.message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geodns.process.server import Settings, build_engine
 from tests.dnssec_setup import make_key
-from tests.dnsserver import DATA, write
-from tests.test_fastpath import NAMES, TYPES, ZONE
+from tests.test_fastpath import NAMES, TYPES, ZONE, fast_and_full
 
 
 def _engines(tmp_path: Path):
-    from tests.conftest import TEST_ZONE, big_zone_lines
-
+    """test_fastpath's engines over the zone signed: the full path shares the fast one's signatures."""
     key = make_key(tmp_path, zone=ZONE)
-    zone = write(tmp_path / "z.zone", TEST_ZONE + big_zone_lines(60) + "www2 IN CNAME app\n")
-    config = write(
-        tmp_path / "c.yaml",
-        f"""
-server: {{nsid: "fast-test"}}
-zones: ["{zone}"]
-geoip: {{database: "{DATA / "geo" / "GeoIP2-City-Test.mmdb"}"}}
-regions:
-  us: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
-  eu: {{lat: 53.3, lon: -6.3,  continent: EU, countries: [GB]}}
-clusters:
-  us-1: {{region: us, endpoints: ["192.0.2.10", "2001:db8::10"], weight: 100}}
-  eu-1: {{region: eu, endpoints: ["198.51.100.10"], weight: 300}}
-records:
-  app.gslb.example.com: {{clusters: [us-1, eu-1], policy: [healthy, geo]}}
-dnssec:
-  zones:
-    {ZONE}: {{keys: ["{tmp_path / key.basename}.private"]}}
-""",
+    fast, slow = fast_and_full(
+        tmp_path, f'dnssec: {{zones: {{{ZONE}: {{keys: ["{tmp_path / key.basename}.private"]}}}}}}\n'
     )
-    cfg = Settings(config_path=config).load()
-    fast, slow = build_engine(cfg), build_engine(cfg)
-    slow.fast = None
     slow.signing = fast.signing  # one signature cache: the same signature for the same RRset in both
-    assert fast.fast is not None and fast.signing is not None
+    assert fast.signing is not None
     return fast, slow
 
 

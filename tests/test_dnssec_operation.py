@@ -4,6 +4,7 @@ workers, /metrics, and BIND's own validator (delv) on the answers."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 
 import dns.dnssec
@@ -102,6 +103,28 @@ def test_workers_answer_signed_and_the_supervisor_counts_their_signatures(tmp_pa
         values = _metrics(proc.http_port)
         assert values["geodns_dnssec_next_expiry_timestamp_seconds"] > 0
         assert wait_for(lambda: _metrics(proc.http_port)["geodns_dnssec_signature_cache_hits_total"] > 0)
+    finally:
+        proc.stop()
+
+
+def test_the_next_expiry_after_a_reload_is_the_new_signatures_not_the_retired_workers(tmp_path):
+    """Workers replaced on reload take their signatures with them: /metrics's next expiry must be
+    that of the signatures served now, not the (earlier) one a retired worker last reported."""
+    key = make_key(tmp_path)
+    key_files = [tmp_path / f"{key.basename}.private"]
+    config = write(tmp_path / "geodns.yaml", config_text(tmp_path, key_files, "  validity: 3d\n  refresh: 1d\n"))
+    proc = Proc("--config", str(config), "--http-listen", "127.0.0.1:0", "--workers", "2")
+    try:
+        first = wait_for(lambda: _metrics(proc.http_port).get("geodns_dnssec_next_expiry_timestamp_seconds", 0))
+        assert first
+        write(tmp_path / "geodns.yaml", config_text(tmp_path, key_files, "  validity: 7d\n  refresh: 2d\n"))
+        proc.proc.send_signal(signal.SIGHUP)
+        proc.read_until("event=reloaded")
+        # Every worker re-signed with the 7-day validity; the old ones have drained and exited.
+        assert wait_for(
+            lambda: _metrics(proc.http_port)["geodns_dnssec_next_expiry_timestamp_seconds"] > first + 3 * 86400,
+            timeout=20,
+        ), _metrics(proc.http_port)
     finally:
         proc.stop()
 

@@ -80,6 +80,8 @@ POSITIVE = [
     ("pair", "A"),
     ("pair", "AAAA"),
     ("v4only", "A"),
+    ("edge", "A"),  # a record answering a host name: its CNAME, then the target's data
+    ("edge", "TXT"),  # ... for every type
 ]
 
 NEGATIVE = [
@@ -92,6 +94,7 @@ NEGATIVE = [
     ("b.ent", "A"),  # an empty non-terminal
     ("y", "A"),  # above a GSLB record: exists, empty
     ("sub", "DS"),  # an insecure delegation: the parent proves there is no DS
+    ("edge", "AAAA"),  # the CNAME, then NODATA at its target
 ]
 
 
@@ -134,6 +137,27 @@ def test_nodata_nsec_lists_what_exists_and_not_what_was_asked(signed):
     (nsec,) = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
     assert sorted(dns.rdatatype.to_text(t) for t in _types(nsec[0])) == ["A", "NSEC", "RRSIG"]
     assert validate_all(response, dnskeys(server)) == 2
+
+
+def test_a_name_answering_a_cname_says_so_in_its_nsec(signed):
+    server, _, _ = signed
+    keys = dnskeys(server)
+    response = direct(server, "edge", "TXT")
+    assert [dns.rdatatype.to_text(r.rdtype) for r in response.answer] == ["CNAME", "RRSIG", "TXT", "RRSIG"]
+    assert validate_all(response, keys) == 2
+    # DS is not answered by the CNAME (RFC 4035): NODATA, whose NSEC lists the CNAME, not A/AAAA.
+    response = direct(server, "edge", "DS")
+    assert not response.answer
+    (nsec,) = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
+    assert nsec.name == dns.name.from_text("edge", ZONE_NAME)
+    assert sorted(dns.rdatatype.to_text(t) for t in _types(nsec[0])) == ["CNAME", "NSEC", "RRSIG"]
+    assert validate_all(response, keys) == 2
+    # NODATA at the target: the NSEC is the target's, listing what it has.
+    response = direct(server, "edge", "AAAA")
+    (nsec,) = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
+    assert nsec.name == dns.name.from_text("edge-lb", ZONE_NAME)
+    assert sorted(dns.rdatatype.to_text(t) for t in _types(nsec[0])) == ["A", "NSEC", "RRSIG", "TXT"]
+    assert validate_all(response, keys) == 3  # the CNAME, the NSEC and the SOA
 
 
 def test_a_referral_proves_the_delegation_insecure_and_leaves_ns_and_glue_unsigned(signed):
@@ -213,6 +237,29 @@ def _bits(window: int, bitmap: bytes):
 
 
 # -- teeth: the same questions fail when the signatures should not validate ---------------------------
+@pytest.mark.parametrize("name", ["www", "app", "docs", "nothing", "b.ent", "shop.apps"])
+def test_a_query_for_nsec_gets_the_names_own_nsec_as_the_answer(signed, name):
+    """A NODATA for type NSEC whose proof is an NSEC listing NSEC contradicts itself (unbound: "nodata
+    proof failed", SERVFAIL); RFC 9824 answers an NSEC query with the name's compact NSEC."""
+    server, resolver, key = signed
+    response = resolver.ask(dns.name.from_text(name, ZONE_NAME).to_text(), "NSEC")
+    assert authenticated(response), (response.to_text(), resolver.output()[-2000:])
+    direct_answer = direct(server, name, "NSEC")
+    owner = dns.name.from_text(name, ZONE_NAME)
+    nsec = direct_answer.find_rrset(direct_answer.answer, owner, dns.rdataclass.IN, dns.rdatatype.NSEC)
+    assert nsec[0].next == dns.name.Name((b"\x00",) + owner.labels)
+    assert validate_all(direct_answer, {ZONE_NAME: dnskeys(server)[ZONE_NAME]}) == 1
+    assert (dns.rdatatype.NXNAME in _types(nsec[0])) == (name == "nothing")
+
+
+def test_a_query_for_the_nxname_meta_type_is_formerr(signed):
+    """RFC 9824 3.5: NXNAME only ever appears in an NSEC bitmap; a query for it is a format error."""
+    server, _, _ = signed
+    for do in (True, False):
+        assert direct(server, "www", "NXNAME", do=do).rcode() == dns.rcode.FORMERR
+        assert direct(server, "nothing", "NXNAME", do=do).rcode() == dns.rcode.FORMERR
+
+
 def test_a_key_the_anchor_does_not_know_fails_validation(tmp_path):
     anchored = make_key(tmp_path)
     served = make_key(tmp_path)

@@ -41,7 +41,8 @@ NAMES = [
 TYPES = ["A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "CAA", "CNAME", "TYPE666", "DS", "ANY"]
 
 
-def _engines(tmp_path: Path):
+def fast_and_full(tmp_path: Path, extra: str = ""):
+    """A fast-path engine and a full-path one over the same config (``extra`` appended to it)."""
     from tests.conftest import TEST_ZONE, big_zone_lines
 
     zone = write(tmp_path / "z.zone", TEST_ZONE + big_zone_lines(60) + "www2 IN CNAME app\n")
@@ -61,7 +62,7 @@ clusters:
   ap-1: {{region: ap, endpoints: ["203.0.113.10", "2001:db8:2::10"]}}
 records:
   app.gslb.example.com: {{clusters: [us-1, eu-1, ap-1], policy: [healthy, geo], answers: 2}}
-""",
+{extra}""",
     )
     cfg = Settings(config_path=config).load()
     fast, slow = build_engine(cfg), build_engine(cfg)
@@ -77,7 +78,7 @@ _CACHE: dict = {}
 
 def engines(tmp_path_factory):
     if "e" not in _CACHE:
-        _CACHE["e"] = _engines(tmp_path_factory.mktemp("fast"))
+        _CACHE["e"] = fast_and_full(tmp_path_factory.mktemp("fast"))
     return _CACHE["e"]
 
 

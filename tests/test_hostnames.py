@@ -247,3 +247,45 @@ def test_bad_host_name_settings_name_their_field(tmp_path, fragment, expected):
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert expected in str(caught.value), str(caught.value)
+
+
+def test_a_reload_that_changes_the_resolver_moves_the_checker_to_it_too(tmp_path, lb_dns):
+    """The embedded checker dials host names at what the config's ``resolver:`` says, and a reload
+    naming another resolver switches it as it switches flattening (``geodns check`` does the same
+    on SIGHUP, through the same ``Checker.use_resolver``)."""
+    resolver, _ = lb_dns
+    # A second resolver whose ingress address is one nothing listens on.
+    other_zone = write(tmp_path / "lb-other.zone", LB_ZONE.format(eu="198.51.100.10", serial=1))
+    other_zone.write_text(other_zone.read_text().replace("127.0.0.1", "127.0.0.2"))
+    other = RunningServer(Settings(zone_paths=(other_zone,), dns_listen=(("127.0.0.1", 0),), http_listen=None))
+    site = HealthSite()
+    server = None
+    try:
+        check = f"{{type: http, port: {site.port}, path: /healthz, interval: 0.3s, timeout: 0.3s, rise: 1, fall: 1}}"
+        clusters = f"""
+  eu-west-1:      {{region: eu-west, endpoints: ["ingress.lb.example.net"], check: {check}}}
+  ap-southeast-1: {{region: ap-southeast, endpoints: ["elb-ap.lb.example.net"]}}
+"""
+        records = "  app.gslb.example.com: {clusters: [eu-west-1, ap-southeast-1], policy: [healthy, geo]}\n"
+        path = config(tmp_path, resolver, clusters=clusters, records=records)
+        server = RunningServer(Settings(config_path=path))
+        assert wait_for(lambda: site.hosts)
+        assert wait_for(
+            lambda: answer(ask(server, "app.gslb.example.com", EU)) == [("CNAME", "ingress.lb.example.net.")]
+        )
+        config(tmp_path, other, clusters=clusters, records=records)
+        assert server.reload()
+        # The checker now dials 127.0.0.2, where nothing answers: eu-west-1 is down, its clients go elsewhere.
+        assert wait_for(
+            lambda: answer(ask(server, "app.gslb.example.com", EU)) == [("CNAME", "elb-ap.lb.example.net.")]
+        )
+        config(tmp_path, resolver, clusters=clusters, records=records)
+        assert server.reload()
+        assert wait_for(
+            lambda: answer(ask(server, "app.gslb.example.com", EU)) == [("CNAME", "ingress.lb.example.net.")]
+        )
+    finally:
+        if server is not None:
+            server.stop()
+        site.stop()
+        other.stop()

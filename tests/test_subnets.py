@@ -12,7 +12,7 @@ import dns.edns
 import dns.message
 import dns.rcode
 
-from tests.test_fastpath import _engines
+from tests.test_fastpath import fast_and_full
 
 # Around the test database's networks (GB, US, SE, CN, ...) and anywhere.
 _V4 = ["81.2.69.0", "216.160.83.0", "89.160.20.0", "175.16.199.0", "2.125.160.0", "10.0.0.0"]
@@ -43,7 +43,7 @@ def _query(rng: random.Random, qid: int) -> bytes:
 
 
 def test_first_sight_answers_and_counts_as_the_full_path(tmp_path):
-    fast, slow = _engines(tmp_path)
+    fast, slow = fast_and_full(tmp_path)
     rng = random.Random(15)
     hits = fast.fast.hits
     for i in range(4000):
@@ -70,7 +70,7 @@ def _raw_ecs_query(qid: int, address: bytes, source: int) -> bytes:
 
 
 def test_bits_past_the_source_prefix_are_refused_as_by_the_full_path(tmp_path):
-    fast, slow = _engines(tmp_path)
+    fast, slow = fast_and_full(tmp_path)
     for i in range(3):  # teach the /22 shape (and take the doorkeeper's first sights)
         fast.handle(_raw_ecs_query(i, bytes((81, 2, 68 + 4 * i)), 22), "127.0.0.1", False)
     assert fast.fast.templates.entries

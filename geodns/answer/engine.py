@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..dns import wire
 from ..dns.encode import TCP_MAX, Answer, encode, encode_error, encode_header_only, max_udp_size
-from ..dns.names import Name, to_text
+from ..dns.names import Name, from_text, to_text
 from ..dns.rrset import RRset
 from ..dns.wire import FormatError, Query
 from ..zones import MatchKind, Zone
@@ -37,6 +37,10 @@ query_log = logging.getLogger("geodns.querylog")
 
 MAX_CNAME_CHAIN = 12
 _ADDRESS_TYPES = (wire.T_A, wire.T_AAAA)
+_GSLB_TYPES = frozenset((wire.T_A, wire.T_AAAA, wire.T_ANY))  # what every GSLB record answers
+# Types a name owning a CNAME does not answer with it (RFC 4035): DNSSEC's own, asked of the name.
+_NOT_CNAME = frozenset((wire.T_DS, 47, 46))  # DS, NSEC, RRSIG
+_CNAME_OWNER = frozenset((wire.T_CNAME,))
 # Types whose rdata names get A/AAAA in the additional section (RFC 1035 3.3, RFC 2782).
 _ADDITIONAL_TYPES = frozenset((wire.T_NS, wire.T_MX, wire.T_SRV))
 # Query types counted under their own number in the metrics; the rest count as 0 ("other"),
@@ -183,8 +187,8 @@ class AnswerEngine:
         if query.qclass not in (wire.C_IN, wire.C_ANY):
             return wire.REFUSED
         qtype = query.qtype
-        if qtype == wire.T_OPT:
-            return wire.FORMERR
+        if qtype in (wire.T_OPT, wire.T_NXNAME):
+            return wire.FORMERR  # OPT is not a question; NXNAME neither (RFC 9824 3.5)
         if qtype in (wire.T_AXFR, wire.T_IXFR):
             return wire.REFUSED  # no zone transfers from a GSLB server
         if qtype in (wire.T_MAILA, wire.T_MAILB):
@@ -229,7 +233,11 @@ class AnswerEngine:
         """Fill ``result`` for (name, qtype) in zone, following CNAMEs within our zones."""
         responder: GslbAPI | None = self.responder
         while True:
-            if responder is not None and name in responder.names and self._gslb(name, qtype, result, query, client):
+            if (
+                responder is not None
+                and name in responder.names
+                and self._gslb(name, qtype, result, seen, query, client)
+            ):
                 return
             match = zone.find(name)
             kind = match.kind
@@ -277,33 +285,72 @@ class AnswerEngine:
                 return  # out of our zones: the resolver follows it
             zone, name = next_zone, target
 
-    def _gslb(self, name: Name, qtype: int, result: Answer, query: Query, client: str) -> bool:
-        """Answer A/AAAA (and ANY, as A) for a GSLB name; False leaves other types to the zone."""
-        if qtype not in (wire.T_A, wire.T_AAAA, wire.T_ANY):
-            return False
+    def _gslb(self, name: Name, qtype: int, result: Answer, seen: set[Name], query: Query, client: str) -> bool:
+        """Answer a GSLB name: A/AAAA (and ANY, as A) always; any other type only while the record
+        answers a CNAME, which a name owning one answers for every type (RFC 1034 3.6.2) but DS,
+        NSEC and RRSIG (RFC 4035 2.5, 3.1.4). False leaves the question to the zone."""
         responder: GslbAPI | None = self.responder
         assert responder is not None  # GSLB names exist only with a responder
-        asked = wire.T_A if qtype == wire.T_ANY else qtype
+        if qtype in _GSLB_TYPES:
+            asked = wire.T_A if qtype == wire.T_ANY else qtype
+        elif name in responder.cnames:
+            asked = wire.T_A
+        else:
+            return False
         dispatched = responder.dispatch(name, asked, _ecs_value(query), client)
         if dispatched is None:
             return False
         selection = dispatched.selection
+        if asked != qtype and qtype != wire.T_ANY:
+            first = selection.addresses[0] if selection.addresses else None
+            if first is None or first.version:
+                return False  # addresses for this client: the zone answers the other types (NODATA)
+            if qtype in _NOT_CNAME:
+                result.owner_types = _CNAME_OWNER  # the NODATA's NSEC lists the CNAME, not A/AAAA
+                return False
         result.ecs_scope = max(result.ecs_scope, selection.scope)
         self._selected = selection.clusters
-        self.gslb_result(name, asked, selection, result)
+        self.gslb_result(name, asked, selection, result, query, client, seen)
         return True
 
-    def gslb_result(self, name: Name, qtype: int, selection: Selection, result: Answer) -> None:
-        """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither counts here)."""
+    def gslb_result(
+        self,
+        name: Name,
+        qtype: int,
+        selection: Selection,
+        result: Answer,
+        query: Query,
+        client: str,
+        seen: set[Name] | None = None,
+    ) -> None:
+        """Put a GSLB selection into ``result`` (the full path and the fast path share this; neither
+        counts here).  A CNAME to a name in our zones is followed as a static one is, for the type
+        asked (not for ANY, which RFC 8482 answers with the one RRset)."""
         result.cacheable = False
         responder: GslbAPI | None = self.responder
         assert responder is not None  # only GSLB names get here
-        if selection.addresses:
-            result.answer.append(responder.rrset(name, qtype, selection))
-        else:
+        if not selection.addresses:
             zone = self.zones.zone_for(name)
             assert zone is not None  # the config checks put each GSLB name inside a served zone
             self._nodata(zone, result)
+            return
+        rrset = responder.rrset(name, qtype, selection)
+        result.answer.append(rrset)
+        if rrset.rtype != wire.T_CNAME or query.qtype == wire.T_ANY:
+            return
+        seen = set() if seen is None else seen
+        seen.add(name)
+        target = rrset.targets[0]
+        zone = self.zones.zone_for(target)
+        if zone is None or target in seen or len(seen) >= MAX_CNAME_CHAIN:
+            return  # out of our zones (the resolver follows it), or a loop: the chain so far
+        self._lookup(zone, target, query.qtype, result, seen, query, client)
+
+    def chases(self, selection: Selection) -> bool:
+        """Whether a GSLB answer of ``selection`` is a CNAME that ``gslb_result`` follows into our
+        zones (its answer then holds the target's data, which may be another record's decision)."""
+        first = selection.addresses[0] if selection.addresses else None
+        return first is not None and not first.version and self.zones.zone_for(from_text(f"{first}.")) is not None
 
     def _nodata(self, zone: Zone, result: Answer) -> None:
         result.authority.append(zone.soa.with_ttl(zone.negative_ttl))

@@ -178,9 +178,18 @@ class FastPath:
         if dispatched is None:  # not a GSLB name in this live view: the full path answers
             return None
         selection, decision = dispatched.selection, dispatched.decision
+        ecs = shape.ecs is not None
+        if engine.chases(selection):
+            # A CNAME into our zones: the answer holds the target's data (perhaps another record's
+            # decision for this client), so it is encoded per query and never kept.
+            response = self._encode(data, shape, size, name, selection, client)
+            if response is None:
+                return None
+            if response[2] & 0x02:
+                engine.stats.truncated += 1
+            return response, (_origin(engine, name), shape.qtype, response[3] & 0x0F), ecs
         ttl = responder.ttl(name)
         entry = self._gslb_entry(data, shape, size, name, selection, ttl)
-        ecs = shape.ecs is not None
         if entry is None:  # too big for this client: the truncated answer, uncached
             response = self._encode(data, shape, size, name, selection)
             if response is None:
@@ -208,7 +217,7 @@ class FastPath:
             responses = []
             for option in decision.selections:
                 got = entry if option is selection else self._gslb_entry(data, shape, size, name, option, ttl)
-                if got is None:
+                if got is None or engine.chases(option):
                     break
                 responses.append(response if option is selection else self._splice(data, shape, got, option.scope))
             else:
@@ -250,13 +259,13 @@ class FastPath:
             return None
         return entry
 
-    def _encode(self, data: bytes, shape: Shape, size: int, name, selection) -> bytes | None:
+    def _encode(self, data: bytes, shape: Shape, size: int, name, selection, client: str = "") -> bytes | None:
         engine = self.engine
         query = parse_query(data, shape)  # the reader's second half: the Query of this very shape
         if query is None:
             return None
         result = Answer(ecs_scope=selection.scope)
-        engine.gslb_result(name, query.qtype, selection, result)
+        engine.gslb_result(name, query.qtype, selection, result, query, client)
         zone = engine.zones.zone_for(name)
         if zone is not None:
             engine.secure(zone, query, result)

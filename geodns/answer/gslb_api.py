@@ -23,6 +23,9 @@ The questions, in the order a query asks them:
   valid while it stays).  Records from discovery come and go with the snapshot:
   ``names``, ``ancestors`` and ``wire_names`` are then replaced (new objects, never
   changed in place) together with a new generation;
+- ``cnames``: the records that may answer a CNAME (host-name endpoints, ``hostnames: cname``):
+  a name that owns a CNAME answers it for every type (RFC 1034 3.6.2), so the engine asks
+  ``dispatch`` about them for TXT, MX and the rest too, as for A;
 - ``ttl`` and ``rrset``: the answer records for a selection;
 - ``client`` and ``debug_rrset``: the ``_geodns.<record>`` TXT trace;
 - ``count_into``: the counters to count in (the process's, which outlive an engine).
@@ -61,6 +64,8 @@ class GslbAPI(Protocol):
     def wire_names(self) -> Mapping[bytes, Name]: ...
     @property
     def generation(self) -> int: ...
+    @property
+    def cnames(self) -> frozenset[Name]: ...
 
     def dispatch(
         self, name: Name, qtype: int, ecs: bytes | None, source: str, listing: bool = False

@@ -38,6 +38,7 @@ from ..gslb.policy import Client, Context, Decision, Selection, contexts, select
 from ..segmented import Segmented
 from ..state.model import Snapshot
 from ..zones import MatchKind
+from ..zones.zone import type_name
 from ..zones.zoneset import ZoneSet
 from .counters import GslbCounters
 from .gslb_api import Dispatched
@@ -89,6 +90,7 @@ class GslbResponder:
         self._source = snapshot  # as the store gave it, without the discovered clusters
         self.live: LiveView = self._build(snapshot, None)
         self.generation = self.live.generation  # GslbAPI: a plain attribute, read per query by the fast path
+        self.cnames = _cname_records(self.records, self.live.snapshot)
 
     def _use_records(self, records: Mapping[Name, RecordSpec]) -> None:
         """The records answered: the config's, and those discovered (discovery/records.py) in the
@@ -163,6 +165,7 @@ class GslbResponder:
         self._source = snapshot if snapshot is not None else self._source
         self.live = self._build(self._source, self.live)
         self.generation = self.live.generation
+        self.cnames = _cname_records(self.records, self.live.snapshot)
 
     # -- on the query path -----------------------------------------------------------
     def client(self, ecs: bytes | None, source: str) -> Client:
@@ -384,6 +387,23 @@ def _held(found: Decision | None) -> int:
     return len(found.selections) if found is not None else 1
 
 
+def _cname_records(records: Mapping[Name, RecordSpec], snapshot: Snapshot) -> frozenset[Name]:
+    """The records that may answer a CNAME (``GslbAPI.cnames``): those answering host names as
+    CNAMEs with a host-name endpoint among their clusters in ``snapshot``."""
+    clusters = snapshot.clusters
+    return frozenset(
+        name
+        for name, record in records.items()
+        if record.hostnames == "cname"
+        and any(
+            isinstance(e.address, HostName)
+            for c in record.clusters
+            if (cluster := clusters.get(c)) is not None
+            for e in cluster.endpoints
+        )
+    )
+
+
 def _flattened_ttls(records: Mapping[Name, RecordSpec], snapshot: Snapshot, ttls: dict[Name, int]) -> dict[Name, int]:
     """``ttls`` with each flattening record capped at the TTL of its host names' addresses (as an
     alias record answers with its target's TTL): a resolver keeps them no longer than they hold."""
@@ -439,6 +459,7 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
     """Every GSLB record must sit inside a served zone, above any cut, without clashing data."""
     problems = []
     source = str(config.source) if config.source else "config"
+    cnames = _cname_records(config.records, Snapshot.from_specs(config.clusters.values()))
     for name, record in config.records.items():
         where = f"records.{record.text}"
         zone = zones.zone_for(name)
@@ -455,12 +476,17 @@ def check_records(config: Config, zones: ZoneSet) -> list[Problem]:
                 )
             )
         elif match.kind is MatchKind.EXACT:
-            clash = [t for t in (wire.T_A, wire.T_AAAA, wire.T_CNAME) if t in match.rrsets]
+            # A record answering a host name as a CNAME owns the name: nothing else may be there.
+            owns = name in cnames
+            clash = [t for t in match.rrsets if owns or t in (wire.T_A, wire.T_AAAA, wire.T_CNAME)]
             if clash:
-                types = ", ".join({wire.T_A: "A", wire.T_AAAA: "AAAA", wire.T_CNAME: "CNAME"}[t] for t in clash)
+                types = ", ".join(type_name(t) for t in sorted(clash))
+                why = " (the record answers a host name as a CNAME, which owns its name alone)" if owns else ""
                 problems.append(
                     Problem(
-                        source, record.line, f"{where}: {zone.source} also has {types} records at this name; remove one"
+                        source,
+                        record.line,
+                        f"{where}: {zone.source} also has {types} records at this name{why}; remove one",
                     )
                 )
     return problems

@@ -1,6 +1,6 @@
 """``geodns stack``: the local topology as processes on loopback, until Ctrl-C.
 
-    geodns stack [--base-port N] [--dir D] [--interval 1s] [--sentinel | --no-redis]
+    geodns stack [--base-port N] [--dir D] [--interval 1s] [--sentinel | --no-redis] [--discovery]
     geodns stack --down [--dir D]        # stop what a stack left behind (say, after kill -9)
 
 Default ports: DNS 5301/5302, HTTP 8101/8102, checkers' HTTP 8103/8104, ingresses 18081-18083 (us-east,
@@ -8,7 +8,10 @@ eu-west, ap-southeast), Redis 16379 (replica 16380, sentinels 26380-26382).
 ``--base-port N`` counts from N instead (DNS N+1/N+2, HTTP N+11/N+12,
 ingresses N+21..23, Redis N+31/N+32, sentinels N+33..35); ``--base-port 0``
 picks free ports.  Without ``redis-server`` on the PATH the stack runs one
-server on ``memory://`` with its embedded checker, and says so.
+server on ``memory://`` with its embedded checker, and says so.  ``--discovery`` leaves clusters
+and records out of the config: one ``geodns agent`` per cluster registers them, each watching a
+local Kubernetes API (``geodns/tooling/kubeapi.py``, served from the stack's own process) that
+holds the cluster's annotated Service, whose status address is the cluster's ingress.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     group.add_argument(
         "--no-redis", action="store_true", help="no Redis: one server on memory:// with its embedded checker"
     )
+    parser.add_argument(
+        "--discovery",
+        action="store_true",
+        help="clusters register through `geodns agent` processes watching local Kubernetes APIs (not the config)",
+    )
     parser.add_argument("--down", action="store_true", help="stop the processes the state file in --dir lists")
     parser.set_defaults(func=run)
     return parser
@@ -99,8 +107,11 @@ def run(args: argparse.Namespace) -> int:
             "on memory:// with its embedded checker; the Redis and multi-server drills will not apply."
         )
         mode = "memory"
+    if args.discovery and mode == "memory":
+        print("geodns stack: --discovery needs Redis (the agents and servers share the store)", file=sys.stderr)
+        return 2
     timing = CheckTiming(args.interval, args.timeout if args.timeout else args.interval / 2, args.rise, args.fall)
-    stack = Stack(args.dir, layout(args.base_port), timing, mode)
+    stack = Stack(args.dir, layout(args.base_port), timing, mode, discovery=args.discovery)
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -144,6 +155,11 @@ def summary(state: StackState) -> str:
     lines.append(f"  store {state.store}")
     if state.mode == "memory":
         lines.append("  NOTE: no Redis: one server with its embedded checker (memory://)")
+    if state.discovery:
+        lines.append(
+            f"  discovery: each cluster's agent registers {APP[:-1]} from an annotated Service in a local "
+            f"Kubernetes API (lease {state.discovery['lease']:g}s, grace {state.discovery['grace']:g}s)"
+        )
     host, port = state.dns[0].rsplit(":", 1)
     lines += [
         "",
@@ -151,10 +167,13 @@ def summary(state: StackState) -> str:
         f"  dig @{host} -p {port} {APP[:-1]} +subnet=214.0.0.0/24 +short      # SG  -> ap-southeast-1",
         f"  dig @{host} -p {port} {APP[:-1]} +subnet=81.2.69.142/32 +short    # GB  -> eu-west-1",
         f"  dig @{host} -p {port} {APP[:-1]} +subnet=216.160.83.56/29 +short  # US  -> us-east-1",
-        f"  dig @{host} -p {port} {FAST[:-1]} +subnet=81.2.69.142/32 +short   # latency policy",
+    ]
+    if "fast" in state.records:
+        lines.append(f"  dig @{host} -p {port} {FAST[:-1]} +subnet=81.2.69.142/32 +short   # latency policy")
+    lines += [
         "Break it:",
         f"  curl -X PUT '{state.clusters['ap-southeast-1']['ingress']}/_sim?mode=503'",
-        f"  geodns drill cluster-down --stack {state.dir}",
+        f"  geodns drill {'agent-down' if state.discovery else 'cluster-down'} --stack {state.dir}",
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)

@@ -32,6 +32,9 @@ class Answer:
     glue_required: bool = False  # referral glue: set TC rather than drop it
     ecs_scope: int = 0  # the ECS scope prefix the answer depended on
     cacheable: bool = True  # False when the answer depends on the client (GSLB, debug TXT)
+    # The types at the name a NODATA is about, when the engine knows them better than the zone
+    # does (a GSLB name answering a CNAME): DNSSEC's denial NSEC lists these.
+    owner_types: frozenset[int] | None = None
 
 
 class _Writer:

@@ -51,6 +51,7 @@ T_AAAA, T_SRV, T_OPT, T_DS, T_IXFR, T_AXFR, T_MAILB, T_MAILA, T_ANY, T_CAA = (
     255,
     257,
 )
+T_NXNAME = 128  # RFC 9824's meta-type: only ever in an NSEC bitmap, never asked for
 C_IN, C_CH, C_NONE, C_ANY = 1, 3, 254, 255
 
 # EDNS option codes.

@@ -7,7 +7,8 @@ and would let anyone walk the zone).  Instead:
 
 - NODATA: one NSEC owned by the name itself, next name ``\\000.<name>`` (the
   name's immediate successor, so it covers nothing else), whose type bitmap lists
-  the types that exist there (RRSIG and NSEC always; A and AAAA at a GSLB name)
+  the types that exist there (RRSIG and NSEC always; A and AAAA at a GSLB name, CNAME at one
+  answering a host name: then DS, NSEC and RRSIG are the only types asked there that are not the CNAME)
   and not the one asked.
 - NXDOMAIN: answered as NODATA (rcode NOERROR) with the same kind of NSEC, whose
   bitmap holds only RRSIG, NSEC and NXNAME: the NXNAME pseudo-type tells a
@@ -42,7 +43,7 @@ from ..zones.zoneset import ZoneSet
 from .counters import SigningCounters
 from .signer import T_RRSIG, ZoneSigner, rdata_wire
 
-T_A, T_NS, T_SOA, T_AAAA, T_NSEC, T_NXNAME = 1, 2, 6, 28, 47, 128
+T_A, T_NS, T_CNAME, T_SOA, T_AAAA, T_NSEC, T_NXNAME = 1, 2, 5, 6, 28, 47, 128
 NXDOMAIN, NOERROR = 3, 0
 _EXISTS_NOT = frozenset((T_RRSIG, T_NSEC, T_NXNAME))
 _CUT = frozenset((T_NS, T_RRSIG, T_NSEC))
@@ -91,6 +92,8 @@ class Signing:
         if referral:
             cut = result.authority[0]
             result.authority.append(nsec(cut.name, _CUT, zone.negative_ttl))
+        elif qtype == T_NSEC:
+            self._own_nsec(zone, qname, result)
         elif result.authority and result.authority[-1].rtype == T_SOA:
             self._deny(qname, qtype, result)
         result.answer = self._signed(result.answer, now, counters, False)
@@ -107,9 +110,26 @@ class Signing:
         if result.rcode == NXDOMAIN:
             result.rcode = NOERROR  # RFC 9824: the NXNAME bit says it; the rcode stays NOERROR under DO
             types = _EXISTS_NOT
+        elif result.owner_types is not None and denied == qname:
+            types = (result.owner_types - {qtype}) | {T_RRSIG, T_NSEC}
         else:
             types = self._types_at(home, denied, qtype)
         result.authority.append(nsec(denied, types, home.negative_ttl))
+
+    def _own_nsec(self, zone: Zone, qname: Name, result: Answer) -> None:
+        """A query for NSEC is answered with the name's own compact NSEC (RFC 9824 3.3): a NODATA for
+        NSEC proved by an NSEC, whose bitmap lists NSEC, would contradict itself (validators: bogus).
+        A CNAME's owner has its own NSEC too (RFC 4035 2.3), so the alias is not followed."""
+        first = result.answer[0] if result.answer else None
+        if first is not None and first.name == qname and first.rtype == T_CNAME:
+            types = self._types_at(zone, qname, T_NSEC)
+        elif first is None and result.authority and result.authority[-1].rtype == T_SOA:
+            types = _EXISTS_NOT if result.rcode == NXDOMAIN else self._types_at(zone, qname, T_NSEC)
+        else:
+            return
+        result.rcode = NOERROR
+        result.answer = [nsec(qname, types, zone.negative_ttl)]
+        result.authority, result.additional = [], []
 
     def _types_at(self, zone: Zone, name: Name, qtype: int) -> frozenset[int]:
         match = zone.find(name)

@@ -153,8 +153,9 @@ class Checker:
         self.flush_interval = flush_interval
         self.poll_interval = poll_interval
         # Host-name endpoints are dialled at the addresses this DNS server gives (the config's
-        # ``resolver:``), the ones flattening answers; None: the system's resolver.
-        self._resolver = HostResolver(resolver) if resolver is not None else None
+        # ``resolver:``), the ones flattening answers; None: the system's resolver.  A reload
+        # switches it (``use_resolver``).
+        self._resolver = HostResolver(resolver)
         self._checks: dict[CheckKey, _Check] = {}
         self._probed = 0  # checks with a valid target
         self._failing = 0  # of those, how many failed their latest probe
@@ -191,6 +192,18 @@ class Checker:
         log.info(
             "event=checker-started checker=%s vantage=%s endpoints=%d", self.checker_id, self.vantage, len(self._checks)
         )
+
+    def use_resolver(self, server: tuple[str, int] | None) -> None:
+        """Dial host names at the addresses ``server`` gives from now on (a reload changed the
+        config's ``resolver:``; None: the system's), forgetting what the old one said."""
+        if server == self._resolver.server:
+            return
+        self._resolver.use(server)
+        if self._session is not None:
+            connector = self._session.connector
+            if isinstance(connector, aiohttp.TCPConnector):
+                connector.clear_dns_cache()
+        log.info("event=checker-resolver resolver=%s", f"{server[0]}:{server[1]}" if server is not None else "system")
 
     async def stop(self) -> None:
         """Cancel every task, write what is queued (briefly: the store may be the thing that is down), close."""

@@ -89,10 +89,16 @@ def timed_out(timeout: float) -> str:
 
 class HostResolver(aiohttp.abc.AbstractResolver):
     """Host names probed through the config's ``resolver:`` (the DNS server flattening resolves
-    through too, state/hostnames.py), for aiohttp and for tcp probes alike."""
+    through too, state/hostnames.py), or the system's without one, for aiohttp and for tcp probes
+    alike.  ``use`` switches it (a reload changed ``resolver:``) under the probes running."""
 
-    def __init__(self, server: tuple[str, int]):
-        self._resolver = make_resolver(server)
+    def __init__(self, server: tuple[str, int] | None):
+        self.use(server)
+
+    def use(self, server: tuple[str, int] | None) -> None:
+        """Resolve through ``server`` from the next look-up on; None: the system's resolver."""
+        self.server = server
+        self._resolver = make_resolver(server) if server is not None else None
 
     async def addresses(self, host: str) -> list[str]:
         """``host``'s addresses, IPv4 first; an address is its own answer."""
@@ -100,6 +106,8 @@ class HostResolver(aiohttp.abc.AbstractResolver):
             return [str(ipaddress.ip_address(host))]
         except ValueError:
             pass
+        if self._resolver is None:
+            return await _system_addresses(host)
         try:
             found = await look_up(self._resolver, host.rstrip("."))
         except dns.exception.DNSException as exc:
@@ -126,6 +134,16 @@ class HostResolver(aiohttp.abc.AbstractResolver):
 
     async def close(self) -> None:
         pass
+
+
+async def _system_addresses(host: str) -> list[str]:
+    """``host``'s addresses from the system's resolver (/etc/hosts too), IPv4 first."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(errno.EHOSTUNREACH, f"cannot resolve {host}: {exc.strerror}") from None
+    found = dict.fromkeys(str(info[4][0]) for info in sorted(infos, key=lambda info: info[0] != socket.AF_INET))
+    return list(found)
 
 
 def new_session(limit: int = 256, resolver: HostResolver | None = None) -> aiohttp.ClientSession:

@@ -25,6 +25,7 @@ from ..state.store import open_store
 if TYPE_CHECKING:  # the checker's modules (aiohttp, redis) load only when the command runs
     from ..config.model import Config
     from ..state.keeper import SnapshotKeeper
+    from .checker import Checker
 
 log = logging.getLogger("geodns.health.command")  # the component name operators already filter on
 
@@ -82,7 +83,7 @@ async def serve(
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for sig in signals[:2]:
         loop.add_signal_handler(sig, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: reload(config_path, table))
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload(config_path, table, checker))
     http = None
     try:
         if http_listen is not None:
@@ -115,7 +116,7 @@ async def serve(
         await store.close()
 
 
-def reload(path: Path, table: TableSource) -> None:
+def reload(path: Path, table: TableSource, checker: Checker) -> None:
     try:
         config = load_config(path)
     except InputError as exc:
@@ -129,6 +130,7 @@ def reload(path: Path, table: TableSource) -> None:
     table.config = config
     table._derived = (None, 0.0, table.fallback)
     tls_context.cache_clear()
+    checker.use_resolver(config.resolver)  # host names are dialled at what the new resolver says
     version = table.keeper.snapshot.version
     log.info(
         "event=reloaded clusters=%d table=%s",

@@ -440,6 +440,8 @@ class Server:
         self.config, self.engine = config, engine.count_into(self.stats, self.gslb_counters)
         if self.hosts is not None:
             self.hosts.use(config.resolver)
+        if self.checker is not None:
+            self.checker.use_resolver(config.resolver)
         if self.keeper is not None:
             self._on_snapshot(self.keeper.snapshot)
         confirmed = self.workers is None or await self.workers.reload()

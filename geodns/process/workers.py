@@ -388,6 +388,7 @@ class WorkerPool:
             slot.conn.close()
         if slot.stats is not None:
             self.retired.add(slot.stats)
+            self.retired.dnssec.expiry = 0.0  # an exited worker holds no signatures: its counts stay, not its expiry
         if slot.gslb is not None:
             self.retired_gslb.add(slot.gslb)
         self.retired_listeners = add_reports(

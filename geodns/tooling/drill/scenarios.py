@@ -32,6 +32,7 @@ SCENARIOS = (
     "dns-server-down",
     "redis-failover",
     "cluster-overload",
+    "agent-down",
 )
 
 
@@ -379,6 +380,50 @@ def dns_server_down(dep: Deployment, opts: Options) -> Report:
     return report
 
 
+def agent_down(dep: Deployment, opts: Options) -> Report:
+    """Kill one cluster's discovery agent (SIGKILL, as a crashed pod): its lease lapses and its
+    registrations turn stale, but stay answered for the grace, and the health checks still decide,
+    so answers do not change.  Then start it again: it renews the same registrations."""
+    state = dep.state()
+    if not state.discovery:
+        raise DrillError("agent-down needs a stack whose clusters register through agents (geodns stack --discovery)")
+    cluster = opts.cluster or "ap-southeast-1"
+    name = f"agent-{cluster}"
+    dep.process(name)  # refuses an unknown cluster before breaking anything
+    lease = float(state.discovery["lease"])
+    if opts.hold is None:
+        opts.hold = max(dep.timing.promise + 1.5, lease + 3.0)  # long enough for the lease to lapse
+
+    def lapsed(snap) -> bool:
+        held = snap.leases.get(cluster)
+        return held is not None and held.expires < time.time()
+
+    def inject(rec: Recorder, ph: Phases) -> None:
+        dep.stop_process(name, signal.SIGKILL)
+        stale, s = _store_check(dep, lease + 5, "lapsed", lapsed)
+        ph.checks.append((f"{cluster}'s lease lapsed: its registrations are stale", stale, f"{s:.2f}s after the kill"))
+        ph.notes.append(
+            f"{name} killed with SIGKILL; its lease ({lease:g}s) lapses, and its registrations stay "
+            f"answered (stale) for the grace ({state.discovery['grace']:g}s) while health checks decide"
+        )
+
+    def recover(rec: Recorder, ph: Phases) -> None:
+        dep.start_process(name)
+        renewed, s = _store_check(dep, 30, "renewed", lambda snap: not lapsed(snap) and cluster in snap.leases)
+        ph.checks.append((f"the restarted {name} holds its lease again", renewed, f"{s:.2f}s after restart"))
+
+    return _timeline(
+        dep,
+        opts,
+        scenario="agent-down",
+        record=opts.record or APP,
+        cluster=None,
+        expect="steady",
+        inject=inject,
+        recover=recover,
+    )
+
+
 def redis_failover(dep: Deployment, opts: Options) -> Report:
     from .failover import redis_failover as run_failover
 
@@ -400,6 +445,7 @@ _SCENARIOS: dict[str, Callable[[Deployment, Options], Report]] = {
     "dns-server-down": dns_server_down,
     "redis-failover": redis_failover,
     "cluster-overload": cluster_overload,
+    "agent-down": agent_down,
 }
 
 __all__ = ["SCENARIOS", "Options", "run", "netns_reason"]

@@ -19,10 +19,25 @@ import urllib.request
 from pathlib import Path
 
 from . import procs
-from .topology import APP, CHECKERS, CLUSTERS, STATE_FILE, ZONE, CheckTiming, Ports, ProcInfo, StackState, render_config
+from .topology import (
+    AGENT_LEASE,
+    AGENT_RENEW,
+    APP,
+    CHECKERS,
+    CLUSTERS,
+    DISCOVERY_GRACE,
+    DISCOVERY_INGRESS,
+    STATE_FILE,
+    ZONE,
+    CheckTiming,
+    Ports,
+    ProcInfo,
+    StackState,
+    render_config,
+)
 
 SENTINEL_MASTER = "geodns"
-STOP_ORDER = ("checker", "server", "ingress", "sentinel", "redis")
+STOP_ORDER = ("agent", "checker", "server", "ingress", "sentinel", "redis")
 
 
 def shipped_geoip() -> Path:
@@ -32,13 +47,21 @@ def shipped_geoip() -> Path:
 
 
 class Stack:
-    def __init__(self, directory: Path, ports: Ports, timing: CheckTiming, mode: str = "redis"):
+    def __init__(
+        self, directory: Path, ports: Ports, timing: CheckTiming, mode: str = "redis", discovery: bool = False
+    ):
         """``mode``: redis (one Redis), sentinel (primary, replica, three sentinels) or memory
-        (no Redis: one server with its embedded checker)."""
+        (no Redis: one server with its embedded checker).  ``discovery``: the clusters register
+        through ``geodns agent`` processes, one per cluster, each watching a Kubernetes API of its
+        own (``tooling/kubeapi.py``, served from this process) seeded with the cluster's Service."""
+        if discovery and mode == "memory":
+            raise ValueError("discovery needs a shared store (the agents write to Redis)")
         self.dir = Path(directory)
         self.ports = ports
         self.timing = timing
         self.mode = mode
+        self.discovery = discovery
+        self._kubeapis: list = []  # FakeKubeApi, one per cluster, stopped with the stack
         self.state_path = self.dir / STATE_FILE
         self.state: StackState | None = None
 
@@ -68,6 +91,13 @@ class Stack:
             mode=self.mode,
             supervisor=os.getpid(),
         )
+        if self.discovery:
+            self.state.clusters = {
+                name: {"region": region, "addresses": [ip], "ingress": f"http://{ip}:{p.ingress[i]}"}
+                for i, ((name, (region, _v4, _v6)), ip) in enumerate(zip(CLUSTERS.items(), DISCOVERY_INGRESS.values()))
+            }
+            self.state.records = {"app": APP}
+            self.state.discovery = {"renew": AGENT_RENEW, "lease": AGENT_LEASE, "grace": DISCOVERY_GRACE}
         try:
             if self.mode == "redis":
                 self._start_redis()
@@ -76,6 +106,8 @@ class Stack:
             self._save()
             self._start_ingresses()
             self._write_configs()
+            if self.discovery:
+                self._start_agents()
             self._start_servers(servers)
             if self.mode != "memory":
                 self._start_checkers()
@@ -177,22 +209,22 @@ class Stack:
     def _start_ingresses(self) -> None:
         started = []
         for (name, (region, _v4, _v6)), port in zip(CLUSTERS.items(), self.ports.ingress):
-            argv = procs.geodns_argv("sim-ingress", "--listen", f"127.0.0.1:{port}", "--name", name)
+            host = DISCOVERY_INGRESS[name] if self.discovery else "127.0.0.1"
+            argv = procs.geodns_argv("sim-ingress", "--listen", f"{host}:{port}", "--name", name)
             started.append(
                 (
                     name,
                     port,
                     self._add(
                         procs.spawn(
-                            f"ingress-{region}", "ingress", argv, self._log(f"ingress-{region}"), f"127.0.0.1:{port}"
+                            f"ingress-{region}", "ingress", argv, self._log(f"ingress-{region}"), f"{host}:{port}"
                         )
                     ),
                 )
             )
-        for name, port, info in started:  # started together, waited for in turn: start-up is import-bound
-            procs.wait_until(
-                lambda port=port: _http_ok(f"http://127.0.0.1:{port}/_sim"), 20, f"ingress {name} to answer /_sim", info
-            )
+        for name, _port, info in started:  # started together, waited for in turn: start-up is import-bound
+            url = f"http://{info.address}/_sim"
+            procs.wait_until(lambda url=url: _http_ok(url), 20, f"ingress {name} to answer /_sim", info)
 
     def _config_path(self, n: int) -> Path:
         return self.dir / f"geodns-{n}.yaml"
@@ -212,6 +244,7 @@ class Stack:
                     timing=self.timing,
                     nsid=f"geodns-{n}",
                     embedded_checker=self.mode == "memory",
+                    discovery=self.discovery,
                 )
             )
 
@@ -243,6 +276,39 @@ class Stack:
                 f"geodns-{n} to answer DNS on {dns}",
                 info,
             )
+
+    def _start_agents(self) -> None:
+        """Per cluster: its Kubernetes API (in this process) holding one LoadBalancer Service for the
+        app, annotated for geodns, whose status address is the cluster's ingress; and a real
+        ``geodns agent`` watching it and registering that address in the store under a lease."""
+        from ..kubeapi import FakeKubeApi, service
+
+        assert self.state is not None
+        for (name, (region, _v4, _v6)), port in zip(CLUSTERS.items(), self.ports.ingress):
+            api = FakeKubeApi(bookmark_every=5.0).start()
+            self._kubeapis.append(api)
+            ip = DISCOVERY_INGRESS[name]
+            api.apply("services", service("app", "shop", hostname=APP[:-1], ips=(ip,), probe=f"{port}/healthz"))
+            kubeconfig = api.kubeconfig(self.dir / f"kubeconfig-{name}.json")
+            argv = procs.geodns_argv(
+                "agent",
+                "--cluster",
+                name,
+                "--region",
+                region,
+                "--store",
+                self.state.store,
+                "--kubeconfig",
+                str(kubeconfig),
+                "--renew",
+                f"{AGENT_RENEW:g}s",
+                "--lease",
+                f"{AGENT_LEASE:g}s",
+                "--agent-id",
+                f"agent-{name}",
+            )
+            address = f"kube API 127.0.0.1:{api.port}"
+            self._add(procs.spawn(f"agent-{name}", "agent", argv, self._log(f"agent-{name}"), address))
 
     def _start_checkers(self) -> None:
         assert self.state is not None
@@ -303,9 +369,11 @@ class Stack:
                 state = StackState.load(self.state_path)
             except (OSError, ValueError, TypeError):
                 pass
-        if state is None:
-            return
-        stop_state(state)
+        if state is not None:
+            stop_state(state)
+        for api in self._kubeapis:
+            api.stop()
+        self._kubeapis.clear()
 
 
 def stop_state(state: StackState) -> None:

@@ -1,4 +1,9 @@
-"""A small Kubernetes API server for the agent's tests: the real list/watch wire protocol, on loopback.
+"""A small Kubernetes API server: the real list/watch wire protocol, on loopback.
+
+Operator tooling for a laptop without Kubernetes, and the agent's tests' API server: ``geodns stack
+--discovery`` runs one per simulated cluster, seeded with annotated Services, and real ``geodns
+agent`` processes watch them.  It holds objects in memory only and checks nothing but a bearer
+token: not a Kubernetes, just enough of its API for the agent to be exercised for real.
 
 What it speaks, as kube-apiserver does (kubernetes.io/docs/reference/using-api/api-concepts/):
 
@@ -32,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-TOKEN = "geodns-test-token"
+TOKEN = "geodns-local-token"
 # plural -> (URL prefix of its group/version, kind, List kind)
 RESOURCES = {
     "services": ("/api/v1", "Service", "v1"),
