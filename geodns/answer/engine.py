@@ -336,9 +336,9 @@ _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP"
 
 
 def _ecs_value(query: Query) -> bytes | None:
-    """The query's Client Subnet option value as received (its scope octet was 0), for ``GslbAPI.client``."""
+    """The query's Client Subnet option value as received, for ``GslbAPI.client``."""
     edns = query.edns
-    return edns.ecs.echo(0) if edns is not None and edns.ecs is not None else None
+    return edns.ecs.value if edns is not None and edns.ecs is not None else None
 
 
 def _type_text(qtype: int) -> str:

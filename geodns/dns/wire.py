@@ -84,11 +84,9 @@ class ClientSubnet:
     source_prefix: int
     scope_prefix: int
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
-    raw_address: bytes  # the truncated address bytes, echoed as received
-
-    def echo(self, scope: int) -> bytes:
-        """The option payload for the response, with our scope."""
-        return struct.pack("!HBB", self.family, self.source_prefix, scope) + self.raw_address
+    # The option's value as received (checked: its scope octet is 0): what ``GslbAPI.client`` reads
+    # and ``encode.opt_record`` echoes with our scope, as the fast path hands them its ``Shape.ecs``.
+    value: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +190,7 @@ def parse_ecs(payload: bytes) -> ClientSubnet:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
     else:
         address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
-    return ClientSubnet(payload[1], payload[2], 0, address, raw)
+    return ClientSubnet(payload[1], payload[2], 0, address, payload)
 
 
 def _parse_opt(data: bytes, offset: int, rdlength: int, rclass: int, ttl: int) -> Edns:
