@@ -27,6 +27,7 @@ PACKAGE = Path(geodns.__file__).resolve().parent
 LAYERS: tuple[str, ...] = (
     "errors",  # geodns/errors.py: the Problem/ConfigError every part raises
     "logs",  # geodns/logs.py: log set-up, used by the commands
+    "segmented",  # geodns/segmented.py (the ecs branch): a bounded cache the fast path keeps; imports nothing
     "dns",  # sockets and wire format: nothing above it
     "zones",  # zone files into the lookup structure
     "dnssec",  # keys and signing over zones
