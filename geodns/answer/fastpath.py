@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..dns.encode import TCP_MAX, Answer, encode, opt_record
-from ..dns.wire import T_A, T_AAAA, Shape, parse_query, read_shape
+from ..dns.wire import T_A, T_AAAA, Shape, query_of, read_shape
 
 if TYPE_CHECKING:
     from ..dns.names import Name
@@ -195,7 +195,7 @@ class FastPath:
 
     def _encode(self, data: bytes, shape: Shape, size: int, name, selection, client: str = "") -> bytes | None:
         engine = self.engine
-        query = parse_query(data, shape)  # the reader's second half: the Query of this very shape
+        query = query_of(data, shape)  # the reader's second stage: the Query of this very shape
         if query is None:
             return None
         result = Answer(ecs_scope=selection.scope)
@@ -256,9 +256,8 @@ class FastPath:
         memo[key] = entry
         self.memo_bytes += size
 
-    def remember(self, data: bytes, tcp: bool, response: bytes, origin, rcode: int) -> None:
-        """Keep a full-path response for a static name, for the next query of the same key."""
-        shape = read_shape(data)
+    def remember(self, shape: Shape | None, tcp: bool, response: bytes, origin, rcode: int) -> None:
+        """Keep a full-path response for a static name (``shape``: its query's) for the next query of that key."""
         if shape is None or (self.engine.responder is not None and shape.qname in self.engine.responder.wire_names):
             return
         self._store(shape.base + (self._size(shape, tcp),), shape, response, origin, rcode)
