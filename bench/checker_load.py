@@ -25,11 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from geodns.config.model import CheckSpec, ClusterSpec, EndpointSpec  # noqa: E402
-from geodns.health.checker import Checker  # noqa: E402
-from geodns.state.keeper import SnapshotKeeper  # noqa: E402
-from geodns.state.memory import MemoryStore  # noqa: E402
-from geodns.state.model import Snapshot  # noqa: E402
+from geodns.config.model import CheckSpec, ClusterSpec, EndpointSpec  # noqa: E402 - imported after sys.path points at this tree
+from geodns.health.checker import Checker  # noqa: E402 - imported after sys.path points at this tree
+from geodns.state.keeper import SnapshotKeeper  # noqa: E402 - imported after sys.path points at this tree
+from geodns.state.memory import MemoryStore  # noqa: E402 - imported after sys.path points at this tree
+from geodns.state.model import Snapshot  # noqa: E402 - imported after sys.path points at this tree
 
 
 def free_port() -> int:

@@ -99,7 +99,8 @@ def worker(tree: Path, kinds: list[str], n: int, halves: int) -> None:
 
     config = Settings(config_path=tree / "config" / "geodns.yaml").load()
     engine = build_engine(config)
-    responder = engine.responder if hasattr(engine, "responder") else engine.dynamic  # main's name: dynamic
+    # Trees from before the house's renames (285b7cc, say) call the responder ``dynamic``.
+    responder = engine.responder if hasattr(engine, "responder") else engine.dynamic
     if responder is not None:
         responder.rng.seed(3)
     work = mix(kinds, 2 * n)

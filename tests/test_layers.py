@@ -21,6 +21,30 @@ import geodns
 
 PACKAGE = Path(geodns.__file__).resolve().parent
 
+# The parts from the bottom of DESIGN.md's picture up: a part imports only the parts before it here.
+# Finding no loop is not enough: an import that points up (config/ importing gslb/, say) is one
+# import away from a loop, so it fails here first.  A new part goes in at its place in the picture.
+LAYERS: tuple[str, ...] = (
+    "errors",  # geodns/errors.py: the Problem/ConfigError every part raises
+    "logs",  # geodns/logs.py: log set-up, used by the commands
+    "segmented",  # geodns/segmented.py (the ecs branch): a bounded cache the fast path keeps; imports nothing
+    "dns",  # sockets and wire format: nothing above it
+    "zones",  # zone files into the lookup structure
+    "dnssec",  # keys and signing over zones
+    "config",  # the YAML config's typed model; reads key files through dnssec/ (config/load.py)
+    "geo",  # where a client is
+    "state",  # the live table: the store and the snapshot
+    "gslb",  # the policy chain over a snapshot
+    "discovery",  # the agent, and the records its leases become (records.py, read by the DNS side)
+    "answer",  # engine, fast path, GSLB responder
+    "health",  # the checker
+    "http",  # metrics, admin API, status page
+    "process",  # server, supervisor, workers: wires the parts
+    "tooling",  # local stack, drills, simulated ingress
+    "cli",  # every `geodns` command
+    "__main__",
+)
+
 # (from part, to part) -> why it may close a loop.  Empty: every loop is a defect.
 ALLOWED_LOOP_EDGES: dict[tuple[str, str], str] = {}
 
@@ -169,6 +193,17 @@ def test_the_parts_import_each_other_one_way():
     edges = part_graph(PACKAGE)
     loop = find_loop(edges)
     assert loop is None, "import loop between parts:\n" + describe(loop, edges)
+
+
+def test_every_part_imports_only_the_parts_below_it():
+    """Each arrow points down ``LAYERS`` (DESIGN.md's picture, bottom first); a part not in the
+    table fails too, so a new part gets its place on purpose."""
+    edges = part_graph(PACKAGE)
+    parts = {part for edge in edges for part in edge}
+    assert parts - set(LAYERS) == set(), "parts missing from LAYERS in tests/test_layers.py"
+    rank = {part: i for i, part in enumerate(LAYERS)}
+    upward = {f"{a} -> {b}": where for (a, b), where in edges.items() if rank[b] >= rank[a]}
+    assert upward == {}, "imports that point up the picture"
 
 
 def test_the_sub_packages_of_a_part_import_each_other_one_way():

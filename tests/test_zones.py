@@ -576,7 +576,10 @@ def test_example_zone_file() -> None:
     zone = load_zone(EXAMPLE_ZONE)
     assert zone.origin == from_text("gslb.example.com.")
     assert (zone.serial, zone.negative_ttl) == (2026112601, 60)
-    g = lambda text: from_text(text, zone.origin)  # noqa: E731
+
+    def g(text: str):
+        return from_text(text, zone.origin)
+
     assert zone.find(g("www")).kind is MatchKind.EXACT
     assert zone.find(g("docs")).rrsets[CNAME].targets == (g("www"),)
     assert zone.find(g("shop.apps")).kind is MatchKind.WILDCARD

@@ -107,13 +107,16 @@ class AnswerEngine:
                 response, (origin, qtype, rcode), ecs = hit
                 _count_query(self.stats, (origin, qtype, rcode, tcp), ecs, start)
                 return response
+        # The reader's first stage once, for parsing and for ``remember`` (the fast path's own
+        # read stays inside it: a memo hit reads nothing).
+        shape = wire.read_shape(data)
         try:
-            query = wire.parse_query(data)
+            query = wire.query_of(data, shape)
         except FormatError as exc:
-            # parse_query raises only once the header is readable and not a response.
+            # query_of raises only once the header is readable and not a response.
             self.stats.malformed += 1
             header = wire.parse_header(data)
-            assert header is not None  # parse_query raises only once the header is readable
+            assert header is not None  # query_of raises only once the header is readable
             qid, flags = header[:2]
             rcode = wire.NOTIMP if (flags >> 11) & 0xF != wire.OPCODE_QUERY else wire.FORMERR
             if exc.query is not None:
@@ -141,7 +144,7 @@ class AnswerEngine:
         if response[2] & 0x02:
             self.stats.truncated += 1
         elif fast is not None and result.cacheable and result.rcode <= wire.NXDOMAIN and zone is not None:
-            fast.remember(data, tcp, response, zone.origin, result.rcode)
+            fast.remember(shape, tcp, response, zone.origin, result.rcode)
         elapsed = _count_query(
             self.stats,
             (zone.origin if zone is not None else None, query.qtype, result.rcode, tcp),
@@ -380,9 +383,9 @@ _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP"
 
 
 def _ecs_value(query: Query) -> bytes | None:
-    """The query's Client Subnet option value as received (its scope octet was 0), for ``GslbAPI.client``."""
+    """The query's Client Subnet option value as received, for ``GslbAPI.client``."""
     edns = query.edns
-    return edns.ecs.echo(0) if edns is not None and edns.ecs is not None else None
+    return edns.ecs.value if edns is not None and edns.ecs is not None else None
 
 
 def _type_text(qtype: int) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..dns.encode import TCP_MAX, Answer, encode, opt_record
-from ..dns.wire import T_A, T_AAAA, Shape, parse_query, read_shape
+from ..dns.wire import T_A, T_AAAA, Shape, query_of, read_shape
 from ..segmented import Segmented
 from .subnets import SubnetTemplates
 
@@ -112,11 +112,11 @@ class FastPath:
             if responder is not None:
                 found = self.templates.answer(data, client, responder, self._seen_again)
                 if found is not None:
-                    response, counted = found
+                    response, counted, dispatched = found
                     if response is not None:
                         self.hits += 1
-                        return response, counted, True  # type: ignore[return-value]
-                    return self._gslb_shaped(data, client, responder, counted)
+                        return response, counted, True
+                    return self._gslb_shaped(data, client, responder, dispatched)
             hit = self._memo_mixed_case(data, client)
             if hit is not None:
                 return hit
@@ -155,7 +155,7 @@ class FastPath:
         self.templates.clear()
         self._generation = generation
 
-    def _gslb_shaped(self, data: bytes, client: str, responder: GslbAPI, dispatched):
+    def _gslb_shaped(self, data: bytes, client: str, responder: GslbAPI, dispatched: Dispatched | None):
         """``_gslb`` for a query the templates dispatched but held no answer for (a new selection)."""
         shape = read_shape(data)
         assert shape is not None  # its shape is a template's, which this reader accepted
@@ -261,7 +261,7 @@ class FastPath:
 
     def _encode(self, data: bytes, shape: Shape, size: int, name, selection, client: str = "") -> bytes | None:
         engine = self.engine
-        query = parse_query(data, shape)  # the reader's second half: the Query of this very shape
+        query = query_of(data, shape)  # the reader's second stage: the Query of this very shape
         if query is None:
             return None
         result = Answer(ecs_scope=selection.scope)
@@ -314,9 +314,8 @@ class FastPath:
             )
         return data[:2] + body[2:10] + arcount.to_bytes(2, "big") + data[12:qend] + body[qend:]
 
-    def remember(self, data: bytes, tcp: bool, response: bytes, origin, rcode: int) -> None:
-        """Keep a full-path response for a static name, for the next query of the same key."""
-        shape = read_shape(data)
+    def remember(self, shape: Shape | None, tcp: bool, response: bytes, origin, rcode: int) -> None:
+        """Keep a full-path response for a static name (``shape``: its query's) for the next query of that key."""
         if shape is None or (self.engine.responder is not None and shape.qname in self.engine.responder.wire_names):
             return
         self._store(shape.base + (self._size(shape, tcp),), shape, response, origin, rcode)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .gslb_api import GslbAPI
+    from .gslb_api import Dispatched, GslbAPI
 
 MAX_TEMPLATES = 4096  # query shapes (name, type, flags, EDNS, family, source); cleared when full
 MAX_PLACES = 1024  # places (and selections) per shape with their templates; cleared when full
@@ -50,10 +50,10 @@ class SubnetTemplates:
 
     def answer(
         self, data: bytes, source: str, responder: GslbAPI, seen_again: Callable[[int], bool]
-    ) -> tuple[bytes | None, object] | None:
-        """For a query of a known shape: (response, counting key), or (None, the responder's
-        ``Dispatched``) when no template holds its selection yet (the caller encodes it, without
-        dispatching again).  None when the shape is not known, the address is not valid, or
+    ) -> tuple[bytes | None, tuple, Dispatched | None] | None:
+        """For a query of a known shape: (response, counting key, None), or (None, counting key,
+        the responder's ``Dispatched``) when no template holds its selection yet (the caller
+        encodes it, without dispatching again).  None when the shape is not known, the address is not valid, or
         ``seen_again`` says this very query came before (the memo takes it then): the usual
         path answers, and nothing was counted.
         """
@@ -76,15 +76,15 @@ class SubnetTemplates:
             kept = shape.places.get(id(place))
             if kept is not None and kept[0] is place and kept[1] == responder.ttl(name):
                 header, tail = kept[3][kept[2]()]  # counted as dispatch would
-                return data[:2] + header + data[12:end] + tail + data[cut:], shape.counted
+                return data[:2] + header + data[12:end] + tail + data[cut:], shape.counted, None
         dispatched = responder.dispatch(name, shape.qtype, ecs, source, listing=True)
         if dispatched is None:
             return None
         selection = dispatched.selection
         variant = shape.variants.get(id(selection))
         if variant is None or variant[0] is not selection or variant[1] != responder.ttl(name):
-            return None, dispatched
-        return data[:2] + variant[2] + data[12:end] + variant[3] + data[cut:], shape.counted
+            return None, shape.counted, dispatched
+        return data[:2] + variant[2] + data[12:end] + variant[3] + data[cut:], shape.counted, None
 
     def shape(self, data: bytes, ecs: bytes, qend: int, name, qtype: int, counted: tuple) -> _Shape | None:
         """The shape of the UDP query ``data`` (its only option ``ecs``, source above 0), known from now on;

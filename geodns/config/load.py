@@ -601,7 +601,7 @@ class _Reader:
                     self.problem(
                         _item_line(members, i, r, "clusters"), f"{path}.clusters[{i}]", f"unknown cluster {member!r}"
                     )
-            policy = self.field(r, "policy", path, values.policy, ("healthy", "geo", "weighted"))
+            policy = self.field(r, "policy", path, values.policy, model.DEFAULT_POLICY)
             fallback = self.field(r, "fallback", path, values.nonempty_str, "all")
             if fallback not in ("all", "none") and fallback not in clusters:
                 self.problem(

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the loader reads key files with dnssec.keys; the model only
     from ..dnssec.keys import SigningKey
 
 MAX_WORKERS = 256
+# The filters of a record that names none: config records and discovery.defaults alike.
+DEFAULT_POLICY: tuple[str, ...] = ("healthy", "geo", "weighted")
 
 
 @functools.cache
@@ -195,7 +197,7 @@ class RecordSpec:
     name: Name
     text: str  # as written in the config, for messages
     clusters: tuple[str, ...]
-    policy: tuple[str, ...] = ("healthy", "geo", "weighted")
+    policy: tuple[str, ...] = DEFAULT_POLICY
     ttl: int = 30
     answers: int = 1  # addresses per response, per family
     fallback: str = "all"  # all | none | <cluster name>
@@ -245,7 +247,7 @@ class DiscoveryConfig:
     zone: Name  # the served zone discovered names live in
     suffixes: tuple[Name, ...]  # names may be claimed at or below these (default: the zone)
     export_zone: Name | None = None  # east-west: `geodns.io/export` Services as <svc>.<ns>.<export_zone>
-    policy: tuple[str, ...] = ("healthy", "geo", "weighted")
+    policy: tuple[str, ...] = DEFAULT_POLICY
     ttl: int = 30
     answers: int = 1
     fallback: str = "all"  # all | none (a discovered record has no fixed cluster to fall back to)

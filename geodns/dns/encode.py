@@ -97,10 +97,10 @@ def opt_record(payload: int, rcode: int, do: bool, ecs: bytes | None, scope: int
 
 
 def _opt(query: Query, payload: int, rcode: int, ecs_scope: int, nsid: bytes | None) -> bytes:
-    """``opt_record`` for a parsed query (its ECS value rebuilt as received: the scope was 0)."""
+    """``opt_record`` for a parsed query."""
     edns = query.edns
     assert edns is not None
-    ecs = edns.ecs.echo(0) if edns.ecs is not None else None
+    ecs = edns.ecs.value if edns.ecs is not None else None
     return opt_record(payload, rcode, edns.do, ecs, ecs_scope, nsid if edns.nsid else None)
 
 

@@ -8,10 +8,12 @@ FORMERR with whatever of the header we could read).
 ``read_shape`` is the first stage and the one the answer path's fast path uses
 on its own: the common shape (one question of class IN, no records but at most
 an OPT of version 0 carrying only ECS and an empty NSID request) read into a
-``Shape``.  ``parse_query`` starts there and builds the ``Query`` from the
-shape; only what ``read_shape`` refuses (several records, unknown or repeated
+``Shape``.  ``query_of`` is the second: it builds the ``Query`` from the shape,
+and only what ``read_shape`` refused (several records, unknown or repeated
 options, other classes, meta types, odd flags, malformations) is read by the
-general record walk that follows.  ECS is checked in one place (``ecs_problem``).
+general record walk.  ``parse_query`` is the two in a row; a caller that has
+run the first stage already (the engine, after a fast-path miss) calls
+``query_of`` and reads nothing twice.  ECS is checked in one place (``ecs_problem``).
 """
 
 from __future__ import annotations
@@ -83,11 +85,9 @@ class ClientSubnet:
     source_prefix: int
     scope_prefix: int
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
-    raw_address: bytes  # the truncated address bytes, echoed as received
-
-    def echo(self, scope: int) -> bytes:
-        """The option payload for the response, with our scope."""
-        return struct.pack("!HBB", self.family, self.source_prefix, scope) + self.raw_address
+    # The option's value as received (checked: its scope octet is 0): what ``GslbAPI.client`` reads
+    # and ``encode.opt_record`` echoes with our scope, as the fast path hands them its ``Shape.ecs``.
+    value: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,7 @@ def parse_ecs(payload: bytes) -> ClientSubnet:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
     else:
         address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
-    return ClientSubnet(payload[1], payload[2], 0, address, raw)
+    return ClientSubnet(payload[1], payload[2], 0, address, payload)
 
 
 def _parse_opt(data: bytes, offset: int, rdlength: int, rclass: int, ttl: int) -> Edns:
@@ -226,16 +226,19 @@ def parse_header(data: bytes) -> tuple[int, int, int, int, int, int] | None:
     return _HEADER.unpack_from(data)
 
 
-def parse_query(data: bytes, shape: Shape | None = None) -> Query | None:
+def parse_query(data: bytes) -> Query | None:
     """Parse a query; None means drop silently (too short, or not a query at all).
 
     Raises FormatError (carrying the Query when the question was readable) for
-    anything malformed that still has a readable header.  The first stage is
-    ``read_shape`` (pass its ``shape`` when the caller already has it); the
-    record walk reads only what that stage refuses.
+    anything malformed that still has a readable header.  Both stages:
+    ``read_shape``, then ``query_of``.
     """
-    if shape is None:
-        shape = read_shape(data)
+    return query_of(data, read_shape(data))
+
+
+def query_of(data: bytes, shape: Shape | None) -> Query | None:
+    """The second stage: the ``Query`` of ``data``, whose ``read_shape`` gave ``shape`` (None: it
+    refused the message, and the record walk reads it).  As ``parse_query`` otherwise."""
     if shape is not None:
         return _query_of(data, shape)
     return _parse_records(data)

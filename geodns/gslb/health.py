@@ -93,7 +93,7 @@ def quorum_met(ups: int, voters: int, quorum: Quorum) -> bool:
         return ups >= 1
     if quorum == "all":
         return ups == voters
-    return ups >= quorum  # type: ignore[operator]
+    return ups >= quorum  # type: ignore[operator]  # a number: check_quorum allows only the three words above or an int
 
 
 def _admin_state(cluster: AdminState, endpoint: AdminState) -> str | None:

@@ -38,7 +38,7 @@ from ..state.table import ADMIN_SOURCE
 
 # The ticks one rebuild catches up at most (a server that slept a day does not loop a day).
 MAX_CATCH_UP = 1000
-# Shares closer than this are the same decision: outcome caches survive such a change.
+# Shares closer than this are the same decision: the responder's cached decisions survive such a change.
 SHARE_EPSILON = 1e-9
 # A share within this of its target has arrived: it stops moving (and TTLs go back to normal).
 SETTLED = 0.005

@@ -21,7 +21,7 @@ def traced(name: str, candidates: list[Candidate], client: Client, ctx: Context,
     """Run filter ``name`` and append its ``Step``, with the reason, to ``trace``."""
     notes: list[str] = []
     if name in NOTED:
-        out = FILTERS[name](candidates, client, ctx, notes)  # type: ignore[call-arg]
+        out = FILTERS[name](candidates, client, ctx, notes)  # type: ignore[call-arg]  # NOTED filters take a fourth argument, the notes (config/filters.py)
     else:
         out = FILTERS[name](candidates, client, ctx)
         notes.append(_reason(name, candidates, out, ctx))

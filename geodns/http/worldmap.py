@@ -276,5 +276,5 @@ def place_labels(
                 best, best_cost = box, cost
                 if cost == 0:
                     break
-        placed.append(best)  # type: ignore[arg-type]
+        placed.append(best)  # type: ignore[arg-type]  # a box: ``spots`` is never empty
     return placed

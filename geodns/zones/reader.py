@@ -84,9 +84,9 @@ def _targets(rdata: dns.rdata.Rdata) -> tuple[Name, ...]:
     """Names that additional-section processing follows (NS, MX and SRV targets; the CNAME target)."""
     rtype = rdata.rdtype
     if rtype in (NS, CNAME, SRV):
-        target = rdata.target  # type: ignore[attr-defined]
+        target = rdata.target  # type: ignore[attr-defined]  # NS, CNAME and SRV rdata classes have it; Rdata does not declare it
     elif rtype == MX:
-        target = rdata.exchange  # type: ignore[attr-defined]
+        target = rdata.exchange  # type: ignore[attr-defined]  # as above, for MX
     else:
         return ()
     return (_name(target),) if len(target) > 1 else ()  # '.': null MX, "no such service"
@@ -326,7 +326,7 @@ def _parse(text: str, source: str, origin: Name | None, default_ttl: int | None)
     reader = dns.zonefile.Reader(
         tokens,
         dns.rdataclass.IN,
-        collector,  # type: ignore[arg-type]
+        collector,  # type: ignore[arg-type]  # dnspython types a Transaction; the collector implements the calls the reader makes
         allow_directives=DIRECTIVES,
         default_ttl=default_ttl,
     )

@@ -94,7 +94,7 @@ class TextTokenizer(dns.tokenizer.Tokenizer):
         if end > start and (start == pos or not want_leading):
             if end < self.end and self.text[end] == "\\":
                 self._bad_escape(end)
-            value = match.group(1)  # type: ignore[union-attr]
+            value = match.group(1)  # type: ignore[union-attr]  # as above
             self.pos = end
             self.peeked = True
             return Token(IDENTIFIER, value, "\\" in value)
@@ -103,10 +103,10 @@ class TextTokenizer(dns.tokenizer.Tokenizer):
     def _skip(self, pos: int) -> int:
         """Past blanks, and past line ends too inside parentheses (dnspython's skip_whitespace)."""
         if self.multiline:
-            end = _BLANKS_AND_LINES.match(self.text, pos).end()  # type: ignore[union-attr]
+            end = _BLANKS_AND_LINES.match(self.text, pos).end()  # type: ignore[union-attr]  # the pattern matches the empty string
             self.line += _line_ends(self.text[pos:end])
             return end
-        return _BLANKS.match(self.text, pos).end()  # type: ignore[union-attr]
+        return _BLANKS.match(self.text, pos).end()  # type: ignore[union-attr]  # the pattern matches the empty string
 
     def _past_line_end(self, pos: int) -> int:
         """Past the line end at ``pos`` (CRLF is one), counting it."""
@@ -173,7 +173,7 @@ class TextTokenizer(dns.tokenizer.Tokenizer):
                 pos = self._skip(pos)
             else:
                 match = _BLANKS_WORD.match(text, pos)
-                end = match.end()  # type: ignore[union-attr]
+                end = match.end()  # type: ignore[union-attr]  # the pattern matches the empty string
                 if end < size and text[end] == "\\":
                     self._bad_escape(end)
                 value = text[pos:end]
@@ -181,13 +181,13 @@ class TextTokenizer(dns.tokenizer.Tokenizer):
                 return Token(IDENTIFIER, value, "\\" in value)
 
     def _comment(self, pos: int) -> tuple[int, str]:
-        end = _COMMENT.match(self.text, pos).end()  # type: ignore[union-attr]
+        end = _COMMENT.match(self.text, pos).end()  # type: ignore[union-attr]  # the pattern matches the empty string
         return end, self.text[pos:end]
 
     def _quoted(self, pos: int) -> Token:
         """A quoted string starting at ``pos``; its closing quote is left for the next get."""
         text = self.text
-        end = _QUOTED.match(text, pos).end()  # type: ignore[union-attr]
+        end = _QUOTED.match(text, pos).end()  # type: ignore[union-attr]  # the pattern matches the empty string
         value = text[pos:end]
         self.line += value.count("\n")  # escaped line ends
         if end >= self.end or text[end] == "\\":  # the text ends inside the string

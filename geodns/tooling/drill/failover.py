@@ -107,7 +107,7 @@ def redis_failover(dep: Deployment, opts) -> Report:
         ph.steady_until = rec.now()
         if not promoted:
             return
-        wrote, took, error = _write(dep.store, cluster, "drained", 15)  # type: ignore[arg-type]
+        wrote, took, error = _write(dep.store, cluster, "drained", 15)  # type: ignore[arg-type]  # a Sentinel drill runs on a local stack, whose state file names the store
         ph.checks.append(
             (
                 f"a drain of {cluster} written after the failover",
@@ -120,7 +120,7 @@ def redis_failover(dep: Deployment, opts) -> Report:
             ph.checks.append(
                 ("the drain reached every DNS server (they follow the new primary)", moved, f"{took:.2f}s")
             )
-        undone, took, error = _write(dep.store, cluster, "active", 15)  # type: ignore[arg-type]
+        undone, took, error = _write(dep.store, cluster, "active", 15)  # type: ignore[arg-type]  # as above
         back, took = _until_every_server(dep, rec, subnet, lambda a: bool(a & addresses), 10) if undone else (False, 0)
         ph.checks.append(("the undrain reached every DNS server", back, f"{took:.2f}s"))
         ph.notes.append(

@@ -198,7 +198,7 @@ def checker_partition(dep: Deployment, opts: Options) -> Report:
         dep.stop_process(name)
         if reason is None:
             argv = list(info.argv)
-            argv[argv.index("--store") + 1] = state.store_unix  # type: ignore[assignment]
+            argv[argv.index("--store") + 1] = state.store_unix  # type: ignore[assignment]  # set: ``reason`` is None only then
             if "--http-listen" in argv:  # a namespace of its own has no loopback address to serve on
                 at = argv.index("--http-listen")
                 del argv[at : at + 2]
@@ -248,7 +248,7 @@ def _store_check(dep: Deployment, timeout: float, what: str, ok: Callable) -> tu
     from ...state.store import open_store
 
     async def probe() -> bool:
-        store = open_store(dep.store)  # type: ignore[arg-type]
+        store = open_store(dep.store)  # type: ignore[arg-type]  # store drills stop and start the local stack's processes, and its state file names the store
         try:
             return bool(ok(await store.load()))
         except Exception:  # noqa: BLE001 - unreachable or empty: poll again
@@ -309,7 +309,7 @@ def redis_down(dep: Deployment, opts: Options) -> Report:
         )
         ph.checks.append(("both checkers report again", voters, f"{s:.2f}s after restart"))
 
-    wrote, _took, error = _write(dep.store, drained, "drained", 10)  # type: ignore[arg-type]
+    wrote, _took, error = _write(dep.store, drained, "drained", 10)  # type: ignore[arg-type]  # as in _store_check
     if not wrote:
         raise DrillError(f"could not drain {drained} through the store before the drill: {error}")
     try:
@@ -333,7 +333,7 @@ def redis_down(dep: Deployment, opts: Options) -> Report:
             recover=recover,
         )
     finally:
-        _write(dep.store, drained, "active", 10)  # type: ignore[arg-type]
+        _write(dep.store, drained, "active", 10)  # type: ignore[arg-type]  # as in _store_check
     return report
 
 

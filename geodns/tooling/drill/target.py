@@ -81,7 +81,7 @@ class Deployment:
         old = state.processes[name]
         new = procs.spawn(old.name, old.role, old.argv, Path(old.log), old.address)
         state.processes[name] = new
-        state.save(self.stack_path)  # type: ignore[arg-type]
+        state.save(self.stack_path)  # type: ignore[arg-type]  # a local stack: only then are there processes to start
         return new
 
     def spawn_extra(self, name: str, argv: list[str], log: Path) -> ProcInfo:
