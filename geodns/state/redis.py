@@ -63,9 +63,9 @@ import math
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -79,6 +79,8 @@ from . import codec, table
 from .model import AdminState, Cluster, Lease, LoadReport, Observation, Snapshot
 from .sentinel import SENTINEL_SCHEMES, SentinelURL, master_client, parse_sentinel_url  # noqa: F401  (re-exported)
 from .store import StateStore, StoreUnavailable
+
+T = TypeVar("T")
 
 DEFAULT_PREFIX = "geodns:"
 
@@ -475,6 +477,18 @@ class RedisStore(StateStore):
         for checker, batch in by_checker.items():
             await self._report_one(checker, batch)
 
+    async def _watched(self, key: str, attempt: Callable[[Any], Awaitable[T]]) -> T:
+        """Optimistic locking on one key: ``attempt(pipe)`` reads under WATCH, calls ``pipe.multi()``,
+        queues its writes and executes; run again whenever another client changed ``key`` in between."""
+        with self._unavailable():
+            async with self._redis().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        return await attempt(pipe)
+                    except WatchError:
+                        continue
+
     async def _report_one(self, checker: str, batch: list[Observation]) -> None:
         """Merge one checker's batch into its hash; publish only a notable change.
 
@@ -482,32 +496,28 @@ class RedisStore(StateStore):
         safe; different checkers never touch each other's keys.
         """
         key = self._obs_key(checker)
-        with self._unavailable():
-            async with self._redis().pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        now = time.time()
-                        fields = cast("dict[str, str]", await pipe.hgetall(key))  # decode_responses=True: str
-                        live = {f: codec.load_observation(checker, f, t) for f, t in fields.items()}
-                        stale = [f for f, o in live.items() if o.expires < now]
-                        notable = any(table.notable_change(live.get(codec.observation_field(o)), o, now) for o in batch)
-                        fresh = {codec.observation_field(o): o for o in batch}
-                        latest = max(o.expires for o in [*live.values(), *fresh.values()])
-                        pipe.multi()
-                        pipe.hset(key, mapping={f: codec.dump_observation(o) for f, o in fresh.items()})
-                        gone = [f for f in stale if f not in fresh]
-                        if gone:
-                            pipe.hdel(key, *gone)
-                        pipe.pexpireat(key, math.ceil(latest * 1000))
-                        pipe.zadd(self._k_checkers, {checker: latest})
-                        pipe.zremrangebyscore(self._k_checkers, "-inf", f"({now!r}")
-                        if notable:
-                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
-                        await pipe.execute()
-                        return
-                    except WatchError:
-                        continue
+
+        async def attempt(pipe):
+            now = time.time()
+            fields = cast("dict[str, str]", await pipe.hgetall(key))  # decode_responses=True: str
+            live = {f: codec.load_observation(checker, f, t) for f, t in fields.items()}
+            stale = [f for f, o in live.items() if o.expires < now]
+            notable = any(table.notable_change(live.get(codec.observation_field(o)), o, now) for o in batch)
+            fresh = {codec.observation_field(o): o for o in batch}
+            latest = max(o.expires for o in [*live.values(), *fresh.values()])
+            pipe.multi()
+            pipe.hset(key, mapping={f: codec.dump_observation(o) for f, o in fresh.items()})
+            gone = [f for f in stale if f not in fresh]
+            if gone:
+                pipe.hdel(key, *gone)
+            pipe.pexpireat(key, math.ceil(latest * 1000))
+            pipe.zadd(self._k_checkers, {checker: latest})
+            pipe.zremrangebyscore(self._k_checkers, "-inf", f"({now!r}")
+            if notable:
+                pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+            await pipe.execute()
+
+        await self._watched(key, attempt)
 
     # -- discovery agents' writes ----------------------------------------------------
 
@@ -523,21 +533,18 @@ class RedisStore(StateStore):
     async def publish_lease(self, lease: Lease) -> int:
         """Replace the cluster's lease under WATCH; publish only a notable change (``table.notable_lease``)."""
         key = self._lease_key(lease.cluster)
-        with self._unavailable():
-            async with self._redis().pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        now = time.time()
-                        notable = table.notable_lease(await self._stored_lease(pipe, lease.cluster), lease, now)
-                        pipe.multi()
-                        self._write_lease(pipe, lease, now)
-                        if notable:
-                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
-                        pipe.get(self._k_version)
-                        return int((await pipe.execute())[-1] or 0)
-                    except WatchError:
-                        continue
+
+        async def attempt(pipe):
+            now = time.time()
+            notable = table.notable_lease(await self._stored_lease(pipe, lease.cluster), lease, now)
+            pipe.multi()
+            self._write_lease(pipe, lease, now)
+            if notable:
+                pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+            pipe.get(self._k_version)
+            return int((await pipe.execute())[-1] or 0)
+
+        return await self._watched(key, attempt)
 
     def _write_lease(self, pipe, lease: Lease, now: float) -> None:
         key = self._lease_key(lease.cluster)
@@ -548,42 +555,36 @@ class RedisStore(StateStore):
 
     async def renew_lease(self, cluster: str, agent: str, renewed: float, expires: float) -> bool:
         key = self._lease_key(cluster)
-        with self._unavailable():
-            async with self._redis().pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        old = await self._stored_lease(pipe, cluster)
-                        if old is None:
-                            await pipe.unwatch()
-                            return False
-                        now = time.time()
-                        pipe.multi()
-                        self._write_lease(pipe, replace(old, agent=agent, renewed=renewed, expires=expires), now)
-                        if old.expires <= now:
-                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
-                        await pipe.execute()
-                        return True
-                    except WatchError:
-                        continue
+
+        async def attempt(pipe):
+            old = await self._stored_lease(pipe, cluster)
+            if old is None:
+                await pipe.unwatch()
+                return False
+            now = time.time()
+            pipe.multi()
+            self._write_lease(pipe, replace(old, agent=agent, renewed=renewed, expires=expires), now)
+            if old.expires <= now:
+                pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+            await pipe.execute()
+            return True
+
+        return await self._watched(key, attempt)
 
     async def drop_lease(self, cluster: str) -> int:
         key = self._lease_key(cluster)
-        with self._unavailable():
-            async with self._redis().pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        present = bool(await pipe.exists(key))
-                        pipe.multi()
-                        pipe.delete(key)
-                        pipe.zrem(self._k_leases, cluster)
-                        if present:
-                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
-                        pipe.get(self._k_version)
-                        return int((await pipe.execute())[-1] or 0)
-                    except WatchError:
-                        continue
+
+        async def attempt(pipe):
+            present = bool(await pipe.exists(key))
+            pipe.multi()
+            pipe.delete(key)
+            pipe.zrem(self._k_leases, cluster)
+            if present:
+                pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+            pipe.get(self._k_version)
+            return int((await pipe.execute())[-1] or 0)
+
+        return await self._watched(key, attempt)
 
     async def report_load(self, reports: Sequence[LoadReport]) -> int:
         """Merge readings into the loads hash under WATCH; publish only a notable change.
@@ -591,33 +592,30 @@ class RedisStore(StateStore):
         A stored field that no longer decodes is overwritten or pruned, never built on.
         """
         key = self._k_loads
-        with self._unavailable():
-            async with self._redis().pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        now = time.time()
-                        live: dict[str, LoadReport | None] = {}
-                        fields = cast("dict[str, str]", await pipe.hgetall(key))  # decode_responses=True: str
-                        for f, t in fields.items():
-                            try:
-                                live[f] = codec.load_load(f, t)
-                            except ValueError:
-                                live[f] = None
-                        fresh = {codec.load_field(r): r for r in reports}
-                        notable = any(table.notable_load(live.get(f), r, now) for f, r in fresh.items())
-                        gone = [f for f, r in live.items() if f not in fresh and (r is None or r.expires < now)]
-                        kept = [r.expires for f, r in live.items() if r is not None and f not in gone]
-                        latest = max([*kept, *(r.expires for r in fresh.values())], default=now)
-                        pipe.multi()
-                        if fresh:
-                            pipe.hset(key, mapping={f: codec.dump_load(r) for f, r in fresh.items()})
-                        if gone:
-                            pipe.hdel(key, *gone)
-                        pipe.pexpireat(key, math.ceil(latest * 1000))
-                        if notable:
-                            pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
-                        pipe.get(self._k_version)
-                        return int((await pipe.execute())[-1] or 0)
-                    except WatchError:
-                        continue
+
+        async def attempt(pipe):
+            now = time.time()
+            live: dict[str, LoadReport | None] = {}
+            fields = cast("dict[str, str]", await pipe.hgetall(key))  # decode_responses=True: str
+            for f, t in fields.items():
+                try:
+                    live[f] = codec.load_load(f, t)
+                except ValueError:
+                    live[f] = None
+            fresh = {codec.load_field(r): r for r in reports}
+            notable = any(table.notable_load(live.get(f), r, now) for f, r in fresh.items())
+            gone = [f for f, r in live.items() if f not in fresh and (r is None or r.expires < now)]
+            kept = [r.expires for f, r in live.items() if r is not None and f not in gone]
+            latest = max([*kept, *(r.expires for r in fresh.values())], default=now)
+            pipe.multi()
+            if fresh:
+                pipe.hset(key, mapping={f: codec.dump_load(r) for f, r in fresh.items()})
+            if gone:
+                pipe.hdel(key, *gone)
+            pipe.pexpireat(key, math.ceil(latest * 1000))
+            if notable:
+                pipe.eval(_BUMP, 1, self._k_version, self.channel, "0")
+            pipe.get(self._k_version)
+            return int((await pipe.execute())[-1] or 0)
+
+        return await self._watched(key, attempt)
