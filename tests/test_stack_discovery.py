@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from geodns.tooling.drill.scenarios import Options, run
 from geodns.tooling.drill.target import Deployment
 from geodns.tooling.stack import procs
 from geodns.tooling.stack.topology import APP, STATE_FILE, StackState
+from tests.test_stack_drills import running_stack
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
@@ -27,23 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("stack")
-    argv = [sys.executable, "-m", "geodns", "stack", "--discovery", "--dir", str(directory), "--base-port", "0"]
-    with open(directory / "stack.out", "wb") as log:
-        proc = subprocess.Popen([*argv, "--interval", "0.5"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        deadline = time.monotonic() + 90
-        while b"Ctrl-C stops everything" not in (directory / "stack.out").read_bytes():
-            assert proc.poll() is None, (directory / "stack.out").read_text()
-            assert time.monotonic() < deadline, (directory / "stack.out").read_text()
-            time.sleep(0.1)
+    with running_stack(
+        tmp_path_factory.mktemp("stack"), "--discovery", "--interval", "0.5", ready_within=90
+    ) as directory:
         yield directory
-    finally:
-        listed = StackState.load(directory / STATE_FILE).processes.values() if (directory / STATE_FILE).exists() else []
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, (directory / "stack.out").read_text()
-        left = [p for p in listed if procs.alive(p)]
-        assert not left, f"still running after the stack stopped: {left}"
 
 
 def test_the_clusters_register_through_agents_and_each_place_gets_its_own(stack):

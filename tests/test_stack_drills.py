@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,29 +35,15 @@ PROMISE = FALL * INTERVAL + 1.0  # the issue's bound: fall x interval + 1 s
 SLACK = 0.5  # scheduling slack on a busy CI machine
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(directory: Path, *options: str, ready_within: float = 60) -> Iterator[Path]:
+    """``geodns stack OPTIONS`` in ``directory`` on free ports, until it says it is up; stopped with
+    SIGTERM on the way out, when every process it listed must be gone."""
+    argv = [sys.executable, "-m", "geodns", "stack", *options, "--dir", str(directory), "--base-port", "0"]
     with open(directory / "stack.out", "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "geodns",
-                "stack",
-                "--dir",
-                str(directory),
-                "--base-port",
-                "0",
-                "--interval",
-                str(INTERVAL),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_within
         while b"Ctrl-C stops everything" not in (directory / "stack.out").read_bytes():
             assert proc.poll() is None, (directory / "stack.out").read_text()
             assert time.monotonic() < deadline, (directory / "stack.out").read_text()
@@ -67,6 +55,12 @@ def stack(tmp_path_factory):
         assert proc.wait(30) == 0, (directory / "stack.out").read_text()
         left = [p for p in listed if procs.alive(p)]
         assert not left, f"still running after the stack stopped: {left}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("stack"), "--interval", str(INTERVAL)) as directory:
+        yield directory
 
 
 def drill(stack: Path, scenario: str, **options) -> dict:
