@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .safe import Handler, answer_safely
 from .tcp import TcpConnection, TcpLimits, TcpTable
+from .udp import CALLS, BatchUDP
 
 log = logging.getLogger("geodns.dns")
 
@@ -70,10 +71,11 @@ class Listener:
     handler: Handler
     limits: TcpLimits = field(default_factory=TcpLimits)
     stats: ListenerStats = field(default_factory=ListenerStats)
-    udp: asyncio.DatagramTransport | None = None
+    udp: BatchUDP | asyncio.DatagramTransport | None = None
     tcp: asyncio.base_events.Server | None = None
     reuse_port: bool = False  # SO_REUSEPORT: several worker processes share this address
     sockets: tuple | None = None  # (TCP, UDP) already bound: a worker's, from its supervisor
+    batch_udp: bool = True  # recvmmsg/sendmmsg (udp.py) where the platform has them; else asyncio's endpoint
 
     def __post_init__(self) -> None:
         self.table = TcpTable(self.limits, self.stats)
@@ -102,7 +104,12 @@ class Listener:
             break
         self.port = port
         self.tcp = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock, backlog=1024)
-        self.udp, _ = await loop.create_datagram_endpoint(lambda: _UDP(self.handler, self.stats), sock=udp_sock)
+        if self.batch_udp and CALLS is not None:
+            batch = BatchUDP(udp_sock, self.handler, self.stats)
+            batch.start()
+            self.udp = batch
+        else:
+            self.udp, _ = await loop.create_datagram_endpoint(lambda: _UDP(self.handler, self.stats), sock=udp_sock)
 
     async def close(self) -> None:
         if self.udp is not None:
