@@ -7,10 +7,14 @@ full cache, or evicting its oldest entry, lets such a flood push out the
 entries that steady traffic hits every second.
 
 So a new key enters *probation*, a small FIFO segment; a hit there promotes it
-to the *protected* segment, an LRU that only promotions ever grow.  One-time
-keys come and go through probation and never touch protected; a protected
-entry that falls off the LRU end gets one more chance in probation.  (SLRU, as
-in Karedla et al. 1994; the same idea as 2Q and as the W-TinyLFU window.)
+to the *protected* segment, which only promotions ever grow.  One-time keys
+come and go through probation and never touch protected; the entry promoted
+longest ago leaves protected first and gets one more chance in probation,
+where its next hit promotes it again.  (SLRU, as in Karedla et al. 1994; the
+same idea as 2Q and as the W-TinyLFU window.)  Protected keeps promotion order,
+not recency: a hit there is then a plain dict look-up (``hit``), which is what
+the fast path's memo does for nearly every query, and what the second chance
+costs is one trip through probation for an entry still in use.
 """
 
 from __future__ import annotations
@@ -33,8 +37,7 @@ class Segmented:
         "_weigh",
         "_max_weight",
         "weight",
-        "hits",
-        "misses",
+        "hit",
     )
 
     def __init__(
@@ -51,20 +54,17 @@ class Segmented:
         self._weigh = weigh
         self._max_weight = max_weight
         self.weight = 0
-        self.hits = 0  # look-ups answered, from either segment
-        self.misses = 0
+        # The protected segment's own look-up (``dict.get``): a hit costs no more than a dict's.
+        # ``None`` when the key is not there (or holds None); ``get`` looks in probation too.
+        self.hit = self.protected.get
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         value = self.protected.get(key, _MISSING)
         if value is not _MISSING:
-            self.hits += 1
-            self.protected.move_to_end(key)
             return value
         value = self.probation.pop(key, _MISSING)
         if value is _MISSING:
-            self.misses += 1
             return default
-        self.hits += 1
         self._promote(key, value)
         return value
 

@@ -100,9 +100,11 @@ class FastPath:
         if not tcp:
             rest = data[2:]
             memo = self.memo
-            entry = memo.get(rest)
-            if entry is None and responder is not None:
-                entry = memo.get((rest, client))
+            entry = memo.hit(rest)
+            if entry is None:
+                entry = memo.get(rest)
+                if entry is None and responder is not None:
+                    entry = memo.get((rest, client))
             if entry is not None:
                 self.hits += 1
                 tail = entry[0]
