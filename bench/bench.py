@@ -1,9 +1,10 @@
 """Side-by-side benchmark: geodns against gdnsd, on loopback, in one run.
 
-Both servers serve the same zone and the same three-way weighted record; each
-runs in turn pinned to one core while dnsperf, pinned to the other, drives it.
-Results are ratios measured minutes apart on the same machine, which is what
-survives a shared, noisy host.  Nothing is installed here: missing tools are
+Both servers serve the same zone and the same three-way weighted record; both
+run pinned to one core while dnsperf, pinned to the other, drives one at a time,
+taking turns for ``--rounds`` rounds (the median of each is reported).  Results
+are ratios of runs seconds apart on the same machine, which is what survives a
+shared, noisy host whose speed drifts over minutes.  Nothing is installed here: missing tools are
 named and the run stops.
 
     bench/run                      # everything (about 2-3 minutes)
@@ -19,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -284,6 +286,9 @@ def main() -> int:
     ap.add_argument(
         "--only", default="static,weighted,gslb-ecs,geo,scaling,memory", help="comma-separated parts to run"
     )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="side-by-side runs per server, taking turns; the median is reported"
+    )
     args = ap.parse_args()
     missing = [t for t in ("dnsperf", "gdnsd", "taskset") if shutil.which(t) is None]
     if missing:
@@ -308,42 +313,67 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="geodns-bench-") as tmp:
         work = Path(tmp)
 
-        def measure(server: Server, workload: str, queries: Path, binary: bool) -> Result:
-            cpu = server.cpu_seconds()
-            qps, avg, lost, _ = dnsperf(server.port, queries, binary, args.seconds, client_core)
-            cpu_pct = 100 * (server.cpu_seconds() - cpu) / args.seconds
-            _, _, half_lost, p99 = dnsperf(
-                server.port, queries, binary, min(args.seconds, 4), client_core, max_qps=qps / 2
-            )
-            r = Result(server.name, workload, qps, avg, half_lost, p99, cpu_pct)
-            print(
-                f"  {r.server:7} {r.workload:24} {r.qps:>10,.0f} q/s  server cpu {cpu_pct:3.0f}%  "
-                f"avg {r.avg_ms:.3f} ms  at 50%: loss {r.lost_pct:.2f}% p99 {r.p99_ms or 0:.3f} ms  "
-                f"(full-load loss {lost:.2f}%)"
-            )
-            return r
+        def measure(servers: list[tuple[Server, str]], queries: Path, binary: bool) -> list[Result]:
+            """Full-load rounds of the servers in turn (the median of ``--rounds`` each: the machine's
+            speed drifts over minutes, and taking turns gives each server the same drift), then
+            one run of each at half its rate for loss and p99."""
+            rates: list[list[float]] = [[] for _ in servers]
+            cpus: list[list[float]] = [[] for _ in servers]
+            avgs: list[list[float]] = [[] for _ in servers]
+            losses: list[list[float]] = [[] for _ in servers]
+            for _ in range(args.rounds):
+                for i, (server, _workload) in enumerate(servers):
+                    cpu = server.cpu_seconds()
+                    qps, avg, lost, _ = dnsperf(server.port, queries, binary, args.seconds, client_core)
+                    rates[i].append(qps)
+                    cpus[i].append(100 * (server.cpu_seconds() - cpu) / args.seconds)
+                    avgs[i].append(avg)
+                    losses[i].append(lost)
+            out = []
+            for i, (server, workload) in enumerate(servers):
+                qps = statistics.median(rates[i])
+                _, _, half_lost, p99 = dnsperf(
+                    server.port, queries, binary, min(args.seconds, 4), client_core, max_qps=qps / 2
+                )
+                r = Result(
+                    server.name, workload, qps, statistics.median(avgs[i]), half_lost, p99, statistics.median(cpus[i])
+                )
+                spread = ", ".join(f"{q:,.0f}" for q in rates[i])
+                print(
+                    f"  {r.server:7} {r.workload:24} {r.qps:>10,.0f} q/s  server cpu {r.cpu_pct:3.0f}%  "
+                    f"avg {r.avg_ms:.3f} ms  at 50%: loss {r.lost_pct:.2f}% p99 {r.p99_ms or 0:.3f} ms  "
+                    f"(full-load loss {max(losses[i]):.2f}%; rounds {spread})"
+                )
+                out.append(r)
+            return out
 
         for kind in ("static", "weighted", "gslb-ecs"):
             if kind not in parts:
                 continue
             queries, binary = write_queries(work, kind)
-            port = free_port()
-            gd = Server("gdnsd", ["gdnsd", "-c", str(gdnsd_dir(work, port)), "start"], port, server_core)
+            gd_port, ge_port = free_port(), free_port()
+            policy = "[healthy, geo, weighted]" if kind == "gslb-ecs" else "[weighted]"
+            cfg = geodns_config(work, ge_port, policy=policy)
+            gd = Server("gdnsd", ["gdnsd", "-c", str(gdnsd_dir(work, gd_port)), "start"], gd_port, server_core)
             try:
-                results.append(measure(gd, kind if kind != "gslb-ecs" else "weighted (ECS ignored)", queries, binary))
+                ge = Server(
+                    "geodns", geodns + ["--log-level", "warning", "serve", "--config", str(cfg)], ge_port, server_core
+                )
+                try:
+                    dnsperf(ge.port, queries, binary, 1, client_core)  # warm: the memo and templates fill
+                    gd_r, ge_r = measure(
+                        [
+                            (gd, kind if kind != "gslb-ecs" else "weighted (ECS ignored)"),
+                            (ge, kind if kind != "gslb-ecs" else "geo+weighted, MaxMind test DB"),
+                        ],
+                        queries,
+                        binary,
+                    )
+                finally:
+                    ge.stop()
             finally:
                 gd.stop()
-            port = free_port()
-            policy = "[healthy, geo, weighted]" if kind == "gslb-ecs" else "[weighted]"
-            cfg = geodns_config(work, port, policy=policy)
-            ge = Server("geodns", geodns + ["--log-level", "warning", "serve", "--config", str(cfg)], port, server_core)
-            try:
-                results.append(
-                    measure(ge, kind if kind != "gslb-ecs" else "geo+weighted, MaxMind test DB", queries, binary)
-                )
-            finally:
-                ge.stop()
-            ge_r, gd_r = results[-1], results[-2]
+            results += [gd_r, ge_r]
             print(
                 f"  ratio geodns/gdnsd ({kind}): {ge_r.qps / gd_r.qps:.2f}; per CPU second: "
                 f"{_per_cpu(ge_r) / _per_cpu(gd_r):.2f}"
