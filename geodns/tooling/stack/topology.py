@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -66,19 +67,42 @@ class Ports:
     checker: list[int] = field(default_factory=lambda: list(DEFAULTS["checker"]))  # each checker's HTTP port
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+_GIVEN: set[int] = set()  # ports this process handed out: never twice, even before their owner binds them
+
+
 def free_port() -> int:
-    """A loopback port free for TCP *and* UDP: a DNS listener needs both, and the kernel's TCP
-    pick can be a port some resolver's or dig's UDP socket holds at that moment."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
+    """A loopback port free for TCP *and* UDP (a DNS listener needs both), below the kernel's
+    ephemeral range: a port picked inside it can be taken, between this check and its use, by
+    any client socket (a resolver's, dig's, a Redis client's) the kernel gives a port of its
+    own, and then the listener cannot bind."""
+    low, _high = _ephemeral_range()
+    first = max(10_000, low - 12_000)
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(first, low) if first < low else 0
+        if port in _GIVEN:
+            continue
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        ):
+            try:
+                tcp.bind(("127.0.0.1", port))
+                port = tcp.getsockname()[1]
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise OSError("no free loopback port for TCP and UDP")
 
 
 def layout(base_port: int | None) -> Ports:
