@@ -112,7 +112,7 @@ class FastPath:
                     tail = entry[3][entry[4]()]
                 return data[:2] + tail, entry[1], entry[2]
             if responder is not None:
-                found = self.templates.answer(data, client, responder, self._seen_again)
+                found = self.templates.answer(data, rest, client, responder, self._seen_again)
                 if found is not None:
                     response, counted, dispatched = found
                     if response is not None:

@@ -49,7 +49,7 @@ class SubnetTemplates:
         self.entries: dict[bytes, _Shape] = {}
 
     def answer(
-        self, data: bytes, source: str, responder: GslbAPI, seen_again: Callable[[int], bool]
+        self, data: bytes, rest: bytes, source: str, responder: GslbAPI, seen_again: Callable[[int], bool]
     ) -> tuple[bytes | None, tuple, Dispatched | None] | None:
         """For a query of a known shape: (response, counting key, None), or (None, counting key,
         the responder's ``Dispatched``) when no template holds its selection yet (the caller
@@ -64,10 +64,22 @@ class SubnetTemplates:
         if k <= 0:
             return None
         cut = len(data) - k
-        shape = self.entries.get(data[2:12] + data[12:end].lower() + data[end:cut])
-        if shape is None or shape.k != k:
+        # ``rest`` is the query after its ID, as the memo looked it up (its hash already made):
+        # with the name in lower case, as nearly every query has it, it is also the key here.
+        shape = self.entries.get(rest[: cut - 2])
+        whole = rest
+        if shape is None:
+            name = data[12:end]
+            lowered = name.lower()
+            if lowered == name:
+                return None
+            shape = self.entries.get(data[2:12] + lowered + data[end:cut])
+            if shape is None:
+                return None
+            whole = shape.key + data[cut:]
+        if shape.k != k:
             return None
-        if data[-1] & shape.mask or seen_again(hash(shape.key + data[cut:])):
+        if data[-1] & shape.mask or seen_again(hash(whole)):
             return None  # bits past the source prefix (the full path refuses it), or a repeat
         name = shape.name
         ecs = data[cut - 4 :]
@@ -76,7 +88,7 @@ class SubnetTemplates:
             kept = shape.places.get(id(place))
             if kept is not None and kept[0] is place and kept[1] == responder.ttl(name):
                 header, tail = kept[3][kept[2]()]  # counted as dispatch would
-                return data[:2] + header + data[12:end] + tail + data[cut:], shape.counted, None
+                return b"".join((data[:2], header, data[12:end], tail, data[cut:])), shape.counted, None
         dispatched = responder.dispatch(name, shape.qtype, ecs, source, listing=True)
         if dispatched is None:
             return None
@@ -84,7 +96,7 @@ class SubnetTemplates:
         variant = shape.variants.get(id(selection))
         if variant is None or variant[0] is not selection or variant[1] != responder.ttl(name):
             return None, shape.counted, dispatched
-        return data[:2] + variant[2] + data[12:end] + variant[3] + data[cut:], shape.counted, None
+        return b"".join((data[:2], variant[2], data[12:end], variant[3], data[cut:])), shape.counted, None
 
     def shape(self, data: bytes, ecs: bytes, qend: int, name, qtype: int, counted: tuple) -> _Shape | None:
         """The shape of the UDP query ``data`` (its only option ``ecs``, source above 0), known from now on;

@@ -105,11 +105,14 @@ class BatchUDP:
         self._send_u32 = memoryview(self._send).cast("B").cast("I")
         self._send_u64 = memoryview(self._send).cast("B").cast("Q")  # name pointer at 8i
         self._out_len = memoryview(self._iov_out).cast("B").cast("Q")  # iov_len at 2i+1
-        self._in_view, self._out_view = memoryview(self._in), memoryview(self._out)
+        self._out_view = memoryview(self._out)
         self._names_view = memoryview(self._names).cast("B")
         self._names_u32 = self._names_view.cast("I")
         self._recv_addr, self._send_addr = ctypes.addressof(self._recv), ctypes.addressof(self._send)
-        self._clients: dict[int | bytes, str] = {}  # sockaddr address octets -> text, as recvfrom would give it
+        self._clients: dict[int | bytes, str] = {}
+        self._used = BATCH  # slots the last receive filled (a failed one: -1, none)
+        for i in range(BATCH):
+            self._recv[i].hdr.namelen = _NAME  # sockaddr address octets -> text, as recvfrom would give it
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -146,14 +149,14 @@ class BatchUDP:
         assert CALLS is not None
         recvmmsg, sendmmsg = CALLS
         recv_u32, send_u32, send_u64, out_len = self._recv_u32, self._send_u32, self._send_u64, self._out_len
-        in_view, out_view, names_base = self._in_view, self._out_view, self._names_base
+        received, out_view, names_base = self._in, self._out_view, self._names_base
         handler, stats, clients = self.handler, self.stats, self._clients
         v4 = not self._v6
         names_u32, names_view = self._names_u32, self._names_view
         for _ in range(ROUNDS):
-            for i in range(BATCH):
+            for i in range(self._used):  # the address lengths the kernel set last time
                 recv_u32[16 * i + 2] = _NAME
-            n = recvmmsg(self._fd, self._recv_addr, BATCH, _MSG_DONTWAIT, None)
+            n = self._used = recvmmsg(self._fd, self._recv_addr, BATCH, _MSG_DONTWAIT, None)
             if n <= 0:
                 if n < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                     log.debug("udp receive error: %s", errno.errorcode.get(ctypes.get_errno(), "?"))
@@ -162,7 +165,7 @@ class BatchUDP:
             sending = 0
             for i in range(n):
                 start = i * SLOT
-                data = bytes(in_view[start : start + recv_u32[16 * i + 14]])
+                data = received[start : start + recv_u32[16 * i + 14]]
                 client = clients.get(names_u32[8 * i + 1] if v4 else bytes(names_view[i * _NAME + 8 : i * _NAME + 28]))
                 if client is None:
                     client = self._client(i)
