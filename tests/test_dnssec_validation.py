@@ -301,3 +301,32 @@ def test_a_validator_whose_clock_is_past_the_expiry_fails_and_one_within_the_bac
 
 def _date(unix: int) -> str:
     return f'  val-override-date: "{time.strftime("%Y%m%d%H%M%S", time.gmtime(unix))}"\n'
+
+
+_RRSIGS_AT = {
+    "www": ["A", "AAAA", "NSEC"],
+    "app": ["NSEC"],  # a GSLB name: its A and AAAA signatures depend on the client
+    "docs": ["CNAME", "NSEC"],
+    "nothing": ["NSEC"],
+    "b.ent": ["NSEC"],
+    "shop.apps": ["A", "NSEC"],  # the wildcard's A, signed as the name's own
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RRSIGS_AT))
+def test_a_query_for_rrsig_gets_the_signatures_at_the_name(signed, name):
+    """A NODATA for type RRSIG would be proved by an NSEC listing RRSIG: a contradiction (unbound:
+    SERVFAIL).  The answer is the signatures at the name, each over what a query for its type gets."""
+    server, resolver, key = signed
+    through = resolver.ask(dns.name.from_text(name, ZONE_NAME).to_text(), "RRSIG")
+    assert through.rcode() == dns.rcode.NOERROR, (through.to_text(), resolver.output()[-2000:])
+    response = direct(server, name, "RRSIG")
+    owner = dns.name.from_text(name, ZONE_NAME)
+    covered = sorted(dns.rdatatype.to_text(rdata.covers()) for rrset in response.answer for rdata in rrset)
+    assert covered == sorted(_RRSIGS_AT[name]) and response.rcode() == dns.rcode.NOERROR, response.to_text()
+    keys = {ZONE_NAME: dnskeys(server)[ZONE_NAME]}
+    for rrset in response.answer:
+        for rdata in rrset:
+            data = direct(server, name, dns.rdatatype.to_text(rdata.covers()))
+            target = data.find_rrset(data.answer, owner, dns.rdataclass.IN, rdata.covers())
+            dns.dnssec.validate_rrsig(target, rdata, keys)  # raises when it does not verify

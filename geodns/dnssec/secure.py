@@ -94,6 +94,9 @@ class Signing:
             result.authority.append(nsec(cut.name, _CUT, zone.negative_ttl))
         elif qtype == T_NSEC:
             self._own_nsec(zone, qname, result)
+        elif qtype == T_RRSIG:
+            if self._own_rrsigs(zone, qname, result, now, counters):
+                return
         elif result.authority and result.authority[-1].rtype == T_SOA:
             self._deny(qname, qtype, result)
         result.answer = self._signed(result.answer, now, counters, False)
@@ -130,6 +133,32 @@ class Signing:
         result.rcode = NOERROR
         result.answer = [nsec(qname, types, zone.negative_ttl)]
         result.authority, result.additional = [], []
+
+    def _own_rrsigs(self, zone: Zone, qname: Name, result: Answer, now: float, counters: SigningCounters) -> bool:
+        """A query for RRSIG is answered with the signatures at the name: those over its static
+        RRsets (a wildcard's as the name's own) and the one over its compact NSEC, which every
+        name has here.  A NODATA for RRSIG would be proved by an NSEC whose bitmap lists RRSIG:
+        a contradiction, which validators call bogus.  A GSLB name's A and AAAA signatures depend
+        on the client asking and are not listed.  RRSIGs are not signed themselves.  False: a
+        referral or an answer not at ``qname`` (``secure`` goes on as usual)."""
+        first = result.answer[0] if result.answer else None
+        denial = first is None and result.authority and result.authority[-1].rtype == T_SOA
+        if not denial and not (first is not None and first.name == qname and first.rtype == T_CNAME):
+            return False
+        signer = self.signers[zone.origin]
+        match = zone.find(qname)
+        static: list[RRset] = []
+        if match.kind in (MatchKind.EXACT, MatchKind.WILDCARD):
+            for rtype in sorted(match.rrsets):
+                rrset = match.rrsets[rtype]
+                static.append(rrset if rrset.name == qname else RRset(qname, rtype, rrset.ttl, rrset.rdatas))
+        # The very NSEC a query for NSEC gets (``_own_nsec``), so the two signatures are one.
+        types = _EXISTS_NOT if result.rcode == NXDOMAIN else self._types_at(zone, qname, T_NSEC)
+        static.append(nsec(qname, types, zone.negative_ttl))
+        result.rcode = NOERROR
+        result.answer = [signer.rrsig(rrset, now, counters) for rrset in static]
+        result.authority, result.additional = [], []
+        return True
 
     def _types_at(self, zone: Zone, name: Name, qtype: int) -> frozenset[int]:
         match = zone.find(name)
