@@ -382,7 +382,7 @@ def main() -> int:
         if "geo" in parts:
             import geo_city  # bench/geo_city.py: the City database workloads of issue 15
 
-            geo_city.run(work, args.seconds, server_core, client_core, geodns)
+            geo_city.run(work, args.seconds, server_core, client_core, geodns, args.rounds)
 
         if "scaling" in parts:
             print(
