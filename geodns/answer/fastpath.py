@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..dns.encode import TCP_MAX, Answer, encode, opt_record
+from ..dns.encode import TCP_MAX, Answer, encode, opt_record, udp_limit
 from ..dns.wire import T_A, T_AAAA, Shape, query_of, read_shape
 from ..segmented import Segmented
 from .subnets import SubnetTemplates
@@ -81,9 +81,7 @@ class FastPath:
         self._signed = engine.signing.generation if engine.signing is not None else 0
 
     def _size(self, shape: Shape, tcp: bool) -> int:
-        if tcp:
-            return TCP_MAX
-        return max(512, min(shape.payload, self.engine.payload)) if shape.edns else 512
+        return TCP_MAX if tcp else udp_limit(shape.edns, shape.payload, self.engine.payload)
 
     def answer(self, data: bytes, client: str, tcp: bool) -> tuple[bytes, tuple, bool] | None:
         """(response, counting key, ECS present) from the caches or a GSLB selection; None: full path."""

@@ -182,7 +182,7 @@ class GslbResponder:
             counters.ecs += 1
             if ecs[2]:
                 v4 = ecs[1] == 1
-                value = int.from_bytes(ecs[4:], "big") << 8 * ((4 if v4 else 16) - len(ecs) + 4)
+                value = wire.ecs_number(ecs)
                 location = self.locator.area_of(4 if v4 else 6, value)
                 if location is not None:
                     if location.source == "none":
@@ -207,18 +207,12 @@ class GslbResponder:
         """
         if name in self._exact:
             return None
-        v4 = ecs[1] == 1
-        value = int.from_bytes(ecs[4:], "big") << 8 * ((4 if v4 else 16) - len(ecs) + 4)
-        return self.locator.area_of(4 if v4 else 6, value)
+        return self.locator.area_of(4 if ecs[1] == 1 else 6, wire.ecs_number(ecs))
 
     def _new_client(self, ecs: bytes | None, source: str) -> Client:
         address: IPAddress
         if ecs is not None and ecs[2]:
-            raw = ecs[4:]
-            if ecs[1] == 1:
-                address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
-            else:
-                address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
+            address = wire.ecs_address(ecs)
             return Client(address, self.locator.area(address), ecs[2])
         address = ipaddress.ip_address(source)
         return Client(address, self.locator.area(address), None if ecs is None else 0)

@@ -114,10 +114,14 @@ def _flags(query_flags: int, rcode: int, aa: bool, tc: bool) -> int:
 
 
 def max_udp_size(query: Query, our_payload: int) -> int:
-    """The largest UDP response we may send: 512 without EDNS (RFC 1035)."""
-    if query.edns is None:
-        return 512
-    return max(512, min(query.edns.payload, our_payload))
+    """The largest UDP response we may send to ``query``."""
+    return udp_limit(query.edns is not None, query.edns.payload if query.edns is not None else 0, our_payload)
+
+
+def udp_limit(edns: bool, their_payload: int, our_payload: int) -> int:
+    """The largest UDP response: 512 without EDNS (RFC 1035), else the smaller of the two
+    payload sizes, never below 512 (RFC 6891 6.2.5)."""
+    return max(512, min(their_payload, our_payload)) if edns else 512
 
 
 def encode(query: Query, result: Answer, max_size: int, payload: int, nsid: bytes | None = None) -> bytes:

@@ -186,12 +186,19 @@ def parse_ecs(payload: bytes) -> ClientSubnet:
     problem = ecs_problem(payload)
     if problem is not None:
         raise FormatError(problem)
-    raw = payload[4:]
-    if payload[1] == 1:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(raw + bytes(4 - len(raw)))
-    else:
-        address = ipaddress.IPv6Address(raw + bytes(16 - len(raw)))
-    return ClientSubnet(payload[1], payload[2], 0, address, payload)
+    return ClientSubnet(payload[1], payload[2], 0, ecs_address(payload), payload)
+
+
+def ecs_number(payload: bytes) -> int:
+    """The address of a checked ECS option's value (``ecs_problem`` found nothing) as an integer of
+    32 or 128 bits (family 1 or 2), the octets past the source prefix's taken as zeros."""
+    return int.from_bytes(payload[4:], "big") << 8 * ((4 if payload[1] == 1 else 16) - len(payload) + 4)
+
+
+def ecs_address(payload: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ecs_number`` as an address."""
+    value = ecs_number(payload)
+    return ipaddress.IPv4Address(value) if payload[1] == 1 else ipaddress.IPv6Address(value)
 
 
 def _parse_opt(data: bytes, offset: int, rdlength: int, rclass: int, ttl: int) -> Edns:
