@@ -99,6 +99,17 @@ class FastPath:
             rest = data[2:]
             memo = self.memo
             entry = memo.hit(rest)
+            if entry is None and responder is not None:
+                # Before the memo's other look-ups: a client subnet seen for the first time (at
+                # resolver scale, most of them) is answered here and would miss them all.  A repeat
+                # is not (the doorkeeper knows it) and goes on to the memo.
+                found = self.templates.answer(data, rest, client, responder, self._seen_again)
+                if found is not None:
+                    response, counted, dispatched = found
+                    if response is not None:
+                        self.hits += 1
+                        return response, counted, True
+                    return self._gslb_shaped(data, client, responder, dispatched)
             if entry is None:
                 entry = memo.get(rest)
                 if entry is None and responder is not None:
@@ -109,14 +120,6 @@ class FastPath:
                 if tail is None:  # a GSLB entry: (None, key, ecs, tails, again)
                     tail = entry[3][entry[4]()]
                 return data[:2] + tail, entry[1], entry[2]
-            if responder is not None:
-                found = self.templates.answer(data, rest, client, responder, self._seen_again)
-                if found is not None:
-                    response, counted, dispatched = found
-                    if response is not None:
-                        self.hits += 1
-                        return response, counted, True
-                    return self._gslb_shaped(data, client, responder, dispatched)
             hit = self._memo_mixed_case(data, client)
             if hit is not None:
                 return hit
