@@ -7,7 +7,8 @@ are ratios of runs seconds apart on the same machine, which is what survives a
 shared, noisy host whose speed drifts over minutes.  Nothing is installed here: missing tools are
 named and the run stops.
 
-    bench/run                      # everything (about 2-3 minutes)
+    bench/run                      # everything (about 15 minutes with three rounds per workload)
+    bench/run --rounds 1           # a quicker look, more exposed to the machine's drift
     bench/run --seconds 4 --only static,gslb-ecs
 """
 
