@@ -101,7 +101,7 @@ def shipped(tmp_path_factory):
     if not wait_for(lambda: child.proc.poll() is not None or answering(), 60.0, 0.1) or child.proc.poll() is not None:
         child.stop()
         raise RuntimeError(f"geodns serve did not answer `geodns status`:\n{child.output()}")
-    yield dns_port, http_port, env
+    yield dns_port, http_port, env, child
     child.stop()
 
 
@@ -120,19 +120,40 @@ def run(command: str, dns_port: int, http_port: int, env: dict[str, str]) -> lis
 
 
 def test_readme_sessions_are_what_the_shipped_config_prints(shipped):
-    dns_port, http_port, env = shipped
+    dns_port, http_port, env, child = shipped
     text = README.read_text()
     found = steps(text)
     assert [s.command.split()[0] for s in found].count("geodns") >= 5  # the admin session is there
-    actual = [run(step.command, dns_port, http_port, env) for step in found]
-    if os.environ.get("GEODNS_REGENERATE_README") == "1":
+    regenerate = os.environ.get("GEODNS_REGENERATE_README") == "1"
+    actual = []
+    for step in found:
+        output = run(step.command, dns_port, http_port, env)
+        actual.append(output)
+        if not regenerate and normal(output) != normal(step.expected):
+            pytest.fail(
+                f"README.md:{step.line + 1}: `{step.command}` printed {output} instead of {step.expected}; run "
+                f"GEODNS_REGENERATE_README=1 pytest tests/test_readme.py if the README is what changed.\n"
+                + diagnose(step.command, dns_port, http_port, env, child)
+            )
+    if regenerate:
         lines = text.split("\n")
         for step, output in reversed(list(zip(found, actual))):
             lines[step.line + 1 : step.end] = output
         README.write_text("\n".join(lines))
-        return
-    for step, output in zip(found, actual):
-        assert normal(output) == normal(step.expected), (
-            f"README.md:{step.line + 1}: `{step.command}` prints something else now; run "
-            f"GEODNS_REGENERATE_README=1 pytest tests/test_readme.py"
-        )
+
+
+def diagnose(command: str, dns_port: int, http_port: int, env: dict[str, str], child: Child) -> str:
+    """What the server says about a query whose answer was not README's: the same query again, the
+    server's own explanation for that client, its status and its log."""
+    lines = [f"the same command five more times: {[run(command, dns_port, http_port, env) for _ in range(5)]}"]
+    subnet = re.search(r"\+subnet=(\S+)", command)
+    if command.startswith("dig") and subnet is not None:
+        words = shlex.split(command)[1:]
+        name = next(w for i, w in enumerate(words) if w[0] not in "@-+" and words[i - 1] != "-p")
+        for extra in (["explain", name, "--client", subnet.group(1)], ["status"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "geodns", *extra], env=env, cwd=REPO, capture_output=True, text=True
+            )
+            lines.append(f"geodns {' '.join(extra)}:\n{done.stdout}{done.stderr}")
+    lines.append(f"server log:\n{child.output()[-6000:]}")
+    return "\n".join(lines)
