@@ -199,3 +199,49 @@ def test_a_process_forked_before_the_areas_are_ready_gets_them_too() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0  # 1: no areas in the child, 3: not the network's area
     assert locator.areas_ready.wait(120) and locator.areas is not None
+
+
+def test_a_database_replaced_while_starting_is_never_compiled_under_the_old_ones_name(tmp_path, caplog) -> None:
+    """geoipupdate may rename a new file over the database between the server reading it and the
+    compile reading it again.  Compiled then, the new file's areas would be saved under the name of
+    the old one's digest, and every later start with the old file would load them: a full-suite run
+    answered Singapore's subnet at random that way, after a test had swapped the database.  Now the
+    compile checks that it reads the bytes the server located with, and makes nothing if not."""
+    import hashlib
+    import shutil
+
+    from geodns.geo import compile as areas_compile
+    from geodns.geo import locator as locator_module
+
+    database = tmp_path / "GeoLite2-City.mmdb"
+    shutil.copy(DB, database)
+    name = areas_compile.digest(hashlib.sha256(DB.read_bytes()).digest(), [], REGIONS)
+    out = locator_module.cache_dir() / f"areas-{name}.npz"
+    assert not out.exists()  # a digest no other test has: a database path of this test's own
+    # Hold the compile back (its lock) until the file is replaced, as an update at the wrong moment would.
+    held = locator_module._COMPILING.setdefault(out, __import__("threading").Lock())
+    with caplog.at_level("WARNING", logger="geodns.geo.locator"):
+        with held:
+            locator = Locator(GeoIPConfig(database), regions=REGIONS, defer_verify=True)
+            replacement = tmp_path / "download.tmp"
+            shutil.copy(DATA / "geo" / "GeoIP2-Country-Test.mmdb", replacement)
+            os.replace(replacement, database)
+        assert locator.areas_ready.wait(120)
+    assert locator.areas is None and not out.exists()
+    assert any("changed while starting" in r.getMessage() for r in caplog.records), caplog.text
+    # Still answering from the bytes it read: Singapore, located per query.
+    assert locator.area(ipaddress.ip_address("214.0.0.1")).country == "SG"
+
+
+def test_the_compile_refuses_bytes_other_than_the_ones_named(tmp_path) -> None:
+    import hashlib
+
+    from geodns.geo import compile as areas_compile
+
+    out = tmp_path / "areas.npz"
+    expect = hashlib.sha256(DB.read_bytes()).digest()
+    with pytest.raises(SystemExit) as exited:
+        areas_compile.build_file(DATA / "geo" / "GeoIP2-Country-Test.mmdb", [], REGIONS, out, expect=expect)
+    assert exited.value.code == areas_compile.CHANGED and not out.exists()
+    areas_compile.build_file(DB, [], REGIONS, out, expect=expect)
+    assert out.exists()

@@ -40,7 +40,7 @@ from .areas import RegionIndex, area_key
 from .integrity import CorruptDatabase, check_mmdb, tree_records
 from .location import Location
 
-FORMAT = 1  # bump when the file layout or the area rules change
+FORMAT = 2  # bump when the file layout or the area rules change (2: files made before the compile checked its bytes may hold another database's areas)
 EXACT = -1  # an area id: not compiled here, ask the Locator
 
 # (version, network as int, prefix length, region): operator networks, IPv4-mapped ones already IPv4.
@@ -67,6 +67,9 @@ def digest(database: bytes, networks: Sequence[Network], regions: Mapping[str, R
     return h.hexdigest()[:32]
 
 
+CHANGED = 3  # build_file's exit code when the file is not the one the caller named ``out`` after
+
+
 def build_file(
     database: Path,
     networks: Sequence[Network],
@@ -74,11 +77,20 @@ def build_file(
     out: Path,
     verify: bool = False,
     damage: Path | None = None,
+    expect: bytes | None = None,
 ) -> None:
     """Compile into ``out`` (a .npz); with ``verify``, check the whole file first (``check_mmdb``)
-    and, if it is damaged, write the reason to ``damage`` instead.  The caller holds the lock."""
+    and, if it is damaged, write the reason to ``damage`` instead.  The caller holds the lock.
+
+    ``expect``: the SHA-256 of the bytes the caller located with and named ``out`` after.  The
+    file is read again here, and an updater (geoipupdate) may have replaced it since: then
+    nothing is written and the process exits with ``CHANGED``, since a file named after one
+    database but compiled from another would be loaded by every later start of that one.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     buf = database.read_bytes()
+    if expect is not None and hashlib.sha256(buf).digest() != expect:
+        raise SystemExit(CHANGED)
     if verify:
         meta = maxminddb.open_database(str(database), maxminddb.MODE_AUTO).metadata()
         try:

@@ -96,6 +96,7 @@ class Locator:
         self._ip_version = 0  # of the database: 4 or 6, 0 without one
         self._query: Callable[[IPAddress], _Model] | None = None
         self._has_coordinates = False
+        self._digest: bytes | None = None  # SHA-256 of the database bytes read
         compiling = regions is not None and geoip.database is not None
         if geoip.database is not None:
             self._open(Path(geoip.database), native, verify and not (compiling and defer_verify))
@@ -161,6 +162,7 @@ class Locator:
                 check_mmdb(buf, metadata.node_count, metadata.record_size)
             except CorruptDatabase as exc:
                 raise fail(f"corrupt MaxMind DB file: {exc}") from None
+        self._digest = hashlib.sha256(buf).digest()  # names the compiled areas (``_compile_areas``)
         self.reader_mode = "memory"
         if native:
             fast = _native_reader(buf)
@@ -180,14 +182,15 @@ class Locator:
         compiling it, then load it.
         """
         try:
-            with open(database, "rb") as file:
-                data_digest = hashlib.file_digest(file, "sha256").digest() if hasattr(hashlib, "file_digest") else None
-            # ``digest`` hashes the bytes it is given: the file's own digest keeps the 50 MB out of memory twice.
-            name = areas_compile.digest(data_digest or database.read_bytes(), networks, regions)
+            # The digest of the very bytes this Locator reads (``_open``), not of the file as it is now:
+            # an updater may have replaced it since, and the compile checks that it reads them too.
+            data_digest = self._digest
+            assert data_digest is not None, "compiling needs a database"
+            name = areas_compile.digest(data_digest, networks, regions)
             directory = cache_dir()
             directory.mkdir(parents=True, exist_ok=True)
             out = directory / f"areas-{name}.npz"
-            if not _compile_once(out, database, networks, regions, verify):
+            if not _compile_once(out, database, networks, regions, verify, data_digest):
                 return
             areas = AreaMap(areas_compile.load(out))
             self.areas = areas
@@ -339,7 +342,9 @@ def _forget_thread_locks() -> None:
 os.register_at_fork(after_in_child=_forget_thread_locks)
 
 
-def _compile_once(out: Path, database: Path, networks: list, regions: dict[str, Region], verify: bool) -> bool:
+def _compile_once(
+    out: Path, database: Path, networks: list, regions: dict[str, Region], verify: bool, expect: bytes
+) -> bool:
     """Make ``out`` in a child process unless it exists; False when it could not be made."""
     with _COMPILING.setdefault(out, threading.Lock()), open(out.with_suffix(".lock"), "w") as lock:
         fcntl.lockf(lock, fcntl.LOCK_EX)
@@ -347,7 +352,9 @@ def _compile_once(out: Path, database: Path, networks: list, regions: dict[str, 
             return True
         damage = out.with_suffix(".damaged")
         child = multiprocessing.get_context("spawn").Process(
-            target=areas_compile.build_file, args=(database, networks, regions, out, verify, damage), daemon=True
+            target=areas_compile.build_file,
+            args=(database, networks, regions, out, verify, damage, expect),
+            daemon=True,
         )
         child.start()
         child.join()
@@ -359,6 +366,13 @@ def _compile_once(out: Path, database: Path, networks: list, regions: dict[str, 
                 "per query, and one whose record is damaged counts as unknown",
                 database,
                 reason,
+            )
+            return False
+        if child.exitcode == areas_compile.CHANGED:
+            log.warning(
+                "geoip.database %s changed while starting (an update?): not compiled; each client is "
+                "located per query until the next reload",
+                database,
             )
             return False
         if child.exitcode != 0:
