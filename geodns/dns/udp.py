@@ -109,10 +109,8 @@ class BatchUDP:
         self._names_view = memoryview(self._names).cast("B")
         self._names_u32 = self._names_view.cast("I")
         self._recv_addr, self._send_addr = ctypes.addressof(self._recv), ctypes.addressof(self._send)
-        self._clients: dict[int | bytes, str] = {}
-        self._used = BATCH  # slots the last receive filled (a failed one: -1, none)
-        for i in range(BATCH):
-            self._recv[i].hdr.namelen = _NAME  # sockaddr address octets -> text, as recvfrom would give it
+        self._clients: dict[int | bytes, str] = {}  # sockaddr address octets -> text, as recvfrom gives it
+        self._used = BATCH  # slots the last receive filled, whose address lengths to reset (-1: none)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -124,15 +122,12 @@ class BatchUDP:
             self._loop = None
         self.sock.close()
 
-    def _client(self, i: int) -> str:
-        """The sender of datagram ``i`` as text (what ``recvfrom`` returns as the host), remembered."""
-        key: int | bytes
-        if not self._v6:
-            key = self._names_u32[8 * i + 1]
-            text = socket.inet_ntop(socket.AF_INET, key.to_bytes(4, "little"))
+    def _client(self, key: int | bytes) -> str:
+        """The sender's address as text (what ``recvfrom`` returns as the host), remembered under
+        ``key``: an IPv4 sockaddr's address as read (an int), an IPv6 one's address and scope id."""
+        if isinstance(key, int):
+            text = socket.inet_ntop(socket.AF_INET, key.to_bytes(4, sys.byteorder))  # as the host stored it
         else:
-            o = i * _NAME
-            key = bytes(self._names_view[o + 8 : o + 28])  # the address and its scope id
             text = socket.inet_ntop(socket.AF_INET6, key[:16])
             scope = int.from_bytes(key[16:], sys.byteorder)
             if scope:
@@ -166,9 +161,10 @@ class BatchUDP:
             for i in range(n):
                 start = i * SLOT
                 data = received[start : start + recv_u32[16 * i + 14]]
-                client = clients.get(names_u32[8 * i + 1] if v4 else bytes(names_view[i * _NAME + 8 : i * _NAME + 28]))
+                key = names_u32[8 * i + 1] if v4 else bytes(names_view[i * _NAME + 8 : i * _NAME + 28])
+                client = clients.get(key)
                 if client is None:
-                    client = self._client(i)
+                    client = self._client(key)
                 response = answer_safely(handler, data, client, False, stats)
                 if response is None:
                     continue
