@@ -99,7 +99,7 @@ class Locator:
         self._digest: bytes | None = None  # SHA-256 of the database bytes read
         compiling = regions is not None and geoip.database is not None
         if geoip.database is not None:
-            self._open(Path(geoip.database), native, verify and not (compiling and defer_verify))
+            self._open(Path(geoip.database), native, verify and not (compiling and defer_verify), compiling)
         self._cache_size = cache_size
         # Per IP version: [(shift, {address >> shift: Location})], one table per prefix length.
         self._cache: dict[int, list[tuple[int, dict[int, Location]]]] = {4: [], 6: []}
@@ -127,7 +127,7 @@ class Locator:
 
     # -- construction -----------------------------------------------------------------------
 
-    def _open(self, path: Path, native: bool, verify: bool) -> None:
+    def _open(self, path: Path, native: bool, verify: bool, digest: bool) -> None:
         """Read, check and open the database, or raise ConfigError naming the file."""
 
         def fail(reason: str) -> ConfigError:
@@ -162,7 +162,8 @@ class Locator:
                 check_mmdb(buf, metadata.node_count, metadata.record_size)
             except CorruptDatabase as exc:
                 raise fail(f"corrupt MaxMind DB file: {exc}") from None
-        self._digest = hashlib.sha256(buf).digest()  # names the compiled areas (``_compile_areas``)
+        if digest:  # names the compiled areas (``_compile_areas``); only a compiling Locator needs it
+            self._digest = hashlib.sha256(buf).digest()
         self.reader_mode = "memory"
         if native:
             fast = _native_reader(buf)
