@@ -21,16 +21,22 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# A loopback port free for TCP and UDP, outside the range client sockets take (both servers need both).
+from geodns.tooling.stack.topology import free_port  # noqa: E402 - imported after sys.path points at this tree
+
 GEO_DB = REPO / "config" / "geoip" / "GeoIP2-City-Test.mmdb"
 ZONE = "bench.example"
 CLUSTERS = {"us": "192.0.2.10", "eu": "198.51.100.10", "ap": "203.0.113.10"}
@@ -55,15 +61,19 @@ class Result:
     cpu_pct: float = 0.0
 
 
+def taking_turns(servers: list, rounds: int, run: Callable[[Any], Result]) -> list[tuple[list[Result], Result]]:
+    """``rounds`` runs of each server in turn: per server, its runs and the median one (by rate).
+    The machine's speed drifts over minutes; taking turns gives every server the same drift."""
+    runs: list[list[Result]] = [[] for _ in servers]
+    for _ in range(rounds):
+        for i, server in enumerate(servers):
+            runs[i].append(run(server))
+    return [(r, sorted(r, key=lambda x: x.qps)[len(r) // 2]) for r in runs]
+
+
 def _per_cpu(r: Result) -> float:
     """Queries per CPU second of the server: what one core could answer if the client kept up."""
     return r.qps / max(r.cpu_pct / 100, 0.01)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def zone_text(static_records: int = 0, gdnsd: bool = False) -> str:
@@ -315,37 +325,29 @@ def main() -> int:
         work = Path(tmp)
 
         def measure(servers: list[tuple[Server, str]], queries: Path, binary: bool) -> list[Result]:
-            """Full-load rounds of the servers in turn (the median of ``--rounds`` each: the machine's
-            speed drifts over minutes, and taking turns gives each server the same drift), then
-            one run of each at half its rate for loss and p99."""
-            rates: list[list[float]] = [[] for _ in servers]
-            cpus: list[list[float]] = [[] for _ in servers]
-            avgs: list[list[float]] = [[] for _ in servers]
-            losses: list[list[float]] = [[] for _ in servers]
-            for _ in range(args.rounds):
-                for i, (server, _workload) in enumerate(servers):
-                    cpu = server.cpu_seconds()
-                    qps, avg, lost, _ = dnsperf(server.port, queries, binary, args.seconds, client_core)
-                    rates[i].append(qps)
-                    cpus[i].append(100 * (server.cpu_seconds() - cpu) / args.seconds)
-                    avgs[i].append(avg)
-                    losses[i].append(lost)
+            """Full-load rounds of the servers in turn (``taking_turns``), then one run of each at
+            half its median rate for loss and p99."""
+
+            def full_load(entry: tuple[Server, str]) -> Result:
+                server, workload = entry
+                cpu = server.cpu_seconds()
+                qps, avg, lost, _ = dnsperf(server.port, queries, binary, args.seconds, client_core)
+                return Result(
+                    server.name, workload, qps, avg, lost, None, 100 * (server.cpu_seconds() - cpu) / args.seconds
+                )
+
             out = []
-            for i, (server, workload) in enumerate(servers):
-                qps = statistics.median(rates[i])
+            for (server, _), (runs, r) in zip(servers, taking_turns(servers, args.rounds, full_load)):
                 _, _, half_lost, p99 = dnsperf(
-                    server.port, queries, binary, min(args.seconds, 4), client_core, max_qps=qps / 2
+                    server.port, queries, binary, min(args.seconds, 4), client_core, max_qps=r.qps / 2
                 )
-                r = Result(
-                    server.name, workload, qps, statistics.median(avgs[i]), half_lost, p99, statistics.median(cpus[i])
-                )
-                spread = ", ".join(f"{q:,.0f}" for q in rates[i])
+                spread = ", ".join(f"{run.qps:,.0f}" for run in runs)
                 print(
                     f"  {r.server:7} {r.workload:24} {r.qps:>10,.0f} q/s  server cpu {r.cpu_pct:3.0f}%  "
-                    f"avg {r.avg_ms:.3f} ms  at 50%: loss {r.lost_pct:.2f}% p99 {r.p99_ms or 0:.3f} ms  "
-                    f"(full-load loss {max(losses[i]):.2f}%; rounds {spread})"
+                    f"avg {r.avg_ms:.3f} ms  at 50%: loss {half_lost:.2f}% p99 {p99 or 0:.3f} ms  "
+                    f"(full-load loss {r.lost_pct:.2f}%; rounds {spread})"
                 )
-                out.append(r)
+                out.append(replace(r, lost_pct=half_lost, p99_ms=p99))
             return out
 
         for kind in ("static", "weighted", "gslb-ecs"):

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import ipaddress
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -30,12 +29,7 @@ from geodns.health.checker import Checker  # noqa: E402 - imported after sys.pat
 from geodns.state.keeper import SnapshotKeeper  # noqa: E402 - imported after sys.path points at this tree
 from geodns.state.memory import MemoryStore  # noqa: E402 - imported after sys.path points at this tree
 from geodns.state.model import Snapshot  # noqa: E402 - imported after sys.path points at this tree
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from geodns.tooling.stack.topology import free_port  # noqa: E402 - imported after sys.path points at this tree
 
 
 def clusters(count: int, port: int, interval: float) -> list[ClusterSpec]:

@@ -42,6 +42,7 @@ from bench import (
     _per_cpu,
     dnsperf,
     free_port,
+    taking_turns,
     zone_text,
 )
 
@@ -270,16 +271,11 @@ def run(
         print(f"  {r.server:7} {name:34} {qps:>10,.0f} q/s  server cpu {r.cpu_pct:3.0f}%  loss {lost:.2f}%")
         return r
 
-    def taking_turns(servers: list[Server], key: str, name: str, path: Path, once: bool, core: str | None) -> None:
-        """``rounds`` runs of each server in turn; the median run (by rate) is kept.  The machine's speed
-        drifts over minutes: taking turns gives both servers the same drift."""
-        runs: dict[str, list[Result]] = {server.name: [] for server in servers}
-        for _ in range(rounds):
-            for server in servers:
-                runs[server.name].append(measure(server, name, path, once, core))
-        for server in servers:
-            ordered = sorted(runs[server.name], key=lambda r: r.qps)
-            results[server.name, key] = ordered[len(ordered) // 2]
+    def in_turns(servers: list[Server], key: str, name: str, path: Path, once: bool, core: str | None) -> None:
+        """``bench.taking_turns``: the median run of each server goes into ``results``."""
+        kept = taking_turns(servers, rounds, lambda server: measure(server, name, path, once, core))
+        for server, (_, median) in zip(servers, kept):
+            results[server.name, key] = median
 
     port = free_port()
     gd = Server("gdnsd", ["gdnsd", "-c", str(gdnsd_dir(work, port, db)), "-f", "start"], port, server_core)
@@ -297,10 +293,10 @@ def run(
             for version in (4, 6):
                 a, b, sample = files[version]
                 dnsperf(ge.port, a, True, 1, client_core)  # warm: (a) is the warm server's workload
-                taking_turns([gd, ge], f"a{version}", f"(a) 10k located, cycled, IPv{version}", a, False, client_core)
+                in_turns([gd, ge], f"a{version}", f"(a) 10k located, cycled, IPv{version}", a, False, client_core)
                 # (b) again: geodns remembers a network only on its second sighting, and its doorkeeper
                 # holds the last 131,072 of 1M, so each pass is first sight for nearly every network.
-                taking_turns([gd, ge], f"b{version}", f"(b) 1M distinct once, IPv{version}", b, True, client_core)
+                in_turns([gd, ge], f"b{version}", f"(b) 1M distinct once, IPv{version}", b, True, client_core)
                 wide = narrower_unlocated = total = 0
                 for network in sample:
                     g, o = scope_of(gd.port, network, version), scope_of(ge.port, network, version)
@@ -330,8 +326,8 @@ def run(
             wait_for_areas(cache, ge)
             a, b, _ = files[4]
             dnsperf(ge.port, a, True, 1, None)
-            taking_turns([gd, ge], "a4w", "(a) both cores, IPv4", a, False, None)
-            taking_turns([gd, ge], "b4w", "(b) both cores, IPv4", b, True, None)
+            in_turns([gd, ge], "a4w", "(a) both cores, IPv4", a, False, None)
+            in_turns([gd, ge], "b4w", "(b) both cores, IPv4", b, True, None)
             print(f"  geodns workers: auto: RSS of all processes {ge.rss_mb():.0f} MB (PSS {ge.rss_mb('Pss'):.0f} MB)")
         finally:
             ge.stop()

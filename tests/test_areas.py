@@ -209,6 +209,7 @@ def test_a_database_replaced_while_starting_is_never_compiled_under_the_old_ones
     compile checks that it reads the bytes the server located with, and makes nothing if not."""
     import hashlib
     import shutil
+    import threading
 
     from geodns.geo import compile as areas_compile
     from geodns.geo import locator as locator_module
@@ -219,7 +220,7 @@ def test_a_database_replaced_while_starting_is_never_compiled_under_the_old_ones
     out = locator_module.cache_dir() / f"areas-{name}.npz"
     assert not out.exists()  # a digest no other test has: a database path of this test's own
     # Hold the compile back (its lock) until the file is replaced, as an update at the wrong moment would.
-    held = locator_module._COMPILING.setdefault(out, __import__("threading").Lock())
+    held = locator_module._COMPILING.setdefault(out, threading.Lock())
     with caplog.at_level("WARNING", logger="geodns.geo.locator"):
         with held:
             locator = Locator(GeoIPConfig(database), regions=REGIONS, defer_verify=True)

@@ -67,12 +67,12 @@ class Ports:
     checker: list[int] = field(default_factory=lambda: list(DEFAULTS["checker"]))  # each checker's HTTP port
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (the ports it gives client sockets)."""
     try:
-        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 _GIVEN: set[int] = set()  # ports this process handed out: never twice, even before their owner binds them
@@ -83,7 +83,7 @@ def free_port() -> int:
     ephemeral range: a port picked inside it can be taken, between this check and its use, by
     any client socket (a resolver's, dig's, a Redis client's) the kernel gives a port of its
     own, and then the listener cannot bind."""
-    low, _high = _ephemeral_range()
+    low = _ephemeral_low()
     first = max(10_000, low - 12_000)
     rng = random.Random()
     for _ in range(1000):
