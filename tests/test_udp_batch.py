@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from geodns.dns.listener import Listener
-from geodns.dns.udp import CALLS
+from geodns.dns.udp import AVAILABLE
 
 CLIENTS = 24
 EACH = 12  # 312 datagrams: more than four batches of 64
@@ -41,7 +41,7 @@ def _family_host() -> list:
     return found
 
 
-@pytest.mark.parametrize("batch", [True, False] if CALLS is not None else [False], ids=lambda b: f"batch={b}")
+@pytest.mark.parametrize("batch", [True, False] if AVAILABLE else [False], ids=lambda b: f"batch={b}")
 @pytest.mark.parametrize("family,host", _family_host())
 def test_each_answer_goes_back_to_its_own_sender(batch, family, host):
     udp = socket.socket(family, socket.SOCK_DGRAM)

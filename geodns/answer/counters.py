@@ -41,6 +41,10 @@ DURATION_BUCKETS: tuple[float, ...] = (
     0.1,
 )
 
+# Query types counted under their own number in the metrics; the rest count as 0 ("other"),
+# so random types from the Internet cannot grow the counters without bound.
+COUNTED_QTYPES = frozenset((1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 35, 43, 46, 48, 52, 64, 65, 99, 251, 252, 255, 257))
+
 # (zone origin or None, qtype, rcode, tcp) -> queries.  ``None``: outside every served zone.
 QueryKey = tuple[Name | None, int, int, bool]
 
@@ -69,6 +73,12 @@ class QueryStats:
         self.dropped = 0  # messages answered with nothing (responses, runts)
         self.malformed = 0  # answered FORMERR/NOTIMP before the question could be read
         self.dnssec = SigningCounters()  # signatures made and reused, the earliest expiry held
+
+    def count(self, key: QueryKey, n: int) -> None:
+        """Count ``n`` answers under ``key``, a rare query type under 0 ("other")."""
+        if key[1] not in COUNTED_QTYPES:
+            key = (key[0], 0, key[2], key[3])
+        self.queries[key] = self.queries.get(key, 0) + n
 
     @property
     def total(self) -> int:

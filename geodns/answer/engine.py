@@ -43,9 +43,6 @@ _NOT_CNAME = frozenset((wire.T_DS, 47, 46))  # DS, NSEC, RRSIG
 _CNAME_OWNER = frozenset((wire.T_CNAME,))
 # Types whose rdata names get A/AAAA in the additional section (RFC 1035 3.3, RFC 2782).
 _ADDITIONAL_TYPES = frozenset((wire.T_NS, wire.T_MX, wire.T_SRV))
-# Query types counted under their own number in the metrics; the rest count as 0 ("other"),
-# so random types from the Internet cannot grow the counters without bound.
-COUNTED_QTYPES = frozenset((1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 35, 43, 46, 48, 52, 64, 65, 99, 251, 252, 255, 257))
 DEBUG_LABEL = b"_geodns"
 
 
@@ -406,9 +403,7 @@ def _count_query(stats: QueryStats, key: tuple, ecs: bool, start: float) -> floa
     if count is not None:
         queries[key] = count + 1
     else:
-        if key[1] not in COUNTED_QTYPES:
-            key = (key[0], 0, key[2], key[3])
-        queries[key] = queries.get(key, 0) + 1
+        stats.count(key, 1)
     if ecs:
         stats.ecs_present += 1
     elapsed = perf_counter() - start

@@ -85,16 +85,8 @@ class FastPath:
 
     def answer(self, data: bytes, client: str, tcp: bool) -> tuple[bytes, tuple, bool] | None:
         """(response, counting key, ECS present) from the caches or a GSLB selection; None: full path."""
+        self.ready()
         responder: GslbAPI | None = self.engine.responder
-        if responder is not None and responder.generation != self._generation:
-            self._follow(responder.generation, responder.names)
-        signing = self.engine.signing
-        if signing is not None and signing.generation != self._signed:
-            # Signatures were replaced (geodns/dnssec/refresh.py): what is encoded here carries the old ones.
-            self.cache.clear()
-            self.memo.clear()
-            self.templates.clear()
-            self._signed = signing.generation
         if not tcp:
             rest = data[2:]
             memo = self.memo
@@ -140,6 +132,22 @@ class FastPath:
         if shape.qtype != T_A and shape.qtype != T_AAAA:
             return None
         return self._gslb(data, shape, size, client, tcp, responder)
+
+    def ready(self) -> dict:
+        """The memo's protected entries (its ``hit``), after dropping what the live view or new
+        signatures made stale.  ``answer`` calls it per query; the batched UDP reader
+        (dns/udp.py, through feed.py) once per batch, and looks its queries up itself."""
+        responder = self.engine.responder
+        if responder is not None and responder.generation != self._generation:
+            self._follow(responder.generation, responder.names)
+        signing = self.engine.signing
+        if signing is not None and signing.generation != self._signed:
+            # Signatures were replaced (geodns/dnssec/refresh.py): what is encoded here carries the old ones.
+            self.cache.clear()
+            self.memo.clear()
+            self.templates.clear()
+            self._signed = signing.generation
+        return self.memo.protected
 
     def _follow(self, generation: int, names: frozenset[Name]) -> None:
         """The responder's generation moved: the memo's GSLB answer lists are stale.

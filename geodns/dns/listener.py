@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .safe import Handler, answer_safely
 from .tcp import TcpConnection, TcpLimits, TcpTable
-from .udp import CALLS, BatchUDP
+from .udp import AVAILABLE, BatchUDP, MemoFeed
 
 log = logging.getLogger("geodns.dns")
 
@@ -76,6 +76,7 @@ class Listener:
     reuse_port: bool = False  # SO_REUSEPORT: several worker processes share this address
     sockets: tuple | None = None  # (TCP, UDP) already bound: a worker's, from its supervisor
     batch_udp: bool = True  # recvmmsg/sendmmsg (udp.py) where the platform has them; else asyncio's endpoint
+    feed: MemoFeed | None = None  # the answer path's memo, for the batched reader to answer its hits itself
 
     def __post_init__(self) -> None:
         self.table = TcpTable(self.limits, self.stats)
@@ -104,8 +105,8 @@ class Listener:
             break
         self.port = port
         self.tcp = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock, backlog=1024)
-        if self.batch_udp and CALLS is not None:
-            batch = BatchUDP(udp_sock, self.handler, self.stats)
+        if self.batch_udp and AVAILABLE:
+            batch = BatchUDP(udp_sock, self.handler, self.stats, self.feed)
             batch.start()
             self.udp = batch
         else:

@@ -75,17 +75,19 @@ def claim_addresses(
     try:
         with _BindLock():
             for host, port in listen:
-                port = _probe(host, port)
-                for bound in slots:
-                    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                    tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=reuse_port)
+                for attempt in range(20 if port == 0 else 1):
+                    chosen = _probe(host, port)
                     try:
-                        udp = _bound_socket(family, socket.SOCK_DGRAM, host, port, reuse_port=reuse_port)
-                    except OSError:
-                        tcp.close()
-                        raise
-                    bound.append((host, tcp, udp))
-                concrete.append((host, port))
+                        pairs = _pairs(host, chosen, count, reuse_port)
+                        break
+                    except OSError as exc:
+                        # A port of 0 is free between the probe and the bind only as far as this
+                        # process knows: another may have taken it for UDP since.  Try another one.
+                        if port != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:
+                            raise
+                for bound, pair in zip(slots, pairs):
+                    bound.append(pair)
+                concrete.append((host, chosen))
     except BaseException:
         for bound in slots:
             for _, tcp, udp in bound:
@@ -93,6 +95,27 @@ def claim_addresses(
                 udp.close()
         raise
     return tuple(concrete), slots
+
+
+def _pairs(host: str, port: int, count: int, reuse_port: bool) -> list[Bound]:
+    """``count`` bound (host, TCP, UDP) triples on ``host:port``; on an error none stays bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    pairs: list[Bound] = []
+    try:
+        for _ in range(count):
+            tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=reuse_port)
+            try:
+                udp = _bound_socket(family, socket.SOCK_DGRAM, host, port, reuse_port=reuse_port)
+            except OSError:
+                tcp.close()
+                raise
+            pairs.append((host, tcp, udp))
+    except OSError:
+        for _, tcp, udp in pairs:
+            tcp.close()
+            udp.close()
+        raise
+    return pairs
 
 
 def _probe(host: str, port: int) -> int:

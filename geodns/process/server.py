@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..answer.counters import GslbCounters, QueryStats
 from ..answer.engine import AnswerEngine
+from ..answer.feed import EngineFeed
 from ..answer.responder import GslbResponder, check_records, keep_health_fresh
 from ..config.load import load_config
 from ..config.model import Config
@@ -277,7 +278,14 @@ class Server:
             if server.workers > 1:
                 await self._start_workers(server.workers, listen, claimed)
             for (host, port), (_, tcp, udp) in zip(listen, claimed[0]) if self.workers is None else ():
-                listener = Listener(host, port, self.handle, TcpLimits.from_config(server), sockets=(tcp, udp))
+                listener = Listener(
+                    host,
+                    port,
+                    self.handle,
+                    TcpLimits.from_config(server),
+                    sockets=(tcp, udp),
+                    feed=EngineFeed(lambda: self.engine),
+                )
                 await listener.start()
                 self.listeners.append(listener)
                 log.info("event=listening transport=udp+tcp address=%s", listener.address)

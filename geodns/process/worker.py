@@ -37,6 +37,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from ..answer.counters import GslbCounters, QueryStats
+from ..answer.feed import EngineFeed
 from ..answer.responder import keep_health_fresh
 from ..dns.listener import Listener
 from ..dns.tcp import TcpLimits
@@ -154,7 +155,13 @@ class _Worker:
         try:
             for host, tcp, udp in self.sockets:
                 listener = Listener(
-                    host, 0, self.handle, TcpLimits.from_config(server), reuse_port=True, sockets=(tcp, udp)
+                    host,
+                    0,
+                    self.handle,
+                    TcpLimits.from_config(server),
+                    reuse_port=True,
+                    sockets=(tcp, udp),
+                    feed=EngineFeed(lambda: self.engine),
                 )
                 await listener.start()
                 self.listeners.append(listener)
