@@ -74,9 +74,16 @@ def _queries() -> list[bytes]:
             q = dns.message.make_query("www.gslb.example.com.", "A")
         elif pick == 1:
             q = dns.message.make_query("WwW.GSLB.example.com.", "AAAA", use_edns=0)
-        elif pick in (2, 3):
+        elif pick == 2:
             ecs = dns.edns.ECSOption(rng.choice(subnets), 24)
             q = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0, options=[ecs])
+        elif pick == 3:  # a subnet seen once: the templates' (in C, after the first of its place)
+            if rng.random() < 0.5:
+                ecs = dns.edns.ECSOption(f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0", 24)
+            else:
+                ecs = dns.edns.ECSOption(f"2001:db8:{rng.randrange(65536):x}:{rng.randrange(256):x}00::", 56)
+            qname = rng.choice(["app.gslb.example.com.", "APP.gslb.example.com."])
+            q = dns.message.make_query(qname, rng.choice(["A", "AAAA"]), use_edns=0, options=[ecs])
         elif pick == 4:
             q = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0)
         elif pick == 5:
@@ -158,6 +165,31 @@ def test_memo_hits_in_c_answer_and_count_as_the_handler_does(tmp_path):
     # The weighted record's answers were drawn per query, in C as in Python: more than one cluster.
     spread = {k[1] for k in batched.responder.counters.counts() if k[0][0] == b"spread"}
     assert len(spread) == 3, spread
+
+
+def test_first_sights_are_answered_in_c_as_in_python(tmp_path):
+    """Client subnets each seen once, as a large resolver sends them: after the first of each
+    place, the templates answer them without the handler, with the handler's bytes and counts."""
+    rng = random.Random(11)
+    queries = []
+    for n in range(400):
+        if n % 2:
+            ecs = dns.edns.ECSOption(f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0", 24)
+        else:
+            ecs = dns.edns.ECSOption(f"{rng.choice(['81.2.69', '175.16.199', '216.160.83'])}.{rng.randrange(256)}", 32)
+        q = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0, options=[ecs])
+        q.id = n
+        queries.append(q.to_wire())
+    batched, endpoint = _engine(tmp_path / "a"), _engine(tmp_path / "b")
+    got, calls = _serve_all(batched, True, queries)
+    want, _ = _serve_all(endpoint, False, queries)
+    assert got == want
+    # The handler answers the first sight of each place (area and scope: 38 here), the C loop the rest.
+    assert calls < len(queries) // 4, calls
+    assert batched.stats.queries == endpoint.stats.queries
+    assert batched.responder.counters.counts() == endpoint.responder.counters.counts()
+    assert batched.responder.counters.ecs == endpoint.responder.counters.ecs
+    assert batched.responder.counters.geo_misses == endpoint.responder.counters.geo_misses > 0
 
 
 def test_a_memo_entry_goes_stale_with_the_live_view(tmp_path):

@@ -26,6 +26,11 @@ from ..dns.wire import T_A, T_AAAA, Shape, query_of, read_shape
 from ..segmented import Segmented
 from .subnets import SubnetTemplates
 
+try:
+    from . import _subnets
+except ImportError:  # built where a compiler was at hand (pyproject.toml: optional)
+    _subnets = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from ..dns.names import Name
     from .engine import AnswerEngine
@@ -248,10 +253,25 @@ class FastPath:
         if key in seen or key in self._seen_before:
             return True
         if len(seen) >= SEEN:
-            self._seen_before, seen = seen, set()
-            self._seen = seen
+            # The generations turn over in place: the C loop holds these very sets (``hook``).
+            self._seen_before.clear()
+            self._seen_before |= seen
+            seen.clear()
         seen.add(key)
         return False
+
+    def hook(self) -> tuple | None:
+        """The subnet templates' answer in C for the batched UDP loop (answer/_subnets.c, which
+        reads what ``SubnetTemplates.answer`` reads, through this batch's ``Context``): (capsule,
+        context), or None where the module is not built or no record is served."""
+        responder = self.engine.responder
+        if _subnets is None or responder is None:
+            return None
+        exact, areas = responder.place_tables()
+        context = _subnets.Context(
+            self.templates.entries, self._seen, self._seen_before, self._seen_again, SEEN, responder.ttl, exact, areas
+        )
+        return _subnets.HOOK, context
 
     def _gslb_entry(self, data: bytes, shape: Shape, size: int, name, selection, ttl: int) -> tuple | None:
         """The cached encoding of one selection for this query shape (``ttl``: the record's now, shorter

@@ -5,7 +5,8 @@ fast path's memo and splices the ID onto the stored answer without entering
 Python, which is what ``FastPath.answer`` does for a memo hit.  What Python
 still does for those queries happens here, once per batch instead of once per
 query: ``memo`` runs the fast path's freshness checks (a new live view or new
-signatures drop stale entries) before the batch; ``account`` adds what the
+signatures drop stale entries) before the batch, and hands over the subnet
+templates' answer in C (``FastPath.hook``) for first sights; ``account`` adds what the
 batch's hits counted to the same counters ``engine.handle`` keeps (queries per
 zone, type and rcode; ECS; the answer-time histogram; the fast path's hits),
 so /metrics cannot tell which loop answered.
@@ -32,10 +33,12 @@ class EngineFeed:
         self._engine = engine
         self._fast: FastPath | None = None  # the fast path the last ``memo`` came from
 
-    def memo(self) -> dict | None:
+    def memo(self) -> tuple[dict, tuple | None] | None:
         engine = self._engine()
         fast = self._fast = engine.fast if engine is not None else None
-        return fast.ready() if fast is not None else None
+        if fast is None:
+            return None
+        return fast.ready(), fast.hook()
 
     def account(self, counted: tuple) -> None:
         fast = self._fast

@@ -209,6 +209,12 @@ class GslbResponder:
             return None
         return self.locator.area_of(4 if ecs[1] == 1 else 6, wire.ecs_number(ecs))
 
+    def place_tables(self) -> tuple[frozenset[Name], tuple | None]:
+        """What ``place`` reads, for the C loop that does the same (answer/_subnets.c): the
+        records that read more than the area, and the compiled areas' arrays (None until built)."""
+        areas = self.locator.areas
+        return self._exact, areas.arrays if areas is not None else None
+
     def _new_client(self, ecs: bytes | None, source: str) -> Client:
         address: IPAddress
         if ecs is not None and ecs[2]:

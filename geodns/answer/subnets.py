@@ -30,7 +30,9 @@ objects while its entry lives), so a stale one is never used.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..dns.names import Name
 
 if TYPE_CHECKING:
     from .gslb_api import Dispatched, GslbAPI
@@ -81,20 +83,20 @@ class SubnetTemplates:
             return None
         if data[-1] & shape.mask or seen_again(hash(whole)):
             return None  # bits past the source prefix (the full path refuses it), or a repeat
-        name = shape.name
+        record = shape.name
         ecs = data[cut - 4 :]
-        place = responder.place(name, ecs)
+        place = responder.place(record, ecs)
         if place is not None:
             kept = shape.places.get(id(place))
-            if kept is not None and kept[0] is place and kept[1] == responder.ttl(name):
+            if kept is not None and kept[0] is place and kept[1] == responder.ttl(record):
                 header, tail = kept[3][kept[2]()]  # counted as dispatch would
                 return b"".join((data[:2], header, data[12:end], tail, data[cut:])), shape.counted, None
-        dispatched = responder.dispatch(name, shape.qtype, ecs, source, listing=True)
+        dispatched = responder.dispatch(record, shape.qtype, ecs, source, listing=True)
         if dispatched is None:
             return None
         selection = dispatched.selection
         variant = shape.variants.get(id(selection))
-        if variant is None or variant[0] is not selection or variant[1] != responder.ttl(name):
+        if variant is None or variant[0] is not selection or variant[1] != responder.ttl(record):
             return None, shape.counted, dispatched
         return b"".join((data[:2], variant[2], data[12:end], variant[3], data[cut:])), shape.counted, None
 
@@ -111,27 +113,29 @@ class SubnetTemplates:
             if len(self.entries) >= MAX_TEMPLATES:
                 self.entries.clear()  # bounded; the shapes in use come back at once
             spare = 8 * k - ecs[2]  # address bits past the source prefix, all in the last octet
-            shape = self.entries[key] = _Shape(key, k, (1 << spare) - 1, end, name, qtype, counted)
+            shape = self.entries[key] = _Shape(key, k, (1 << spare) - 1, end, name, qtype, counted, {}, {})
         return shape
 
     def clear(self) -> None:
         self.entries.clear()
 
 
-class _Shape:
+class _Shape(NamedTuple):
     """One query shape: where the address starts (``k`` octets from the end, ``mask`` the bits past
     the source prefix in the last), the record and type, the counting key, and the templates: per
     selection (for a dispatched client) and per place (``GslbAPI.place``: a repeater and every
     selection's template), each (response header, response from the root label through the
-    echoed ECS scope octet)."""
+    echoed ECS scope octet).  A tuple, so the C loop (_subnets.c) reads its fields by position."""
 
-    __slots__ = ("key", "k", "mask", "end", "name", "qtype", "counted", "variants", "places")
-
-    def __init__(self, key: bytes, k: int, mask: int, end: int, name, qtype: int, counted: tuple):
-        self.key, self.k, self.mask, self.end = key, k, mask, end
-        self.name, self.qtype, self.counted = name, qtype, counted
-        self.variants: dict[int, tuple] = {}  # id(selection) -> (selection, ttl, header, tail)
-        self.places: dict[int, tuple] = {}  # id(place) -> (place, ttl, repeater, ((header, tail), ...))
+    key: bytes
+    k: int
+    mask: int
+    end: int
+    name: Name
+    qtype: int
+    counted: tuple
+    variants: dict[int, tuple]  # id(selection) -> (selection, ttl, header, tail)
+    places: dict[int, tuple]  # id(place) -> (place, ttl, repeater, ((header, tail), ...))
 
     def template(self, response: bytes) -> tuple[bytes, bytes]:
         return response[2:12], response[self.end : len(response) - self.k]

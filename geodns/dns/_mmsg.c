@@ -31,6 +31,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "_mmsg.h"
+
 #define BATCH 64        /* datagrams per system call */
 #define ROUNDS 4        /* batches per call of serve, then the event loop's other work */
 #define SLOT 65536      /* octets per datagram slot: any UDP datagram fits */
@@ -51,8 +53,7 @@ typedef struct {
 } Batch;
 
 typedef struct {
-    PyObject *key;    /* the entry's counting key (borrowed from it) */
-    PyObject *entry;  /* a reference held until the counts are read */
+    PyObject *key;  /* a counting key (origin, qtype, rcode), held until the counts are read */
     long n;
 } Count;
 
@@ -132,13 +133,10 @@ static PyObject *sender_key(Batch *self, int i) {
     return PyBytes_FromStringAndSize((const char *)&self->names[i].sin6_addr, 20);
 }
 
-/* The memo's entry for ``data`` from ``sender`` (the key ``slow`` would get): under the query
- * after its ID, else under (that, the sender's address text) when ``clients`` knows the sender
- * (an answer that depends on the resolver's own address).  A new reference; NULL with no
- * exception when there is none. */
-static PyObject *memo_entry(PyObject *memo, PyObject *clients, const char *data, Py_ssize_t len, Batch *self, int i) {
-    PyObject *rest = PyBytes_FromStringAndSize(data + 2, len - 2);
-    if (rest == NULL) return NULL;
+/* The memo's entry for the query in slot i (``rest``: its octets after the ID): under ``rest``,
+ * else under (rest, the sender's address text) when ``clients`` knows the sender (an answer that
+ * depends on the resolver's own address).  A new reference; NULL with no exception when none. */
+static PyObject *memo_entry(Batch *self, int i, PyObject *memo, PyObject *clients, PyObject *rest) {
     PyObject *entry = PyDict_GetItemWithError(memo, rest); /* borrowed */
     if (entry == NULL && !PyErr_Occurred() && clients != Py_None) {
         PyObject *sender = sender_key(self, i);
@@ -152,18 +150,16 @@ static PyObject *memo_entry(PyObject *memo, PyObject *clients, const char *data,
             }
         }
     }
-    Py_DECREF(rest);
     Py_XINCREF(entry);
     return entry;
 }
 
-/* The memo's answer for the datagram in slot i, written to ``out``: its length, with a new
- * reference to the entry in ``entry_out``; 0 when the memo has none (the caller asks ``slow``);
- * -1 with an exception set. */
-static Py_ssize_t memo_answer(Batch *self, int i, PyObject *memo, PyObject *clients, const char *data, Py_ssize_t len,
-                              char *out, PyObject **entry_out) {
-    if (len < 12) return 0;
-    PyObject *entry = memo_entry(memo, clients, data, len, self, i);
+/* The memo's answer for the query in slot i, written to ``out``: its length, with a new reference
+ * to its counting key in ``key`` and its ECS flag in ``ecs``; 0 when the memo has none; -1 with
+ * an exception set. */
+static Py_ssize_t memo_answer(Batch *self, int i, PyObject *memo, PyObject *clients, PyObject *rest,
+                              const char *data, char *out, PyObject **key, int *ecs) {
+    PyObject *entry = memo_entry(self, i, memo, clients, rest);
     if (entry == NULL) return PyErr_Occurred() ? -1 : 0;
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) < 3) {
         Py_DECREF(entry);
@@ -199,7 +195,10 @@ static Py_ssize_t memo_answer(Batch *self, int i, PyObject *memo, PyObject *clie
     out[0] = data[0];
     out[1] = data[1];
     memcpy(out + 2, PyBytes_AS_STRING(tail), (size_t)size);
-    *entry_out = entry;
+    *key = PyTuple_GET_ITEM(entry, 1);
+    Py_INCREF(*key);
+    *ecs = PyTuple_GET_ITEM(entry, 2) == Py_True;
+    Py_DECREF(entry);
     return size + 2;
 }
 
@@ -245,74 +244,106 @@ static void send_all(Batch *self, int sending) {
     }
 }
 
+/* Count one answer given here: its time in the histogram, its key among the call's keys (``key``
+ * is a new reference, kept there or dropped). */
+typedef struct {
+    Count counts[MAX_KEYS];
+    int nkeys;
+    long hits, ecs;
+    long long nanos;
+    long buckets[MAX_BOUNDS + 1];
+} Tally;
+
+static void tally(Batch *self, Tally *t, long long took, PyObject *key, int ecs) {
+    int b = 0;
+    while (b < self->nbounds && self->bounds[b] < took) b++;
+    t->buckets[b]++;
+    t->nanos += took;
+    t->hits++;
+    t->ecs += ecs != 0;
+    int k = 0;
+    while (k < t->nkeys && t->counts[k].key != key) k++;
+    if (k == t->nkeys) {
+        t->counts[k].key = key;
+        t->counts[k].n = 0;
+        t->nkeys++;
+    } else {
+        Py_DECREF(key);
+    }
+    t->counts[k].n++;
+}
+
+/* The answer for the query in slot i from the memo or the hook, as memo_answer says. */
+static Py_ssize_t answer_here(Batch *self, int i, PyObject *memo, PyObject *clients, const Hook *hook,
+                              PyObject *hook_ctx, const char *data, Py_ssize_t len, char *out, PyObject **key,
+                              int *ecs) {
+    if (len < 12) return 0;
+    PyObject *rest = PyBytes_FromStringAndSize(data + 2, len - 2);
+    if (rest == NULL) return -1;
+    Py_ssize_t size = memo_answer(self, i, memo, clients, rest, data, out, key, ecs);
+    if (size == 0 && hook != NULL) size = hook->answer(hook_ctx, data, len, rest, out, SLOT, key, ecs);
+    Py_DECREF(rest);
+    return size;
+}
+
 static PyObject *Batch_serve(Batch *self, PyObject *args) {
-    PyObject *memo, *slow, *clients = Py_None;
-    if (!PyArg_ParseTuple(args, "OO|O:serve", &memo, &slow, &clients)) return NULL;
+    PyObject *memo, *slow, *clients = Py_None, *hooked = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|OO:serve", &memo, &slow, &clients, &hooked)) return NULL;
     if ((memo != Py_None && !PyDict_Check(memo)) || (clients != Py_None && !PyDict_Check(clients))) {
         PyErr_SetString(PyExc_TypeError, "memo and clients must be dicts or None");
         return NULL;
+    }
+    const Hook *hook = NULL;
+    PyObject *hook_ctx = NULL;
+    if (hooked != Py_None) {
+        if (memo == Py_None || !PyTuple_Check(hooked) || PyTuple_GET_SIZE(hooked) != 2) {
+            PyErr_SetString(PyExc_TypeError, "hook must be (capsule, context), with a memo");
+            return NULL;
+        }
+        hook = PyCapsule_GetPointer(PyTuple_GET_ITEM(hooked, 0), HOOK_NAME);
+        if (hook == NULL) return NULL;
+        hook_ctx = PyTuple_GET_ITEM(hooked, 1);
     }
     if (self->in == NULL) {
         PyErr_SetString(PyExc_ValueError, "Batch not initialised");
         return NULL;
     }
-    Count counts[MAX_KEYS];
-    int nkeys = 0;
-    long hits = 0, ecs = 0, received = 0;
-    long long nanos = 0;
-    long buckets[MAX_BOUNDS + 1] = {0};
-    PyObject *failed = NULL;  /* set when ``slow`` or the memo raised: sent what was ready, then raise */
+    Tally t;
+    memset(&t, 0, sizeof(t));
+    long received = 0;
+    int failed = 0;  /* ``slow``, the memo or the hook raised: what was ready is sent, then the error */
 
-    for (int round = 0; round < ROUNDS && failed == NULL; round++) {
+    for (int round = 0; round < ROUNDS && !failed; round++) {
         for (int i = 0; i < self->used; i++) self->recv[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in6);
         int n = recvmmsg(self->fd, self->recv, BATCH, MSG_DONTWAIT, NULL);
         self->used = n > 0 ? n : 0;
         if (n <= 0) break;
         received += n;
         int sending = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && !failed; i++) {
             const char *data = self->in + (size_t)i * SLOT;
             Py_ssize_t len = self->recv[i].msg_len;
             char *out = self->out + (size_t)sending * SLOT;
             Py_ssize_t size = 0;
             if (memo != Py_None) {
                 long long start = now_ns();
-                PyObject *entry = NULL;
-                size = memo_answer(self, i, memo, clients, data, len, out, &entry);
+                PyObject *key = NULL;
+                int ecs = 0;
+                size = answer_here(self, i, memo, clients, hook, hook_ctx, data, len, out, &key, &ecs);
                 if (size < 0) {
-                    failed = Py_None;
+                    failed = 1;
                     break;
                 }
-                if (size > 0) {
-                    long long took = now_ns() - start;
-                    int b = 0;
-                    while (b < self->nbounds && self->bounds[b] < took) b++;
-                    buckets[b]++;
-                    nanos += took;
-                    hits++;
-                    if (PyTuple_GET_ITEM(entry, 2) == Py_True) ecs++;
-                    PyObject *key = PyTuple_GET_ITEM(entry, 1);
-                    int k = 0;
-                    while (k < nkeys && counts[k].key != key) k++;
-                    if (k == nkeys) {
-                        counts[nkeys].key = key;
-                        counts[nkeys].entry = entry;
-                        counts[nkeys].n = 0;
-                        nkeys++;
-                    } else {
-                        Py_DECREF(entry);
-                    }
-                    counts[k].n++;
-                }
+                if (size > 0) tally(self, &t, now_ns() - start, key, ecs);
             }
             if (size == 0) {
                 PyObject *datagram = PyBytes_FromStringAndSize(data, len);
-                PyObject *key = datagram != NULL ? sender_key(self, i) : NULL;
-                PyObject *response = key != NULL ? PyObject_CallFunctionObjArgs(slow, datagram, key, NULL) : NULL;
+                PyObject *sender = datagram != NULL ? sender_key(self, i) : NULL;
+                PyObject *response = sender != NULL ? PyObject_CallFunctionObjArgs(slow, datagram, sender, NULL) : NULL;
                 Py_XDECREF(datagram);
-                Py_XDECREF(key);
+                Py_XDECREF(sender);
                 if (response == NULL) {
-                    failed = Py_None;
+                    failed = 1;
                     break;
                 }
                 if (response == Py_None) {
@@ -322,7 +353,7 @@ static PyObject *Batch_serve(Batch *self, PyObject *args) {
                 if (!PyBytes_Check(response)) {
                     Py_DECREF(response);
                     PyErr_SetString(PyExc_TypeError, "slow() must return bytes or None");
-                    failed = Py_None;
+                    failed = 1;
                     break;
                 }
                 size = PyBytes_GET_SIZE(response);
@@ -339,24 +370,25 @@ static PyObject *Batch_serve(Batch *self, PyObject *args) {
         if (n < BATCH) break;
     }
     PyObject *result = NULL;
-    if (failed == NULL) {
-        if (hits == 0) {
+    if (!failed) {
+        if (t.hits == 0) {
             result = Py_BuildValue("(lO)", received, Py_None);
         } else {
-            PyObject *counted = counted_of(counts, nkeys, hits, ecs, nanos, buckets, self->nbounds + 1);
+            PyObject *counted = counted_of(t.counts, t.nkeys, t.hits, t.ecs, t.nanos, t.buckets, self->nbounds + 1);
             if (counted != NULL) result = Py_BuildValue("(lN)", received, counted);
         }
     }
-    for (int k = 0; k < nkeys; k++) Py_DECREF(counts[k].entry);
+    for (int k = 0; k < t.nkeys; k++) Py_DECREF(t.counts[k].key);
     return result;
 }
 
 static PyMethodDef Batch_methods[] = {
     {"serve", (PyCFunction)Batch_serve, METH_VARARGS,
-     "serve(memo, slow, clients=None) -> (received, counted): read, answer and send up to 4 batches of 64\n"
-     "datagrams.  memo: query after its ID (or (that, sender text), the sender's text from clients, keyed\n"
-     "as slow's key) -> entry; slow(datagram, sender key) -> answer or None for the rest.  counted is None,\n"
-     "or (hits, ecs, nanoseconds, buckets, ((key, n), ...)) for the memo's hits."},
+     "serve(memo, slow, clients=None, hook=None) -> (received, counted): read, answer and send up to 4\n"
+     "batches of 64 datagrams.  memo: query after its ID (or (that, sender text), the sender's text from\n"
+     "clients, keyed as slow's key) -> entry; hook: (capsule, context), asked after the memo (_mmsg.h);\n"
+     "slow(datagram, sender key) -> answer or None for the rest.  counted is None, or (answered here,\n"
+     "with ECS, nanoseconds, buckets, ((key, n), ...))."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,4 +11,5 @@ class Batch:
         memo: dict | None,
         slow: Callable[[bytes, int | bytes], bytes | None],
         clients: dict | None = ...,
+        hook: tuple | None = ...,
     ) -> tuple[int, tuple | None]: ...

@@ -47,8 +47,9 @@ class MemoFeed(Protocol):
 
     bounds: tuple[float, ...]  # upper bounds (seconds) of the answer-time histogram ``account`` gets
 
-    def memo(self) -> dict | None:
-        """The memo (query after its ID -> entry), fresh for the batch about to be read; None: no memo."""
+    def memo(self) -> tuple[dict, tuple | None] | None:
+        """The memo (query after its ID -> entry), fresh for the batch about to be read, and a hook
+        asked after it ((capsule, context), _mmsg.h) or None; None: no memo."""
 
     def account(self, counted: tuple) -> None:
         """Count the memo's hits of one call: (hits, with ECS, nanoseconds, histogram, ((key, n), ...))."""
@@ -76,8 +77,8 @@ class BatchUDP:
 
     def _ready(self) -> None:
         feed = self.feed
-        memo = feed.memo() if feed is not None else None
-        received, counted = self._batch.serve(memo, self._slow, self._clients)
+        memo, hook = (feed.memo() if feed is not None else None) or (None, None)
+        received, counted = self._batch.serve(memo, self._slow, self._clients, hook)
         self.stats.udp_queries += received
         if counted is not None:
             assert feed is not None

@@ -40,7 +40,7 @@ def widest(value: int, lo: int, hi: int, bits: int) -> int:
 class AreaMap:
     """The compiled runs of both IP versions, read-only once built."""
 
-    __slots__ = ("_tables", "areas", "_interned", "runs")
+    __slots__ = ("_tables", "areas", "_interned", "runs", "arrays")
 
     def __init__(self, compiled: Compiled):
         v4 = array("I", compiled.v4_starts)
@@ -51,6 +51,17 @@ class AreaMap:
         self.areas = compiled.areas
         self.runs = len(compiled.v4_starts) + len(compiled.v6_starts)  # for logs and tests
         self._interned: dict[int, Location] = {}  # area << 8 | prefix -> its Location
+        # The same runs for the C loop (answer/_subnets.c, which does ``locate`` itself): IPv6
+        # starts split into their high and low 64 bits, and the interned places it looks up.
+        mask = (1 << 64) - 1
+        self.arrays = (
+            v4,
+            self._tables[4][1],
+            array("Q", [start >> 64 for start in compiled.v6_starts]),
+            array("Q", [start & mask for start in compiled.v6_starts]),
+            self._tables[6][1],
+            self._interned,
+        )
 
     def locate(self, version: int, value: int) -> Location | None:
         """The Location standing for the address's area, with ``prefix`` its widest network
