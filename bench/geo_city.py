@@ -5,7 +5,9 @@ same three datacenters and `auto_dc_coords`, each pinned to one core, dnsperf on
 (a) 10k located /24s (IPv4) or /56s (IPv6), cycled: a warm server;
 (b) 1M distinct located networks, each asked about once (dnsperf -n 1): first sight;
 scope: for 2,000 sampled networks, whether geodns's ECS scope is at least as wide as gdnsd's, and of
-    the narrower ones, how many stop where gdnsd's network holds addresses the database does not locate;
+    the narrower ones, how many stop where gdnsd's network holds addresses the database does not locate
+    (geodns runs with `geoip.unlocated` naming gdnsd's first datacenter, which is where gdnsd sends
+    the clients its database does not place, so both answer those alike);
 flood: the steady set's answer rate with and without a random-ECS flood at half geodns's (b) rate;
 workers: (a) and (b) with `workers: auto` on both cores against gdnsd with two UDP threads (dnsperf shares);
 start-up: the City database and 10,000 GSLB records, from an empty cache: answering, areas compiled,
@@ -129,7 +131,7 @@ def geodns_config(work: Path, port: int, db: Path, workers: str = "1") -> Path:
 store: "memory://"
 checker: {{embedded: off}}
 zones: ["{zone}"]
-geoip: {{database: "{db}"}}
+geoip: {{database: "{db}", unlocated: {next(iter(REGIONS))}}}
 regions:
 {regions}clusters:
 {clusters}records:
@@ -203,9 +205,9 @@ def with_records(config: Path, count: int) -> Path:
 
 def unlocated_inside(table, version: int, network: int, prefix: int) -> bool:
     """Whether the network of ``prefix`` bits around ``network`` (a /24 or /56 number) holds addresses
-    the database does not locate: geodns answers those with every cluster (``geo`` keeps all
-    candidates for an unknown client), gdnsd with its first datacenter, so a scope spanning them
-    would be wider than geodns's answer holds."""
+    the database does not locate: without ``geoip.unlocated`` geodns answers those with every
+    cluster (``geo`` keeps all candidates for an unknown client), gdnsd with its first datacenter,
+    so a scope spanning them would be wider than geodns's answer holds."""
     bits, keep = (32, 24) if version == 4 else (128, 56)
     starts, ids = (table.v4_starts, table.v4_ids) if version == 4 else (table.v6_starts, table.v6_ids)
     host = bits - prefix

@@ -48,10 +48,11 @@ def test_widest_is_the_shortest_prefix_inside_the_run(bits, data):
 _ENGINE: dict = {}
 
 
-def _engine(tmp_path_factory):
+def _engine(tmp_path_factory, unlocated: str | None = None):
     """A GSLB record whose answer depends on geo only, over the test database plus operator networks
-    that cut its networks into pieces (so scopes have edges to get wrong)."""
-    if "e" not in _ENGINE:
+    that cut its networks into pieces (so scopes have edges to get wrong); ``unlocated``: the
+    region of the addresses the database does not place (``geoip.unlocated``)."""
+    if unlocated not in _ENGINE:
         tmp = tmp_path_factory.mktemp("areas")
         zone = write(
             tmp / "z.zone", "$ORIGIN gslb.example.com.\n@ 60 IN SOA ns h 1 2 3 4 60\n@ IN NS ns\nns IN A 192.0.2.53\n"
@@ -62,6 +63,7 @@ def _engine(tmp_path_factory):
 zones: ["{zone}"]
 geoip:
   database: "{DB}"
+  unlocated: {unlocated or "null"}
   networks:
     - {{cidr: "81.2.69.160/28", region: ap}}
     - {{cidr: "81.2.69.168/30", region: us}}
@@ -84,8 +86,8 @@ records:
         engine = build_engine(Settings(config_path=config).load())
         locator = engine.responder.locator
         assert locator.areas_ready.wait(120) and locator.areas is not None
-        _ENGINE["e"] = engine
-    return _ENGINE["e"]
+        _ENGINE[unlocated] = engine
+    return _ENGINE[unlocated]
 
 
 # Addresses near the test database's networks and the operator networks above, and anywhere at all.
@@ -109,15 +111,17 @@ _V6 = st.one_of(
 )
 
 
+@pytest.mark.parametrize("unlocated", [None, "us"], ids=["unlocated-nowhere", "unlocated-us"])
 @given(address=st.one_of(_V4, _V6), data=st.data())
 @settings(max_examples=400, deadline=None)
 @seed(15)
-def test_every_address_in_the_scope_gets_the_same_answer(tmp_path_factory, address, data):
+def test_every_address_in_the_scope_gets_the_same_answer(tmp_path_factory, unlocated, address, data):
     """The property of issue 15 item 2: the answer for any address inside the returned scope, located
-    exactly (the database record and operator network of that address itself), is the same set."""
+    exactly (the database record and operator network of that address itself), is the same set;
+    with clients the database does not place taken to be in a region too."""
     from geodns.dns.names import from_text
 
-    responder = _engine(tmp_path_factory).responder
+    responder = _engine(tmp_path_factory, unlocated).responder
     locator = responder.locator
     context = responder.live.contexts[from_text("app.gslb.example.com.")]
     ip = ipaddress.ip_address(address)
@@ -136,6 +140,29 @@ def test_every_address_in_the_scope_gets_the_same_answer(tmp_path_factory, addre
                 other = ipaddress.IPv6Address(int(other))
             theirs = select(context, Client(other, locator.locate(other), bits), family)
             assert set(theirs.addresses) == set(answer.addresses), (address, answer.scope, str(other), family)
+
+
+def test_unlocated_clients_take_the_region_named_and_its_wider_scope(tmp_path_factory) -> None:
+    """``geoip.unlocated: us``: an address the database does not place is answered as a US client,
+    and a US network's scope grows over the unplaced space around it (as gdnsd merges it with its
+    first datacenter), where without it the scope stops at the database's edge."""
+    from geodns.dns.names import from_text
+
+    name = from_text("app.gslb.example.com.")
+    scopes = {}
+    for unlocated in (None, "us"):
+        responder = _engine(tmp_path_factory, unlocated).responder
+        context, locator = responder.live.contexts[name], responder.locator
+        nowhere = ipaddress.ip_address("198.18.0.1")  # not in the test database
+        answer = select(context, Client(nowhere, locator.area(nowhere), 32), 4)
+        clusters = {str(a) for a in answer.addresses}
+        assert clusters == ({"192.0.2.10"} if unlocated else {"192.0.2.10", "198.51.100.10", "203.0.113.10"})
+        milton = ipaddress.ip_address("216.160.83.56")  # US in the test database
+        scopes[unlocated] = select(context, Client(milton, locator.area(milton), 32), 4).scope
+        assert responder.explain(name, 1, "198.18.0.1")["client"]["location"]["source"] == (
+            "default" if unlocated else "none"
+        )
+    assert scopes["us"] < scopes[None], scopes
 
 
 def test_areas_wait_for_nothing_without_regions() -> None:

@@ -169,6 +169,8 @@ clusters:
   a: {region: mars, endpoints: ["192.0.2.1"]}
 records:
   app.gslb.example.com: {clusters: [a, b], policy: [geo, telepathy]}
+geoip:
+  unlocated: atlantis
 """,
     )
     result = geodns("validate", "--config", str(config))
@@ -178,6 +180,7 @@ records:
     assert f"{config}:7: clusters.a.region: unknown region 'mars'" in out
     assert f"{config}:9: records.app.gslb.example.com.clusters[1]: unknown cluster 'b'" in out
     assert "telepathy" in out
+    assert f"{config}:11: geoip.unlocated: unknown region 'atlantis' (not under regions)" in out
 
 
 @pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (apt-get install bind9-dnsutils)")

@@ -103,6 +103,10 @@ class _Reader:
         for net in geoip.networks:
             if net.region not in regions:
                 self.problem(_line(top, "geoip"), "geoip.networks", f"unknown region {net.region!r} for {net.network}")
+        if geoip.unlocated is not None and geoip.unlocated not in regions:
+            geo = top.get("geoip")
+            line = _line(geo, "unlocated") if isinstance(geo, LinedMap) else _line(top, "geoip")
+            self.problem(line, "geoip.unlocated", f"unknown region {geoip.unlocated!r} (not under regions)")
         return model.Config(
             None,
             server,
@@ -340,7 +344,7 @@ class _Reader:
         return self.items(raw, self.path_of, top, "zones", "zones")
 
     def geoip(self, top: LinedMap) -> model.GeoIPConfig:
-        m = self.mapping(top.get("geoip"), _line(top, "geoip"), "geoip", ("database", "networks"))
+        m = self.mapping(top.get("geoip"), _line(top, "geoip"), "geoip", ("database", "networks", "unlocated"))
         if m is None:
             return model.GeoIPConfig()
         database = self.field(m, "database", "geoip", self.path_of, None)
@@ -361,7 +365,8 @@ class _Reader:
                     self.problem(entry.line, path, "needs both cidr and region")
                 continue
             networks.append(model.GeoNetwork(cidr, region))
-        return model.GeoIPConfig(database, tuple(networks))
+        unlocated = self.field(m, "unlocated", "geoip", values.nonempty_str, None)
+        return model.GeoIPConfig(database, tuple(networks), unlocated)
 
     def regions(self, top: LinedMap) -> dict[str, model.Region]:
         m = self.mapping(top.get("regions"), _line(top, "regions"), "regions", None)

@@ -101,6 +101,7 @@ class GeoNetwork:
 class GeoIPConfig:
     database: Path | None = None
     networks: tuple[GeoNetwork, ...] = ()
+    unlocated: str | None = None  # the region of clients the database does not place (None: none)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import numpy as np
 from ..config.model import Region
 from .areas import RegionIndex, area_key
 from .integrity import CorruptDatabase, check_mmdb, tree_records
-from .location import Location
+from .location import Location, nowhere
 
 FORMAT = 2  # bump when the file layout or the area rules change (2: files made before the compile checked its bytes may hold another database's areas)
 EXACT = -1  # an area id: not compiled here, ask the Locator
@@ -60,10 +60,15 @@ class Compiled:
     areas: list[Location]
 
 
-def digest(database: bytes, networks: Sequence[Network], regions: Mapping[str, Region]) -> str:
+def digest(
+    database: bytes, networks: Sequence[Network], regions: Mapping[str, Region], unlocated: str | None = None
+) -> str:
     """What a compiled file depends on, as a file name."""
     h = hashlib.sha256(database)
-    h.update(repr((FORMAT, sorted(networks), sorted(astuple(r) for r in regions.values()))).encode())
+    depends: tuple = (FORMAT, sorted(networks), sorted(astuple(r) for r in regions.values()))
+    if unlocated is not None:  # (without it, the names files had before geoip.unlocated)
+        depends += (unlocated,)
+    h.update(repr(depends).encode())
     return h.hexdigest()[:32]
 
 
@@ -78,6 +83,7 @@ def build_file(
     verify: bool = False,
     damage: Path | None = None,
     expect: bytes | None = None,
+    unlocated: str | None = None,
 ) -> None:
     """Compile into ``out`` (a .npz); with ``verify``, check the whole file first (``check_mmdb``)
     and, if it is damaged, write the reason to ``damage`` instead.  The caller holds the lock.
@@ -102,7 +108,7 @@ def build_file(
         _give_back()  # the check's copies, before the compile's own peak
     held = [buf]
     del buf  # compile_database drops the bytes once the tree is read; no reference here keeps them
-    save(compile_database(held.pop(), database, networks, regions), out)
+    save(compile_database(held.pop(), database, networks, regions, unlocated), out)
 
 
 def save(compiled: Compiled, out: Path) -> None:
@@ -133,8 +139,11 @@ def load(path: Path) -> Compiled:
         )
 
 
-def compile_database(buf: bytes, path: Path, networks: Sequence[Network], regions: Mapping[str, Region]) -> Compiled:
-    """The runs for a database (its bytes, and its path for the C reader) and the operator networks."""
+def compile_database(
+    buf: bytes, path: Path, networks: Sequence[Network], regions: Mapping[str, Region], unlocated: str | None = None
+) -> Compiled:
+    """The runs for a database (its bytes, and its path for the C reader) and the operator networks;
+    ``unlocated``: the region of addresses the database does not place (``location.nowhere``)."""
     reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
     try:
         meta = reader.metadata()
@@ -151,7 +160,7 @@ def compile_database(buf: bytes, path: Path, networks: Sequence[Network], region
                     break
                 v4_root = int(records[v4_root, 0])
         del buf
-        builder = _Builder(reader, n, has_coordinates, RegionIndex.of(regions))
+        builder = _Builder(reader, n, has_coordinates, RegionIndex.of(regions), unlocated)
         leaves = _walk(records, n, v4_root, 32, -1)
         _give_back()
         v4 = builder.runs(*leaves, 4)
@@ -245,8 +254,9 @@ def _give_back() -> None:
 class _Builder:
     """Decodes records into places and places into areas, each once."""
 
-    def __init__(self, reader, n: int, has_coordinates: bool, index: RegionIndex):
+    def __init__(self, reader, n: int, has_coordinates: bool, index: RegionIndex, unlocated: str | None = None):
         self.reader, self.n, self.has_coordinates, self.index = reader, n, has_coordinates, index
+        self.unlocated = unlocated
         self.representatives: list[Location] = []
         self._ids: dict[tuple, int] = {}  # area key -> id
         self._by_value: dict[int, int] = {}  # record value -> area id
@@ -290,7 +300,7 @@ class _Builder:
         if value < 0:
             return EXACT
         if value == self.n:
-            return self.area(Location(None, None, None, None, None, 0, "none"))
+            return self.area(nowhere(0, self.unlocated))
         address = IPv4Address(start) if version == 4 else IPv6Address(start)
         try:
             record = self.reader.get(address)
@@ -307,7 +317,7 @@ class _Builder:
             if not isinstance(lat, float) or not isinstance(lon, float):
                 lat = lon = None
         if country is None and continent is None and lat is None:
-            return self.area(Location(None, None, None, None, None, 0, "none"))
+            return self.area(nowhere(0, self.unlocated))
         return self.area(Location(None, country, continent, lat, lon, 0, "geoip"))
 
 

@@ -39,7 +39,7 @@ from ..config.model import GeoIPConfig, GeoNetwork, IPAddress, Region
 from ..errors import ConfigError, Problem
 from . import compile as areas_compile
 from .integrity import CorruptDatabase, check_mmdb
-from .location import UNKNOWN, Location
+from .location import Location, nowhere
 from .netmap import AreaMap
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class Locator:
         file on disk is one that passed), and clients are located per query.
         """
         self._networks = {4: _PrefixTable(32), 6: _PrefixTable(128)}
+        self._unlocated = geoip.unlocated
         for entry in geoip.networks:
             version, value, length = _normalise_network(entry)
             self._networks[version].add(value, length, entry.region)
@@ -111,7 +112,13 @@ class Locator:
         if compiling:
             assert geoip.database is not None and regions is not None
             normalised = [(*_normalise_network(e), e.region) for e in geoip.networks]
-            self._compiling = (Path(geoip.database), normalised, dict(regions), verify and defer_verify)
+            self._compiling = (
+                Path(geoip.database),
+                normalised,
+                dict(regions),
+                verify and defer_verify,
+                self._unlocated,
+            )
             self._start_compiling()
             # A worker forked before the areas are ready has no compiling thread (fork copies only
             # the forking one): it starts its own, which waits for the same file and loads it.
@@ -173,7 +180,9 @@ class Locator:
         self.database_type = kind
         self._ip_version = metadata.ip_version
 
-    def _compile_areas(self, database: Path, networks: list, regions: dict[str, Region], verify: bool) -> None:
+    def _compile_areas(
+        self, database: Path, networks: list, regions: dict[str, Region], verify: bool, unlocated: str | None
+    ) -> None:
         """Compile (or load the compiled) areas in a child process; the answer loop keeps its core.
 
         The file lives in the cache directory (``GEODNS_CACHE_DIR``, else the user's cache
@@ -187,11 +196,11 @@ class Locator:
             # an updater may have replaced it since, and the compile checks that it reads them too.
             data_digest = self._digest
             assert data_digest is not None, "compiling needs a database"
-            name = areas_compile.digest(data_digest, networks, regions)
+            name = areas_compile.digest(data_digest, networks, regions, unlocated)
             directory = cache_dir()
             directory.mkdir(parents=True, exist_ok=True)
             out = directory / f"areas-{name}.npz"
-            if not _compile_once(out, database, networks, regions, verify, data_digest):
+            if not _compile_once(out, database, networks, regions, verify, data_digest, unlocated):
                 return
             areas = AreaMap(areas_compile.load(out))
             self.areas = areas
@@ -258,7 +267,7 @@ class Locator:
         if location is None:
             # The record could not be decoded, so its network is unknown: claim
             # nothing beyond this address and do not cache.
-            return _nowhere(_BITS[version]), False
+            return nowhere(_BITS[version], self._unlocated), False
         scope = networks.uniform_prefix(value, location.prefix)
         if scope != location.prefix:
             location = replace(location, prefix=scope)
@@ -268,13 +277,13 @@ class Locator:
         """The database's answer, prefix = its network's length; None on a decode error."""
         query = self._query
         if query is None or (version == 6 and self._ip_version == 4):
-            return UNKNOWN
+            return nowhere(0, self._unlocated)
         address = IPv4Address(value) if version == 4 else IPv6Address(value)
         try:
             model = query(address)
         except geoip2.errors.AddressNotFoundError as exc:
             network = exc.network
-            return _nowhere(network.prefixlen if network is not None else 0)
+            return nowhere(network.prefixlen if network is not None else 0, self._unlocated)
         except Exception as exc:  # noqa: BLE001 - the file checked out; a semantic oddity must not crash a query
             self.errors += 1
             log.debug("geoip: cannot decode the record of %s: %s", address, exc)
@@ -290,7 +299,7 @@ class Locator:
             if lat is None or lon is None:
                 lat = lon = None
         if country is None and continent is None and lat is None:
-            return _nowhere(prefix)  # e.g. anycast-only
+            return nowhere(prefix, self._unlocated)  # e.g. anycast-only
         return Location(
             None,
             country.upper() if country else None,
@@ -344,7 +353,13 @@ os.register_at_fork(after_in_child=_forget_thread_locks)
 
 
 def _compile_once(
-    out: Path, database: Path, networks: list, regions: dict[str, Region], verify: bool, expect: bytes
+    out: Path,
+    database: Path,
+    networks: list,
+    regions: dict[str, Region],
+    verify: bool,
+    expect: bytes,
+    unlocated: str | None,
 ) -> bool:
     """Make ``out`` in a child process unless it exists; False when it could not be made."""
     with _COMPILING.setdefault(out, threading.Lock()), open(out.with_suffix(".lock"), "w") as lock:
@@ -354,7 +369,7 @@ def _compile_once(
         damage = out.with_suffix(".damaged")
         child = multiprocessing.get_context("spawn").Process(
             target=areas_compile.build_file,
-            args=(database, networks, regions, out, verify, damage, expect),
+            args=(database, networks, regions, out, verify, damage, expect, unlocated),
             daemon=True,
         )
         child.start()
@@ -405,11 +420,6 @@ def cache_dir() -> Path:
     except OSError:
         pass
     return Path(tempfile.mkdtemp(prefix="geodns-cache-"))
-
-
-def _nowhere(prefix: int) -> Location:
-    """No place known for the addresses of a /``prefix``."""
-    return Location(None, None, None, None, None, prefix, "none")
 
 
 def _native_reader(buf: bytes) -> geoip2.database.Reader | None:
