@@ -41,12 +41,12 @@ NAMES = [
 TYPES = ["A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "CAA", "CNAME", "TYPE666", "DS", "ANY"]
 
 
-def fast_and_full(tmp_path: Path, extra: str = ""):
-    """A fast-path engine and a full-path one over the same config (``extra`` appended to it)."""
+def gslb_config(tmp_path: Path, extra: str = "") -> Path:
+    """The test zone and a geo record (``app``) over three clusters, ``extra`` appended."""
     from tests.conftest import TEST_ZONE, big_zone_lines
 
     zone = write(tmp_path / "z.zone", TEST_ZONE + big_zone_lines(60) + "www2 IN CNAME app\n")
-    config = write(
+    return write(
         tmp_path / "c.yaml",
         f"""
 server: {{nsid: "fast-test"}}
@@ -64,7 +64,11 @@ records:
   app.gslb.example.com: {{clusters: [us-1, eu-1, ap-1], policy: [healthy, geo], answers: 2}}
 {extra}""",
     )
-    cfg = Settings(config_path=config).load()
+
+
+def fast_and_full(tmp_path: Path, extra: str = ""):
+    """A fast-path engine and a full-path one over the same config (``extra`` appended to it)."""
+    cfg = Settings(config_path=gslb_config(tmp_path, extra)).load()
     fast, slow = build_engine(cfg), build_engine(cfg)
     for engine in (fast, slow):  # both answer from compiled areas, not one from areas and one without
         assert engine.responder.locator.areas_ready.wait(120) and engine.responder.locator.areas is not None

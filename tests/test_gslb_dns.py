@@ -37,6 +37,7 @@ def config_text(
     policy: str = "[healthy, geo, weighted]",
     fallback: str = "all",
     extra: str = "",
+    unlocated: str | None = None,
 ) -> str:
     return f"""
 server: {{dns_listen: ["127.0.0.1:0"], http_listen: null}}
@@ -45,6 +46,7 @@ zones: ["{write(tmp_path / "gslb.example.com.zone", ZONE)}"]
 geoip:
   database: "{GEOIP_TEST_DB}"
   networks: [{{cidr: "10.20.0.0/16", region: eu-west}}]
+  unlocated: {unlocated or "null"}
 regions:
   us-east:      {{lat: 39.0, lon: -77.5, continent: NA, countries: [US, CA]}}
   eu-west:      {{lat: 53.3, lon: -6.3,  continent: EU, countries: [GB, IE]}}
@@ -116,6 +118,18 @@ def test_unknown_client_gets_an_answer(server):
     assert len(addresses(resp)) == 1
     no_ecs = dns.query.udp(dns.message.make_query(APP, "A"), server.host, port=server.port, timeout=3)
     assert len(addresses(no_ecs)) == 1  # 127.0.0.1 is nowhere: any cluster, never nothing
+
+
+def test_unknown_clients_go_where_geoip_unlocated_says(tmp_path):
+    """``geoip.unlocated: us-east``: every client the database does not place, with ECS or
+    without (127.0.0.1 is nowhere too), gets us-east's answer, query after query."""
+    server = start(tmp_path, unlocated="us-east")
+    try:
+        for subnet in ["8.8.8.0", "198.18.7.0", None] * 8:
+            assert addresses(ask(server, subnet)) == {"192.0.2.10"}, subnet
+        assert addresses(ask(server, SG)) == {"203.0.113.10"}  # a located client is where it is
+    finally:
+        server.stop()
 
 
 def test_drain_moves_singapore_to_the_next_nearest(server):

@@ -26,37 +26,18 @@ import dns.message
 import pytest
 
 from geodns.answer.feed import EngineFeed
-from geodns.dns.listener import Listener
+from geodns.dns.listener import Listener, ListenerStats
 from geodns.dns.udp import AVAILABLE
 from geodns.process.server import Settings, build_engine
 from geodns.state.model import Observation
-from tests.conftest import TEST_ZONE
-from tests.dnsserver import write
+from tests.test_fastpath import gslb_config
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="the batched reader is not built here")
 
-DATA = Path(__file__).resolve().parent / "data"
-
-
 def _engine(tmp_path: Path):
-    zone = write(tmp_path / "z.zone", TEST_ZONE)
-    config = write(
-        tmp_path / "c.yaml",
-        f"""
-zones: ["{zone}"]
-geoip: {{database: "{DATA / "geo" / "GeoIP2-City-Test.mmdb"}"}}
-regions:
-  us: {{lat: 39.0, lon: -77.5, continent: NA, countries: [US]}}
-  eu: {{lat: 53.3, lon: -6.3,  continent: EU, countries: [GB]}}
-  ap: {{lat: 1.35, lon: 103.8, continent: AS, countries: [SG]}}
-clusters:
-  us-1: {{region: us, endpoints: ["192.0.2.10", "2001:db8::10"]}}
-  eu-1: {{region: eu, endpoints: ["198.51.100.10"]}}
-  ap-1: {{region: ap, endpoints: ["203.0.113.10", "2001:db8:2::10"]}}
-records:
-  app.gslb.example.com: {{clusters: [us-1, eu-1, ap-1], policy: [healthy, geo, weighted], answers: 1}}
-  spread.gslb.example.com: {{clusters: [us-1, eu-1, ap-1], policy: [weighted], answers: 1}}
-""",
+    """The fast path tests' engine (a geo record ``app``) with a weighted record ``spread`` too."""
+    config = gslb_config(
+        tmp_path, "  spread.gslb.example.com: {clusters: [us-1, eu-1, ap-1], policy: [weighted], answers: 1}\n"
     )
     engine = build_engine(Settings(config_path=config).load())
     assert engine.responder.locator.areas_ready.wait(120)
@@ -99,9 +80,9 @@ def _queries() -> list[bytes]:
     return made
 
 
-def _serve_all(engine, batch: bool, queries: list[bytes]) -> tuple[list[bytes | None], int]:
+def _serve_all(engine, batch: bool, queries: list[bytes]) -> tuple[list[bytes | None], int, ListenerStats]:
     """Send ``queries`` (each with its own ID) in bursts of 50 from one socket; the answers in
-    order (None: none came) and how many queries reached the handler."""
+    order (None: none came), how many queries reached the handler, and the listener's counts."""
     calls = 0
 
     def handler(data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -136,14 +117,14 @@ def _serve_all(engine, batch: bool, queries: list[bytes]) -> tuple[list[bytes | 
         thread.join(10)
         loop.close()
         client.close()
-    return answers, calls
+    return answers, calls, listener.stats
 
 
 def test_memo_hits_in_c_answer_and_count_as_the_handler_does(tmp_path):
     queries = _queries()
     batched, endpoint = _engine(tmp_path / "a"), _engine(tmp_path / "b")
-    got, calls = _serve_all(batched, True, queries)
-    want, want_calls = _serve_all(endpoint, False, queries)
+    got, calls, _ = _serve_all(batched, True, queries)
+    want, want_calls, _ = _serve_all(endpoint, False, queries)
 
     assert want_calls == len(queries)
     for n, (a, b) in enumerate(zip(got, want)):
@@ -181,8 +162,8 @@ def test_first_sights_are_answered_in_c_as_in_python(tmp_path):
         q.id = n
         queries.append(q.to_wire())
     batched, endpoint = _engine(tmp_path / "a"), _engine(tmp_path / "b")
-    got, calls = _serve_all(batched, True, queries)
-    want, _ = _serve_all(endpoint, False, queries)
+    got, calls, _ = _serve_all(batched, True, queries)
+    want, _, _ = _serve_all(endpoint, False, queries)
     assert got == want
     # The handler answers the first sight of each place (area and scope: 38 here), the C loop the rest.
     assert calls < len(queries) // 4, calls
@@ -199,7 +180,7 @@ def test_a_memo_entry_goes_stale_with_the_live_view(tmp_path):
     ecs = dns.edns.ECSOption("216.160.83.56", 32)  # US (the test database locates a few addresses there)
     query = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0, options=[ecs]).to_wire()
     queries = [n.to_bytes(2, "big") + query[2:] for n in range(40)]
-    before, calls = _serve_all(engine, True, queries)
+    before, calls, _ = _serve_all(engine, True, queries)
     assert {dns.message.from_wire(a).answer[0][0].address for a in before if a} == {"192.0.2.10"}
     assert calls < 10  # the rest were memo hits in the batched reader
 
@@ -210,6 +191,34 @@ def test_a_memo_entry_goes_stale_with_the_live_view(tmp_path):
     engine.responder.update(
         dataclasses.replace(snapshot, version=snapshot.version + 1, observations=MappingProxyType(observations))
     )
-    after, _ = _serve_all(engine, True, queries)
+    after, _, _ = _serve_all(engine, True, queries)
     answered = {dns.message.from_wire(a).answer[0][0].address for a in after if a}
     assert answered and "192.0.2.10" not in answered
+
+
+def test_a_failing_callback_costs_no_other_datagram(tmp_path):
+    """A bug behind one of the C loop's Python callbacks (here the record's TTL raises) is contained
+    as the handler's are: every datagram of the batch still gets its answer (SERVFAIL, from the
+    handler, which meets the same bug), and the listener counts the errors."""
+    engine = _engine(tmp_path)
+    rng = random.Random(5)
+
+    def first_sights(start: int) -> list[bytes]:
+        made = []
+        for n in range(start, start + 40):
+            ecs = dns.edns.ECSOption(f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0", 24)
+            q = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0, options=[ecs])
+            q.id = n
+            made.append(q.to_wire())
+        return made
+
+    answers, calls, _ = _serve_all(engine, True, first_sights(0))
+    assert calls < 20 and all(dns.message.from_wire(a).rcode() == 0 for a in answers if a)
+
+    def broken(name):
+        raise KeyError("a bug")
+
+    engine.responder.ttl = broken  # the hook (C) and the handler (Python) both call it
+    answers, _, stats = _serve_all(engine, True, first_sights(100))
+    assert all(a is not None and dns.message.from_wire(a).rcode() == dns.rcode.SERVFAIL for a in answers)
+    assert stats.udp_queries == 40 and stats.handler_errors >= 40

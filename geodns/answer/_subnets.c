@@ -89,6 +89,10 @@ static int Context_init(Context *self, PyObject *args, PyObject *kwds) {
     PyObject *entries, *seen, *before, *again, *ttl, *exact, *areas;
     Py_ssize_t seen_max;
     (void)kwds;
+    if (self->entries != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a Context is made once");
+        return -1;
+    }
     if (!PyArg_ParseTuple(args, "O!O!O!OnOOO", &PyDict_Type, &entries, &PySet_Type, &seen, &PySet_Type, &before,
                           &again, &seen_max, &ttl, &exact, &areas))
         return -1;
@@ -232,8 +236,13 @@ static int seen_again(Context *c, PyObject *rest) {
 
 static Py_ssize_t answer(PyObject *ctx, const char *query, Py_ssize_t len, PyObject *rest, char *out, Py_ssize_t room,
                          PyObject **key, int *ecs) {
+    if (!Py_IS_TYPE(ctx, &ContextType) || ((Context *)ctx)->entries == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the hook's context must be a Context");
+        return -1;
+    }
     Context *c = (Context *)ctx;
     const unsigned char *data = (const unsigned char *)query;
+    if (len < 12) return 0;
     const unsigned char *zero = memchr(data + 12, 0, (size_t)(len - 12));
     if (zero == NULL) return 0;
     Py_ssize_t end = zero - data;
@@ -261,7 +270,8 @@ static Py_ssize_t answer(PyObject *ctx, const char *query, Py_ssize_t len, PyObj
     Py_DECREF(id);
     if (kept == NULL) return PyErr_Occurred() ? -1 : 0;
     if (!PyTuple_Check(kept) || PyTuple_GET_SIZE(kept) < 4 || PyTuple_GET_ITEM(kept, 0) != place) return 0;
-    Py_INCREF(kept); /* the calls below run Python */
+    Py_INCREF(kept); /* the calls below run Python, which could drop the dicts' references */
+    Py_INCREF(shape);
     Py_ssize_t size = -1;
     PyObject *ttl = PyObject_CallOneArg(c->ttl, name);
     int same = ttl != NULL ? PyObject_RichCompareBool(PyTuple_GET_ITEM(kept, 1), ttl, Py_EQ) : -1;
@@ -280,10 +290,14 @@ static Py_ssize_t answer(PyObject *ctx, const char *query, Py_ssize_t len, PyObj
             PyErr_SetString(PyExc_IndexError, "a place's repeater picked no template it holds");
         } else {
             PyObject *pair = PyTuple_GET_ITEM(variants, at);
-            PyObject *header = PyTuple_GET_ITEM(pair, 0), *tail = PyTuple_GET_ITEM(pair, 1);
-            Py_ssize_t nh = PyBytes_GET_SIZE(header), nt = PyBytes_GET_SIZE(tail);
+            PyObject *header = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2 ? PyTuple_GET_ITEM(pair, 0) : NULL;
+            PyObject *tail = header != NULL ? PyTuple_GET_ITEM(pair, 1) : NULL;
+            Py_ssize_t nh = header != NULL && PyBytes_Check(header) ? PyBytes_GET_SIZE(header) : -1;
+            Py_ssize_t nt = tail != NULL && PyBytes_Check(tail) ? PyBytes_GET_SIZE(tail) : -1;
             Py_ssize_t total = 2 + nh + (end - 12) + nt + k;
-            if (total > room) {
+            if (nh < 0 || nt < 0) {
+                PyErr_SetString(PyExc_TypeError, "a place's template is not (header, tail) bytes");
+            } else if (total > room) {
                 PyErr_SetString(PyExc_ValueError, "a template's answer does not fit a datagram");
             } else {
                 char *at_out = out;
@@ -299,6 +313,7 @@ static Py_ssize_t answer(PyObject *ctx, const char *query, Py_ssize_t len, PyObj
             }
         }
     }
+    Py_DECREF(shape);
     Py_DECREF(kept);
     return size;
 }

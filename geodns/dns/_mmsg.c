@@ -102,6 +102,9 @@ static int Batch_init(Batch *self, PyObject *args, PyObject *kwds) {
         self->out = mmap(NULL, (size_t)BATCH * SLOT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (self->in == MAP_FAILED || self->out == MAP_FAILED) {
             PyErr_SetFromErrno(PyExc_OSError);
+            if (self->in != MAP_FAILED) munmap(self->in, (size_t)BATCH * SLOT);
+            if (self->out != MAP_FAILED) munmap(self->out, (size_t)BATCH * SLOT);
+            self->in = self->out = NULL;
             return -1;
         }
     }
@@ -186,6 +189,11 @@ static Py_ssize_t memo_answer(Batch *self, int i, PyObject *memo, PyObject *clie
             return -1;
         }
         tail = PyTuple_GET_ITEM(tails, at);
+        if (!PyBytes_CheckExact(tail) || PyBytes_GET_SIZE(tail) + 2 > SLOT) {
+            Py_DECREF(entry); /* counted already: the Python path must not count it again */
+            PyErr_SetString(PyExc_TypeError, "a memo entry's answer is not a datagram's bytes");
+            return -1;
+        }
     }
     if (!PyBytes_CheckExact(tail) || PyBytes_GET_SIZE(tail) + 2 > SLOT) {
         Py_DECREF(entry);
@@ -311,7 +319,9 @@ static PyObject *Batch_serve(Batch *self, PyObject *args) {
     Tally t;
     memset(&t, 0, sizeof(t));
     long received = 0;
-    int failed = 0;  /* ``slow``, the memo or the hook raised: what was ready is sent, then the error */
+    int failed = 0;  /* ``slow`` raised (only what ``answer_safely`` lets through): sent what was ready, then raise */
+    long errors = 0;    /* the memo's or the hook's Python raised: that datagram went to ``slow`` */
+    PyObject *error = NULL; /* the first of those exceptions, for the caller to log */
 
     for (int round = 0; round < ROUNDS && !failed; round++) {
         for (int i = 0; i < self->used; i++) self->recv[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in6);
@@ -331,10 +341,24 @@ static PyObject *Batch_serve(Batch *self, PyObject *args) {
                 int ecs = 0;
                 size = answer_here(self, i, memo, clients, hook, hook_ctx, data, len, out, &key, &ecs);
                 if (size < 0) {
-                    failed = 1;
-                    break;
+                    /* A bug behind a Python callback: contained as answer_safely contains the handler's;
+                     * the Python path answers this one (it may raise again there: SERVFAIL). */
+                    PyObject *type, *value, *traceback;
+                    PyErr_Fetch(&type, &value, &traceback);
+                    PyErr_NormalizeException(&type, &value, &traceback);
+                    if (error == NULL && value != NULL) {
+                        if (traceback != NULL) PyException_SetTraceback(value, traceback);
+                        error = value;
+                        value = NULL;
+                    }
+                    Py_XDECREF(type);
+                    Py_XDECREF(value);
+                    Py_XDECREF(traceback);
+                    errors++;
+                    size = 0;
+                } else if (size > 0) {
+                    tally(self, &t, now_ns() - start, key, ecs);
                 }
-                if (size > 0) tally(self, &t, now_ns() - start, key, ecs);
             }
             if (size == 0) {
                 PyObject *datagram = PyBytes_FromStringAndSize(data, len);
@@ -371,24 +395,25 @@ static PyObject *Batch_serve(Batch *self, PyObject *args) {
     }
     PyObject *result = NULL;
     if (!failed) {
-        if (t.hits == 0) {
-            result = Py_BuildValue("(lO)", received, Py_None);
-        } else {
-            PyObject *counted = counted_of(t.counts, t.nkeys, t.hits, t.ecs, t.nanos, t.buckets, self->nbounds + 1);
-            if (counted != NULL) result = Py_BuildValue("(lN)", received, counted);
-        }
+        PyObject *counted = Py_None;
+        Py_INCREF(counted);
+        if (t.hits > 0) counted = counted_of(t.counts, t.nkeys, t.hits, t.ecs, t.nanos, t.buckets, self->nbounds + 1);
+        if (counted != NULL)
+            result = Py_BuildValue("(lNlO)", received, counted, errors, error != NULL ? error : Py_None);
     }
+    Py_XDECREF(error);
     for (int k = 0; k < t.nkeys; k++) Py_DECREF(t.counts[k].key);
     return result;
 }
 
 static PyMethodDef Batch_methods[] = {
     {"serve", (PyCFunction)Batch_serve, METH_VARARGS,
-     "serve(memo, slow, clients=None, hook=None) -> (received, counted): read, answer and send up to 4\n"
+     "serve(memo, slow, clients=None, hook=None) -> (received, counted, errors, error): read, answer and send up to 4\n"
      "batches of 64 datagrams.  memo: query after its ID (or (that, sender text), the sender's text from\n"
      "clients, keyed as slow's key) -> entry; hook: (capsule, context), asked after the memo (_mmsg.h);\n"
      "slow(datagram, sender key) -> answer or None for the rest.  counted is None, or (answered here,\n"
-     "with ECS, nanoseconds, buckets, ((key, n), ...))."},
+     "with ECS, nanoseconds, buckets, ((key, n), ...)); errors: how many datagrams went to slow because\n"
+     "the memo's or the hook's Python raised, error the first exception."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,7 +9,8 @@
 #define HOOK_NAME "geodns.hook"
 
 typedef struct {
-    /* The answer to the query ``data`` (``rest``: its octets after the ID, as a bytes object),
+    /* The answer to the query ``data`` (``len`` at least 12: a header; ``rest``: its octets after
+     * the ID, as a bytes object),
      * written to ``out`` (``room`` octets): its length, with a new reference to its counting key
      * in ``key`` and whether it carried a client subnet in ``ecs``; 0 when the hook leaves it to
      * the interpreter (nothing counted, nothing changed); -1 with an exception set. */

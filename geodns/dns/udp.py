@@ -76,10 +76,20 @@ class BatchUDP:
         self.sock.close()
 
     def _ready(self) -> None:
-        feed = self.feed
-        memo, hook = (feed.memo() if feed is not None else None) or (None, None)
-        received, counted = self._batch.serve(memo, self._slow, self._clients, hook)
-        self.stats.udp_queries += received
+        feed, stats = self.feed, self.stats
+        memo = hook = None
+        if feed is not None:
+            try:
+                memo, hook = feed.memo() or (None, None)
+            except Exception:  # the answer path's bug must not stop UDP: the handler answers all
+                stats.handler_errors += 1
+                log.debug("the memo's freshness check failed; this batch takes the handler", exc_info=True)
+        received, counted, errors, error = self._batch.serve(memo, self._slow, self._clients, hook)
+        stats.udp_queries += received
+        if errors:
+            # The memo's or the hook's Python raised for these datagrams; the handler answered them.
+            stats.handler_errors += errors
+            log.debug("the memo or its hook failed for %d datagrams", errors, exc_info=error)
         if counted is not None:
             assert feed is not None
             feed.account(counted)
