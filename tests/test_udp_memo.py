@@ -34,6 +34,7 @@ from tests.test_fastpath import gslb_config
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="the batched reader is not built here")
 
+
 def _engine(tmp_path: Path):
     """The fast path tests' engine (a geo record ``app``) with a weighted record ``spread`` too."""
     config = gslb_config(
