@@ -3,7 +3,8 @@ package of the `test` extra): geodns `[healthy, geo, weighted]` against gdnsd's 
 same three datacenters and `auto_dc_coords`, each pinned to one core, dnsperf on the other.
 
 (a) 10k located /24s (IPv4) or /56s (IPv6), cycled: a warm server;
-(b) 1M distinct located networks, each asked about once (dnsperf -n 1): first sight;
+(b) 1M distinct located networks, each asked about once (dnsperf -n 1): first sight; for IPv4 also
+    with every name in a random case, as a 0x20 resolver (Google Public DNS) asks;
 scope: for 2,000 sampled networks, whether geodns's ECS scope is at least as wide as gdnsd's, and of
     the narrower ones, how many stop where gdnsd's network holds addresses the database does not locate
     (geodns runs with `geoip.unlocated` naming gdnsd's first datacenter, which is where gdnsd sends
@@ -99,8 +100,13 @@ def located_networks(db: Path, cache: Path, version: int, count: int, seed: int)
     return picked
 
 
-def ecs_message(qid: int, network: int, version: int) -> bytes:
-    qname = b"".join(bytes((len(p),)) + p.encode() for p in f"app.{ZONE}".split(".")) + b"\0"
+def ecs_message(qid: int, network: int, version: int, rng: random.Random | None = None) -> bytes:
+    """An A query for the record with a /24 or /56 Client Subnet; with ``rng``, each letter of the
+    name in a case drawn at random, as a 0x20 resolver (Google Public DNS) asks."""
+    name = f"app.{ZONE}"
+    if rng is not None:
+        name = "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+    qname = b"".join(bytes((len(p),)) + p.encode() for p in name.split(".")) + b"\0"
     if version == 4:
         family, source, address = 1, 24, network.to_bytes(3, "big")
     else:
@@ -110,10 +116,10 @@ def ecs_message(qid: int, network: int, version: int) -> bytes:
     return struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1) + qname + struct.pack("!HH", 1, 1) + opt
 
 
-def write_file(path: Path, networks: list[int], version: int) -> Path:
+def write_file(path: Path, networks: list[int], version: int, rng: random.Random | None = None) -> Path:
     data = bytearray()
     for i, network in enumerate(networks):
-        message = ecs_message(i & 0xFFFF, network, version)
+        message = ecs_message(i & 0xFFFF, network, version, rng)
         data += struct.pack("!H", len(message)) + message
     path.write_bytes(bytes(data))
     return path
@@ -241,6 +247,9 @@ def run(
             write_file(work / f"city-b-v{version}.bin", first, version),
             first[:SAMPLE],
         )
+    mixed_case = write_file(
+        work / "city-b-v4-0x20.bin", located_networks(db, cache, 4, 1_000_000, 20), 4, random.Random(20)
+    )
     from geodns.geo import compile as compiled
 
     (ours_file,) = cache.glob("areas-*.npz")
@@ -299,6 +308,8 @@ def run(
                 # (b) again: geodns remembers a network only on its second sighting, and its doorkeeper
                 # holds the last 131,072 of 1M, so each pass is first sight for nearly every network.
                 in_turns([gd, ge], f"b{version}", f"(b) 1M distinct once, IPv{version}", b, True, client_core)
+                if version == 4:  # the same from a 0x20 resolver: every name in a random case
+                    in_turns([gd, ge], "b4x", "(b) 1M distinct once, IPv4, 0x20", mixed_case, True, client_core)
                 wide = narrower_unlocated = total = 0
                 for network in sample:
                     g, o = scope_of(gd.port, network, version), scope_of(ge.port, network, version)
@@ -342,6 +353,7 @@ def run(
         ("a6", "(a) 10k /56s cycled, IPv6", "0.8"),
         ("b4", "(b) 1M /24s once, IPv4", "0.5"),
         ("b6", "(b) 1M /56s once, IPv6", "0.5"),
+        ("b4x", "(b) IPv4, 0x20 names (random case)", "-"),
         ("a4w", "(a) IPv4, both cores (dnsperf shares)", "-"),
         ("b4w", "(b) IPv4, both cores (dnsperf shares)", "-"),
     ):

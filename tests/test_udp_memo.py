@@ -149,9 +149,16 @@ def test_memo_hits_in_c_answer_and_count_as_the_handler_does(tmp_path):
     assert len(spread) == 3, spread
 
 
-def test_first_sights_are_answered_in_c_as_in_python(tmp_path):
+def _0x20(name: str, rng: random.Random) -> str:
+    """``name`` with each letter's case drawn at random, as a 0x20 resolver asks (RFC draft, "0x20")."""
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+
+
+@pytest.mark.parametrize("case", ["lower", "0x20"])
+def test_first_sights_are_answered_in_c_as_in_python(tmp_path, case):
     """Client subnets each seen once, as a large resolver sends them: after the first of each
-    place, the templates answer them without the handler, with the handler's bytes and counts."""
+    place, the templates answer them without the handler, with the handler's bytes and counts;
+    from a resolver that randomises the case of every name (0x20) as well, in its own case."""
     rng = random.Random(11)
     queries = []
     for n in range(400):
@@ -159,9 +166,13 @@ def test_first_sights_are_answered_in_c_as_in_python(tmp_path):
             ecs = dns.edns.ECSOption(f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0", 24)
         else:
             ecs = dns.edns.ECSOption(f"{rng.choice(['81.2.69', '175.16.199', '216.160.83'])}.{rng.randrange(256)}", 32)
-        q = dns.message.make_query("app.gslb.example.com.", "A", use_edns=0, options=[ecs])
+        qname = "app.gslb.example.com." if case == "lower" else _0x20("app.gslb.example.com.", rng)
+        q = dns.message.make_query(qname, "A", use_edns=0, options=[ecs])
         q.id = n
         queries.append(q.to_wire())
+        if n % 5 == 0:  # and repeats, for the memo
+            queries.append(n.to_bytes(2, "big") + queries[-1][2:])
+    queries = [n.to_bytes(2, "big") + q[2:] for n, q in enumerate(queries)]
     batched, endpoint = _engine(tmp_path / "a"), _engine(tmp_path / "b")
     got, calls, _ = _serve_all(batched, True, queries)
     want, _, _ = _serve_all(endpoint, False, queries)

@@ -6,9 +6,9 @@
  * binary search, the checks, the splice, the calls between them); gdnsd does the same in well
  * under one.  This is ``SubnetTemplates.answer`` for the common case, step for step, over the very
  * dicts and sets the Python path fills and reads; whatever it does not answer (a shape not known,
- * a place without a template, a repeat for the memo, a mixed-case name, an IPv4-mapped subnet, a
- * record that reads more than the area) it leaves untouched to the interpreter, which answers
- * as it would have anyway.  tests/test_udp_memo.py compares the two, byte for byte and count
+ * a place without a template, a repeat for the memo, an IPv4-mapped subnet, a record that reads
+ * more than the area) it leaves untouched to the interpreter, which answers as it would have
+ * anyway.  A name in mixed case (0x20) is looked up lower-cased and answered in its own case.  tests/test_udp_memo.py compares the two, byte for byte and count
  * for count.
  *
  * The loop reaches this through a capsule (``HOOK``) and a ``Context`` made before each batch
@@ -249,11 +249,12 @@ static Py_ssize_t answer(PyObject *ctx, const char *query, Py_ssize_t len, PyObj
     Py_ssize_t k = len - end - FIXED;
     if (k <= 0) return 0;
     Py_ssize_t cut = len - k;
-    PyObject *prefix = PyBytes_FromStringAndSize(query + 2, cut - 2);
+    /* ``rest`` has the name in lower case (0x20 resolvers), as the shapes' keys have it */
+    PyObject *prefix = PyBytes_FromStringAndSize(PyBytes_AS_STRING(rest), cut - 2);
     if (prefix == NULL) return -1;
     PyObject *shape = PyDict_GetItemWithError(c->entries, prefix); /* borrowed */
     Py_DECREF(prefix);
-    if (shape == NULL) return PyErr_Occurred() ? -1 : 0; /* not known, or a name with upper case */
+    if (shape == NULL) return PyErr_Occurred() ? -1 : 0; /* a shape not known yet */
     if (!PyTuple_Check(shape) || PyTuple_GET_SIZE(shape) < S_SIZE) return 0;
     if (PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, S_K)) != k) return PyErr_Occurred() ? -1 : 0;
     long mask = PyLong_AsLong(PyTuple_GET_ITEM(shape, S_MASK));

@@ -281,14 +281,31 @@ static void tally(Batch *self, Tally *t, long long took, PyObject *key, int ecs)
     t->counts[k].n++;
 }
 
-/* The answer for the query in slot i from the memo or the hook, as memo_answer says. */
+/* The answer for the query in slot i from the memo or the hook, as memo_answer says.
+ *
+ * Both are keyed by the query with its name in lower case (fastpath.py's ``_lowered``), which is
+ * how nearly every query arrives; a resolver that randomises the case of each name (0x20, as
+ * Google Public DNS does) is looked up lower-cased, and gets its own name back in the answer's
+ * question, as ``FastPath._memo_mixed_case`` does it.  The name ends at the first zero octet
+ * after the header (should a label hold one, what follows it is compared as it is, there too). */
 static Py_ssize_t answer_here(Batch *self, int i, PyObject *memo, PyObject *clients, const Hook *hook,
                               PyObject *hook_ctx, const char *data, Py_ssize_t len, char *out, PyObject **key,
                               int *ecs) {
     if (len < 12) return 0;
     PyObject *rest = PyBytes_FromStringAndSize(data + 2, len - 2);
     if (rest == NULL) return -1;
+    const char *zero = memchr(data + 12, 0, (size_t)(len - 12));
+    Py_ssize_t end = zero != NULL ? zero - data : 12;
+    int mixed = 0;
+    char *name = PyBytes_AS_STRING(rest) + 10; /* not hashed yet: still ours to change */
+    for (Py_ssize_t j = 0; j < end - 12; j++) {
+        if (name[j] >= 'A' && name[j] <= 'Z') {
+            name[j] += 'a' - 'A';
+            mixed = 1;
+        }
+    }
     Py_ssize_t size = memo_answer(self, i, memo, clients, rest, data, out, key, ecs);
+    if (size > 0 && mixed) memcpy(out + 12, data + 12, (size_t)(end - 12)); /* the asker's own case */
     if (size == 0 && hook != NULL) size = hook->answer(hook_ctx, data, len, rest, out, SLOT, key, ecs);
     Py_DECREF(rest);
     return size;

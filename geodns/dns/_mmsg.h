@@ -10,7 +10,7 @@
 
 typedef struct {
     /* The answer to the query ``data`` (``len`` at least 12: a header; ``rest``: its octets after
-     * the ID, as a bytes object),
+     * the ID, the name up to its first zero octet in lower case, as a bytes object),
      * written to ``out`` (``room`` octets): its length, with a new reference to its counting key
      * in ``key`` and whether it carried a client subnet in ``ecs``; 0 when the hook leaves it to
      * the interpreter (nothing counted, nothing changed); -1 with an exception set. */
