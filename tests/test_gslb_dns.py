@@ -305,3 +305,29 @@ def test_restart_keeps_runtime_drain_unless_reset(tmp_path):
             reset.stop()
     finally:
         redis.stop()
+
+
+def test_a_server_says_how_it_serves_udp_and_answers_either_way(tmp_path, monkeypatch, caplog):
+    """The compiled UDP loop is optional at install: the server says in its log which one serves
+    (a warning without it) and answers the same through either."""
+    import geodns.dns.listener
+
+    answers = {}
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(geodns.dns.listener, "AVAILABLE", False)  # as where nothing was built
+        caplog.clear()
+        with caplog.at_level("INFO", logger="geodns"):
+            server = start(tmp_path / str(compiled))
+            try:
+                answers[compiled] = [addresses(ask(server, *asked)) for asked in [(SG, 24), (US, 29)] * 2]
+            finally:
+                server.stop()
+        listening = [r.getMessage() for r in caplog.records if "event=listening transport=udp+tcp" in r.getMessage()]
+        slow = [r for r in caplog.records if "event=udp-slow-path" in r.getMessage()]
+        if compiled and geodns.dns.listener.AVAILABLE:
+            assert listening and all("udp=compiled" in m for m in listening) and not slow
+        elif not compiled:
+            assert listening and all("udp=asyncio" in m for m in listening)
+            assert slow and slow[0].levelname == "WARNING"
+    assert answers[True] == answers[False] == [{"203.0.113.10"}, {"192.0.2.10"}] * 2

@@ -126,6 +126,11 @@ class Listener:
         return {"address": self.address, "tcp_open": len(self.connections), **vars(self.stats)}
 
     @property
+    def udp_loop(self) -> str:
+        """How UDP is served: "compiled" (udp.py's loop in C) or "asyncio" (its datagram endpoint)."""
+        return "compiled" if isinstance(self.udp, BatchUDP) else "asyncio"
+
+    @property
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
