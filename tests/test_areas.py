@@ -165,6 +165,18 @@ def test_unlocated_clients_take_the_region_named_and_its_wider_scope(tmp_path_fa
     assert scopes["us"] < scopes[None], scopes
 
 
+def test_the_compiled_file_is_named_after_geoip_unlocated_too() -> None:
+    """A compile with ``geoip.unlocated`` holds other areas than one without: never the same file."""
+    from geodns.geo import compile as areas_compile
+
+    plain = areas_compile.digest(b"db", [], REGIONS)
+    assert areas_compile.digest(b"db", [], REGIONS, None) == plain  # the name files had before the word
+    assert (
+        len({plain, areas_compile.digest(b"db", [], REGIONS, "us"), areas_compile.digest(b"db", [], REGIONS, "eu")})
+        == 3
+    )
+
+
 def test_areas_wait_for_nothing_without_regions() -> None:
     """A Locator without regions (explain, tools) compiles nothing and answers area() exactly."""
     locator = Locator(GeoIPConfig(DB, (GeoNetwork(ipaddress.ip_network("10.0.0.0/8"), "us"),)))
@@ -243,14 +255,16 @@ def test_a_database_replaced_while_starting_is_never_compiled_under_the_old_ones
 
     database = tmp_path / "GeoLite2-City.mmdb"
     shutil.copy(DB, database)
-    name = areas_compile.digest(hashlib.sha256(DB.read_bytes()).digest(), [], REGIONS)
+    # Regions no other test has, so no other test can have compiled this file already.
+    regions = {**REGIONS, "only-here": Region("only-here", -12.5, 171.25, "OC", ())}
+    name = areas_compile.digest(hashlib.sha256(DB.read_bytes()).digest(), [], regions)
     out = locator_module.cache_dir() / f"areas-{name}.npz"
-    assert not out.exists()  # a digest no other test has: a database path of this test's own
+    assert not out.exists()
     # Hold the compile back (its lock) until the file is replaced, as an update at the wrong moment would.
     held = locator_module._COMPILING.setdefault(out, threading.Lock())
     with caplog.at_level("WARNING", logger="geodns.geo.locator"):
         with held:
-            locator = Locator(GeoIPConfig(database), regions=REGIONS, defer_verify=True)
+            locator = Locator(GeoIPConfig(database), regions=regions, defer_verify=True)
             replacement = tmp_path / "download.tmp"
             shutil.copy(DATA / "geo" / "GeoIP2-Country-Test.mmdb", replacement)
             os.replace(replacement, database)

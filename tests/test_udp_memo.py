@@ -72,8 +72,10 @@ def _queries() -> list[bytes]:
             q = dns.message.make_query("spread.gslb.example.com.", rng.choice(["A", "AAAA"]))
         elif pick == 6:
             q = dns.message.make_query(f"nope{rng.randrange(3)}.gslb.example.com.", "A", want_dnssec=True)
-        else:
+        elif rng.random() < 0.5:
             q = dns.message.make_query("mail.gslb.example.com.", "MX")
+        else:  # a type counted as "other" (0): folded alike on both paths
+            q = dns.message.make_query("mail.gslb.example.com.", "LOC")
         q.id = n
         made.append(q.to_wire())
     made[100] = b"\x00\x01\x02"  # a runt: dropped
@@ -98,7 +100,7 @@ def _serve_all(engine, batch: bool, queries: list[bytes]) -> tuple[list[bytes | 
     thread.start()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
-    client.settimeout(0.5)
+    client.settimeout(5)
     answers: list[bytes | None] = []
     try:
         asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
@@ -233,4 +235,5 @@ def test_a_failing_callback_costs_no_other_datagram(tmp_path):
     engine.responder.ttl = broken  # the hook (C) and the handler (Python) both call it
     answers, _, stats = _serve_all(engine, True, first_sights(100))
     assert all(a is not None and dns.message.from_wire(a).rcode() == dns.rcode.SERVFAIL for a in answers)
-    assert stats.udp_queries == 40 and stats.handler_errors >= 40
+    # The handler's 40 errors, and the hook's own for the datagrams it got as far as the TTL with.
+    assert stats.udp_queries == 40 and stats.handler_errors > 40

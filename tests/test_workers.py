@@ -264,3 +264,42 @@ def test_a_write_a_stuck_worker_has_not_confirmed_is_a_503(tmp_path):
     finally:
         os.kill(pids[0], signal.SIGCONT)
         assert proc.stop() == 0
+
+
+def test_a_port_0_taken_for_udp_after_the_probe_is_tried_again(monkeypatch):
+    """``dns_listen: ["127.0.0.1:0"]``: the probe finds a port free for TCP and UDP, but another
+    process may take it for UDP before the bind (a suite run failed so).  Another port is tried;
+    a port the operator named is not, and twenty in a row give a clear error."""
+    import errno
+
+    from geodns.process import claim
+    from geodns.tooling.stack.topology import free_port
+
+    real, failed = claim._pairs, []
+
+    def taken_twice(host, port, count, reuse_port):
+        if len(failed) < 2:
+            failed.append(port)
+            raise OSError(errno.EADDRINUSE, "taken since the probe")
+        return real(host, port, count, reuse_port)
+
+    monkeypatch.setattr(claim, "_pairs", taken_twice)
+    listen, slots = claim.claim_addresses((("127.0.0.1", 0),), 1, reuse_port=False)
+    try:
+        (_, port), ((_, tcp, udp),) = listen[0], slots[0]
+        assert len(failed) == 2 and port != 0
+        assert tcp.getsockname()[1] == udp.getsockname()[1] == port
+    finally:
+        for bound in slots:
+            for _, tcp, udp in bound:
+                tcp.close()
+                udp.close()
+
+    monkeypatch.setattr(claim, "_pairs", lambda *a: (_ for _ in ()).throw(OSError(errno.EADDRINUSE, "taken")))
+    with pytest.raises(OSError, match="no port free for both TCP and UDP on 127.0.0.1"):
+        claim.claim_addresses((("127.0.0.1", 0),), 1, reuse_port=False)
+    failed.clear()
+    monkeypatch.setattr(claim, "_pairs", taken_twice)
+    with pytest.raises(OSError, match="taken since the probe"):
+        claim.claim_addresses((("127.0.0.1", free_port()),), 1, reuse_port=False)
+    assert len(failed) == 1  # a named port: tried once

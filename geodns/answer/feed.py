@@ -5,7 +5,8 @@ fast path's memo and splices the ID onto the stored answer without entering
 Python, which is what ``FastPath.answer`` does for a memo hit.  What Python
 still does for those queries happens here, once per batch instead of once per
 query: ``memo`` runs the fast path's freshness checks (a new live view or new
-signatures drop stale entries) before the batch, and hands over the subnet
+signatures drop stale entries) before each call of the loop (up to four batches,
+which no other task can interleave), and hands over the subnet
 templates' answer in C (``FastPath.hook``) for first sights; ``account`` adds what the
 batch's hits counted to the same counters ``engine.handle`` keeps (queries per
 zone, type and rcode; ECS; the answer-time histogram; the fast path's hits),

@@ -48,7 +48,7 @@ class MemoFeed(Protocol):
     bounds: tuple[float, ...]  # upper bounds (seconds) of the answer-time histogram ``account`` gets
 
     def memo(self) -> tuple[dict, tuple | None] | None:
-        """The memo (query after its ID -> entry), fresh for the batch about to be read, and a hook
+        """The memo (query after its ID -> entry), fresh for the batches about to be read, and a hook
         asked after it ((capsule, context), _mmsg.h) or None; None: no memo."""
 
     def account(self, counted: tuple) -> None:
@@ -87,7 +87,8 @@ class BatchUDP:
         received, counted, errors, error = self._batch.serve(memo, self._slow, self._clients, hook)
         stats.udp_queries += received
         if errors:
-            # The memo's or the hook's Python raised for these datagrams; the handler answered them.
+            # The memo's or the hook's Python raised for these datagrams; the handler answered them
+            # (and counts once more each that fails there too: a bug shows as at least one error).
             stats.handler_errors += errors
             log.debug("the memo or its hook failed for %d datagrams", errors, exc_info=error)
         if counted is not None:

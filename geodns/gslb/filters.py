@@ -75,7 +75,8 @@ def geo(candidates: list[Candidate], client: Client, ctx: Context, notes: list[s
         kept = [c for c in candidates if c.cluster.region == location.region]
         if kept:
             if notes is not None:
-                notes.append(f"operator network puts the client in region {location.region}")
+                by = "geoip.unlocated" if location.source == "default" else "operator network"
+                notes.append(f"{by} puts the client in region {location.region}")
             return kept
         home = ctx.regions.get(location.region)
         if continent is None and home is not None:

@@ -83,8 +83,10 @@ def claim_addresses(
                     except OSError as exc:
                         # A port of 0 is free between the probe and the bind only as far as this
                         # process knows: another may have taken it for UDP since.  Try another one.
-                        if port != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:
+                        if port != 0 or exc.errno != errno.EADDRINUSE:
                             raise
+                        if attempt == 19:
+                            raise OSError(errno.EADDRINUSE, f"no port free for both TCP and UDP on {host}") from None
                 for bound, pair in zip(slots, pairs):
                     bound.append(pair)
                 concrete.append((host, chosen))
