@@ -87,23 +87,18 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        attempts = 0 if self.sockets is not None else 20 if self.port == 0 else 1
         if self.sockets is not None:
             tcp_sock, udp_sock = self.sockets
-            port = tcp_sock.getsockname()[1]
-        for attempt in range(attempts):
-            tcp_sock = _bound_socket(family, socket.SOCK_STREAM, self.host, self.port, self.reuse_port)
-            port = tcp_sock.getsockname()[1]
-            try:
-                udp_sock = _bound_socket(family, socket.SOCK_DGRAM, self.host, port, self.reuse_port)
-            except OSError:
-                tcp_sock.close()
-                if attempt + 1 == attempts:
-                    raise
-                continue
-            break
-        self.port = port
+        else:
+            attempts = 20 if self.port == 0 else 1  # port 0: TCP's free port may be taken for UDP
+            for attempt in range(attempts):
+                try:
+                    tcp_sock, udp_sock = bound_pair(self.host, self.port, self.reuse_port)
+                    break
+                except OSError:
+                    if attempt + 1 == attempts:
+                        raise
+        self.port = tcp_sock.getsockname()[1]
         self.tcp = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock, backlog=1024)
         if self.batch_udp and AVAILABLE:
             batch = BatchUDP(udp_sock, self.handler, self.stats, self.feed)
@@ -133,6 +128,18 @@ class Listener:
     @property
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def bound_pair(host: str, port: int, reuse_port: bool = False) -> tuple[socket.socket, socket.socket]:
+    """A TCP and a UDP socket bound to ``host:port`` (a port of 0: the one TCP was given); on an
+    error neither stays bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port)
+    try:
+        return tcp, _bound_socket(family, socket.SOCK_DGRAM, host, tcp.getsockname()[1], reuse_port)
+    except OSError:
+        tcp.close()
+        raise
 
 
 def _bound_socket(

@@ -18,7 +18,7 @@ import errno
 import socket
 import time
 
-from ..dns.listener import _bound_socket
+from ..dns.listener import _bound_socket, bound_pair
 
 BIND_LOCK = b"\0geodns-dns-listen-bind"
 BIND_LOCK_WAIT = 5.0
@@ -101,17 +101,10 @@ def claim_addresses(
 
 def _pairs(host: str, port: int, count: int, reuse_port: bool) -> list[Bound]:
     """``count`` bound (host, TCP, UDP) triples on ``host:port``; on an error none stays bound."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     pairs: list[Bound] = []
     try:
         for _ in range(count):
-            tcp = _bound_socket(family, socket.SOCK_STREAM, host, port, reuse_port=reuse_port)
-            try:
-                udp = _bound_socket(family, socket.SOCK_DGRAM, host, port, reuse_port=reuse_port)
-            except OSError:
-                tcp.close()
-                raise
-            pairs.append((host, tcp, udp))
+            pairs.append((host, *bound_pair(host, port, reuse_port)))
     except OSError:
         for _, tcp, udp in pairs:
             tcp.close()
