@@ -8,8 +8,8 @@
  * dicts and sets the Python path fills and reads; whatever it does not answer (a shape not known,
  * a place without a template, a repeat for the memo, an IPv4-mapped subnet, a record that reads
  * more than the area) it leaves untouched to the interpreter, which answers as it would have
- * anyway.  A name in mixed case (0x20) is looked up lower-cased and answered in its own case.  tests/test_udp_memo.py compares the two, byte for byte and count
- * for count.
+ * anyway.  A name in mixed case (0x20) is looked up lower-cased and answered in its own case.
+ * tests/test_udp_memo.py compares the two, byte for byte and count for count.
  *
  * The loop reaches this through a capsule (``HOOK``) and a ``Context`` made before each batch
  * (fastpath.py, ``FastPath.hook``): the templates, the doorkeeper's sets, the record's TTL, the

@@ -189,15 +189,14 @@ static Py_ssize_t memo_answer(Batch *self, int i, PyObject *memo, PyObject *clie
             return -1;
         }
         tail = PyTuple_GET_ITEM(tails, at);
-        if (!PyBytes_CheckExact(tail) || PyBytes_GET_SIZE(tail) + 2 > SLOT) {
-            Py_DECREF(entry); /* counted already: the Python path must not count it again */
-            PyErr_SetString(PyExc_TypeError, "a memo entry's answer is not a datagram's bytes");
-            return -1;
-        }
     }
     if (!PyBytes_CheckExact(tail) || PyBytes_GET_SIZE(tail) + 2 > SLOT) {
+        int counted = PyTuple_GET_ITEM(entry, 0) == Py_None;
         Py_DECREF(entry);
-        return 0;
+        if (!counted) return 0; /* not an answer of ours: the Python path's */
+        /* again() counted it already: the Python path must not count it again */
+        PyErr_SetString(PyExc_TypeError, "a memo entry's answer is not a datagram's bytes");
+        return -1;
     }
     Py_ssize_t size = PyBytes_GET_SIZE(tail);
     out[0] = data[0];

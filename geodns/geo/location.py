@@ -25,10 +25,6 @@ class Location:
     source: str  # "networks" | "geoip" | "default" (geoip.unlocated) | "none"
 
 
-# Nothing known, and nothing looked at: valid for every address.
-UNKNOWN = Location(None, None, None, None, None, 0, "none")
-
-
 def nowhere(prefix: int, unlocated: str | None) -> Location:
     """Where the addresses of a /``prefix`` the database does not place are taken to be: the
     region ``geoip.unlocated`` names (as gdnsd takes its first datacenter, Route 53 its default
@@ -36,3 +32,7 @@ def nowhere(prefix: int, unlocated: str | None) -> Location:
     if unlocated is not None:
         return Location(unlocated, None, None, None, None, prefix, "default")
     return Location(None, None, None, None, None, prefix, "none")
+
+
+# Nothing known, and nothing looked at: valid for every address.
+UNKNOWN = nowhere(0, None)
